@@ -1,0 +1,3 @@
+from authtrace.cli import main
+
+main()

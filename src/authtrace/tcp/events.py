@@ -1,0 +1,92 @@
+"""What TCP reassembly yields: per-connection, per-direction stream events.
+
+Invariant: bytes are never invented. Data is delivered in sequence order; a
+hole that cannot be filled is reported as a `StreamGap` of known length.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+
+
+class Direction(enum.Enum):
+    TO_SERVER = "to_server"
+    TO_CLIENT = "to_client"
+
+
+@dataclass(frozen=True, slots=True)
+class Endpoint:
+    ip: str
+    port: int
+
+    def __str__(self) -> str:
+        if ":" in self.ip:
+            return f"[{self.ip}]:{self.port}"
+        return f"{self.ip}:{self.port}"
+
+
+@dataclass(frozen=True, slots=True)
+class ConnectionOpened:
+    """First packet of a connection. id: 0-based, in order of first packet, as
+    Wireshark's tcp.stream (a new SYN after a close starts a new id)."""
+
+    connection: int
+    client: Endpoint
+    server: Endpoint
+    frame: int
+    timestamp: float
+    syn_seen: bool
+
+
+@dataclass(frozen=True, slots=True)
+class StreamData:
+    """Contiguous bytes of one direction. frame: the frame whose segment
+    completed (or carried) these bytes; first_frame: where they started."""
+
+    connection: int
+    direction: Direction
+    data: bytes
+    first_frame: int
+    frame: int
+    timestamp: float
+
+
+@dataclass(frozen=True, slots=True)
+class StreamGap:
+    """length bytes of one direction were never captured (loss, snaplen, start
+    of connection before the capture). frame: where the gap became certain."""
+
+    connection: int
+    direction: Direction
+    length: int
+    frame: int
+    timestamp: float
+
+
+class CloseReason(enum.Enum):
+    FIN = "fin"
+    RST = "rst"
+    END_OF_CAPTURE = "end_of_capture"
+    PORT_REUSED = "port_reused"
+
+
+@dataclass(frozen=True, slots=True)
+class ConnectionClosed:
+    """The connection ended (or the capture did). Carries its summary."""
+
+    connection: int
+    reason: CloseReason
+    closed_by: Direction | None
+    frame: int
+    timestamp: float
+    first_frame: int
+    last_frame: int
+    syn_seen: bool
+    fin_seen: bool
+    rst_seen: bool
+    gap_bytes: int
+    packets: int
+
+
+StreamEvent = ConnectionOpened | StreamData | StreamGap | ConnectionClosed
