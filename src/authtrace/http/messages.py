@@ -8,6 +8,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from authtrace.anomalies import Anomaly
+from authtrace.tcp.events import Endpoint
+
 
 @dataclass(frozen=True, slots=True)
 class Header:
@@ -87,3 +90,38 @@ def _first(headers: tuple[Header, ...], name: str) -> str | None:
 def _all(headers: tuple[Header, ...], name: str) -> list[str]:
     lowered = name.lower()
     return [header.value for header in headers if header.name.lower() == lowered]
+
+
+@dataclass(frozen=True, slots=True)
+class GapMark:
+    """Where a TCP connection lost bytes (loss, snaplen, capture start)."""
+
+    direction: str  # tcp.events.Direction value
+    length: int
+    frame: int
+
+
+@dataclass(frozen=True, slots=True)
+class HttpConnection:
+    """One TCP connection as the HTTP layer leaves it: who talked to whom, how it
+    began and ended, and its exchanges in order. Built by the pipeline from the
+    TCP layer's events and the HTTP tracker's output."""
+
+    id: int
+    client: Endpoint
+    server: Endpoint
+    first_frame: int
+    last_frame: int
+    first_timestamp: float
+    last_timestamp: float
+    syn_seen: bool
+    fin_seen: bool
+    rst_seen: bool
+    close_reason: str  # tcp.events.CloseReason value
+    closed_by: str | None  # tcp.events.Direction value
+    close_frame: int
+    packets: int
+    gaps: tuple[GapMark, ...]
+    exchanges: tuple[Exchange, ...]
+    is_http: bool
+    anomalies: tuple[Anomaly, ...] = ()
