@@ -1,0 +1,99 @@
+"""Shared pieces of the decoded token objects: labelled wire numbers, and the
+one place where decoded Kerberos/SPNEGO objects are rendered to JSON-ready
+dicts with their secrets redacted.
+
+Invariant: a field listed in `SECRET_FIELD_NAMES` is never rendered as its
+bytes unless `show_secrets` is true; its presence and length always are.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+from dataclasses import dataclass
+from typing import Any
+
+from authtrace.auth import redact as _redact
+
+# Field names of the dataclasses in kerberos/messages.py and auth/spnego.py
+# whose bytes are secrets, besides auth/redact.py's SECRET_FIELDS: cipher text,
+# pre-authentication values (an encrypted timestamp is crackable), MICs, and
+# the raw token (which contains all of these).
+SECRET_FIELD_NAMES = frozenset({"cipher", "value", "raw", "mech_list_mic", "mech_token"})
+
+
+@dataclass(frozen=True, slots=True)
+class Labelled:
+    """A number from the wire and its label (``UNKNOWN (n)`` when unknown)."""
+
+    value: int
+    name: str
+
+    def __str__(self) -> str:
+        return self.name
+
+
+def label(table: dict[int, str], value: int) -> Labelled:
+    return Labelled(value, table.get(value, f"UNKNOWN ({value})"))
+
+
+def flag_names(table: dict[int, str], value: int, bits: int = 32) -> tuple[str, ...]:
+    """Names of the bits set in an RFC 4120 flag BIT STRING, where bit 0 is
+    the most significant bit of `value` (`bits` long)."""
+    names = []
+    for bit in range(bits):
+        if value >> (bits - 1 - bit) & 1:
+            names.append(table.get(bit, f"bit-{bit}"))
+    return tuple(names)
+
+
+def redact_bytes(value: bytes, show_secrets: bool) -> str:
+    """Render secret bytes the way every authtrace layer does (auth/redact.py)."""
+    return _redact.redact_bytes(value, show_secrets)
+
+
+def is_secret(name: str) -> bool:
+    return name in SECRET_FIELD_NAMES or _redact.is_secret_field(name)
+
+
+MAX_RENDER_DEPTH = 16
+
+
+def render(obj: Any, show_secrets: bool, depth: int = 0) -> Any:
+    """JSON-ready rendering of a decoded value (dataclass, enum, bytes...)."""
+    if depth > MAX_RENDER_DEPTH:
+        return "<nested too deep>"
+    if isinstance(obj, Labelled):
+        return {"value": obj.value, "name": obj.name}
+    if isinstance(obj, enum.Enum):
+        return obj.value
+    if isinstance(obj, bytes):
+        return obj.hex()
+    if isinstance(obj, tuple | list):
+        return [render(item, show_secrets, depth + 1) for item in obj]
+    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
+        to_dict = getattr(obj, "to_dict", None)
+        if to_dict is not None and depth > 0:
+            return to_dict(show_secrets)
+        return dataclass_to_dict(obj, show_secrets, depth)
+    if obj is None or isinstance(obj, str | int | float | bool):
+        return obj
+    return str(obj)
+
+
+def dataclass_to_dict(obj: Any, show_secrets: bool, depth: int = 0) -> dict[str, Any]:
+    """Render every field of a dataclass; secret byte fields are redacted."""
+    out: dict[str, Any] = {"type": type(obj).__name__}
+    mechanism = getattr(obj, "mechanism", None)
+    message = getattr(obj, "message", None)
+    if isinstance(mechanism, enum.Enum):
+        out["mechanism"] = mechanism.value
+    if isinstance(message, enum.Enum):
+        out["message"] = message.value
+    for field in dataclasses.fields(obj):
+        value = getattr(obj, field.name)
+        if isinstance(value, bytes) and is_secret(field.name):
+            out[field.name] = redact_bytes(value, show_secrets)
+        else:
+            out[field.name] = render(value, show_secrets, depth + 1)
+    return out
