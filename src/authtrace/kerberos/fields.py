@@ -19,7 +19,9 @@ from authtrace.auth import redact as _redact
 # whose bytes are secrets, besides auth/redact.py's SECRET_FIELDS: cipher text,
 # pre-authentication values (an encrypted timestamp is crackable), MICs, and
 # the raw token (which contains all of these).
-SECRET_FIELD_NAMES = frozenset({"cipher", "value", "raw", "mech_list_mic", "mech_token"})
+SECRET_FIELD_NAMES = frozenset(
+    {"cipher", "value", "raw", "mech_list_mic", "mech_token", "response_token", "inner_token"}
+)
 
 
 @dataclass(frozen=True, slots=True)
