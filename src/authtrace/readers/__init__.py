@@ -1,1 +1,12 @@
-"""readers layer."""
+"""readers layer: capture files in, numbered frames out.
+
+Public API: `open_capture(source) -> Capture` (iterable of `Frame`, with
+`.format` and `.anomalies`) and `CaptureError`. Formats: pcap (all byte
+orders and resolutions), pcapng, Network Monitor 1.x/2.x, each optionally
+gzip-compressed; detection is by magic, never by file name.
+"""
+
+from authtrace.readers.base import CaptureError, Frame
+from authtrace.readers.capture import Capture, open_capture
+
+__all__ = ["Capture", "CaptureError", "Frame", "open_capture"]

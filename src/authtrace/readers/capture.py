@@ -1,0 +1,146 @@
+"""Opening a capture: format detection by magic, gzip, and the `Capture` handle.
+
+Owns: `open_capture`, the one entry point of the readers layer. It sniffs the
+first bytes (never the file name), unwraps gzip by streaming, and hands the
+rest to the pcap, pcapng or Network Monitor record reader.
+
+Invariant: `open_capture` raises `CaptureError` (one line) only when nothing
+can be read; afterwards iteration never raises, and damage is recorded in
+`Capture.anomalies` as it is met. Frames are read lazily, one record at a time.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from struct import error as struct_error
+from typing import BinaryIO
+
+from authtrace.anomalies import Anomaly
+from authtrace.readers import netmon, pcap, pcapng
+from authtrace.readers.base import CaptureError, Frame
+from authtrace.readers.source import (
+    CHUNK,
+    GZIP_MAGIC,
+    Input,
+    gunzip,
+    open_source,
+    read_up_to,
+    spool,
+)
+
+
+class Capture:
+    """A capture being read. Iterate it once for its frames (lazily).
+
+    format: "pcap", "pcap-ns", "pcap-modified", "pcapng", "netmon1", "netmon2",
+        with "+gzip" when the file was gzip-compressed.
+    anomalies: damage met while reading (capture-truncated, capture-corrupt).
+    """
+
+    def __init__(self, format: str, frames: Iterator[Frame], source: Input) -> None:
+        self.format = format
+        self.anomalies: list[Anomaly] = []
+        self._frames = frames
+        self._source = source
+
+    def __iter__(self) -> Iterator[Frame]:
+        try:
+            yield from self._frames
+        finally:
+            self.close()
+
+    def close(self) -> None:
+        self._source.close()
+
+    def __enter__(self) -> Capture:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def _describe(source: str | os.PathLike[str] | BinaryIO) -> str:
+    if isinstance(source, str) and source == "-":
+        return "standard input"
+    if isinstance(source, (str, os.PathLike)):
+        return os.path.basename(os.fspath(source))
+    return str(getattr(source, "name", "stream"))
+
+
+def open_capture(source: str | os.PathLike[str] | BinaryIO) -> Capture:
+    """Open a pcap, pcapng or Network Monitor capture (optionally gzip-compressed).
+
+    `source` is a path, "-" for standard input (read as a stream), or an open
+    binary file. Raises CaptureError when nothing can be read from it.
+    """
+    label = _describe(source)
+    try:
+        stream, owned, seekable = open_source(source)
+    except OSError as exc:
+        raise CaptureError(f"{label}: cannot open: {exc.strerror or exc}") from None
+    closing: list[BinaryIO] = [stream] if owned else []
+    try:
+        return _open(stream, seekable, closing, label)
+    except CaptureError:
+        Input(stream, closing).close()
+        raise
+    except Exception as exc:  # noqa: BLE001 - one line, never a traceback
+        Input(stream, closing).close()
+        raise CaptureError(f"{label}: cannot read: {exc}") from None
+
+
+def _open(stream: BinaryIO, seekable: bool, closing: list[BinaryIO], label: str) -> Capture:
+    head = read_up_to(stream, CHUNK)
+    suffix = ""
+    if head[:2] == GZIP_MAGIC:
+        stream = gunzip(head, stream)
+        closing.append(stream)
+        seekable = False
+        suffix = "+gzip"
+        source = Input(stream, closing)
+        head = b""
+        while len(head) < 4096:
+            more = source.read(CHUNK)
+            if not more:
+                break
+            head += more
+        if source.error is not None and not head:
+            raise CaptureError(f"{label}: damaged gzip data: {source.error.message}")
+    else:
+        source = Input(stream, closing)
+    if not head:
+        raise CaptureError(f"{label}: empty file")
+    magic = head[:4]
+    if magic in pcap.MAGICS:
+        try:
+            order, scale, record_size, _link = pcap.parse_header(head)
+        except ValueError as exc:
+            raise CaptureError(f"{label}: {exc}") from None
+        name = "pcap-modified" if record_size != 16 else "pcap-ns" if scale < 1e-6 else "pcap"
+        capture = Capture(name + suffix, iter(()), source)
+        capture._frames = pcap.frames(source, head, capture.anomalies, label)
+        return capture
+    if magic == pcapng.SHB_TYPE:
+        if len(head) < 12 or head[8:12] not in (b"\x4d\x3c\x2b\x1a", b"\x1a\x2b\x3c\x4d"):
+            raise CaptureError(f"{label}: pcapng section header is incomplete or damaged")
+        capture = Capture("pcapng" + suffix, iter(()), source)
+        capture._frames = pcapng.frames(source, head, capture.anomalies, label)
+        return capture
+    if magic in (netmon.MAGIC_1X, netmon.MAGIC_2X):
+        if not seekable:
+            # The frame table is at the end: copy the stream to a temporary
+            # file (disk, not memory) to reach it.
+            stream = spool(head, source.stream)
+            closing.append(stream)
+            source = Input(stream, closing)
+        try:
+            table = netmon.NetmonFile(source.stream)
+        except (netmon.NetmonHeaderError, OSError, struct_error) as exc:
+            raise CaptureError(f"{label}: {exc}") from None
+        name = "netmon1" if table.major == 1 else "netmon2"
+        capture = Capture(name + suffix, iter(()), source)
+        capture._frames = netmon.frames(source.stream, table, capture.anomalies, label)
+        return capture
+    first = head[:4].hex()
+    raise CaptureError(f"{label}: not a capture file (unknown format, first bytes {first})")

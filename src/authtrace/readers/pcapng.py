@@ -1,0 +1,228 @@
+"""The pcapng file format (draft-ietf-opsawg-pcapng): sections, interfaces,
+packet blocks.
+
+Owns: walking blocks, remembering each section's byte order and each
+interface's link type and time-stamp resolution (if_tsresol, if_tsoffset),
+and yielding one `Frame` per Enhanced, Simple or obsolete Packet Block (and
+per systemd Journal Export Block, which Wireshark also numbers as a frame).
+Unknown blocks are skipped.
+
+Invariant: memory is one read chunk plus one block (bounded by MAX_BLOCK;
+larger blocks that carry no packet are skipped without being held). Damage
+stops reading with an anomaly; nothing is raised after the first block.
+"""
+
+from __future__ import annotations
+
+import struct
+from collections.abc import Iterator
+
+from authtrace.anomalies import Anomaly
+from authtrace.readers.base import Frame
+from authtrace.readers.linktypes import LINKTYPE_SYSTEMD_JOURNAL
+from authtrace.readers.pcap import MAX_RECORD, report_end
+from authtrace.readers.source import CHUNK, Input
+
+SHB_TYPE = b"\x0a\x0d\x0d\x0a"  # section header block: the same in both byte orders
+MAX_BLOCK = MAX_RECORD + 64 * 1024  # a packet of the largest size plus generous options
+
+# Block types (draft-ietf-opsawg-pcapng section 4 and 11.1)
+_IDB = 0x00000001
+_OPB = 0x00000002  # obsolete Packet Block (appendix A)
+_SPB = 0x00000003
+_EPB = 0x00000006
+_JOURNAL = 0x00000009
+_PACKET_BLOCKS = (_OPB, _SPB, _EPB, _JOURNAL)
+
+# Interface Description Block options (section 4.2)
+_IF_TSRESOL = 9
+_IF_TSOFFSET = 14
+
+_BOM_LE = b"\x4d\x3c\x2b\x1a"
+_BOM_BE = b"\x1a\x2b\x3c\x4d"
+
+
+class _Interface:
+    __slots__ = ("link_type", "divisor", "offset", "snaplen")
+
+    def __init__(self, link_type: int, divisor: float, offset: int, snaplen: int) -> None:
+        self.link_type = link_type
+        self.divisor = divisor
+        self.offset = offset
+        self.snaplen = snaplen
+
+
+def _parse_interface(block: bytes, order: str) -> _Interface:
+    """Interface Description Block (section 4.2); default resolution is 10^-6 s."""
+    link_type, _reserved, snaplen = struct.unpack_from(order + "HHI", block, 8)
+    divisor: float = 1e6
+    offset = 0
+    pos = 16
+    end = len(block) - 4
+    option = struct.Struct(order + "HH")
+    # Options: code, length, value padded to 32 bits; bounded by the block.
+    while pos + 4 <= end:
+        code, length = option.unpack_from(block, pos)
+        value = block[pos + 4 : pos + 4 + length]
+        if code == 0:
+            break
+        if code == _IF_TSRESOL and length >= 1:
+            # Most significant bit set: a negative power of two, else of ten.
+            exponent = value[0] & 0x7F
+            base = 2 if value[0] & 0x80 else 10
+            divisor = float(base**exponent)
+        elif code == _IF_TSOFFSET and length == 8:
+            (offset,) = struct.unpack(order + "q", value)
+        pos += 4 + ((length + 3) & ~3)
+    return _Interface(link_type, divisor, offset, snaplen)
+
+
+def frames(source: Input, buffer: bytes, anomalies: list[Anomaly], label: str) -> Iterator[Frame]:
+    """Frames from a pcapng stream whose first bytes are `buffer`."""
+    number = 0
+    try:
+        read = source.read
+        buf = buffer
+        pos = 0
+        size = len(buf)
+        header = struct.Struct("<II")
+        epb = struct.Struct("<IIIII")
+        opb = struct.Struct("<HHIIII")
+        spb = struct.Struct("<I")
+        interfaces: list[_Interface] = []
+        while True:
+            if size - pos < 12:
+                more = read(CHUNK)
+                if not more:
+                    break
+                buf = buf[pos:] + more
+                pos = 0
+                size = len(buf)
+                continue
+            if buf[pos : pos + 4] == SHB_TYPE:
+                # A new section may switch byte order; its interfaces start afresh.
+                bom = buf[pos + 8 : pos + 12]
+                if bom == _BOM_LE:
+                    order = "<"
+                elif bom == _BOM_BE:
+                    order = ">"
+                else:
+                    _stop(anomalies, label, number, "section header with an unknown byte order")
+                    return
+                header = struct.Struct(order + "II")
+                epb = struct.Struct(order + "IIIII")
+                opb = struct.Struct(order + "HHIIII")
+                spb = struct.Struct(order + "I")
+                interfaces = []
+            block_type, length = header.unpack_from(buf, pos)
+            if length < 12 or length % 4:
+                _stop(anomalies, label, number, f"block of impossible length {length}")
+                return
+            if length > MAX_BLOCK:
+                if block_type in _PACKET_BLOCKS or block_type in (_IDB, 0x0A0D0D0A):
+                    _stop(anomalies, label, number, f"block claims {length} bytes")
+                    return
+                # A large block without packets (name resolution, decryption
+                # secrets): skip it without holding it in memory.
+                if size - pos >= length:
+                    pos += length
+                    continue
+                skip = length - (size - pos)
+                buf, pos, size = b"", 0, 0
+                while skip > 0:
+                    more = read(min(CHUNK, skip))
+                    if not more:
+                        break
+                    skip -= len(more)
+                if skip > 0:
+                    report_end(source, length - skip, number, anomalies, label)
+                    return
+                continue
+            end = pos + length
+            if end > size:
+                more = read(max(CHUNK, length))
+                if not more:
+                    break
+                buf = buf[pos:] + more
+                pos = 0
+                size = len(buf)
+                continue
+            if block_type == _EPB:
+                # Enhanced Packet Block (section 4.3)
+                interface_id, high, low, captured, original = epb.unpack_from(buf, pos + 8)
+                if captured > length - 32 or captured > MAX_RECORD:
+                    _stop(anomalies, label, number, f"packet block claims {captured} bytes")
+                    return
+                if interface_id >= len(interfaces):
+                    _stop(anomalies, label, number, f"undeclared interface {interface_id}")
+                    return
+                interface = interfaces[interface_id]
+                number += 1
+                yield Frame(
+                    number,
+                    ((high << 32) | low) / interface.divisor + interface.offset,
+                    interface.link_type,
+                    buf[pos + 28 : pos + 28 + captured],
+                    original,
+                )
+            elif block_type == _SPB:
+                # Simple Packet Block (section 4.4): interface 0, no time stamp;
+                # captured length is what the block holds, at most the snaplen.
+                if not interfaces:
+                    _stop(anomalies, label, number, "simple packet block before any interface")
+                    return
+                interface = interfaces[0]
+                (original,) = spb.unpack_from(buf, pos + 8)
+                captured = min(original, length - 16)
+                if interface.snaplen:
+                    captured = min(captured, interface.snaplen)
+                number += 1
+                yield Frame(
+                    number,
+                    0.0,
+                    interface.link_type,
+                    buf[pos + 12 : pos + 12 + captured],
+                    original,
+                )
+            elif block_type == _OPB:
+                # Packet Block (obsolete, appendix A): 16-bit interface id and drops count.
+                interface_id, _drops, high, low, captured, original = opb.unpack_from(buf, pos + 8)
+                if captured > length - 32 or captured > MAX_RECORD:
+                    _stop(anomalies, label, number, f"packet block claims {captured} bytes")
+                    return
+                if interface_id >= len(interfaces):
+                    _stop(anomalies, label, number, f"undeclared interface {interface_id}")
+                    return
+                interface = interfaces[interface_id]
+                number += 1
+                yield Frame(
+                    number,
+                    ((high << 32) | low) / interface.divisor + interface.offset,
+                    interface.link_type,
+                    buf[pos + 28 : pos + 28 + captured],
+                    original,
+                )
+            elif block_type == _IDB:
+                if length < 20:
+                    _stop(anomalies, label, number, "interface block too short")
+                    return
+                interfaces.append(_parse_interface(buf[pos:end], header.format[0]))
+            elif block_type == _JOURNAL:
+                # systemd Journal Export Block (section 4.7): a frame with no packet.
+                entry = buf[pos + 8 : end - 4]
+                number += 1
+                yield Frame(number, 0.0, LINKTYPE_SYSTEMD_JOURNAL, entry, len(entry))
+            pos = end
+        report_end(source, size - pos, number, anomalies, label)
+    except Exception as exc:  # noqa: BLE001 - a reader never raises after the header
+        _stop(anomalies, label, number, f"reading stopped: {exc!r}")
+
+
+def _stop(anomalies: list[Anomaly], label: str, number: int, reason: str) -> None:
+    anomalies.append(
+        Anomaly(
+            "capture-corrupt",
+            f"{label}: {reason} after frame {number}; reading stopped",
+            number + 1,
+        )
+    )
