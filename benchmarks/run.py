@@ -1,0 +1,307 @@
+"""Time `authtrace connections` against tshark on the synthetic capture at 1x and 2x.
+
+This module owns the benchmark run: it generates the captures (or reuses them), runs each
+command as a child process best-of-N, and prints wall time and the child's own peak RSS
+(`os.wait4` rusage, so the parent's memory never leaks into the figure). It measures and
+prints verdict lines; it never fails the run (exit status 0), because a benchmark is not a test.
+
+Usage (from the repository root):
+
+    python3 -m benchmarks.run                 # 1x and 2x, best of 3
+    python3 -m benchmarks.run --quick         # small files, one run: checks the script works
+    python3 -m benchmarks.run --profile       # cProfile of `authtrace connections` on 1x, top 25
+
+Targets (issue 2): authtrace time <= 0.25 x tshark's; authtrace peak RSS < 300 MB and growing
+by no more than ~10% from 1x to 2x.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import os
+import pstats
+import shutil
+import struct
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from benchmarks.make_capture import DEFAULT_OUT, capture_path, write_pcap
+
+RATIO_TARGET = 0.25
+PEAK_TARGET_MB = 300.0
+GROWTH_TARGET = 0.10
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Timing:
+    """Best-of-N result of one command on one file."""
+
+    seconds: float
+    """Smallest wall time over the runs."""
+    peak_mb: float
+    """Largest child peak RSS over the runs (ru_maxrss, KiB on Linux), in MiB."""
+    exit_status: int
+    """Exit status of the last run; non-zero means the figures are of a failed run."""
+    error: str = ""
+    """Last line the child wrote to stderr when it failed."""
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Row:
+    label: str
+    path: Path
+    packets: int
+    size_mb: float
+    timings: dict[str, Timing]
+
+
+def count_packets(path: Path) -> int:
+    """Records in a classic pcap, read from the record headers only (the file can be 1 GB)."""
+    count = 0
+    with path.open("rb") as handle:
+        magic = handle.read(24)[:4]
+        order = "<" if magic in (b"\xd4\xc3\xb2\xa1", b"\x4d\x3c\xb2\xa1") else ">"
+        while True:
+            header = handle.read(16)
+            if len(header) < 16:
+                return count
+            captured = struct.unpack(order + "I", header[8:12])[0]
+            handle.seek(captured, os.SEEK_CUR)
+            count += 1
+
+
+# The measured command runs under this small intermediary, which forks and execs it and reports
+# wait4's rusage of that child on fd 3. Why not wait4 on a direct child: Linux records the
+# memory high-water mark of the address space a process leaves at exec into its ru_maxrss, and a
+# child spawned by vfork (as subprocess does) leaves the *parent's* address space, so the peak of
+# this script (which may just have generated a 1 GB capture) would leak into every figure. The
+# intermediary is a bare interpreter (~10 MB), well below any measured peak.
+_MEASURE = """
+import os, sys, time
+report, argv = int(sys.argv[1]), sys.argv[2:]
+started = time.perf_counter()
+pid = os.fork()
+if pid == 0:
+    os.close(report)
+    try:
+        os.execvp(argv[0], argv)
+    finally:
+        os._exit(127)
+_, status, usage = os.wait4(pid, 0)
+elapsed = time.perf_counter() - started
+os.write(report, b"%r %d %d" % (elapsed, usage.ru_maxrss, os.waitstatus_to_exitcode(status)))
+"""
+
+
+def _measure_once(argv: list[str]) -> tuple[float, int, int, str]:
+    """(wall seconds, child's peak RSS in KiB, exit status, last stderr line when failed)."""
+    read_end, write_end = os.pipe()
+    os.set_inheritable(write_end, True)
+    with tempfile.TemporaryFile() as stderr:
+        try:
+            helper = subprocess.Popen(
+                [sys.executable, "-S", "-E", "-c", _MEASURE, str(write_end), *argv],
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.DEVNULL,
+                stderr=stderr,
+                pass_fds=(write_end,),
+            )
+        finally:
+            os.close(write_end)
+        with os.fdopen(read_end, "rb") as report:
+            figures = report.read().split()
+        helper.wait()
+        if len(figures) != 3:
+            return float("nan"), 0, helper.returncode or 1, "the measuring helper failed"
+        elapsed, peak_kib, status = float(figures[0]), int(figures[1]), int(figures[2])
+        error = ""
+        if status:
+            stderr.seek(0)
+            lines = stderr.read().decode("utf-8", "replace").strip().splitlines()
+            error = lines[-1] if lines else f"exit status {status}"
+        return elapsed, peak_kib, status, error
+
+
+def time_command(argv: list[str], repeat: int) -> Timing:
+    """Run `argv` `repeat` times with stdout to /dev/null; best wall time, worst peak RSS."""
+    best = float("inf")
+    peak_kib = 0
+    status = 0
+    error = ""
+    for _ in range(repeat):
+        elapsed, peak, status, error = _measure_once(argv)
+        best = min(best, elapsed)
+        peak_kib = max(peak_kib, peak)
+    return Timing(best, peak_kib / 1024, status, error)
+
+
+def authtrace_argv() -> list[str]:
+    # The same interpreter as this script, so a virtualenv's editable install is the one timed.
+    return [sys.executable, "-m", "authtrace"]
+
+
+def connections_available() -> bool:
+    probe = subprocess.run(
+        [*authtrace_argv(), "connections", "--help"], capture_output=True, check=False
+    )
+    return probe.returncode == 0
+
+
+def commands(path: Path, with_authtrace: bool) -> dict[str, list[str]]:
+    file = str(path)
+    out: dict[str, list[str]] = {}
+    if with_authtrace:
+        out["authtrace"] = [*authtrace_argv(), "connections", file]
+        out["authtrace --json"] = [*authtrace_argv(), "connections", "--json", file]
+    if shutil.which("tshark"):
+        out["tshark"] = ["tshark", "-r", file, "-Y", "http", "-T", "fields", "-e", "tcp.stream"]
+    return out
+
+
+def ensure_capture(out_dir: Path, scale: float, seed: int) -> tuple[Path, int]:
+    path = capture_path(out_dir, scale, seed)
+    if path.exists():
+        return path, count_packets(path)
+    started = time.perf_counter()
+    stats = write_pcap(path, seed, scale)
+    print(
+        f"generated {path.name}: {stats.packets} packets, {stats.bytes_written / 1e6:.0f} MB "
+        f"in {time.perf_counter() - started:.1f} s",
+        flush=True,
+    )
+    return path, stats.packets
+
+
+def render_table(rows: list[Row]) -> str:
+    header = (
+        f"{'size':>5} {'packets':>9} {'MB':>6} {'command':<17} {'time s':>8} {'tshark s':>8} "
+        f"{'ratio':>6} {'peak MB':>8} {'tshark MB':>9}"
+    )
+    lines = [header, "-" * len(header)]
+    for row in rows:
+        tshark = row.timings.get("tshark")
+        for name, timing in row.timings.items():
+            if name == "tshark":
+                continue
+            ratio = f"{timing.seconds / tshark.seconds:.3f}" if tshark else "-"
+            failed = f"  FAILED: {timing.error}" if timing.exit_status else ""
+            lines.append(
+                f"{row.label:>5} {row.packets:>9} {row.size_mb:>6.0f} {name:<17} "
+                f"{timing.seconds:>8.2f} {tshark.seconds if tshark else float('nan'):>8.2f} "
+                f"{ratio:>6} {timing.peak_mb:>8.1f} "
+                f"{tshark.peak_mb if tshark else float('nan'):>9.1f}{failed}"
+            )
+        if tshark and len(row.timings) == 1:
+            lines.append(
+                f"{row.label:>5} {row.packets:>9} {row.size_mb:>6.0f} {'(tshark only)':<17} "
+                f"{'-':>8} {tshark.seconds:>8.2f} {'-':>6} {'-':>8} {tshark.peak_mb:>9.1f}"
+            )
+    return "\n".join(lines)
+
+
+def render_verdict(rows: list[Row]) -> list[str]:
+    """One line per target and authtrace command: holds / does NOT hold, with the numbers."""
+    out: list[str] = []
+    names = [n for n in rows[0].timings if n != "tshark"] if rows else []
+    for name in names:
+        for row in rows:
+            timing, tshark = row.timings[name], row.timings.get("tshark")
+            if timing.exit_status:
+                out.append(f"{name} at {row.label}: the command failed, no verdict")
+                continue
+            if tshark:
+                ratio = timing.seconds / tshark.seconds
+                out.append(
+                    f"{name} at {row.label}: time ratio {ratio:.3f} <= {RATIO_TARGET}: "
+                    f"{'holds' if ratio <= RATIO_TARGET else 'does NOT hold'}"
+                )
+            out.append(
+                f"{name} at {row.label}: peak {timing.peak_mb:.1f} MB < {PEAK_TARGET_MB:.0f} MB: "
+                f"{'holds' if timing.peak_mb < PEAK_TARGET_MB else 'does NOT hold'}"
+            )
+        if len(rows) >= 2:
+            first, last = rows[0].timings[name], rows[-1].timings[name]
+            if not (first.exit_status or last.exit_status):
+                growth = last.peak_mb / first.peak_mb - 1
+                out.append(
+                    f"{name}: peak growth {rows[0].label} -> {rows[-1].label} {growth:+.1%} "
+                    f"<= {GROWTH_TARGET:.0%}: "
+                    f"{'holds' if growth <= GROWTH_TARGET else 'does NOT hold'}"
+                )
+    return out
+
+
+def profile(path: Path, top: int, out_dir: Path) -> None:
+    """cProfile `authtrace connections` on `path` in a child; print the top functions."""
+    stats_file = out_dir / "connections.pstats"
+    argv = [
+        sys.executable,
+        "-m",
+        "cProfile",
+        "-o",
+        str(stats_file),
+        "-m",
+        "authtrace",
+        "connections",
+        str(path),
+    ]
+    print(f"profiling: {' '.join(argv[1:])}", flush=True)
+    started = time.perf_counter()
+    done = subprocess.run(argv, stdout=subprocess.DEVNULL, check=False)
+    print(f"exit status {done.returncode}, {time.perf_counter() - started:.1f} s under cProfile")
+    if not stats_file.exists():
+        print("no profile written")
+        return
+    for key in ("tottime", "cumulative"):
+        print(f"\ntop {top} by {key}:")
+        pstats.Stats(str(stats_file), stream=sys.stdout).sort_stats(key).print_stats(top)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description="authtrace connections vs tshark, 1x and 2x")
+    parser.add_argument("--repeat", type=int, default=3, help="best of N runs (default 3)")
+    parser.add_argument("--quick", action="store_true", help="small files, one run")
+    parser.add_argument("--profile", action="store_true", help="cProfile authtrace on 1x")
+    parser.add_argument("--top", type=int, default=25, help="functions shown by --profile")
+    parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--out-dir", type=Path, default=DEFAULT_OUT)
+    args = parser.parse_args(argv)
+
+    scales = [(0.02, "q1x"), (0.04, "q2x")] if args.quick else [(1.0, "1x"), (2.0, "2x")]
+    repeat = 1 if args.quick else max(1, args.repeat)
+    available = connections_available()
+    if not available:
+        print("`authtrace connections` is not available yet: timing tshark only")
+
+    if args.profile:
+        path, _ = ensure_capture(args.out_dir, scales[0][0], args.seed)
+        if available:
+            profile(path, args.top, args.out_dir)
+        else:
+            print("nothing to profile")
+        return 0
+
+    rows: list[Row] = []
+    for scale, label in scales:
+        path, packets = ensure_capture(args.out_dir, scale, args.seed)
+        timings: dict[str, Timing] = {}
+        for name, command in commands(path, available).items():
+            print(f"{label}: {name} x{repeat} ...", flush=True)
+            timings[name] = time_command(command, repeat)
+        rows.append(Row(label, path, packets, path.stat().st_size / 1e6, timings))
+
+    print()
+    print(f"best of {repeat}; peak = child's ru_maxrss (worst of the runs), MiB; file size in MB")
+    print(render_table(rows))
+    print()
+    for line in render_verdict(rows):
+        print(line)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
