@@ -40,6 +40,11 @@ SECRET_FIELDS: frozenset[str] = frozenset(
         "set_cookie",
         "checksum",
         "raw_token",
+        # Whole tokens as received: they contain the secrets above.
+        "raw",
+        "mech_token",
+        "response_token",
+        "inner_token",
     }
 )
 

@@ -1,0 +1,64 @@
+"""``authtrace decode``: decode one header value or token and show it.
+
+This module owns only the command line of decoding: reading the value,
+choosing tree or JSON, and the exit code (0 decoded, 2 unusable input). The
+decoding is authtrace.auth.steps.decode_value; the rendering is auth.render.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+
+import click
+
+from authtrace.auth.kinds import Message
+from authtrace.auth.malformed import Malformed
+from authtrace.auth.render import format_step_tree, step_to_dict
+from authtrace.auth.steps import decode_value
+from authtrace.cli import main
+
+# A pasted value bigger than this is not a header (MaxTokenSize is 64 KiB,
+# about 88 KiB of base64).
+MAX_INPUT = 256 * 1024
+
+
+def _reason(token: object) -> str:
+    if isinstance(token, Malformed):
+        return token.reason
+    inner = getattr(token, "inner", None)
+    if isinstance(inner, Malformed):
+        return inner.reason
+    return "the value could not be decoded"
+
+
+@main.command("decode")
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON object instead of a tree.")
+@click.option(
+    "--show-secrets",
+    is_flag=True,
+    help="Show passwords, NTLM responses, keys, tickets and tokens (redacted by default).",
+)
+@click.argument("value")
+def decode_command(as_json: bool, show_secrets: bool, value: str) -> None:
+    """Decode one auth header value or token (VALUE, or - to read stdin).
+
+    \b
+    Accepts:
+      'NTLM TlRMTVNTUAAB...'            scheme and token
+      'Authorization: Negotiate YII...' a whole header line
+      'WWW-Authenticate: Digest ...'    challenges too
+      TlRMTVNTUAAB... / 4e544c4d...     a bare base64 or hex token
+    """
+    if value == "-":
+        value = sys.stdin.read(MAX_INPUT + 1)
+    if len(value) > MAX_INPUT:
+        raise click.ClickException(f"input longer than {MAX_INPUT} characters")
+    step = decode_value(value)
+    if step.message is Message.MALFORMED:
+        click.echo(f"authtrace decode: {_reason(step.token)}", err=True)
+        sys.exit(2)
+    if as_json:
+        click.echo(json.dumps(step_to_dict(step, show_secrets), indent=2, ensure_ascii=False))
+    else:
+        click.echo(format_step_tree(step, show_secrets))
