@@ -75,11 +75,23 @@ class Tlv:
         return self.tag_class is TagClass.UNIVERSAL and self.number == number
 
 
-def read_tlv(data: bytes, offset: int = 0) -> Tlv:
-    """Read the element that starts at `offset` (X.690 sections 8.1.2-8.1.3)."""
+@dataclass(frozen=True, slots=True)
+class Header:
+    """The identifier and length octets of an element whose content may not
+    all be present yet (for recognising a message from its first bytes)."""
+
+    tag_class: TagClass
+    constructed: bool
+    number: int
+    content_start: int
+    length: int
+
+
+def read_header(data: bytes, offset: int = 0) -> Header:
+    """Identifier and length octets at `offset` (X.690 sections 8.1.2-8.1.3)."""
     size = len(data)
     if offset >= size:
-        raise DerError(f"no element at offset {offset} (data ends at {size})")
+        raise DerTruncated(f"no element at offset {offset} (data ends at {size})")
     first = data[offset]
     pos = offset + 1
     number = first & 0x1F
@@ -111,15 +123,22 @@ def read_tlv(data: bytes, offset: int = 0) -> Tlv:
             raise DerTruncated(f"length truncated at offset {offset}")
         length = int.from_bytes(data[pos : pos + count], "big")
         pos += count
-    end = pos + length
-    if end > size:
+    return Header(TagClass(first >> 6), bool(first & 0x20), number, pos, length)
+
+
+def read_tlv(data: bytes, offset: int = 0) -> Tlv:
+    """Read the complete element that starts at `offset`."""
+    header = read_header(data, offset)
+    pos = header.content_start
+    end = pos + header.length
+    if end > len(data):
         raise DerTruncated(
-            f"element at offset {offset} claims {length} bytes, {size - pos} available"
+            f"element at offset {offset} claims {header.length} bytes, {len(data) - pos} available"
         )
     return Tlv(
-        tag_class=TagClass(first >> 6),
-        constructed=bool(first & 0x20),
-        number=number,
+        tag_class=header.tag_class,
+        constructed=header.constructed,
+        number=header.number,
         value=data[pos:end],
         offset=offset,
         end=end,
