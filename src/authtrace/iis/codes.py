@@ -305,9 +305,11 @@ _WIN32: dict[int, tuple[str, str, tuple[str, ...]]] = {
     3: ("ERROR_PATH_NOT_FOUND", "the path was not found", ()),
     5: (
         "ERROR_ACCESS_DENIED",
-        "access denied; with 401.2 it means the request was anonymous and anonymous "
-        "access is not allowed",
-        ("anonymous request to a site that requires authentication", "file ACL denies access"),
+        "access denied",
+        (
+            "with 401.2: the request was anonymous and anonymous access is off",
+            "with 401.3: the file or folder ACL denies the user",
+        ),
     ),
     64: (
         "ERROR_NETNAME_DELETED",

@@ -1,0 +1,45 @@
+"""`authtrace explain CODE...`: what an IIS log triple, substatus, Win32/SSPI
+code, Kerberos error or NTLM flag means.
+
+Exit codes: 0 every code explained, 2 when one or more codes are unknown.
+"""
+
+from __future__ import annotations
+
+import json
+
+import click
+
+from authtrace.cli import main
+from authtrace.iis.codes import explain
+from authtrace.iis.render import explanation_to_dict, format_explanation
+
+
+@main.command("explain")
+@click.argument("codes", nargs=-1, required=True)
+@click.option("--json", "as_json", is_flag=True, help="JSON output.")
+def explain_command(codes: tuple[str, ...], as_json: bool) -> None:
+    """Explain CODE: '401 1 2148074248', 401.2, 2148074254, 0x8009030E,
+    SEC_E_INVALID_TOKEN, ERROR_LOGON_FAILURE, a Kerberos error, an NTLM flag.
+
+    Quote a triple so it stays one argument.
+    """
+    results = [(code, explain(code)) for code in codes]
+    unknown = [code for code, result in results if result is None]
+    if as_json:
+        payload = [
+            explanation_to_dict(result) if result is not None else {"query": code, "unknown": True}
+            for code, result in results
+        ]
+        click.echo(json.dumps(payload if len(payload) > 1 else payload[0], indent=2))
+    else:
+        blocks = [
+            format_explanation(result)
+            if result is not None
+            else f"{code}: unknown code (not an IIS triple, substatus, Win32/SSPI, "
+            "Kerberos or NTLM flag code authtrace knows)"
+            for code, result in results
+        ]
+        click.echo("\n\n".join(blocks))
+    if unknown:
+        raise SystemExit(2)
