@@ -24,8 +24,8 @@ MAX_PARAMS = 32
 _TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
 # RFC 9110 section 11.2: token68 = 1*( ALPHA / DIGIT / "-" / "." / "_" / "~" / "+" / "/" ) *"="
 _TOKEN68 = re.compile(r"[A-Za-z0-9\-._~+/]+=*")
-_WS = re.compile(r"[ \t]*")
-_WS_COMMA = re.compile(r"[ \t,]*")
+_WS = re.compile(r"[ \t\r\n]*")
+_WS_COMMA = re.compile(r"[ \t\r\n,]*")
 # An auth-param starts with "token BWS =" (RFC 9110 section 11.2); used to
 # tell a parameter of the current challenge from the scheme of the next one.
 _PARAM_START = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+[ \t]*=")
