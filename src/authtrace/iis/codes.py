@@ -691,14 +691,26 @@ def _ntlm_flag_by_name(name: str) -> NegotiateFlags | None:
     return None
 
 
-def _win32_by_name(name: str) -> Win32Code | None:
+def _win32_by_name(name: str) -> tuple[Win32Code, str] | None:
+    """Look a code up by its SDK name, or by the name without its prefix.
+
+    A short name can be both (TIME_SKEW is ERROR_TIME_SKEW and SEC_E_TIME_SKEW):
+    the SSPI one is returned, as IIS logs SSPI values for Negotiate/NTLM
+    failures, and the other is named in the note.
+    """
     wanted = name.upper()
-    for table in (_WIN32, _SSPI):
+    short_matches: list[int] = []
+    for table in (_SSPI, _WIN32):
         for value, (label, _meaning, _causes) in table.items():
-            short = label.split("_", 2)[-1] if label.startswith("SEC_E_") else label[6:]
-            if wanted in (label, short):
-                return win32_code(value)
-    return None
+            if wanted == label:
+                return win32_code(value), ""
+            short = label.removeprefix("SEC_E_").removeprefix("ERROR_")
+            if wanted == short:
+                short_matches.append(value)
+    if not short_matches:
+        return None
+    others = ", ".join(f"{win32_code(v).name} ({v})" for v in short_matches[1:])
+    return win32_code(short_matches[0]), (f"also {others}" if others else "")
 
 
 _INT = re.compile(r"^(?:-?\d{1,12}|0[xX][0-9A-Fa-f]{1,8})$")
@@ -785,9 +797,9 @@ def explain(code: str) -> Explanation | None:
 
 
 def _explain_name(query: str, token: str) -> Explanation | None:
-    w32 = _win32_by_name(token)
-    if w32 is not None:
-        return Explanation(query, win32=w32)
+    by_name = _win32_by_name(token)
+    if by_name is not None:
+        return Explanation(query, win32=by_name[0], note=by_name[1])
     krb = kerberos_error_by_name(token)
     if krb is not None:
         return Explanation(query, kerberos=krb)
