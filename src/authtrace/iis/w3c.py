@@ -251,11 +251,8 @@ class W3CLogParser:
         elif key == "software":
             if value and value not in self._software and len(self._software) < 8:
                 self._software.append(value[:200])
-        elif key in ("version", "remark", "start-date", "end-date"):
-            pass
-        elif not key or " " in key.strip():
-            # A comment line that is no directive: harmless, not counted.
-            pass
+        # #Version, #Remark, #Start-Date, #End-Date and plain comments change
+        # nothing about how data lines are read.
 
     def _entry(self, values: list[str]) -> LogEntry | None:
         assert self._columns is not None
