@@ -56,8 +56,8 @@ def _read(path: Path, reports: list[ParseReport], errors: list[str]) -> Iterator
         # gzip.BadGzipFile is an OSError too; a cut gzip raises EOFError (below).
         errors.append(f"{path.name}: {exc.strerror or exc} (after line {parser.finish().lines})")
     except (EOFError, zlib.error) as exc:
-        line = parser.finish().lines
-        errors.append(f"{path.name}: compressed data cut or corrupt after line {line} ({exc})")
+        read = parser.finish().lines
+        errors.append(f"{path.name}: compressed data cut or corrupt after line {read} ({exc})")
     report = parser.finish()
     if report.lines:
         reports.append(report)
