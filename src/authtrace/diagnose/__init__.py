@@ -1,1 +1,60 @@
-"""diagnose layer."""
+"""diagnose: rules that read judged handshakes and KDC exchanges and return
+findings. `diagnose()` runs every rule family; a rule that fails on some
+unexpected shape becomes an `analysis-error` anomaly, never a crash."""
+
+from __future__ import annotations
+
+from authtrace.anomalies import Anomaly
+from authtrace.diagnose.context import RuleContext
+from authtrace.diagnose.finding import Finding, Severity
+from authtrace.diagnose.rules import capture, credentials, kerberos, negotiation, ntlm, topology
+
+ALL_RULES = (
+    *topology.RULES,
+    *negotiation.RULES,
+    *kerberos.RULES,
+    *ntlm.RULES,
+    *credentials.RULES,
+    *capture.RULES,
+)
+
+RULE_IDS = (
+    "ntlm-handshake-split",
+    "shared-authenticated-connection",
+    "auth-lost-on-new-connection",
+    "handshake-closed-midway",
+    "reauth-on-authenticated-connection",
+    "client-ignores-negotiate",
+    "no-common-scheme",
+    "kerberos-fallback-to-ntlm",
+    "kerberos-ticket-rejected",
+    "kerberos-clock-skew",
+    "kdc-error",
+    "ntlm-logon-failed",
+    "ntlmv1-response",
+    "ntlm-anonymous",
+    "channel-binding-missing",
+    "repeated-logon-failures",
+    "basic-over-cleartext",
+    "basic-logon-failed",
+    "digest-failed",
+    "bearer-token-rejected",
+    "auth-header-too-large",
+    "capture-incomplete",
+)
+
+
+def diagnose(context: RuleContext) -> tuple[list[Finding], list[Anomaly]]:
+    """Run every rule; findings sorted by severity, then by first frame."""
+    findings: list[Finding] = []
+    anomalies: list[Anomaly] = []
+    for rule in ALL_RULES:
+        try:
+            findings.extend(rule(context))
+        except Exception as error:  # noqa: BLE001 - one broken rule must not hide the others
+            anomalies.append(Anomaly("analysis-error", f"rule {rule.__name__} failed: {error!r}"))
+    findings.sort(key=lambda f: (f.severity.rank, f.frames[0] if f.frames else 0, f.rule))
+    return findings, anomalies
+
+
+__all__ = ["Finding", "RULE_IDS", "RuleContext", "Severity", "diagnose"]

@@ -1,0 +1,85 @@
+"""`authtrace connections`: every TCP connection that carried HTTP, and its
+exchanges with their decoded authentication steps, one line each."""
+
+from __future__ import annotations
+
+import json
+import sys
+
+import click
+
+from authtrace.cli import main
+from authtrace.cli.common import EXIT_OK, capture_argument, fail, progress_printer, wants_progress
+from authtrace.pipeline import CaptureError, Pipeline
+from authtrace.report.connections import connection_json, connection_text
+
+
+@main.command("connections")
+@capture_argument()
+@click.option(
+    "--json", "as_json", is_flag=True, help="Print a JSON object (schema authtrace.connections/1)."
+)
+@click.option(
+    "--show-secrets", is_flag=True, help="Show passwords, hashes and tokens (redacted by default)."
+)
+@click.option(
+    "--progress/--no-progress",
+    default=None,
+    help="Report reading progress on stderr (default: on a terminal).",
+)
+def connections_command(
+    captures: tuple[str, ...], as_json: bool, show_secrets: bool, progress: bool | None
+) -> None:
+    """List each TCP connection carrying HTTP and its exchanges.
+
+    \b
+    One line per exchange: frame of the request, method and URI, the decoded
+    Authorization step, the status and frame of the response, the decoded
+    WWW-Authenticate steps. CAPTURE is a pcap, pcapng or Network Monitor file
+    (optionally gzip'd), or - for standard input. HTTP is found by content on
+    any port. Frame numbers are Wireshark's.
+
+    \b
+    Examples:
+      authtrace connections trace.pcapng
+      tcpdump -i eth0 -w - port 80 | authtrace connections -
+      authtrace connections --json trace.pcap | jq '.connections[].exchanges[]'
+    """
+    pipeline = Pipeline(progress_printer(wants_progress(progress)))
+    out = sys.stdout
+    first = True
+    try:
+        if as_json:
+            out.write('{"schema": "authtrace.connections/1", "connections": [')
+        for connection in pipeline.connections(captures):
+            if as_json:
+                out.write(
+                    ("" if first else ",")
+                    + "\n  "
+                    + json.dumps(connection_json(connection, show_secrets))
+                )
+            else:
+                out.write(connection_text(connection) + "\n")
+            first = False
+    except CaptureError as error:
+        fail(str(error))
+    result = pipeline.result
+    if as_json:
+        anomalies = [
+            {"kind": a.kind, "message": a.message, "frame": a.frame, "connection": a.connection}
+            for a in result.anomalies
+        ]
+        captures_info = [
+            {"name": c.name, "format": c.format, "frames": c.frames} for c in result.captures
+        ]
+        out.write("\n],\n")
+        out.write(f' "captures": {json.dumps(captures_info)},\n')
+        out.write(f' "other_tcp_connections": {result.other_connections},\n')
+        out.write(f' "anomalies": {json.dumps(anomalies)}\n}}\n')
+    else:
+        if first:
+            out.write("No HTTP connection found.\n")
+        for anomaly in result.anomalies[:20]:
+            where = f" (frame {anomaly.frame})" if anomaly.frame else ""
+            click.echo(f"note: {anomaly.kind}{where}: {anomaly.message}", err=True)
+    sys.exit(EXIT_OK)

@@ -1,0 +1,168 @@
+"""What every rule reads: the judged handshakes, the KDC exchanges, and small
+helpers that turn judged steps into evidence. Rules never parse bytes.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+
+from authtrace.auth.kinds import Mechanism
+from authtrace.diagnose.finding import Finding, Severity
+from authtrace.handshake.links import HandshakeView, StepRef, host_of, request_time
+from authtrace.handshake.model import AuthExchange, IisTriple, Realm
+from authtrace.handshake.timeline import ConnectionTimeline
+from authtrace.kerberos.kdc import KdcConnectAttempt, KdcExchange
+
+
+@dataclass(frozen=True, slots=True)
+class Located:
+    """A judged step with its connection and position, as rules iterate them."""
+
+    timeline: ConnectionTimeline
+    position: int
+    step: AuthExchange
+
+    @property
+    def ref(self) -> StepRef:
+        return StepRef(self.timeline.connection.id, self.position)
+
+    @property
+    def host(self) -> str:
+        return host_of(self.step, self.timeline.connection)
+
+    @property
+    def client_ip(self) -> str:
+        return self.timeline.connection.client.ip
+
+    @property
+    def time(self) -> float:
+        return request_time(self.step)
+
+
+@dataclass(frozen=True, slots=True)
+class RuleContext:
+    view: HandshakeView
+    kdc: tuple[KdcExchange, ...]
+    kdc_connects: tuple[KdcConnectAttempt, ...] = ()  # TCP connects to port 88
+
+    def steps(self, realm: Realm | None = None) -> Iterator[Located]:
+        for timeline in self.view.timelines:
+            for position, step in enumerate(timeline.steps):
+                if realm is None or step.realm is realm:
+                    yield Located(timeline, position, step)
+
+    def locate(self, ref: StepRef) -> Located:
+        timeline = self.view.by_id[ref.connection]
+        return Located(timeline, ref.position, timeline.steps[ref.position])
+
+    def relayed(self, located: Located) -> bool:
+        return located.ref in self.view.relayed
+
+    def kdc_from(self, client_ip: str, before: float, window: float = 600.0) -> list[KdcExchange]:
+        """KDC exchanges the client made in the `window` seconds before `before`."""
+        return [
+            k
+            for k in self.kdc
+            if k.client.ip == client_ip
+            and k.request_time is not None
+            and -5.0 <= before - k.request_time <= window
+        ]
+
+
+def frames_of(steps: Iterable[AuthExchange]) -> list[int]:
+    """The Wireshark frames that show these exchanges (request and response heads)."""
+    frames: list[int] = []
+    for step in steps:
+        if step.exchange.request is not None:
+            frames.append(step.exchange.request.head_frame)
+        if step.exchange.response is not None:
+            frames.append(step.exchange.response.head_frame)
+    return frames
+
+
+def make_finding(
+    rule: str,
+    severity: Severity,
+    title: str,
+    explanation: str,
+    fix: str,
+    located: Iterable[Located],
+    *,
+    extra_frames: Iterable[int] = (),
+    fields: Iterable[tuple[str, str]] = (),
+    iis: IisTriple | None = None,
+    host: str | None = None,
+) -> Finding:
+    """A finding whose host, connections and frames come from the steps that prove it."""
+    located = list(located)
+    frames = sorted(set(frames_of(item.step for item in located)) | set(extra_frames))
+    connections = sorted({item.timeline.connection.id for item in located})
+    return Finding(
+        rule=rule,
+        severity=severity,
+        title=title,
+        explanation=explanation,
+        fix=fix,
+        host=host if host is not None else (located[0].host if located else None),
+        connections=tuple(connections),
+        frames=tuple(frames),
+        fields=tuple(fields),
+        iis=iis,
+    )
+
+
+def is_ip_literal(host: str) -> bool:
+    name = host.rsplit(":", 1)[0] if host.count(":") == 1 else host
+    name = name.strip("[]")
+    try:
+        ipaddress.ip_address(name)
+    except ValueError:
+        return False
+    return True
+
+
+def user_of(step: AuthExchange) -> str | None:
+    """DOMAIN\\user for NTLM, user for Basic/Digest, client principal if known."""
+    credentials = step.credentials
+    if credentials is None:
+        return None
+    token = credentials.token
+    inner = getattr(token, "inner", None) or token
+    user = getattr(inner, "user", None) or getattr(inner, "username", None)
+    if not user:
+        return None
+    domain = getattr(inner, "domain", None)
+    return f"{domain}\\{user}" if domain else str(user)
+
+
+def spn_of(step: AuthExchange) -> str | None:
+    """The service principal of the Kerberos ticket the client presented."""
+    credentials = step.credentials
+    if credentials is None or credentials.mechanism is not Mechanism.KERBEROS:
+        return None
+    token = credentials.token
+    inner = getattr(token, "inner", None) or token
+    ticket = getattr(inner, "ticket", None)
+    if ticket is None:
+        return None
+    return "/".join(ticket.sname.components)
+
+
+def same_service(spn: str | None, wanted: str) -> bool:
+    """Whether a principal ("HTTP/web01.contoso.com@REALM") names the wanted SPN."""
+    if not spn:
+        return False
+    return spn.split("@", 1)[0].lower() == wanted.lower()
+
+
+def request_frame(step: AuthExchange) -> int | str:
+    """Frame showing the request head, or '?' when the request is not in the capture."""
+    request = step.exchange.request
+    return request.head_frame if request is not None else "?"
+
+
+def response_frame(step: AuthExchange) -> int | str:
+    response = step.exchange.response
+    return response.head_frame if response is not None else "?"

@@ -1,0 +1,153 @@
+"""Per-request schemes (Basic RFC 7617, Digest RFC 7616, Bearer RFC 6750) and
+oversized credentials headers."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterator
+
+from authtrace.diagnose.context import Located, RuleContext, make_finding, request_frame, user_of
+from authtrace.diagnose.finding import Finding, Severity
+from authtrace.handshake.model import Leg, Sent
+
+
+def basic_over_cleartext(ctx: RuleContext) -> Iterator[Finding]:
+    groups: dict[tuple[str, str], list[Located]] = defaultdict(list)
+    for located in ctx.steps():
+        if located.step.sent is Sent.BASIC and not ctx.relayed(located):
+            groups[(located.host, user_of(located.step) or "?")].append(located)
+    for (host, user), legs in groups.items():
+        yield make_finding(
+            "basic-over-cleartext",
+            Severity.WARNING,
+            f"Basic credentials sent in clear text ({user})",
+            f"{len(legs)} request(s) to {host} carried `Authorization: Basic` for {user} over "
+            "unencrypted HTTP (first at frame "
+            f"{request_frame(legs[0].step)}): anyone on the path can read the password "
+            "(authtrace redacts it; --show-secrets reveals it).",
+            "Serve the site over HTTPS only, or use Negotiate/Kerberos; change the password, "
+            "it has been exposed.",
+            legs[:5],
+            fields=[("user", user)],
+            host=host,
+        )
+
+
+def basic_logon_failed(ctx: RuleContext) -> Iterator[Finding]:
+    yield from _rejected(
+        ctx,
+        Leg.BASIC_REJECTED,
+        "basic-logon-failed",
+        "Basic logon failed",
+        "The server refused the user name and password sent with Basic authentication: wrong "
+        "password, unknown or locked account, or (IIS) the account lacks the 'Log on locally' "
+        "right Basic logons need.",
+        "Check the account and password; on IIS check the logon type (defaultLogonDomain, "
+        "logonMethod) and the user's logon rights.",
+    )
+
+
+def digest_failed(ctx: RuleContext) -> Iterator[Finding]:
+    yield from _rejected(
+        ctx,
+        Leg.DIGEST_REJECTED,
+        "digest-failed",
+        "Digest authentication failed",
+        "The server refused the Digest response and did not say stale=true, so it was not an "
+        "expired nonce: wrong password, a realm or URI mismatch, or an algorithm the server does "
+        "not accept.",
+        "Check the password and the realm; compare the response's uri with the request line "
+        "(proxies that rewrite URLs break Digest).",
+    )
+
+
+def bearer_token_rejected(ctx: RuleContext) -> Iterator[Finding]:
+    yield from _rejected(
+        ctx,
+        Leg.BEARER_REJECTED,
+        "bearer-token-rejected",
+        "Bearer token rejected",
+        "The server refused the access token.",
+        "Get a new token (expired?), check its audience and scopes against what the API "
+        "expects, and the clock of the issuer.",
+        bearer=True,
+    )
+
+
+def _rejected(
+    ctx: RuleContext,
+    leg: Leg,
+    rule: str,
+    title: str,
+    explanation: str,
+    fix: str,
+    bearer: bool = False,
+) -> Iterator[Finding]:
+    for located in ctx.steps():
+        step = located.step
+        if step.leg is not leg or ctx.relayed(located):
+            continue
+        fields: list[tuple[str, str]] = []
+        user = user_of(step)
+        if user:
+            fields.append(("user", user))
+        extra = ""
+        if bearer:
+            error, description = _bearer_error(located)
+            if error:
+                fields.append(("error", error))
+                extra = f' The server said error="{error}"' + (
+                    f" ({description})." if description else "."
+                )
+        yield make_finding(
+            rule,
+            Severity.ERROR,
+            title + (f" for {user}" if user else ""),
+            f"Frame {request_frame(step)}: " + explanation + extra,
+            fix,
+            [located],
+            fields=fields,
+            iis=step.iis,
+        )
+
+
+def _bearer_error(located: Located) -> tuple[str, str]:
+    for challenge in located.step.challenges:
+        token = challenge.token
+        error = getattr(token, "error", None)
+        if error:
+            return str(error), str(getattr(token, "error_description", "") or "")
+    return "", ""
+
+
+def auth_header_too_large(ctx: RuleContext) -> Iterator[Finding]:
+    for located in ctx.steps():
+        step = located.step
+        if step.leg is not Leg.HEADER_TOO_LARGE or ctx.relayed(located):
+            continue
+        request = step.exchange.request
+        size = request.header_bytes if request is not None else 0
+        token = len(step.credentials.raw) if step.credentials is not None else 0
+        yield make_finding(
+            "auth-header-too-large",
+            Severity.ERROR,
+            "Request headers too large (Kerberos token too big)",
+            f"The request at frame {request_frame(step)} has {size} bytes of headers"
+            + (f", of which a {token}-byte authentication token" if token else "")
+            + ", and the server answered 400 'Request Header too long'. Large Kerberos tickets "
+            "(users in many groups: a big PAC) exceed the server's header limit.",
+            "Raise the server's limits (HTTP.sys MaxFieldLength and MaxRequestBytes, e.g. 65534 "
+            "and 16777216) or reduce the user's group memberships / enable resource SID "
+            "compression.",
+            [located],
+            fields=[("header_bytes", str(size)), ("token_bytes", str(token))],
+        )
+
+
+RULES = (
+    basic_over_cleartext,
+    basic_logon_failed,
+    digest_failed,
+    bearer_token_rejected,
+    auth_header_too_large,
+)

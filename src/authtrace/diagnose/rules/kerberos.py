@@ -1,0 +1,308 @@
+"""Kerberos: silently falling back to NTLM, tickets the server cannot use, clock
+skew, and KDC errors that matter. Error codes: RFC 4120 section 7.5.9 (the table
+in kerberos/errors.py).
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterator
+
+from authtrace.auth.kinds import Mechanism, Message
+from authtrace.diagnose.context import (
+    Located,
+    RuleContext,
+    is_ip_literal,
+    make_finding,
+    request_frame,
+    same_service,
+    spn_of,
+)
+from authtrace.diagnose.finding import Finding, Severity
+from authtrace.handshake.machine import CLOCK_SKEW_TRIPLE
+from authtrace.handshake.model import Leg
+from authtrace.kerberos.errors import (
+    BENIGN_KDC_ERRORS,
+    TICKET_UNDECRYPTABLE_ERRORS,
+    kerberos_error,
+)
+from authtrace.kerberos.kdc import KdcExchange, KdcResult
+
+_SKEW = 37
+_S_PRINCIPAL_UNKNOWN = 7
+
+
+def _bare_host(host: str) -> tuple[str, str | None]:
+    if host.startswith("[") or host.count(":") != 1:
+        return host, None
+    name, port = host.rsplit(":", 1)
+    return name, port
+
+
+def _fallbacks(ctx: RuleContext) -> dict[tuple[str, str], list[Located]]:
+    """Negotiate headers that carried NTLM, grouped by (client, host)."""
+    groups: dict[tuple[str, str], list[Located]] = defaultdict(list)
+    for located in ctx.steps():
+        credentials = located.step.credentials
+        if (
+            credentials is not None
+            and credentials.scheme.lower() == "negotiate"
+            and credentials.mechanism is Mechanism.NTLM
+            and not ctx.relayed(located)
+        ):
+            groups[(located.client_ip, located.host)].append(located)
+    return groups
+
+
+def kerberos_fallback_to_ntlm(ctx: RuleContext) -> Iterator[Finding]:
+    for (client, host), legs in _fallbacks(ctx).items():
+        first = legs[0]
+        name, port = _bare_host(host)
+        spn = f"HTTP/{name}"
+        kdc = ctx.kdc_from(client, first.time)
+        for_spn = [k for k in kdc if same_service(k.service, spn)]
+        unknown = [k for k in for_spn if k.error_code == _S_PRINCIPAL_UNKNOWN]
+        other_errors = [k for k in for_spn if k.result is KdcResult.ERROR and k not in unknown]
+        unanswered = [k for k in kdc if k.result is KdcResult.UNANSWERED]
+        connects = [
+            c
+            for c in ctx.kdc_connects
+            if c.client.ip == client and not c.answered and c.first_time <= first.time + 5.0
+        ]
+        http_spns = sorted(
+            {k.service for k in kdc if k.service and k.service.upper().startswith("HTTP/")}
+        )
+        evidence: list[int] = []
+        fields = [("host", host), ("spn", spn)]
+        if unknown:
+            cause = (
+                f"the KDC answered the ticket request for {spn} with KDC_ERR_S_PRINCIPAL_UNKNOWN "
+                f"(frame {unknown[0].reply_frame}): no account has that SPN registered"
+            )
+            fix = (
+                f"Register the SPN on the account the site runs as: `setspn -S {spn} "
+                "DOMAIN\\account` (the computer account for the built-in app-pool identities, "
+                "the service account for a custom identity) and check for duplicates with "
+                "`setspn -X`."
+            )
+            evidence += [f for k in unknown for f in (k.request_frame, k.reply_frame) if f]
+            fields.append(("kdc_error", "KDC_ERR_S_PRINCIPAL_UNKNOWN (7)"))
+        elif is_ip_literal(name):
+            cause = (
+                f"the site was reached by its IP address ({name}); Kerberos needs a host name "
+                "that matches an SPN, so the client did not even ask the KDC for a ticket"
+            )
+            fix = "Use the server's DNS name (one that has an HTTP/ SPN) instead of its address."
+        elif unanswered or connects:
+            where = sorted({str(k.kdc) for k in unanswered} | {str(c.kdc) for c in connects})
+            cause = (
+                f"the client's requests to the KDC ({', '.join(where)}) were never answered: "
+                "the KDC is unreachable from the client (firewall on port 88, wrong DC, "
+                "site/DNS problem)"
+            )
+            fix = (
+                "Make the domain controllers reachable on TCP and UDP port 88 from the client, "
+                "and check that DNS finds them (_kerberos._tcp SRV records)."
+            )
+            evidence += [k.request_frame for k in unanswered if k.request_frame]
+            evidence += [c.first_frame for c in connects]
+        elif other_errors:
+            error = kerberos_error(other_errors[0].error_code or 0)
+            cause = f"the KDC refused the ticket for {spn} with {error.name}: {error.meaning}"
+            fix = "Resolve the KDC error above; then the client will use Kerberos."
+            evidence += [f for k in other_errors for f in (k.request_frame, k.reply_frame) if f]
+            fields.append(("kdc_error", f"{error.name} ({error.code})"))
+        elif http_spns:
+            cause = (
+                f"the client asked the KDC for {', '.join(http_spns)} but not for {spn}: the "
+                "name it used does not match a registered SPN (an alias/CNAME whose SPN is "
+                "missing)"
+            )
+            fix = (
+                f"Register {spn} on the site's account, or use the name the SPN is registered for."
+            )
+        else:
+            cause = (
+                "no Kerberos traffic from the client is in the capture: the client did not try "
+                "Kerberos (not logged on to the domain, the site is not in the Local intranet "
+                "zone / allow-list, or the capture was taken where the KDC traffic does not pass)"
+            )
+            fix = (
+                f"Check on the client with `klist get {spn}`; make sure the site is in the "
+                "intranet zone and the SPN exists."
+            )
+        if port and port not in ("80", "443"):
+            fix += (
+                f" The site uses port {port}: Windows clients ask for HTTP/{name} without the "
+                "port unless told otherwise (SPN with port only if the client appends it)."
+            )
+        yield make_finding(
+            "kerberos-fallback-to-ntlm",
+            Severity.WARNING,
+            "Negotiate fell back to NTLM instead of Kerberos",
+            f"The client answered the Negotiate challenge with an NTLM token (frame "
+            f"{request_frame(first.step)}) instead of a Kerberos ticket because {cause}. NTLM "
+            "works only where connection-based authentication survives every hop and is "
+            "slower and weaker than Kerberos.",
+            fix,
+            legs[:3],
+            extra_frames=evidence,
+            fields=fields,
+        )
+
+
+def kerberos_ticket_rejected(ctx: RuleContext) -> Iterator[Finding]:
+    for located in ctx.steps():
+        step = located.step
+        if step.leg is not Leg.KERBEROS_REJECTED or ctx.relayed(located):
+            continue
+        code = _response_krb_error(located)
+        if code == _SKEW:
+            continue  # kerberos-clock-skew
+        spn = spn_of(step) or "the service"
+        issued = [
+            k
+            for k in ctx.kdc_from(located.client_ip, located.time)
+            if same_service(k.service, spn) and k.result is KdcResult.TICKET
+        ]
+        fields = [("spn", spn)]
+        detail = ""
+        if code is not None:
+            error = kerberos_error(code)
+            fields.append(("krb_error", f"{error.name} ({code})"))
+            detail = f" The server's answer carries {error.name}: {error.meaning}."
+            if code in TICKET_UNDECRYPTABLE_ERRORS:
+                detail += " The ticket was encrypted for a key the server does not have."
+        yield make_finding(
+            "kerberos-ticket-rejected",
+            Severity.ERROR,
+            "The server rejected the client's Kerberos ticket",
+            f"The client presented a Kerberos ticket for {spn} (frame {request_frame(step)})"
+            + (f", issued by the KDC at frame {issued[-1].reply_frame}," if issued else "")
+            + " and the server answered 401 again without accepting it."
+            + detail
+            + " The usual cause is that the SPN is registered on a different account than the "
+            "one the site runs as: a custom application-pool identity with kernel-mode "
+            "authentication off (or useAppPoolCredentials missing), a duplicate SPN, or a "
+            "service account whose password (key version) changed.",
+            f"Find the account holding the SPN (`setspn -Q {spn}`) and make the site run as it, "
+            "or move the SPN to the app-pool identity; with a custom identity and kernel-mode "
+            "authentication set useAppPoolCredentials=true; remove duplicates (`setspn -X`). "
+            "IIS logs 401.1 for this.",
+            [located],
+            extra_frames=[f for k in issued[-1:] for f in (k.request_frame, k.reply_frame) if f],
+            fields=fields,
+            iis=step.iis,
+        )
+
+
+def _response_krb_error(located: Located) -> int | None:
+    for challenge in located.step.challenges:
+        if challenge.message is Message.KRB_ERROR:
+            token = challenge.token
+            inner = getattr(token, "inner", None) or token
+            code = getattr(inner, "error_code", None)
+            if isinstance(code, int):
+                return code
+    return None
+
+
+def kerberos_clock_skew(ctx: RuleContext) -> Iterator[Finding]:
+    for located in ctx.steps():
+        if _response_krb_error(located) != _SKEW or ctx.relayed(located):
+            continue
+        yield make_finding(
+            "kerberos-clock-skew",
+            Severity.ERROR,
+            "Kerberos failed: client and server clocks differ too much",
+            f"The server answered the client's Kerberos ticket (frame "
+            f"{request_frame(located.step)}) with KRB_AP_ERR_SKEW: the clocks of client and "
+            "server differ by more than the allowed skew (5 minutes by default).",
+            "Synchronise the clocks (w32tm /resync, NTP) of client, server and domain controllers.",
+            [located],
+            fields=[("krb_error", "KRB_AP_ERR_SKEW (37)")],
+            iis=CLOCK_SKEW_TRIPLE,
+        )
+    for exchange in ctx.kdc:
+        if exchange.error_code == _SKEW:
+            yield _kdc_finding(
+                "kerberos-clock-skew",
+                "Kerberos failed: client and KDC clocks differ too much",
+                exchange,
+                "Synchronise the client's clock with the domain controllers (w32tm /resync).",
+            )
+
+
+def kdc_error(ctx: RuleContext) -> Iterator[Finding]:
+    explained: set[tuple[str, str]] = set()
+    for client, host in _fallbacks(ctx):
+        explained.add((client, f"HTTP/{_bare_host(host)[0]}".lower()))
+    seen: set[tuple[str, str | None, int]] = set()
+    for exchange in ctx.kdc:
+        code = exchange.error_code
+        if exchange.result is not KdcResult.ERROR or code is None:
+            continue
+        if code in BENIGN_KDC_ERRORS or code == _SKEW:
+            continue
+        service = (exchange.service or "").split("@", 1)[0].lower()
+        if code == _S_PRINCIPAL_UNKNOWN and (exchange.client.ip, service) in explained:
+            continue
+        key = (exchange.client.ip, exchange.service, code)
+        if key in seen:
+            continue
+        seen.add(key)
+        error = kerberos_error(code)
+        yield _kdc_finding(
+            "kdc-error",
+            f"The KDC refused a ticket request: {error.name}",
+            exchange,
+            _KDC_FIXES.get(code, "See the KDC error's meaning above."),
+        )
+
+
+_KDC_FIXES = {
+    6: "Check the user name and realm the client uses.",
+    7: "Register the missing SPN on the service's account (setspn -S).",
+    8: "Remove the duplicate SPN (setspn -X lists them).",
+    12: "Check the account's logon restrictions (logon hours, workstations).",
+    14: "Enable an encryption type both sides support (msDS-SupportedEncryptionTypes; "
+    "reset the account password to create AES keys).",
+    18: "The account is disabled or locked out: enable or unlock it.",
+    23: "The password has expired: change it.",
+    24: "Wrong password (pre-authentication failed); repeated failures lock the account.",
+}
+
+
+def _kdc_finding(rule: str, title: str, exchange: KdcExchange, fix: str) -> Finding:
+    error = kerberos_error(exchange.error_code or 0)
+    frames = [f for f in (exchange.request_frame, exchange.reply_frame) if f]
+    return Finding(
+        rule=rule,
+        severity=Severity.ERROR if rule == "kerberos-clock-skew" else Severity.WARNING,
+        title=title,
+        explanation=(
+            f"The KDC {exchange.kdc.ip} answered the {_kind(exchange)} of {exchange.client.ip}"
+            f" for {exchange.service or 'a service'} with {error.name} ({error.code}): "
+            f"{error.meaning}" + (f" (e-text: {exchange.e_text})" if exchange.e_text else "") + "."
+        ),
+        fix=fix,
+        host=exchange.service,
+        connections=(exchange.connection,) if exchange.connection is not None else (),
+        frames=tuple(frames),
+        fields=(
+            ("kdc_error", f"{error.name} ({error.code})"),
+            ("service", exchange.service or ""),
+            ("client_principal", exchange.client_principal or ""),
+        ),
+    )
+
+
+def _kind(exchange: KdcExchange) -> str:
+    if exchange.request_type is Message.AS_REQ:
+        return "AS-REQ"
+    if exchange.request_type is Message.TGS_REQ:
+        return "TGS-REQ"
+    return "request"
+
+
+RULES = (kerberos_fallback_to_ntlm, kerberos_ticket_rejected, kerberos_clock_skew, kdc_error)

@@ -1,0 +1,102 @@
+"""No protocol in common: the server asked for authentication the client did
+not (or could not) give. IIS logs these as 401.2, "denied by server
+configuration" (DESIGN: what a 401 means).
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterator
+
+from authtrace.diagnose.context import (
+    Located,
+    RuleContext,
+    make_finding,
+    request_frame,
+    response_frame,
+)
+from authtrace.diagnose.finding import Finding, Severity
+from authtrace.handshake.model import Leg, Outcome, State
+
+_WINDOWS_SCHEMES = {"negotiate", "ntlm", "kerberos"}
+
+
+def client_ignores_negotiate(ctx: RuleContext) -> Iterator[Finding]:
+    # One finding per client and server: the same browser repeats the same mistake.
+    groups: dict[tuple[str, str], list[Located]] = defaultdict(list)
+    authenticated_somewhere = {
+        (loc.client_ip, str(loc.timeline.connection.server))
+        for loc in ctx.steps()
+        if loc.step.state_after is State.AUTHENTICATED
+    }
+    for located in ctx.steps():
+        step = located.step
+        if step.leg is not Leg.ANONYMOUS_CHALLENGED or step.outcome is not Outcome.FAILURE:
+            continue
+        offered = {c.scheme.lower() for c in step.challenges}
+        if not offered & _WINDOWS_SCHEMES:
+            continue
+        key = (located.client_ip, str(located.timeline.connection.server))
+        if key in authenticated_somewhere:
+            continue  # auth-lost-on-new-connection tells that story
+        groups[key].append(located)
+    for (client, _server), legs in groups.items():
+        first = legs[0]
+        schemes = ", ".join(sorted({c.scheme for loc in legs for c in loc.step.challenges}))
+        body = next((loc.step.iis_from_body for loc in legs if loc.step.iis_from_body), None)
+        yield make_finding(
+            "client-ignores-negotiate",
+            Severity.ERROR,
+            "The client never answered the Windows authentication challenge",
+            f"The server offered {schemes} ({len(legs)} time(s), first at frame "
+            f"{response_frame(first.step)})"
+            f" and the client {client} never sent credentials: it repeated the request without "
+            "an Authorization header or gave up. This is the classic 401.2 (denied by server "
+            "configuration): the client does not speak, or is not configured to use, "
+            "Negotiate/NTLM for this host"
+            + (f"; the server's error page says {body}." if body else "."),
+            "Configure the client to send Windows credentials to this host: Internet Options > "
+            "Local intranet sites (IE/Edge/Chrome on Windows), the AuthServerAllowlist policy "
+            "(Chrome/Edge elsewhere), network.negotiate-auth.trusted-uris and "
+            "network.automatic-ntlm-auth.trusted-uris (Firefox), `curl --negotiate -u :` or "
+            "`--ntlm`; for non-browser clients, enable Windows/Negotiate authentication in the "
+            "HTTP library. Or enable an authentication scheme this client supports.",
+            legs,
+            fields=[("offered", schemes), ("client", client)],
+            iis=first.step.iis,
+        )
+
+
+def no_common_scheme(ctx: RuleContext) -> Iterator[Finding]:
+    for located in ctx.steps():
+        step = located.step
+        if step.leg is not Leg.SCHEME_NOT_OFFERED or ctx.relayed(located):
+            continue
+        credentials = step.credentials
+        assert credentials is not None
+        offered = ", ".join(c.scheme for c in _last_offer(located)) or "other schemes"
+        yield make_finding(
+            "no-common-scheme",
+            Severity.ERROR,
+            f"The client answered with {credentials.scheme}, which the server did not offer",
+            f"The server offered {offered}; the client sent `{credentials.header}: "
+            f"{credentials.scheme} ...` (frame {request_frame(step)}) "
+            "and was refused. Client and server have no authentication scheme in common.",
+            "Enable on the server a scheme this client can use, or configure the client for one "
+            "the server offers (for Negotiate/NTLM see the client's Windows-authentication "
+            "settings).",
+            [located],
+            fields=[("offered", offered), ("sent", credentials.scheme)],
+            iis=step.iis,
+        )
+
+
+def _last_offer(located: Located) -> tuple:
+    for position in range(located.position - 1, -1, -1):
+        step = located.timeline.steps[position]
+        if step.realm is located.step.realm and step.challenges:
+            return step.challenges
+    return ()
+
+
+RULES = (client_ignores_negotiate, no_common_scheme)

@@ -1,0 +1,189 @@
+"""NTLM failures: wrong credentials, weak or anonymous responses, missing
+channel bindings, and repeated failures that lock accounts (MS-NLMP 3.3 for the
+response kinds, 2.2.2.1 for MsvAvChannelBindings)."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterator
+
+from authtrace.auth.kinds import Message
+from authtrace.auth.ntlm import NtlmAuthenticate, NtlmResponseKind
+from authtrace.diagnose.context import Located, RuleContext, make_finding, request_frame, user_of
+from authtrace.diagnose.finding import Finding, Severity
+from authtrace.handshake.model import Leg, Outcome
+
+# More failures than this for one user in one capture risks an account lockout.
+LOCKOUT_RISK_FAILURES = 3
+
+
+def _authenticate(located: Located) -> NtlmAuthenticate | None:
+    credentials = located.step.credentials
+    if credentials is None or credentials.message is not Message.NTLM_AUTHENTICATE:
+        return None
+    token = credentials.token
+    inner = getattr(token, "inner", None) or token
+    return inner if isinstance(inner, NtlmAuthenticate) else None
+
+
+def _failed_logons(ctx: RuleContext) -> list[Located]:
+    return [
+        located
+        for located in ctx.steps()
+        if located.step.leg is Leg.NTLM_REJECTED
+        and located.step.outcome is Outcome.FAILURE
+        and not ctx.relayed(located)
+    ]
+
+
+def ntlm_logon_failed(ctx: RuleContext) -> Iterator[Finding]:
+    for located in _failed_logons(ctx):
+        message = _authenticate(located)
+        user = user_of(located.step) or "an unknown user"
+        workstation = message.workstation if message else ""
+        yield make_finding(
+            "ntlm-logon-failed",
+            Severity.ERROR,
+            f"NTLM logon failed for {user}",
+            f"The client completed the NTLM handshake on connection "
+            f"{located.timeline.connection.id} as {user}"
+            + (f" from workstation {workstation}" if workstation else "")
+            + f" (AUTHENTICATE at frame {request_frame(located.step)}) and the server answered "
+            "401: the server (or its domain controller) refused the credentials — wrong "
+            "password, unknown, disabled, expired or locked-out account, or a logon right "
+            "removed by policy.",
+            "Check the account on the domain controller (Security log event 4625/4776 names the "
+            "exact reason), the password saved in the client (Credential Manager), and the "
+            "'Access this computer from the network' right on the server.",
+            [located],
+            fields=[("user", user)] + ([("workstation", workstation)] if workstation else []),
+            iis=located.step.iis,
+        )
+
+
+def repeated_logon_failures(ctx: RuleContext) -> Iterator[Finding]:
+    by_user: dict[str, list[Located]] = defaultdict(list)
+    for located in ctx.steps():
+        step = located.step
+        if step.outcome is not Outcome.FAILURE or ctx.relayed(located):
+            continue
+        if step.leg not in (Leg.NTLM_REJECTED, Leg.BASIC_REJECTED, Leg.DIGEST_REJECTED):
+            continue
+        user = user_of(step)
+        if user:
+            by_user[user.lower()].append(located)
+    for failures in by_user.values():
+        if len(failures) < LOCKOUT_RISK_FAILURES:
+            continue
+        user = user_of(failures[0].step) or "?"
+        yield make_finding(
+            "repeated-logon-failures",
+            Severity.WARNING,
+            f"{len(failures)} failed logons for {user}: account lockout risk",
+            f"{user} failed to authenticate {len(failures)} times in this capture (on "
+            f"{len({f.timeline.connection.id for f in failures})} connection(s)). Each failure "
+            "counts towards the domain's account lockout threshold.",
+            "Fix the stored or typed password before the account locks out; find the client "
+            "that retries (often a saved credential, a mapped drive, a service or a phone).",
+            failures,
+            fields=[("user", user), ("failures", str(len(failures)))],
+        )
+
+
+def ntlmv1_response(ctx: RuleContext) -> Iterator[Finding]:
+    for located in ctx.steps():
+        message = _authenticate(located)
+        if message is None or ctx.relayed(located):
+            continue
+        if message.response_kind is not NtlmResponseKind.NTLMV1 or message.anonymous:
+            continue
+        user = user_of(located.step) or "?"
+        yield make_finding(
+            "ntlmv1-response",
+            Severity.WARNING,
+            f"NTLMv1 response from {user}",
+            f"The AUTHENTICATE at frame {request_frame(located.step)} carries a 24-byte NTLMv1 "
+            "response"
+            + (" (with extended session security)" if message.extended_session_security else "")
+            + ". NTLMv1 is easily cracked, and servers or domains that require NTLMv2 refuse it"
+            + (
+                " — here the server answered 401." if located.step.leg is Leg.NTLM_REJECTED else "."
+            ),
+            "Set 'Network security: LAN Manager authentication level' to 'Send NTLMv2 response "
+            "only. Refuse LM & NTLM' on clients (LmCompatibilityLevel 5), and update clients "
+            "that cannot do NTLMv2.",
+            [located],
+            fields=[("user", user), ("response", "NTLMv1")],
+            iis=located.step.iis,
+        )
+
+
+def ntlm_anonymous(ctx: RuleContext) -> Iterator[Finding]:
+    for located in ctx.steps():
+        message = _authenticate(located)
+        if message is None or not message.anonymous or ctx.relayed(located):
+            continue
+        yield make_finding(
+            "ntlm-anonymous",
+            Severity.WARNING,
+            "Anonymous NTLM authentication",
+            f"The AUTHENTICATE at frame {request_frame(located.step)} is anonymous (no user, "
+            "empty responses): the client had no credentials to offer for this server, "
+            "or was told to log on anonymously.",
+            "Check why the client has no credentials for this site (not logged on to the "
+            "domain, a service running as a local account, credential delegation settings).",
+            [located],
+            iis=located.step.iis,
+        )
+
+
+def channel_binding_missing(ctx: RuleContext) -> Iterator[Finding]:
+    for located in ctx.steps():
+        message = _authenticate(located)
+        if message is None or ctx.relayed(located) or located.step.leg is not Leg.NTLM_REJECTED:
+            continue
+        v2 = message.ntlmv2
+        if v2 is None:
+            continue
+        missing = not v2.channel_bindings_present
+        zero = v2.channel_bindings_present and v2.channel_bindings_all_zero
+        body = located.step.iis_from_body
+        # Only TLS connections carry channel bindings; cleartext HTTP has none to
+        # bind to, so a missing binding matters only where TLS is in the path
+        # (decrypted capture, or a TLS-terminating proxy in front of the server).
+        via_tls_proxy = _through_tls_terminator(located)
+        if not (missing or zero) or not via_tls_proxy:
+            continue
+        yield make_finding(
+            "channel-binding-missing",
+            Severity.ERROR,
+            "NTLM without channel binding refused (Extended Protection)",
+            f"The AUTHENTICATE at frame {request_frame(located.step)} "
+            + ("has no MsvAvChannelBindings" if missing else "has an all-zero channel binding")
+            + " and the server refused it. With Extended Protection for Authentication the "
+            "server requires a binding to its own TLS channel; a TLS-terminating proxy or load "
+            "balancer in front of it breaks the binding"
+            + (f" (the server's page says {body})." if body else "."),
+            "Terminate TLS on the server itself (TLS pass-through on the balancer), or set "
+            "extendedProtection tokenChecking to Allow with the proxy's SPN, or use Kerberos.",
+            [located],
+            iis=located.step.iis,
+        )
+
+
+def _through_tls_terminator(located: Located) -> bool:
+    request = located.step.exchange.request
+    if request is None:
+        return False
+    forwarded_proto = (request.header("X-Forwarded-Proto") or "").lower()
+    front_end_https = (request.header("Front-End-Https") or "").lower()
+    return forwarded_proto == "https" or front_end_https == "on"
+
+
+RULES = (
+    ntlm_logon_failed,
+    repeated_logon_failures,
+    ntlmv1_response,
+    ntlm_anonymous,
+    channel_binding_missing,
+)

@@ -1,0 +1,270 @@
+"""Connection topology: connection-based authentication (NTLM, Negotiate)
+broken by something that moves requests between connections (a pooling proxy,
+a load balancer without affinity) or closes them mid-handshake.
+
+MS-NLMP 3.1: the CHALLENGE and the AUTHENTICATE belong to one security
+context, which IIS keeps per TCP connection; RFC 4559 section 4 says the same
+of Negotiate.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+from authtrace.diagnose.context import Located, RuleContext, make_finding, user_of
+from authtrace.diagnose.finding import Finding, Severity
+from authtrace.handshake.model import Leg, Outcome, Realm, Sent, State
+
+_SPLIT_FIX = (
+    "Keep every leg of a Windows-authentication handshake on one TCP connection: give the "
+    "load balancer client affinity (or pass the client connection through 1:1), or stop the "
+    "reverse proxy from pooling upstream connections (for nginx: the commercial `ntlm` "
+    "directive, or a TCP stream proxy instead of an HTTP proxy). Better: make Kerberos work "
+    "(register the SPN) so that no NTLM handshake is needed."
+)
+
+
+def ntlm_handshake_split(ctx: RuleContext) -> Iterator[Finding]:
+    for split in ctx.view.splits:
+        challenge = ctx.locate(split.challenge)
+        authenticate = ctx.locate(split.authenticate)
+        if split.challenge_connection_closed:
+            continue  # handshake-closed-midway explains it better
+        previous = _previous_step(challenge)
+        legs = [x for x in (previous, challenge, authenticate) if x is not None]
+        who = (
+            "the same client"
+            if split.same_client
+            else f"another client ({authenticate.client_ip}, not {challenge.client_ip})"
+        )
+        failed = authenticate.step.leg is Leg.NTLM_OUT_OF_SEQUENCE
+        explanation = (
+            f"The NTLM CHALLENGE went out on connection {challenge.timeline.connection.id} "
+            f"(frame {_frame(challenge)}), but its AUTHENTICATE came from {who} on connection "
+            f"{authenticate.timeline.connection.id} (frame {_frame(authenticate)}). NTLM is "
+            "connection-based: the server keeps the handshake's state per TCP connection, so an "
+            "AUTHENTICATE on another connection cannot be verified"
+            + (" and the server answered 401 again." if failed else ".")
+            + " Something between client and server (a reverse proxy pooling its upstream "
+            "connections, a load balancer without affinity, a forward proxy) moved the request."
+        )
+        yield make_finding(
+            "ntlm-handshake-split",
+            Severity.ERROR if failed else Severity.WARNING,
+            "NTLM handshake split across connections",
+            explanation,
+            _SPLIT_FIX,
+            legs,
+            fields=_user_fields(authenticate),
+            iis=authenticate.step.iis,
+        )
+
+
+def handshake_closed_midway(ctx: RuleContext) -> Iterator[Finding]:
+    for split in ctx.view.splits:
+        if not split.challenge_connection_closed:
+            continue
+        challenge = ctx.locate(split.challenge)
+        authenticate = ctx.locate(split.authenticate)
+        yield _closed_finding(challenge, [challenge, authenticate])
+    reported = {split.challenge for split in ctx.view.splits}
+    for located in ctx.steps():
+        step = located.step
+        if step.leg not in (Leg.NTLM_CHALLENGE, Leg.SPNEGO_CONTINUE) or located.ref in reported:
+            continue
+        if _next_in_realm(located) is None and _closes(located):
+            yield _closed_finding(located, [located])
+
+
+def _closed_finding(challenge: Located, legs: list[Located]) -> Finding:
+    connection = challenge.timeline.connection
+    response = challenge.step.exchange.response
+    how = _close_reason(challenge)
+    return make_finding(
+        "handshake-closed-midway",
+        Severity.ERROR,
+        "Connection closed in the middle of the handshake",
+        f"The server's challenge on connection {connection.id} (frame {_frame(challenge)}) was "
+        f"followed by {how}, so the client could not send the next leg on the same connection. "
+        "Connection-based authentication must finish on the connection that started it; a new "
+        "connection starts a new handshake, which ends the same way.",
+        "Keep connections alive during authentication: do not send `Connection: close` on 401 "
+        "responses (check proxies and load balancers that rewrite it, HTTP/1.0 hops, idle "
+        "timeouts shorter than the handshake), and let the client reuse the connection.",
+        legs,
+        extra_frames=[connection.close_frame] if connection.close_frame else [],
+        iis=challenge.step.iis if response is not None else None,
+    )
+
+
+def _close_reason(located: Located) -> str:
+    response = located.step.exchange.response
+    connection = located.timeline.connection
+    if response is not None and "close" in (response.header("Connection") or "").lower():
+        return "`Connection: close` in that 401"
+    if response is not None and response.version == "HTTP/1.0":
+        return "an HTTP/1.0 response that ends the connection"
+    if connection.close_reason == "rst":
+        return f"a reset (RST) at frame {connection.close_frame}"
+    by = {"to_server": "the client", "to_client": "the server"}.get(connection.closed_by or "", "")
+    source = f" from {by}" if by else ""
+    return f"the connection closing (FIN{source}) at frame {connection.close_frame}"
+
+
+def _closes(located: Located) -> bool:
+    response = located.step.exchange.response
+    connection = located.timeline.connection
+    if response is not None:
+        header = (response.header("Connection") or "").lower()
+        if "close" in header or (response.version == "HTTP/1.0" and "keep-alive" not in header):
+            return True
+    return connection.close_reason in ("fin", "rst")
+
+
+def shared_authenticated_connection(ctx: RuleContext) -> Iterator[Finding]:
+    for timeline in ctx.view.timelines:
+        authenticated_by: Located | None = None
+        origins: dict[str, Located] = {}
+        for position, step in enumerate(timeline.steps):
+            if step.realm is not Realm.ORIGIN:
+                continue
+            located = Located(timeline, position, step)
+            if step.leg in (Leg.NTLM_ACCEPTED, Leg.KERBEROS_ACCEPTED, Leg.SPNEGO_ACCEPTED):
+                if step.state_after is State.AUTHENTICATED:
+                    authenticated_by = located
+                    origins = {_client_identity(located): located}
+                continue
+            if authenticated_by is None or step.leg is not Leg.REUSED:
+                if step.state_after is not State.AUTHENTICATED:
+                    authenticated_by = None
+                continue
+            identity = _client_identity(located)
+            origins.setdefault(identity, located)
+        if authenticated_by is not None and len(origins) > 1:
+            others = [loc for key, loc in origins.items() if loc is not authenticated_by]
+            user = user_of(authenticated_by.step) or "the first user"
+            clients = ", ".join(sorted(origins))
+            yield make_finding(
+                "shared-authenticated-connection",
+                Severity.ERROR,
+                "One authenticated connection carries several clients' requests",
+                f"Connection {timeline.connection.id} was authenticated as {user} (frame "
+                f"{_frame(authenticated_by)}) and then carried requests of other clients "
+                f"({clients}) that the server answered without asking them to authenticate: "
+                "they ran as the first user. A proxy that pools or multiplexes upstream "
+                "connections hands one user's authenticated connection to others.",
+                "Disable upstream connection reuse for Windows-authenticated sites on the proxy, "
+                "or make the server authenticate every request (Kerberos with "
+                "authPersistNonNTLM=false / Persistent-Auth: false, or authPersistSingleRequest).",
+                [authenticated_by, *others],
+                fields=[("user", user), ("clients", clients)],
+            )
+
+
+def _client_identity(located: Located) -> str:
+    request = located.step.exchange.request
+    forwarded = request.header("X-Forwarded-For") if request is not None else None
+    if forwarded:
+        return forwarded.split(",")[0].strip()
+    return located.client_ip
+
+
+def auth_lost_on_new_connection(ctx: RuleContext) -> Iterator[Finding]:
+    authenticated: dict[tuple[str, str], Located] = {}
+    for located in sorted(ctx.steps(Realm.ORIGIN), key=lambda loc: loc.time):
+        step = located.step
+        key = (located.client_ip, str(located.timeline.connection.server))
+        if step.state_after is State.AUTHENTICATED and step.leg in (
+            Leg.NTLM_ACCEPTED,
+            Leg.KERBEROS_ACCEPTED,
+            Leg.SPNEGO_ACCEPTED,
+        ):
+            authenticated[key] = located
+            continue
+        earlier = authenticated.get(key)
+        if (
+            earlier is None
+            or earlier.timeline.connection.id == located.timeline.connection.id
+            or step.leg is not Leg.ANONYMOUS_CHALLENGED
+            or step.outcome is not Outcome.FAILURE
+        ):
+            continue
+        yield make_finding(
+            "auth-lost-on-new-connection",
+            Severity.ERROR,
+            "Request without credentials on a new connection after authenticating another",
+            f"The client authenticated connection {earlier.timeline.connection.id} (frame "
+            f"{_frame(earlier)}), then sent a request without credentials on connection "
+            f"{located.timeline.connection.id} (frame {_frame(located)}), got 401 and did not "
+            "authenticate again. It (or a proxy in between) assumed the request would travel on "
+            "the authenticated connection.",
+            "Make the client or proxy keep requests on the authenticated connection, or let it "
+            "authenticate each new connection (proxies: disable connection pooling for this "
+            "site; clients: enable re-authentication / pre-authentication).",
+            [earlier, located],
+            iis=step.iis,
+        )
+        del authenticated[key]
+
+
+def reauth_on_authenticated_connection(ctx: RuleContext) -> Iterator[Finding]:
+    for located in ctx.steps():
+        step = located.step
+        if step.leg is not Leg.REAUTH_CHALLENGED:
+            continue
+        via = step.exchange.request.header("Via") if step.exchange.request else None
+        yield make_finding(
+            "reauth-on-authenticated-connection",
+            Severity.WARNING,
+            "401 on a connection that had already authenticated",
+            f"Connection {located.timeline.connection.id} had completed authentication, yet the "
+            f"request at frame {_frame(located)} was answered 401"
+            + (f" (it came through a proxy: Via {via})." if via else ".")
+            + " Either the server authenticates every request (Persistent-Auth not honoured, "
+            "authPersistSingleRequest) or something in the middle changed the connection under "
+            "the client.",
+            "Check whether the server is meant to authenticate each request; if not, look for a "
+            "proxy or load balancer that moves requests between upstream connections.",
+            [located],
+            iis=step.iis,
+        )
+
+
+def _frame(located: Located) -> int:
+    exchange = located.step.exchange
+    if exchange.response is not None and located.step.sent is Sent.NOTHING:
+        return exchange.response.head_frame
+    if exchange.request is not None:
+        return exchange.request.head_frame
+    assert exchange.response is not None
+    return exchange.response.head_frame
+
+
+def _previous_step(located: Located) -> Located | None:
+    for position in range(located.position - 1, -1, -1):
+        step = located.timeline.steps[position]
+        if step.realm is located.step.realm:
+            return Located(located.timeline, position, step)
+    return None
+
+
+def _next_in_realm(located: Located) -> Located | None:
+    for position in range(located.position + 1, len(located.timeline.steps)):
+        step = located.timeline.steps[position]
+        if step.realm is located.step.realm:
+            return Located(located.timeline, position, step)
+    return None
+
+
+def _user_fields(located: Located) -> list[tuple[str, str]]:
+    user = user_of(located.step)
+    return [("user", user)] if user else []
+
+
+RULES = (
+    ntlm_handshake_split,
+    handshake_closed_midway,
+    shared_authenticated_connection,
+    auth_lost_on_new_connection,
+    reauth_on_authenticated_connection,
+)

@@ -1,0 +1,274 @@
+"""Links across connections, and the final verdict on every 401/407.
+
+A single 401 is never judged alone (DESIGN: "judge the sequence"): whether an
+anonymous 401 was a normal first leg depends on whether the client went on to
+authenticate, possibly on another connection; an NTLM AUTHENTICATE that reached
+a connection without its CHALLENGE is explained by the connection that carried
+that CHALLENGE. This module owns those cross-connection decisions.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections import defaultdict
+from dataclasses import dataclass
+
+from authtrace.handshake.model import NORMAL_LEGS, AuthExchange, Leg, Outcome, Realm, Sent
+from authtrace.handshake.timeline import ConnectionTimeline
+from authtrace.http.messages import HttpConnection
+
+# How long after an anonymous 401 a client may take to come back with credentials,
+# and how far apart the legs of one split NTLM handshake may be.
+FOLLOW_UP_WINDOW = 120.0
+SPLIT_WINDOW = 120.0
+# A 401 this close to the end of the capture may simply have had its answer cut off.
+END_OF_CAPTURE_MARGIN = 1.0
+
+
+@dataclass(frozen=True, slots=True)
+class StepRef:
+    """Where one judged exchange sits: its timeline and its position there."""
+
+    connection: int
+    position: int
+
+
+@dataclass(frozen=True, slots=True)
+class SplitHandshake:
+    """An NTLM AUTHENTICATE sent on a connection that never carried the CHALLENGE
+    it answers; the CHALLENGE was on `challenge` (another connection)."""
+
+    challenge: StepRef
+    authenticate: StepRef
+    same_client: bool  # False: the legs came from different client addresses (a proxy)
+    challenge_connection_closed: bool  # the challenge's connection closed right after it
+
+
+@dataclass(frozen=True, slots=True)
+class HandshakeView:
+    """Everything the rules read: judged timelines and the links between them."""
+
+    timelines: tuple[ConnectionTimeline, ...]
+    splits: tuple[SplitHandshake, ...]
+    relayed: frozenset[StepRef]  # client-side copies of a request a proxy forwarded
+    capture_start: float
+    capture_end: float
+    by_id: dict[int, ConnectionTimeline]
+
+    def step(self, ref: StepRef) -> AuthExchange:
+        return self.by_id[ref.connection].steps[ref.position]
+
+
+def host_of(step: AuthExchange, connection: HttpConnection) -> str:
+    """The server as the client named it: the Host header, else the address."""
+    request = step.exchange.request
+    host = request.header("Host") if request is not None else None
+    if host:
+        host = host.strip().lower()
+        if host.endswith(":80") or host.endswith(":443"):
+            host = host.rsplit(":", 1)[0]
+        return host
+    return str(connection.server)
+
+
+def request_time(step: AuthExchange) -> float:
+    if step.exchange.request is not None:
+        return step.exchange.request.timestamp
+    assert step.exchange.response is not None
+    return step.exchange.response.timestamp
+
+
+def link(
+    timelines: list[ConnectionTimeline], capture_start: float, capture_end: float
+) -> HandshakeView:
+    """Find split handshakes and proxy relays, then give every 401/407 its outcome."""
+    splits = _find_splits(timelines)
+    relayed = _find_relays(timelines)
+    split_targets = {split.authenticate for split in splits}
+    resolved = [_resolve(timeline, timelines, split_targets, capture_end) for timeline in timelines]
+    return HandshakeView(
+        tuple(resolved),
+        tuple(splits),
+        frozenset(relayed),
+        capture_start,
+        capture_end,
+        {timeline.connection.id: timeline for timeline in resolved},
+    )
+
+
+def _find_splits(timelines: list[ConnectionTimeline]) -> list[SplitHandshake]:
+    challenges: dict[str, list[tuple[float, StepRef, ConnectionTimeline]]] = defaultdict(list)
+    for timeline in timelines:
+        for position, step in enumerate(timeline.steps):
+            if step.leg is Leg.NTLM_CHALLENGE and step.exchange.response is not None:
+                key = f"{step.realm.value} {timeline.connection.server}"
+                ref = StepRef(timeline.connection.id, position)
+                challenges[key].append((step.exchange.response.timestamp, ref, timeline))
+    splits: list[SplitHandshake] = []
+    used: set[StepRef] = set()
+    for timeline in timelines:
+        connection = timeline.connection
+        for position, step in enumerate(timeline.steps):
+            if step.leg not in (Leg.NTLM_OUT_OF_SEQUENCE, Leg.NTLM_OUT_OF_SEQUENCE_ACCEPTED):
+                continue
+            when = request_time(step)
+            key = f"{step.realm.value} {connection.server}"
+            candidates = [
+                (at, ref, other)
+                for at, ref, other in challenges.get(key, [])
+                if ref.connection != connection.id
+                and ref not in used
+                and 0 <= when - at <= SPLIT_WINDOW
+                and not _answered_on_own_connection(other, ref.position)
+            ]
+            if not candidates:
+                continue
+            # Prefer the same client address; then the most recent challenge.
+            candidates.sort(
+                key=lambda item: (item[2].connection.client.ip == connection.client.ip, item[0])
+            )
+            _at, ref, other = candidates[-1]
+            used.add(ref)
+            splits.append(
+                SplitHandshake(
+                    challenge=ref,
+                    authenticate=StepRef(connection.id, position),
+                    same_client=other.connection.client.ip == connection.client.ip,
+                    challenge_connection_closed=_closed_after(other, ref.position),
+                )
+            )
+    return splits
+
+
+def _answered_on_own_connection(timeline: ConnectionTimeline, position: int) -> bool:
+    """Whether the CHALLENGE at `position` got its AUTHENTICATE on its own connection."""
+    realm = timeline.steps[position].realm
+    for step in timeline.steps[position + 1 :]:
+        if step.realm is realm:
+            return step.sent is Sent.NTLM_AUTHENTICATE
+    return False
+
+
+def _closed_after(timeline: ConnectionTimeline, position: int) -> bool:
+    """The connection carried nothing after this step and was closed, or the
+    response said it would close (Connection: close, HTTP/1.0 without keep-alive)."""
+    step = timeline.steps[position]
+    response = step.exchange.response
+    if response is not None:
+        connection_header = (response.header("Connection") or "").lower()
+        if "close" in connection_header:
+            return True
+        if response.version == "HTTP/1.0" and "keep-alive" not in connection_header:
+            return True
+    later = [s for s in timeline.steps[position + 1 :] if s.realm is step.realm]
+    return not later and timeline.connection.close_reason in ("fin", "rst")
+
+
+def _find_relays(timelines: list[ConnectionTimeline]) -> set[StepRef]:
+    """Requests a proxy forwarded: the same credential token on two connections.
+
+    The copy on the connection that came first in time (the client side) is
+    marked relayed; the judgement belongs to the upstream copy.
+    """
+    seen: dict[bytes, list[tuple[float, StepRef]]] = defaultdict(list)
+    for timeline in timelines:
+        for position, step in enumerate(timeline.steps):
+            credentials = step.credentials
+            if credentials is None or len(credentials.raw) < 16:
+                continue
+            seen[credentials.raw].append(
+                (request_time(step), StepRef(timeline.connection.id, position))
+            )
+    relayed: set[StepRef] = set()
+    for copies in seen.values():
+        connections = {ref.connection for _at, ref in copies}
+        if len(connections) < 2:
+            continue
+        copies.sort(key=lambda item: item[0])
+        relayed.update(
+            ref for _at, ref in copies[:-1] if ref.connection != copies[-1][1].connection
+        )
+    return relayed
+
+
+def _resolve(
+    timeline: ConnectionTimeline,
+    timelines: list[ConnectionTimeline],
+    split_targets: set[StepRef],
+    capture_end: float,
+) -> ConnectionTimeline:
+    steps = list(timeline.steps)
+    connection = timeline.connection
+    for position, step in enumerate(steps):
+        if not step.is_auth_failure_status:
+            continue
+        outcome = _outcome(step, position, timeline, timelines, split_targets, capture_end)
+        steps[position] = dataclasses.replace(step, outcome=outcome)
+    return ConnectionTimeline(connection, tuple(steps))
+
+
+def _outcome(
+    step: AuthExchange,
+    position: int,
+    timeline: ConnectionTimeline,
+    timelines: list[ConnectionTimeline],
+    split_targets: set[StepRef],
+    capture_end: float,
+) -> Outcome:
+    connection = timeline.connection
+    response = step.exchange.response
+    assert response is not None
+    if step.leg is Leg.ANONYMOUS_CHALLENGED:
+        if _client_came_back(step, connection, timelines):
+            return Outcome.NORMAL
+        if capture_end - response.timestamp <= END_OF_CAPTURE_MARGIN and not _later_requests(
+            step, timeline, position
+        ):
+            return Outcome.INCOMPLETE
+        return Outcome.FAILURE
+    if step.leg in NORMAL_LEGS:
+        return Outcome.NORMAL
+    if step.leg is Leg.NTLM_OUT_OF_SEQUENCE:
+        ref = StepRef(connection.id, position)
+        if ref not in split_targets and _start_missing(timeline, position):
+            return Outcome.INCOMPLETE
+    if step.leg is Leg.UNFOLLOWED:
+        return Outcome.INCOMPLETE
+    return Outcome.FAILURE
+
+
+def _start_missing(timeline: ConnectionTimeline, position: int) -> bool:
+    """The connection began before the capture and this is its first auth step."""
+    if timeline.connection.syn_seen:
+        return False
+    earlier = timeline.steps[:position]
+    return all(s.sent is Sent.NOTHING and s.leg is not Leg.ANONYMOUS_CHALLENGED for s in earlier)
+
+
+def _later_requests(step: AuthExchange, timeline: ConnectionTimeline, position: int) -> bool:
+    return any(s.realm is step.realm for s in timeline.steps[position + 1 :])
+
+
+def _client_came_back(
+    step: AuthExchange, connection: HttpConnection, timelines: list[ConnectionTimeline]
+) -> bool:
+    """Did the same client send credentials to the same server (this realm) later?"""
+    after = step.exchange.response.timestamp if step.exchange.response else request_time(step)
+    for other in timelines:
+        if (
+            other.connection.client.ip != connection.client.ip
+            or other.connection.server != connection.server
+        ):
+            continue
+        for later in other.steps:
+            if (
+                later.realm is step.realm
+                and later.sent is not Sent.NOTHING
+                and 0 <= request_time(later) - after <= FOLLOW_UP_WINDOW
+            ):
+                return True
+    return False
+
+
+def realm_label(realm: Realm) -> str:
+    return "proxy" if realm is Realm.PROXY else "server"

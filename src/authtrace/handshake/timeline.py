@@ -1,0 +1,250 @@
+"""Per-connection authentication timelines: every exchange of a connection,
+seen through the origin (401) and proxy (407) realms, judged by the state
+machine in `machine.py`.
+
+This module owns classifying decoded steps into what the client sent and what
+the server answered; it never parses bytes itself (auth.steps does) and never
+decides transitions (machine.py does).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from authtrace.auth.kinds import Mechanism, Message
+from authtrace.auth.steps import AuthStep, step_from_credentials_header, steps_from_challenge_header
+from authtrace.handshake.machine import iis_triple, transition
+from authtrace.handshake.model import Answer, AuthExchange, Leg, Realm, Sent, State
+from authtrace.http.messages import Exchange, HttpConnection, HttpRequest, HttpResponse
+
+_CREDENTIALS_HEADER = {Realm.ORIGIN: "Authorization", Realm.PROXY: "Proxy-Authorization"}
+_CHALLENGE_HEADER = {Realm.ORIGIN: "WWW-Authenticate", Realm.PROXY: "Proxy-Authenticate"}
+_REFUSAL_STATUS = {Realm.ORIGIN: 401, Realm.PROXY: 407}
+
+# IIS detailed and IIS 6 error pages name the substatus: "HTTP Error 401.2 - Unauthorized".
+_IIS_SUBSTATUS = re.compile(rb"(?:HTTP Error|Error Code:?)\s*(40[0-9])\.(\d{1,2})\b", re.IGNORECASE)
+# http.sys and IIS answers to oversized headers (often a large Negotiate token).
+_TOO_LARGE_TEXT = re.compile(
+    rb"header[s]? (?:too long|is too long|field too long)|size of the request headers is too long"
+    rb"|Request Header Too Long|Request Header Or Cookie Too Large",
+    re.IGNORECASE,
+)
+LARGE_HEADER_BYTES = 16 * 1024
+
+_SENT_BY_MESSAGE = {
+    Message.NTLM_NEGOTIATE: Sent.NTLM_NEGOTIATE,
+    Message.NTLM_AUTHENTICATE: Sent.NTLM_AUTHENTICATE,
+    Message.AP_REQ: Sent.KERBEROS,
+    Message.NEG_TOKEN_RESP: Sent.SPNEGO_CONTINUE,
+    Message.NEG_TOKEN_INIT: Sent.SPNEGO_CONTINUE,
+    Message.NEG_TOKEN_INIT2: Sent.SPNEGO_CONTINUE,
+    Message.BASIC_CREDENTIALS: Sent.BASIC,
+    Message.DIGEST_RESPONSE: Sent.DIGEST,
+    Message.BEARER_TOKEN: Sent.BEARER,
+    Message.MALFORMED: Sent.MALFORMED,
+}
+
+
+@dataclass(frozen=True, slots=True)
+class ConnectionTimeline:
+    """A connection and its judged exchanges, in order (origin and proxy realm
+    steps interleaved as they happened)."""
+
+    connection: HttpConnection
+    steps: tuple[AuthExchange, ...]
+
+    def realm(self, realm: Realm) -> tuple[AuthExchange, ...]:
+        return tuple(step for step in self.steps if step.realm is realm)
+
+
+def build_timeline(connection: HttpConnection) -> ConnectionTimeline:
+    """Judge every exchange of one connection, for each realm it involves."""
+    states = {Realm.ORIGIN: State.FRESH, Realm.PROXY: State.FRESH}
+    offered: dict[Realm, frozenset[str]] = {}
+    steps: list[AuthExchange] = []
+    for exchange in connection.exchanges:
+        for realm in _realms_of(exchange):
+            step = _judge(exchange, realm, states[realm], offered.get(realm))
+            states[realm] = step.state_after
+            if step.challenges:
+                offered[realm] = frozenset(c.scheme.lower() for c in step.challenges)
+            steps.append(step)
+    return ConnectionTimeline(connection, tuple(steps))
+
+
+def _realms_of(exchange: Exchange) -> list[Realm]:
+    request, response = exchange.request, exchange.response
+    proxy = (request is not None and request.header("Proxy-Authorization") is not None) or (
+        response is not None
+        and (response.status == 407 or response.header("Proxy-Authenticate") is not None)
+    )
+    realms = [Realm.PROXY] if proxy else []
+    # A 407 never reached the origin: its origin-side judgement would be invented.
+    if response is None or response.status != 407:
+        realms.append(Realm.ORIGIN)
+    return realms
+
+
+def _judge(
+    exchange: Exchange, realm: Realm, state: State, offered: frozenset[str] | None
+) -> AuthExchange:
+    credentials = _credentials(exchange.request, realm)
+    challenges = _challenges(exchange.response, realm)
+    sent = classify_sent(credentials)
+    answer = classify_answer(exchange, realm, challenges)
+    leg, next_state = transition(state, sent, answer)
+    reason = ""
+    if (
+        credentials is not None
+        and answer in (Answer.OFFER, Answer.DENIED)
+        and offered is not None
+        and not _scheme_offered(credentials, offered)
+    ):
+        leg, next_state = Leg.SCHEME_NOT_OFFERED, State.FAILED
+        reason = f"{credentials.scheme} was not among the offered schemes"
+    response = exchange.response
+    # MS-N2HT: "Persistent-Auth: false" means the server will not keep the
+    # connection authenticated; the next request must authenticate again.
+    if (
+        next_state is State.AUTHENTICATED
+        and response is not None
+        and (response.header("Persistent-Auth") or "").strip().lower() == "false"
+    ):
+        next_state = State.FRESH
+    status = response.status if response is not None else None
+    return AuthExchange(
+        exchange=exchange,
+        realm=realm,
+        credentials=credentials,
+        challenges=challenges,
+        sent=sent,
+        answer=answer,
+        leg=leg,
+        state_before=state,
+        state_after=next_state,
+        iis=iis_triple(leg, status) if realm is Realm.ORIGIN else None,
+        iis_from_body=iis_substatus_from_body(response),
+        reason=reason,
+    )
+
+
+def _credentials(request: HttpRequest | None, realm: Realm) -> AuthStep | None:
+    if request is None:
+        return None
+    name = _CREDENTIALS_HEADER[realm]
+    for header in request.headers:
+        if header.name.lower() == name.lower():
+            return step_from_credentials_header(header.name, header.value)
+    return None
+
+
+def _challenges(response: HttpResponse | None, realm: Realm) -> tuple[AuthStep, ...]:
+    if response is None:
+        return ()
+    name = _CHALLENGE_HEADER[realm].lower()
+    steps: list[AuthStep] = []
+    for header in response.headers:
+        if header.name.lower() == name:
+            steps.extend(steps_from_challenge_header(header.name, header.value))
+    return tuple(steps)
+
+
+def classify_sent(credentials: AuthStep | None) -> Sent:
+    """What the client sent, by the decoded content (never the scheme word)."""
+    if credentials is None:
+        return Sent.NOTHING
+    sent = _SENT_BY_MESSAGE.get(credentials.message)
+    if sent is not None:
+        return sent
+    if credentials.mechanism is Mechanism.KERBEROS:
+        return Sent.KERBEROS
+    return Sent.OTHER
+
+
+def classify_answer(exchange: Exchange, realm: Realm, challenges: tuple[AuthStep, ...]) -> Answer:
+    """What the server's response said about authentication in this realm."""
+    response = exchange.response
+    if response is None:
+        return Answer.NONE
+    status = response.status
+    if status == 400 and _too_large(exchange):
+        return Answer.TOO_LARGE
+    if status == 403:
+        return Answer.FORBIDDEN
+    if status != _REFUSAL_STATUS[realm]:
+        return Answer.SUCCESS
+    messages = {step.message for step in challenges}
+    if Message.NTLM_CHALLENGE in messages:
+        return Answer.NTLM_CHALLENGE
+    if any(spnego_rejects(step) for step in challenges) or Message.KRB_ERROR in messages:
+        return Answer.REJECT
+    if any(spnego_continues(step) for step in challenges):
+        return Answer.CONTINUE
+    if any(_param(step, "stale").lower() == "true" for step in challenges):
+        return Answer.STALE
+    if any(
+        step.message is Message.BEARER_CHALLENGE and _param(step, "error") for step in challenges
+    ):
+        return Answer.REJECT
+    return Answer.OFFER if challenges else Answer.DENIED
+
+
+def _too_large(exchange: Exchange) -> bool:
+    response = exchange.response
+    assert response is not None
+    text = (response.reason or "").encode("latin-1", "replace") + b" " + (response.body or b"")
+    if _TOO_LARGE_TEXT.search(text):
+        return True
+    request = exchange.request
+    return request is not None and request.header_bytes > LARGE_HEADER_BYTES
+
+
+def iis_substatus_from_body(response: HttpResponse | None) -> str | None:
+    """ "401.2" when an IIS error page names its substatus, else None."""
+    if response is None or not response.body:
+        return None
+    match = _IIS_SUBSTATUS.search(response.body)
+    if match is None:
+        return None
+    return f"{match.group(1).decode()}.{match.group(2).decode()}"
+
+
+def _scheme_offered(credentials: AuthStep, offered: frozenset[str]) -> bool:
+    scheme = credentials.scheme.lower()
+    if scheme in offered:
+        return True
+    # A Negotiate offer accepts NTLM or Kerberos tokens inside Negotiate only.
+    return False
+
+
+def _param(step: AuthStep, name: str) -> str:
+    token = step.token
+    value = getattr(token, name, None)
+    if value is None:
+        params = getattr(token, "params", None)
+        if isinstance(params, tuple | list):
+            for key, val in params:
+                if str(key).lower() == name:
+                    return str(val)
+        return ""
+    if isinstance(value, bool):
+        return "true" if value else ""
+    return str(value)
+
+
+def _neg_state(step: AuthStep) -> str:
+    token = step.token
+    state = getattr(token, "neg_state", None)
+    if state is None:
+        spnego = getattr(step, "spnego", None)
+        state = getattr(spnego, "neg_state", None)
+    return "" if state is None else str(getattr(state, "name", state)).lower()
+
+
+def spnego_rejects(step: AuthStep) -> bool:
+    return "reject" in _neg_state(step)
+
+
+def spnego_continues(step: AuthStep) -> bool:
+    return "incomplete" in _neg_state(step) and step.message is not Message.NTLM_CHALLENGE

@@ -1,0 +1,262 @@
+"""The one module that wires the layers: capture files -> frames -> packets ->
+TCP streams -> HTTP exchanges and KDC exchanges -> judged handshakes ->
+findings -> a Report.
+
+Invariant: memory is bounded by what is open at one moment (live connections,
+pending headers), not by the size of the capture: connections are handed on as
+they close. Nothing read so far is lost when an input is damaged: readers turn
+damage into anomalies and the pipeline goes on with what it has.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+from typing import BinaryIO
+
+from authtrace.anomalies import Anomaly
+from authtrace.diagnose import RuleContext, diagnose
+from authtrace.handshake.links import link
+from authtrace.handshake.timeline import build_timeline
+from authtrace.http.exchanges import HttpConnectionTracker
+from authtrace.http.messages import Exchange, GapMark, HttpConnection
+from authtrace.kerberos.kdc import KERBEROS_PORT, KdcSummary, KdcTracker, looks_like_kerberos
+from authtrace.net.decoder import PacketDecoder
+from authtrace.net.packets import RST, SYN, TcpSegment
+from authtrace.readers.base import CaptureError
+from authtrace.readers.capture import open_capture
+from authtrace.report.model import CaptureInfo, Report
+from authtrace.tcp.events import (
+    ConnectionClosed,
+    ConnectionOpened,
+    StreamData,
+    StreamEvent,
+    StreamGap,
+)
+from authtrace.tcp.reassembly import TcpReassembler
+
+Source = str | os.PathLike[str] | BinaryIO
+Progress = Callable[[int], None]
+
+# How often (in frames) the progress callback is told how far reading got.
+PROGRESS_EVERY = 50_000
+
+
+@dataclass
+class _Live:
+    """What the pipeline keeps for one open TCP connection."""
+
+    opened: ConnectionOpened
+    http: HttpConnectionTracker | None = None
+    kerberos: bool = False
+    exchanges: list[Exchange] = field(default_factory=list)
+    gaps: list[GapMark] = field(default_factory=list)
+
+
+@dataclass
+class StreamResult:
+    """Filled while `Pipeline.connections()` runs; complete once it is exhausted."""
+
+    captures: list[CaptureInfo] = field(default_factory=list)
+    anomalies: list[Anomaly] = field(default_factory=list)
+    kdc: KdcSummary | None = None
+    other_connections: int = 0
+
+
+class Pipeline:
+    """Reads captures (one stream; frame numbers continue across files, as in a
+    concatenating merge) and yields each TCP connection that carried HTTP when it
+    closes, in order of connection id."""
+
+    def __init__(self, progress: Progress | None = None) -> None:
+        self.result = StreamResult()
+        self._progress = progress
+        self._decoder = PacketDecoder()
+        self._tcp = TcpReassembler()
+        self._kdc = KdcTracker()
+        self._live: dict[int, _Live] = {}
+        self._done: dict[int, HttpConnection | None] = {}
+        self._next_out = 0
+        self._frames = 0
+
+    def connections(self, sources: Iterable[Source]) -> Iterator[HttpConnection]:
+        """Yield finished HTTP connections. An unusable input becomes an anomaly;
+        CaptureError is raised only when no input at all could be read."""
+        problems: list[str] = []
+        for source in sources:
+            try:
+                yield from self._read(source)
+            except CaptureError as error:
+                problems.append(str(error))
+                self.result.anomalies.append(Anomaly("capture-unreadable", str(error)))
+        if not self.result.captures:
+            raise CaptureError("; ".join(problems) or "no capture given")
+        for event in self._tcp.finish():
+            self._on_event(event)
+        yield from self._drain()
+        self._decoder.finish()
+        self.result.kdc = self._kdc.finish()
+        self.result.anomalies.extend(self._decoder.anomalies)
+        self.result.anomalies.extend(self._tcp.anomalies)
+        self.result.anomalies.extend(self.result.kdc.anomalies)
+
+    def _read(self, source: Source) -> Iterator[HttpConnection]:
+        capture = open_capture(source)  # CaptureError propagates: nothing read yet
+        name = source if isinstance(source, str) else getattr(source, "name", "<stream>")
+        first: float | None = None
+        last: float | None = None
+        count = 0
+        decode = self._decoder.decode
+        feed = self._tcp.feed
+        on_event = self._on_event
+        kdc = self._kdc
+        try:
+            for frame in capture:
+                count += 1
+                if first is None:
+                    first = frame.timestamp
+                last = frame.timestamp
+                packet = decode(frame)
+                if packet is None:
+                    continue
+                if isinstance(packet, TcpSegment):
+                    if packet.flags & (SYN | RST) and KERBEROS_PORT in (
+                        packet.src_port,
+                        packet.dst_port,
+                    ):
+                        kdc.note_tcp_syn(packet)
+                    for event in feed(packet):
+                        on_event(event)
+                    if self._done:
+                        yield from self._drain()
+                elif (
+                    packet.src_port == KERBEROS_PORT
+                    or packet.dst_port == KERBEROS_PORT
+                    or (looks_like_kerberos(packet.payload))
+                ):
+                    kdc.receive_udp(packet)
+                if self._progress is not None and count % PROGRESS_EVERY == 0:
+                    self._progress(self._frames + count)
+        finally:
+            self._frames += count
+            self.result.anomalies.extend(capture.anomalies)
+            self.result.captures.append(CaptureInfo(str(name), capture.format, count, first, last))
+
+    def _on_event(self, event: StreamEvent) -> None:
+        if isinstance(event, StreamData):
+            live = self._live.get(event.connection)
+            if live is None:
+                return
+            if live.http is None and not live.kerberos:
+                self._route(live, event)
+            if live.kerberos:
+                self._kdc.receive_tcp(event)
+            elif live.http is not None:
+                live.exchanges.extend(live.http.feed(event))
+        elif isinstance(event, ConnectionOpened):
+            self._live[event.connection] = _Live(event)
+        elif isinstance(event, StreamGap):
+            live = self._live.get(event.connection)
+            if live is None:
+                return
+            live.gaps.append(GapMark(event.direction.value, event.length, event.frame))
+            if live.kerberos:
+                self._kdc.receive_tcp(event)
+            elif live.http is not None:
+                live.exchanges.extend(live.http.feed(event))
+        elif isinstance(event, ConnectionClosed):
+            live = self._live.pop(event.connection, None)
+            if live is None:
+                return
+            self._done[event.connection] = self._close(live, event)
+
+    def _route(self, live: _Live, event: StreamData) -> None:
+        opened = live.opened
+        if KERBEROS_PORT in (opened.client.port, opened.server.port) or looks_like_kerberos(
+            event.data
+        ):
+            live.kerberos = True
+            self._kdc.receive_tcp(opened)
+        else:
+            live.http = HttpConnectionTracker(opened.connection, opened.syn_seen)
+
+    def _close(self, live: _Live, event: ConnectionClosed) -> HttpConnection | None:
+        if live.kerberos:
+            self._kdc.receive_tcp(event)
+            return None
+        if live.http is None:
+            self.result.other_connections += 1
+            return None
+        live.exchanges.extend(live.http.feed(event))
+        live.http.collect_parser_anomalies()
+        if not live.http.is_http:
+            self.result.other_connections += 1
+            return None
+        opened = live.opened
+        client, server = opened.client, opened.server
+        if live.http.swapped:  # the side that sent requests is the client
+            client, server = server, client
+        return HttpConnection(
+            id=opened.connection,
+            client=client,
+            server=server,
+            first_frame=event.first_frame,
+            last_frame=event.last_frame,
+            first_timestamp=opened.timestamp,
+            last_timestamp=event.timestamp,
+            syn_seen=event.syn_seen,
+            fin_seen=event.fin_seen,
+            rst_seen=event.rst_seen,
+            close_reason=event.reason.value,
+            closed_by=event.closed_by.value if event.closed_by is not None else None,
+            close_frame=event.frame,
+            packets=event.packets,
+            gaps=tuple(live.gaps),
+            exchanges=tuple(live.exchanges),
+            is_http=True,
+            anomalies=tuple(live.http.anomalies),
+        )
+
+    def _drain(self) -> Iterator[HttpConnection]:
+        """Hand on finished connections in id order (a connection id is final
+        once it and every lower id have closed)."""
+        done = self._done
+        while self._next_out in done:
+            connection = done.pop(self._next_out)
+            self._next_out += 1
+            if connection is not None:
+                yield connection
+
+
+def read_connections(
+    sources: Iterable[Source], progress: Progress | None = None
+) -> tuple[list[HttpConnection], StreamResult]:
+    """All HTTP connections of the captures, with what was learnt on the way."""
+    pipeline = Pipeline(progress)
+    connections = list(pipeline.connections(sources))
+    return connections, pipeline.result
+
+
+def analyze(sources: Iterable[Source], progress: Progress | None = None) -> Report:
+    """Read the captures and judge every authentication handshake in them."""
+    connections, result = read_connections(sources, progress)
+    timelines = [build_timeline(connection) for connection in connections]
+    times = [t for info in result.captures for t in (info.first_time, info.last_time) if t]
+    view = link(timelines, min(times, default=0.0), max(times, default=0.0))
+    kdc = result.kdc
+    exchanges = kdc.exchanges if kdc is not None else ()
+    connects = kdc.unanswered_connects if kdc is not None else ()
+    findings, problems = diagnose(RuleContext(view, exchanges, connects))
+    return Report(
+        captures=tuple(result.captures),
+        view=view,
+        kdc=exchanges,
+        kdc_connects=connects,
+        findings=tuple(findings),
+        anomalies=tuple(result.anomalies) + tuple(problems),
+        other_connections=result.other_connections,
+    )
+
+
+__all__ = ["CaptureError", "Pipeline", "Report", "StreamResult", "analyze", "read_connections"]

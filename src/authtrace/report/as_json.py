@@ -1,0 +1,167 @@
+"""The JSON form of reports. Schema `authtrace.analyze/1` (documented in
+docs/json-schema.md); fields are only ever added within a schema version.
+Secrets are redacted unless show_secrets is set."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from authtrace import __version__
+from authtrace.anomalies import Anomaly
+from authtrace.auth.render import describe_step, step_to_dict
+from authtrace.auth.steps import AuthStep
+from authtrace.diagnose.finding import Finding
+from authtrace.handshake.model import AuthExchange
+from authtrace.handshake.timeline import ConnectionTimeline
+from authtrace.http.messages import HttpConnection
+from authtrace.report.model import Report
+from authtrace.report.summary import summarize
+
+ANALYZE_SCHEMA = "authtrace.analyze/1"
+CONNECTIONS_SCHEMA = "authtrace.connections/1"
+
+
+def anomaly_to_dict(anomaly: Anomaly) -> dict[str, Any]:
+    return {
+        "kind": anomaly.kind,
+        "message": anomaly.message,
+        "frame": anomaly.frame,
+        "connection": anomaly.connection,
+    }
+
+
+def finding_to_dict(finding: Finding) -> dict[str, Any]:
+    return {
+        "rule": finding.rule,
+        "severity": finding.severity.value,
+        "title": finding.title,
+        "host": finding.host,
+        "connections": list(finding.connections),
+        "frames": list(finding.frames),
+        "explanation": finding.explanation,
+        "fix": finding.fix,
+        "fields": dict(finding.fields),
+        "iis": str(finding.iis) if finding.iis else None,
+    }
+
+
+def connection_to_dict(connection: HttpConnection) -> dict[str, Any]:
+    return {
+        "id": connection.id,
+        "client": str(connection.client),
+        "server": str(connection.server),
+        "first_frame": connection.first_frame,
+        "last_frame": connection.last_frame,
+        "syn_seen": connection.syn_seen,
+        "close": connection.close_reason,
+        "close_frame": connection.close_frame,
+        "gaps": [
+            {"direction": g.direction, "bytes": g.length, "frame": g.frame} for g in connection.gaps
+        ],
+    }
+
+
+def _step_dict(step: AuthStep, realm: str, show_secrets: bool) -> dict[str, Any]:
+    data = {"realm": realm, "direction": step.kind.value, "summary": describe_step(step)}
+    data.update(step_to_dict(step, show_secrets))
+    return data
+
+
+def exchanges_to_dicts(timeline: ConnectionTimeline, show_secrets: bool) -> list[dict[str, Any]]:
+    """One entry per HTTP exchange; its auth steps and the judgement per realm."""
+    by_index: dict[int, list[AuthExchange]] = {}
+    for step in timeline.steps:
+        by_index.setdefault(step.exchange.index, []).append(step)
+    out = []
+    for exchange in timeline.connection.exchanges:
+        request, response = exchange.request, exchange.response
+        steps = by_index.get(exchange.index, [])
+        auth: list[dict[str, Any]] = []
+        judgements = []
+        for step in steps:
+            if step.credentials is not None:
+                auth.append(_step_dict(step.credentials, step.realm.value, show_secrets))
+            auth.extend(_step_dict(c, step.realm.value, show_secrets) for c in step.challenges)
+            judgements.append(
+                {
+                    "realm": step.realm.value,
+                    "leg": step.leg.value,
+                    "state": step.state_after.value,
+                    "outcome": step.outcome.value if step.outcome else None,
+                    "iis": str(step.iis) if step.iis else None,
+                    "iis_certain": step.iis.certain if step.iis else None,
+                    "iis_from_body": step.iis_from_body,
+                }
+            )
+        out.append(
+            {
+                "connection": exchange.connection,
+                "index": exchange.index,
+                "request": None
+                if request is None
+                else {
+                    "method": request.method,
+                    "uri": request.uri,
+                    "host": request.header("Host"),
+                    "frame": request.head_frame,
+                    "time": request.timestamp,
+                },
+                "response": None
+                if response is None
+                else {
+                    "status": response.status,
+                    "reason": response.reason,
+                    "frame": response.head_frame,
+                    "time": response.timestamp,
+                },
+                "auth": auth,
+                "verdicts": judgements,
+            }
+        )
+    return out
+
+
+def report_to_dict(report: Report, show_secrets: bool = False) -> dict[str, Any]:
+    return {
+        "schema": ANALYZE_SCHEMA,
+        "authtrace": __version__,
+        "captures": [
+            {
+                "name": c.name,
+                "format": c.format,
+                "frames": c.frames,
+                "first_time": c.first_time,
+                "last_time": c.last_time,
+            }
+            for c in report.captures
+        ],
+        "summary": {
+            "hosts": [
+                {
+                    "host": h.host,
+                    "connections": h.connections,
+                    "exchanges": h.exchanges,
+                    "authenticated_with": dict(h.authenticated_with),
+                    "responses_401": {
+                        "normal": h.normal_401,
+                        "failure": h.failed_401,
+                        "incomplete": h.incomplete_401,
+                    },
+                    "rules": list(h.rules),
+                }
+                for h in summarize(report)
+            ],
+            "findings": {
+                severity: sum(1 for f in report.findings if f.severity.value == severity)
+                for severity in ("error", "warning", "info")
+            },
+            "other_tcp_connections": report.other_connections,
+        },
+        "findings": [finding_to_dict(f) for f in report.findings],
+        "connections": [connection_to_dict(t.connection) for t in report.view.timelines],
+        "exchanges": [
+            e for t in report.view.timelines for e in exchanges_to_dicts(t, show_secrets)
+        ],
+        "kdc": [k.to_dict(show_secrets) for k in report.kdc],
+        "anomalies": [anomaly_to_dict(a) for a in report.anomalies],
+    }

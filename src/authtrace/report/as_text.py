@@ -1,0 +1,196 @@
+"""The text form of reports: summary and findings first (what went wrong, the
+frames that prove it, the fix), then each connection's handshake as a ladder.
+Pure functions returning strings; the CLI prints them."""
+
+from __future__ import annotations
+
+import textwrap
+
+from authtrace.auth.render import describe_step
+from authtrace.diagnose.finding import Finding
+from authtrace.handshake.model import AuthExchange, Leg, Outcome
+from authtrace.handshake.timeline import ConnectionTimeline
+from authtrace.report.model import Report
+from authtrace.report.summary import summarize
+
+_WIDTH = 100
+_LEG_WORDS = {
+    Leg.ANONYMOUS_CHALLENGED: "anonymous request challenged",
+    Leg.NTLM_CHALLENGE: "NTLM challenge leg",
+    Leg.SPNEGO_CONTINUE: "Negotiate continue leg",
+    Leg.DIGEST_STALE: "Digest stale nonce",
+    Leg.REAUTH_CHALLENGED: "challenged on an authenticated connection",
+    Leg.ABANDONED: "handshake abandoned",
+    Leg.NTLM_NEGOTIATE_REJECTED: "NTLM NEGOTIATE refused",
+    Leg.NTLM_REJECTED: "NTLM logon refused",
+    Leg.NTLM_OUT_OF_SEQUENCE: "NTLM AUTHENTICATE without its CHALLENGE on this connection",
+    Leg.KERBEROS_REJECTED: "Kerberos ticket refused",
+    Leg.BASIC_REJECTED: "Basic logon refused",
+    Leg.DIGEST_REJECTED: "Digest refused",
+    Leg.BEARER_REJECTED: "Bearer token refused",
+    Leg.SCHEME_NOT_OFFERED: "scheme not offered",
+    Leg.DENIED: "refused",
+    Leg.HEADER_TOO_LARGE: "headers too large",
+    Leg.UNFOLLOWED: "not followed",
+}
+_AUTHENTICATED = {
+    Leg.NTLM_ACCEPTED: "authenticated (NTLM)",
+    Leg.NTLM_OUT_OF_SEQUENCE_ACCEPTED: "authenticated (NTLM, out of sequence)",
+    Leg.KERBEROS_ACCEPTED: "authenticated (Kerberos)",
+    Leg.SPNEGO_ACCEPTED: "authenticated (Negotiate)",
+    Leg.BASIC_ACCEPTED: "authenticated (Basic)",
+    Leg.DIGEST_ACCEPTED: "authenticated (Digest)",
+    Leg.BEARER_ACCEPTED: "authorized (Bearer)",
+    Leg.REUSED: "connection already authenticated",
+}
+
+
+def render_report(report: Report, show_ladders: bool = True) -> str:
+    lines: list[str] = []
+    names = ", ".join(f"{c.name} ({c.format}, {c.frames} frames)" for c in report.captures)
+    lines.append(f"authtrace analysis of {names}")
+    lines.append("")
+    lines.extend(_summary_lines(report))
+    lines.append("")
+    if report.findings:
+        lines.append(f"Findings ({len(report.findings)})")
+        lines.append("")
+        for number, finding in enumerate(report.findings, 1):
+            lines.extend(render_finding(finding, number))
+            lines.append("")
+    else:
+        lines.append("No authentication problem found.")
+        lines.append("")
+    if report.anomalies:
+        lines.append(f"Capture anomalies ({len(report.anomalies)})")
+        for anomaly in report.anomalies[:20]:
+            where = f" frame {anomaly.frame}" if anomaly.frame else ""
+            lines.append(f"  - {anomaly.kind}{where}: {anomaly.message}")
+        if len(report.anomalies) > 20:
+            lines.append(f"  ... and {len(report.anomalies) - 20} more (see --json)")
+        lines.append("")
+    if show_ladders:
+        for timeline in report.view.timelines:
+            if any(s.credentials or s.challenges for s in timeline.steps):
+                lines.extend(render_ladder(timeline))
+                lines.append("")
+    return "\n".join(lines).rstrip() + "\n"
+
+
+def _summary_lines(report: Report) -> list[str]:
+    hosts = summarize(report)
+    lines = ["Summary"]
+    if not hosts:
+        lines.append("  No HTTP traffic found in the capture.")
+    for host in hosts:
+        mechanisms = ", ".join(f"{name} x{count}" for name, count in host.authenticated_with)
+        lines.append(
+            f"  {host.host}: {host.connections} connection(s), {host.exchanges} exchange(s); "
+            f"authenticated with: {mechanisms or 'nothing'}"
+        )
+        total = host.normal_401 + host.failed_401 + host.incomplete_401
+        if total:
+            lines.append(
+                f"    401/407 responses: {total} — {host.normal_401} normal handshake leg(s), "
+                f"{host.failed_401} failure(s)"
+                + (
+                    f", {host.incomplete_401} not judged (capture cut)"
+                    if host.incomplete_401
+                    else ""
+                )
+            )
+        if host.rules:
+            lines.append(f"    findings: {', '.join(host.rules)}")
+    counts = {
+        s: sum(1 for f in report.findings if f.severity.value == s)
+        for s in ("error", "warning", "info")
+    }
+    lines.append(
+        f"  {counts['error']} error(s), {counts['warning']} warning(s), {counts['info']} note(s); "
+        f"{report.other_connections} other TCP connection(s) carried no HTTP"
+    )
+    return lines
+
+
+def render_finding(finding: Finding, number: int) -> list[str]:
+    head = f"{number}. [{finding.severity.value.upper()}] {finding.title}  ({finding.rule})"
+    lines = [head]
+    if finding.host:
+        lines.append(f"   host: {finding.host}")
+    lines.extend(
+        textwrap.wrap(finding.explanation, _WIDTH, initial_indent="   ", subsequent_indent="   ")
+    )
+    evidence = []
+    if finding.frames:
+        evidence.append("frames " + ", ".join(str(f) for f in finding.frames[:12]))
+    if finding.connections:
+        evidence.append("connections " + ", ".join(str(c) for c in finding.connections[:8]))
+    evidence.extend(f"{name} {value}" for name, value in finding.fields if value)
+    if finding.iis:
+        certainty = "" if finding.iis.certain else " (likely)"
+        evidence.append(f"IIS log: {finding.iis}{certainty}")
+    if evidence:
+        lines.extend(
+            textwrap.wrap(
+                "evidence: " + "; ".join(evidence),
+                _WIDTH,
+                initial_indent="   ",
+                subsequent_indent="     ",
+            )
+        )
+    lines.extend(
+        textwrap.wrap(
+            "fix: " + finding.fix, _WIDTH, initial_indent="   ", subsequent_indent="     "
+        )
+    )
+    return lines
+
+
+def render_ladder(timeline: ConnectionTimeline) -> list[str]:
+    connection = timeline.connection
+    closing = connection.close_reason.replace("_", " ")
+    lines = [
+        f"Connection {connection.id}  {connection.client} -> {connection.server}  "
+        f"(frames {connection.first_frame}-{connection.last_frame}, "
+        f"{'SYN seen' if connection.syn_seen else 'started before the capture'}, {closing})"
+    ]
+    for step in timeline.steps:
+        lines.append("  " + ladder_line(step))
+    return lines
+
+
+def ladder_line(step: AuthExchange) -> str:
+    exchange = step.exchange
+    request, response = exchange.request, exchange.response
+    left = f"{request.method} {_short(request.uri)}" if request else "(request not captured)"
+    frame = f"#{request.head_frame}" if request else "#?"
+    sent = f"  [{describe_step(step.credentials)}]" if step.credentials else ""
+    if response is None:
+        right = "no response"
+    else:
+        right = f"{response.status} #{response.head_frame}"
+        offered = [describe_step(c) for c in step.challenges]
+        if offered:
+            right += "  [" + "; ".join(offered) + "]"
+    verdict = _verdict(step)
+    realm = " (proxy)" if step.realm.value == "proxy" else ""
+    return f"{frame:>7} {left}{sent}{realm} -> {right}{verdict}"
+
+
+def _verdict(step: AuthExchange) -> str:
+    if step.outcome is None:
+        words = _AUTHENTICATED.get(step.leg)
+        return f"  = {words}" if words else ""
+    label = {
+        Outcome.NORMAL: "normal",
+        Outcome.FAILURE: "FAILURE",
+        Outcome.INCOMPLETE: "not judged",
+    }[step.outcome]
+    words = _LEG_WORDS.get(step.leg, step.leg.value)
+    iis = f", IIS {step.iis}" if step.iis else ""
+    body = f", page says {step.iis_from_body}" if step.iis_from_body else ""
+    return f"  = {label}: {words}{iis}{body}"
+
+
+def _short(uri: str, limit: int = 60) -> str:
+    return uri if len(uri) <= limit else uri[: limit - 3] + "..."

@@ -1,0 +1,103 @@
+"""Rendering of `authtrace connections`: one block per connection, one line per
+exchange, auth headers decoded and abbreviated. Pure functions."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from authtrace.auth.render import describe_step, step_to_dict
+from authtrace.auth.steps import AuthStep, step_from_credentials_header, steps_from_challenge_header
+from authtrace.http.messages import Exchange, HttpConnection
+
+_CREDENTIALS = ("authorization", "proxy-authorization")
+_CHALLENGES = ("www-authenticate", "proxy-authenticate")
+
+
+def exchange_steps(exchange: Exchange) -> tuple[list[AuthStep], list[AuthStep]]:
+    """Decoded credentials (request) and challenges (response) of an exchange."""
+    credentials: list[AuthStep] = []
+    challenges: list[AuthStep] = []
+    if exchange.request is not None:
+        for header in exchange.request.headers:
+            if header.name.lower() in _CREDENTIALS:
+                credentials.append(step_from_credentials_header(header.name, header.value))
+    if exchange.response is not None:
+        for header in exchange.response.headers:
+            if header.name.lower() in _CHALLENGES:
+                challenges.extend(steps_from_challenge_header(header.name, header.value))
+    return credentials, challenges
+
+
+def connection_text(connection: HttpConnection) -> str:
+    lines = [
+        f"connection {connection.id}: {connection.client} -> {connection.server}  "
+        f"frames {connection.first_frame}-{connection.last_frame}, "
+        f"{len(connection.exchanges)} exchange(s), {connection.close_reason.replace('_', ' ')}"
+        + (f", {sum(g.length for g in connection.gaps)} bytes missing" if connection.gaps else "")
+    ]
+    for exchange in connection.exchanges:
+        lines.append("  " + exchange_line(exchange))
+    return "\n".join(lines)
+
+
+def exchange_line(exchange: Exchange) -> str:
+    request, response = exchange.request, exchange.response
+    credentials, challenges = exchange_steps(exchange)
+    left = (
+        f"#{request.head_frame} {request.method} {_short(request.uri)}"
+        if request is not None
+        else "#? (request not captured)"
+    )
+    if credentials:
+        left += "  [" + "; ".join(describe_step(s) for s in credentials) + "]"
+    if response is None:
+        right = "(no response)"
+    else:
+        right = f"{response.status} #{response.head_frame}"
+        if challenges:
+            right += "  [" + "; ".join(describe_step(s) for s in challenges) + "]"
+    return f"{left} -> {right}"
+
+
+def connection_json(connection: HttpConnection, show_secrets: bool = False) -> dict[str, Any]:
+    return {
+        "id": connection.id,
+        "client": str(connection.client),
+        "server": str(connection.server),
+        "first_frame": connection.first_frame,
+        "last_frame": connection.last_frame,
+        "syn_seen": connection.syn_seen,
+        "close": connection.close_reason,
+        "gaps": [
+            {"direction": g.direction, "bytes": g.length, "frame": g.frame} for g in connection.gaps
+        ],
+        "exchanges": [exchange_json(e, show_secrets) for e in connection.exchanges],
+    }
+
+
+def exchange_json(exchange: Exchange, show_secrets: bool = False) -> dict[str, Any]:
+    request, response = exchange.request, exchange.response
+    credentials, challenges = exchange_steps(exchange)
+    return {
+        "index": exchange.index,
+        "request": None
+        if request is None
+        else {
+            "method": request.method,
+            "uri": request.uri,
+            "frame": request.head_frame,
+            "first_frame": request.frame,
+            "host": request.header("Host"),
+        },
+        "response": None
+        if response is None
+        else {"status": response.status, "reason": response.reason, "frame": response.head_frame},
+        "auth": [
+            {"summary": describe_step(s), **step_to_dict(s, show_secrets)}
+            for s in credentials + challenges
+        ],
+    }
+
+
+def _short(uri: str, limit: int = 70) -> str:
+    return uri if len(uri) <= limit else uri[: limit - 3] + "..."

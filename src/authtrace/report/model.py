@@ -1,0 +1,43 @@
+"""The analysis report as typed objects: what `authtrace analyze` returns to a
+library caller and what the renderers turn into text or JSON."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from authtrace.anomalies import Anomaly
+from authtrace.diagnose.finding import Finding
+from authtrace.handshake.links import HandshakeView
+from authtrace.kerberos.kdc import KdcConnectAttempt, KdcExchange
+
+
+@dataclass(frozen=True, slots=True)
+class CaptureInfo:
+    """One input file: its name as given, format, frame count and time span."""
+
+    name: str
+    format: str
+    frames: int
+    first_time: float | None
+    last_time: float | None
+
+
+@dataclass(frozen=True, slots=True)
+class Report:
+    """Everything authtrace concluded about a set of captures.
+
+    view: the judged handshakes of every HTTP connection and their links.
+    other_connections: TCP connections that carried no HTTP (counted only).
+    """
+
+    captures: tuple[CaptureInfo, ...]
+    view: HandshakeView
+    kdc: tuple[KdcExchange, ...]
+    kdc_connects: tuple[KdcConnectAttempt, ...]
+    findings: tuple[Finding, ...]
+    anomalies: tuple[Anomaly, ...]
+    other_connections: int
+
+    @property
+    def has_problems(self) -> bool:
+        return any(f.severity.value in ("error", "warning") for f in self.findings)

@@ -1,0 +1,70 @@
+"""Per-host summary of a report: which mechanism actually authenticated, how many
+401/407s were normal legs and how many failures. Pure data, shared by the text
+and JSON renderers."""
+
+from __future__ import annotations
+
+from collections import Counter, defaultdict
+from dataclasses import dataclass
+
+from authtrace.handshake.links import host_of
+from authtrace.handshake.model import Leg, Outcome
+from authtrace.report.model import Report
+
+_ACCEPTED = {
+    Leg.NTLM_ACCEPTED,
+    Leg.NTLM_OUT_OF_SEQUENCE_ACCEPTED,
+    Leg.KERBEROS_ACCEPTED,
+    Leg.SPNEGO_ACCEPTED,
+    Leg.BASIC_ACCEPTED,
+    Leg.DIGEST_ACCEPTED,
+    Leg.BEARER_ACCEPTED,
+}
+
+
+@dataclass(frozen=True, slots=True)
+class HostSummary:
+    host: str
+    connections: int
+    exchanges: int
+    authenticated_with: tuple[tuple[str, int], ...]  # (mechanism, successful logons)
+    normal_401: int
+    failed_401: int
+    incomplete_401: int
+    rules: tuple[str, ...]
+
+
+def summarize(report: Report) -> list[HostSummary]:
+    connections: dict[str, set[int]] = defaultdict(set)
+    exchanges: Counter[str] = Counter()
+    mechanisms: dict[str, Counter[str]] = defaultdict(Counter)
+    outcomes: dict[str, Counter[Outcome]] = defaultdict(Counter)
+    for timeline in report.view.timelines:
+        counted: set[int] = set()
+        for step in timeline.steps:
+            host = host_of(step, timeline.connection)
+            connections[host].add(timeline.connection.id)
+            if step.exchange.index not in counted:
+                counted.add(step.exchange.index)
+                exchanges[host] += 1
+            if step.leg in _ACCEPTED and step.credentials is not None:
+                mechanisms[host][step.credentials.mechanism.value] += 1
+            if step.outcome is not None:
+                outcomes[host][step.outcome] += 1
+    rules: dict[str, list[str]] = defaultdict(list)
+    for finding in report.findings:
+        if finding.host and finding.rule not in rules[finding.host]:
+            rules[finding.host].append(finding.rule)
+    return [
+        HostSummary(
+            host=host,
+            connections=len(connections[host]),
+            exchanges=exchanges[host],
+            authenticated_with=tuple(mechanisms[host].most_common()),
+            normal_401=outcomes[host][Outcome.NORMAL],
+            failed_401=outcomes[host][Outcome.FAILURE],
+            incomplete_401=outcomes[host][Outcome.INCOMPLETE],
+            rules=tuple(rules[host]),
+        )
+        for host in sorted(connections)
+    ]
