@@ -10,6 +10,7 @@ Usage (from the repository root):
     python3 -m benchmarks.run                 # 1x and 2x, best of 3
     python3 -m benchmarks.run --quick         # small files, one run: checks the script works
     python3 -m benchmarks.run --profile       # cProfile of `authtrace connections` on 1x, top 25
+    python3 -m benchmarks.run --stages        # time read / decode / reassemble / http on 1x
 
 Targets (issue 2): authtrace time <= 0.25 x tshark's; authtrace peak RSS < 300 MB and growing
 by no more than ~10% from 1x to 2x.
@@ -261,12 +262,34 @@ def profile(path: Path, top: int, out_dir: Path) -> None:
         pstats.Stats(str(stats_file), stream=sys.stdout).sort_stats(key).print_stats(top)
 
 
+def time_stages(path: Path, repeat: int) -> None:
+    """Time benchmarks.stages up to each layer on `path`; the step between rows is a layer."""
+    from benchmarks.stages import STAGES
+
+    print(f"\nstages on {path.name}, best of {repeat} (each a child; peak = its ru_maxrss, MiB)")
+    print(f"{'stage':<11} {'time s':>8} {'layer s':>8} {'peak MB':>8}")
+    previous = 0.0
+    for stage in STAGES:
+        argv = [sys.executable, "-m", "benchmarks.stages", "--stage", stage, str(path)]
+        timing = time_command(argv, repeat)
+        if timing.exit_status:
+            print(f"{stage:<11} not available: {timing.error}")
+            break
+        print(
+            f"{stage:<11} {timing.seconds:>8.2f} {timing.seconds - previous:>8.2f} "
+            f"{timing.peak_mb:>8.1f}",
+            flush=True,
+        )
+        previous = timing.seconds
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="authtrace connections vs tshark, 1x and 2x")
     parser.add_argument("--repeat", type=int, default=3, help="best of N runs (default 3)")
     parser.add_argument("--quick", action="store_true", help="small files, one run")
     parser.add_argument("--profile", action="store_true", help="cProfile authtrace on 1x")
     parser.add_argument("--top", type=int, default=25, help="functions shown by --profile")
+    parser.add_argument("--stages", action="store_true", help="time each layer on 1x (library)")
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--out-dir", type=Path, default=DEFAULT_OUT)
     args = parser.parse_args(argv)
@@ -276,6 +299,11 @@ def main(argv: list[str] | None = None) -> int:
     available = connections_available()
     if not available:
         print("`authtrace connections` is not available yet: timing tshark only")
+
+    if args.stages:
+        path, _ = ensure_capture(args.out_dir, scales[0][0], args.seed)
+        time_stages(path, repeat)
+        return 0
 
     if args.profile:
         path, _ = ensure_capture(args.out_dir, scales[0][0], args.seed)
