@@ -73,7 +73,11 @@ def _secret(value: Any, show_secrets: bool) -> Any:
         if value.startswith("<redacted"):
             return value  # already redacted by the object's own to_dict
         return redact_text(value, False)
-    return "<redacted>"
+    if isinstance(value, int | float | bool):
+        return "<redacted>"
+    # A structure under a secret name (a Kerberos ticket: realm and SPN are
+    # not secret, its cipher text is): its own secret leaves get redacted.
+    return _plain(value, show_secrets, 0)
 
 
 def _plain(value: Any, show_secrets: bool, depth: int) -> Any:
@@ -179,10 +183,27 @@ def step_to_dict(step: AuthStep, show_secrets: bool = False) -> dict[str, Any]:
     elif inner is not None:
         for key, value in _object_dict(inner, show_secrets).items():
             out[key if key not in out else f"token_{key}"] = value
+    _summary(inner, out)
     if wrapper is not None:
         spnego = _object_dict(wrapper, show_secrets)
         out["spnego"] = {key: value for key, value in spnego.items() if key not in _WRAPPER_SKIP}
     return out
+
+
+def _summary(inner: Any, out: dict[str, Any]) -> None:
+    """Top-level keys every consumer looks for, whatever object the token is."""
+    spn = _safe_attr(inner, "spn")
+    if isinstance(spn, str) and spn:
+        out.setdefault("spn", spn)
+    realm = _safe_attr(inner, "realm")
+    if isinstance(realm, str) and realm:
+        out.setdefault("realm", realm)
+    error_code = _safe_attr(inner, "error_code")
+    if isinstance(error_code, int) and not isinstance(error_code, bool):
+        out["error_code"] = error_code
+        name = _safe_attr(_safe_attr(inner, "error"), "name")
+        if isinstance(name, str):
+            out["error_name"] = name
 
 
 # --- one line --------------------------------------------------------------
