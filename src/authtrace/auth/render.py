@@ -269,8 +269,8 @@ def _describe_token(step: AuthStep, token: Any) -> str:
     if isinstance(token, BearerToken):
         if token.jwt is not None:
             claims = token.jwt.claims
-            who = claims.get("sub") or claims.get("upn") or claims.get("unique_name")
-            notes = [f"sub={who}"] if who else []
+            subject = claims.get("sub") or claims.get("upn") or claims.get("unique_name")
+            notes = [f"sub={subject}"] if subject else []
             if token.jwt.expires:
                 notes.append(f"exp={token.jwt.expires}")
             return "token (JWT" + (f", {', '.join(notes)}" if notes else "") + ")"
