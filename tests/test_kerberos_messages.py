@@ -296,7 +296,8 @@ def _udp_payloads(path: Path) -> dict[int, bytes]:
     with PcapReader(str(path)) as reader:
         for number, packet in enumerate(reader, 1):
             if UDP in packet and 88 in (packet[UDP].sport, packet[UDP].dport):
-                payloads[number] = bytes(packet[UDP].payload)
+                # The captured bytes, not scapy's re-serialisation.
+                payloads[number] = bytes(packet[UDP].original[8:])
     return payloads
 
 
