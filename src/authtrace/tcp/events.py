@@ -64,6 +64,18 @@ class StreamGap:
     timestamp: float
 
 
+@dataclass(frozen=True, slots=True)
+class StreamEnd:
+    """One direction reached its FIN in sequence: no more bytes will come that
+    way. frame: the frame that carried the FIN (or completed the bytes before
+    it). Lets a reader end a body delimited by the close of its direction."""
+
+    connection: int
+    direction: Direction
+    frame: int
+    timestamp: float
+
+
 class CloseReason(enum.Enum):
     FIN = "fin"
     RST = "rst"
@@ -89,4 +101,4 @@ class ConnectionClosed:
     packets: int
 
 
-StreamEvent = ConnectionOpened | StreamData | StreamGap | ConnectionClosed
+StreamEvent = ConnectionOpened | StreamData | StreamGap | StreamEnd | ConnectionClosed

@@ -1,0 +1,575 @@
+"""TCP reassembly: TcpSegment values in capture order -> per-connection stream events.
+
+This module owns everything that decides which connection a segment belongs
+to, which side is the client, and which bytes each direction delivered.
+
+Invariants:
+- bytes are never invented: a hole that cannot be filled becomes a
+  `StreamGap` of known length; bytes sent before the capture started are
+  simply absent (``syn_seen=False``);
+- the first copy of a byte wins (retransmissions and overlaps never replace
+  bytes already delivered);
+- connection ids are 0-based in order of first packet and follow Wireshark's
+  ``tcp.stream``: the same 4-tuple is the same stream, except that a SYN
+  (without ACK) whose sequence number differs from the first sequence number
+  seen from that endpoint starts a new stream (port reuse);
+- memory is bounded by live connections: out-of-order data is held up to
+  `max_held_bytes` / `max_held_segments` per direction, and a closed
+  connection leaves only a small tombstone (bounded in number) used to
+  decide port reuse.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+
+from authtrace.anomalies import Anomaly
+from authtrace.net.packets import ACK, FIN, RST, SYN, TcpSegment
+from authtrace.tcp.events import (
+    CloseReason,
+    ConnectionClosed,
+    ConnectionOpened,
+    Direction,
+    Endpoint,
+    StreamData,
+    StreamEnd,
+    StreamEvent,
+    StreamGap,
+)
+
+# RFC 9293 section 3.4: sequence numbers are compared modulo 2**32.
+_MASK = 0xFFFFFFFF
+_HALF = 0x80000000
+
+TO_SERVER = Direction.TO_SERVER
+TO_CLIENT = Direction.TO_CLIENT
+
+_Key = tuple[str, int, str, int]
+
+
+class _Half:
+    """One direction of a connection (bytes sent by one endpoint)."""
+
+    __slots__ = (
+        "base_seq",
+        "next_seq",
+        "held",
+        "held_bytes",
+        "fin_seq",
+        "fin_done",
+        "gap_bytes",
+    )
+
+    def __init__(self) -> None:
+        # First sequence number seen from this endpoint (Wireshark's base_seq),
+        # used only for the port-reuse decision.
+        self.base_seq: int | None = None
+        # Next sequence number to deliver; None until the direction's first
+        # segment fixes where its stream starts.
+        self.next_seq: int | None = None
+        # Out-of-order segments: (seq, payload, missing, frame, timestamp).
+        self.held: list[tuple[int, bytes, int, int, float]] = []
+        self.held_bytes = 0
+        self.fin_seq: int | None = None
+        self.fin_done = False
+        self.gap_bytes = 0
+
+
+class _Connection:
+    __slots__ = (
+        "id",
+        "client_key",
+        "halves",
+        "first_frame",
+        "last_frame",
+        "last_timestamp",
+        "syn_seen",
+        "rst_seen",
+        "packets",
+        "first_fin",
+    )
+
+    def __init__(self, cid: int, client_key: _Key, frame: int, syn_seen: bool) -> None:
+        self.id = cid
+        # The 4-tuple as the client sends it: (client ip, port, server ip, port).
+        self.client_key = client_key
+        self.halves = {TO_SERVER: _Half(), TO_CLIENT: _Half()}
+        self.first_frame = frame
+        self.last_frame = frame
+        self.last_timestamp = 0.0
+        self.syn_seen = syn_seen
+        self.rst_seen = False
+        self.packets = 0
+        # The side that sent the first FIN (the one that closed the connection).
+        self.first_fin: Direction | None = None
+
+
+class _Tombstone:
+    """What a closed connection leaves behind: its id and base sequence numbers."""
+
+    __slots__ = ("id", "client_key", "base_to_server", "base_to_client")
+
+    def __init__(self, conn: _Connection) -> None:
+        self.id = conn.id
+        self.client_key = conn.client_key
+        self.base_to_server = conn.halves[TO_SERVER].base_seq
+        self.base_to_client = conn.halves[TO_CLIENT].base_seq
+
+
+class TcpReassembler:
+    """Feed segments in capture order; collect stream events.
+
+    `feed` never raises for any segment value; oddities go to `anomalies`.
+    """
+
+    def __init__(
+        self,
+        max_held_bytes: int = 1 << 20,
+        max_held_segments: int = 256,
+        max_tombstones: int = 65536,
+    ) -> None:
+        self.max_held_bytes = max_held_bytes
+        self.max_held_segments = max_held_segments
+        self.max_tombstones = max_tombstones
+        self.anomalies: list[Anomaly] = []
+        # Each live connection is stored under both orientations of its
+        # 4-tuple so that a lookup is one dict access.
+        self._live: dict[_Key, _Connection] = {}
+        self._closed: OrderedDict[_Key, _Tombstone] = OrderedDict()
+        self._next_id = 0
+        self._last_frame = 0
+        self._last_timestamp = 0.0
+
+    # -- entry points -------------------------------------------------------
+
+    def feed(self, segment: TcpSegment) -> list[StreamEvent]:
+        events: list[StreamEvent] = []
+        try:
+            self._feed(segment, events)
+        except Exception as error:  # hostile input must never escape this layer
+            self.anomalies.append(
+                Anomaly("tcp-internal-error", f"segment skipped: {error!r}", segment.frame)
+            )
+        return events
+
+    def finish(self) -> list[StreamEvent]:
+        """Close every live connection (END_OF_CAPTURE unless both FINs were seen)."""
+        events: list[StreamEvent] = []
+        seen: set[int] = set()
+        for conn in list(self._live.values()):
+            if conn.id in seen:
+                continue
+            seen.add(conn.id)
+            try:
+                both_fin = all(h.fin_seq is not None for h in conn.halves.values())
+                reason = CloseReason.FIN if both_fin else CloseReason.END_OF_CAPTURE
+                closed_by = conn.first_fin if both_fin else None
+                self._close(conn, reason, closed_by, conn.last_frame, conn.last_timestamp, events)
+            except Exception as error:
+                self.anomalies.append(
+                    Anomaly("tcp-internal-error", f"close failed: {error!r}", None, conn.id)
+                )
+        self._live.clear()
+        events.sort(key=_close_order)
+        return events
+
+    # -- the per-segment path -------------------------------------------------
+
+    def _feed(self, seg: TcpSegment, events: list[StreamEvent]) -> None:
+        key = (seg.src, seg.src_port, seg.dst, seg.dst_port)
+        flags = seg.flags
+        conn = self._live.get(key)
+        if conn is None:
+            conn = self._lookup_new(seg, key, flags, events)
+            if conn is None:
+                return
+        elif flags & (SYN | ACK) == SYN:
+            conn = self._maybe_reused(conn, seg, key, events)
+
+        frame = seg.frame
+        ts = seg.timestamp
+        conn.last_frame = frame
+        conn.last_timestamp = ts
+        conn.packets += 1
+        direction = TO_SERVER if key == conn.client_key else TO_CLIENT
+        half = conn.halves[direction]
+        seq = seg.seq & _MASK
+        if half.base_seq is None:
+            half.base_seq = seq
+
+        if flags & SYN:
+            conn.syn_seen = True
+            if half.next_seq is None:
+                half.next_seq = (seq + 1) & _MASK
+            seq = (seq + 1) & _MASK  # SYN occupies one sequence number (RFC 9293 3.4)
+
+        payload = seg.payload
+        missing = seg.missing if seg.missing > 0 else 0
+        if payload or missing:
+            if half.next_seq is None:
+                half.next_seq = seq
+            if seq == half.next_seq and not half.held and not half.fin_done:
+                # Hot path: in-order data and nothing held.
+                if payload:
+                    events.append(StreamData(conn.id, direction, payload, frame, frame, ts))
+                if missing:
+                    self._gap(conn, half, direction, missing, frame, ts, events)
+                half.next_seq = (seq + len(payload) + missing) & _MASK
+            else:
+                self._insert(conn, half, direction, seq, payload, missing, frame, ts, events)
+
+        if flags & FIN:
+            end = (seq + len(payload) + missing) & _MASK
+            if half.fin_seq is None:
+                half.fin_seq = end
+                if conn.first_fin is None:
+                    conn.first_fin = direction
+            if half.next_seq is None:
+                half.next_seq = end
+            self._check_fin(conn, half, direction, frame, ts, events)
+
+        if flags & ACK:
+            other = conn.halves[TO_CLIENT if direction is TO_SERVER else TO_SERVER]
+            if other.next_seq is not None and seg.ack != other.next_seq:
+                self._acked(conn, other, direction, seg.ack & _MASK, frame, ts, events)
+
+        if flags & RST:
+            conn.rst_seen = True
+            self._close(conn, CloseReason.RST, direction, frame, ts, events)
+            return
+        if flags & FIN:
+            halves = conn.halves
+            to_server, to_client = halves[TO_SERVER], halves[TO_CLIENT]
+            if (
+                to_server.fin_seq is not None
+                and to_client.fin_seq is not None
+                and not to_server.held
+                and not to_client.held
+            ):
+                self._close(conn, CloseReason.FIN, conn.first_fin, frame, ts, events)
+
+    def _lookup_new(
+        self, seg: TcpSegment, key: _Key, flags: int, events: list[StreamEvent]
+    ) -> _Connection | None:
+        """A segment of no live connection: a new one, or a straggler of a closed one."""
+        tomb = self._closed.get(key)
+        if tomb is not None:
+            # Wireshark keeps later segments on the old stream unless a SYN
+            # with a new initial sequence number shows the 4-tuple was reused.
+            is_syn = flags & (SYN | ACK) == SYN
+            base = tomb.base_to_server if key == tomb.client_key else tomb.base_to_client
+            if not is_syn or base is None or base == (seg.seq & _MASK):
+                return None
+            self._forget(tomb)
+        cid = self._next_id
+        self._next_id += 1
+        rev = (seg.dst, seg.dst_port, seg.src, seg.src_port)
+        if flags & SYN:
+            client_key = key if not flags & ACK else rev
+        elif seg.src_port != seg.dst_port:
+            # Capture started mid-connection: clients use ephemeral (higher) ports.
+            client_key = key if seg.src_port > seg.dst_port else rev
+        else:
+            client_key = key
+        conn = _Connection(cid, client_key, seg.frame, bool(flags & SYN))
+        self._live[key] = conn
+        self._live[rev] = conn
+        client = Endpoint(client_key[0], client_key[1])
+        server = Endpoint(client_key[2], client_key[3])
+        events.append(
+            ConnectionOpened(cid, client, server, seg.frame, seg.timestamp, bool(flags & SYN))
+        )
+        return conn
+
+    def _maybe_reused(
+        self, conn: _Connection, seg: TcpSegment, key: _Key, events: list[StreamEvent]
+    ) -> _Connection:
+        """A SYN on a live connection: a retransmission, or a new connection (port reuse)."""
+        direction = TO_SERVER if key == conn.client_key else TO_CLIENT
+        base = conn.halves[direction].base_seq
+        if base is None or base == (seg.seq & _MASK):
+            return conn
+        self.anomalies.append(
+            Anomaly(
+                "tcp-port-reused",
+                "a new SYN reused the 4-tuple of a connection that was still open",
+                seg.frame,
+                conn.id,
+            )
+        )
+        self._close(conn, CloseReason.PORT_REUSED, direction, seg.frame, seg.timestamp, events)
+        tomb = self._closed.get(key)
+        if tomb is not None:
+            self._forget(tomb)
+        new = self._lookup_new(seg, key, seg.flags, events)
+        return new if new is not None else conn
+
+    # -- ordering, holes and gaps ------------------------------------------------
+
+    def _insert(
+        self,
+        conn: _Connection,
+        half: _Half,
+        direction: Direction,
+        seq: int,
+        payload: bytes,
+        missing: int,
+        frame: int,
+        ts: float,
+        events: list[StreamEvent],
+    ) -> None:
+        nxt = half.next_seq
+        assert nxt is not None
+        diff = (seq - nxt) & _MASK
+        if diff >= _HALF:
+            # Starts before what was delivered: a retransmission or an overlap.
+            # The first copy wins, so only the new tail (if any) is used.
+            behind = _MASK + 1 - diff
+            if behind >= len(payload) + missing:
+                return
+            if behind >= len(payload):
+                missing -= behind - len(payload)
+                payload = b""
+            else:
+                payload = payload[behind:]
+            seq = nxt
+            diff = 0
+        if diff == 0 and not half.fin_done:
+            self._deliver(conn, half, direction, payload, missing, frame, frame, ts, events)
+            if half.held:
+                self._drain(conn, half, direction, frame, ts, events)
+            return
+        if half.fin_done:
+            return  # data after the FIN: nothing more belongs to this stream
+        half.held.append((seq, payload, missing, frame, ts))
+        half.held_bytes += len(payload)
+        if half.held_bytes > self.max_held_bytes or len(half.held) > self.max_held_segments:
+            # Give up on the hole: report it and carry on after it.
+            self._skip_hole(conn, half, direction, frame, ts, events)
+
+    def _deliver(
+        self,
+        conn: _Connection,
+        half: _Half,
+        direction: Direction,
+        payload: bytes,
+        missing: int,
+        first_frame: int,
+        frame: int,
+        ts: float,
+        events: list[StreamEvent],
+    ) -> None:
+        assert half.next_seq is not None
+        if payload:
+            events.append(StreamData(conn.id, direction, payload, first_frame, frame, ts))
+        if missing:
+            self._gap(conn, half, direction, missing, frame, ts, events)
+        half.next_seq = (half.next_seq + len(payload) + missing) & _MASK
+        self._check_fin(conn, half, direction, frame, ts, events)
+
+    def _drain(
+        self,
+        conn: _Connection,
+        half: _Half,
+        direction: Direction,
+        frame: int,
+        ts: float,
+        events: list[StreamEvent],
+    ) -> None:
+        """Deliver every held segment that has become contiguous."""
+        progress = True
+        while progress and half.held and not half.fin_done:
+            progress = False
+            start = half.next_seq
+            assert start is not None
+            keep: list[tuple[int, bytes, int, int, float]] = []
+            # Lowest start first; among equal starts the earliest copy first.
+            ordered = sorted(
+                enumerate(half.held), key=lambda item: ((item[1][0] - start) & _MASK, item[0])
+            )
+            for _, entry in ordered:
+                seq, payload, missing, seg_frame, _ = entry
+                nxt = half.next_seq
+                assert nxt is not None
+                diff = (seq - nxt) & _MASK
+                if diff >= _HALF:
+                    behind = _MASK + 1 - diff
+                    if behind >= len(payload) + missing:
+                        continue
+                    if behind >= len(payload):
+                        missing -= behind - len(payload)
+                        payload = b""
+                    else:
+                        payload = payload[behind:]
+                    diff = 0
+                if diff == 0 and not half.fin_done:
+                    self._deliver(
+                        conn, half, direction, payload, missing, seg_frame, frame, ts, events
+                    )
+                    progress = True
+                elif not half.fin_done:
+                    keep.append(entry)
+            half.held = keep
+            half.held_bytes = sum(len(entry[1]) for entry in keep)
+
+    def _skip_hole(
+        self,
+        conn: _Connection,
+        half: _Half,
+        direction: Direction,
+        frame: int,
+        ts: float,
+        events: list[StreamEvent],
+    ) -> None:
+        """Report the hole before the lowest held segment as lost and move past it."""
+        nxt = half.next_seq
+        if not half.held or nxt is None:
+            return
+        lowest = min((entry[0] - nxt) & _MASK for entry in half.held)
+        self._gap(conn, half, direction, lowest, frame, ts, events)
+        half.next_seq = (nxt + lowest) & _MASK
+        self._drain(conn, half, direction, frame, ts, events)
+
+    def _acked(
+        self,
+        conn: _Connection,
+        half: _Half,
+        ack_direction: Direction,
+        ack: int,
+        frame: int,
+        ts: float,
+        events: list[StreamEvent],
+    ) -> None:
+        """The peer acknowledged bytes of `half` the capture never delivered: they
+        were lost by the capture (not by the network, or they would not be ACKed)."""
+        nxt = half.next_seq
+        assert nxt is not None
+        ahead = (ack - nxt) & _MASK
+        if ahead == 0 or ahead >= _HALF or half.fin_done:
+            return
+        if half.fin_seq is not None and ack == (half.fin_seq + 1) & _MASK:
+            ahead -= 1  # the FIN's own sequence number
+            ack = half.fin_seq
+            if ahead == 0:
+                return
+        direction = TO_CLIENT if ack_direction is TO_SERVER else TO_SERVER
+        while True:
+            nxt = half.next_seq
+            assert nxt is not None
+            remaining = (ack - nxt) & _MASK
+            if remaining == 0 or remaining >= _HALF or half.fin_done:
+                return
+            starts = [(entry[0] - nxt) & _MASK for entry in half.held]
+            lowest = min(starts) if starts else remaining
+            hole = min(lowest, remaining)
+            if hole:
+                self._gap(conn, half, direction, hole, frame, ts, events)
+                half.next_seq = (nxt + hole) & _MASK
+                self._check_fin(conn, half, direction, frame, ts, events)
+            if not half.held:
+                return
+            self._drain(conn, half, direction, frame, ts, events)
+
+    def _gap(
+        self,
+        conn: _Connection,
+        half: _Half,
+        direction: Direction,
+        length: int,
+        frame: int,
+        ts: float,
+        events: list[StreamEvent],
+    ) -> None:
+        half.gap_bytes += length
+        events.append(StreamGap(conn.id, direction, length, frame, ts))
+        self.anomalies.append(
+            Anomaly(
+                "tcp-gap",
+                f"{length} bytes {direction.value} were not captured",
+                frame,
+                conn.id,
+            )
+        )
+
+    @staticmethod
+    def _check_fin(
+        conn: _Connection,
+        half: _Half,
+        direction: Direction,
+        frame: int,
+        ts: float,
+        events: list[StreamEvent],
+    ) -> None:
+        if half.fin_seq is not None and not half.fin_done and half.next_seq == half.fin_seq:
+            half.fin_done = True
+            half.held = []
+            half.held_bytes = 0
+            events.append(StreamEnd(conn.id, direction, frame, ts))
+
+    # -- closing ------------------------------------------------------------------
+
+    def _close(
+        self,
+        conn: _Connection,
+        reason: CloseReason,
+        closed_by: Direction | None,
+        frame: int,
+        ts: float,
+        events: list[StreamEvent],
+    ) -> None:
+        # Whatever is still held is delivered after its hole: the hole will
+        # never be filled now.
+        for direction, half in conn.halves.items():
+            guard = 0
+            while half.held and not half.fin_done and guard < self.max_held_segments + 1:
+                guard += 1
+                self._skip_hole(conn, half, direction, frame, ts, events)
+            if half.fin_seq is not None and not half.fin_done and half.next_seq is not None:
+                # Bytes announced by the FIN's position that never arrived.
+                short = (half.fin_seq - half.next_seq) & _MASK
+                if 0 < short < _HALF:
+                    self._gap(conn, half, direction, short, frame, ts, events)
+                    half.next_seq = half.fin_seq
+                    half.fin_done = True
+                    events.append(StreamEnd(conn.id, direction, frame, ts))
+        halves = conn.halves
+        fin_seen = halves[TO_SERVER].fin_seq is not None or halves[TO_CLIENT].fin_seq is not None
+        events.append(
+            ConnectionClosed(
+                connection=conn.id,
+                reason=reason,
+                closed_by=closed_by,
+                frame=frame,
+                timestamp=ts,
+                first_frame=conn.first_frame,
+                last_frame=conn.last_frame,
+                syn_seen=conn.syn_seen,
+                fin_seen=fin_seen,
+                rst_seen=conn.rst_seen,
+                gap_bytes=halves[TO_SERVER].gap_bytes + halves[TO_CLIENT].gap_bytes,
+                packets=conn.packets,
+            )
+        )
+        key = conn.client_key
+        rev = (key[2], key[3], key[0], key[1])
+        if self._live.get(key) is conn:
+            del self._live[key]
+        if self._live.get(rev) is conn:
+            del self._live[rev]
+        tomb = _Tombstone(conn)
+        self._closed[key] = tomb
+        self._closed[rev] = tomb
+        self._closed.move_to_end(key)
+        self._closed.move_to_end(rev)
+        while len(self._closed) > 2 * self.max_tombstones:
+            self._closed.popitem(last=False)
+
+    def _forget(self, tomb: _Tombstone) -> None:
+        key = tomb.client_key
+        self._closed.pop(key, None)
+        self._closed.pop((key[2], key[3], key[0], key[1]), None)
+
+
+def _close_order(event: StreamEvent) -> tuple[int, int]:
+    # finish(): the data flushed for a connection stays before its close.
+    return (event.connection, 1 if isinstance(event, ConnectionClosed) else 0)
