@@ -33,6 +33,9 @@ class HttpRequest:
     header_bytes: int
     body_size: int = 0
     complete: bool = True
+    end_frame: int = 0
+    """frame that completed the whole message (head and body); 0 when unknown.
+    This is the frame where Wireshark shows the request (http.request)."""
 
     def header(self, name: str) -> str | None:
         return _first(self.headers, name)
@@ -56,6 +59,9 @@ class HttpResponse:
     body_size: int = 0
     body: bytes | None = None
     complete: bool = True
+    end_frame: int = 0
+    """frame that completed the whole message (head and body); 0 when unknown.
+    This is the frame where Wireshark shows the response (http.response)."""
 
     def header(self, name: str) -> str | None:
         return _first(self.headers, name)

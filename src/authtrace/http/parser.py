@@ -1,0 +1,622 @@
+"""A sans-IO HTTP/1.x parser for one direction of one connection.
+
+Bytes go in (`feed`, `gap`, `close`), events come out: `RequestHead` when a
+request's header block is complete (so the other direction can learn the
+method before the response arrives) and `MessageComplete` when a message
+ended. Everything that decides how a message is framed lives in this module.
+
+Invariants:
+- garbage never raises: what cannot be parsed becomes an `Anomaly` and the
+  parser resynchronises at the next plausible message start;
+- memory is bounded: a header block is kept up to `MAX_HEAD` bytes (64 KiB),
+  bodies are counted, not stored, except a 4xx/5xx response body kept up to
+  `MAX_ERROR_BODY` bytes; every partial line is bounded;
+- bytes are never invented: a gap inside a message marks it incomplete.
+"""
+
+from __future__ import annotations
+
+import enum
+import re
+from collections import deque
+from dataclasses import dataclass
+
+from authtrace.anomalies import Anomaly
+from authtrace.http.messages import Header, HttpRequest, HttpResponse
+
+MAX_HEAD = 64 * 1024
+MAX_ERROR_BODY = 16 * 1024
+MAX_LINE = 8 * 1024
+# A header block larger than this is given up on (its end is no longer searched).
+MAX_OVERSIZED_HEAD = 16 * 1024 * 1024
+
+
+class Role(enum.Enum):
+    REQUEST = "request"
+    RESPONSE = "response"
+
+
+@dataclass(frozen=True, slots=True)
+class RequestHead:
+    """A request's header block is complete (its body may still follow).
+
+    method: the request method as written; frame: the frame that completed it.
+    """
+
+    method: str
+    frame: int
+
+
+@dataclass(frozen=True, slots=True)
+class MessageComplete:
+    """A message ended (or was cut short: then ``message.complete`` is False)."""
+
+    message: HttpRequest | HttpResponse
+
+
+ParserEvent = RequestHead | MessageComplete
+
+
+class _State(enum.Enum):
+    START = "start"  # before a start line (empty lines are skipped)
+    HEAD = "head"  # inside a header block
+    OVERSIZED_HEAD = "oversized_head"  # header block past MAX_HEAD: only its end is searched
+    BODY_LENGTH = "body_length"
+    CHUNK_SIZE = "chunk_size"
+    CHUNK_DATA = "chunk_data"
+    CHUNK_DATA_END = "chunk_data_end"
+    TRAILERS = "trailers"
+    UNTIL_CLOSE = "until_close"
+    TUNNEL = "tunnel"  # after CONNECT 2xx / 101: opaque bytes
+    RESYNC = "resync"  # searching for the next message start
+    CLOSED = "closed"
+
+
+# RFC 9110 section 5.6.2: token characters (methods and field names are tokens).
+_TOKEN = rb"[!#$%&'*+.^_`|~0-9A-Za-z-]"
+_REQUEST_LINE = re.compile(rb"(" + _TOKEN + rb"{1,32}) (\S{1,65536}) (HTTP/1\.[0-9])\r?\Z")
+_REQUEST_PREFIX = re.compile(_TOKEN + rb"{1,32}(?: |\Z)")
+_STATUS_LINE = re.compile(rb"(HTTP/1\.[0-9]) ([0-9]{3})(?: ([^\r\n]*))?\r?\Z")
+# Where parsing may start again after a gap or garbage.
+_REQUEST_START = re.compile(rb"^" + _TOKEN + rb"{1,32} \S+ HTTP/1\.[0-9]\r?$", re.MULTILINE)
+_RESPONSE_START = re.compile(rb"HTTP/1\.[0-9] [0-9]{3}[ \r\n]")
+_HEAD_END = re.compile(rb"\r?\n\r?\n")
+_HTTP_PREFIX = b"HTTP/1."
+
+
+class HttpParser:
+    """Parses one direction: requests (Role.REQUEST) or responses (Role.RESPONSE).
+
+    For responses the parser needs the method of each request (HEAD and
+    CONNECT change framing): call `push_method` in request order.
+    """
+
+    def __init__(self, role: Role, connection: int | None = None, resync_only: bool = False):
+        self.role = role
+        self.connection = connection
+        self.anomalies: list[Anomaly] = []
+        self._state = _State.RESYNC if resync_only else _State.START
+        self._buf = bytearray()
+        self._scanned = 0
+        self._methods: deque[str] = deque()
+        self._events: list[ParserEvent] = []
+        self._frame = 0
+        self._first_frame = 0
+        self._ts = 0.0
+        self._resync_skipped = 0
+        # Bytes to parse again from the current state once the current data is
+        # done (set when a resync found a start, or a start turned out bad).
+        self._pending: bytes | None = None
+        self._tail = b""
+        self._reset_message()
+
+    # -- entry points -------------------------------------------------------------
+
+    def push_method(self, method: str) -> None:
+        """The method of the next request on the connection (response side)."""
+        if len(self._methods) < 10000:
+            self._methods.append(method)
+
+    def search_for_start(self) -> None:
+        """The stream may begin inside a message (capture started late): skip to
+        the first plausible message start instead of reporting garbage."""
+        if self._state is _State.START and not self._in_message:
+            self._state = _State.RESYNC
+
+    def enter_tunnel(self) -> None:
+        """The connection became a tunnel (CONNECT 2xx, 101): stop parsing."""
+        self._finish_current(complete=self._state in (_State.UNTIL_CLOSE,))
+        self._state = _State.TUNNEL
+        self._buf.clear()
+
+    def feed(
+        self, data: bytes, first_frame: int, frame: int, timestamp: float
+    ) -> list[ParserEvent]:
+        self._frame, self._first_frame, self._ts = frame, first_frame, timestamp
+        try:
+            self._run(data)
+        except Exception as error:  # garbage must never escape the parser
+            self._anomaly("http-parser-error", f"parser reset after {error!r}")
+            self._buf.clear()
+            self._reset_message()
+            self._state = _State.RESYNC
+        return self._take()
+
+    def gap(self, length: int, frame: int, timestamp: float) -> list[ParserEvent]:
+        """`length` bytes of this direction were lost."""
+        self._frame, self._ts = frame, timestamp
+        state = self._state
+        if state is _State.BODY_LENGTH and length < self._remaining:
+            # The message's framing survives a hole inside a counted body.
+            self._remaining -= length
+            self._lossy = True
+        elif state is _State.UNTIL_CLOSE:
+            self._lossy = True
+        elif state in (_State.TUNNEL, _State.CLOSED):
+            pass
+        else:
+            if state is _State.BODY_LENGTH:
+                # The hole ate the end of this body and maybe more.
+                self._lossy = True
+                self._finish_current(complete=False)
+            elif state is not _State.START and state is not _State.RESYNC:
+                self._finish_current(complete=False)
+            self._buf.clear()
+            self._state = _State.RESYNC
+            self._resync_skipped = 0
+        return self._take()
+
+    def close(self, frame: int, timestamp: float) -> list[ParserEvent]:
+        """No more bytes will come in this direction (FIN or end of capture)."""
+        self._frame, self._ts = frame, timestamp
+        if self._state is _State.UNTIL_CLOSE:
+            # RFC 9112 section 6.3 (item 8): the close delimits the body.
+            self._finish_current(complete=not self._lossy)
+        elif self._state not in (_State.START, _State.RESYNC, _State.TUNNEL, _State.CLOSED):
+            self._finish_current(complete=False)
+        self._state = _State.CLOSED
+        self._buf.clear()
+        return self._take()
+
+    # -- the state machine ----------------------------------------------------------
+
+    def _take(self) -> list[ParserEvent]:
+        events, self._events = self._events, []
+        return events
+
+    def _anomaly(self, kind: str, message: str) -> None:
+        if len(self.anomalies) < 1000:
+            self.anomalies.append(Anomaly(kind, message, self._frame, self.connection))
+
+    def _reset_message(self) -> None:
+        self._start_frame = 0
+        self._start_ts = 0.0
+        self._head_frame = 0
+        self._head_bytes = 0
+        self._start_line: tuple[str, str, str] | None = None
+        self._headers: tuple[Header, ...] = ()
+        self._body_size = 0
+        self._remaining = 0
+        self._body: bytearray | None = None
+        self._lossy = False
+        self._in_message = False
+
+    def _run(self, data: bytes) -> None:
+        while True:
+            self._run_once(data)
+            pending = self._pending
+            if pending is None:
+                return
+            self._pending = None
+            data = pending
+
+    def _run_once(self, data: bytes) -> None:
+        pos = 0
+        end = len(data)
+        while pos < end:
+            state = self._state
+            if state is _State.START:
+                pos = self._read_start(data, pos)
+            elif state is _State.HEAD:
+                pos = self._read_head(data, pos)
+            elif state is _State.BODY_LENGTH:
+                take = min(self._remaining, end - pos)
+                self._count_body(data, pos, take)
+                pos += take
+                self._remaining -= take
+                if self._remaining == 0:
+                    self._finish_current(complete=not self._lossy)
+                    self._state = _State.START
+            elif state is _State.UNTIL_CLOSE:
+                self._count_body(data, pos, end - pos)
+                pos = end
+            elif state is _State.CHUNK_SIZE or state is _State.TRAILERS:
+                pos = self._read_chunk_line(data, pos)
+            elif state is _State.CHUNK_DATA:
+                take = min(self._remaining, end - pos)
+                self._count_body(data, pos, take)
+                pos += take
+                self._remaining -= take
+                if self._remaining == 0:
+                    self._state = _State.CHUNK_DATA_END
+            elif state is _State.CHUNK_DATA_END:
+                pos = self._read_chunk_data_end(data, pos)
+            elif state is _State.OVERSIZED_HEAD:
+                pos = self._read_oversized_head(data, pos)
+            elif state is _State.RESYNC:
+                pos = self._resync(data, pos)
+            else:  # TUNNEL, CLOSED: opaque or late bytes are dropped
+                pos = end
+
+    def _read_start(self, data: bytes, pos: int) -> int:
+        # RFC 9112 section 2.2: empty lines before a start line are ignored.
+        end = len(data)
+        while pos < end and data[pos] in (0x0D, 0x0A):
+            pos += 1
+        if pos == end:
+            return pos
+        self._reset_message()
+        self._in_message = True
+        self._start_frame = self._first_frame
+        self._start_ts = self._ts
+        self._state = _State.HEAD
+        self._buf.clear()
+        self._scanned = 0
+        return pos
+
+    def _read_head(self, data: bytes, pos: int) -> int:
+        buf = self._buf
+        before = len(buf)
+        buf.extend(data[pos:] if pos else data)
+        # Reject garbage early instead of waiting for a whole header block.
+        if before < 40 and not self._plausible_start(bytes(buf[:40])):
+            self._garbage_start()
+            return len(data)
+        match = _HEAD_END.search(buf, max(0, self._scanned - 3))
+        if match is None:
+            if len(buf) > MAX_HEAD:
+                self._anomaly(
+                    "http-header-too-large",
+                    f"{self.role.value} header block larger than {MAX_HEAD} bytes",
+                )
+                block = bytes(buf[:MAX_HEAD])
+                if not self._parse_head(block[: block.rfind(b"\n") + 1]):
+                    self._bad_start(bytes(buf))
+                    return len(data)
+                self._head_bytes = len(buf)
+                self._tail = bytes(buf[-3:])
+                buf.clear()
+                self._state = _State.OVERSIZED_HEAD
+            else:
+                self._scanned = len(buf)
+            return len(data)
+        head_end = match.end()
+        consumed_here = head_end - before
+        block = bytes(buf[:head_end])
+        buf.clear()
+        self._scanned = 0
+        self._head_bytes = head_end
+        if self._parse_head(block):
+            self._after_head()
+            return pos + consumed_here
+        self._bad_start(block + data[pos + consumed_here :])
+        return len(data)
+
+    def _read_oversized_head(self, data: bytes, pos: int) -> int:
+        window = self._tail + data[pos:]
+        match = _HEAD_END.search(window)
+        if match is None:
+            self._head_bytes += len(data) - pos
+            self._tail = window[-3:]
+            if self._head_bytes > MAX_OVERSIZED_HEAD:
+                self._anomaly("http-resync", "header block never ended; searching next message")
+                self._reset_message()
+                self._state = _State.RESYNC
+            return len(data)
+        used = match.end() - len(self._tail)
+        self._head_bytes += used
+        self._after_head()
+        return pos + used
+
+    def _plausible_start(self, prefix: bytes) -> bool:
+        if self.role is Role.RESPONSE:
+            size = min(len(prefix), len(_HTTP_PREFIX))
+            return prefix[:size] == _HTTP_PREFIX[:size]
+        return _REQUEST_PREFIX.match(prefix) is not None
+
+    def _garbage_start(self) -> None:
+        self._anomaly("http-garbage", f"bytes that do not start an HTTP {self.role.value}")
+        self._bad_start(bytes(self._buf))
+
+    def _bad_start(self, data: bytes) -> None:
+        """What looked like a message start was not: search again from its second byte."""
+        self._reset_message()
+        self._buf.clear()
+        self._state = _State.RESYNC
+        self._resync_skipped = 1
+        self._pending = data[1:]
+
+    def _parse_head(self, block: bytes) -> bool:
+        lines = block.split(b"\n")
+        start = lines[0].rstrip(b"\r")
+        if self.role is Role.REQUEST:
+            match = _REQUEST_LINE.match(start)
+            if match is None:
+                self._anomaly("http-bad-start-line", "request line not understood")
+                return False
+            method, target, version = match.groups()
+            self._start_line = (
+                method.decode("latin-1"),
+                target.decode("latin-1"),
+                version.decode("latin-1"),
+            )
+        else:
+            match = _STATUS_LINE.match(start)
+            if match is None:
+                self._anomaly("http-bad-start-line", "status line not understood")
+                return False
+            version, status, reason = match.groups()
+            self._start_line = (
+                version.decode("latin-1"),
+                status.decode("latin-1"),
+                (reason or b"").decode("latin-1"),
+            )
+        headers: list[Header] = []
+        for raw in lines[1:]:
+            line = raw.rstrip(b"\r")
+            if not line:
+                continue
+            if line[0] in (0x20, 0x09):
+                # RFC 9112 section 5.2: obsolete line folding is replaced by a space.
+                if headers:
+                    last = headers[-1]
+                    folded = line.strip(b" \t").decode("latin-1")
+                    headers[-1] = Header(last.name, f"{last.value} {folded}".strip())
+                    continue
+                self._anomaly("http-bad-header", "folded line before any header")
+                continue
+            colon = line.find(b":")
+            if colon <= 0:
+                self._anomaly("http-bad-header", "header line without a name and colon")
+                continue
+            name = line[:colon].rstrip(b" \t").decode("latin-1")
+            value = line[colon + 1 :].strip(b" \t").decode("latin-1")
+            headers.append(Header(name, value))
+        self._headers = tuple(headers)
+        self._head_frame = self._frame
+        return True
+
+    def _after_head(self) -> None:
+        """Decide the body framing once a header block is complete (RFC 9112 section 6.3)."""
+        self._head_frame = self._frame
+        assert self._start_line is not None
+        if self.role is Role.REQUEST:
+            method = self._start_line[0]
+            self._events.append(RequestHead(method, self._frame))
+            self._frame_request_body()
+            return
+        status = int(self._start_line[1])
+        method = self._methods[0] if self._methods else "GET"
+        if status >= 400:
+            self._body = bytearray()
+        if 100 <= status < 200:
+            # Interim responses have no body; the request is still waiting.
+            if status == 101:
+                self._finish_current(complete=True)
+                self._state = _State.TUNNEL
+                return
+            self._finish_current(complete=True)
+            self._state = _State.START
+            return
+        if self._methods:
+            self._methods.popleft()
+        if method == "HEAD" or status in (204, 304):
+            self._finish_current(complete=True)
+            self._state = _State.START
+            return
+        if method == "CONNECT" and 200 <= status < 300:
+            self._finish_current(complete=True)
+            self._state = _State.TUNNEL
+            return
+        transfer = self._header_values("transfer-encoding")
+        if transfer:
+            codings = [c.strip().lower() for v in transfer for c in v.split(",") if c.strip()]
+            if codings and codings[-1] == "chunked":
+                self._state = _State.CHUNK_SIZE
+            else:
+                self._state = _State.UNTIL_CLOSE
+            return
+        length = self._content_length()
+        if length is None:
+            self._state = _State.UNTIL_CLOSE
+        elif length == 0:
+            self._finish_current(complete=True)
+            self._state = _State.START
+        else:
+            self._remaining = length
+            self._state = _State.BODY_LENGTH
+
+    def _frame_request_body(self) -> None:
+        transfer = self._header_values("transfer-encoding")
+        if transfer:
+            codings = [c.strip().lower() for v in transfer for c in v.split(",") if c.strip()]
+            if codings and codings[-1] == "chunked":
+                self._state = _State.CHUNK_SIZE
+                return
+            # RFC 9112 section 6.3 (item 4): a request body it cannot frame.
+            self._anomaly("http-bad-framing", "request Transfer-Encoding is not chunked")
+            self._finish_current(complete=False)
+            self._state = _State.RESYNC
+            return
+        length = self._content_length()
+        if not length:
+            self._finish_current(complete=True)
+            self._state = _State.START
+        else:
+            self._remaining = length
+            self._state = _State.BODY_LENGTH
+
+    def _header_values(self, lowered: str) -> list[str]:
+        return [h.value for h in self._headers if h.name.lower() == lowered]
+
+    def _content_length(self) -> int | None:
+        values = self._header_values("content-length")
+        if not values:
+            return None
+        # RFC 9110 section 8.6: a list of identical values is one value.
+        parts = {p.strip() for v in values for p in v.split(",")}
+        if len(parts) != 1:
+            self._anomaly("http-bad-framing", "conflicting Content-Length values")
+            return None
+        text = parts.pop()
+        if not text.isdigit() or len(text) > 15:
+            self._anomaly("http-bad-framing", f"Content-Length {text[:20]!r} is not a number")
+            return None
+        return int(text)
+
+    def _count_body(self, data: bytes, pos: int, size: int) -> None:
+        self._body_size += size
+        body = self._body
+        if body is not None and len(body) < MAX_ERROR_BODY:
+            body.extend(data[pos : pos + min(size, MAX_ERROR_BODY - len(body))])
+
+    def _take_line(self, data: bytes, pos: int) -> tuple[bytes | None, int]:
+        """A whole line (without its end) from the partial-line buffer and data."""
+        newline = data.find(b"\n", pos)
+        if newline < 0:
+            self._buf.extend(data[pos:])
+            if len(self._buf) > MAX_LINE:
+                self._buf.clear()
+                raise _LineTooLong
+            return None, len(data)
+        if self._buf:
+            self._buf.extend(data[pos:newline])
+            line = bytes(self._buf)
+            self._buf.clear()
+        else:
+            line = data[pos:newline]
+        return line.rstrip(b"\r"), newline + 1
+
+    def _read_chunk_line(self, data: bytes, pos: int) -> int:
+        try:
+            line, pos = self._take_line(data, pos)
+        except _LineTooLong:
+            self._bad_chunking("chunk line too long")
+            return pos
+        if line is None:
+            return pos
+        if self._state is _State.TRAILERS:
+            if not line:
+                # RFC 9112 section 7.1.2: trailer section ends with an empty line.
+                self._finish_current(complete=not self._lossy)
+                self._state = _State.START
+            return pos
+        # RFC 9112 section 7.1: chunk-size [ chunk-ext ] CRLF
+        size_text = line.split(b";", 1)[0].strip()
+        try:
+            size = int(size_text, 16)
+            if not size_text or len(size_text) > 15 or size < 0:
+                raise ValueError
+        except ValueError:
+            self._bad_chunking("chunk size is not hexadecimal")
+            return pos
+        if size == 0:
+            self._state = _State.TRAILERS
+        else:
+            self._remaining = size
+            self._state = _State.CHUNK_DATA
+        return pos
+
+    def _read_chunk_data_end(self, data: bytes, pos: int) -> int:
+        try:
+            line, pos = self._take_line(data, pos)
+        except _LineTooLong:
+            self._bad_chunking("chunk data longer than its size")
+            return pos
+        if line is None:
+            return pos
+        if line:
+            self._bad_chunking("chunk data longer than its size")
+            return pos
+        self._state = _State.CHUNK_SIZE
+        return pos
+
+    def _bad_chunking(self, reason: str) -> None:
+        self._anomaly("http-bad-chunk", reason)
+        self._finish_current(complete=False)
+        self._buf.clear()
+        self._state = _State.RESYNC
+        self._resync_skipped = 0
+
+    def _finish_current(self, complete: bool) -> None:
+        if not self._in_message or self._start_line is None:
+            self._reset_message()
+            return
+        first, second, third = self._start_line
+        body = self._body
+        if self.role is Role.REQUEST:
+            message: HttpRequest | HttpResponse = HttpRequest(
+                method=first,
+                uri=second,
+                version=third,
+                headers=self._headers,
+                frame=self._start_frame,
+                head_frame=self._head_frame or self._frame,
+                timestamp=self._start_ts,
+                header_bytes=self._head_bytes,
+                body_size=self._body_size,
+                complete=complete,
+                end_frame=self._frame,
+            )
+        else:
+            message = HttpResponse(
+                version=first,
+                status=int(second),
+                reason=third,
+                headers=self._headers,
+                frame=self._start_frame,
+                head_frame=self._head_frame or self._frame,
+                timestamp=self._start_ts,
+                header_bytes=self._head_bytes,
+                body_size=self._body_size,
+                body=bytes(body) if body is not None else None,
+                complete=complete,
+                end_frame=self._frame,
+            )
+        self._events.append(MessageComplete(message))
+        self._reset_message()
+
+    def _resync(self, data: bytes, pos: int) -> int:
+        """Search for the next plausible message start; keep a bounded tail."""
+        buf = self._buf
+        if buf:
+            buf.extend(data[pos:])
+            window = bytes(buf)
+            buf.clear()
+        else:
+            window = data[pos:] if pos else data
+        pattern = _REQUEST_START if self.role is Role.REQUEST else _RESPONSE_START
+        match = pattern.search(window)
+        if match is None:
+            if self.role is Role.REQUEST:
+                # Keep the last partial line: a request line may still complete.
+                cut = window.rfind(b"\n") + 1
+                if len(window) - cut > MAX_LINE:
+                    cut = len(window) - MAX_LINE
+            else:
+                cut = max(0, len(window) - len(_HTTP_PREFIX) - 5)
+            self._resync_skipped += cut
+            buf.extend(window[cut:])
+            return len(data)
+        skipped = self._resync_skipped + match.start()
+        self._resync_skipped = 0
+        if skipped:
+            self._anomaly("http-resync", f"skipped {skipped} bytes to the next {self.role.value}")
+        self._state = _State.START
+        # The caller's position moves past all of `data`; the rest is parsed next.
+        self._pending = window[match.start() :]
+        return len(data)
+
+
+class _LineTooLong(Exception):
+    pass
