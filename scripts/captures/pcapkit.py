@@ -140,6 +140,10 @@ class TcpConversation:
             self.client_seq += 1
         self.capture.add(self._segment(first, "A"))
 
+    def ack(self, from_client: bool) -> Packet:
+        """A bare ACK acknowledging everything the peer has sent so far."""
+        return self.capture.add(self._segment(from_client, "A"))
+
     def reset(self, by: str = "server") -> None:
         self.capture.add(self._segment(by == "client", "RA"))
 
