@@ -41,7 +41,8 @@ class SplitHandshake:
     challenge: StepRef
     authenticate: StepRef
     same_client: bool  # False: the legs came from different client addresses (a proxy)
-    challenge_connection_closed: bool  # the challenge's connection closed right after it
+    challenge_connection_closed: bool  # the server or a middlebox closed it after the challenge
+    proof: str = "timing"  # "MsvAvTimestamp": the AUTHENTICATE names its CHALLENGE
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,18 +98,46 @@ def link(
 
 
 def _find_splits(timelines: list[ConnectionTimeline]) -> list[SplitHandshake]:
+    """NTLM AUTHENTICATE messages answering a CHALLENGE that went out on another
+    connection (or an earlier exchange than the one just before them).
+
+    Proof first: an NTLMv2 AUTHENTICATE carries the server's MsvAvTimestamp
+    copied from the CHALLENGE it answers (MS-NLMP 3.1.5.1.2), which names that
+    CHALLENGE exactly. Without it (NTLMv1, or timestamps that repeat), fall back
+    to timing: the latest unanswered CHALLENGE to the same server, preferring the
+    same client address.
+    """
     challenges: dict[str, list[tuple[float, StepRef, ConnectionTimeline]]] = defaultdict(list)
+    by_stamp: dict[object, list[StepRef]] = defaultdict(list)
     for timeline in timelines:
         for position, step in enumerate(timeline.steps):
             if step.leg is Leg.NTLM_CHALLENGE and step.exchange.response is not None:
                 key = f"{step.realm.value} {timeline.connection.server}"
                 ref = StepRef(timeline.connection.id, position)
                 challenges[key].append((step.exchange.response.timestamp, ref, timeline))
+                stamp = _challenge_timestamp(step)
+                if stamp is not None:
+                    by_stamp[stamp].append(ref)
+    index = {timeline.connection.id: timeline for timeline in timelines}
     splits: list[SplitHandshake] = []
     used: set[StepRef] = set()
     for timeline in timelines:
         connection = timeline.connection
         for position, step in enumerate(timeline.steps):
+            if step.sent is not Sent.NTLM_AUTHENTICATE:
+                continue
+            here = StepRef(connection.id, position)
+            own = _own_challenge(timeline, position)
+            stamp = _authenticate_timestamp(step)
+            proven = by_stamp.get(stamp, []) if stamp is not None else []
+            if len(proven) == 1:
+                ref = proven[0]
+                if ref == own:
+                    continue  # answers the CHALLENGE just before it: a proper handshake
+                other = index[ref.connection]
+                used.add(ref)
+                splits.append(_split(ref, here, other, connection, "MsvAvTimestamp"))
+                continue
             if step.leg not in (Leg.NTLM_OUT_OF_SEQUENCE, Leg.NTLM_OUT_OF_SEQUENCE_ACCEPTED):
                 continue
             when = request_time(step)
@@ -123,21 +152,63 @@ def _find_splits(timelines: list[ConnectionTimeline]) -> list[SplitHandshake]:
             ]
             if not candidates:
                 continue
-            # Prefer the same client address; then the most recent challenge.
             candidates.sort(
                 key=lambda item: (item[2].connection.client.ip == connection.client.ip, item[0])
             )
             _at, ref, other = candidates[-1]
             used.add(ref)
-            splits.append(
-                SplitHandshake(
-                    challenge=ref,
-                    authenticate=StepRef(connection.id, position),
-                    same_client=other.connection.client.ip == connection.client.ip,
-                    challenge_connection_closed=_closed_after(other, ref.position),
-                )
-            )
+            splits.append(_split(ref, here, other, connection, "timing"))
     return splits
+
+
+def _split(
+    challenge: StepRef,
+    authenticate: StepRef,
+    challenge_timeline: ConnectionTimeline,
+    connection: HttpConnection,
+    proof: str,
+) -> SplitHandshake:
+    return SplitHandshake(
+        challenge=challenge,
+        authenticate=authenticate,
+        same_client=challenge_timeline.connection.client.ip == connection.client.ip,
+        challenge_connection_closed=_closed_after(challenge_timeline, challenge.position),
+        proof=proof,
+    )
+
+
+def _own_challenge(timeline: ConnectionTimeline, position: int) -> StepRef | None:
+    """The CHALLENGE leg right before this step on its connection (same realm)."""
+    realm = timeline.steps[position].realm
+    for earlier in range(position - 1, -1, -1):
+        step = timeline.steps[earlier]
+        if step.realm is realm:
+            if step.leg is Leg.NTLM_CHALLENGE:
+                return StepRef(timeline.connection.id, earlier)
+            return None
+    return None
+
+
+def _ntlm_inner(token: object) -> object:
+    inner = getattr(token, "inner", None)
+    return inner if inner is not None else token
+
+
+def _challenge_timestamp(step: AuthExchange) -> object | None:
+    for challenge in step.challenges:
+        target_info = getattr(_ntlm_inner(challenge.token), "target_info", None)
+        stamp = getattr(target_info, "timestamp", None)
+        if stamp is not None:
+            return stamp
+    return None
+
+
+def _authenticate_timestamp(step: AuthExchange) -> object | None:
+    if step.credentials is None:
+        return None
+    ntlmv2 = getattr(_ntlm_inner(step.credentials.token), "ntlmv2", None)
+    av_pairs = getattr(ntlmv2, "av_pairs", None)
+    return getattr(av_pairs, "timestamp", None)
 
 
 def _answered_on_own_connection(timeline: ConnectionTimeline, position: int) -> bool:
@@ -150,8 +221,8 @@ def _answered_on_own_connection(timeline: ConnectionTimeline, position: int) -> 
 
 
 def _closed_after(timeline: ConnectionTimeline, position: int) -> bool:
-    """The connection carried nothing after this step and was closed, or the
-    response said it would close (Connection: close, HTTP/1.0 without keep-alive)."""
+    """The response said the connection would close (Connection: close, HTTP/1.0
+    without keep-alive), or nothing followed and the server side closed it."""
     step = timeline.steps[position]
     response = step.exchange.response
     if response is not None:
@@ -161,7 +232,15 @@ def _closed_after(timeline: ConnectionTimeline, position: int) -> bool:
         if response.version == "HTTP/1.0" and "keep-alive" not in connection_header:
             return True
     later = [s for s in timeline.steps[position + 1 :] if s.realm is step.realm]
-    return not later and timeline.connection.close_reason in ("fin", "rst")
+    return not later and closed_by_server(timeline.connection)
+
+
+def closed_by_server(connection: HttpConnection) -> bool:
+    """The server side (or a middlebox) ended the connection: a reset, or a FIN
+    that the server sent first. A client that closes its own connection chose to."""
+    if connection.close_reason == "rst":
+        return True
+    return connection.close_reason == "fin" and connection.closed_by == "to_client"
 
 
 def _find_relays(timelines: list[ConnectionTimeline]) -> set[StepRef]:
@@ -221,8 +300,10 @@ def _outcome(
     if step.leg is Leg.ANONYMOUS_CHALLENGED:
         if _client_came_back(step, connection, timelines):
             return Outcome.NORMAL
-        if capture_end - response.timestamp <= END_OF_CAPTURE_MARGIN and not _later_requests(
-            step, timeline, position
+        if (
+            connection.close_reason == "end_of_capture"
+            and capture_end - response.timestamp <= END_OF_CAPTURE_MARGIN
+            and not _later_requests(step, timeline, position)
         ):
             return Outcome.INCOMPLETE
         return Outcome.FAILURE

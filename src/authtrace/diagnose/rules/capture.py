@@ -8,7 +8,12 @@ from collections.abc import Iterator
 
 from authtrace.diagnose.context import Located, RuleContext, make_finding
 from authtrace.diagnose.finding import Finding, Severity
-from authtrace.handshake.model import Outcome
+from authtrace.handshake.model import Leg, Outcome
+
+# Legs that continue a handshake begun earlier on the same connection.
+_MIDWAY_LEGS = frozenset(
+    {Leg.NTLM_OUT_OF_SEQUENCE, Leg.NTLM_OUT_OF_SEQUENCE_ACCEPTED, Leg.SPNEGO_ACCEPTED}
+)
 
 
 def capture_incomplete(ctx: RuleContext) -> Iterator[Finding]:
@@ -30,8 +35,19 @@ def capture_incomplete(ctx: RuleContext) -> Iterator[Finding]:
                 f"{len(incomplete)} authentication leg(s) cannot be judged (the capture holds "
                 "only part of the handshake)"
             )
-        if not connection.syn_seen and located[0].step.exchange.request is None:
-            problems.append("the connection began before the capture")
+        split = {sp.authenticate for sp in ctx.view.splits}
+        first = located[0]
+        if not connection.syn_seen and (
+            first.step.exchange.request is None
+            or (
+                first.step.leg in _MIDWAY_LEGS
+                and first.ref not in split
+                and first.step.outcome is not Outcome.FAILURE
+            )
+        ):
+            problems.append(
+                "the connection began before the capture, in the middle of a handshake"
+            )
         if connection.gaps:
             lost = sum(gap.length for gap in connection.gaps)
             problems.append(f"{lost} bytes were not captured ({len(connection.gaps)} gap(s))")

@@ -27,13 +27,24 @@ def _authenticate(located: Located) -> NtlmAuthenticate | None:
 
 
 def _failed_logons(ctx: RuleContext) -> list[Located]:
-    return [
-        located
-        for located in ctx.steps()
-        if located.step.leg is Leg.NTLM_REJECTED
-        and located.step.outcome is Outcome.FAILURE
-        and not ctx.relayed(located)
-    ]
+    """Refused AUTHENTICATE messages that answered their own CHALLENGE: a split
+    handshake (ntlm-handshake-split) or an anonymous logon (ntlm-anonymous) is
+    explained by its own rule."""
+    split = {s.authenticate for s in ctx.view.splits}
+    failed = []
+    for located in ctx.steps():
+        if (
+            located.step.leg is not Leg.NTLM_REJECTED
+            or located.step.outcome is not Outcome.FAILURE
+            or ctx.relayed(located)
+            or located.ref in split
+        ):
+            continue
+        message = _authenticate(located)
+        if message is not None and message.anonymous:
+            continue
+        failed.append(located)
+    return failed
 
 
 def ntlm_logon_failed(ctx: RuleContext) -> Iterator[Finding]:
@@ -41,6 +52,11 @@ def ntlm_logon_failed(ctx: RuleContext) -> Iterator[Finding]:
         message = _authenticate(located)
         user = user_of(located.step) or "an unknown user"
         workstation = message.workstation if message else ""
+        unbound = (
+            message is not None
+            and message.ntlmv2 is not None
+            and not message.ntlmv2.channel_bindings_present
+        )
         yield make_finding(
             "ntlm-logon-failed",
             Severity.ERROR,
@@ -51,7 +67,14 @@ def ntlm_logon_failed(ctx: RuleContext) -> Iterator[Finding]:
             + f" (AUTHENTICATE at frame {request_frame(located.step)}) and the server answered "
             "401: the server (or its domain controller) refused the credentials — wrong "
             "password, unknown, disabled, expired or locked-out account, or a logon right "
-            "removed by policy.",
+            "removed by policy."
+            + (
+                " The AUTHENTICATE carries no channel binding: if the site is reached over "
+                "HTTPS with Extended Protection on, or through a TLS-terminating proxy, that "
+                "alone causes this 401 (channel-binding-missing)."
+                if unbound
+                else ""
+            ),
             "Check the account on the domain controller (Security log event 4625/4776 names the "
             "exact reason), the password saved in the client (Credential Manager), and the "
             "'Access this computer from the network' right on the server.",

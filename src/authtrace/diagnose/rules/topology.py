@@ -13,6 +13,7 @@ from collections.abc import Iterator
 
 from authtrace.diagnose.context import Located, RuleContext, make_finding, user_of
 from authtrace.diagnose.finding import Finding, Severity
+from authtrace.handshake.links import closed_by_server
 from authtrace.handshake.model import Leg, Outcome, Realm, Sent, State
 
 _SPLIT_FIX = (
@@ -37,11 +38,18 @@ def ntlm_handshake_split(ctx: RuleContext) -> Iterator[Finding]:
             if split.same_client
             else f"another client ({authenticate.client_ip}, not {challenge.client_ip})"
         )
-        failed = authenticate.step.leg is Leg.NTLM_OUT_OF_SEQUENCE
+        failed = authenticate.step.outcome is Outcome.FAILURE
         explanation = (
             f"The NTLM CHALLENGE went out on connection {challenge.timeline.connection.id} "
             f"(frame {_frame(challenge)}), but its AUTHENTICATE came from {who} on connection "
-            f"{authenticate.timeline.connection.id} (frame {_frame(authenticate)}). NTLM is "
+            f"{authenticate.timeline.connection.id} (frame {_frame(authenticate)})"
+            + (
+                " — the AUTHENTICATE names that CHALLENGE by the server timestamp it copies "
+                "(MsvAvTimestamp)"
+                if split.proof == "MsvAvTimestamp"
+                else ""
+            )
+            + ". NTLM is "
             "connection-based: the server keeps the handshake's state per TCP connection, so an "
             "AUTHENTICATE on another connection cannot be verified"
             + (" and the server answered 401 again." if failed else ".")
@@ -118,7 +126,7 @@ def _closes(located: Located) -> bool:
         header = (response.header("Connection") or "").lower()
         if "close" in header or (response.version == "HTTP/1.0" and "keep-alive" not in header):
             return True
-    return connection.close_reason in ("fin", "rst")
+    return closed_by_server(connection)
 
 
 def shared_authenticated_connection(ctx: RuleContext) -> Iterator[Finding]:
