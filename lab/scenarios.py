@@ -1,0 +1,417 @@
+"""The lab's scenarios: how each capture is produced and what tshark must find in it.
+
+Each scenario names the servers it needs, drives real clients, and has a check that reads
+tshark's decoding of the capture and returns the list of what is missing (empty = keep it).
+The check states the wire facts the scenario exists to show, not the exact frame layout,
+because real software varies in details (extra keep-alive requests, UDP vs TCP to the KDC).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from lab.servers import Lab
+from lab.system import LabError, run
+from lab.topology import (
+    ALIAS,
+    BADKEY,
+    CLIENT,
+    PASSWORD,
+    PROXY,
+    PROXY_PASSWORD,
+    PROXY_PORT,
+    PROXY_USER,
+    REVERSE_PROXY,
+    UPSTREAM_SOURCE,
+    USER,
+    WEB,
+    WRONG_PASSWORD,
+)
+from lab.verify import Packet, kdc_errors, schemes, statuses, tgs_services
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+KDC, APACHE, NGINX, SQUID = "kdc", "apache", "nginx", "squid"
+
+
+@dataclass(frozen=True, slots=True)
+class Scenario:
+    name: str
+    servers: frozenset[str]
+    produce: Callable[[Lab], str]
+    """Runs the clients; returns a one-line note of what they saw (HTTP statuses)."""
+    check: Callable[[list[Packet]], list[str]]
+    attempts: int = 2
+
+
+# --- clients ----------------------------------------------------------------------------------
+
+
+def curl(lab: Lab, *args: str) -> str:
+    """curl from the client address; returns the status of each transfer."""
+    done = run(
+        [
+            "curl",
+            "-s",
+            "-o",
+            "/dev/null",
+            "--interface",
+            CLIENT.address,
+            "--max-time",
+            "10",
+            "-w",
+            "%{http_code} ",
+            *args,
+        ],
+        env=lab.client_env(),
+        timeout=30,
+        check=False,
+    )
+    return "curl " + done.stdout.strip()
+
+
+def kinit(lab: Lab) -> None:
+    """A fresh TGT, so that the AS exchange (and PREAUTH_REQUIRED) is in the capture."""
+    if lab.ccache.exists():
+        lab.ccache.unlink()
+    run(["kinit", USER], env=lab.client_env(), input_text=PASSWORD + "\n", timeout=20)
+
+
+def python_client(lab: Lab, *args: str, timeout: float = 60.0) -> str:
+    env = lab.client_env()
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO_ROOT), env.get("PYTHONPATH")]))
+    done = run([sys.executable, "-m", "lab.clients", *args], env=env, timeout=timeout, check=False)
+    if done.returncode != 0 and not done.stdout.strip():
+        raise LabError(f"client {args[0]} failed: {done.stderr.strip().splitlines()[-1:]}")
+    try:
+        seen = json.loads(done.stdout.strip().splitlines()[-1])
+    except (ValueError, IndexError) as exc:
+        raise LabError(f"client {args[0]} printed no statuses") from exc
+    return f"{args[0]} " + " ".join(str(s) for s in seen)
+
+
+def url(host: str, path: str) -> str:
+    return f"http://{host}{path}"
+
+
+# --- checks -----------------------------------------------------------------------------------
+
+
+def _http(packets: list[Packet]) -> list[Packet]:
+    return [p for p in packets if not p.to_or_from_kdc and (p.method or p.status is not None)]
+
+
+def _auth_schemes(packets: list[Packet]) -> set[str]:
+    return schemes(tuple(a for p in packets for a in p.authorization))
+
+
+def _challenge_schemes(packets: list[Packet]) -> set[str]:
+    return schemes(tuple(a for p in packets for a in p.www_authenticate))
+
+
+def _ntlm_types(packets: list[Packet]) -> set[int]:
+    return {t for p in _http(packets) for t in p.ntlm_types}
+
+
+def _expect(problems: list[str], condition: bool, what: str) -> None:
+    if not condition:
+        problems.append(what)
+
+
+def check_kerberos_success(packets: list[Packet]) -> list[str]:
+    p: list[str] = []
+    codes = statuses(packets)
+    _expect(p, f"HTTP/{WEB.name}" in tgs_services(packets), "no TGS-REQ for HTTP/web.lab.test")
+    _expect(p, any(12 in x.kerberos_types for x in packets), "no TGS-REQ")
+    _expect(p, 7 not in kdc_errors(packets), "KDC said S_PRINCIPAL_UNKNOWN")
+    _expect(p, "negotiate" in _auth_schemes(packets), "no Authorization: Negotiate")
+    _expect(p, not _ntlm_types(packets), "NTLM seen")
+    _expect(p, any(14 in x.kerberos_types for x in _http(packets)), "no AP-REQ in HTTP")
+    _expect(p, bool(codes) and codes[-1] == 200, f"last status is not 200: {codes}")
+    return p
+
+
+def check_kerberos_preemptive(packets: list[Packet]) -> list[str]:
+    p: list[str] = []
+    http = _http(packets)
+    requests = [x for x in http if x.method]
+    _expect(p, bool(requests) and bool(requests[0].authorization), "first request has no creds")
+    _expect(p, 401 not in statuses(packets), "a 401 was sent")
+    _expect(p, 200 in statuses(packets), "no 200")
+    _expect(p, f"HTTP/{WEB.name}" in tgs_services(packets), "no TGS-REQ for HTTP/web.lab.test")
+    return p
+
+
+def _ntlm_on_one_stream(packets: list[Packet]) -> bool:
+    streams: dict[int | None, set[int]] = {}
+    for x in _http(packets):
+        streams.setdefault(x.stream, set()).update(x.ntlm_types)
+    return any({1, 2, 3} <= types for types in streams.values())
+
+
+def check_ntlm_success(packets: list[Packet]) -> list[str]:
+    p: list[str] = []
+    codes = statuses(packets)
+    _expect(p, _ntlm_on_one_stream(packets), "Type 1/2/3 not on one connection")
+    _expect(p, bool(codes) and codes[-1] == 200, f"last status not 200: {codes}")
+    _expect(p, {"ntlm", "negotiate"} & _challenge_schemes(packets) != set(), "no challenge")
+    return p
+
+
+def check_ntlm_wrong_password(packets: list[Packet]) -> list[str]:
+    p: list[str] = []
+    codes = statuses(packets)
+    _expect(p, _ntlm_on_one_stream(packets), "Type 1/2/3 not on one connection")
+    _expect(p, 200 not in codes and bool(codes) and codes[-1] == 401, f"statuses: {codes}")
+    return p
+
+
+def check_ntlm_curl_type1(packets: list[Packet]) -> list[str]:
+    p: list[str] = []
+    codes = statuses(packets)
+    types = _ntlm_types(packets)
+    _expect(p, 1 in types and 2 not in types and 3 not in types, f"NTLM types {types}")
+    _expect(p, "ntlm" in _auth_schemes(packets), "no Authorization: NTLM")
+    _expect(p, 200 not in codes and bool(codes) and codes[-1] == 401, f"statuses: {codes}")
+    return p
+
+
+def check_fallback(packets: list[Packet]) -> list[str]:
+    p: list[str] = []
+    codes = statuses(packets)
+    _expect(p, 7 in kdc_errors(packets), "no S_PRINCIPAL_UNKNOWN (7) from the KDC")
+    _expect(p, f"HTTP/{ALIAS.name}" in tgs_services(packets), "no TGS-REQ for HTTP/alias")
+    _expect(p, "negotiate" in _auth_schemes(packets), "no Authorization: Negotiate")
+    _expect(p, {1, 3} <= _ntlm_types(packets), "no NTLM inside Negotiate")
+    _expect(p, bool(codes) and codes[-1] == 200, f"last status not 200: {codes}")
+    return p
+
+
+def check_ticket_rejected(packets: list[Packet]) -> list[str]:
+    p: list[str] = []
+    codes = statuses(packets)
+    http = _http(packets)
+    _expect(p, f"HTTP/{BADKEY.name}" in tgs_services(packets), "no TGS-REQ for HTTP/badkey")
+    _expect(p, not kdc_errors(packets) - {25}, f"KDC errors {kdc_errors(packets)}")
+    _expect(p, any(14 in x.kerberos_types for x in http if x.method), "no AP-REQ in HTTP")
+    ap_errors = {e for x in http if x.status for e in x.kerberos_errors}
+    _expect(p, bool(ap_errors & {31, 41, 44}), f"no AP error 31/41/44 from the server: {ap_errors}")
+    _expect(p, 200 not in codes and bool(codes) and codes[-1] == 401, f"statuses: {codes}")
+    return p
+
+
+def _requests_and_responses(packets: list[Packet]) -> list[tuple[Packet, Packet]]:
+    """Pair each request with the next response on its TCP connection (HTTP/1.1 in order)."""
+    pending: dict[int | None, list[Packet]] = {}
+    pairs = []
+    for x in _http(packets):
+        if x.method:
+            pending.setdefault(x.stream, []).append(x)
+        elif x.status is not None and pending.get(x.stream):
+            pairs.append((pending[x.stream].pop(0), x))
+    return pairs
+
+
+def check_pooling_proxy(packets: list[Packet]) -> list[str]:
+    p: list[str] = []
+    pairs = _requests_and_responses(packets)
+    upstream = [(q, r) for q, r in pairs if q.src == UPSTREAM_SOURCE.address]
+    client_leg = [(q, r) for q, r in pairs if q.dst == REVERSE_PROXY.address]
+    _expect(p, bool(upstream) and bool(client_leg), "one leg of the proxy is missing")
+    # The split: a Type 3 sent upstream on a connection that never carried a Type 1.
+    type1_streams = {q.stream for q, _ in upstream if 1 in q.ntlm_types}
+    split = [q for q, _ in upstream if 3 in q.ntlm_types and q.stream not in type1_streams]
+    rejected = [r for q, r in client_leg if 3 in q.ntlm_types and r.status == 401]
+    _expect(p, bool(split), "no Type 3 on an upstream connection without its Type 1")
+    _expect(p, bool(rejected), "no client Type 3 answered 401")
+    return p
+
+
+def check_client_ignores_negotiate(packets: list[Packet]) -> list[str]:
+    p: list[str] = []
+    codes = statuses(packets)
+    _expect(p, len(codes) >= 2 and set(codes) == {401}, f"statuses: {codes}")
+    _expect(p, _challenge_schemes(packets) == {"negotiate"}, "challenge is not Negotiate only")
+    _expect(p, not _auth_schemes(packets), "the client sent credentials")
+    return p
+
+
+def check_basic_to_negotiate(packets: list[Packet]) -> list[str]:
+    p: list[str] = []
+    codes = statuses(packets)
+    _expect(p, _auth_schemes(packets) == {"basic"}, "no Authorization: Basic")
+    _expect(p, _challenge_schemes(packets) == {"negotiate"}, "challenge is not Negotiate only")
+    _expect(p, bool(codes) and set(codes) == {401}, f"statuses: {codes}")
+    return p
+
+
+def _check_simple(scheme: str, success: bool) -> Callable[[list[Packet]], list[str]]:
+    def check(packets: list[Packet]) -> list[str]:
+        p: list[str] = []
+        codes = statuses(packets)
+        _expect(p, bool(codes) and codes[0] == 401, f"first status not 401: {codes}")
+        _expect(p, scheme in _challenge_schemes(packets), f"no {scheme} challenge")
+        _expect(p, scheme in _auth_schemes(packets), f"no Authorization: {scheme}")
+        want = 200 if success else 401
+        _expect(p, codes[-1:] == [want], f"last status not {want}: {codes}")
+        if not success:
+            _expect(p, 200 not in codes, f"a 200 was sent: {codes}")
+        return p
+
+    return check
+
+
+def check_proxy_407(packets: list[Packet]) -> list[str]:
+    p: list[str] = []
+    to_proxy = [x for x in _http(packets) if PROXY.address in (x.src, x.dst)]
+    codes = statuses(to_proxy)
+    _expect(p, codes.count(407) >= 3, f"fewer than three 407s: {codes}")
+    _expect(p, 200 in codes, f"no 200 through the proxy: {codes}")
+    challenged = schemes(tuple(a for x in to_proxy for a in x.proxy_authenticate))
+    sent = schemes(tuple(a for x in to_proxy for a in x.proxy_authorization))
+    _expect(p, challenged == {"basic"}, f"Proxy-Authenticate schemes {challenged}")
+    _expect(p, sent == {"basic"}, f"Proxy-Authorization schemes {sent}")
+    return p
+
+
+# --- producers --------------------------------------------------------------------------------
+
+
+def _kerberos_curl(host: str) -> Callable[[Lab], str]:
+    def produce(lab: Lab) -> str:
+        kinit(lab)
+        return curl(lab, "--negotiate", "-u", ":", url(host, "/krb/ok.txt"))
+
+    return produce
+
+
+def _preemptive(lab: Lab) -> str:
+    kinit(lab)
+    return python_client(lab, "spnego-preemptive", url(WEB.name, "/krb/ok.txt"))
+
+
+def _fallback(lab: Lab) -> str:
+    kinit(lab)
+    return python_client(
+        lab, "negotiate", url(ALIAS.name, "/ntlm/ok.txt"), str(lab.ccache), USER, PASSWORD
+    )
+
+
+def _proxy(lab: Lab) -> str:
+    proxy = f"http://{PROXY.name}:{PROXY_PORT}"
+    target = url(WEB.name, "/open/ok.txt")
+    notes = [
+        curl(lab, "-x", proxy, target),
+        curl(lab, "-x", proxy, "--proxy-anyauth", "-U", f"{PROXY_USER}:{PROXY_PASSWORD}", target),
+        curl(lab, "-x", proxy, "--proxy-anyauth", "-U", f"{PROXY_USER}:{WRONG_PASSWORD}", target),
+    ]
+    return "; ".join(notes)
+
+
+NTLM_URL = url(WEB.name, "/ntlm/ok.txt")
+
+SCENARIOS: tuple[Scenario, ...] = (
+    Scenario(
+        "kerberos-success",
+        frozenset({KDC, APACHE}),
+        _kerberos_curl(WEB.name),
+        check_kerberos_success,
+    ),
+    Scenario(
+        "kerberos-preemptive", frozenset({KDC, APACHE}), _preemptive, check_kerberos_preemptive
+    ),
+    Scenario(
+        "ntlm-success",
+        frozenset({APACHE}),
+        lambda lab: python_client(lab, "ntlm", NTLM_URL, USER, PASSWORD, "2"),
+        check_ntlm_success,
+    ),
+    Scenario(
+        "ntlm-wrong-password",
+        frozenset({APACHE}),
+        lambda lab: python_client(lab, "ntlm", NTLM_URL, USER, WRONG_PASSWORD),
+        check_ntlm_wrong_password,
+    ),
+    Scenario(
+        "ntlm-curl-type1-rejected",
+        frozenset({APACHE}),
+        lambda lab: curl(lab, "--ntlm", "-u", f"LAB\\{USER}:{PASSWORD}", NTLM_URL),
+        check_ntlm_curl_type1,
+    ),
+    Scenario("negotiate-fallback-spn-unknown", frozenset({KDC, APACHE}), _fallback, check_fallback),
+    Scenario(
+        "kerberos-ticket-rejected",
+        frozenset({KDC, APACHE}),
+        _kerberos_curl(BADKEY.name),
+        check_ticket_rejected,
+    ),
+    Scenario(
+        "ntlm-pooling-proxy",
+        frozenset({APACHE, NGINX}),
+        lambda lab: python_client(
+            lab,
+            "ntlm-concurrent",
+            url(REVERSE_PROXY.name, "/ntlm/ok.txt"),
+            USER,
+            PASSWORD,
+            "6",
+            "2",
+        ),
+        check_pooling_proxy,
+        attempts=5,
+    ),
+    Scenario(
+        "client-ignores-negotiate",
+        frozenset({APACHE}),
+        # Two transfers on one connection; curl's -o applies to one URL, so repeat it.
+        lambda lab: curl(
+            lab, url(WEB.name, "/krb/ok.txt"), "-o", "/dev/null", url(WEB.name, "/krb/ok.txt")
+        ),
+        check_client_ignores_negotiate,
+    ),
+    Scenario(
+        "basic-to-negotiate-only",
+        frozenset({APACHE}),
+        lambda lab: curl(lab, "--basic", "-u", f"{USER}:{PASSWORD}", url(WEB.name, "/krb/ok.txt")),
+        check_basic_to_negotiate,
+    ),
+    Scenario(
+        "basic-success",
+        frozenset({APACHE}),
+        lambda lab: curl(
+            lab, "--anyauth", "-u", f"{USER}:{PASSWORD}", url(WEB.name, "/basic/ok.txt")
+        ),
+        _check_simple("basic", success=True),
+    ),
+    Scenario(
+        "basic-wrong-password",
+        frozenset({APACHE}),
+        lambda lab: curl(
+            lab, "--anyauth", "-u", f"{USER}:{WRONG_PASSWORD}", url(WEB.name, "/basic/ok.txt")
+        ),
+        _check_simple("basic", success=False),
+    ),
+    Scenario(
+        "digest-success",
+        frozenset({APACHE}),
+        lambda lab: curl(
+            lab, "--digest", "-u", f"{USER}:{PASSWORD}", url(WEB.name, "/digest/ok.txt")
+        ),
+        _check_simple("digest", success=True),
+    ),
+    Scenario(
+        "digest-wrong-password",
+        frozenset({APACHE}),
+        lambda lab: curl(
+            lab, "--digest", "-u", f"{USER}:{WRONG_PASSWORD}", url(WEB.name, "/digest/ok.txt")
+        ),
+        _check_simple("digest", success=False),
+    ),
+    Scenario("proxy-407", frozenset({APACHE, SQUID}), _proxy, check_proxy_407),
+)
+
+BY_NAME = {s.name: s for s in SCENARIOS}
