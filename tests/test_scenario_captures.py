@@ -37,6 +37,7 @@ FIELDS = [
     "http.proxy_authorization",
     "http.www_authenticate",
     "http.proxy_authenticate",
+    "_ws.malformed",
 ]
 TOKEN_SCHEMES = ("NTLM ", "Negotiate ")
 
@@ -104,6 +105,13 @@ def test_cited_frames_hold_what_is_claimed(scenario) -> None:
 
 
 @needs_tshark
+def test_wireshark_finds_nothing_malformed(scenario) -> None:
+    name, _, rows = scenario
+    bad = [number for number, row in rows.items() if row["_ws.malformed"]]
+    assert not bad, f"{name}: tshark reports malformed packets in frames {bad}"
+
+
+@needs_tshark
 def test_every_iis_triple_is_on_an_http_response(scenario) -> None:
     name, entry, rows = scenario
     for frame, triple in entry["iis"].items():
@@ -145,7 +153,7 @@ def test_tokens_decode_with_pyspnego(scenario) -> None:
     has_tokens = any(
         v.startswith(TOKEN_SCHEMES) and " " in v
         for row in rows.values()
-        for f in FIELDS[7:]
+        for f in FIELDS[7:11]
         for v in row[f]
     )
     assert tokens > 0 or not has_tokens

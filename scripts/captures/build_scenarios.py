@@ -937,7 +937,7 @@ def ntlm_anonymous() -> Scene:
     s.iis_401(c, "offers Negotiate and NTLM", ANON)
     _, t1 = s.ntlm.client(*ALICE, WEB_HOST, "KIOSK01")
     _, t2 = s.ntlm.server(t1)
-    t3 = anonymous_authenticate(t2, "KIOSK01")
+    t3 = anonymous_authenticate(t2)
     fr = s.request(c, "NTLM Type 1", "/", [("Authorization", f"NTLM {b64(t1)}")])
     s.check(fr, "ntlmssp.messagetype", NTLM_TYPE[1])
     fr = s.iis_401(c, "NTLM Type 2", CHALLENGE_LEG, [("WWW-Authenticate", f"NTLM {b64(t2)}")])

@@ -350,10 +350,14 @@ class NtlmFactory:
         return NtlmLegs(negotiate, challenge, authenticate, accepted, reason)
 
 
-def anonymous_authenticate(challenge: bytes, workstation: str) -> bytes:
+def anonymous_authenticate(challenge: bytes) -> bytes:
     """MS-NLMP 3.1.5.1.2 / 2.2.1.3: an anonymous AUTHENTICATE has empty user and
     domain, an empty NtChallengeResponse, a single zero byte LmChallengeResponse
-    and NTLMSSP_ANONYMOUS (0x00000800) set."""
+    and NTLMSSP_ANONYMOUS (0x00000800) set.
+
+    The workstation is left out: pyspnego packs the 1-byte LM response first,
+    which would put a UTF-16 workstation name at an odd offset, and Wireshark
+    4.0 reports that as a malformed packet (Windows orders strings first)."""
     parsed = ntlm_messages.Challenge.unpack(challenge)
     flags = (
         parsed.flags | ntlm_messages.NegotiateFlags.anonymous
@@ -364,6 +368,6 @@ def anonymous_authenticate(challenge: bytes, workstation: str) -> bytes:
         nt_challenge_response=b"",
         domain_name="",
         username="",
-        workstation=workstation,
+        workstation=None,
         version=ntlm_messages.Version(major=10, minor=0, build=19041),
     ).pack()
