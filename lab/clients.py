@@ -74,12 +74,14 @@ def ntlm_concurrent(url: str, user: str, password: str, clients: int, rounds: in
     return [status for result in results for status in result]
 
 
-def spnego_preemptive(url: str) -> list[int]:
-    """requests-gssapi with opportunistic auth: Negotiate on the very first request."""
+def spnego(url: str, opportunistic: bool) -> list[int]:
+    """requests-gssapi: anonymous first and Negotiate after the 401, or (opportunistic)
+    Negotiate on the very first request."""
     from requests_gssapi import HTTPSPNEGOAuth
 
     session = _session()
-    response = session.get(url, auth=HTTPSPNEGOAuth(opportunistic_auth=True), timeout=TIMEOUT)
+    auth = HTTPSPNEGOAuth(opportunistic_auth=opportunistic)
+    response = session.get(url, auth=auth, timeout=TIMEOUT)
     return _statuses(response)
 
 
@@ -133,8 +135,10 @@ def main(argv: list[str]) -> int:
         seen = ntlm(args[0], args[1], args[2], int(args[3]) if len(args) > 3 else 1)
     elif kind == "ntlm-concurrent":
         seen = ntlm_concurrent(args[0], args[1], args[2], int(args[3]), int(args[4]))
+    elif kind == "spnego":
+        seen = spnego(args[0], opportunistic=False)
     elif kind == "spnego-preemptive":
-        seen = spnego_preemptive(args[0])
+        seen = spnego(args[0], opportunistic=True)
     elif kind == "negotiate":
         seen = negotiate(args[0], args[1], args[2], args[3])
     else:
