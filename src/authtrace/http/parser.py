@@ -74,14 +74,31 @@ class _State(enum.Enum):
 
 # RFC 9110 section 5.6.2: token characters (methods and field names are tokens).
 _TOKEN = rb"[!#$%&'*+.^_`|~0-9A-Za-z-]"
-_REQUEST_LINE = re.compile(rb"(" + _TOKEN + rb"{1,32}) (\S{1,65536}) (HTTP/1\.[0-9])\r?\Z")
 _REQUEST_PREFIX = re.compile(_TOKEN + rb"{1,32}(?: |\Z)")
-_STATUS_LINE = re.compile(rb"(HTTP/1\.[0-9]) ([0-9]{3})(?: ([^\r\n]*))?\r?\Z")
 # Where parsing may start again after a gap or garbage.
 _REQUEST_START = re.compile(rb"^" + _TOKEN + rb"{1,32} \S+ HTTP/1\.[0-9]\r?$", re.MULTILINE)
 _RESPONSE_START = re.compile(rb"HTTP/1\.[0-9] [0-9]{3}[ \r\n]")
+_REQUEST_LINE_TEXT = re.compile(
+    r"([!#$%&'*+.^_`|~0-9A-Za-z-]{1,32}) (\S{1,65536}) (HTTP/1\.[0-9])\Z"
+)
+_STATUS_LINE_TEXT = re.compile(r"(HTTP/1\.[0-9]) ([0-9]{3})(?: (.*))?\Z", re.DOTALL)
 _HEAD_END = re.compile(rb"\r?\n\r?\n")
 _HTTP_PREFIX = b"HTTP/1."
+
+
+def _find_head_end(data: bytes, pos: int) -> int:
+    """Index just after the empty line ending a header block, or -1.
+
+    RFC 9112 section 2.2: a bare LF is accepted as a line end, so the block
+    ends at the first "\n\n" or "\n\r\n".
+    """
+    crlf = data.find(b"\n\r\n", pos)
+    bare = data.find(b"\n\n", pos)
+    if bare < 0:
+        return crlf + 3 if crlf >= 0 else -1
+    if 0 <= crlf < bare:
+        return crlf + 3
+    return bare + 2
 
 
 class HttpParser:
@@ -195,6 +212,8 @@ class HttpParser:
         self._head_bytes = 0
         self._start_line: tuple[str, str, str] | None = None
         self._headers: tuple[Header, ...] = ()
+        self._lengths: list[str] = []
+        self._codings: list[str] = []
         self._body_size = 0
         self._remaining = 0
         self._body: bytearray | None = None
@@ -266,6 +285,11 @@ class HttpParser:
 
     def _read_head(self, data: bytes, pos: int) -> int:
         buf = self._buf
+        if not buf:
+            # Fast path: the whole header block is in this chunk; no copy.
+            head_end = _find_head_end(data, pos)
+            if head_end >= 0:
+                return self._complete_head(data, pos, head_end)
         before = len(buf)
         buf.extend(data[pos:] if pos else data)
         # Reject garbage early instead of waiting for a whole header block.
@@ -290,16 +314,31 @@ class HttpParser:
             else:
                 self._scanned = len(buf)
             return len(data)
-        head_end = match.end()
-        consumed_here = head_end - before
-        block = bytes(buf[:head_end])
+        # `whole` is the earlier bytes of the block followed by data[pos:], so
+        # index i in it is index pos + i - before in data.
+        whole = bytes(buf)
         buf.clear()
         self._scanned = 0
-        self._head_bytes = head_end
+        return pos + self._complete_head(whole, 0, match.end()) - before
+
+    def _complete_head(self, data: bytes, start: int, head_end: int) -> int:
+        """A header block is data[start:head_end]; returns the position after it
+        in `data` (or len(data) when it was not a message start)."""
+        size = head_end - start
+        self._head_bytes = size
+        if size > MAX_HEAD:
+            self._anomaly(
+                "http-header-too-large",
+                f"{self.role.value} header block of {size} bytes (over {MAX_HEAD})",
+            )
+            block = data[start : start + MAX_HEAD]
+            block = block[: block.rfind(b"\n") + 1]
+        else:
+            block = data[start:head_end]
         if self._parse_head(block):
             self._after_head()
-            return pos + consumed_here
-        self._bad_start(block + data[pos + consumed_here :])
+            return head_end
+        self._bad_start(data[start:])
         return len(data)
 
     def _read_oversized_head(self, data: bytes, pos: int) -> int:
@@ -337,52 +376,62 @@ class HttpParser:
         self._pending = data[1:]
 
     def _parse_head(self, block: bytes) -> bool:
-        lines = block.split(b"\n")
-        start = lines[0].rstrip(b"\r")
+        # Field values are opaque octets (RFC 9110 section 5.5); latin-1 keeps
+        # every byte as one character, so the wire truth survives decoding.
+        lines = block.decode("latin-1").split("\n")
+        start = lines[0].rstrip("\r")
         if self.role is Role.REQUEST:
-            match = _REQUEST_LINE.match(start)
+            match = _REQUEST_LINE_TEXT.match(start)
             if match is None:
                 self._anomaly("http-bad-start-line", "request line not understood")
                 return False
             method, target, version = match.groups()
-            self._start_line = (
-                method.decode("latin-1"),
-                target.decode("latin-1"),
-                version.decode("latin-1"),
-            )
+            self._start_line = (method, target, version)
         else:
-            match = _STATUS_LINE.match(start)
+            match = _STATUS_LINE_TEXT.match(start)
             if match is None:
                 self._anomaly("http-bad-start-line", "status line not understood")
                 return False
             version, status, reason = match.groups()
-            self._start_line = (
-                version.decode("latin-1"),
-                status.decode("latin-1"),
-                (reason or b"").decode("latin-1"),
-            )
+            self._start_line = (version, status, reason or "")
         headers: list[Header] = []
+        lengths: list[str] = []
+        codings: list[str] = []
         for raw in lines[1:]:
-            line = raw.rstrip(b"\r")
+            line = raw.rstrip("\r")
             if not line:
                 continue
-            if line[0] in (0x20, 0x09):
+            if line[0] in " \t":
                 # RFC 9112 section 5.2: obsolete line folding is replaced by a space.
                 if headers:
                     last = headers[-1]
-                    folded = line.strip(b" \t").decode("latin-1")
-                    headers[-1] = Header(last.name, f"{last.value} {folded}".strip())
+                    continuation = line.strip(" \t")
+                    folded = f"{last.value} {continuation}".strip()
+                    headers[-1] = Header(last.name, folded)
+                    lowered = last.name.lower()
+                    if lowered == "content-length":
+                        lengths[-1] = folded
+                    elif lowered == "transfer-encoding":
+                        codings[-1] = folded
                     continue
                 self._anomaly("http-bad-header", "folded line before any header")
                 continue
-            colon = line.find(b":")
-            if colon <= 0:
+            name, colon, value = line.partition(":")
+            if not colon or not name:
                 self._anomaly("http-bad-header", "header line without a name and colon")
                 continue
-            name = line[:colon].rstrip(b" \t").decode("latin-1")
-            value = line[colon + 1 :].strip(b" \t").decode("latin-1")
+            name = name.rstrip(" \t")
+            value = value.strip(" \t")
             headers.append(Header(name, value))
+            if len(name) in (14, 17):
+                lowered = name.lower()
+                if lowered == "content-length":
+                    lengths.append(value)
+                elif lowered == "transfer-encoding":
+                    codings.append(value)
         self._headers = tuple(headers)
+        self._lengths = lengths
+        self._codings = codings
         self._head_frame = self._frame
         return True
 
@@ -418,10 +467,9 @@ class HttpParser:
             self._finish_current(complete=True)
             self._state = _State.TUNNEL
             return
-        transfer = self._header_values("transfer-encoding")
-        if transfer:
-            codings = [c.strip().lower() for v in transfer for c in v.split(",") if c.strip()]
-            if codings and codings[-1] == "chunked":
+        if self._codings:
+            # RFC 9112 section 6.3 (item 4): chunked last means chunked framing.
+            if self._last_coding() == "chunked":
                 self._state = _State.CHUNK_SIZE
             else:
                 self._state = _State.UNTIL_CLOSE
@@ -437,10 +485,8 @@ class HttpParser:
             self._state = _State.BODY_LENGTH
 
     def _frame_request_body(self) -> None:
-        transfer = self._header_values("transfer-encoding")
-        if transfer:
-            codings = [c.strip().lower() for v in transfer for c in v.split(",") if c.strip()]
-            if codings and codings[-1] == "chunked":
+        if self._codings:
+            if self._last_coding() == "chunked":
                 self._state = _State.CHUNK_SIZE
                 return
             # RFC 9112 section 6.3 (item 4): a request body it cannot frame.
@@ -456,13 +502,16 @@ class HttpParser:
             self._remaining = length
             self._state = _State.BODY_LENGTH
 
-    def _header_values(self, lowered: str) -> list[str]:
-        return [h.value for h in self._headers if h.name.lower() == lowered]
+    def _last_coding(self) -> str:
+        codings = [c.strip().lower() for v in self._codings for c in v.split(",") if c.strip()]
+        return codings[-1] if codings else ""
 
     def _content_length(self) -> int | None:
-        values = self._header_values("content-length")
+        values = self._lengths
         if not values:
             return None
+        if len(values) == 1 and values[0].isdigit() and len(values[0]) <= 15:
+            return int(values[0])
         # RFC 9110 section 8.6: a list of identical values is one value.
         parts = {p.strip() for v in values for p in v.split(",")}
         if len(parts) != 1:

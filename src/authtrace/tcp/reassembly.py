@@ -79,7 +79,8 @@ class _Connection:
     __slots__ = (
         "id",
         "client_key",
-        "halves",
+        "to_server",
+        "to_client",
         "first_frame",
         "last_frame",
         "last_timestamp",
@@ -93,7 +94,10 @@ class _Connection:
         self.id = cid
         # The 4-tuple as the client sends it: (client ip, port, server ip, port).
         self.client_key = client_key
-        self.halves = {TO_SERVER: _Half(), TO_CLIENT: _Half()}
+        # Two attributes rather than a dict keyed by Direction: enum hashing
+        # is a Python-level call and this is the hot path.
+        self.to_server = _Half()
+        self.to_client = _Half()
         self.first_frame = frame
         self.last_frame = frame
         self.last_timestamp = 0.0
@@ -112,8 +116,8 @@ class _Tombstone:
     def __init__(self, conn: _Connection) -> None:
         self.id = conn.id
         self.client_key = conn.client_key
-        self.base_to_server = conn.halves[TO_SERVER].base_seq
-        self.base_to_client = conn.halves[TO_CLIENT].base_seq
+        self.base_to_server = conn.to_server.base_seq
+        self.base_to_client = conn.to_client.base_seq
 
 
 class TcpReassembler:
@@ -137,13 +141,15 @@ class TcpReassembler:
         self._live: dict[_Key, _Connection] = {}
         self._closed: OrderedDict[_Key, _Tombstone] = OrderedDict()
         self._next_id = 0
-        self._last_frame = 0
-        self._last_timestamp = 0.0
+        # The connection id of the segment fed last (Wireshark's tcp.stream of
+        # that frame), or None when it belonged to none (dropped straggler).
+        self.last_connection: int | None = None
 
     # -- entry points -------------------------------------------------------
 
     def feed(self, segment: TcpSegment) -> list[StreamEvent]:
         events: list[StreamEvent] = []
+        self.last_connection = None
         try:
             self._feed(segment, events)
         except Exception as error:  # hostile input must never escape this layer
@@ -161,7 +167,7 @@ class TcpReassembler:
                 continue
             seen.add(conn.id)
             try:
-                both_fin = all(h.fin_seq is not None for h in conn.halves.values())
+                both_fin = conn.to_server.fin_seq is not None and conn.to_client.fin_seq is not None
                 reason = CloseReason.FIN if both_fin else CloseReason.END_OF_CAPTURE
                 closed_by = conn.first_fin if both_fin else None
                 self._close(conn, reason, closed_by, conn.last_frame, conn.last_timestamp, events)
@@ -188,11 +194,18 @@ class TcpReassembler:
 
         frame = seg.frame
         ts = seg.timestamp
+        self.last_connection = conn.id
         conn.last_frame = frame
         conn.last_timestamp = ts
         conn.packets += 1
-        direction = TO_SERVER if key == conn.client_key else TO_CLIENT
-        half = conn.halves[direction]
+        if key == conn.client_key:
+            direction = TO_SERVER
+            half = conn.to_server
+            other = conn.to_client
+        else:
+            direction = TO_CLIENT
+            half = conn.to_client
+            other = conn.to_server
         seq = seg.seq & _MASK
         if half.base_seq is None:
             half.base_seq = seq
@@ -228,9 +241,9 @@ class TcpReassembler:
                 half.next_seq = end
             self._check_fin(conn, half, direction, frame, ts, events)
 
-        if flags & ACK:
-            other = conn.halves[TO_CLIENT if direction is TO_SERVER else TO_SERVER]
-            if other.next_seq is not None and seg.ack != other.next_seq:
+        if flags & ACK and other.next_seq is not None:
+            # Only an ACK beyond what the peer's stream delivered matters.
+            if 0 < ((seg.ack - other.next_seq) & _MASK) < _HALF:
                 self._acked(conn, other, direction, seg.ack & _MASK, frame, ts, events)
 
         if flags & RST:
@@ -238,8 +251,7 @@ class TcpReassembler:
             self._close(conn, CloseReason.RST, direction, frame, ts, events)
             return
         if flags & FIN:
-            halves = conn.halves
-            to_server, to_client = halves[TO_SERVER], halves[TO_CLIENT]
+            to_server, to_client = conn.to_server, conn.to_client
             if (
                 to_server.fin_seq is not None
                 and to_client.fin_seq is not None
@@ -259,6 +271,7 @@ class TcpReassembler:
             is_syn = flags & (SYN | ACK) == SYN
             base = tomb.base_to_server if key == tomb.client_key else tomb.base_to_client
             if not is_syn or base is None or base == (seg.seq & _MASK):
+                self.last_connection = tomb.id
                 return None
             self._forget(tomb)
         cid = self._next_id
@@ -286,7 +299,7 @@ class TcpReassembler:
     ) -> _Connection:
         """A SYN on a live connection: a retransmission, or a new connection (port reuse)."""
         direction = TO_SERVER if key == conn.client_key else TO_CLIENT
-        base = conn.halves[direction].base_seq
+        base = (conn.to_server if direction is TO_SERVER else conn.to_client).base_seq
         if base is None or base == (seg.seq & _MASK):
             return conn
         self.anomalies.append(
@@ -519,7 +532,7 @@ class TcpReassembler:
     ) -> None:
         # Whatever is still held is delivered after its hole: the hole will
         # never be filled now.
-        for direction, half in conn.halves.items():
+        for direction, half in ((TO_SERVER, conn.to_server), (TO_CLIENT, conn.to_client)):
             guard = 0
             while half.held and not half.fin_done and guard < self.max_held_segments + 1:
                 guard += 1
@@ -532,8 +545,7 @@ class TcpReassembler:
                     half.next_seq = half.fin_seq
                     half.fin_done = True
                     events.append(StreamEnd(conn.id, direction, frame, ts))
-        halves = conn.halves
-        fin_seen = halves[TO_SERVER].fin_seq is not None or halves[TO_CLIENT].fin_seq is not None
+        fin_seen = conn.to_server.fin_seq is not None or conn.to_client.fin_seq is not None
         events.append(
             ConnectionClosed(
                 connection=conn.id,
@@ -546,7 +558,7 @@ class TcpReassembler:
                 syn_seen=conn.syn_seen,
                 fin_seen=fin_seen,
                 rst_seen=conn.rst_seen,
-                gap_bytes=halves[TO_SERVER].gap_bytes + halves[TO_CLIENT].gap_bytes,
+                gap_bytes=conn.to_server.gap_bytes + conn.to_client.gap_bytes,
                 packets=conn.packets,
             )
         )
