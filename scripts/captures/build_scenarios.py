@@ -969,7 +969,9 @@ def channel_binding_missing() -> Scene:
         ["ntlm-handshake-split"],
         seed=25,
     )
-    c = s.conn()
+    # HTTP on 443 in the clear: what a TLS session looks like once decrypted
+    # (Wireshark with a key log, or a capture exported as plaintext).
+    c = s.conn(server=(WEB[0], 443))
     s.request(c, "anonymous GET /")
     s.iis_401(c, "offers Negotiate and NTLM", ANON)
     legs, _, server = ntlm_handshake(s, c, ALICE)

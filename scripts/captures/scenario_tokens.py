@@ -236,7 +236,7 @@ def _deterministic(seed: int, when: float, hostname: str, workstation: str) -> I
     Windows 10 build, MS-NLMP 2.2.2.10)."""
     rng = random.Random(seed)
     fixed = ntlm_messages.FileTime.from_datetime(
-        datetime.datetime.fromtimestamp(int(when), tz=datetime.UTC)
+        datetime.datetime.fromtimestamp(when, tz=datetime.UTC)
     )
     saved = (
         os.urandom,
@@ -318,7 +318,11 @@ class NtlmFactory:
         """A pyspnego acceptor that answered NEGOTIATE; returns it and the CHALLENGE."""
         with (
             _user_file(ACCOUNTS),
-            _deterministic(self._next_seed(), self.when, self.server_name, workstation),
+            # Each CHALLENGE gets its own MsvAvTimestamp, as a real server's clock
+            # gives it; an NTLMv2 AUTHENTICATE copies it, which ties the two.
+            _deterministic(
+                self._next_seed(), self.when + self._count / 1000, self.server_name, workstation
+            ),
         ):
             ctx = spnego.server(protocol="ntlm")
             challenge = ctx.step(negotiate)

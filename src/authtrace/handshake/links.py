@@ -13,13 +13,14 @@ import dataclasses
 from collections import defaultdict
 from dataclasses import dataclass
 
+from authtrace.handshake.machine import SPLIT_TRIPLE
 from authtrace.handshake.model import NORMAL_LEGS, AuthExchange, Leg, Outcome, Realm, Sent
 from authtrace.handshake.timeline import ConnectionTimeline
 from authtrace.http.messages import HttpConnection
 
 # How long after an anonymous 401 a client may take to come back with credentials,
 # and how far apart the legs of one split NTLM handshake may be.
-FOLLOW_UP_WINDOW = 120.0
+FOLLOW_UP_WINDOW = 600.0  # a person may take minutes to type a password
 SPLIT_WINDOW = 120.0
 # A 401 this close to the end of the capture may simply have had its answer cut off.
 END_OF_CAPTURE_MARGIN = 1.0
@@ -87,6 +88,7 @@ def link(
     relayed = _find_relays(timelines)
     split_targets = {split.authenticate for split in splits}
     resolved = [_resolve(timeline, timelines, split_targets, capture_end) for timeline in timelines]
+    resolved = [_mark_split_iis(timeline, split_targets) for timeline in resolved]
     return HandshakeView(
         tuple(resolved),
         tuple(splits),
@@ -270,6 +272,18 @@ def _find_relays(timelines: list[ConnectionTimeline]) -> set[StepRef]:
     return relayed
 
 
+def _mark_split_iis(timeline: ConnectionTimeline, targets: set[StepRef]) -> ConnectionTimeline:
+    """A refused AUTHENTICATE of a split handshake is logged as an invalid token."""
+    steps = list(timeline.steps)
+    changed = False
+    for position, step in enumerate(steps):
+        ref = StepRef(timeline.connection.id, position)
+        if ref in targets and step.iis is not None and step.status == 401:
+            steps[position] = dataclasses.replace(step, iis=SPLIT_TRIPLE)
+            changed = True
+    return ConnectionTimeline(timeline.connection, tuple(steps)) if changed else timeline
+
+
 def _resolve(
     timeline: ConnectionTimeline,
     timelines: list[ConnectionTimeline],
@@ -341,12 +355,12 @@ def _client_came_back(
             or other.connection.server != connection.server
         ):
             continue
+        same_connection = other.connection.id == connection.id
         for later in other.steps:
-            if (
-                later.realm is step.realm
-                and later.sent is not Sent.NOTHING
-                and 0 <= request_time(later) - after <= FOLLOW_UP_WINDOW
-            ):
+            if later.realm is not step.realm or later.sent is Sent.NOTHING:
+                continue
+            delay = request_time(later) - after
+            if delay >= 0 and (same_connection or delay <= FOLLOW_UP_WINDOW):
                 return True
     return False
 

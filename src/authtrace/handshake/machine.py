@@ -154,13 +154,24 @@ IIS_TRIPLES: Final[dict[Leg, IisTriple]] = {
     Leg.SPNEGO_CONTINUE: IisTriple(401, 1, _SEC_E_NO_CREDENTIALS),
     Leg.NTLM_OUT_OF_SEQUENCE: IisTriple(401, 1, _SEC_E_INVALID_TOKEN),
     Leg.NTLM_NEGOTIATE_REJECTED: IisTriple(401, 1, _SEC_E_INVALID_TOKEN, certain=False),
-    Leg.NTLM_REJECTED: IisTriple(401, 1, _SEC_E_LOGON_DENIED, certain=False),
-    Leg.KERBEROS_REJECTED: IisTriple(401, 1, _SEC_E_INVALID_TOKEN, certain=False),
+    # A wrong password is logged as ERROR_LOGON_FAILURE (the domain controller's
+    # answer); some builds log SEC_E_LOGON_DENIED (2148074252) instead.
+    Leg.NTLM_REJECTED: IisTriple(401, 1, _LOGON_FAILURE, certain=False),
+    Leg.KERBEROS_REJECTED: IisTriple(401, 1, _SEC_E_LOGON_DENIED, certain=False),
     Leg.BASIC_REJECTED: IisTriple(401, 1, _LOGON_FAILURE),
     Leg.DIGEST_REJECTED: IisTriple(401, 1, _LOGON_FAILURE, certain=False),
+    Leg.BEARER_REJECTED: IisTriple(401, 0, 0, certain=False),
 }
 
 CLOCK_SKEW_TRIPLE: Final = IisTriple(401, 1, _SEC_E_TIME_SKEW)
+# An AUTHENTICATE the server cannot place in a context of its own: answered on
+# a connection (or server) that never issued its CHALLENGE.
+SPLIT_TRIPLE: Final = IisTriple(401, 1, _SEC_E_INVALID_TOKEN, certain=False)
+# Extended Protection refusing an AUTHENTICATE not bound to the TLS channel.
+BAD_BINDINGS_TRIPLE: Final = IisTriple(401, 1, 0x80090346)
+# An anonymous AUTHENTICATE gives an anonymous logon, which is then refused as
+# if no credentials had been sent.
+ANONYMOUS_TRIPLE: Final = IisTriple(401, 2, _ACCESS_DENIED, certain=False)
 
 
 def iis_triple(leg: Leg, status: int | None) -> IisTriple | None:

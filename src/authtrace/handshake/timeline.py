@@ -14,8 +14,14 @@ from dataclasses import dataclass
 
 from authtrace.auth.kinds import Mechanism, Message
 from authtrace.auth.steps import AuthStep, step_from_credentials_header, steps_from_challenge_header
-from authtrace.handshake.machine import iis_triple, transition
-from authtrace.handshake.model import Answer, AuthExchange, Leg, Realm, Sent, State
+from authtrace.handshake.machine import (
+    ANONYMOUS_TRIPLE,
+    BAD_BINDINGS_TRIPLE,
+    CLOCK_SKEW_TRIPLE,
+    iis_triple,
+    transition,
+)
+from authtrace.handshake.model import Answer, AuthExchange, IisTriple, Leg, Realm, Sent, State
 from authtrace.http.messages import Exchange, HttpConnection, HttpRequest, HttpResponse
 
 _CREDENTIALS_HEADER = {Realm.ORIGIN: "Authorization", Realm.PROXY: "Proxy-Authorization"}
@@ -60,12 +66,13 @@ class ConnectionTimeline:
 
 def build_timeline(connection: HttpConnection) -> ConnectionTimeline:
     """Judge every exchange of one connection, for each realm it involves."""
+    tls = connection.server.port in TLS_PORTS
     states = {Realm.ORIGIN: State.FRESH, Realm.PROXY: State.FRESH}
     offered: dict[Realm, frozenset[str]] = {}
     steps: list[AuthExchange] = []
     for exchange in connection.exchanges:
         for realm in _realms_of(exchange):
-            step = _judge(exchange, realm, states[realm], offered.get(realm))
+            step = _judge(exchange, realm, states[realm], offered.get(realm), tls)
             states[realm] = step.state_after
             if step.challenges:
                 offered[realm] = frozenset(c.scheme.lower() for c in step.challenges)
@@ -87,7 +94,7 @@ def _realms_of(exchange: Exchange) -> list[Realm]:
 
 
 def _judge(
-    exchange: Exchange, realm: Realm, state: State, offered: frozenset[str] | None
+    exchange: Exchange, realm: Realm, state: State, offered: frozenset[str] | None, tls: bool
 ) -> AuthExchange:
     credentials = _credentials(exchange.request, realm)
     challenges = _challenges(exchange.response, realm)
@@ -123,10 +130,66 @@ def _judge(
         leg=leg,
         state_before=state,
         state_after=next_state,
-        iis=iis_triple(leg, status) if realm is Realm.ORIGIN else None,
+        iis=_predict_iis(leg, status, credentials, challenges, response, tls)
+        if realm is Realm.ORIGIN
+        else None,
         iis_from_body=iis_substatus_from_body(response),
         reason=reason,
     )
+
+
+def _predict_iis(
+    leg: Leg,
+    status: int | None,
+    credentials: AuthStep | None,
+    challenges: tuple[AuthStep, ...],
+    response: HttpResponse | None,
+    tls: bool,
+) -> IisTriple | None:
+    """The IIS log triple this 401 most likely produced; None for servers that
+    say they are not IIS (their logs have no substatus)."""
+    if response is None or not looks_like_iis(response):
+        return None
+    if any(_krb_error_code(step) == KRB_AP_ERR_SKEW for step in challenges):
+        return CLOCK_SKEW_TRIPLE
+    token = getattr(credentials, "token", None)
+    inner = getattr(token, "inner", None) or token
+    if leg is Leg.NTLM_REJECTED and getattr(inner, "anonymous", False):
+        return ANONYMOUS_TRIPLE
+    if leg is Leg.NTLM_REJECTED and tls and lacks_channel_binding(inner):
+        return BAD_BINDINGS_TRIPLE
+    return iis_triple(leg, status)
+
+
+def looks_like_iis(response: HttpResponse) -> bool:
+    """IIS (or http.sys) unless the Server header names something else."""
+    server = response.header("Server")
+    if server is None:
+        return True
+    return "microsoft-iis" in server.lower() or "microsoft-httpapi" in server.lower()
+
+
+def _krb_error_code(step: AuthStep) -> int | None:
+    if step.message is not Message.KRB_ERROR:
+        return None
+    token = step.token
+    inner = getattr(token, "inner", None) or token
+    code = getattr(inner, "error_code", None)
+    return code if isinstance(code, int) else None
+
+
+KRB_AP_ERR_SKEW = 37
+# Ports whose cleartext HTTP in a capture can only be a decrypted TLS session.
+TLS_PORTS = frozenset({443, 8443})
+
+
+def lacks_channel_binding(message: object) -> bool:
+    """An NTLMv2 AUTHENTICATE without MsvAvChannelBindings, or with an all-zero
+    one (MS-NLMP 2.2.2.1): nothing ties it to the TLS channel it came over."""
+    ntlmv2 = getattr(message, "ntlmv2", None)
+    if ntlmv2 is None:
+        return False
+    return not ntlmv2.channel_bindings_present or ntlmv2.channel_bindings_all_zero
 
 
 def _credentials(request: HttpRequest | None, realm: Realm) -> AuthStep | None:

@@ -45,9 +45,7 @@ def capture_incomplete(ctx: RuleContext) -> Iterator[Finding]:
                 and first.step.outcome is not Outcome.FAILURE
             )
         ):
-            problems.append(
-                "the connection began before the capture, in the middle of a handshake"
-            )
+            problems.append("the connection began before the capture, in the middle of a handshake")
         if connection.gaps:
             lost = sum(gap.length for gap in connection.gaps)
             problems.append(f"{lost} bytes were not captured ({len(connection.gaps)} gap(s))")

@@ -12,6 +12,7 @@ from authtrace.auth.ntlm import NtlmAuthenticate, NtlmResponseKind
 from authtrace.diagnose.context import Located, RuleContext, make_finding, request_frame, user_of
 from authtrace.diagnose.finding import Finding, Severity
 from authtrace.handshake.model import Leg, Outcome
+from authtrace.handshake.timeline import TLS_PORTS, lacks_channel_binding
 
 # More failures than this for one user in one capture risks an account lockout.
 LOCKOUT_RISK_FAILURES = 3
@@ -29,8 +30,10 @@ def _authenticate(located: Located) -> NtlmAuthenticate | None:
 def _failed_logons(ctx: RuleContext) -> list[Located]:
     """Refused AUTHENTICATE messages that answered their own CHALLENGE: a split
     handshake (ntlm-handshake-split) or an anonymous logon (ntlm-anonymous) is
-    explained by its own rule."""
+    explained by its own rule, and so is a refusal of an unbound AUTHENTICATE
+    over TLS (channel-binding-missing)."""
     split = {s.authenticate for s in ctx.view.splits}
+    split |= {located.ref for located in _unbound_refusals(ctx)}
     failed = []
     for located in ctx.steps():
         if (
@@ -161,22 +164,11 @@ def ntlm_anonymous(ctx: RuleContext) -> Iterator[Finding]:
 
 
 def channel_binding_missing(ctx: RuleContext) -> Iterator[Finding]:
-    for located in ctx.steps():
+    for located in _unbound_refusals(ctx):
         message = _authenticate(located)
-        if message is None or ctx.relayed(located) or located.step.leg is not Leg.NTLM_REJECTED:
-            continue
-        v2 = message.ntlmv2
-        if v2 is None:
-            continue
-        missing = not v2.channel_bindings_present
-        zero = v2.channel_bindings_present and v2.channel_bindings_all_zero
+        assert message is not None and message.ntlmv2 is not None
+        missing = not message.ntlmv2.channel_bindings_present
         body = located.step.iis_from_body
-        # Only TLS connections carry channel bindings; cleartext HTTP has none to
-        # bind to, so a missing binding matters only where TLS is in the path
-        # (decrypted capture, or a TLS-terminating proxy in front of the server).
-        via_tls_proxy = _through_tls_terminator(located)
-        if not (missing or zero) or not via_tls_proxy:
-            continue
         yield make_finding(
             "channel-binding-missing",
             Severity.ERROR,
@@ -184,17 +176,40 @@ def channel_binding_missing(ctx: RuleContext) -> Iterator[Finding]:
             f"The AUTHENTICATE at frame {request_frame(located.step)} "
             + ("has no MsvAvChannelBindings" if missing else "has an all-zero channel binding")
             + " and the server refused it. With Extended Protection for Authentication the "
-            "server requires a binding to its own TLS channel; a TLS-terminating proxy or load "
-            "balancer in front of it breaks the binding"
+            "server requires a binding to its own TLS channel; a client that does not send one, "
+            "or a TLS-terminating proxy or load balancer in front of the server, fails it"
             + (f" (the server's page says {body})." if body else "."),
             "Terminate TLS on the server itself (TLS pass-through on the balancer), or set "
-            "extendedProtection tokenChecking to Allow with the proxy's SPN, or use Kerberos.",
+            "extendedProtection tokenChecking to Allow (with the proxy's SPN in spnList), update "
+            "the client so it sends channel bindings, or use Kerberos.",
             [located],
+            fields=[("user", user_of(located.step) or "?")],
             iis=located.step.iis,
         )
 
 
-def _through_tls_terminator(located: Located) -> bool:
+def _unbound_refusals(ctx: RuleContext) -> list[Located]:
+    """Refused NTLMv2 AUTHENTICATEs over TLS that carry no channel binding."""
+    found = []
+    for located in ctx.steps():
+        message = _authenticate(located)
+        if (
+            message is None
+            or ctx.relayed(located)
+            or located.step.leg is not Leg.NTLM_REJECTED
+            or not lacks_channel_binding(message)
+            or not _over_tls(located)
+        ):
+            continue
+        found.append(located)
+    return found
+
+
+def _over_tls(located: Located) -> bool:
+    """TLS was in the path: a decrypted HTTPS session, or a TLS-terminating
+    proxy that says so in X-Forwarded-Proto / Front-End-Https."""
+    if located.timeline.connection.server.port in TLS_PORTS:
+        return True
     request = located.step.exchange.request
     if request is None:
         return False

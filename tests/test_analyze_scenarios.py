@@ -1,0 +1,89 @@
+"""authtrace analyze on every hand-built scenario capture: the rules that must
+fire fire with the right host, the rules that must not fire do not, and every
+401 gets the IIS triple the scenario's author predicted (captures/scenarios/
+README.md says why each is expected)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from authtrace.pipeline import analyze
+from authtrace.report.as_json import report_to_dict
+
+SCENARIOS = Path(__file__).resolve().parent.parent / "captures" / "scenarios"
+EXPECTED = json.loads((SCENARIOS / "expected.json").read_text())
+
+
+@pytest.fixture(scope="module")
+def reports() -> dict[str, dict]:
+    return {name: report_to_dict(analyze([SCENARIOS / name])) for name in EXPECTED}
+
+
+@pytest.mark.parametrize("name", sorted(EXPECTED))
+def test_rules_fire_exactly(name: str, reports: dict[str, dict]) -> None:
+    expected = EXPECTED[name]
+    fired = {finding["rule"] for finding in reports[name]["findings"]}
+    assert fired == set(expected["rules"]), expected["title"]
+    assert not fired & set(expected["not_rules"])
+
+
+@pytest.mark.parametrize("name", sorted(EXPECTED))
+def test_findings_name_the_host_and_frames(name: str, reports: dict[str, dict]) -> None:
+    expected = EXPECTED[name]
+    frames_in_capture = {int(frame) for frame in expected["frames"]}
+    for finding in reports[name]["findings"]:
+        assert finding["frames"], finding["rule"]
+        if finding["rule"] not in ("kdc-error",) and expected.get("host"):
+            assert finding["host"] == expected["host"]
+        # Evidence cites frames the scenario's author verified with tshark.
+        assert set(finding["frames"]) & frames_in_capture, finding
+
+
+@pytest.mark.parametrize("name", sorted(EXPECTED))
+def test_predicted_iis_triples(name: str, reports: dict[str, dict]) -> None:
+    predicted = {}
+    for exchange in reports[name]["exchanges"]:
+        for verdict in exchange["verdicts"]:
+            if verdict["iis"] and exchange["response"]:
+                predicted[str(exchange["response"]["frame"])] = verdict["iis"]
+    assert predicted == EXPECTED[name]["iis"]
+
+
+def test_healthy_captures_have_only_normal_401s(reports: dict[str, dict]) -> None:
+    healthy = [name for name, e in EXPECTED.items() if not e["rules"]]
+    assert len(healthy) >= 6
+    for name in healthy:
+        for host in reports[name]["summary"]["hosts"]:
+            assert host["responses_401"]["failure"] == 0, name
+
+
+def test_summary_counts_normal_and_failed_401s(reports: dict[str, dict]) -> None:
+    host = reports["healthy-ntlm.pcap"]["summary"]["hosts"][0]
+    assert host["responses_401"] == {"normal": 2, "failure": 0, "incomplete": 0}
+    assert host["authenticated_with"] == {"ntlm": 1}
+    failed = reports["ntlm-logon-failed.pcap"]["summary"]["hosts"][0]["responses_401"]
+    assert failed["normal"] == 2 and failed["failure"] == 1
+
+
+def test_split_is_proven_by_the_copied_timestamp(reports: dict[str, dict]) -> None:
+    finding = next(
+        f for f in reports["pooling-proxy.pcap"]["findings"] if f["rule"] == "ntlm-handshake-split"
+    )
+    assert "MsvAvTimestamp" in finding["explanation"]
+    assert len(finding["connections"]) == 2
+
+
+def test_fallback_names_its_cause(reports: dict[str, dict]) -> None:
+    causes = {
+        "kerberos-fallback-spn-unknown.pcap": "KDC_ERR_S_PRINCIPAL_UNKNOWN",
+        "kerberos-fallback-ip-host.pcap": "IP address",
+        "kerberos-fallback-kdc-unreachable.pcap": "never answered",
+    }
+    for name, words in causes.items():
+        (finding,) = [
+            f for f in reports[name]["findings"] if f["rule"] == "kerberos-fallback-to-ntlm"
+        ]
+        assert words in finding["explanation"], name
