@@ -21,15 +21,17 @@ def test_every_pair_is_judged(state: State, sent: Sent, answer: Answer) -> None:
 def test_table_covers_all_but_impossible_pairs() -> None:
     missing = [
         key
-        for key in (
-            (state, sent, answer) for state in State for sent in Sent for answer in Answer
-        )
+        for key in ((state, sent, answer) for state in State for sent in Sent for answer in Answer)
         if key not in TRANSITIONS
     ]
     # Only pairs where the server answers a request that carried nothing with a
     # handshake continuation (which no server does) may be left out.
     for _state, sent, answer in missing:
-        assert sent is Sent.NOTHING or answer in (Answer.CONTINUE, Answer.NTLM_CHALLENGE, Answer.STALE)
+        assert sent is Sent.NOTHING or answer in (
+            Answer.CONTINUE,
+            Answer.NTLM_CHALLENGE,
+            Answer.STALE,
+        )
 
 
 def test_healthy_ntlm_walk() -> None:

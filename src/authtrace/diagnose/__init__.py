@@ -31,6 +31,7 @@ RULE_IDS = (
     "kerberos-clock-skew",
     "kdc-error",
     "ntlm-logon-failed",
+    "ntlm-negotiate-rejected",
     "ntlmv1-response",
     "ntlm-anonymous",
     "channel-binding-missing",

@@ -60,12 +60,15 @@ class RuleContext:
     def relayed(self, located: Located) -> bool:
         return located.ref in self.view.relayed
 
-    def kdc_from(self, client_ip: str, before: float, window: float = 600.0) -> list[KdcExchange]:
-        """KDC exchanges the client made in the `window` seconds before `before`."""
+    def kdc_from(
+        self, client_ip: str | None, before: float, window: float = 600.0
+    ) -> list[KdcExchange]:
+        """KDC exchanges the client (any client for None) made in the `window`
+        seconds before `before`."""
         return [
             k
             for k in self.kdc
-            if k.client.ip == client_ip
+            if (client_ip is None or k.client.ip == client_ip)
             and k.request_time is not None
             and -5.0 <= before - k.request_time <= window
         ]

@@ -13,6 +13,7 @@ import dataclasses
 from collections import defaultdict
 from dataclasses import dataclass
 
+from authtrace.auth.kinds import Message
 from authtrace.handshake.machine import SPLIT_TRIPLE
 from authtrace.handshake.model import NORMAL_LEGS, AuthExchange, Leg, Outcome, Realm, Sent
 from authtrace.handshake.timeline import ConnectionTimeline
@@ -84,8 +85,8 @@ def link(
     timelines: list[ConnectionTimeline], capture_start: float, capture_end: float
 ) -> HandshakeView:
     """Find split handshakes and proxy relays, then give every 401/407 its outcome."""
-    splits = _find_splits(timelines)
     relayed = _find_relays(timelines)
+    splits = _find_splits(timelines, relayed)
     split_targets = {split.authenticate for split in splits}
     resolved = [_resolve(timeline, timelines, split_targets, capture_end) for timeline in timelines]
     resolved = [_mark_split_iis(timeline, split_targets) for timeline in resolved]
@@ -99,7 +100,9 @@ def link(
     )
 
 
-def _find_splits(timelines: list[ConnectionTimeline]) -> list[SplitHandshake]:
+def _find_splits(
+    timelines: list[ConnectionTimeline], relayed: set[StepRef]
+) -> list[SplitHandshake]:
     """NTLM AUTHENTICATE messages answering a CHALLENGE that went out on another
     connection (or an earlier exchange than the one just before them).
 
@@ -107,12 +110,15 @@ def _find_splits(timelines: list[ConnectionTimeline]) -> list[SplitHandshake]:
     copied from the CHALLENGE it answers (MS-NLMP 3.1.5.1.2), which names that
     CHALLENGE exactly. Without it (NTLMv1, or timestamps that repeat), fall back
     to timing: the latest unanswered CHALLENGE to the same server, preferring the
-    same client address.
+    same client address. Client-side copies of proxied exchanges are left out:
+    the judgement belongs to the upstream copy.
     """
     challenges: dict[str, list[tuple[float, StepRef, ConnectionTimeline]]] = defaultdict(list)
     by_stamp: dict[object, list[StepRef]] = defaultdict(list)
     for timeline in timelines:
         for position, step in enumerate(timeline.steps):
+            if StepRef(timeline.connection.id, position) in relayed:
+                continue
             if step.leg is Leg.NTLM_CHALLENGE and step.exchange.response is not None:
                 key = f"{step.realm.value} {timeline.connection.server}"
                 ref = StepRef(timeline.connection.id, position)
@@ -126,9 +132,9 @@ def _find_splits(timelines: list[ConnectionTimeline]) -> list[SplitHandshake]:
     for timeline in timelines:
         connection = timeline.connection
         for position, step in enumerate(timeline.steps):
-            if step.sent is not Sent.NTLM_AUTHENTICATE:
-                continue
             here = StepRef(connection.id, position)
+            if step.sent is not Sent.NTLM_AUTHENTICATE or here in relayed:
+                continue
             own = _own_challenge(timeline, position)
             stamp = _authenticate_timestamp(step)
             proven = by_stamp.get(stamp, []) if stamp is not None else []
@@ -245,30 +251,47 @@ def closed_by_server(connection: HttpConnection) -> bool:
     return connection.close_reason == "fin" and connection.closed_by == "to_client"
 
 
-def _find_relays(timelines: list[ConnectionTimeline]) -> set[StepRef]:
-    """Requests a proxy forwarded: the same credential token on two connections.
+# Tokens that carry fresh randomness (a server challenge, a proof, a ticket and
+# authenticator), so two equal copies can only be one message relayed. A
+# NEGOTIATE is not: two clients with the same settings send identical ones.
+_UNIQUE_MESSAGES = frozenset(
+    {Message.NTLM_CHALLENGE, Message.NTLM_AUTHENTICATE, Message.AP_REQ, Message.AP_REP}
+)
+# How far apart the two copies of one relayed message may be.
+RELAY_WINDOW = 30.0
 
-    The copy on the connection that came first in time (the client side) is
-    marked relayed; the judgement belongs to the upstream copy.
+
+def _find_relays(timelines: list[ConnectionTimeline]) -> set[StepRef]:
+    """Exchanges a proxy forwarded: the same token on two connections.
+
+    A proxy passes NTLM and Negotiate tokens through verbatim, so a token seen
+    on two connections ties the client-side exchange to the upstream one. The
+    client side is the copy that came first for credentials (client -> proxy ->
+    server) and the copy that came last for challenges (server -> proxy ->
+    client); it is marked relayed and the rules judge the upstream copy.
     """
-    seen: dict[bytes, list[tuple[float, StepRef]]] = defaultdict(list)
+    requests: dict[bytes, list[tuple[float, StepRef]]] = defaultdict(list)
+    responses: dict[bytes, list[tuple[float, StepRef]]] = defaultdict(list)
     for timeline in timelines:
         for position, step in enumerate(timeline.steps):
+            ref = StepRef(timeline.connection.id, position)
             credentials = step.credentials
-            if credentials is None or len(credentials.raw) < 16:
-                continue
-            seen[credentials.raw].append(
-                (request_time(step), StepRef(timeline.connection.id, position))
-            )
+            if credentials is not None and credentials.message in _UNIQUE_MESSAGES:
+                requests[credentials.raw].append((request_time(step), ref))
+            response = step.exchange.response
+            for challenge in step.challenges:
+                if response is not None and challenge.message in _UNIQUE_MESSAGES:
+                    responses[challenge.raw].append((response.timestamp, ref))
     relayed: set[StepRef] = set()
-    for copies in seen.values():
-        connections = {ref.connection for _at, ref in copies}
-        if len(connections) < 2:
-            continue
-        copies.sort(key=lambda item: item[0])
-        relayed.update(
-            ref for _at, ref in copies[:-1] if ref.connection != copies[-1][1].connection
-        )
+    for copies, client_side_first in [(requests, True), (responses, False)]:
+        for found in copies.values():
+            if len({ref.connection for _at, ref in found}) < 2:
+                continue
+            found.sort(key=lambda item: item[0])
+            if found[-1][0] - found[0][0] > RELAY_WINDOW:
+                continue
+            upstream = found[-1][1] if client_side_first else found[0][1]
+            relayed.update(ref for _at, ref in found if ref.connection != upstream.connection)
     return relayed
 
 

@@ -102,9 +102,12 @@ def _judge(
     answer = classify_answer(exchange, realm, challenges)
     leg, next_state = transition(state, sent, answer)
     reason = ""
+    if challenges:
+        # The refusal itself names what the server accepts (RFC 9110 11.6.1).
+        offered = frozenset(c.scheme.lower() for c in challenges)
     if (
         credentials is not None
-        and answer in (Answer.OFFER, Answer.DENIED)
+        and answer is Answer.OFFER
         and offered is not None
         and not _scheme_offered(credentials, offered)
     ):

@@ -61,6 +61,10 @@ def kerberos_fallback_to_ntlm(ctx: RuleContext) -> Iterator[Finding]:
         spn = f"HTTP/{name}"
         kdc = ctx.kdc_from(client, first.time)
         for_spn = [k for k in kdc if same_service(k.service, spn)]
+        if not for_spn:
+            # A multi-homed client (or loopback) may talk to the KDC from another
+            # address; a request for this very SPN at that time is the same story.
+            for_spn = [k for k in ctx.kdc_from(None, first.time) if same_service(k.service, spn)]
         unknown = [k for k in for_spn if k.error_code == _S_PRINCIPAL_UNKNOWN]
         other_errors = [k for k in for_spn if k.result is KdcResult.ERROR and k not in unknown]
         unanswered = [k for k in kdc if k.result is KdcResult.UNANSWERED]
@@ -234,9 +238,7 @@ def kerberos_clock_skew(ctx: RuleContext) -> Iterator[Finding]:
 
 
 def kdc_error(ctx: RuleContext) -> Iterator[Finding]:
-    explained: set[tuple[str, str]] = set()
-    for client, host in _fallbacks(ctx):
-        explained.add((client, f"HTTP/{_bare_host(host)[0]}".lower()))
+    explained = {f"HTTP/{_bare_host(host)[0]}".lower() for _client, host in _fallbacks(ctx)}
     seen: set[tuple[str, str | None, int]] = set()
     for exchange in ctx.kdc:
         code = exchange.error_code
@@ -245,7 +247,7 @@ def kdc_error(ctx: RuleContext) -> Iterator[Finding]:
         if code in BENIGN_KDC_ERRORS or code == _SKEW:
             continue
         service = (exchange.service or "").split("@", 1)[0].lower()
-        if code == _S_PRINCIPAL_UNKNOWN and (exchange.client.ip, service) in explained:
+        if code == _S_PRINCIPAL_UNKNOWN and service in explained:
             continue
         key = (exchange.client.ip, exchange.service, code)
         if key in seen:

@@ -11,8 +11,12 @@ from authtrace.auth.kinds import Message
 from authtrace.auth.ntlm import NtlmAuthenticate, NtlmResponseKind
 from authtrace.diagnose.context import Located, RuleContext, make_finding, request_frame, user_of
 from authtrace.diagnose.finding import Finding, Severity
-from authtrace.handshake.model import Leg, Outcome
+from authtrace.handshake.model import Leg, Outcome, State
 from authtrace.handshake.timeline import TLS_PORTS, lacks_channel_binding
+
+# A NEGOTIATE refused on a connection where another handshake was half done is
+# a symptom of interleaving (topology.ntlm_handshake_split), not of the client.
+_MIDWAY = frozenset({State.NTLM_CHALLENGED, State.CONTINUING})
 
 # More failures than this for one user in one capture risks an account lockout.
 LOCKOUT_RISK_FAILURES = 3
@@ -218,8 +222,47 @@ def _over_tls(located: Located) -> bool:
     return forwarded_proto == "https" or front_end_https == "on"
 
 
+def ntlm_negotiate_rejected(ctx: RuleContext) -> Iterator[Finding]:
+    groups: dict[tuple[str, str], list[Located]] = defaultdict(list)
+    for located in ctx.steps():
+        if (
+            located.step.leg is Leg.NTLM_NEGOTIATE_REJECTED
+            and located.step.state_before not in _MIDWAY
+            and not ctx.relayed(located)
+        ):
+            groups[(located.client_ip, located.host)].append(located)
+    for (client, host), legs in groups.items():
+        credentials = legs[0].step.credentials
+        size = len(credentials.raw) if credentials is not None else 0
+        yield make_finding(
+            "ntlm-negotiate-rejected",
+            Severity.ERROR,
+            "The server refused the client's NTLM NEGOTIATE without a CHALLENGE",
+            f"The client {client} opened an NTLM handshake ({size}-byte NEGOTIATE at frame "
+            f"{request_frame(legs[0].step)}) and the server answered 401 without a CHALLENGE"
+            f" ({len(legs)} time(s)), so no password was ever checked. The server's NTLM "
+            "implementation does not accept this client's NEGOTIATE (message version or flags "
+            "it requires, e.g. gss-ntlmssp refusing curl's 32-byte NEGOTIATE), or NTLM is "
+            "disabled for this site or by policy (Restrict NTLM)."
+            + (
+                " This capture also shows a proxy splitting NTLM handshakes: a NEGOTIATE "
+                "forwarded on an upstream connection that another client's handshake is using "
+                "is refused the same way."
+                if ctx.view.splits
+                else ""
+            ),
+            "Use a client whose NTLM the server accepts (or Kerberos); check the server's "
+            "NTLM provider logs and the 'Network security: Restrict NTLM' policies.",
+            legs[:3],
+            fields=[("client", client), ("negotiate_bytes", str(size))],
+            iis=legs[0].step.iis,
+            host=host,
+        )
+
+
 RULES = (
     ntlm_logon_failed,
+    ntlm_negotiate_rejected,
     repeated_logon_failures,
     ntlmv1_response,
     ntlm_anonymous,

@@ -68,6 +68,39 @@ def ntlm_handshake_split(ctx: RuleContext) -> Iterator[Finding]:
         )
 
 
+def ntlm_handshakes_interleaved(ctx: RuleContext) -> Iterator[Finding]:
+    """A new NEGOTIATE on a connection whose previous handshake was waiting for its
+    AUTHENTICATE: two clients' handshakes share one upstream connection."""
+    for timeline in ctx.view.timelines:
+        hits = [
+            Located(timeline, position, step)
+            for position, step in enumerate(timeline.steps)
+            if step.sent is Sent.NTLM_NEGOTIATE
+            and step.state_before is State.NTLM_CHALLENGED
+            and not ctx.relayed(Located(timeline, position, step))
+        ]
+        if not hits:
+            continue
+        first = hits[0]
+        clients = sorted({_client_identity(h) for h in hits} | {first.client_ip})
+        yield make_finding(
+            "ntlm-handshake-split",
+            Severity.ERROR,
+            "NTLM handshakes of different requests interleaved on one connection",
+            f"On connection {timeline.connection.id} a new NTLM NEGOTIATE (frame "
+            f"{_frame(first)}) arrived while the previous handshake on that connection was "
+            f"still waiting for its AUTHENTICATE ({len(hits)} time(s)); the server dropped the "
+            "half-done handshake"
+            + (" and refused the new one." if first.step.is_auth_failure_status else ".")
+            + " Something in front of the server multiplexes several clients' handshakes over "
+            "one connection (a pooling reverse proxy or load balancer).",
+            _SPLIT_FIX,
+            hits[:3],
+            fields=[("clients", ", ".join(clients))],
+            iis=first.step.iis,
+        )
+
+
 def handshake_closed_midway(ctx: RuleContext) -> Iterator[Finding]:
     for split in ctx.view.splits:
         if not split.challenge_connection_closed:
@@ -271,6 +304,7 @@ def _user_fields(located: Located) -> list[tuple[str, str]]:
 
 RULES = (
     ntlm_handshake_split,
+    ntlm_handshakes_interleaved,
     handshake_closed_midway,
     shared_authenticated_connection,
     auth_lost_on_new_connection,
