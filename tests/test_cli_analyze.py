@@ -1,0 +1,124 @@
+"""`authtrace analyze` and `authtrace connections` through click's CliRunner:
+exit statuses, filters, JSON shape, secrets, bad input."""
+
+from __future__ import annotations
+
+import gzip
+import json
+from pathlib import Path
+
+from click.testing import CliRunner
+
+from authtrace.cli import main
+
+CAPTURES = Path(__file__).resolve().parent.parent / "captures"
+HEALTHY = str(CAPTURES / "scenarios" / "healthy-ntlm.pcap")
+SPLIT = str(CAPTURES / "scenarios" / "pooling-proxy.pcap")
+BASIC = str(CAPTURES / "scenarios" / "basic-over-cleartext.pcap")
+
+
+def run(*args: str, input: bytes | None = None):
+    return CliRunner().invoke(main, list(args), input=input)
+
+
+def test_healthy_capture_exits_zero_and_says_so() -> None:
+    result = run("analyze", HEALTHY)
+    assert result.exit_code == 0, result.output
+    assert "No authentication problem found." in result.output
+    assert "2 normal handshake leg(s), 0 failure(s)" in result.output
+
+
+def test_findings_exit_one_and_lead_the_report() -> None:
+    result = run("analyze", "--no-ladders", SPLIT)
+    assert result.exit_code == 1
+    assert result.output.index("Summary") < result.output.index("ntlm-handshake-split")
+    assert "fix:" in result.output and "evidence: frames" in result.output
+
+
+def test_json_schema_top_level() -> None:
+    result = run("analyze", "--json", SPLIT)
+    data = json.loads(result.output)
+    assert data["schema"] == "authtrace.analyze/1"
+    finding = data["findings"][0]
+    assert {"rule", "severity", "title", "connections", "frames", "host"} <= set(finding)
+    exchange = data["exchanges"][0]
+    assert {"connection", "request", "response", "auth", "verdicts"} <= set(exchange)
+    steps = [step for e in data["exchanges"] for step in e["auth"]]
+    assert {"mechanism", "message"} <= set(steps[0])
+    assert any(v["iis"] == "401 2 5" for e in data["exchanges"] for v in e["verdicts"])
+
+
+def test_filters_keep_only_matching_connections() -> None:
+    everything = json.loads(run("analyze", "--json", SPLIT).output)
+    assert len(everything["connections"]) == 2
+    none = json.loads(run("analyze", "--json", "--client", "192.0.2.99", SPLIT).output)
+    assert none["connections"] == [] and none["findings"] == []
+    host = json.loads(run("analyze", "--json", "--host", "web01.contoso.com", SPLIT).output)
+    assert len(host["connections"]) == 2 and host["findings"]
+
+
+def test_basic_password_is_redacted_unless_asked() -> None:
+    plain = run("analyze", "--json", BASIC).output
+    shown = run("analyze", "--json", "--show-secrets", BASIC).output
+    password = _basic_password(BASIC)
+    assert password and password not in plain
+    assert password in shown
+
+
+def _basic_password(path: str) -> str:
+    import base64
+    import re
+
+    data = Path(path).read_bytes()
+    token = re.search(rb"Authorization: Basic ([A-Za-z0-9+/=]+)", data)
+    assert token is not None
+    return base64.b64decode(token.group(1)).decode().split(":", 1)[1]
+
+
+def test_unusable_input_is_one_line_and_exit_two(tmp_path: Path) -> None:
+    bogus = tmp_path / "notes.txt"
+    bogus.write_text("this is not a capture\n")
+    for command in ("analyze", "connections"):
+        result = run(command, str(bogus))
+        assert result.exit_code == 2
+        assert "Traceback" not in result.output
+        assert len(result.output.strip().splitlines()) == 1
+
+
+def test_missing_file_is_exit_two(tmp_path: Path) -> None:
+    result = run("analyze", str(tmp_path / "missing.pcap"))
+    assert result.exit_code == 2 and "Traceback" not in result.output
+
+
+def test_stdin_and_gzip(tmp_path: Path) -> None:
+    data = Path(HEALTHY).read_bytes()
+    piped = run("connections", "--json", "-", input=data)
+    assert piped.exit_code == 0, piped.output
+    packed = tmp_path / "trace.pcap.gz"
+    packed.write_bytes(gzip.compress(data))
+    zipped = run("connections", "--json", str(packed))
+    assert json.loads(piped.output)["connections"] == json.loads(zipped.output)["connections"]
+
+
+def test_connections_json_shape() -> None:
+    data = json.loads(run("connections", "--json", HEALTHY).output)
+    (connection,) = data["connections"]
+    assert connection["client"] == "192.0.2.10:49152"
+    assert connection["server"] == "198.51.100.20:80"
+    first = connection["exchanges"][0]
+    assert first["request"]["method"] == "GET" and first["request"]["frame"] == 4
+    assert first["response"] == {"status": 401, "reason": "Unauthorized", "frame": 6}
+    messages = [a["message"] for e in connection["exchanges"] for a in e["auth"]]
+    assert messages[:5] == [
+        "OFFER",
+        "OFFER",
+        "NTLM_NEGOTIATE",
+        "NTLM_CHALLENGE",
+        "NTLM_AUTHENTICATE",
+    ]
+
+
+def test_connections_text_shows_decoded_steps() -> None:
+    result = run("connections", HEALTHY)
+    assert "NTLM AUTHENTICATE CONTOSO\\alice" in result.output
+    assert "connection 0: 192.0.2.10:49152 -> 198.51.100.20:80" in result.output
