@@ -203,7 +203,8 @@ def port_reuse(cap: CaptureBuilder) -> None:
 
 
 def midstream(cap: CaptureBuilder) -> None:
-    """The capture starts in the middle of a response body; then a full exchange."""
+    """Captures that start inside connections: in a response body, just after a
+    request, and with the client on the lower port (roles come from content)."""
     conn = cap.tcp(client=(CLIENT, 51000), handshake=False, client_isn=77000, server_isn=88000)
     first = http_response(200, "OK", body=b"M" * 2500)
     parts = conn.segments(False, first, size=1000)
@@ -213,6 +214,13 @@ def midstream(cap: CaptureBuilder) -> None:
     conn.send(http_request("GET", "/next", HOST))
     conn.reply(http_response(401, "Unauthorized", [("WWW-Authenticate", "Negotiate")]))
     conn.close()
+    # The capture starts just after a request: its response has no request.
+    late = cap.tcp(client=(CLIENT, 51001), handshake=False, client_isn=1234, server_isn=4321)
+    late.segments(True, http_request("GET", "/not-captured", HOST))
+    late.reply(http_response(401, "Unauthorized", [("WWW-Authenticate", "NTLM")], ERROR_PAGE))
+    late.send(http_request("GET", "/captured", HOST))
+    late.reply(http_response(200, "OK", body=b"fine"))
+    late.close()
     # No handshake and the client on the lower port: roles come from content.
     swapped = cap.tcp(client=(CLIENT, 40000), server=(SERVER, 50080), handshake=False)
     swapped.send(http_request("GET", "/swapped", HOST))

@@ -659,8 +659,8 @@ class HttpParser:
             return len(data)
         skipped = self._resync_skipped + match.start()
         self._resync_skipped = 0
-        if skipped:
-            self._anomaly("http-resync", f"skipped {skipped} bytes to the next {self.role.value}")
+        # Reported even when nothing was skipped: a gap may have eaten whole messages.
+        self._anomaly("http-resync", f"skipped {skipped} bytes to the next {self.role.value}")
         self._state = _State.START
         # The caller's position moves past all of `data`; the rest is parsed next.
         self._pending = window[match.start() :]
