@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import sys
+from pathlib import Path
 
 import click
 
@@ -17,6 +18,8 @@ from authtrace.cli.common import (
     progress_printer,
     wants_progress,
 )
+from authtrace.cli.logfiles import read_log_entries
+from authtrace.iis.capture_log import join_log, log_join_to_dict, render_log_join
 from authtrace.pipeline import CaptureError, analyze
 from authtrace.report.as_json import report_to_dict
 from authtrace.report.as_text import render_report
@@ -39,6 +42,14 @@ from authtrace.report.filters import filter_report
     help="Text output: leave out the per-connection handshake ladders.",
 )
 @click.option(
+    "--iis-log",
+    "iis_logs",
+    multiple=True,
+    type=click.Path(path_type=Path),
+    help="IIS W3C log (plain or gzip'd) of the server: show the logged status triple of each "
+    "401 next to the predicted one. Repeatable.",
+)
+@click.option(
     "--show-secrets", is_flag=True, help="Show passwords, hashes and tokens (redacted by default)."
 )
 @click.option(
@@ -52,6 +63,7 @@ def analyze_command(
     hosts: tuple[str, ...],
     clients: tuple[str, ...],
     no_ladders: bool,
+    iis_logs: tuple[Path, ...],
     show_secrets: bool,
     progress: bool | None,
 ) -> None:
@@ -73,6 +85,7 @@ def analyze_command(
       authtrace analyze failing.pcapng
       authtrace analyze --host web01.contoso.com --client 10.1.2.3 trace.pcap
       authtrace analyze --json trace.pcap | jq '.findings[] | {rule, frames}'
+      authtrace analyze trace.pcap --iis-log u_ex231114.log
     """
     try:
         report = analyze(captures, progress_printer(wants_progress(progress)))
@@ -80,8 +93,21 @@ def analyze_command(
         fail(str(error))
     if hosts or clients:
         report = filter_report(report, hosts, clients)
+    join = None
+    if iis_logs:
+        errors: list[str] = []
+        entries = [e for path in iis_logs for e in read_log_entries(path, [], errors)]
+        for error in errors:
+            click.echo(f"authtrace: {error}", err=True)
+        join = join_log(report, entries)
     if as_json:
-        click.echo(json.dumps(report_to_dict(report, show_secrets), indent=2))
+        data = report_to_dict(report, show_secrets)
+        if join is not None:
+            data["iis_log"] = log_join_to_dict(join)
+        click.echo(json.dumps(data, indent=2))
     else:
-        click.echo(render_report(report, show_ladders=not no_ladders), nl=False)
+        section = render_log_join(join) if join is not None else ""
+        click.echo(
+            render_report(report, show_ladders=not no_ladders, after_findings=section), nl=False
+        )
     sys.exit(EXIT_FINDINGS if report.has_problems else EXIT_OK)

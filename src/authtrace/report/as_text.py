@@ -45,7 +45,9 @@ _AUTHENTICATED = {
 }
 
 
-def render_report(report: Report, show_ladders: bool = True) -> str:
+def render_report(report: Report, show_ladders: bool = True, after_findings: str = "") -> str:
+    """The whole text report; `after_findings` is a section placed before the
+    anomalies and ladders (e.g. the IIS log comparison)."""
     lines: list[str] = []
     names = ", ".join(f"{c.name} ({c.format}, {c.frames} frames)" for c in report.captures)
     lines.append(f"authtrace analysis of {names}")
@@ -60,6 +62,9 @@ def render_report(report: Report, show_ladders: bool = True) -> str:
             lines.append("")
     else:
         lines.append("No authentication problem found.")
+        lines.append("")
+    if after_findings:
+        lines.append(after_findings.rstrip())
         lines.append("")
     if report.anomalies:
         lines.append(f"Capture anomalies ({len(report.anomalies)})")
