@@ -87,3 +87,38 @@ def _ext_len(ipv6: object) -> int:
         total += len(layer) - len(layer.payload)
         layer = layer.payload
     return total
+
+
+# tshark options per capture (by file name), with the reason. They change what
+# tshark dissects as HTTP, never its tcp.stream numbering.
+TSHARK_OPTIONS = {
+    # tshark 4.0 does not reassemble out-of-order segments unless asked.
+    "reordered.pcap": ("-o", "tcp.reassemble_out_of_order:TRUE"),
+    # 1024 is not an HTTP port for tshark; authtrace finds HTTP by content.
+    "ports-8080-1024.pcap": ("-d", "tcp.port==1024,http"),
+}
+
+
+@functools.cache
+def tshark_rows(path: Path) -> tuple[tuple[str, ...], ...]:
+    """One tshark run per capture, shared by the tcp and http oracles: per frame
+    (frame.number, tcp.stream, http.request, http.response, icmp.type, icmpv6.type).
+
+    A file cut short mid-packet makes tshark exit with status 2 after printing
+    every whole frame, which is also what the readers yield.
+    """
+    import subprocess
+
+    command = ["tshark", "-r", str(path), *TSHARK_OPTIONS.get(path.name, ())]
+    command += ["-T", "fields", "-E", "occurrence=a"]
+    for field in ("frame.number", "tcp.stream", "http.request", "http.response"):
+        command += ["-e", field]
+    command += ["-e", "icmp.type", "-e", "icmpv6.type"]
+    result = subprocess.run(command, capture_output=True, text=True, check=False)
+    if result.returncode not in (0, 2):
+        raise RuntimeError(result.stderr)
+    rows = []
+    for line in result.stdout.splitlines():
+        fields = line.split("\t")
+        rows.append(tuple(fields + [""] * (6 - len(fields))))
+    return tuple(rows)

@@ -9,7 +9,6 @@ frames of requests and responses with tshark's http.request / http.response.
 from __future__ import annotations
 
 import shutil
-import subprocess
 from collections import defaultdict
 from pathlib import Path
 
@@ -432,14 +431,6 @@ def test_garbage_between_messages_and_connections_that_are_not_http() -> None:
 # Wireshark (they are long-lived channels), so tshark shows those at the head frame.
 _RPC_METHODS = {"RPC_IN_DATA", "RPC_OUT_DATA"}
 
-# tshark options per capture, with the reason.
-_OPTIONS = {
-    # tshark 4.0 does not reassemble out-of-order segments unless asked.
-    "reordered.pcap": ["-o", "tcp.reassemble_out_of_order:TRUE"],
-    # 1024 is not an HTTP port for tshark; we find HTTP by content.
-    "ports-8080-1024.pcap": ["-d", "tcp.port==1024,http"],
-}
-
 # Streams where we knowingly differ, with the reason. (capture name -> stream ids)
 _EXCLUDED = {
     # tshark takes the mid-body bytes at the start as a PDU waiting for its
@@ -471,23 +462,17 @@ def test_request_and_response_frames_match_tshark(capture: Path) -> None:
         pytest.skip("tshark is not installed")
     if capture.name in _NOT_FRAMES:
         pytest.skip("NetMon event records, not frames: nothing to compare")
-    command = ["tshark", "-r", str(capture), *_OPTIONS.get(capture.name, [])]
-    command += ["-T", "fields", "-e", "frame.number", "-e", "tcp.stream"]
-    command += ["-e", "http.request", "-e", "http.response"]
-    result = subprocess.run(command, capture_output=True, text=True, check=False)
-    assert result.returncode in (0, 2), result.stderr  # 2: file cut short mid-packet
+    from _tcp_segments import tshark_rows
+
     excluded = _EXCLUDED.get(capture.name, set())
     expected: dict[tuple[int, str], list[int]] = defaultdict(list)
-    for line in result.stdout.splitlines():
-        fields = line.split("\t")
-        if len(fields) < 4 or not fields[1]:
+    for number, stream, requests, responses, _, _ in tshark_rows(capture):
+        if not stream or int(stream.split(",")[0]) in excluded:
             continue
-        frame, stream = int(fields[0]), int(fields[1].split(",")[0])
-        if stream in excluded:
-            continue
+        frame, stream_id = int(number), int(stream.split(",")[0])
         # A frame holding several pipelined messages lists one flag per message.
-        expected[(stream, "request")] += [frame] * len([f for f in fields[2].split(",") if f])
-        expected[(stream, "response")] += [frame] * len([f for f in fields[3].split(",") if f])
+        expected[(stream_id, "request")] += [frame] * len([f for f in requests.split(",") if f])
+        expected[(stream_id, "response")] += [frame] * len([f for f in responses.split(",") if f])
     exchanges, _, _ = run_capture(capture)
     ours: dict[tuple[int, str], list[int]] = defaultdict(list)
     for exchange in exchanges:

@@ -8,7 +8,6 @@ every capture in captures/ and ../shared/captures.
 from __future__ import annotations
 
 import shutil
-import subprocess
 from pathlib import Path
 
 import pytest
@@ -332,19 +331,6 @@ def _captures() -> list[Path]:
     return [p for p in found if p.is_file()]
 
 
-def _tshark_fields(capture: Path, display_filter: list[str], fields: list[str]) -> str:
-    """tshark's field output; a file cut short mid-packet (exit status 2) still
-    yields every whole frame, which is what the readers yield too."""
-    command = ["tshark", "-r", str(capture), "-T", "fields"]
-    if display_filter:
-        command += ["-Y", display_filter[0]]
-    for field in fields:
-        command += ["-e", field]
-    result = subprocess.run(command, capture_output=True, text=True, check=False)
-    assert result.returncode in (0, 2), result.stderr
-    return result.stdout
-
-
 # A NetMon capture of ETW event records: no link-layer frames, no TCP for either tool
 # (and scapy, which stands in for the readers here, cannot read it).
 _NOT_FRAMES = {"examples__PktMon.cap"}
@@ -357,15 +343,13 @@ def test_connection_ids_match_tshark_tcp_stream(capture: Path) -> None:
         pytest.skip("tshark is not installed")
     if capture.name in _NOT_FRAMES:
         pytest.skip("NetMon event records, not frames: nothing to compare")
-    from _tcp_segments import read_segments
+    from _tcp_segments import read_segments, tshark_rows
 
-    # ICMP errors quote a TCP header; tshark gives those quotes a tcp.stream of
-    # their own making, the net layer does not hand them to reassembly.
-    output = _tshark_fields(capture, ["tcp && !icmp && !icmpv6"], ["frame.number", "tcp.stream"])
     expected = {}
-    for line in output.splitlines():
-        number, stream = line.split("\t")
-        if stream:
+    for number, stream, _, _, icmp, icmpv6 in tshark_rows(capture):
+        # ICMP errors quote a TCP header; tshark gives those quotes a tcp.stream,
+        # the net layer does not hand them to reassembly.
+        if stream and not icmp and not icmpv6:
             expected[int(number)] = int(stream.split(",")[0])
     reassembler = TcpReassembler()
     ours = {}
