@@ -25,6 +25,7 @@ import struct
 from collections import Counter
 
 from authtrace.anomalies import Anomaly
+from authtrace.net.fast import tcp_segment
 from authtrace.net.fragments import Reassembler
 from authtrace.net.packets import TcpSegment, UdpDatagram
 from authtrace.readers.base import Frame
@@ -154,7 +155,7 @@ class PacketDecoder:
                         dst_text = names.get(dst)
                         if dst_text is None:
                             dst_text = self._name(dst)
-                        return TcpSegment(
+                        return tcp_segment(
                             frame.number,
                             frame.timestamp,
                             src_text,
@@ -473,7 +474,7 @@ class PacketDecoder:
                 if missing:
                     raise _Malformed("TCP options cut short by the capture", "net-truncated")
                 raise _Malformed(f"TCP header length {header} beyond the IP payload")
-            return TcpSegment(
+            return tcp_segment(
                 frame.number,
                 frame.timestamp,
                 src,

@@ -30,6 +30,9 @@ LINKTYPE_PRIVATE_BASE = 0x1_0000
 LINKTYPE_NETMON_MEDIA = 0x2_0000
 # A pcapng systemd Journal Export Block (one journal entry, no packet).
 LINKTYPE_SYSTEMD_JOURNAL = 0x3_0000
+# A pcapng Custom Block (types 0x00000BAD, 0x40000BAD): Wireshark numbers it
+# as a frame, so it is one here too, with its body as data.
+LINKTYPE_PCAPNG_CUSTOM = 0x4_0000
 
 NAMES: dict[int, str] = {
     LINKTYPE_NULL: "BSD loopback",
@@ -43,6 +46,7 @@ NAMES: dict[int, str] = {
     LINKTYPE_IPV6: "raw IPv6",
     LINKTYPE_LINUX_SLL2: "Linux cooked v2 (SLL2)",
     LINKTYPE_SYSTEMD_JOURNAL: "systemd journal entry",
+    LINKTYPE_PCAPNG_CUSTOM: "pcapng custom block",
 }
 
 # Network Monitor media types that are event or metadata records (Wireshark's

@@ -21,6 +21,7 @@ from typing import BinaryIO
 
 from authtrace.anomalies import Anomaly
 from authtrace.readers.base import Frame
+from authtrace.readers.fast import frame as make_frame
 from authtrace.readers.linktypes import LINKTYPE_ETHERNET, LINKTYPE_NETMON_MEDIA
 from authtrace.readers.pcap import MAX_RECORD
 from authtrace.readers.source import CHUNK
@@ -166,7 +167,7 @@ def frames(
                     if filetime > _FILETIME_UNIX_EPOCH:
                         timestamp = (filetime - _FILETIME_UNIX_EPOCH) / 1e7
             number += 1
-            yield Frame(number, timestamp, link_type, buf[data_start:data_end], original)
+            yield make_frame(number, timestamp, link_type, buf[data_start:data_end], original)
     except Exception as exc:  # noqa: BLE001 - a reader never raises after the header
         anomalies.append(
             Anomaly("capture-corrupt", f"{label}: reading stopped: {exc!r}", number + 1)

@@ -17,6 +17,7 @@ from collections.abc import Iterator
 
 from authtrace.anomalies import Anomaly
 from authtrace.readers.base import Frame
+from authtrace.readers.fast import frame as make_frame
 from authtrace.readers.source import CHUNK, Input
 
 MAX_RECORD = 256 * 1024  # Wireshark's largest standard snapshot length (262144)
@@ -94,7 +95,7 @@ def frames(source: Input, buffer: bytes, anomalies: list[Anomaly], label: str) -
                 size = len(buf)
                 continue
             number += 1
-            yield Frame(
+            yield make_frame(
                 number,
                 seconds + fraction * scale,
                 link_type,

@@ -4,7 +4,8 @@ packet blocks.
 Owns: walking blocks, remembering each section's byte order and each
 interface's link type and time-stamp resolution (if_tsresol, if_tsoffset),
 and yielding one `Frame` per Enhanced, Simple or obsolete Packet Block (and
-per systemd Journal Export Block, which Wireshark also numbers as a frame).
+per systemd Journal Export Block and Custom Block, which Wireshark also
+numbers as frames).
 Unknown blocks are skipped.
 
 Invariant: memory is one read chunk plus one block (bounded by MAX_BLOCK;
@@ -19,7 +20,8 @@ from collections.abc import Iterator
 
 from authtrace.anomalies import Anomaly
 from authtrace.readers.base import Frame
-from authtrace.readers.linktypes import LINKTYPE_SYSTEMD_JOURNAL
+from authtrace.readers.fast import frame as make_frame
+from authtrace.readers.linktypes import LINKTYPE_PCAPNG_CUSTOM, LINKTYPE_SYSTEMD_JOURNAL
 from authtrace.readers.pcap import MAX_RECORD, report_end
 from authtrace.readers.source import CHUNK, Input
 
@@ -32,7 +34,8 @@ _OPB = 0x00000002  # obsolete Packet Block (appendix A)
 _SPB = 0x00000003
 _EPB = 0x00000006
 _JOURNAL = 0x00000009
-_PACKET_BLOCKS = (_OPB, _SPB, _EPB, _JOURNAL)
+_CUSTOM = (0x00000BAD, 0x40000BAD)  # section 4.8: copyable / not copyable
+_PACKET_BLOCKS = (_OPB, _SPB, _EPB, _JOURNAL, *_CUSTOM)
 
 # Interface Description Block options (section 4.2)
 _IF_TSRESOL = 9
@@ -158,7 +161,7 @@ def frames(source: Input, buffer: bytes, anomalies: list[Anomaly], label: str) -
                     return
                 interface = interfaces[interface_id]
                 number += 1
-                yield Frame(
+                yield make_frame(
                     number,
                     ((high << 32) | low) / interface.divisor + interface.offset,
                     interface.link_type,
@@ -177,7 +180,7 @@ def frames(source: Input, buffer: bytes, anomalies: list[Anomaly], label: str) -
                 if interface.snaplen:
                     captured = min(captured, interface.snaplen)
                 number += 1
-                yield Frame(
+                yield make_frame(
                     number,
                     0.0,
                     interface.link_type,
@@ -195,7 +198,7 @@ def frames(source: Input, buffer: bytes, anomalies: list[Anomaly], label: str) -
                     return
                 interface = interfaces[interface_id]
                 number += 1
-                yield Frame(
+                yield make_frame(
                     number,
                     ((high << 32) | low) / interface.divisor + interface.offset,
                     interface.link_type,
@@ -211,7 +214,13 @@ def frames(source: Input, buffer: bytes, anomalies: list[Anomaly], label: str) -
                 # systemd Journal Export Block (section 4.7): a frame with no packet.
                 entry = buf[pos + 8 : end - 4]
                 number += 1
-                yield Frame(number, 0.0, LINKTYPE_SYSTEMD_JOURNAL, entry, len(entry))
+                yield make_frame(number, 0.0, LINKTYPE_SYSTEMD_JOURNAL, entry, len(entry))
+            elif block_type in _CUSTOM:
+                # Custom Block (section 4.8): Wireshark shows it as a frame, so
+                # it takes a frame number; its body (PEN + data) is the frame.
+                body = buf[pos + 8 : end - 4]
+                number += 1
+                yield make_frame(number, 0.0, LINKTYPE_PCAPNG_CUSTOM, body, len(body))
             pos = end
         report_end(source, size - pos, number, anomalies, label)
     except Exception as exc:  # noqa: BLE001 - a reader never raises after the header
