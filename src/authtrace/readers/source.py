@@ -114,9 +114,27 @@ def read_up_to(stream: BinaryIO, size: int) -> bytes:
     return b"".join(parts)
 
 
+class _Gunzip:
+    """A streaming decompressor over `head` + the rest of a stream (RFC 1952).
+
+    read() uses GzipFile.read1: a plain read() collects many pieces and, when
+    the compressed data ends early, drops the pieces it already had along
+    with the EOFError; read1 hands each piece over as soon as it exists.
+    """
+
+    def __init__(self, head: bytes, stream: BinaryIO) -> None:
+        self._file = gzip.GzipFile(fileobj=io.BufferedReader(_Prefixed(head, stream)), mode="rb")
+
+    def read(self, size: int = -1) -> bytes:
+        return self._file.read1(size)
+
+    def close(self) -> None:
+        self._file.close()
+
+
 def gunzip(head: bytes, stream: BinaryIO) -> BinaryIO:
     """A streaming decompressor over `head` + the rest of `stream` (RFC 1952)."""
-    return gzip.GzipFile(fileobj=io.BufferedReader(_Prefixed(head, stream)), mode="rb")  # type: ignore[return-value]
+    return _Gunzip(head, stream)  # type: ignore[return-value]
 
 
 def spool(head: bytes, stream: BinaryIO) -> BinaryIO:
