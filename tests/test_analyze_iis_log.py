@@ -41,7 +41,7 @@ def _log_lines() -> list[str]:
         for step in timeline.steps:
             response = step.exchange.response
             assert response is not None and step.exchange.request is not None
-            rows.append((response.timestamp, response.head_frame, step.exchange.request.uri))
+            rows.append((response.timestamp, response.shown_frame, step.exchange.request.uri))
     lines = list(HEADER)
     for when, frame, uri in sorted(rows):  # IIS writes lines as responses end
         stamp = datetime.datetime.fromtimestamp(when + OFFSET, datetime.UTC)

@@ -15,7 +15,9 @@ from authtrace.cli.common import (
     EXIT_OK,
     capture_argument,
     fail,
+    progress_option,
     progress_printer,
+    show_secrets_option,
     wants_progress,
 )
 from authtrace.cli.logfiles import read_log_entries
@@ -49,14 +51,8 @@ from authtrace.report.filters import filter_report
     help="IIS W3C log (plain or gzip'd) of the server: show the logged status triple of each "
     "401 next to the predicted one. Repeatable.",
 )
-@click.option(
-    "--show-secrets", is_flag=True, help="Show passwords, hashes and tokens (redacted by default)."
-)
-@click.option(
-    "--progress/--no-progress",
-    default=None,
-    help="Report reading progress on stderr (default: on a terminal).",
-)
+@show_secrets_option()
+@progress_option()
 def analyze_command(
     captures: tuple[str, ...],
     as_json: bool,

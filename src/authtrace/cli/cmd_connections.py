@@ -9,7 +9,15 @@ import sys
 import click
 
 from authtrace.cli import main
-from authtrace.cli.common import EXIT_OK, capture_argument, fail, progress_printer, wants_progress
+from authtrace.cli.common import (
+    EXIT_OK,
+    capture_argument,
+    fail,
+    progress_option,
+    progress_printer,
+    show_secrets_option,
+    wants_progress,
+)
 from authtrace.pipeline import CaptureError, Pipeline
 from authtrace.report.connections import connection_json, connection_text
 
@@ -19,14 +27,8 @@ from authtrace.report.connections import connection_json, connection_text
 @click.option(
     "--json", "as_json", is_flag=True, help="Print a JSON object (schema authtrace.connections/1)."
 )
-@click.option(
-    "--show-secrets", is_flag=True, help="Show passwords, hashes and tokens (redacted by default)."
-)
-@click.option(
-    "--progress/--no-progress",
-    default=None,
-    help="Report reading progress on stderr (default: on a terminal).",
-)
+@show_secrets_option()
+@progress_option()
 def connections_command(
     captures: tuple[str, ...], as_json: bool, show_secrets: bool, progress: bool | None
 ) -> None:

@@ -38,3 +38,19 @@ def wants_progress(flag: bool | None) -> bool:
 
 def capture_argument() -> Callable:
     return click.argument("captures", nargs=-1, required=True, metavar="CAPTURE...")
+
+
+def show_secrets_option() -> Callable:
+    return click.option(
+        "--show-secrets",
+        is_flag=True,
+        help="Show passwords, hashes and tokens (redacted by default).",
+    )
+
+
+def progress_option() -> Callable:
+    return click.option(
+        "--progress/--no-progress",
+        default=None,
+        help="Report reading progress on stderr (default: on a terminal).",
+    )

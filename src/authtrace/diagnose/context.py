@@ -79,9 +79,9 @@ def frames_of(steps: Iterable[AuthExchange]) -> list[int]:
     frames: list[int] = []
     for step in steps:
         if step.exchange.request is not None:
-            frames.append(step.exchange.request.head_frame)
+            frames.append(step.exchange.request.shown_frame)
         if step.exchange.response is not None:
-            frames.append(step.exchange.response.head_frame)
+            frames.append(step.exchange.response.shown_frame)
     return frames
 
 
@@ -163,9 +163,9 @@ def same_service(spn: str | None, wanted: str) -> bool:
 def request_frame(step: AuthExchange) -> int | str:
     """Frame showing the request head, or '?' when the request is not in the capture."""
     request = step.exchange.request
-    return request.head_frame if request is not None else "?"
+    return request.shown_frame if request is not None else "?"
 
 
 def response_frame(step: AuthExchange) -> int | str:
     response = step.exchange.response
-    return response.head_frame if response is not None else "?"
+    return response.shown_frame if response is not None else "?"

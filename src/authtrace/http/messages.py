@@ -18,8 +18,30 @@ class Header:
     value: str
 
 
+class _Message:
+    """What requests and responses share: header look-ups (names compared
+    case-insensitively, RFC 9110 section 5.1) and the frame to cite."""
+
+    __slots__ = ()
+    headers: tuple[Header, ...]
+    head_frame: int
+    end_frame: int
+
+    def header(self, name: str) -> str | None:
+        return _first(self.headers, name)
+
+    def header_all(self, name: str) -> list[str]:
+        return _all(self.headers, name)
+
+    @property
+    def shown_frame(self) -> int:
+        """The frame where Wireshark shows this message: the one completing it,
+        head and body (the head's frame when the end was not captured)."""
+        return self.end_frame or self.head_frame
+
+
 @dataclass(frozen=True, slots=True)
-class HttpRequest:
+class HttpRequest(_Message):
     """frame: frame that carried the first byte of the request line;
     head_frame: frame that completed the header block."""
 
@@ -37,15 +59,9 @@ class HttpRequest:
     """frame that completed the whole message (head and body); 0 when unknown.
     This is the frame where Wireshark shows the request (http.request)."""
 
-    def header(self, name: str) -> str | None:
-        return _first(self.headers, name)
-
-    def header_all(self, name: str) -> list[str]:
-        return _all(self.headers, name)
-
 
 @dataclass(frozen=True, slots=True)
-class HttpResponse:
+class HttpResponse(_Message):
     """body: kept only when small (error pages) and up to a cap, else None."""
 
     version: str
@@ -62,12 +78,6 @@ class HttpResponse:
     end_frame: int = 0
     """frame that completed the whole message (head and body); 0 when unknown.
     This is the frame where Wireshark shows the response (http.response)."""
-
-    def header(self, name: str) -> str | None:
-        return _first(self.headers, name)
-
-    def header_all(self, name: str) -> list[str]:
-        return _all(self.headers, name)
 
 
 @dataclass(frozen=True, slots=True)

@@ -78,7 +78,7 @@ def join_log(report: Report, entries: Iterable[LogEntry]) -> LogJoin:
                 )
             )
             places.append(
-                (timeline.connection.id, step.exchange.index, response.head_frame, step.iis)
+                (timeline.connection.id, step.exchange.index, response.shown_frame, step.iis)
             )
     # IIS writes a line when the response ends, at one-second resolution: within
     # one second only the order tells lines apart, so offer the exchanges in the
@@ -116,7 +116,7 @@ def join_log(report: Report, entries: Iterable[LogEntry]) -> LogJoin:
         if step.realm is Realm.ORIGIN
         and step.status == 401
         and step.exchange.response is not None
-        and step.exchange.response.head_frame not in logged_frames
+        and step.exchange.response.shown_frame not in logged_frames
     )
     return LogJoin(len(entries), tuple(matched), unmatched, result.offset, result.note)
 

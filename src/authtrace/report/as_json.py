@@ -13,7 +13,7 @@ from authtrace.auth.steps import AuthStep
 from authtrace.diagnose.finding import Finding
 from authtrace.handshake.model import AuthExchange
 from authtrace.handshake.timeline import ConnectionTimeline
-from authtrace.http.messages import HttpConnection
+from authtrace.http.messages import HttpConnection, HttpRequest, HttpResponse
 from authtrace.report.model import Report
 from authtrace.report.summary import summarize
 
@@ -46,6 +46,7 @@ def finding_to_dict(finding: Finding) -> dict[str, Any]:
 
 
 def connection_to_dict(connection: HttpConnection) -> dict[str, Any]:
+    """A TCP connection's identity, extent and gaps (exchanges are added by the caller)."""
     return {
         "id": connection.id,
         "client": str(connection.client),
@@ -58,6 +59,33 @@ def connection_to_dict(connection: HttpConnection) -> dict[str, Any]:
         "gaps": [
             {"direction": g.direction, "bytes": g.length, "frame": g.frame} for g in connection.gaps
         ],
+    }
+
+
+def request_to_dict(request: HttpRequest | None) -> dict[str, Any] | None:
+    """A request as both JSON schemas show it; frame: the frame completing its head
+    (where Wireshark shows it), first_frame: the one carrying its first byte."""
+    if request is None:
+        return None
+    return {
+        "method": request.method,
+        "uri": request.uri,
+        "host": request.header("Host"),
+        "frame": request.shown_frame,
+        "first_frame": request.frame,
+        "head_frame": request.head_frame,
+        "time": request.timestamp,
+    }
+
+
+def response_to_dict(response: HttpResponse | None) -> dict[str, Any] | None:
+    if response is None:
+        return None
+    return {
+        "status": response.status,
+        "reason": response.reason,
+        "frame": response.shown_frame,
+        "time": response.timestamp,
     }
 
 
@@ -97,23 +125,8 @@ def exchanges_to_dicts(timeline: ConnectionTimeline, show_secrets: bool) -> list
             {
                 "connection": exchange.connection,
                 "index": exchange.index,
-                "request": None
-                if request is None
-                else {
-                    "method": request.method,
-                    "uri": request.uri,
-                    "host": request.header("Host"),
-                    "frame": request.head_frame,
-                    "time": request.timestamp,
-                },
-                "response": None
-                if response is None
-                else {
-                    "status": response.status,
-                    "reason": response.reason,
-                    "frame": response.head_frame,
-                    "time": response.timestamp,
-                },
+                "request": request_to_dict(request),
+                "response": response_to_dict(response),
                 "auth": auth,
                 "verdicts": judgements,
             }

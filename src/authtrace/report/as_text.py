@@ -168,12 +168,12 @@ def ladder_line(step: AuthExchange) -> str:
     exchange = step.exchange
     request, response = exchange.request, exchange.response
     left = f"{request.method} {_short(request.uri)}" if request else "(request not captured)"
-    frame = f"#{request.head_frame}" if request else "#?"
+    frame = f"#{request.shown_frame}" if request else "#?"
     sent = f"  [{describe_step(step.credentials)}]" if step.credentials else ""
     if response is None:
         right = "no response"
     else:
-        right = f"{response.status} #{response.head_frame}"
+        right = f"{response.status} #{response.shown_frame}"
         offered = [describe_step(c) for c in step.challenges]
         if offered:
             right += "  [" + "; ".join(offered) + "]"

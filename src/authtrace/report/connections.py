@@ -8,6 +8,7 @@ from typing import Any
 from authtrace.auth.render import describe_step, step_to_dict
 from authtrace.auth.steps import AuthStep, step_from_credentials_header, steps_from_challenge_header
 from authtrace.http.messages import Exchange, HttpConnection
+from authtrace.report.as_json import connection_to_dict, request_to_dict, response_to_dict
 
 _CREDENTIALS = ("authorization", "proxy-authorization")
 _CHALLENGES = ("www-authenticate", "proxy-authenticate")
@@ -44,7 +45,7 @@ def exchange_line(exchange: Exchange) -> str:
     request, response = exchange.request, exchange.response
     credentials, challenges = exchange_steps(exchange)
     left = (
-        f"#{request.head_frame} {request.method} {_short(request.uri)}"
+        f"#{request.shown_frame} {request.method} {_short(request.uri)}"
         if request is not None
         else "#? (request not captured)"
     )
@@ -53,45 +54,24 @@ def exchange_line(exchange: Exchange) -> str:
     if response is None:
         right = "(no response)"
     else:
-        right = f"{response.status} #{response.head_frame}"
+        right = f"{response.status} #{response.shown_frame}"
         if challenges:
             right += "  [" + "; ".join(describe_step(s) for s in challenges) + "]"
     return f"{left} -> {right}"
 
 
 def connection_json(connection: HttpConnection, show_secrets: bool = False) -> dict[str, Any]:
-    return {
-        "id": connection.id,
-        "client": str(connection.client),
-        "server": str(connection.server),
-        "first_frame": connection.first_frame,
-        "last_frame": connection.last_frame,
-        "syn_seen": connection.syn_seen,
-        "close": connection.close_reason,
-        "gaps": [
-            {"direction": g.direction, "bytes": g.length, "frame": g.frame} for g in connection.gaps
-        ],
-        "exchanges": [exchange_json(e, show_secrets) for e in connection.exchanges],
-    }
+    data = connection_to_dict(connection)
+    data["exchanges"] = [exchange_json(e, show_secrets) for e in connection.exchanges]
+    return data
 
 
 def exchange_json(exchange: Exchange, show_secrets: bool = False) -> dict[str, Any]:
-    request, response = exchange.request, exchange.response
     credentials, challenges = exchange_steps(exchange)
     return {
         "index": exchange.index,
-        "request": None
-        if request is None
-        else {
-            "method": request.method,
-            "uri": request.uri,
-            "frame": request.head_frame,
-            "first_frame": request.frame,
-            "host": request.header("Host"),
-        },
-        "response": None
-        if response is None
-        else {"status": response.status, "reason": response.reason, "frame": response.head_frame},
+        "request": request_to_dict(exchange.request),
+        "response": response_to_dict(exchange.response),
         "auth": [
             {"summary": describe_step(s), **step_to_dict(s, show_secrets)}
             for s in credentials + challenges

@@ -274,11 +274,11 @@ def reauth_on_authenticated_connection(ctx: RuleContext) -> Iterator[Finding]:
 def _frame(located: Located) -> int:
     exchange = located.step.exchange
     if exchange.response is not None and located.step.sent is Sent.NOTHING:
-        return exchange.response.head_frame
+        return exchange.response.shown_frame
     if exchange.request is not None:
-        return exchange.request.head_frame
+        return exchange.request.shown_frame
     assert exchange.response is not None
-    return exchange.response.head_frame
+    return exchange.response.shown_frame
 
 
 def _previous_step(located: Located) -> Located | None:

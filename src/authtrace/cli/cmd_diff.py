@@ -1,0 +1,84 @@
+"""`authtrace diff`: where a failing capture's authentication departs from a
+working one's, host by host."""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Callable
+
+import click
+
+from authtrace.cli import main
+from authtrace.cli.common import EXIT_FINDINGS, EXIT_OK, fail, progress_printer, wants_progress
+from authtrace.compare.diff import compare
+from authtrace.compare.render import comparison_to_dict, render_comparison
+from authtrace.pipeline import CaptureError, analyze
+from authtrace.report.model import Report
+
+
+@main.command("diff")
+@click.argument("working", metavar="WORKING")
+@click.argument("failing", metavar="FAILING")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON (schema authtrace.diff/1).")
+@click.option(
+    "--host",
+    "hosts",
+    multiple=True,
+    help="Only this server host (as the Host header names it); repeatable.",
+)
+@click.option(
+    "--progress/--no-progress",
+    default=None,
+    help="Report reading progress on stderr (default: on a terminal).",
+)
+def diff_command(
+    working: str, failing: str, as_json: bool, hosts: tuple[str, ...], progress: bool | None
+) -> None:
+    """Compare a WORKING capture with a FAILING one.
+
+    \b
+    Aligns the two captures by server host (the Host header) and URL path,
+    never by address or port, so they may come from different machines (the
+    client side of one, the server side of the other). Per host it compares the
+    negotiation as it unfolds: schemes offered, the KDC's answer for
+    HTTP/<host>, the mechanism the client really used (Kerberos or NTLM inside
+    Negotiate, NTLM, Basic...), NTLMv1 and channel bindings, header sizes,
+    whether a handshake stayed on one connection, Connection: close on 401s,
+    proxies in the path, HTTP version and the final status per URL. It leads
+    with the first point where the failing capture departs, then lists the
+    other differences and the findings only one capture raised.
+
+    \b
+    Exit status: 0 authentication does not differ, 1 it differs,
+    2 unusable input.
+
+    \b
+    Examples:
+      authtrace diff from-my-desk.pcapng from-branch-office.pcapng
+      authtrace diff --host web01.contoso.com before-proxy.pcap after-proxy.pcap
+      authtrace diff --json ok.pcap bad.pcap | jq '.hosts[0].first_difference'
+    """
+    show = progress_printer(wants_progress(progress))
+    left = _read(working, show)
+    right = _read(failing, show)
+    comparison = compare(left, right, hosts)
+    if hosts and not comparison.hosts:
+        fail(f"no HTTP traffic to {', '.join(hosts)} in either capture")
+    if as_json:
+        click.echo(json.dumps(comparison_to_dict(comparison), indent=2))
+    else:
+        click.echo(render_comparison(comparison), nl=False)
+    sys.exit(EXIT_FINDINGS if comparison.differs else EXIT_OK)
+
+
+def _read(path: str, show: Callable[[int], None] | None) -> Report:
+    try:
+        report = analyze([path], show)
+    except CaptureError as error:
+        fail(f"{path}: {error}")
+    except OSError as error:
+        fail(f"{path}: {error.strerror or error}")
+    if not report.view.timelines:
+        fail(f"{path}: no HTTP exchange in the capture, nothing to compare")
+    return report
