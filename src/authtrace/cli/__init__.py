@@ -19,9 +19,11 @@ def main() -> None:
     \b
     Typical use:
       authtrace analyze capture.pcapng        what went wrong, with frames and fixes
+      authtrace diff working.pcap failing.pcap  where the failing capture departs
       authtrace connections capture.pcap      every TCP connection and its HTTP exchanges
       authtrace decode 'Negotiate YIIH...'    decode one header value or token
       authtrace explain '401 1 2148074248'    explain an IIS log status triple
+      authtrace iislog u_ex231114.log         summarise the 401s of an IIS log
     """
 
 
