@@ -505,7 +505,7 @@ class PacketDecoder:
                     payload_missing = promised_end - end
             if depth < MAX_TUNNEL_DEPTH and (dport in (UDP_VXLAN, UDP_GENEVE)):
                 inner = self._udp_tunnel(frame, data, start + 8, payload_end, dport, depth + 1)
-                if inner is not False:
+                if inner is not False and inner is not True:
                     return inner
             return UdpDatagram(
                 frame.number,
@@ -530,7 +530,7 @@ class PacketDecoder:
     def _udp_tunnel(
         self, frame: Frame, data: bytes, start: int, end: int, port: int, depth: int
     ) -> Packet | None | bool:
-        """VXLAN or Geneve; False when the payload does not look like one."""
+        """VXLAN or Geneve; False when the payload does not look like one (never True)."""
         if end - start < 8:
             return False
         if port == UDP_VXLAN:

@@ -9,21 +9,23 @@ Invariant: `tcp_segment(...)` and `TcpSegment(...)` are indistinguishable.
 
 from __future__ import annotations
 
+from typing import Any
+
 from authtrace.net.packets import TcpSegment
 
 _new = object.__new__
-_S = TcpSegment
-_frame = _S.frame.__set__  # type: ignore[attr-defined]
-_timestamp = _S.timestamp.__set__  # type: ignore[attr-defined]
-_src = _S.src.__set__  # type: ignore[attr-defined]
-_dst = _S.dst.__set__  # type: ignore[attr-defined]
-_src_port = _S.src_port.__set__  # type: ignore[attr-defined]
-_dst_port = _S.dst_port.__set__  # type: ignore[attr-defined]
-_seq = _S.seq.__set__  # type: ignore[attr-defined]
-_ack = _S.ack.__set__  # type: ignore[attr-defined]
-_flags = _S.flags.__set__  # type: ignore[attr-defined]
-_payload = _S.payload.__set__  # type: ignore[attr-defined]
-_missing = _S.missing.__set__  # type: ignore[attr-defined]
+_S: Any = TcpSegment  # the slot descriptors are class attributes mypy does not model
+_frame = _S.frame.__set__
+_timestamp = _S.timestamp.__set__
+_src = _S.src.__set__
+_dst = _S.dst.__set__
+_src_port = _S.src_port.__set__
+_dst_port = _S.dst_port.__set__
+_seq = _S.seq.__set__
+_ack = _S.ack.__set__
+_flags = _S.flags.__set__
+_payload = _S.payload.__set__
+_missing = _S.missing.__set__
 
 
 def tcp_segment(
@@ -40,7 +42,7 @@ def tcp_segment(
     missing: int = 0,
 ) -> TcpSegment:
     """The same as TcpSegment(...), faster."""
-    made: TcpSegment = _new(_S)
+    made: TcpSegment = _new(TcpSegment)
     _frame(made, frame)
     _timestamp(made, timestamp)
     _src(made, src)

@@ -12,14 +12,24 @@ compare them.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from functools import partial
+from typing import Any
+
 from authtrace.readers.base import Frame
 
 _new = object.__new__
-_number = Frame.number.__set__  # type: ignore[attr-defined]
-_timestamp = Frame.timestamp.__set__  # type: ignore[attr-defined]
-_link_type = Frame.link_type.__set__  # type: ignore[attr-defined]
-_data = Frame.data.__set__  # type: ignore[attr-defined]
-_original_length = Frame.original_length.__set__  # type: ignore[attr-defined]
+_slots: Any = Frame  # the slot descriptors are class attributes mypy does not model
+_number = _slots.number.__set__
+_timestamp = _slots.timestamp.__set__
+_link_type = _slots.link_type.__set__
+_data = _slots.data.__set__
+_original_length = _slots.original_length.__set__
+
+# For loops that inline the construction: an empty Frame, then its setters
+# in field order.
+new_frame: Callable[[], Frame] = partial(_new, Frame)
+FRAME_SETTERS = (_number, _timestamp, _link_type, _data, _original_length)
 
 
 def frame(number: int, timestamp: float, link_type: int, data: bytes, original: int) -> Frame:

@@ -17,7 +17,7 @@ from collections.abc import Iterator
 
 from authtrace.anomalies import Anomaly
 from authtrace.readers.base import Frame
-from authtrace.readers.fast import frame as make_frame
+from authtrace.readers.fast import FRAME_SETTERS, new_frame
 from authtrace.readers.source import CHUNK, Input
 
 MAX_RECORD = 256 * 1024  # Wireshark's largest standard snapshot length (262144)
@@ -61,6 +61,8 @@ def frames(source: Input, buffer: bytes, anomalies: list[Anomaly], label: str) -
     try:
         order, scale, record_size, link_type = parse_header(buffer)
         unpack = _RECORD[order].unpack_from
+        # Inlined Frame construction (see readers/fast.py): the hot path.
+        set_number, set_timestamp, set_link_type, set_data, set_original = FRAME_SETTERS
         read = source.read
         buf = buffer
         pos = HEADER
@@ -95,13 +97,13 @@ def frames(source: Input, buffer: bytes, anomalies: list[Anomaly], label: str) -
                 size = len(buf)
                 continue
             number += 1
-            yield make_frame(
-                number,
-                seconds + fraction * scale,
-                link_type,
-                buf[pos + record_size : end],
-                original,
-            )
+            frame = new_frame()
+            set_number(frame, number)
+            set_timestamp(frame, seconds + fraction * scale)
+            set_link_type(frame, link_type)
+            set_data(frame, buf[pos + record_size : end])
+            set_original(frame, original)
+            yield frame
             pos = end
         report_end(source, size - pos, number, anomalies, label)
     except Exception as exc:  # noqa: BLE001 - a reader never raises after the header
