@@ -83,31 +83,34 @@ def _rejected(
     fix: str,
     bearer: bool = False,
 ) -> Iterator[Finding]:
+    """One finding per host and user: a person retrying a password is one story."""
+    groups: dict[tuple[str, str], list[Located]] = defaultdict(list)
     for located in ctx.steps():
-        step = located.step
-        if step.leg is not leg or ctx.relayed(located):
-            continue
-        fields: list[tuple[str, str]] = []
-        user = user_of(step)
-        if user:
-            fields.append(("user", user))
+        if located.step.leg is leg and not ctx.relayed(located):
+            groups[(located.host, user_of(located.step) or "")].append(located)
+    for (_host, user), legs in groups.items():
+        first = legs[0].step
+        fields: list[tuple[str, str]] = [("user", user)] if user else []
         extra = ""
         if bearer:
-            error, description = _bearer_error(located)
+            error, description = _bearer_error(legs[0])
             if error:
                 fields.append(("error", error))
                 extra = f' The server said error="{error}"' + (
                     f" ({description})." if description else "."
                 )
+        times = f" ({len(legs)} times)" if len(legs) > 1 else ""
         yield make_finding(
             rule,
             Severity.ERROR,
-            title + (f" for {user}" if user else ""),
-            f"Frame {request_frame(step)}: " + explanation + extra,
+            title + (f" for {user}" if user else "") + times,
+            f"Frame {request_frame(first)}{', and later ones' if len(legs) > 1 else ''}: "
+            + explanation
+            + extra,
             fix,
-            [located],
+            legs[:5],
             fields=fields,
-            iis=step.iis,
+            iis=first.iis,
         )
 
 
