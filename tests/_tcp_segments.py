@@ -16,8 +16,25 @@ from authtrace.net.packets import TcpSegment
 
 @functools.cache
 def read_segments(path: Path) -> tuple[TcpSegment, ...]:
-    """Every TCP segment of the capture, decoded once per test session."""
-    return tuple(_read(path))
+    """Every TCP segment of the capture, decoded once per test session.
+
+    Uses the project's readers and net decoder when present; scapy stands in
+    for them otherwise.
+    """
+    try:
+        from authtrace.net.decoder import PacketDecoder
+        from authtrace.readers.capture import open_capture
+    except ImportError:
+        return tuple(_read(path))
+    decoder = PacketDecoder()
+    segments = []
+    with open_capture(str(path)) as capture:
+        for frame in capture:
+            decoded = decoder.decode(frame)
+            if isinstance(decoded, TcpSegment):
+                segments.append(decoded)
+    decoder.finish()
+    return tuple(segments)
 
 
 def _read(path: Path) -> list[TcpSegment]:

@@ -163,8 +163,14 @@ class HttpParser:
         """`length` bytes of this direction were lost."""
         self._frame, self._ts = frame, timestamp
         state = self._state
-        if state is _State.BODY_LENGTH and length < self._remaining:
+        if state is _State.BODY_LENGTH and length <= self._remaining:
             # The message's framing survives a hole inside a counted body.
+            self._remaining -= length
+            self._lossy = True
+            if self._remaining == 0:
+                self._finish_current(complete=False)
+                self._state = _State.START
+        elif state is _State.CHUNK_DATA and length < self._remaining:
             self._remaining -= length
             self._lossy = True
         elif state is _State.UNTIL_CLOSE:
@@ -172,11 +178,10 @@ class HttpParser:
         elif state in (_State.TUNNEL, _State.CLOSED):
             pass
         else:
-            if state is _State.BODY_LENGTH:
-                # The hole ate the end of this body and maybe more.
-                self._lossy = True
-                self._finish_current(complete=False)
+            if state is _State.HEAD:
+                self._salvage_head()
             elif state is not _State.START and state is not _State.RESYNC:
+                # The hole ate the end of this message and maybe more.
                 self._finish_current(complete=False)
             self._buf.clear()
             self._state = _State.RESYNC
@@ -189,6 +194,8 @@ class HttpParser:
         if self._state is _State.UNTIL_CLOSE:
             # RFC 9112 section 6.3 (item 8): the close delimits the body.
             self._finish_current(complete=not self._lossy)
+        elif self._state is _State.HEAD:
+            self._salvage_head()
         elif self._state not in (_State.START, _State.RESYNC, _State.TUNNEL, _State.CLOSED):
             self._finish_current(complete=False)
         self._state = _State.CLOSED
@@ -356,6 +363,19 @@ class HttpParser:
         self._head_bytes += used
         self._after_head()
         return pos + used
+
+    def _salvage_head(self) -> None:
+        """A header block cut by a gap (snaplen, loss) or the end: keep the whole
+        lines that were seen as an incomplete message, so a truncated capture
+        still shows its request and status lines."""
+        seen = bytes(self._buf)
+        self._buf.clear()
+        block = seen[: seen.rfind(b"\n") + 1]
+        if block and self._parse_head(block):
+            self._head_bytes = len(seen)
+            self._finish_current(complete=False)
+        else:
+            self._reset_message()
 
     def _plausible_start(self, prefix: bytes) -> bool:
         if self.role is Role.RESPONSE:

@@ -40,6 +40,8 @@ from authtrace.tcp.events import (
 # RFC 9293 section 3.4: sequence numbers are compared modulo 2**32.
 _MASK = 0xFFFFFFFF
 _HALF = 0x80000000
+# Anomalies kept per reassembler; StreamGap events still report every hole.
+MAX_ANOMALIES = 10000
 
 TO_SERVER = Direction.TO_SERVER
 TO_CLIENT = Direction.TO_CLIENT
@@ -495,6 +497,8 @@ class TcpReassembler:
     ) -> None:
         half.gap_bytes += length
         events.append(StreamGap(conn.id, direction, length, frame, ts))
+        if len(self.anomalies) >= MAX_ANOMALIES:
+            return  # a capture full of loss must not grow this list without bound
         self.anomalies.append(
             Anomaly(
                 "tcp-gap",
