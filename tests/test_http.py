@@ -214,6 +214,31 @@ def request_streams(draw: st.DrawFn) -> bytes:
     return out
 
 
+@st.composite
+def response_streams(draw: st.DrawFn) -> tuple[bytes, tuple[str, ...]]:
+    out = b""
+    methods: list[str] = []
+    for _ in range(draw(st.integers(min_value=1, max_value=4))):
+        method = draw(st.sampled_from(["GET", "HEAD", "POST"]))
+        status = draw(st.sampled_from([100, 200, 204, 304, 401, 407, 500]))
+        body = draw(_bodies)
+        head = b"HTTP/1.1 %d Reason\r\nServer: s\r\n" % status
+        if status == 100:
+            out += head + b"\r\n"
+            continue
+        methods.append(method)
+        if draw(st.booleans()):
+            out += head + b"Transfer-Encoding: chunked\r\n\r\n"
+            if method != "HEAD" and status not in (204, 304):
+                out += b"".join(b"%x\r\n%s\r\n" % (len(c), c) for c in (body[:7], body[7:]) if c)
+                out += b"0\r\nX-T: 1\r\n\r\n"
+        else:
+            out += head + b"Content-Length: %d\r\n\r\n" % len(body)
+            if method != "HEAD" and status not in (204, 304):
+                out += body
+    return out, tuple(methods)
+
+
 def _summary(events: list[object]) -> list[tuple[object, ...]]:
     summary: list[tuple[object, ...]] = []
     for event in events:
@@ -241,6 +266,30 @@ def test_events_do_not_depend_on_how_bytes_are_chunked(stream: bytes, cuts: list
     assert len([e for e in events if isinstance(e, MessageComplete)]) == stream.count(
         b" HTTP/1.1\r\n"
     )
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    stream=response_streams(),
+    cuts=st.lists(st.integers(min_value=1, max_value=2000), max_size=10),
+)
+def test_response_events_do_not_depend_on_chunking(
+    stream: tuple[bytes, tuple[str, ...]], cuts: list[int]
+) -> None:
+    data, methods = stream
+    whole = _summary(parse(Role.RESPONSE, data, methods))
+    bounds = sorted({c for c in cuts if c < len(data)} | {0, len(data)})
+    parser = HttpParser(Role.RESPONSE)
+    for method in methods:
+        parser.push_method(method)
+    events: list[object] = []
+    for start, end in zip(bounds, bounds[1:], strict=False):
+        events += parser.feed(data[start:end], 1, 1, 0.0)
+    events += parser.close(2, 0.0)
+    assert _summary(events) == whole
+    found = messages(events)
+    assert len(found) == data.count(b"HTTP/1.1 ") and all(m.complete for m in found)
+    assert not parser.anomalies
 
 
 @settings(max_examples=150, deadline=None)
