@@ -210,6 +210,31 @@ def test_hold_limit_gives_up_on_the_hole() -> None:
     assert stream_bytes(events, Direction.TO_SERVER) == b"x" * 50
 
 
+def test_retransmission_after_both_fins_still_fills_the_hole() -> None:
+    t = Trace()
+    t.handshake()
+    t.data(False, b"head ")
+    late = t.data(False, b"lost-then-resent ")
+    t.segments.pop()
+    t.frame -= 1
+    t.fin(False)  # nothing is held: the hole sits right before the FIN
+    t.fin(True)  # the client's FIN acks only what it got: no proof of loss yet
+    t.segments[-1] = TcpSegment(
+        t.frame, float(t.frame), C, S, 50000, 80, t.cseq - 1, late.seq, FIN | ACK, b""
+    )
+    t.frame += 1
+    t.segments.append(
+        TcpSegment(
+            t.frame, float(t.frame), S, C, 80, 50000, late.seq, t.cseq, PSH | ACK, late.payload
+        )
+    )
+    events, _ = run(t.segments)
+    assert stream_bytes(events, Direction.TO_CLIENT) == b"head lost-then-resent "
+    assert not [e for e in events if isinstance(e, StreamGap)]
+    closed = [e for e in events if isinstance(e, ConnectionClosed)]
+    assert [(c.reason, c.frame) for c in closed] == [(CloseReason.FIN, t.frame)]
+
+
 def test_rst_closes_with_the_side_that_sent_it() -> None:
     t = Trace()
     t.handshake()

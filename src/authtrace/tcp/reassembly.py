@@ -252,15 +252,10 @@ class TcpReassembler:
             conn.rst_seen = True
             self._close(conn, CloseReason.RST, direction, frame, ts, events)
             return
-        if flags & FIN:
-            to_server, to_client = conn.to_server, conn.to_client
-            if (
-                to_server.fin_seq is not None
-                and to_client.fin_seq is not None
-                and not to_server.held
-                and not to_client.held
-            ):
-                self._close(conn, CloseReason.FIN, conn.first_fin, frame, ts, events)
+        # Closed by FIN once both directions delivered everything up to their
+        # FIN; a hole before a FIN may still be filled by a retransmission.
+        if conn.first_fin is not None and conn.to_server.fin_done and conn.to_client.fin_done:
+            self._close(conn, CloseReason.FIN, conn.first_fin, frame, ts, events)
 
     def _lookup_new(
         self, seg: TcpSegment, key: _Key, flags: int, events: list[StreamEvent]
