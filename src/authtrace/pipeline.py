@@ -144,32 +144,26 @@ class Pipeline:
             self.result.captures.append(CaptureInfo(str(name), capture.format, count, first, last))
 
     def _on_event(self, event: StreamEvent) -> None:
+        if isinstance(event, ConnectionOpened):
+            self._live[event.connection] = _Live(event)
+            return
+        live = self._live.get(event.connection)
+        if live is None:
+            return
+        if isinstance(event, ConnectionClosed):
+            del self._live[event.connection]
+            self._done[event.connection] = self._close(live, event)
+            return
         if isinstance(event, StreamData):
-            live = self._live.get(event.connection)
-            if live is None:
-                return
             if live.http is None and not live.kerberos:
                 self._route(live, event)
-            if live.kerberos:
-                self._kdc.receive_tcp(event)
-            elif live.http is not None:
-                live.exchanges.extend(live.http.feed(event))
-        elif isinstance(event, ConnectionOpened):
-            self._live[event.connection] = _Live(event)
         elif isinstance(event, StreamGap):
-            live = self._live.get(event.connection)
-            if live is None:
-                return
             live.gaps.append(GapMark(event.direction.value, event.length, event.frame))
-            if live.kerberos:
-                self._kdc.receive_tcp(event)
-            elif live.http is not None:
-                live.exchanges.extend(live.http.feed(event))
-        elif isinstance(event, ConnectionClosed):
-            live = self._live.pop(event.connection, None)
-            if live is None:
-                return
-            self._done[event.connection] = self._close(live, event)
+        # StreamData, StreamGap, StreamEnd: the connection's application decides.
+        if live.kerberos:
+            self._kdc.receive_tcp(event)
+        elif live.http is not None:
+            live.exchanges.extend(live.http.feed(event))
 
     def _route(self, live: _Live, event: StreamData) -> None:
         opened = live.opened
