@@ -1,0 +1,56 @@
+"""The wiring (pipeline.py) loses and invents nothing: on every capture, the
+HTTP exchanges it hands on per connection are exactly those the TCP and HTTP
+layers produce on their own, which test_http checks against tshark; and the
+memory-bounding order of hand-on is by connection id."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from authtrace.pipeline import Pipeline, read_connections
+
+REPO = Path(__file__).resolve().parent.parent
+SHARED = REPO.parent / "shared" / "captures"
+_SUFFIXES = {".pcap", ".pcapng", ".cap", ".gz"}
+
+
+def _captures() -> list[Path]:
+    found = sorted(p for p in (REPO / "captures").rglob("*") if p.suffix in _SUFFIXES)
+    if SHARED.is_dir():
+        found += sorted(p for p in SHARED.rglob("*") if p.suffix in _SUFFIXES)
+    return [p for p in found if p.is_file() and p.name != "examples__PktMon.cap"]
+
+
+def _key(exchange) -> tuple[object, ...]:  # type: ignore[no-untyped-def]
+    request, response = exchange.request, exchange.response
+    return (
+        exchange.connection,
+        exchange.index,
+        request.end_frame if request else None,
+        response.end_frame if response else None,
+        response.status if response else None,
+    )
+
+
+@pytest.mark.parametrize("capture", _captures(), ids=lambda p: p.name[:60])
+def test_pipeline_hands_on_what_the_layers_produce(capture: Path) -> None:
+    from test_http import run_capture
+
+    layered, _demux, _tcp = run_capture(capture)
+    connections, result = read_connections([capture])
+    wired = [e for c in connections for e in c.exchanges]
+    assert sorted(map(_key, wired)) == sorted(map(_key, layered))
+    assert [c.id for c in connections] == sorted(c.id for c in connections)
+    assert result.captures and result.captures[0].frames > 0
+
+
+def test_connections_are_handed_on_as_they_close() -> None:
+    """A closed connection is yielded before the capture ends (bounded memory)."""
+    capture = REPO / "captures" / "scenarios" / "handshake-closed-midway.pcap"
+    pipeline = Pipeline()
+    seen_before_end = []
+    for connection in pipeline.connections([capture]):
+        seen_before_end.append(pipeline.result.kdc is None)
+    assert seen_before_end and seen_before_end[0] is True
