@@ -51,6 +51,6 @@ def test_connections_are_handed_on_as_they_close() -> None:
     capture = REPO / "captures" / "scenarios" / "handshake-closed-midway.pcap"
     pipeline = Pipeline()
     seen_before_end = []
-    for connection in pipeline.connections([capture]):
+    for _connection in pipeline.connections([capture]):
         seen_before_end.append(pipeline.result.kdc is None)
     assert seen_before_end and seen_before_end[0] is True
