@@ -111,24 +111,35 @@ class Pipeline:
         feed = self._tcp.feed
         on_event = self._on_event
         kdc = self._kdc
+        live_connections = self._live
+        done = self._done
+        progress = self._progress
         try:
             for frame in capture:
                 count += 1
-                if first is None:
-                    first = frame.timestamp
                 last = frame.timestamp
+                if first is None:
+                    first = last
                 packet = decode(frame)
                 if packet is None:
                     continue
-                if isinstance(packet, TcpSegment):
+                if type(packet) is TcpSegment:
                     if packet.flags & (SYN | RST) and KERBEROS_PORT in (
                         packet.src_port,
                         packet.dst_port,
                     ):
                         kdc.note_tcp_syn(packet)
                     for event in feed(packet):
+                        # Hot path: data for a connection already known to be HTTP.
+                        if type(event) is StreamData:
+                            live = live_connections.get(event.connection)
+                            if live is not None and live.http is not None:
+                                exchanges = live.http.feed(event)
+                                if exchanges:
+                                    live.exchanges.extend(exchanges)
+                                continue
                         on_event(event)
-                    if self._done:
+                    if done:
                         yield from self._drain()
                 elif (
                     packet.src_port == KERBEROS_PORT
@@ -136,8 +147,8 @@ class Pipeline:
                     or (looks_like_kerberos(packet.payload))
                 ):
                     kdc.receive_udp(packet)
-                if self._progress is not None and count % PROGRESS_EVERY == 0:
-                    self._progress(self._frames + count)
+                if progress is not None and count % PROGRESS_EVERY == 0:
+                    progress(self._frames + count)
         finally:
             self._frames += count
             self.result.anomalies.extend(capture.anomalies)

@@ -116,6 +116,18 @@ class HttpConnectionTracker:
 
     def feed(self, event: StreamEvent) -> list[Exchange]:
         try:
+            # Fast path for the common event, data on a connection known to be
+            # HTTP: straight to the parser of that direction (what _dispatch does).
+            if type(event) is StreamData and self.detection is Detection.HTTP and not self._closed:
+                is_request = (event.direction is Direction.TO_SERVER) != self.swapped
+                parser = self._requests if is_request else self._responses
+                assert parser is not None
+                events = parser.feed(event.data, event.first_frame, event.frame, event.timestamp)
+                if not events:
+                    return []
+                out: list[Exchange] = []
+                self._apply(events, Role.REQUEST if is_request else Role.RESPONSE, out)
+                return out
             return self._feed(event)
         except Exception as error:  # a bug here must not stop the capture
             self.anomalies.append(
