@@ -5,11 +5,11 @@ from __future__ import annotations
 
 import base64
 import json
-import shutil
 import subprocess
 from pathlib import Path
 
 import pytest
+from _shared import shared_capture as _capture
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -140,15 +140,6 @@ def _tshark(capture: Path, fields: list[str]) -> list[list[str]]:
         check=True,
     ).stdout
     return [line.split("\t") for line in out.splitlines()]
-
-
-def _capture(name: str) -> Path:
-    path = CAPTURES / name
-    if not path.exists():
-        pytest.skip("shared captures absent")
-    if shutil.which("tshark") is None:
-        pytest.skip("tshark absent")
-    return path
 
 
 @pytest.mark.oracle

@@ -12,6 +12,7 @@ import uuid
 from pathlib import Path
 
 import pytest
+from _shared import tlv
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -29,14 +30,6 @@ WINRM = (
 NTLM_SYNTHETIC = "arkime__arkime/tests__pcap__ntlm_synthetic.pcap"
 NTLM_GSSAPI = "odedshimon__BruteShark/Pcap_Examples__HTTP - NTLM GSSAPI.pcap"
 HTTP_KERBEROS = "odedshimon__BruteShark/Pcap_Examples__Kerberos v5 UDP 2.pcap"
-
-
-def tlv(tag: int, value: bytes) -> bytes:
-    n = len(value)
-    if n < 0x80:
-        return bytes([tag, n]) + value
-    octets = n.to_bytes((n.bit_length() + 7) // 8, "big")
-    return bytes([tag, 0x80 | len(octets)]) + octets + value
 
 
 SPNEGO_OID = tlv(0x06, bytes.fromhex("2b0601050502"))

@@ -6,12 +6,12 @@ a small test-only reassembler that reports gaps, never invents bytes)."""
 from __future__ import annotations
 
 import importlib.util
-import shutil
 import subprocess
 from pathlib import Path
 from typing import Any
 
 import pytest
+from _shared import shared_capture as _need
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -349,15 +349,6 @@ KDC_CAPTURES = [
     "OTRF__Security-Datasets/datasets__atomic__windows__lateral_movement__network__"
     "empire_psremoting_stager.zip__empire_psremoting_stager_WORKSTATION5_2020-09-20170827.cap",
 ]
-
-
-def _need(name: str) -> Path:
-    path = CAPTURES / name
-    if not path.exists():
-        pytest.skip("shared captures absent")
-    if shutil.which("tshark") is None:
-        pytest.skip("tshark absent")
-    return path
 
 
 @pytest.mark.shared

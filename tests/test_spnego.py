@@ -9,6 +9,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
+from _shared import tlv
 
 from authtrace.auth.gssapi import decode_gss
 from authtrace.auth.kinds import Mechanism, Message
@@ -27,14 +28,6 @@ from authtrace.kerberos.messages import KerberosApReq, KrbError
 CAPTURES = Path(__file__).resolve().parent.parent / ".." / "shared" / "captures"
 SMB_SKEW = "ntop__nDPI/tests__cfgs__default__pcap__smb_frags.pcap"
 HTTP_KERBEROS = "odedshimon__BruteShark/Pcap_Examples__Kerberos v5 UDP 2.pcap"
-
-
-def tlv(tag: int, value: bytes) -> bytes:
-    n = len(value)
-    if n < 0x80:
-        return bytes([tag, n]) + value
-    octets = n.to_bytes((n.bit_length() + 7) // 8, "big")
-    return bytes([tag, 0x80 | len(octets)]) + octets + value
 
 
 def oid(dotted: str) -> bytes:
