@@ -30,7 +30,7 @@ from authtrace.auth.ntlm import (
     flag_names,
 )
 from authtrace.auth.redact import is_secret_field, redact_bytes, redact_text
-from authtrace.auth.steps import MAX_WRAPPING, AuthStep
+from authtrace.auth.steps import AuthStep
 
 MAX_DEPTH = 12
 
@@ -148,16 +148,9 @@ def _object_dict(obj: Any, show_secrets: bool) -> dict[str, Any]:
 
 def _innermost(step: AuthStep) -> tuple[Any, Any]:
     """(outermost SPNEGO object or None, innermost decoded object)."""
-    token = step.token
     if step.wrapper is None:
-        return None, token
-    current = token
-    for _ in range(MAX_WRAPPING):
-        inner = getattr(current, "inner", None)
-        if inner is None:
-            break
-        current = inner
-    return token, current
+        return None, step.token
+    return step.token, step.innermost
 
 
 def step_to_dict(step: AuthStep, show_secrets: bool = False) -> dict[str, Any]:

@@ -81,6 +81,18 @@ class AuthStep:
     wrapper: Message | None = None
     problem: str | None = None
 
+    @property
+    def innermost(self) -> Any:
+        """The innermost decoded message: the NTLM or Kerberos object inside a
+        SPNEGO wrapper, else the token itself (None for a bare offer)."""
+        current = self.token
+        for _ in range(MAX_WRAPPING):
+            inner = getattr(current, "inner", None)
+            if inner is None:
+                return current
+            current = inner
+        return current
+
 
 def _is_proxy(name: str) -> bool:
     return name.strip().lower().startswith("proxy-")

@@ -131,8 +131,7 @@ def user_of(step: AuthExchange) -> str | None:
     credentials = step.credentials
     if credentials is None:
         return None
-    token = credentials.token
-    inner = getattr(token, "inner", None) or token
+    inner = credentials.innermost
     user = getattr(inner, "user", None) or getattr(inner, "username", None)
     if not user:
         return None
@@ -145,8 +144,7 @@ def spn_of(step: AuthExchange) -> str | None:
     credentials = step.credentials
     if credentials is None or credentials.mechanism is not Mechanism.KERBEROS:
         return None
-    token = credentials.token
-    inner = getattr(token, "inner", None) or token
+    inner = credentials.innermost
     ticket = getattr(inner, "ticket", None)
     if ticket is None:
         return None

@@ -197,14 +197,9 @@ def _own_challenge(timeline: ConnectionTimeline, position: int) -> StepRef | Non
     return None
 
 
-def _ntlm_inner(token: object) -> object:
-    inner = getattr(token, "inner", None)
-    return inner if inner is not None else token
-
-
 def _challenge_timestamp(step: AuthExchange) -> object | None:
     for challenge in step.challenges:
-        target_info = getattr(_ntlm_inner(challenge.token), "target_info", None)
+        target_info = getattr(challenge.innermost, "target_info", None)
         stamp = getattr(target_info, "timestamp", None)
         if stamp is not None:
             return stamp
@@ -214,7 +209,7 @@ def _challenge_timestamp(step: AuthExchange) -> object | None:
 def _authenticate_timestamp(step: AuthExchange) -> object | None:
     if step.credentials is None:
         return None
-    ntlmv2 = getattr(_ntlm_inner(step.credentials.token), "ntlmv2", None)
+    ntlmv2 = getattr(step.credentials.innermost, "ntlmv2", None)
     av_pairs = getattr(ntlmv2, "av_pairs", None)
     return getattr(av_pairs, "timestamp", None)
 

@@ -12,7 +12,10 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+from authtrace.auth.bearer import BearerChallenge
+from authtrace.auth.digest import DigestChallenge
 from authtrace.auth.kinds import Mechanism, Message
+from authtrace.auth.spnego import NegState, SpnegoResp
 from authtrace.auth.steps import AuthStep, step_from_credentials_header, steps_from_challenge_header
 from authtrace.handshake.machine import (
     ANONYMOUS_TRIPLE,
@@ -155,8 +158,7 @@ def _predict_iis(
         return None
     if any(_krb_error_code(step) == KRB_AP_ERR_SKEW for step in challenges):
         return CLOCK_SKEW_TRIPLE
-    token = getattr(credentials, "token", None)
-    inner = getattr(token, "inner", None) or token
+    inner = credentials.innermost if credentials is not None else None
     if leg is Leg.NTLM_REJECTED and getattr(inner, "anonymous", False):
         return ANONYMOUS_TRIPLE
     if leg is Leg.NTLM_REJECTED and tls and lacks_channel_binding(inner):
@@ -175,9 +177,7 @@ def looks_like_iis(response: HttpResponse) -> bool:
 def _krb_error_code(step: AuthStep) -> int | None:
     if step.message is not Message.KRB_ERROR:
         return None
-    token = step.token
-    inner = getattr(token, "inner", None) or token
-    code = getattr(inner, "error_code", None)
+    code = getattr(step.innermost, "error_code", None)
     return code if isinstance(code, int) else None
 
 
@@ -247,11 +247,11 @@ def classify_answer(exchange: Exchange, realm: Realm, challenges: tuple[AuthStep
         return Answer.REJECT
     if any(spnego_continues(step) for step in challenges):
         return Answer.CONTINUE
-    if any(_param(step, "stale").lower() == "true" for step in challenges):
+    # RFC 7616 section 3.3: stale=true means only the nonce expired.
+    if any(isinstance(step.token, DigestChallenge) and step.token.stale for step in challenges):
         return Answer.STALE
-    if any(
-        step.message is Message.BEARER_CHALLENGE and _param(step, "error") for step in challenges
-    ):
+    # RFC 6750 section 3: a Bearer challenge with an error refuses the token sent.
+    if any(isinstance(step.token, BearerChallenge) and step.token.error for step in challenges):
         return Answer.REJECT
     return Answer.OFFER if challenges else Answer.DENIED
 
@@ -284,33 +284,20 @@ def _scheme_offered(credentials: AuthStep, offered: frozenset[str]) -> bool:
     return False
 
 
-def _param(step: AuthStep, name: str) -> str:
+def _neg_state(step: AuthStep) -> NegState | None:
     token = step.token
-    value = getattr(token, name, None)
-    if value is None:
-        params = getattr(token, "params", None)
-        if isinstance(params, tuple | list):
-            for key, val in params:
-                if str(key).lower() == name:
-                    return str(val)
-        return ""
-    if isinstance(value, bool):
-        return "true" if value else ""
-    return str(value)
-
-
-def _neg_state(step: AuthStep) -> str:
-    token = step.token
-    state = getattr(token, "neg_state", None)
-    if state is None:
-        spnego = getattr(step, "spnego", None)
-        state = getattr(spnego, "neg_state", None)
-    return "" if state is None else str(getattr(state, "name", state)).lower()
+    return token.neg_state if isinstance(token, SpnegoResp) else None
 
 
 def spnego_rejects(step: AuthStep) -> bool:
-    return "reject" in _neg_state(step)
+    """RFC 4178 section 4.2.2: negState reject ends the negotiation."""
+    return _neg_state(step) is NegState.REJECT
 
 
 def spnego_continues(step: AuthStep) -> bool:
-    return "incomplete" in _neg_state(step) and step.message is not Message.NTLM_CHALLENGE
+    """accept-incomplete: the server needs another leg (an NTLM CHALLENGE inside
+    SPNEGO is classified as that, not as a generic continue)."""
+    return (
+        _neg_state(step) is NegState.ACCEPT_INCOMPLETE
+        and step.message is not Message.NTLM_CHALLENGE
+    )

@@ -203,9 +203,7 @@ def kerberos_ticket_rejected(ctx: RuleContext) -> Iterator[Finding]:
 def _response_krb_error(located: Located) -> int | None:
     for challenge in located.step.challenges:
         if challenge.message is Message.KRB_ERROR:
-            token = challenge.token
-            inner = getattr(token, "inner", None) or token
-            code = getattr(inner, "error_code", None)
+            code = getattr(challenge.innermost, "error_code", None)
             if isinstance(code, int):
                 return code
     return None

@@ -26,8 +26,7 @@ def _authenticate(located: Located) -> NtlmAuthenticate | None:
     credentials = located.step.credentials
     if credentials is None or credentials.message is not Message.NTLM_AUTHENTICATE:
         return None
-    token = credentials.token
-    inner = getattr(token, "inner", None) or token
+    inner = credentials.innermost
     return inner if isinstance(inner, NtlmAuthenticate) else None
 
 
