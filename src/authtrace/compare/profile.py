@@ -426,9 +426,7 @@ def _scheme_name(scheme: str, proxy: bool) -> str:
 def _ntlm_message(credentials: AuthStep) -> object | None:
     if credentials.message is not Message.NTLM_AUTHENTICATE:
         return None
-    token = credentials.token
-    inner = getattr(token, "inner", None)
-    return inner if inner is not None else token
+    return credentials.innermost
 
 
 def _add_version(builder: _Builder, version: str, frame: int) -> None:
