@@ -93,8 +93,8 @@ def analyze_command(
     if iis_logs:
         errors: list[str] = []
         entries = [e for path in iis_logs for e in read_log_entries(path, [], errors)]
-        for error in errors:
-            click.echo(f"authtrace: {error}", err=True)
+        for problem in errors:
+            click.echo(f"authtrace: {problem}", err=True)
         join = join_log(report, entries)
     if as_json:
         data = report_to_dict(report, show_secrets)
