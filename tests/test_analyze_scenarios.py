@@ -87,3 +87,24 @@ def test_fallback_names_its_cause(reports: dict[str, dict]) -> None:
             f for f in reports[name]["findings"] if f["rule"] == "kerberos-fallback-to-ntlm"
         ]
         assert words in finding["explanation"], name
+
+
+def test_logon_failure_on_one_machine_names_the_loopback_check(tmp_path: Path) -> None:
+    from scapy.layers.inet import IP
+    from scapy.utils import rdpcap, wrpcap
+
+    packets = rdpcap(str(SCENARIOS / "ntlm-logon-failed.pcap"))
+    for packet in packets:
+        packet[IP].src = packet[IP].dst = "192.0.2.10"
+        del packet[IP].chksum
+    same_host = tmp_path / "same-host.pcap"
+    wrpcap(str(same_host), packets)
+    (finding,) = [f for f in analyze([same_host]).findings if f.rule == "ntlm-logon-failed"]
+    assert "loopback check" in finding.explanation
+    assert "BackConnectionHostNames" in finding.fix
+    (elsewhere,) = [
+        f
+        for f in analyze([SCENARIOS / "ntlm-logon-failed.pcap"]).findings
+        if f.rule == "ntlm-logon-failed"
+    ]
+    assert "loopback" not in elsewhere.explanation

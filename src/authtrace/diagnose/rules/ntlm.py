@@ -63,6 +63,12 @@ def ntlm_logon_failed(ctx: RuleContext) -> Iterator[Finding]:
             and message.ntlmv2 is not None
             and not message.ntlmv2.channel_bindings_present
         )
+        connection = located.timeline.connection
+        # The loopback check (KB 896861): Windows refuses NTLM logons from the
+        # server to itself under a name other than its own.
+        loopback = connection.client.ip == connection.server.ip or (
+            message is not None and message.local_call
+        )
         yield make_finding(
             "ntlm-logon-failed",
             Severity.ERROR,
@@ -80,8 +86,19 @@ def ntlm_logon_failed(ctx: RuleContext) -> Iterator[Finding]:
                 "alone causes this 401 (channel-binding-missing)."
                 if unbound
                 else ""
+            )
+            + (
+                " Client and server are the same machine: Windows' loopback check refuses "
+                "NTLM to itself under a host name that is not its own."
+                if loopback
+                else ""
             ),
-            "Check the account on the domain controller (Security log event 4625/4776 names the "
+            (
+                "Add the host name to BackConnectionHostNames (or test from another machine). "
+                if loopback
+                else ""
+            )
+            + "Check the account on the domain controller (Security log event 4625/4776 names the "
             "exact reason), the password saved in the client (Credential Manager), and the "
             "'Access this computer from the network' right on the server.",
             [located],
