@@ -248,9 +248,9 @@ def analyze(sources: Iterable[Source], progress: Progress | None = None) -> Repo
     connections, result = read_connections(sources, progress)
     timelines = [build_timeline(connection) for connection in connections]
     times = [t for info in result.captures for t in (info.first_time, info.last_time) if t]
-    view = link(timelines, min(times, default=0.0), max(times, default=0.0))
     kdc = result.kdc
     exchanges = kdc.exchanges if kdc is not None else ()
+    view = link(timelines, min(times, default=0.0), max(times, default=0.0), exchanges)
     connects = kdc.unanswered_connects if kdc is not None else ()
     findings, problems = diagnose(RuleContext(view, exchanges, connects))
     return Report(

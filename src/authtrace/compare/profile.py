@@ -370,7 +370,7 @@ def _kdc_answers(
     answers: list[str] = []
     frames: list[int] = []
     for exchange in report.kdc:
-        if not _same_service(exchange.service, spn):
+        if not exchange.serves(spn):
             continue
         answer = kdc_answer_label(exchange)
         if answer not in answers:
@@ -391,12 +391,6 @@ def kdc_answer_label(exchange: KdcExchange) -> str:
         return KdcAnswer.UNANSWERED
     name = exchange.error_name or "KRB-ERROR"
     return f"{name} ({exchange.error_code})" if exchange.error_code is not None else name
-
-
-def _same_service(service: str | None, spn: str) -> bool:
-    if not service:
-        return False
-    return service.split("@", 1)[0].lower() == spn.lower()
 
 
 def mechanism_label(credentials: AuthStep, proxy: bool = False) -> str | None:

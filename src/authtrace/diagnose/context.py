@@ -151,13 +151,6 @@ def spn_of(step: AuthExchange) -> str | None:
     return "/".join(ticket.sname.components)
 
 
-def same_service(spn: str | None, wanted: str) -> bool:
-    """Whether a principal ("HTTP/web01.contoso.com@REALM") names the wanted SPN."""
-    if not spn:
-        return False
-    return spn.split("@", 1)[0].lower() == wanted.lower()
-
-
 def request_frame(step: AuthExchange) -> int | str:
     """Frame showing the request head, or '?' when the request is not in the capture."""
     request = step.exchange.request

@@ -11,13 +11,14 @@ from __future__ import annotations
 
 import dataclasses
 from collections import defaultdict
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from authtrace.auth.kinds import Message
 from authtrace.handshake.machine import SPLIT_TRIPLE
 from authtrace.handshake.model import NORMAL_LEGS, AuthExchange, Leg, Outcome, Realm, Sent
 from authtrace.handshake.timeline import ConnectionTimeline
 from authtrace.http.messages import HttpConnection
+from authtrace.kerberos.kdc import KdcExchange
 
 # How long after an anonymous 401 a client may take to come back with credentials,
 # and how far apart the legs of one split NTLM handshake may be.
@@ -57,9 +58,14 @@ class HandshakeView:
     capture_start: float
     capture_end: float
     by_id: dict[int, ConnectionTimeline]
+    kdc_links: dict[StepRef, tuple[KdcExchange, ...]] = field(default_factory=dict)
 
     def step(self, ref: StepRef) -> AuthExchange:
         return self.by_id[ref.connection].steps[ref.position]
+
+    def kdc_for(self, ref: StepRef) -> tuple[KdcExchange, ...]:
+        """The KDC exchanges for HTTP/<host> that served this step's client."""
+        return self.kdc_links.get(ref, ())
 
 
 def host_of(step: AuthExchange, connection: HttpConnection) -> str:
@@ -82,9 +88,13 @@ def request_time(step: AuthExchange) -> float:
 
 
 def link(
-    timelines: list[ConnectionTimeline], capture_start: float, capture_end: float
+    timelines: list[ConnectionTimeline],
+    capture_start: float,
+    capture_end: float,
+    kdc: tuple[KdcExchange, ...] = (),
 ) -> HandshakeView:
-    """Find split handshakes and proxy relays, then give every 401/407 its outcome."""
+    """Find split handshakes, proxy relays and the KDC exchanges behind each
+    Negotiate step, then give every 401/407 its outcome."""
     relayed = _find_relays(timelines)
     splits = _find_splits(timelines, relayed)
     split_targets = {split.authenticate for split in splits}
@@ -97,7 +107,48 @@ def link(
         capture_start,
         capture_end,
         {timeline.connection.id: timeline for timeline in resolved},
+        _link_kdc(resolved, kdc),
     )
+
+
+# How long before a Negotiate request its ticket may have been asked for (tickets
+# are cached for hours, but a capture shows the request only if it was fresh).
+KDC_WINDOW = 600.0
+_NEGOTIATE_SCHEMES = frozenset({"negotiate", "kerberos"})
+
+
+def _link_kdc(
+    timelines: list[ConnectionTimeline], kdc: tuple[KdcExchange, ...]
+) -> dict[StepRef, tuple[KdcExchange, ...]]:
+    """For each request with Negotiate/Kerberos credentials, the KDC exchanges for
+    the service principal HTTP/<host> in the window before it: from the same
+    client address when there are any, else from any address (a multi-homed or
+    loopback client asks the KDC from another address than it uses for HTTP)."""
+    by_service: dict[str, list[KdcExchange]] = defaultdict(list)
+    for exchange in kdc:
+        if exchange.spn and exchange.request_time is not None:
+            by_service[exchange.spn].append(exchange)
+    links: dict[StepRef, tuple[KdcExchange, ...]] = {}
+    if not by_service:
+        return links
+    for timeline in timelines:
+        for position, step in enumerate(timeline.steps):
+            credentials = step.credentials
+            if credentials is None or credentials.scheme.lower() not in _NEGOTIATE_SCHEMES:
+                continue
+            name = host_of(step, timeline.connection)
+            if name.count(":") == 1:
+                name = name.rsplit(":", 1)[0]
+            when = request_time(step)
+            candidates = [
+                k
+                for k in by_service.get(f"http/{name}", ())
+                if k.request_time is not None and -5.0 <= when - k.request_time <= KDC_WINDOW
+            ]
+            own = [k for k in candidates if k.client.ip == timeline.connection.client.ip]
+            if own or candidates:
+                links[StepRef(timeline.connection.id, position)] = tuple(own or candidates)
+    return links
 
 
 def _find_splits(

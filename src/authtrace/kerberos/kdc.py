@@ -104,6 +104,16 @@ class KdcExchange:
     request: KdcRequest | None = None
     reply: KdcReply | KrbError | None = None
 
+    @property
+    def spn(self) -> str | None:
+        """The requested service principal without its realm, lower-cased: the
+        form to compare ("http/web01.contoso.com")."""
+        return self.service.split("@", 1)[0].lower() if self.service else None
+
+    def serves(self, spn: str) -> bool:
+        """Whether this exchange asked for that service principal (case-insensitive)."""
+        return self.spn is not None and self.spn == spn.split("@", 1)[0].lower()
+
     def to_dict(self, show_secrets: bool = False) -> dict[str, Any]:
         out = dataclass_to_dict(self, show_secrets)
         out["client"] = str(self.client)

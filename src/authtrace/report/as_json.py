@@ -11,9 +11,11 @@ from authtrace.anomalies import Anomaly
 from authtrace.auth.render import describe_step, step_to_dict
 from authtrace.auth.steps import AuthStep
 from authtrace.diagnose.finding import Finding
+from authtrace.handshake.links import HandshakeView, StepRef
 from authtrace.handshake.model import AuthExchange
 from authtrace.handshake.timeline import ConnectionTimeline
 from authtrace.http.messages import HttpConnection, HttpRequest, HttpResponse
+from authtrace.kerberos.kdc import KdcExchange
 from authtrace.report.model import Report
 from authtrace.report.summary import summarize
 
@@ -62,6 +64,17 @@ def connection_to_dict(connection: HttpConnection) -> dict[str, Any]:
     }
 
 
+def kdc_link_to_dict(exchange: KdcExchange) -> dict[str, Any]:
+    """A KDC exchange as cited from an HTTP step (the full record is under `kdc`)."""
+    return {
+        "service": exchange.service,
+        "request_frame": exchange.request_frame,
+        "reply_frame": exchange.reply_frame,
+        "result": exchange.result.value,
+        "error": exchange.error_name,
+    }
+
+
 def request_to_dict(request: HttpRequest | None) -> dict[str, Any] | None:
     """A request as both JSON schemas show it; frame: the frame completing its head
     (where Wireshark shows it), first_frame: the one carrying its first byte."""
@@ -95,18 +108,22 @@ def _step_dict(step: AuthStep, realm: str, show_secrets: bool) -> dict[str, Any]
     return data
 
 
-def exchanges_to_dicts(timeline: ConnectionTimeline, show_secrets: bool) -> list[dict[str, Any]]:
-    """One entry per HTTP exchange; its auth steps and the judgement per realm."""
-    by_index: dict[int, list[AuthExchange]] = {}
-    for step in timeline.steps:
-        by_index.setdefault(step.exchange.index, []).append(step)
+def exchanges_to_dicts(
+    timeline: ConnectionTimeline, show_secrets: bool, view: HandshakeView | None = None
+) -> list[dict[str, Any]]:
+    """One entry per HTTP exchange; its auth steps and the judgement per realm,
+    with the KDC exchanges behind a Negotiate step when `view` links them."""
+    by_index: dict[int, list[tuple[int, AuthExchange]]] = {}
+    for position, step in enumerate(timeline.steps):
+        by_index.setdefault(step.exchange.index, []).append((position, step))
     out = []
     for exchange in timeline.connection.exchanges:
         request, response = exchange.request, exchange.response
         steps = by_index.get(exchange.index, [])
         auth: list[dict[str, Any]] = []
         judgements = []
-        for step in steps:
+        for position, step in steps:
+            kdc = view.kdc_for(StepRef(timeline.connection.id, position)) if view else ()
             if step.credentials is not None:
                 auth.append(_step_dict(step.credentials, step.realm.value, show_secrets))
             auth.extend(_step_dict(c, step.realm.value, show_secrets) for c in step.challenges)
@@ -119,6 +136,7 @@ def exchanges_to_dicts(timeline: ConnectionTimeline, show_secrets: bool) -> list
                     "iis": str(step.iis) if step.iis else None,
                     "iis_certain": step.iis.certain if step.iis else None,
                     "iis_from_body": step.iis_from_body,
+                    "kdc": [kdc_link_to_dict(k) for k in kdc],
                 }
             )
         out.append(
@@ -173,7 +191,9 @@ def report_to_dict(report: Report, show_secrets: bool = False) -> dict[str, Any]
         "findings": [finding_to_dict(f) for f in report.findings],
         "connections": [connection_to_dict(t.connection) for t in report.view.timelines],
         "exchanges": [
-            e for t in report.view.timelines for e in exchanges_to_dicts(t, show_secrets)
+            e
+            for t in report.view.timelines
+            for e in exchanges_to_dicts(t, show_secrets, report.view)
         ],
         "kdc": [k.to_dict(show_secrets) for k in report.kdc],
         "anomalies": [anomaly_to_dict(a) for a in report.anomalies],

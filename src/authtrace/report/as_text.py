@@ -8,8 +8,10 @@ import textwrap
 
 from authtrace.auth.render import describe_step
 from authtrace.diagnose.finding import Finding
+from authtrace.handshake.links import HandshakeView, StepRef
 from authtrace.handshake.model import AuthExchange, Leg, Outcome
 from authtrace.handshake.timeline import ConnectionTimeline
+from authtrace.kerberos.kdc import KdcExchange
 from authtrace.report.model import Report
 from authtrace.report.summary import summarize
 
@@ -77,7 +79,7 @@ def render_report(report: Report, show_ladders: bool = True, after_findings: str
     if show_ladders:
         for timeline in report.view.timelines:
             if any(s.credentials or s.challenges for s in timeline.steps):
-                lines.extend(render_ladder(timeline))
+                lines.extend(render_ladder(timeline, report.view))
                 lines.append("")
     return "\n".join(lines).rstrip() + "\n"
 
@@ -151,7 +153,7 @@ def render_finding(finding: Finding, number: int) -> list[str]:
     return lines
 
 
-def render_ladder(timeline: ConnectionTimeline) -> list[str]:
+def render_ladder(timeline: ConnectionTimeline, view: HandshakeView | None = None) -> list[str]:
     connection = timeline.connection
     closing = connection.close_reason.replace("_", " ")
     lines = [
@@ -159,9 +161,21 @@ def render_ladder(timeline: ConnectionTimeline) -> list[str]:
         f"(frames {connection.first_frame}-{connection.last_frame}, "
         f"{'SYN seen' if connection.syn_seen else 'started before the capture'}, {closing})"
     ]
-    for step in timeline.steps:
+    for position, step in enumerate(timeline.steps):
         lines.append("  " + ladder_line(step))
+        kdc = view.kdc_for(StepRef(connection.id, position)) if view is not None else ()
+        if kdc:
+            lines.append("          " + kdc_note(kdc))
     return lines
+
+
+def kdc_note(kdc: tuple[KdcExchange, ...]) -> str:
+    """'ticket for HTTP/web01 from the KDC: #1 -> #2 ticket' (the last few exchanges)."""
+    parts = []
+    for exchange in kdc[-3:]:
+        answer = exchange.error_name or exchange.result.value
+        parts.append(f"#{exchange.request_frame} -> #{exchange.reply_frame or '?'} {answer}")
+    return f"KDC, {kdc[-1].service}: " + "; ".join(parts)
 
 
 def ladder_line(step: AuthExchange) -> str:

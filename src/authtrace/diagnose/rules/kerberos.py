@@ -15,7 +15,6 @@ from authtrace.diagnose.context import (
     is_ip_literal,
     make_finding,
     request_frame,
-    same_service,
     spn_of,
 )
 from authtrace.diagnose.finding import Finding, Severity
@@ -60,11 +59,7 @@ def kerberos_fallback_to_ntlm(ctx: RuleContext) -> Iterator[Finding]:
         name, port = _bare_host(host)
         spn = f"HTTP/{name}"
         kdc = ctx.kdc_from(client, first.time)
-        for_spn = [k for k in kdc if same_service(k.service, spn)]
-        if not for_spn:
-            # A multi-homed client (or loopback) may talk to the KDC from another
-            # address; a request for this very SPN at that time is the same story.
-            for_spn = [k for k in ctx.kdc_from(None, first.time) if same_service(k.service, spn)]
+        for_spn = list(ctx.view.kdc_for(first.ref))
         unknown = [k for k in for_spn if k.error_code == _S_PRINCIPAL_UNKNOWN]
         other_errors = [k for k in for_spn if k.result is KdcResult.ERROR and k not in unknown]
         unanswered = [k for k in kdc if k.result is KdcResult.UNANSWERED]
@@ -164,11 +159,7 @@ def kerberos_ticket_rejected(ctx: RuleContext) -> Iterator[Finding]:
         if code == _SKEW:
             continue  # kerberos-clock-skew
         spn = spn_of(step) or "the service"
-        issued = [
-            k
-            for k in ctx.kdc_from(located.client_ip, located.time)
-            if same_service(k.service, spn) and k.result is KdcResult.TICKET
-        ]
+        issued = [k for k in ctx.view.kdc_for(located.ref) if k.result is KdcResult.TICKET]
         fields = [("spn", spn)]
         detail = ""
         if code is not None:
