@@ -4,11 +4,13 @@ and they stop other rules from blaming what the capture simply missed."""
 
 from __future__ import annotations
 
+from collections import defaultdict
 from collections.abc import Iterator
 
 from authtrace.diagnose.context import Located, RuleContext, make_finding
 from authtrace.diagnose.finding import Finding, Severity
 from authtrace.handshake.model import Leg, Outcome
+from authtrace.handshake.timeline import ConnectionTimeline
 
 # Legs that continue a handshake begun earlier on the same connection.
 _MIDWAY_LEGS = frozenset(
@@ -17,54 +19,69 @@ _MIDWAY_LEGS = frozenset(
 
 
 def capture_incomplete(ctx: RuleContext) -> Iterator[Finding]:
+    """One note per host, listing what each of its connections is missing."""
+    by_host: dict[str, list[tuple[int, list[str], list[Located], list[int]]]] = defaultdict(list)
     for timeline in ctx.view.timelines:
-        connection = timeline.connection
-        auth_steps = [
-            (position, step)
-            for position, step in enumerate(timeline.steps)
-            if step.credentials is not None or step.challenges
-        ]
-        if not auth_steps:
-            continue
-
-        located = [Located(timeline, p, s) for p, s in auth_steps]
-        problems: list[str] = []
-        incomplete = [loc for loc in located if loc.step.outcome is Outcome.INCOMPLETE]
-        if incomplete:
-            problems.append(
-                f"{len(incomplete)} authentication leg(s) cannot be judged (the capture holds "
-                "only part of the handshake)"
-            )
-        split = {sp.authenticate for sp in ctx.view.splits}
-        first = located[0]
-        if not connection.syn_seen and (
-            first.step.exchange.request is None
-            or (
-                first.step.leg in _MIDWAY_LEGS
-                and first.ref not in split
-                and first.step.outcome is not Outcome.FAILURE
-            )
-        ):
-            problems.append("the connection began before the capture, in the middle of a handshake")
-        if connection.gaps:
-            lost = sum(gap.length for gap in connection.gaps)
-            problems.append(f"{lost} bytes were not captured ({len(connection.gaps)} gap(s))")
-        unanswered = [loc for loc in located if loc.step.exchange.response is None]
-        if unanswered and connection.close_reason == "end_of_capture":
-            problems.append("the capture ends before the server's answer")
-        if not problems:
-            continue
+        found = _missing(ctx, timeline)
+        if found is not None:
+            problems, located, frames = found
+            by_host[located[0].host].append((timeline.connection.id, problems, located, frames))
+    for host, items in by_host.items():
+        described = "; ".join(
+            f"connection {connection}: " + ", ".join(problems)
+            for connection, problems, _located, _frames in items[:5]
+        )
+        more = f"; and {len(items) - 5} more connection(s)" if len(items) > 5 else ""
         yield make_finding(
             "capture-incomplete",
             Severity.INFO,
             "Part of a handshake is missing from the capture",
-            f"Connection {connection.id}: " + "; ".join(problems) + ". authtrace does not judge "
-            "what it cannot see; capture from before the first request to after the last answer, "
-            "with a full snap length, on the client side if possible.",
+            f"{described}{more}. authtrace does not judge what it cannot see; capture from "
+            "before the first request to after the last answer, with a full snap length, on "
+            "the client side if possible.",
             "Capture again: start before reproducing, stop after the failure, no snaplen limit.",
-            (incomplete or located)[:3],
-            extra_frames=[gap.frame for gap in connection.gaps[:5]],
+            [loc for _c, _p, located, _f in items[:5] for loc in located[:2]],
+            extra_frames=[f for _c, _p, _l, frames in items[:5] for f in frames],
+            host=host,
         )
+
+
+def _missing(
+    ctx: RuleContext, timeline: ConnectionTimeline
+) -> tuple[list[str], list[Located], list[int]] | None:
+    """What the capture lacks for this connection's authentication, if anything."""
+    connection = timeline.connection
+    located = [
+        Located(timeline, position, step)
+        for position, step in enumerate(timeline.steps)
+        if step.credentials is not None or step.challenges
+    ]
+    if not located:
+        return None
+    problems: list[str] = []
+    incomplete = [loc for loc in located if loc.step.outcome is Outcome.INCOMPLETE]
+    if incomplete:
+        problems.append(f"{len(incomplete)} authentication leg(s) cannot be judged")
+    split = {sp.authenticate for sp in ctx.view.splits}
+    first = located[0]
+    if not connection.syn_seen and (
+        first.step.exchange.request is None
+        or (
+            first.step.leg in _MIDWAY_LEGS
+            and first.ref not in split
+            and first.step.outcome is not Outcome.FAILURE
+        )
+    ):
+        problems.append("it began before the capture, in the middle of a handshake")
+    if connection.gaps:
+        lost = sum(gap.length for gap in connection.gaps)
+        problems.append(f"{lost} bytes were not captured ({len(connection.gaps)} gap(s))")
+    unanswered = [loc for loc in located if loc.step.exchange.response is None]
+    if unanswered and connection.close_reason == "end_of_capture":
+        problems.append("the capture ends before the server's answer")
+    if not problems:
+        return None
+    return problems, (incomplete or located)[:3], [gap.frame for gap in connection.gaps[:5]]
 
 
 RULES = (capture_incomplete,)

@@ -137,30 +137,40 @@ def repeated_logon_failures(ctx: RuleContext) -> Iterator[Finding]:
 
 
 def ntlmv1_response(ctx: RuleContext) -> Iterator[Finding]:
+    """One finding per host and user: the client's LM compatibility level is one setting."""
+    groups: dict[tuple[str, str], list[Located]] = defaultdict(list)
     for located in ctx.steps():
         message = _authenticate(located)
         if message is None or ctx.relayed(located):
             continue
         if message.response_kind is not NtlmResponseKind.NTLMV1 or message.anonymous:
             continue
-        user = user_of(located.step) or "?"
+        groups[(located.host, user_of(located.step) or "?")].append(located)
+    for (_host, user), legs in groups.items():
+        first = legs[0]
+        message = _authenticate(first)
+        assert message is not None
+        refused = [leg for leg in legs if leg.step.leg is Leg.NTLM_REJECTED]
         yield make_finding(
             "ntlmv1-response",
             Severity.WARNING,
-            f"NTLMv1 response from {user}",
-            f"The AUTHENTICATE at frame {request_frame(located.step)} carries a 24-byte NTLMv1 "
-            "response"
+            f"NTLMv1 response from {user}" + (f" ({len(legs)} times)" if len(legs) > 1 else ""),
+            (
+                f"{len(legs)} AUTHENTICATE messages (the first at frame "
+                f"{request_frame(first.step)}) carry 24-byte NTLMv1 responses"
+                if len(legs) > 1
+                else f"The AUTHENTICATE at frame {request_frame(first.step)} carries a 24-byte "
+                "NTLMv1 response"
+            )
             + (" (with extended session security)" if message.extended_session_security else "")
             + ". NTLMv1 is easily cracked, and servers or domains that require NTLMv2 refuse it"
-            + (
-                " — here the server answered 401." if located.step.leg is Leg.NTLM_REJECTED else "."
-            ),
+            + (f" — here the server answered 401 {len(refused)} time(s)." if refused else "."),
             "Set 'Network security: LAN Manager authentication level' to 'Send NTLMv2 response "
             "only. Refuse LM & NTLM' on clients (LmCompatibilityLevel 5), and update clients "
             "that cannot do NTLMv2.",
-            [located],
-            fields=[("user", user), ("response", "NTLMv1")],
-            iis=located.step.iis,
+            legs[:5],
+            fields=[("user", user), ("response", "NTLMv1"), ("count", str(len(legs)))],
+            iis=(refused[0] if refused else first).step.iis,
         )
 
 
