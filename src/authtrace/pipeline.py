@@ -22,6 +22,7 @@ from authtrace.handshake.timeline import build_timeline
 from authtrace.http.exchanges import HttpConnectionTracker
 from authtrace.http.messages import Exchange, GapMark, HttpConnection
 from authtrace.kerberos.kdc import KERBEROS_PORT, KdcSummary, KdcTracker, looks_like_kerberos
+from authtrace.lane import FastLane
 from authtrace.net.decoder import PacketDecoder
 from authtrace.net.packets import RST, SYN, TcpSegment
 from authtrace.readers.base import CaptureError
@@ -69,11 +70,14 @@ class Pipeline:
     concatenating merge) and yields each TCP connection that carried HTTP when it
     closes, in order of connection id."""
 
-    def __init__(self, progress: Progress | None = None) -> None:
+    def __init__(self, progress: Progress | None = None, fast_lane: bool = True) -> None:
+        """fast_lane: let lane.py take the frames whose only effect is counting
+        (the results are the same either way; the tests compare them)."""
         self.result = StreamResult()
         self._progress = progress
         self._decoder = PacketDecoder()
         self._tcp = TcpReassembler()
+        self._lane = FastLane(self._tcp) if fast_lane else None
         self._kdc = KdcTracker()
         self._live: dict[int, _Live] = {}
         self._done: dict[int, HttpConnection | None] = {}
@@ -102,18 +106,22 @@ class Pipeline:
         self.result.anomalies.extend(self.result.kdc.anomalies)
 
     def _read(self, source: Source) -> Iterator[HttpConnection]:
-        capture = open_capture(source)  # CaptureError propagates: nothing read yet
+        lane = self._lane
+        # CaptureError propagates: nothing read yet.
+        capture = open_capture(source, lane.claim_for if lane is not None else None)
         name = source if isinstance(source, str) else getattr(source, "name", "<stream>")
         first: float | None = None
         last: float | None = None
         count = 0
         decode = self._decoder.decode
-        feed = self._tcp.feed
+        tcp = self._tcp
+        feed = tcp.feed
         on_event = self._on_event
         kdc = self._kdc
         live_connections = self._live
         done = self._done
         progress = self._progress
+        next_progress = PROGRESS_EVERY
         try:
             for frame in capture:
                 count += 1
@@ -139,6 +147,12 @@ class Pipeline:
                                     live.exchanges.extend(exchanges)
                                 continue
                         on_event(event)
+                    if lane is not None:
+                        # Once the connection's nature is known, its counting-only
+                        # frames may skip all of this (lane.py).
+                        live = live_connections.get(tcp.last_connection)  # type: ignore[arg-type]
+                        if live is not None and live.http is not None:
+                            lane.offer(packet, live.opened.connection, live.http)
                     if done:
                         yield from self._drain()
                 elif (
@@ -147,9 +161,15 @@ class Pipeline:
                     or (looks_like_kerberos(packet.payload))
                 ):
                     kdc.receive_udp(packet)
-                if progress is not None and count % PROGRESS_EVERY == 0:
-                    progress(self._frames + count)
+                # Frame numbers count the frames the lane took too.
+                if progress is not None and frame.number >= next_progress:
+                    progress(self._frames + frame.number)
+                    next_progress = frame.number + PROGRESS_EVERY
         finally:
+            tally = capture.tally
+            if tally is not None:
+                # The reader also counted the frames the lane took.
+                count, first, last = tally.records, tally.first_timestamp, tally.last_timestamp
             self._frames += count
             self.result.anomalies.extend(capture.anomalies)
             self.result.captures.append(CaptureInfo(str(name), capture.format, count, first, last))
@@ -163,6 +183,8 @@ class Pipeline:
             return
         if isinstance(event, ConnectionClosed):
             del self._live[event.connection]
+            if self._lane is not None:
+                self._lane.remove(event.connection)
             self._done[event.connection] = self._close(live, event)
             return
         if isinstance(event, StreamData):

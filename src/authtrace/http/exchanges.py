@@ -112,6 +112,16 @@ class HttpConnectionTracker:
             return None
         return self.detection is Detection.HTTP
 
+    def parser_for(self, direction: Direction) -> HttpParser | None:
+        """The parser that reads `direction` once the connection is known to be
+        HTTP (None before, or when it is not). For the pipeline's fast lane
+        (authtrace/lane.py): data on a connection known to be HTTP goes to
+        exactly this parser's `feed` and nowhere else (see `feed`)."""
+        if self.detection is not Detection.HTTP or self._closed:
+            return None
+        is_request = (direction is Direction.TO_SERVER) != self.swapped
+        return self._requests if is_request else self._responses
+
     # -- entry points -----------------------------------------------------------------
 
     def feed(self, event: StreamEvent) -> list[Exchange]:

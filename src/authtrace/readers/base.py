@@ -6,6 +6,7 @@ file(s), as Wireshark numbers them, so any evidence can be found there.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 
@@ -32,3 +33,23 @@ class Frame:
     link_type: int
     data: bytes
     original_length: int
+
+
+# A consumer that may take a record before a Frame is built for it (the
+# pipeline's fast lane, authtrace/lane.py): called with the reader's buffer, the
+# start and end of the record's captured bytes in it, the record's frame number
+# and timestamp; returns True when it took the record (no Frame is yielded for
+# it, but it is numbered and counted like any other).
+Claim = Callable[[bytes, int, int, int, float], bool]
+# Given a file's (or interface's) link type, the claim to use for its records, or None.
+ClaimFor = Callable[[int], Claim | None]
+
+
+@dataclass(slots=True)
+class Tally:
+    """What a reader that honours claims reports when reading stops: how many
+    records it read (claimed or not) and the first and last timestamps."""
+
+    records: int = 0
+    first_timestamp: float | None = None
+    last_timestamp: float | None = None

@@ -18,7 +18,7 @@ from typing import BinaryIO
 
 from authtrace.anomalies import Anomaly
 from authtrace.readers import netmon, pcap, pcapng
-from authtrace.readers.base import CaptureError, Frame
+from authtrace.readers.base import CaptureError, ClaimFor, Frame, Tally
 from authtrace.readers.source import (
     CHUNK,
     GZIP_MAGIC,
@@ -36,11 +36,15 @@ class Capture:
     format: "pcap", "pcap-ns", "pcap-modified", "pcapng", "netmon1", "netmon2",
         with "+gzip" when the file was gzip-compressed.
     anomalies: damage met while reading (capture-truncated, capture-corrupt).
+    tally: for a reader that honours claims (pcap), the count and first/last
+        timestamps of every record read, claimed or not, once iteration ended;
+        None for the other readers (every record of theirs is a yielded Frame).
     """
 
     def __init__(self, format: str, frames: Iterator[Frame], source: Input) -> None:
         self.format = format
         self.anomalies: list[Anomaly] = []
+        self.tally: Tally | None = None
         self._frames = frames
         self._source = source
 
@@ -68,11 +72,15 @@ def _describe(source: str | os.PathLike[str] | BinaryIO) -> str:
     return str(getattr(source, "name", "stream"))
 
 
-def open_capture(source: str | os.PathLike[str] | BinaryIO) -> Capture:
+def open_capture(
+    source: str | os.PathLike[str] | BinaryIO, claim_for: ClaimFor | None = None
+) -> Capture:
     """Open a pcap, pcapng or Network Monitor capture (optionally gzip-compressed).
 
     `source` is a path, "-" for standard input (read as a stream), or an open
     binary file. Raises CaptureError when nothing can be read from it.
+    `claim_for` (readers/base.py) lets a consumer take records before a Frame
+    is built; only the pcap reader offers it (then `Capture.tally` counts them).
     """
     label = _describe(source)
     try:
@@ -81,7 +89,7 @@ def open_capture(source: str | os.PathLike[str] | BinaryIO) -> Capture:
         raise CaptureError(f"{label}: cannot open: {exc.strerror or exc}") from None
     closing: list[BinaryIO] = [stream] if owned else []
     try:
-        return _open(stream, seekable, closing, label)
+        return _open(stream, seekable, closing, label, claim_for)
     except CaptureError:
         Input(stream, closing).close()
         raise
@@ -90,7 +98,13 @@ def open_capture(source: str | os.PathLike[str] | BinaryIO) -> Capture:
         raise CaptureError(f"{label}: cannot read: {exc}") from None
 
 
-def _open(stream: BinaryIO, seekable: bool, closing: list[BinaryIO], label: str) -> Capture:
+def _open(
+    stream: BinaryIO,
+    seekable: bool,
+    closing: list[BinaryIO],
+    label: str,
+    claim_for: ClaimFor | None = None,
+) -> Capture:
     head = read_up_to(stream, CHUNK)
     suffix = ""
     if head[:2] == GZIP_MAGIC:
@@ -119,7 +133,10 @@ def _open(stream: BinaryIO, seekable: bool, closing: list[BinaryIO], label: str)
             raise CaptureError(f"{label}: {exc}") from None
         name = "pcap-modified" if record_size != 16 else "pcap-ns" if scale < 1e-6 else "pcap"
         capture = Capture(name + suffix, iter(()), source)
-        capture._frames = pcap.frames(source, head, capture.anomalies, label)
+        capture.tally = Tally()
+        capture._frames = pcap.frames(
+            source, head, capture.anomalies, label, claim_for, capture.tally
+        )
         return capture
     if magic == pcapng.SHB_TYPE:
         if len(head) < 12 or head[8:12] not in (b"\x4d\x3c\x2b\x1a", b"\x1a\x2b\x3c\x4d"):

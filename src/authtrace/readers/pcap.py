@@ -16,7 +16,7 @@ import struct
 from collections.abc import Iterator
 
 from authtrace.anomalies import Anomaly
-from authtrace.readers.base import Frame
+from authtrace.readers.base import ClaimFor, Frame, Tally
 from authtrace.readers.fast import FRAME_SETTERS, new_frame
 from authtrace.readers.source import CHUNK, Input
 
@@ -55,11 +55,26 @@ def parse_header(head: bytes) -> tuple[str, float, int, int]:
     return order, scale, record_size, fields[6] & _LINKTYPE_MASK
 
 
-def frames(source: Input, buffer: bytes, anomalies: list[Anomaly], label: str) -> Iterator[Frame]:
-    """Frames from the records that start at buffer[HEADER:], reading on from `source`."""
+def frames(
+    source: Input,
+    buffer: bytes,
+    anomalies: list[Anomaly],
+    label: str,
+    claim_for: ClaimFor | None = None,
+    tally: Tally | None = None,
+) -> Iterator[Frame]:
+    """Frames from the records that start at buffer[HEADER:], reading on from `source`.
+
+    `claim_for` (see readers/base.py) may give, for the file's link type, a
+    claim that takes a record before a Frame is built;
+    `tally` receives the count and first/last timestamps of every record read,
+    claimed or not, when reading stops.
+    """
     number = 0
+    first = last = None
     try:
         order, scale, record_size, link_type = parse_header(buffer)
+        claim = claim_for(link_type) if claim_for is not None else None
         unpack = _RECORD[order].unpack_from
         # Inlined Frame construction (see readers/fast.py): the hot path.
         set_number, set_timestamp, set_link_type, set_data, set_original = FRAME_SETTERS
@@ -97,9 +112,15 @@ def frames(source: Input, buffer: bytes, anomalies: list[Anomaly], label: str) -
                 size = len(buf)
                 continue
             number += 1
+            last = seconds + fraction * scale
+            if first is None:
+                first = last
+            if claim is not None and claim(buf, pos + record_size, end, number, last):
+                pos = end
+                continue
             frame = new_frame()
             set_number(frame, number)
-            set_timestamp(frame, seconds + fraction * scale)
+            set_timestamp(frame, last)
             set_link_type(frame, link_type)
             set_data(frame, buf[pos + record_size : end])
             set_original(frame, original)
@@ -110,6 +131,9 @@ def frames(source: Input, buffer: bytes, anomalies: list[Anomaly], label: str) -
         anomalies.append(
             Anomaly("capture-corrupt", f"{label}: reading stopped: {exc!r}", number + 1)
         )
+    finally:
+        if tally is not None:
+            tally.records, tally.first_timestamp, tally.last_timestamp = number, first, last
 
 
 def report_end(

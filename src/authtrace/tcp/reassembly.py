@@ -181,6 +181,26 @@ class TcpReassembler:
         events.sort(key=_close_order)
         return events
 
+    def lane_handles(
+        self, src: str, src_port: int, dst: str, dst_port: int
+    ) -> tuple[_Connection, _Half, _Half] | None:
+        """For the pipeline's fast lane (authtrace/lane.py): the live connection
+        of this 4-tuple (as its sender writes it), the half that sender feeds and
+        the other half; None when no connection is live for it.
+
+        The lane may then apply, for a segment whose effect on this module is
+        only bookkeeping (see lane.py for the exact conditions), what `_feed`
+        would do: advance `next_seq` of an in-order segment and update
+        `last_frame`, `last_timestamp` and `packets`. It does not set
+        `last_connection`.
+        """
+        conn = self._live.get((src, src_port, dst, dst_port))
+        if conn is None:
+            return None
+        if (src, src_port, dst, dst_port) == conn.client_key:
+            return conn, conn.to_server, conn.to_client
+        return conn, conn.to_client, conn.to_server
+
     # -- the per-segment path -------------------------------------------------
 
     def _feed(self, seg: TcpSegment, events: list[StreamEvent]) -> None:

@@ -1,0 +1,231 @@
+"""The fast lane (lane.py) changes nothing but speed: a capture read with the
+lane and without it gives the same connections (every field: exchanges,
+messages, gaps, frames, packet counts), the same anomalies and the same
+capture summaries. Checked on every capture we have, on the benchmark's
+generator output, and on hand-built connections that are reordered,
+retransmitted, lost (with and without ACKs proving the loss), cut by the
+snapshot length, or closed early. The lane must also really be used, or
+these comparisons would prove nothing."""
+
+from __future__ import annotations
+
+import struct
+import sys
+from pathlib import Path
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from authtrace import lane as lane_module
+from authtrace.pipeline import Pipeline
+
+REPO = Path(__file__).resolve().parent.parent
+SHARED = REPO.parent / "shared" / "captures"
+_SUFFIXES = {".pcap", ".pcapng", ".cap", ".gz"}
+
+if str(REPO) not in sys.path:
+    sys.path.insert(0, str(REPO))
+
+
+def _run(path: Path, fast_lane: bool) -> tuple[object, ...]:
+    pipeline = Pipeline(fast_lane=fast_lane)
+    connections = list(pipeline.connections([path]))
+    result = pipeline.result
+    return (
+        connections,
+        result.anomalies,
+        result.captures,
+        result.other_connections,
+        result.kdc,
+    )
+
+
+@pytest.fixture
+def claims(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """Counts the frames the lane takes (one list element per claim)."""
+    taken: list[int] = []
+    original = lane_module.FastLane.claim
+
+    def counting(self, buf, start, end, number, ts):  # type: ignore[no-untyped-def]
+        done = original(self, buf, start, end, number, ts)
+        if done:
+            taken.append(number)
+        return done
+
+    monkeypatch.setattr(lane_module.FastLane, "claim", counting)
+    return taken
+
+
+def _captures() -> list[Path]:
+    found = sorted(p for p in (REPO / "captures").rglob("*") if p.suffix in _SUFFIXES)
+    if SHARED.is_dir():
+        found += sorted(p for p in SHARED.rglob("*") if p.suffix in _SUFFIXES)
+    return [p for p in found if p.is_file()]
+
+
+@pytest.mark.parametrize("capture", _captures(), ids=lambda p: p.name[:60])
+def test_same_results_with_and_without_the_lane(capture: Path) -> None:
+    assert _run(capture, True) == _run(capture, False)
+
+
+def test_benchmark_capture_same_results_and_lane_takes_most_frames(
+    tmp_path: Path, claims: list[int]
+) -> None:
+    from benchmarks.make_capture import write_pcap
+
+    path = tmp_path / "bench.pcap"
+    stats = write_pcap(path, seed=3, scale=0.01)
+    with_lane = _run(path, True)
+    assert len(claims) > stats.packets // 2
+    assert with_lane == _run(path, False)
+
+
+# -- hand-built connections ---------------------------------------------------------
+
+CLIENT = (bytes([192, 0, 2, 10]), 50000)
+SERVER = (bytes([198, 51, 100, 20]), 80)
+MSS = 100
+ACK, PSH, SYN, FIN = 0x10, 0x08, 0x02, 0x01
+
+
+def _frame(to_server: bool, seq: int, ack: int, flags: int, payload: bytes, cut: int = 0) -> bytes:
+    """Ethernet II / IPv4 / TCP bytes; `cut` bytes of the payload left out (snaplen)."""
+    (src, sport), (dst, dport) = (CLIENT, SERVER) if to_server else (SERVER, CLIENT)
+    tcp = struct.pack("!HHIIBBHHH", sport, dport, seq & 0xFFFFFFFF, ack, 0x50, flags, 65535, 0, 0)
+    total = 20 + len(tcp) + len(payload)
+    ip = struct.pack("!BBHHHBBH4s4s", 0x45, 0, total, 1, 0, 64, 6, 0, src, dst)
+    eth = b"\x02\x00\x00\x00\x00\x01\x02\x00\x00\x00\x00\x02\x08\x00"
+    data = eth + ip + tcp + payload
+    return data[: len(data) - cut] if cut else data
+
+
+def _pcap(path: Path, frames: list[bytes]) -> None:
+    out = [struct.pack("<IHHiIII", 0xA1B2C3D4, 2, 4, 0, 0, 65535, 1)]
+    for n, data in enumerate(frames):
+        out.append(struct.pack("<IIII", 1_700_000_000 + n, n, len(data), len(data)) + data)
+    path.write_bytes(b"".join(out))
+
+
+def _segments(data: bytes, base: int) -> list[tuple[int, bytes]]:
+    return [(base + i, data[i : i + MSS]) for i in range(0, len(data), MSS)]
+
+
+def _conversation(body_size: int, http: bool = True) -> list[tuple[bool, int, bytes]]:
+    """(to_server, seq, payload) of each data segment of two exchanges."""
+    request = b"GET /a HTTP/1.1\r\nHost: h\r\n\r\n" if http else b"\x16\x03\x01" + b"x" * 150
+    body = bytes(range(256)) * (body_size // 256 + 1)
+    response = (
+        b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n" % body_size + body[:body_size]
+        if http
+        else b"\x16\x03\x03" + b"y" * body_size
+    )
+    out: list[tuple[bool, int, bytes]] = []
+    cseq, sseq = 1001, 5001
+    for _ in range(2):
+        for seq, chunk in _segments(request, cseq):
+            out.append((True, seq, chunk))
+        cseq += len(request)
+        for seq, chunk in _segments(response, sseq):
+            out.append((False, seq, chunk))
+        sseq += len(response)
+    return out
+
+
+def _frames(
+    segments: list[tuple[bool, int, bytes]],
+    drops: set[int] = frozenset(),  # type: ignore[assignment]
+    cuts: set[int] = frozenset(),  # type: ignore[assignment]
+    ack_every: int = 2,
+    fin: bool = True,
+) -> list[bytes]:
+    """The handshake, the data segments (some dropped or cut), ACKs that cover
+    everything sent so far (so a dropped segment is proven lost), and FINs."""
+    frames = [
+        _frame(True, 1000, 0, SYN, b""),
+        _frame(False, 5000, 1001, SYN | ACK, b""),
+        _frame(True, 1001, 5001, ACK, b""),
+    ]
+    sent = {True: 1001, False: 5001}
+    for n, (to_server, seq, chunk) in enumerate(segments):
+        sent[to_server] = max(sent[to_server], seq + len(chunk))
+        if n not in drops:
+            cut = min(len(chunk), 30) if n in cuts else 0
+            frames.append(_frame(to_server, seq, sent[not to_server], ACK | PSH, chunk, cut=cut))
+        if ack_every and n % ack_every == ack_every - 1:
+            frames.append(_frame(not to_server, sent[not to_server], sent[to_server], ACK, b""))
+    if fin:
+        frames.append(_frame(True, sent[True], sent[False], FIN | ACK, b""))
+        frames.append(_frame(False, sent[False], sent[True] + 1, FIN | ACK, b""))
+        frames.append(_frame(True, sent[True] + 1, sent[False] + 1, ACK, b""))
+    return frames
+
+
+def _compare(tmp_path: Path, frames: list[bytes]) -> tuple[object, ...]:
+    path = tmp_path / "built.pcap"
+    _pcap(path, frames)
+    with_lane = _run(path, True)
+    assert with_lane == _run(path, False)
+    return with_lane
+
+
+def test_clean_connection_is_mostly_taken_by_the_lane(tmp_path: Path, claims: list[int]) -> None:
+    connections, *_ = _compare(tmp_path, _frames(_conversation(3000)))
+    assert len(connections) == 1  # type: ignore[arg-type]
+    exchanges = connections[0].exchanges  # type: ignore[index]
+    assert [e.response.body_size for e in exchanges] == [3000, 3000]
+    assert len(claims) > 30
+
+
+def test_not_http_connection_is_taken_by_the_lane(tmp_path: Path, claims: list[int]) -> None:
+    connections, anomalies, captures, other, _ = _compare(
+        tmp_path, _frames(_conversation(3000, http=False))
+    )
+    assert connections == [] and other == 1
+    assert len(claims) > 30
+
+
+def test_loss_proven_by_acks_is_a_gap_with_the_lane(tmp_path: Path, claims: list[int]) -> None:
+    segments = _conversation(3000)
+    dropped = 10  # a mid-body segment of the first response
+    assert not segments[dropped][0]
+    connections, anomalies, *_ = _compare(tmp_path, _frames(segments, drops={dropped}))
+    connection = connections[0]  # type: ignore[index]
+    assert [gap.length for gap in connection.gaps] == [MSS]
+    assert connection.exchanges[0].response.complete is False
+    assert connection.exchanges[1].response.complete is True
+    assert any(a.kind == "tcp-gap" for a in anomalies)  # type: ignore[attr-defined]
+    assert claims
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    body=st.integers(min_value=1, max_value=2500),
+    http=st.booleans(),
+    swaps=st.lists(st.integers(min_value=0, max_value=80), max_size=4),
+    repeats=st.lists(st.integers(min_value=0, max_value=80), max_size=4),
+    drops=st.sets(st.integers(min_value=0, max_value=80), max_size=3),
+    cuts=st.sets(st.integers(min_value=0, max_value=80), max_size=3),
+    ack_every=st.sampled_from([0, 1, 2, 5]),
+    fin=st.booleans(),
+)
+def test_perturbed_connections_same_with_and_without_lane(
+    tmp_path_factory: pytest.TempPathFactory,
+    body: int,
+    http: bool,
+    swaps: list[int],
+    repeats: list[int],
+    drops: set[int],
+    cuts: set[int],
+    ack_every: int,
+    fin: bool,
+) -> None:
+    segments = _conversation(body, http)
+    for i in swaps:  # out of order: a segment and its successor exchanged
+        if i + 1 < len(segments):
+            segments[i], segments[i + 1] = segments[i + 1], segments[i]
+    for i in repeats:  # retransmission: a copy two segments later
+        if i < len(segments):
+            segments.insert(min(i + 3, len(segments)), segments[i])
+    frames = _frames(segments, drops, cuts, ack_every, fin)
+    _compare(tmp_path_factory.mktemp("lane"), frames)
