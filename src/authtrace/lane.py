@@ -2,7 +2,8 @@
 from the pcap reader's buffer, without building a Frame, a TcpSegment or a
 StreamData, because all the layers would do with them is count.
 
-Owns: the per-packet code of that shortcut (`FastLane.claim`) and the table
+Owns: the per-packet code of that shortcut (the loop `FastLane.walker_for`
+builds) and the table
 of lanes it consults (one per live connection and direction, installed by the
 pipeline once the normal path has shown what the connection is).
 
@@ -42,11 +43,12 @@ from __future__ import annotations
 
 import socket
 import struct
+from typing import Any
 
 from authtrace.http.exchanges import Detection, HttpConnectionTracker
 from authtrace.http.parser import HttpParser, _State
 from authtrace.net.packets import TcpSegment
-from authtrace.readers.base import Claim
+from authtrace.readers.base import RecordLayout, Walker
 from authtrace.readers.linktypes import LINKTYPE_ETHERNET
 from authtrace.tcp.events import Direction
 from authtrace.tcp.reassembly import TcpReassembler, _Connection, _Half
@@ -69,13 +71,27 @@ _AF4 = socket.AF_INET
 _PORTS = struct.Struct("!HH")
 
 
+class _AcksOnly:
+    """The `parser` of a lane that takes ACK-only frames but no data (the HTTP
+    layer has not decided what the connection is yet, or it is Kerberos): its
+    state is never BODY_LENGTH, so the walker's parser test refuses every payload."""
+
+    __slots__ = ()
+    _state = None
+
+
+_ACKS_ONLY = _AcksOnly()
+
+
 class _Entry:
-    """One direction's lane: the objects a claimed frame updates."""
+    """One direction's lane: the objects a claimed frame updates. parser: the
+    direction's HTTP parser, None when the connection is not HTTP (its data is
+    dropped unseen), or _ACKS_ONLY."""
 
     __slots__ = ("conn", "half", "other", "parser")
 
     def __init__(
-        self, conn: _Connection, half: _Half, other: _Half, parser: HttpParser | None
+        self, conn: _Connection, half: _Half, other: _Half, parser: HttpParser | _AcksOnly | None
     ) -> None:
         self.conn = conn
         self.half = half
@@ -84,28 +100,35 @@ class _Entry:
 
 
 class FastLane:
-    """Lanes for one pipeline's reassembler. `claim_for` is handed to the reader."""
+    """Lanes for one pipeline's reassembler. `walker_for` is handed to the reader."""
 
     def __init__(self, reassembler: TcpReassembler) -> None:
         self._tcp = reassembler
         self._lanes: dict[bytes, _Entry] = {}
         self._by_connection: dict[int, list[bytes]] = {}
+        # Frames taken so far (the tests check that the lane is really used).
+        self.taken = 0
 
-    def claim_for(self, link_type: int) -> Claim | None:
-        return self.claim if link_type == LINKTYPE_ETHERNET else None
-
-    def offer(self, segment: TcpSegment, connection: int, tracker: HttpConnectionTracker) -> None:
+    def offer(
+        self, segment: TcpSegment, connection: int, tracker: HttpConnectionTracker | None
+    ) -> None:
         """After the normal path handled `segment` of `connection`: open a lane for
-        its direction when the connection's nature is known. Never raises."""
+        its direction, for ACK-only frames at first, and for data too once the
+        HTTP layer knows what the connection is (`tracker` None: not routed
+        yet, or not an HTTP candidate at all). Never raises."""
         try:
-            if tracker.detection is Detection.UNKNOWN or ":" in segment.src:
+            if ":" in segment.src:
                 return
             key = (
                 socket.inet_pton(_AF4, segment.src)
                 + socket.inet_pton(_AF4, segment.dst)
                 + _PORTS.pack(segment.src_port, segment.dst_port)
             )
-            if key in self._lanes:
+            entry = self._lanes.get(key)
+            if entry is not None and entry.parser is not _ACKS_ONLY:
+                return  # already open for data
+            known = tracker is not None and tracker.detection is not Detection.UNKNOWN
+            if entry is not None and not known:
                 return
             handles = self._tcp.lane_handles(
                 segment.src, segment.src_port, segment.dst, segment.dst_port
@@ -115,12 +138,16 @@ class FastLane:
             conn, half, other = handles
             if conn.id != connection or half.base_seq is None:
                 return
-            parser = None
-            if tracker.detection is Detection.HTTP:
+            parser: HttpParser | _AcksOnly | None = _ACKS_ONLY
+            if tracker is not None and tracker.detection is Detection.NOT_HTTP:
+                parser = None
+            elif known:
+                assert tracker is not None
                 direction = Direction.TO_SERVER if half is conn.to_server else Direction.TO_CLIENT
-                parser = tracker.parser_for(direction)
-                if parser is None:
-                    return
+                parser = tracker.parser_for(direction) or _ACKS_ONLY
+            if entry is not None:
+                entry.parser = parser
+                return
             self._lanes[key] = _Entry(conn, half, other, parser)
             self._by_connection.setdefault(connection, []).append(key)
         except (OSError, ValueError):
@@ -135,57 +162,82 @@ class FastLane:
     def __len__(self) -> int:
         return len(self._lanes)
 
-    def claim(self, buf: bytes, start: int, end: int, number: int, ts: float) -> bool:
-        """Take the record buf[start:end] (frame `number`) when it qualifies (see
-        the module docstring); True when taken. Never raises: a record it cannot
-        read is left to the normal path."""
-        if end - start < _MIN:
-            return False
-        ethertype, vihl, total, fragment, proto, key, seq, ack, offset, flags = _HEAD.unpack_from(
-            buf, start
-        )
-        # IPv4 without options, not a fragment (MF or an offset), TCP, ACK
-        # without SYN/FIN/RST.
-        if (
-            ethertype != 0x0800
-            or vihl != 0x45
-            or proto != 6
-            or fragment & 0x3FFF
-            or flags & _FLAG_MASK != _ACK_ONLY
-        ):
-            return False
-        entry = self._lanes.get(key)
-        if entry is None:
-            return False
-        size = total - 20 - (offset >> 4) * 4
-        # A TCP header shorter than 20 bytes, an IP length too small for its
-        # headers, or bytes the capture cut (snaplen): the normal path reports.
-        if size < 0 or offset < 0x50 or 14 + total > end - start:
-            return False
-        other_next = entry.other.next_seq
-        if other_next is not None and 0 < ((ack - other_next) & _MASK) < _HALF:
-            return False  # this ACK proves bytes lost the other way: a gap
-        if size:
-            half = entry.half
-            if seq != half.next_seq or half.held or half.fin_done:
-                return False
-            parser = entry.parser
-            if parser is not None:
-                # parser.py `feed`'s first fast path, to the letter.
+    def walker_for(self, link_type: int, layout: RecordLayout) -> Walker | None:
+        """The walker the pcap reader calls (readers/base.py): Ethernet only."""
+        if link_type != LINKTYPE_ETHERNET:
+            return None
+        # Everything the per-record loop uses is a local of this closure: in
+        # CPython a local is several times cheaper to reach than an attribute
+        # or a global, and this loop runs for nine frames in ten.
+        record = layout.header.unpack_from
+        record_size = layout.size
+        scale = layout.scale
+        max_record = layout.max_record
+        head = _HEAD.unpack_from
+        lanes = self._lanes
+        lane = self
+
+        def walk(buf: bytes, pos: int, end: int, number: int) -> tuple[int, int, float]:
+            """Take records from buf[pos:end] while each qualifies (module docstring)."""
+            ts = 0.0
+            taken = 0
+            while end - pos >= record_size:
+                seconds, fraction, captured, _ = record(buf, pos)
+                start = pos + record_size
+                stop = start + captured
+                if stop > end or captured > max_record or captured < _MIN:
+                    break
+                ethertype, vihl, total, fragment, proto, key, seq, ack, offset, flags = head(
+                    buf, start
+                )
+                # IPv4 without options, not a fragment (MF or an offset), TCP,
+                # ACK without SYN/FIN/RST.
                 if (
-                    parser._state is not _BODY_LENGTH
-                    or parser._body is not None
-                    or size >= parser._remaining
+                    ethertype != 0x0800
+                    or vihl != 0x45
+                    or proto != 6
+                    or fragment & 0x3FFF
+                    or flags & _FLAG_MASK != _ACK_ONLY
                 ):
-                    return False
-                parser._frame = number
-                parser._first_frame = number
-                parser._ts = ts
-                parser._body_size += size
-                parser._remaining -= size
-            half.next_seq = (seq + size) & _MASK
-        conn = entry.conn
-        conn.last_frame = number
-        conn.last_timestamp = ts
-        conn.packets += 1
-        return True
+                    break
+                entry = lanes.get(key)
+                if entry is None:
+                    break
+                size = total - 20 - (offset >> 4) * 4
+                # A TCP header shorter than 20 bytes, an IP length too small for
+                # its headers, or bytes the capture cut (snaplen): normal path.
+                if size < 0 or offset < 0x50 or 14 + total > captured:
+                    break
+                other_next = entry.other.next_seq
+                if other_next is not None and 0 < ((ack - other_next) & _MASK) < _HALF:
+                    break  # this ACK proves bytes lost the other way: a gap
+                ts = seconds + fraction * scale
+                if size:
+                    half = entry.half
+                    if seq != half.next_seq or half.held or half.fin_done:
+                        break
+                    parser: Any = entry.parser  # HttpParser, _ACKS_ONLY or None
+                    if parser is not None:
+                        # parser.py `feed`'s first fast path, to the letter.
+                        if (
+                            parser._state is not _BODY_LENGTH
+                            or parser._body is not None
+                            or size >= parser._remaining
+                        ):
+                            break
+                        parser._frame = parser._first_frame = number + 1
+                        parser._ts = ts
+                        parser._body_size += size
+                        parser._remaining -= size
+                    half.next_seq = (seq + size) & _MASK
+                number += 1
+                conn = entry.conn
+                conn.last_frame = number
+                conn.last_timestamp = ts
+                conn.packets += 1
+                taken += 1
+                pos = stop
+            lane.taken += taken
+            return pos, number, ts
+
+        return walk

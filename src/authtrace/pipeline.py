@@ -108,7 +108,7 @@ class Pipeline:
     def _read(self, source: Source) -> Iterator[HttpConnection]:
         lane = self._lane
         # CaptureError propagates: nothing read yet.
-        capture = open_capture(source, lane.claim_for if lane is not None else None)
+        capture = open_capture(source, lane.walker_for if lane is not None else None)
         name = source if isinstance(source, str) else getattr(source, "name", "<stream>")
         first: float | None = None
         last: float | None = None
@@ -151,7 +151,7 @@ class Pipeline:
                         # Once the connection's nature is known, its counting-only
                         # frames may skip all of this (lane.py).
                         live = live_connections.get(tcp.last_connection)  # type: ignore[arg-type]
-                        if live is not None and live.http is not None:
+                        if live is not None:
                             lane.offer(packet, live.opened.connection, live.http)
                     if done:
                         yield from self._drain()

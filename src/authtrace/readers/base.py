@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from struct import Struct
 
 
 class CaptureError(Exception):
@@ -35,14 +36,34 @@ class Frame:
     original_length: int
 
 
-# A consumer that may take a record before a Frame is built for it (the
-# pipeline's fast lane, authtrace/lane.py): called with the reader's buffer, the
-# start and end of the record's captured bytes in it, the record's frame number
-# and timestamp; returns True when it took the record (no Frame is yielded for
-# it, but it is numbered and counted like any other).
-Claim = Callable[[bytes, int, int, int, float], bool]
-# Given a file's (or interface's) link type, the claim to use for its records, or None.
-ClaimFor = Callable[[int], Claim | None]
+@dataclass(frozen=True, slots=True)
+class RecordLayout:
+    """How a classic pcap file lays out its records, for a `Walker`.
+
+    header: unpacks (seconds, fraction, captured length, original length) at an offset.
+    size: bytes of the record header (16, or 24 for the modified format).
+    scale: seconds per unit of `fraction` (1e-6 or 1e-9).
+    max_record: a captured length above this is corruption (the reader reports it).
+    """
+
+    header: Struct
+    size: int
+    scale: float
+    max_record: int
+
+
+# A consumer that may take records straight from the pcap reader's buffer,
+# before a Frame is built for them (the pipeline's fast lane, authtrace/lane.py).
+# walker(buffer, pos, end, number) takes the complete records that start at
+# buffer[pos:end] one after the other while it wants them, and returns (where
+# the first record it did not take starts, the frame number of the last record
+# it took, that record's timestamp); it stops at a record it does not want,
+# an incomplete one or one claiming more than max_record bytes, which the
+# reader then handles as usual. Records taken are numbered and counted like
+# any other. It must never raise.
+Walker = Callable[[bytes, int, int, int], tuple[int, int, float]]
+# Given a file's link type and record layout, the walker to use, or None.
+WalkerFor = Callable[[int, RecordLayout], Walker | None]
 
 
 @dataclass(slots=True)

@@ -18,7 +18,7 @@ from typing import BinaryIO
 
 from authtrace.anomalies import Anomaly
 from authtrace.readers import netmon, pcap, pcapng
-from authtrace.readers.base import CaptureError, ClaimFor, Frame, Tally
+from authtrace.readers.base import CaptureError, Frame, Tally, WalkerFor
 from authtrace.readers.source import (
     CHUNK,
     GZIP_MAGIC,
@@ -73,13 +73,13 @@ def _describe(source: str | os.PathLike[str] | BinaryIO) -> str:
 
 
 def open_capture(
-    source: str | os.PathLike[str] | BinaryIO, claim_for: ClaimFor | None = None
+    source: str | os.PathLike[str] | BinaryIO, walker_for: WalkerFor | None = None
 ) -> Capture:
     """Open a pcap, pcapng or Network Monitor capture (optionally gzip-compressed).
 
     `source` is a path, "-" for standard input (read as a stream), or an open
     binary file. Raises CaptureError when nothing can be read from it.
-    `claim_for` (readers/base.py) lets a consumer take records before a Frame
+    `walker_for` (readers/base.py) lets a consumer take records before a Frame
     is built; only the pcap reader offers it (then `Capture.tally` counts them).
     """
     label = _describe(source)
@@ -89,7 +89,7 @@ def open_capture(
         raise CaptureError(f"{label}: cannot open: {exc.strerror or exc}") from None
     closing: list[BinaryIO] = [stream] if owned else []
     try:
-        return _open(stream, seekable, closing, label, claim_for)
+        return _open(stream, seekable, closing, label, walker_for)
     except CaptureError:
         Input(stream, closing).close()
         raise
@@ -103,7 +103,7 @@ def _open(
     seekable: bool,
     closing: list[BinaryIO],
     label: str,
-    claim_for: ClaimFor | None = None,
+    walker_for: WalkerFor | None = None,
 ) -> Capture:
     head = read_up_to(stream, CHUNK)
     suffix = ""
@@ -135,7 +135,7 @@ def _open(
         capture = Capture(name + suffix, iter(()), source)
         capture.tally = Tally()
         capture._frames = pcap.frames(
-            source, head, capture.anomalies, label, claim_for, capture.tally
+            source, head, capture.anomalies, label, walker_for, capture.tally
         )
         return capture
     if magic == pcapng.SHB_TYPE:

@@ -16,7 +16,7 @@ import struct
 from collections.abc import Iterator
 
 from authtrace.anomalies import Anomaly
-from authtrace.readers.base import ClaimFor, Frame, Tally
+from authtrace.readers.base import Frame, RecordLayout, Tally, WalkerFor
 from authtrace.readers.fast import FRAME_SETTERS, new_frame
 from authtrace.readers.source import CHUNK, Input
 
@@ -60,13 +60,13 @@ def frames(
     buffer: bytes,
     anomalies: list[Anomaly],
     label: str,
-    claim_for: ClaimFor | None = None,
+    walker_for: WalkerFor | None = None,
     tally: Tally | None = None,
 ) -> Iterator[Frame]:
     """Frames from the records that start at buffer[HEADER:], reading on from `source`.
 
-    `claim_for` (see readers/base.py) may give, for the file's link type, a
-    claim that takes a record before a Frame is built;
+    `walker_for` (see readers/base.py) may give, for the file's link type, a
+    walker that takes records before a Frame is built for them;
     `tally` receives the count and first/last timestamps of every record read,
     claimed or not, when reading stops.
     """
@@ -74,7 +74,8 @@ def frames(
     first = last = None
     try:
         order, scale, record_size, link_type = parse_header(buffer)
-        claim = claim_for(link_type) if claim_for is not None else None
+        layout = RecordLayout(_RECORD[order], record_size, scale, MAX_RECORD)
+        walk = walker_for(link_type, layout) if walker_for is not None else None
         unpack = _RECORD[order].unpack_from
         # Inlined Frame construction (see readers/fast.py): the hot path.
         set_number, set_timestamp, set_link_type, set_data, set_original = FRAME_SETTERS
@@ -82,7 +83,15 @@ def frames(
         buf = buffer
         pos = HEADER
         size = len(buf)
+        if size - pos >= record_size:
+            seconds, fraction, _, _ = unpack(buf, pos)
+            first = seconds + fraction * scale  # kept only if the record is read
         while True:
+            if walk is not None:
+                taken_to, number, taken_last = walk(buf, pos, size, number)
+                if taken_to != pos:
+                    pos = taken_to
+                    last = taken_last
             if size - pos < record_size:
                 more = read(CHUNK)
                 if not more:
@@ -113,11 +122,6 @@ def frames(
                 continue
             number += 1
             last = seconds + fraction * scale
-            if first is None:
-                first = last
-            if claim is not None and claim(buf, pos + record_size, end, number, last):
-                pos = end
-                continue
             frame = new_frame()
             set_number(frame, number)
             set_timestamp(frame, last)
@@ -133,7 +137,8 @@ def frames(
         )
     finally:
         if tally is not None:
-            tally.records, tally.first_timestamp, tally.last_timestamp = number, first, last
+            tally.records = number
+            tally.first_timestamp, tally.last_timestamp = (first, last) if number else (None, None)
 
 
 def report_end(
