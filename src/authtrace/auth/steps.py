@@ -13,6 +13,7 @@ step whose ``message`` is MALFORMED and whose ``token`` is a `Malformed`.
 from __future__ import annotations
 
 import enum
+import functools
 import re
 from dataclasses import dataclass
 from typing import Any
@@ -236,12 +237,30 @@ def _challenge_step(header: str, challenge: Challenge) -> AuthStep:
     )
 
 
+# Header values repeat across a capture (scheme offers, identical NEGOTIATE
+# messages of clients with the same settings). Steps are immutable, so short
+# values are decoded once; long ones (CHALLENGE, AUTHENTICATE, tickets) are
+# unique anyway and are not kept, which bounds the cache's memory.
+CACHED_VALUE_CHARS = 512
+
+
 def steps_from_challenge_header(name: str, value: str) -> list[AuthStep]:
     """One step per challenge in a WWW-Authenticate / Proxy-Authenticate value."""
+    if len(value) <= CACHED_VALUE_CHARS:
+        return list(_cached_challenge_steps(name, value))
+    return list(_challenge_steps(name, value))
+
+
+@functools.lru_cache(maxsize=1024)
+def _cached_challenge_steps(name: str, value: str) -> tuple[AuthStep, ...]:
+    return _challenge_steps(name, value)
+
+
+def _challenge_steps(name: str, value: str) -> tuple[AuthStep, ...]:
     try:
-        return [_challenge_step(name, challenge) for challenge in parse_challenges(value)]
+        return tuple(_challenge_step(name, challenge) for challenge in parse_challenges(value))
     except Exception as error:  # noqa: BLE001 - the entry point never raises
-        return [_failure(name, StepKind.CHALLENGE, f"{type(error).__name__}: {error}")]
+        return (_failure(name, StepKind.CHALLENGE, f"{type(error).__name__}: {error}"),)
 
 
 def _credentials_step(header: str, credentials: Credentials) -> AuthStep:
@@ -278,6 +297,17 @@ def _credentials_step(header: str, credentials: Credentials) -> AuthStep:
 
 def step_from_credentials_header(name: str, value: str) -> AuthStep:
     """The step of one Authorization / Proxy-Authorization value."""
+    if len(value) <= CACHED_VALUE_CHARS:
+        return _cached_credentials_step(name, value)
+    return _credentials_step_of(name, value)
+
+
+@functools.lru_cache(maxsize=1024)
+def _cached_credentials_step(name: str, value: str) -> AuthStep:
+    return _credentials_step_of(name, value)
+
+
+def _credentials_step_of(name: str, value: str) -> AuthStep:
     try:
         return _credentials_step(name, parse_credentials(value))
     except Exception as error:  # noqa: BLE001 - the entry point never raises
