@@ -24,7 +24,7 @@ from authtrace.http.messages import Exchange, GapMark, HttpConnection
 from authtrace.kerberos.kdc import KERBEROS_PORT, KdcSummary, KdcTracker, looks_like_kerberos
 from authtrace.lane import FastLane
 from authtrace.net.decoder import PacketDecoder
-from authtrace.net.packets import RST, SYN, TcpSegment
+from authtrace.net.packets import RST, SYN, TcpSegment, UdpDatagram
 from authtrace.readers.base import CaptureError
 from authtrace.readers.capture import open_capture
 from authtrace.report.model import CaptureInfo, Report
@@ -155,10 +155,10 @@ class Pipeline:
                             lane.offer(packet, live.opened.connection, live.http)
                     if done:
                         yield from self._drain()
-                elif (
+                elif isinstance(packet, UdpDatagram) and (
                     packet.src_port == KERBEROS_PORT
                     or packet.dst_port == KERBEROS_PORT
-                    or (looks_like_kerberos(packet.payload))
+                    or looks_like_kerberos(packet.payload)
                 ):
                     kdc.receive_udp(packet)
                 # Frame numbers count the frames the lane took too.
