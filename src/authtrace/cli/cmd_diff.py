@@ -76,7 +76,7 @@ def _read(path: str, show: Callable[[int], None] | None) -> Report:
     try:
         report = analyze([path], show)
     except CaptureError as error:
-        fail(f"{path}: {error}")
+        fail(str(error))  # names the file already
     except OSError as error:
         fail(f"{path}: {error.strerror or error}")
     if not report.view.timelines:
