@@ -108,3 +108,13 @@ def test_logon_failure_on_one_machine_names_the_loopback_check(tmp_path: Path) -
         if f.rule == "ntlm-logon-failed"
     ]
     assert "loopback" not in elsewhere.explanation
+
+
+def test_split_without_timestamps_is_found_by_timing(reports: dict[str, dict]) -> None:
+    (finding,) = [
+        f
+        for f in reports["ntlm-handshake-split-v1.pcap"]["findings"]
+        if f["rule"] == "ntlm-handshake-split"
+    ]
+    assert "MsvAvTimestamp" not in finding["explanation"]  # NTLMv1 copies no timestamp
+    assert len(finding["connections"]) == 2

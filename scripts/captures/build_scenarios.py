@@ -426,19 +426,42 @@ def healthy_proxy_407() -> Scene:
 
 
 def ntlm_handshake_split() -> Scene:
-    s = Scene(
+    return _ntlm_split(
         "ntlm-handshake-split",
         "Type 1/Type 2 on one connection, Type 3 on a new one: 401 and restart, twice",
-        WEB_HOST,
-        ["ntlm-handshake-split"],
-        ["ntlm-logon-failed"],
+        lm_compat=3,
         seed=7,
+    )
+
+
+def ntlm_handshake_split_v1() -> Scene:
+    # NTLMv1 carries no copy of the server's MsvAvTimestamp: the split can only be
+    # found by timing, which this capture makes the analysis do.
+    return _ntlm_split(
+        "ntlm-handshake-split-v1",
+        "As ntlm-handshake-split with an NTLMv1 client (no timestamp ties Type 3 to Type 2)",
+        lm_compat=1,
+        seed=31,
+        extra_rules=["ntlmv1-response"],
+    )
+
+
+def _ntlm_split(
+    name: str, title: str, lm_compat: int, seed: int, extra_rules: list[str] | None = None
+) -> Scene:
+    s = Scene(
+        name,
+        title,
+        WEB_HOST,
+        ["ntlm-handshake-split", *(extra_rules or [])],
+        ["ntlm-logon-failed"],
+        seed=seed,
     )
     c1 = s.conn()
     s.request(c1, "anonymous GET /")
     s.iis_401(c1, "offers Negotiate and NTLM", ANON)
     for attempt in (1, 2):
-        client, t1 = s.ntlm.client(*ALICE, WEB_HOST, "WS01")
+        client, t1 = s.ntlm.client(*ALICE, WEB_HOST, "WS01", lm_compat)
         _, t2 = s.ntlm.server(t1)
         t3 = s.ntlm.answer(client, t2, "WS01")
         fr = s.request(
@@ -1211,6 +1234,7 @@ SCENARIOS: list[Callable[[], Scene]] = [
     healthy_kdc_benign,
     healthy_proxy_407,
     ntlm_handshake_split,
+    ntlm_handshake_split_v1,
     pooling_proxy,
     shared_authenticated_connection,
     auth_lost_on_new_connection,
