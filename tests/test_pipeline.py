@@ -54,3 +54,11 @@ def test_connections_are_handed_on_as_they_close() -> None:
     for _connection in pipeline.connections([capture]):
         seen_before_end.append(pipeline.result.kdc is None)
     assert seen_before_end and seen_before_end[0] is True
+
+
+def test_unrelated_captures_read_together_are_flagged() -> None:
+    scenarios = REPO / "captures" / "scenarios"
+    _, result = read_connections(
+        [scenarios / "healthy-ntlm.pcap", scenarios / "ntlm-logon-failed.pcap"]
+    )
+    assert [a.kind for a in result.anomalies].count("capture-overlap") == 1

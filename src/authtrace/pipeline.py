@@ -88,12 +88,14 @@ class Pipeline:
         """Yield finished HTTP connections. An unusable input becomes an anomaly;
         CaptureError is raised only when no input at all could be read."""
         problems: list[str] = []
-        for source in sources:
+        for source in in_time_order(list(sources)):
+            read_before = len(self.result.captures)
             try:
                 yield from self._read(source)
             except CaptureError as error:
                 problems.append(str(error))
                 self.result.anomalies.append(Anomaly("capture-unreadable", str(error)))
+            self._check_overlap(read_before)
         if not self.result.captures:
             raise CaptureError("; ".join(problems) or "no capture given")
         for event in self._tcp.finish():
@@ -104,6 +106,26 @@ class Pipeline:
         self.result.anomalies.extend(self._decoder.anomalies)
         self.result.anomalies.extend(self._tcp.anomalies)
         self.result.anomalies.extend(self.result.kdc.anomalies)
+
+    def _check_overlap(self, read_before: int) -> None:
+        """Several files are one stream only if each starts after the previous one
+        ended (a ring buffer); otherwise connections of both may be mixed up."""
+        captures = self.result.captures
+        if read_before == 0 or len(captures) == read_before:
+            return
+        previous, current = captures[read_before - 1], captures[-1]
+        if (
+            previous.last_time is not None
+            and current.first_time is not None
+            and current.first_time < previous.last_time
+        ):
+            self.result.anomalies.append(
+                Anomaly(
+                    "capture-overlap",
+                    f"{current.name} starts before {previous.name} ends: the files are read as "
+                    "one stream, so give unrelated captures one at a time (or use diff)",
+                )
+            )
 
     def _read(self, source: Source) -> Iterator[HttpConnection]:
         lane = self._lane
@@ -254,6 +276,23 @@ class Pipeline:
             self._next_out += 1
             if connection is not None:
                 yield connection
+
+
+def in_time_order(sources: list[Source]) -> list[Source]:
+    """Files of a ring buffer in the order they were written (by first frame),
+    whatever order they were named in; standard input and open files stay as given."""
+    if len(sources) < 2 or not all(isinstance(s, str | os.PathLike) and s != "-" for s in sources):
+        return sources
+    starts: dict[int, float] = {}
+    for index, source in enumerate(sources):
+        try:
+            with open_capture(source) as capture:
+                first = next(iter(capture), None)
+        except (CaptureError, OSError):
+            first = None
+        starts[index] = first.timestamp if first is not None else float("inf")
+    order = sorted(range(len(sources)), key=lambda i: (starts[i], i))
+    return [sources[i] for i in order]
 
 
 def read_connections(
