@@ -120,3 +120,16 @@ def test_split_without_timestamps_is_found_by_timing(reports: dict[str, dict]) -
     assert finding["title"].endswith("(2 times)")
     assert "MsvAvTimestamp" not in finding["explanation"]  # NTLMv1 copies no timestamp
     assert len(finding["connections"]) == 3
+
+
+def test_every_reported_rule_is_documented(reports: dict[str, dict]) -> None:
+    from click.testing import CliRunner
+
+    from authtrace.cli import main
+    from authtrace.diagnose import RULE_IDS
+
+    fired = {f["rule"] for report in reports.values() for f in report["findings"]}
+    assert fired <= set(RULE_IDS)
+    assert len(fired) >= 20  # the scenarios exercise nearly every rule
+    listed = CliRunner().invoke(main, ["rules"]).output
+    assert all(rule in listed for rule in RULE_IDS)

@@ -24,6 +24,7 @@ def main() -> None:
       authtrace decode 'Negotiate YIIH...'    decode one header value or token
       authtrace explain '401 1 2148074248'    explain an IIS log status triple
       authtrace iislog u_ex231114.log         summarise the 401s of an IIS log
+      authtrace rules                         the finding ids and what they mean
     """
 
 

@@ -20,31 +20,42 @@ ALL_RULES = (
     *capture.RULES,
 )
 
-RULE_IDS = (
-    "ntlm-handshake-split",
-    "shared-authenticated-connection",
-    "auth-lost-on-new-connection",
-    "handshake-closed-midway",
-    "reauth-on-authenticated-connection",
-    "client-ignores-negotiate",
-    "no-common-scheme",
-    "kerberos-fallback-to-ntlm",
-    "kerberos-ticket-rejected",
-    "kerberos-clock-skew",
-    "kdc-error",
-    "ntlm-logon-failed",
-    "ntlm-negotiate-rejected",
-    "ntlmv1-response",
-    "ntlm-anonymous",
-    "channel-binding-missing",
-    "repeated-logon-failures",
-    "basic-over-cleartext",
-    "basic-logon-failed",
-    "digest-failed",
-    "bearer-token-rejected",
-    "auth-header-too-large",
-    "capture-incomplete",
-)
+# Every rule id with what it means, in the order of the negotiation; the ids are
+# part of the interface (users script against them).
+RULE_DESCRIPTIONS: dict[str, str] = {
+    "ntlm-handshake-split": "NTLM messages of one handshake spread over several connections "
+    "(pooling proxy, load balancer without affinity)",
+    "shared-authenticated-connection": "one authenticated connection carries requests of "
+    "several clients or users",
+    "auth-lost-on-new-connection": "the client authenticated one connection, then sent "
+    "requests without credentials on a new one and got 401",
+    "handshake-closed-midway": "the connection closed between challenge and response",
+    "reauth-on-authenticated-connection": "401 on a connection that had authenticated",
+    "client-ignores-negotiate": "the server offered Negotiate/NTLM and the client never "
+    "answered with credentials (the classic 401.2)",
+    "no-common-scheme": "the client answered with a scheme the server did not offer",
+    "kerberos-fallback-to-ntlm": "Negotiate carried NTLM where Kerberos was expected, with "
+    "the cause (unknown SPN, host by IP, KDC unreachable, no KDC traffic)",
+    "kerberos-ticket-rejected": "the server answered a Kerberos ticket with 401 (SPN on the "
+    "wrong account, stale key)",
+    "kerberos-clock-skew": "KRB_AP_ERR_SKEW: clocks differ too much",
+    "kdc-error": "the KDC refused a ticket request (errors that are normal are left out)",
+    "ntlm-logon-failed": "full NTLM handshake on one connection, final 401 (wrong password, "
+    "account problem, loopback check)",
+    "ntlm-negotiate-rejected": "the server refused the NTLM NEGOTIATE before any challenge",
+    "ntlmv1-response": "NTLMv1 (24-byte) response, weak and refused where NTLMv2 is required",
+    "ntlm-anonymous": "anonymous NTLM AUTHENTICATE",
+    "channel-binding-missing": "NTLM over TLS without channel binding refused (Extended "
+    "Protection)",
+    "repeated-logon-failures": "several failed logons for one user: lockout risk",
+    "basic-over-cleartext": "Basic credentials over unencrypted HTTP",
+    "basic-logon-failed": "Basic credentials refused",
+    "digest-failed": "Digest response refused (not a stale nonce)",
+    "bearer-token-rejected": "Bearer token refused",
+    "auth-header-too-large": "request headers too large (usually a big Kerberos token): 400",
+    "capture-incomplete": "gaps, one-sided traffic or a handshake cut by the capture",
+}
+RULE_IDS = tuple(RULE_DESCRIPTIONS)
 
 
 def diagnose(context: RuleContext) -> tuple[list[Finding], list[Anomaly]]:
