@@ -52,7 +52,36 @@ class RecordLayout:
     max_record: int
 
 
-# A consumer that may take records straight from the pcap reader's buffer,
+@dataclass(frozen=True, slots=True)
+class BlockLayout:
+    """How one pcapng section lays out its packet blocks, for a `Walker`.
+
+    A second shape beside `RecordLayout` because pcapng is not a run of
+    same-shaped records: blocks of several types follow each other, each packet
+    block names its interface, and each interface has its own link type and
+    clock. The reader describes the section's interfaces as they stand (a new
+    section or Interface Description Block gives a new layout and walker), so
+    the walker needs no state of the reader's.
+
+    order: the section's byte order, "<" or ">".
+    interfaces: per interface id, (divisor, offset) when the walker may take
+        that interface's Enhanced Packet Blocks: the time stamp in seconds is
+        ((high << 32) | low) / divisor + offset (if_tsresol, if_tsoffset),
+        computed exactly so; None for an interface of another link type.
+    simple: the snaplen of interface 0 (0: none) when the walker may take
+        Simple Packet Blocks (interface 0 has the link type), else None.
+    max_record: a captured length above this is corruption (the reader reports it).
+    max_block: a block length above this is corruption (the reader reports it).
+    """
+
+    order: str
+    interfaces: tuple[tuple[float, int] | None, ...]
+    simple: int | None
+    max_record: int
+    max_block: int
+
+
+# A consumer that may take records straight from a reader's buffer (pcap, pcapng),
 # before a Frame is built for them (the pipeline's fast lane, authtrace/lane.py).
 # walker(buffer, pos, end, number) takes the complete records that start at
 # buffer[pos:end] one after the other while it wants them, and returns (where
@@ -60,10 +89,14 @@ class RecordLayout:
 # it took, that record's timestamp); it stops at a record it does not want,
 # an incomplete one or one claiming more than max_record bytes, which the
 # reader then handles as usual. Records taken are numbered and counted like
-# any other. It must never raise.
+# any other. It must never raise. The pcapng reader uses the same contract
+# with blocks for records: a walker for a `BlockLayout` takes Enhanced (and
+# Simple) Packet Blocks of the interfaces the layout names, and stops at any
+# other block, which the reader handles (and numbers) as usual.
 Walker = Callable[[bytes, int, int, int], tuple[int, int, float]]
-# Given a file's link type and record layout, the walker to use, or None.
-WalkerFor = Callable[[int, RecordLayout], Walker | None]
+# Given a link type and a layout (a pcap file's, or a pcapng section's
+# interfaces of that link type), the walker to use, or None.
+WalkerFor = Callable[[int, RecordLayout | BlockLayout], Walker | None]
 
 
 @dataclass(slots=True)

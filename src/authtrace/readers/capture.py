@@ -36,7 +36,7 @@ class Capture:
     format: "pcap", "pcap-ns", "pcap-modified", "pcapng", "netmon1", "netmon2",
         with "+gzip" when the file was gzip-compressed.
     anomalies: damage met while reading (capture-truncated, capture-corrupt).
-    tally: for a reader that honours claims (pcap), the count and first/last
+    tally: for a reader that honours claims (pcap, pcapng), the count and first/last
         timestamps of every record read, claimed or not, once iteration ended;
         None for the other readers (every record of theirs is a yielded Frame).
     """
@@ -80,7 +80,7 @@ def open_capture(
     `source` is a path, "-" for standard input (read as a stream), or an open
     binary file. Raises CaptureError when nothing can be read from it.
     `walker_for` (readers/base.py) lets a consumer take records before a Frame
-    is built; only the pcap reader offers it (then `Capture.tally` counts them).
+    is built; the pcap and pcapng readers offer it (then `Capture.tally` counts them).
     """
     label = _describe(source)
     try:
@@ -142,7 +142,10 @@ def _open(
         if len(head) < 12 or head[8:12] not in (b"\x4d\x3c\x2b\x1a", b"\x1a\x2b\x3c\x4d"):
             raise CaptureError(f"{label}: pcapng section header is incomplete or damaged")
         capture = Capture("pcapng" + suffix, iter(()), source)
-        capture._frames = pcapng.frames(source, head, capture.anomalies, label)
+        capture.tally = Tally()
+        capture._frames = pcapng.frames(
+            source, head, capture.anomalies, label, walker_for, capture.tally
+        )
         return capture
     if magic in (netmon.MAGIC_1X, netmon.MAGIC_2X):
         if not seekable:

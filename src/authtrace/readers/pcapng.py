@@ -6,7 +6,11 @@ interface's link type and time-stamp resolution (if_tsresol, if_tsoffset),
 and yielding one `Frame` per Enhanced, Simple or obsolete Packet Block (and
 per systemd Journal Export Block and Custom Block, which Wireshark also
 numbers as frames).
-Unknown blocks are skipped.
+Unknown blocks are skipped. With a `WalkerFor` (the pipeline's fast lane),
+Enhanced and Simple Packet Blocks may be taken straight from the buffer before
+a Frame is built: per section and interface table the reader asks for one
+walker (readers/base.py `BlockLayout`), numbers what it took like any frame
+and counts every frame in a `Tally`.
 
 Invariant: memory is one read chunk plus one block (bounded by MAX_BLOCK;
 larger blocks that carry no packet are skipped without being held). Damage
@@ -19,7 +23,7 @@ import struct
 from collections.abc import Iterator
 
 from authtrace.anomalies import Anomaly
-from authtrace.readers.base import Frame
+from authtrace.readers.base import BlockLayout, Frame, Tally, Walker, WalkerFor
 from authtrace.readers.fast import frame as make_frame
 from authtrace.readers.linktypes import LINKTYPE_PCAPNG_CUSTOM, LINKTYPE_SYSTEMD_JOURNAL
 from authtrace.readers.pcap import MAX_RECORD, report_end
@@ -80,9 +84,46 @@ def _parse_interface(block: bytes, order: str) -> _Interface:
     return _Interface(link_type, divisor, offset, snaplen)
 
 
-def frames(source: Input, buffer: bytes, anomalies: list[Anomaly], label: str) -> Iterator[Frame]:
-    """Frames from a pcapng stream whose first bytes are `buffer`."""
+def _walker(walker_for: WalkerFor, order: str, interfaces: list[_Interface]) -> Walker | None:
+    """The walker for a section's interfaces as they stand: for the first link
+    type (in interface order) that `walker_for` wants; blocks of interfaces of
+    other link types stop that walker and take the normal path."""
+    seen: set[int] = set()
+    for interface in interfaces:
+        link_type = interface.link_type
+        if link_type in seen:
+            continue
+        seen.add(link_type)
+        clocks = tuple(
+            (i.divisor, i.offset) if i.link_type == link_type else None for i in interfaces
+        )
+        first = interfaces[0]
+        simple = first.snaplen if first.link_type == link_type else None
+        layout = BlockLayout(order, clocks, simple, MAX_RECORD, MAX_BLOCK)
+        walk = walker_for(link_type, layout)
+        if walk is not None:
+            return walk
+    return None
+
+
+def frames(
+    source: Input,
+    buffer: bytes,
+    anomalies: list[Anomaly],
+    label: str,
+    walker_for: WalkerFor | None = None,
+    tally: Tally | None = None,
+) -> Iterator[Frame]:
+    """Frames from a pcapng stream whose first bytes are `buffer`.
+
+    `walker_for` (readers/base.py) may give walkers that take packet blocks
+    before a Frame is built for them; `tally` receives the count and the
+    first/last timestamps of every frame numbered, taken or not, when
+    reading stops.
+    """
     number = 0
+    first = last = 0.0
+    walk: Walker | None = None
     try:
         read = source.read
         buf = buffer
@@ -93,7 +134,15 @@ def frames(source: Input, buffer: bytes, anomalies: list[Anomaly], label: str) -
         opb = struct.Struct("<HHIIII")
         spb = struct.Struct("<I")
         interfaces: list[_Interface] = []
+        order = "<"
         while True:
+            # The walker gets no chance before the first frame, so `first` is
+            # always a frame the reader numbered itself.
+            if walk is not None and number:
+                taken_to, number, taken_last = walk(buf, pos, size, number)
+                if taken_to != pos:
+                    pos = taken_to
+                    last = taken_last
             if size - pos < 12:
                 more = read(CHUNK)
                 if not more:
@@ -117,6 +166,7 @@ def frames(source: Input, buffer: bytes, anomalies: list[Anomaly], label: str) -
                 opb = struct.Struct(order + "HHIIII")
                 spb = struct.Struct(order + "I")
                 interfaces = []
+                walk = None
             block_type, length = header.unpack_from(buf, pos)
             if length < 12 or length % 4:
                 _stop(anomalies, label, number, f"block of impossible length {length}")
@@ -161,9 +211,12 @@ def frames(source: Input, buffer: bytes, anomalies: list[Anomaly], label: str) -
                     return
                 interface = interfaces[interface_id]
                 number += 1
+                last = ((high << 32) | low) / interface.divisor + interface.offset
+                if number == 1:
+                    first = last
                 yield make_frame(
                     number,
-                    ((high << 32) | low) / interface.divisor + interface.offset,
+                    last,
                     interface.link_type,
                     buf[pos + 28 : pos + 28 + captured],
                     original,
@@ -180,6 +233,7 @@ def frames(source: Input, buffer: bytes, anomalies: list[Anomaly], label: str) -
                 if interface.snaplen:
                     captured = min(captured, interface.snaplen)
                 number += 1
+                last = 0.0  # no time stamp (`first` starts at 0.0)
                 yield make_frame(
                     number,
                     0.0,
@@ -198,9 +252,12 @@ def frames(source: Input, buffer: bytes, anomalies: list[Anomaly], label: str) -
                     return
                 interface = interfaces[interface_id]
                 number += 1
+                last = ((high << 32) | low) / interface.divisor + interface.offset
+                if number == 1:
+                    first = last
                 yield make_frame(
                     number,
-                    ((high << 32) | low) / interface.divisor + interface.offset,
+                    last,
                     interface.link_type,
                     buf[pos + 28 : pos + 28 + captured],
                     original,
@@ -209,22 +266,30 @@ def frames(source: Input, buffer: bytes, anomalies: list[Anomaly], label: str) -
                 if length < 20:
                     _stop(anomalies, label, number, "interface block too short")
                     return
-                interfaces.append(_parse_interface(buf[pos:end], header.format[0]))
+                interfaces.append(_parse_interface(buf[pos:end], order))
+                if walker_for is not None:
+                    walk = _walker(walker_for, order, interfaces)
             elif block_type == _JOURNAL:
                 # systemd Journal Export Block (section 4.7): a frame with no packet.
                 entry = buf[pos + 8 : end - 4]
                 number += 1
+                last = 0.0  # no time stamp (`first` starts at 0.0)
                 yield make_frame(number, 0.0, LINKTYPE_SYSTEMD_JOURNAL, entry, len(entry))
             elif block_type in _CUSTOM:
                 # Custom Block (section 4.8): Wireshark shows it as a frame, so
                 # it takes a frame number; its body (PEN + data) is the frame.
                 body = buf[pos + 8 : end - 4]
                 number += 1
+                last = 0.0  # no time stamp (`first` starts at 0.0)
                 yield make_frame(number, 0.0, LINKTYPE_PCAPNG_CUSTOM, body, len(body))
             pos = end
         report_end(source, size - pos, number, anomalies, label)
     except Exception as exc:  # noqa: BLE001 - a reader never raises after the header
         _stop(anomalies, label, number, f"reading stopped: {exc!r}")
+    finally:
+        if tally is not None:
+            tally.records = number
+            tally.first_timestamp, tally.last_timestamp = (first, last) if number else (None, None)
 
 
 def _stop(anomalies: list[Anomaly], label: str, number: int, reason: str) -> None:
