@@ -9,7 +9,9 @@ these comparisons would prove nothing."""
 
 from __future__ import annotations
 
+import shutil
 import struct
+import subprocess
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -231,3 +233,163 @@ def test_perturbed_connections_same_with_and_without_lane(
             segments.insert(min(i + 3, len(segments)), segments[i])
     frames = _frames(segments, drops, cuts, ack_every, fin)
     _compare(tmp_path_factory.mktemp("lane"), frames)
+
+
+# -- pcapng: the lane takes Enhanced and Simple Packet Blocks too ------------------
+
+LINKTYPE_RAW = 101
+
+
+def _pad(data: bytes) -> bytes:
+    return data + b"\x00" * (-len(data) % 4)
+
+
+def _block(order: str, kind: int, body: bytes) -> bytes:
+    """A pcapng block (draft-ietf-opsawg-pcapng section 3.1): type, total
+    length, body padded to 32 bits, total length again."""
+    body = _pad(body)
+    length = 12 + len(body)
+    return struct.pack(order + "II", kind, length) + body + struct.pack(order + "I", length)
+
+
+def _shb(order: str) -> bytes:
+    return _block(order, 0x0A0D0D0A, struct.pack(order + "IHHq", 0x1A2B3C4D, 1, 0, -1))
+
+
+def _idb(
+    order: str, link_type: int, tsresol: int | None = None, tsoffset: int = 0, snaplen: int = 0
+) -> bytes:
+    options = b""
+    if tsresol is not None:  # if_tsresol (code 9), one byte
+        options += struct.pack(order + "HH", 9, 1) + _pad(bytes([tsresol]))
+    if tsoffset:  # if_tsoffset (code 14), signed 64-bit seconds
+        options += struct.pack(order + "HHq", 14, 8, tsoffset)
+    if options:
+        options += struct.pack(order + "HH", 0, 0)
+    return _block(order, 1, struct.pack(order + "HHI", link_type, 0, snaplen) + options)
+
+
+def _epb(order: str, interface: int, ticks: int, data: bytes) -> bytes:
+    head = struct.pack(
+        order + "IIIII", interface, ticks >> 32, ticks & 0xFFFFFFFF, len(data), len(data)
+    )
+    return _block(order, 6, head + data)
+
+
+def _spb(order: str, data: bytes) -> bytes:
+    return _block(order, 3, struct.pack(order + "I", len(data)) + data)
+
+
+def _other_port(raw: bytes) -> bytes:
+    """A raw-IP copy of a frame moved to client port 50001 (another connection)."""
+    data = bytearray(raw)
+    for at in (20, 22):  # TCP source and destination ports after a 20-byte IPv4 header
+        if data[at : at + 2] == struct.pack("!H", CLIENT[1]):
+            data[at : at + 2] = struct.pack("!H", CLIENT[1] + 1)
+    return bytes(data)
+
+
+def _mixed_pcapng(first_order: str) -> tuple[bytes, int]:
+    """Two sections (the second in the other byte order). Each has an Ethernet
+    interface (nanosecond time stamps and an offset, then microseconds) and a
+    raw-IP interface with 2^-20 s time stamps carrying another connection;
+    some frames are Simple Packet Blocks, one a Custom Block.
+    (file bytes, frames numbered)."""
+    main = _frames(_conversation(3000))
+    other = [_other_port(data[14:]) for data in _frames(_conversation(500))]
+    orders = (first_order, ">" if first_order == "<" else "<")
+    half = len(main) // 2
+    order = orders[0]
+    out = [_shb(order), _idb(order, 1, 9, 1000), _idb(order, LINKTYPE_RAW, 0x94)]
+    numbered = 0
+    for n, data in enumerate(main):
+        if n == half:
+            order = orders[1]
+            out += [_shb(order), _idb(order, 1), _idb(order, LINKTYPE_RAW, 0x94)]
+        if n % 7 == 6:
+            out.append(_spb(order, data))
+        else:
+            ticks = (1_700_000_000 + n) * (10**9 if n < half else 10**6) + 123 * n
+            out.append(_epb(order, 0, ticks, data))
+        numbered += 1
+        if n % 3 == 0 and other:
+            out.append(_epb(order, 1, (1_700_000_000 + n) << 20 | 77, other.pop(0)))
+            numbered += 1
+        if n == half // 2:
+            # Custom Block (section 4.8): numbered as a frame.
+            out.append(_block(order, 0x00000BAD, struct.pack(order + "I", 32473) + b"note"))
+            numbered += 1
+    assert not other
+    return b"".join(out), numbered
+
+
+@pytest.mark.parametrize("order", ["<", ">"], ids=["little-first", "big-first"])
+def test_pcapng_interfaces_sections_and_simple_blocks_are_taken(
+    tmp_path: Path, claims: Taken, order: str
+) -> None:
+    data, numbered = _mixed_pcapng(order)
+    path = tmp_path / "mixed.pcapng"
+    path.write_bytes(data)
+    with_lane = _run(path, True)
+    taken = claims()
+    assert with_lane == _run(path, False)
+    connections, anomalies, captures, *_ = with_lane
+    # The custom block is a frame that carries no packet.
+    assert [a.kind for a in anomalies] == ["net-link-skipped"]  # type: ignore[attr-defined]
+    assert captures[0].frames == numbered  # type: ignore[index]
+    bodies = [e.response.body_size for c in connections for e in c.exchanges]  # type: ignore[attr-defined]
+    assert sorted(bodies) == [500, 500, 3000, 3000]
+    assert taken > 30
+
+
+def test_pcapng_big_endian_only_is_taken(tmp_path: Path, claims: Taken) -> None:
+    frames = _frames(_conversation(3000))
+    out = [_shb(">"), _idb(">", 1, 3)]  # milliseconds
+    out += [_epb(">", 0, (1_700_000_000 + n) * 1000 + n, d) for n, d in enumerate(frames)]
+    path = tmp_path / "big.pcapng"
+    path.write_bytes(b"".join(out))
+    assert _run(path, True) == _run(path, False)
+    assert claims() > 30
+
+
+def test_pcapng_cut_mid_block_same_with_the_lane(tmp_path: Path, claims: Taken) -> None:
+    data, _ = _mixed_pcapng("<")
+    path = tmp_path / "cut.pcapng"
+    # Cuts in both sections: the last frame read may be one the lane took.
+    for cut in (len(data) * share // 3 + k for share in (1, 2) for k in range(0, 60, 13)):
+        path.write_bytes(data[:cut])
+        with_lane = _run(path, True)
+        assert with_lane == _run(path, False)
+        kinds = [a.kind for a in with_lane[1]]  # type: ignore[attr-defined]
+        assert "capture-truncated" in kinds
+    assert claims() > 30
+
+
+def test_benchmark_as_pcapng_is_taken_by_the_lane(tmp_path: Path, claims: Taken) -> None:
+    editcap = shutil.which("editcap")
+    if editcap is None:
+        pytest.skip("editcap (Wireshark) is not installed")
+    from benchmarks.make_capture import write_pcap
+
+    pcap = tmp_path / "bench.pcap"
+    stats = write_pcap(pcap, seed=5, scale=0.01)
+    path = tmp_path / "bench.pcapng"
+    subprocess.run([editcap, "-F", "pcapng", str(pcap), str(path)], check=True)
+    assert path.read_bytes()[:4] == b"\x0a\x0d\x0d\x0a"
+    with_lane = _run(path, True)
+    assert claims() > stats.packets // 2
+    assert with_lane == _run(path, False)
+
+
+def test_pcapng_simple_blocks_cut_by_the_snaplen_take_the_normal_path(
+    tmp_path: Path, claims: Taken
+) -> None:
+    # Section 4.4: a Simple Packet Block holds at most the interface's snaplen.
+    # 60 bytes keep every ACK whole (54 bytes) and cut every data segment
+    # (of a connection that is not HTTP: its data may be taken when whole).
+    frames = _frames(_conversation(3000, http=False))
+    out = [_shb("<"), _idb("<", 1, snaplen=60)] + [_spb("<", d) for d in frames]
+    path = tmp_path / "simple.pcapng"
+    path.write_bytes(b"".join(out))
+    assert _run(path, True) == _run(path, False)
+    assert claims() > 10

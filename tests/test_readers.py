@@ -13,6 +13,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from authtrace.readers import CaptureError, Frame, open_capture
+from authtrace.readers.base import BlockLayout
 from authtrace.readers.fast import frame as fast_frame
 from authtrace.readers.linktypes import (
     LINKTYPE_NETMON_MEDIA,
@@ -271,3 +272,56 @@ def test_mutated_captures_never_raise(index: int, edits: list[tuple[int, int]], 
     for position, value in edits:
         data[position % len(data)] = value
     _must_not_raise(bytes(data[: max(cut, 4)]))
+
+
+def test_pcapng_walker_takes_packet_blocks_and_numbering_is_kept() -> None:
+    """readers/base.py's walker contract for pcapng: a walker is asked for per
+    section and interface table, offered only the blocks of its link type's
+    interfaces, and what it takes is numbered and tallied like any frame."""
+    path = CAPTURES / "mixed-interfaces-sections.pcapng"
+    everything, _ = read(path)
+    layouts: list[tuple[int, BlockLayout]] = []
+
+    def walker_for(link_type: int, layout: object) -> object:
+        assert isinstance(layout, BlockLayout)
+        layouts.append((link_type, layout))
+        if link_type != 1:
+            return None
+        head = struct.Struct(layout.order + "III")
+
+        def walk(buf: bytes, pos: int, end: int, number: int) -> tuple[int, int, float]:
+            ts = 0.0
+            while end - pos >= 12:
+                kind, length, interface = head.unpack_from(buf, pos)
+                if pos + length > end:
+                    break
+                enhanced = kind == 6 and layout.interfaces[interface] is not None
+                if not enhanced and not (kind == 3 and layout.simple is not None):
+                    break
+                pos += length
+                number += 1
+                ts = everything[number - 1].timestamp
+            return pos, number, ts
+
+        return walk
+
+    capture = open_capture(path, walker_for)  # type: ignore[arg-type]
+    frames = list(capture)
+    # Frame 1 (the custom block) comes before any walker may take a block;
+    # frame 8 is an obsolete Packet Block, which walkers are never offered.
+    kept = [f for f in everything if f.link_type != 1 or f.number == 8]
+    assert [f.number for f in frames] == [f.number for f in kept] == [1, 5, 6, 7, 8]
+    assert [f.data for f in frames] == [f.data for f in kept]
+    tally = capture.tally
+    assert tally is not None and tally.records == len(everything) == 11
+    assert tally.first_timestamp == everything[0].timestamp
+    assert tally.last_timestamp == everything[-1].timestamp
+    # Section 1: Ethernet in microseconds, raw IP in nanoseconds, Ethernet in
+    # 2^-20 s; section 2 (big-endian): Ethernet.
+    ethernet = [layout for link_type, layout in layouts if link_type == 1]
+    assert ethernet[-2].order == "<"
+    assert ethernet[-2].interfaces == ((1e6, 0), None, (2.0**20, 0))
+    assert ethernet[-1].order == ">" and ethernet[-1].interfaces == ((1e6, 0),)
+    assert all(layout.simple == 0 for layout in ethernet)
+    # Interface 0's link type got a walker: no other link type was asked about.
+    assert {link_type for link_type, _ in layouts} == {1}
