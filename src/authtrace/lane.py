@@ -1,11 +1,13 @@
 """The pipeline's fast lane: most frames of a large capture are taken straight
-from the pcap reader's buffer, without building a Frame, a TcpSegment or a
-StreamData, because all the layers would do with them is count.
+from the pcap or pcapng reader's buffer, without building a Frame, a
+TcpSegment or a StreamData, because all the layers would do with them is count.
 
-Owns: the per-packet code of that shortcut (the loop `FastLane.walker_for`
-builds) and the table
-of lanes it consults (one per live connection and direction, installed by the
-pipeline once the normal path has shown what the connection is).
+Owns: the per-packet code of that shortcut (the `claim` closure of
+`FastLane._claimer`: the one place that decides and applies; the walkers
+`FastLane.walker_for` builds only find records or packet blocks in the buffer)
+and the table of lanes it consults (one per live connection and direction,
+installed by the pipeline once the normal path has shown what the connection
+is).
 
 Which frames qualify. A lane exists for a direction of a live TCP connection
 (IPv4) once the HTTP layer has decided what the connection is (HTTP, or not
