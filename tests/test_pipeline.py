@@ -62,3 +62,23 @@ def test_unrelated_captures_read_together_are_flagged() -> None:
         [scenarios / "healthy-ntlm.pcap", scenarios / "ntlm-logon-failed.pcap"]
     )
     assert [a.kind for a in result.anomalies].count("capture-overlap") == 1
+
+
+def test_ring_buffer_files_in_any_order_read_as_one_capture(tmp_path: Path) -> None:
+    """editcap -c splits a capture as a ring buffer does; named in reverse order,
+    the files still give what the whole capture gives, frame numbers included."""
+    import shutil
+    import subprocess
+
+    if shutil.which("editcap") is None:
+        pytest.skip("editcap (tshark's package) is not installed")
+    whole = REPO / "captures" / "scenarios" / "pooling-proxy.pcap"
+    subprocess.run(["editcap", "-c", "12", str(whole), str(tmp_path / "ring.pcap")], check=True)
+    parts = sorted(tmp_path.glob("ring*.pcap"))
+    assert len(parts) >= 3
+    expected, _ = read_connections([whole])
+    got, result = read_connections(list(reversed(parts)))
+    assert [_key(e) for c in got for e in c.exchanges] == [
+        _key(e) for c in expected for e in c.exchanges
+    ]
+    assert not [a for a in result.anomalies if a.kind == "capture-overlap"]

@@ -130,7 +130,9 @@ class Pipeline:
     def _read(self, source: Source) -> Iterator[HttpConnection]:
         lane = self._lane
         # CaptureError propagates: nothing read yet.
-        capture = open_capture(source, lane.walker_for if lane is not None else None)
+        capture = open_capture(
+            source, lane.walker_for if lane is not None else None, self._frames + 1
+        )
         name = source if isinstance(source, str) else getattr(source, "name", "<stream>")
         first: float | None = None
         last: float | None = None

@@ -73,7 +73,9 @@ def _describe(source: str | os.PathLike[str] | BinaryIO) -> str:
 
 
 def open_capture(
-    source: str | os.PathLike[str] | BinaryIO, walker_for: WalkerFor | None = None
+    source: str | os.PathLike[str] | BinaryIO,
+    walker_for: WalkerFor | None = None,
+    first_number: int = 1,
 ) -> Capture:
     """Open a pcap, pcapng or Network Monitor capture (optionally gzip-compressed).
 
@@ -81,6 +83,8 @@ def open_capture(
     binary file. Raises CaptureError when nothing can be read from it.
     `walker_for` (readers/base.py) lets a consumer take records before a Frame
     is built; the pcap and pcapng readers offer it (then `Capture.tally` counts them).
+    `first_number`: the number of the first frame (several files read as one
+    stream continue the numbering).
     """
     label = _describe(source)
     try:
@@ -89,7 +93,7 @@ def open_capture(
         raise CaptureError(f"{label}: cannot open: {exc.strerror or exc}") from None
     closing: list[BinaryIO] = [stream] if owned else []
     try:
-        return _open(stream, seekable, closing, label, walker_for)
+        return _open(stream, seekable, closing, label, walker_for, first_number)
     except CaptureError:
         Input(stream, closing).close()
         raise
@@ -104,6 +108,7 @@ def _open(
     closing: list[BinaryIO],
     label: str,
     walker_for: WalkerFor | None = None,
+    first_number: int = 1,
 ) -> Capture:
     head = read_up_to(stream, CHUNK)
     suffix = ""
@@ -135,7 +140,7 @@ def _open(
         capture = Capture(name + suffix, iter(()), source)
         capture.tally = Tally()
         capture._frames = pcap.frames(
-            source, head, capture.anomalies, label, walker_for, capture.tally
+            source, head, capture.anomalies, label, walker_for, capture.tally, first_number
         )
         return capture
     if magic == pcapng.SHB_TYPE:
@@ -144,7 +149,7 @@ def _open(
         capture = Capture("pcapng" + suffix, iter(()), source)
         capture.tally = Tally()
         capture._frames = pcapng.frames(
-            source, head, capture.anomalies, label, walker_for, capture.tally
+            source, head, capture.anomalies, label, walker_for, capture.tally, first_number
         )
         return capture
     if magic in (netmon.MAGIC_1X, netmon.MAGIC_2X):
@@ -160,7 +165,9 @@ def _open(
             raise CaptureError(f"{label}: {exc}") from None
         name = "netmon1" if table.major == 1 else "netmon2"
         capture = Capture(name + suffix, iter(()), source)
-        capture._frames = netmon.frames(source.stream, table, capture.anomalies, label)
+        capture._frames = netmon.frames(
+            source.stream, table, capture.anomalies, label, first_number
+        )
         return capture
     first = head[:4].hex()
     raise CaptureError(f"{label}: not a capture file (unknown format, first bytes {first})")

@@ -5,7 +5,7 @@ Owns: the file header, the frame table (file offsets of every frame, which
 NetMon writes at the end of the file), the per-frame header and, from 2.1 on,
 the per-frame trailer whose media type says what each frame holds.
 
-Invariant: frames are yielded in frame-table order, numbered 1.. like
+Invariant: frames are yielded in frame-table order, numbered 1.. (or from a given first number) like
 Wireshark; a frame's media type becomes a LINKTYPE value when one exists
 (Ethernet, or "pcap link type + 0xE000"), else the private
 LINKTYPE_NETMON_MEDIA + media type, which the net layer skips and counts.
@@ -101,9 +101,14 @@ class NetmonFile:
 
 
 def frames(
-    stream: BinaryIO, netmon: NetmonFile, anomalies: list[Anomaly], label: str
+    stream: BinaryIO,
+    netmon: NetmonFile,
+    anomalies: list[Anomaly],
+    label: str,
+    first_number: int = 1,
 ) -> Iterator[Frame]:
-    number = 0
+    """The frames of the table, in table order, numbered from `first_number`."""
+    number = first_number - 1
     try:
         header = _FRAME_2X if netmon.major == 2 else _FRAME_1X
         header_size = header.size

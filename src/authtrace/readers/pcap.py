@@ -62,15 +62,20 @@ def frames(
     label: str,
     walker_for: WalkerFor | None = None,
     tally: Tally | None = None,
+    first_number: int = 1,
 ) -> Iterator[Frame]:
     """Frames from the records that start at buffer[HEADER:], reading on from `source`.
+
+    Frames are numbered from `first_number` (1 for a file read alone; several
+    files read as one stream continue the numbering, as `mergecap -a` would).
 
     `walker_for` (see readers/base.py) may give, for the file's link type, a
     walker that takes records before a Frame is built for them;
     `tally` receives the count and first/last timestamps of every record read,
     claimed or not, when reading stops.
     """
-    number = 0
+    start = first_number - 1
+    number = start
     first = last = None
     try:
         order, scale, record_size, link_type = parse_header(buffer)
@@ -137,8 +142,11 @@ def frames(
         )
     finally:
         if tally is not None:
-            tally.records = number
-            tally.first_timestamp, tally.last_timestamp = (first, last) if number else (None, None)
+            tally.records = number - start
+            read_any = number > start
+            tally.first_timestamp, tally.last_timestamp = (
+                (first, last) if read_any else (None, None)
+            )
 
 
 def report_end(

@@ -113,15 +113,18 @@ def frames(
     label: str,
     walker_for: WalkerFor | None = None,
     tally: Tally | None = None,
+    first_number: int = 1,
 ) -> Iterator[Frame]:
-    """Frames from a pcapng stream whose first bytes are `buffer`.
+    """Frames from a pcapng stream whose first bytes are `buffer`, numbered from
+    `first_number`.
 
     `walker_for` (readers/base.py) may give walkers that take packet blocks
     before a Frame is built for them; `tally` receives the count and the
     first/last timestamps of every frame numbered, taken or not, when
     reading stops.
     """
-    number = 0
+    start = first_number - 1
+    number = start
     first = last = 0.0
     walk: Walker | None = None
     try:
@@ -138,7 +141,7 @@ def frames(
         while True:
             # The walker gets no chance before the first frame, so `first` is
             # always a frame the reader numbered itself.
-            if walk is not None and number:
+            if walk is not None and number > start:
                 taken_to, number, taken_last = walk(buf, pos, size, number)
                 if taken_to != pos:
                     pos = taken_to
@@ -212,7 +215,7 @@ def frames(
                 interface = interfaces[interface_id]
                 number += 1
                 last = ((high << 32) | low) / interface.divisor + interface.offset
-                if number == 1:
+                if number == start + 1:
                     first = last
                 yield make_frame(
                     number,
@@ -253,7 +256,7 @@ def frames(
                 interface = interfaces[interface_id]
                 number += 1
                 last = ((high << 32) | low) / interface.divisor + interface.offset
-                if number == 1:
+                if number == start + 1:
                     first = last
                 yield make_frame(
                     number,
@@ -288,8 +291,11 @@ def frames(
         _stop(anomalies, label, number, f"reading stopped: {exc!r}")
     finally:
         if tally is not None:
-            tally.records = number
-            tally.first_timestamp, tally.last_timestamp = (first, last) if number else (None, None)
+            tally.records = number - start
+            read_any = number > start
+            tally.first_timestamp, tally.last_timestamp = (
+                (first, last) if read_any else (None, None)
+            )
 
 
 def _stop(anomalies: list[Anomaly], label: str, number: int, reason: str) -> None:
