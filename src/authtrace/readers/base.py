@@ -107,3 +107,8 @@ class Tally:
     records: int = 0
     first_timestamp: float | None = None
     last_timestamp: float | None = None
+
+    def settle(self, records: int, first: float | None, last: float | None) -> None:
+        """Record what a reader read when it stopped (no timestamps without records)."""
+        self.records = records
+        self.first_timestamp, self.last_timestamp = (first, last) if records else (None, None)

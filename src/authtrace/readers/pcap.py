@@ -142,11 +142,7 @@ def frames(
         )
     finally:
         if tally is not None:
-            tally.records = number - start
-            read_any = number > start
-            tally.first_timestamp, tally.last_timestamp = (
-                (first, last) if read_any else (None, None)
-            )
+            tally.settle(number - start, first, last)
 
 
 def report_end(

@@ -291,11 +291,7 @@ def frames(
         _stop(anomalies, label, number, f"reading stopped: {exc!r}")
     finally:
         if tally is not None:
-            tally.records = number - start
-            read_any = number > start
-            tally.first_timestamp, tally.last_timestamp = (
-                (first, last) if read_any else (None, None)
-            )
+            tally.settle(number - start, first, last)
 
 
 def _stop(anomalies: list[Anomaly], label: str, number: int, reason: str) -> None:
