@@ -162,23 +162,16 @@ def _binary_step(
             Malformed(f"{scheme} token: {decoded}"),
             problem=problem,
         )
-    mechanism, message, wrapper, obj = _classify(decode_binary(decoded))
-    return AuthStep(
-        header,
-        kind,
-        _is_proxy(header),
-        scheme,
-        mechanism,
-        message,
-        obj,
-        raw=decoded,
-        wrapper=wrapper,
-        problem=problem,
-    )
+    return _from_object(header, kind, scheme, decode_binary(decoded), problem, raw=decoded)
 
 
 def _from_object(
-    header: str, kind: StepKind, scheme: str, obj: Any, problem: str | None
+    header: str,
+    kind: StepKind,
+    scheme: str,
+    obj: Any,
+    problem: str | None,
+    raw: bytes = b"",
 ) -> AuthStep:
     mechanism, message, wrapper, obj = _classify(obj)
     return AuthStep(
@@ -189,6 +182,7 @@ def _from_object(
         mechanism,
         message,
         obj,
+        raw=raw,
         wrapper=wrapper,
         problem=problem,
     )

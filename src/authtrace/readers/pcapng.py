@@ -203,9 +203,16 @@ def frames(
                 pos = 0
                 size = len(buf)
                 continue
-            if block_type == _EPB:
-                # Enhanced Packet Block (section 4.3)
-                interface_id, high, low, captured, original = epb.unpack_from(buf, pos + 8)
+            if block_type == _EPB or block_type == _OPB:
+                # Enhanced Packet Block (section 4.3), and the obsolete Packet Block
+                # (appendix A: a 16-bit interface id and a drops count): the same
+                # fields at the same offsets once unpacked.
+                if block_type == _EPB:
+                    interface_id, high, low, captured, original = epb.unpack_from(buf, pos + 8)
+                else:
+                    interface_id, _drops, high, low, captured, original = opb.unpack_from(
+                        buf, pos + 8
+                    )
                 if captured > length - 32 or captured > MAX_RECORD:
                     _stop(anomalies, label, number, f"packet block claims {captured} bytes")
                     return
@@ -242,27 +249,6 @@ def frames(
                     0.0,
                     interface.link_type,
                     buf[pos + 12 : pos + 12 + captured],
-                    original,
-                )
-            elif block_type == _OPB:
-                # Packet Block (obsolete, appendix A): 16-bit interface id and drops count.
-                interface_id, _drops, high, low, captured, original = opb.unpack_from(buf, pos + 8)
-                if captured > length - 32 or captured > MAX_RECORD:
-                    _stop(anomalies, label, number, f"packet block claims {captured} bytes")
-                    return
-                if interface_id >= len(interfaces):
-                    _stop(anomalies, label, number, f"undeclared interface {interface_id}")
-                    return
-                interface = interfaces[interface_id]
-                number += 1
-                last = ((high << 32) | low) / interface.divisor + interface.offset
-                if number == start + 1:
-                    first = last
-                yield make_frame(
-                    number,
-                    last,
-                    interface.link_type,
-                    buf[pos + 28 : pos + 28 + captured],
                     original,
                 )
             elif block_type == _IDB:

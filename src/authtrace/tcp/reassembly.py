@@ -353,15 +353,10 @@ class TcpReassembler:
         diff = (seq - nxt) & _MASK
         if diff >= _HALF:
             # Starts before what was delivered: a retransmission or an overlap.
-            # The first copy wins, so only the new tail (if any) is used.
-            behind = _MASK + 1 - diff
-            if behind >= len(payload) + missing:
+            tail = _new_tail(diff, payload, missing)
+            if tail is None:
                 return
-            if behind >= len(payload):
-                missing -= behind - len(payload)
-                payload = b""
-            else:
-                payload = payload[behind:]
+            payload, missing = tail
             seq = nxt
             diff = 0
         if diff == 0 and not half.fin_done:
@@ -423,14 +418,10 @@ class TcpReassembler:
                 assert nxt is not None
                 diff = (seq - nxt) & _MASK
                 if diff >= _HALF:
-                    behind = _MASK + 1 - diff
-                    if behind >= len(payload) + missing:
+                    tail = _new_tail(diff, payload, missing)
+                    if tail is None:
                         continue
-                    if behind >= len(payload):
-                        missing -= behind - len(payload)
-                        payload = b""
-                    else:
-                        payload = payload[behind:]
+                    payload, missing = tail
                     diff = 0
                 if diff == 0 and not half.fin_done:
                     self._deliver(
@@ -604,3 +595,15 @@ class TcpReassembler:
 def _close_order(event: StreamEvent) -> tuple[int, int]:
     # finish(): the data flushed for a connection stays before its close.
     return (event.connection, 1 if isinstance(event, ConnectionClosed) else 0)
+
+
+def _new_tail(diff: int, payload: bytes, missing: int) -> tuple[bytes, int] | None:
+    """The part of a segment that starts `_MASK + 1 - diff` bytes before what was
+    already delivered and lies beyond it (the first copy of a byte wins), with
+    the count of its bytes the capture did not hold; None when nothing is new."""
+    behind = _MASK + 1 - diff
+    if behind >= len(payload) + missing:
+        return None
+    if behind >= len(payload):
+        return b"", missing - (behind - len(payload))
+    return payload[behind:], missing
