@@ -21,7 +21,11 @@ from typing import BinaryIO
 
 from authtrace.anomalies import Anomaly
 
-CHUNK = 1 << 20  # read size: large reads keep the per-record cost to parsing alone
+# Read size. Large enough that the per-record cost is parsing alone, small
+# enough that each read's fresh buffer (and the join with the previous
+# chunk's tail) stays out of the allocator's mmap range: 1 MiB reads spent
+# 0.2 s of a 600 MB benchmark run on page faults, 64 KiB reads do not.
+CHUNK = 1 << 16
 
 GZIP_MAGIC = b"\x1f\x8b"
 
