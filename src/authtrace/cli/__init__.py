@@ -1,17 +1,39 @@
 """The command line: the only place that prints and picks exit codes.
 
-Each subcommand lives in its own module and registers on the `main` group.
+Each subcommand lives in its own module (`cmd_<name>`) and registers on the
+`main` group when imported; the group imports only the module of the command
+that runs (importing every command cost `connections` 30 ms of modules it
+does not use), and all of them for `--help`.
 Exit codes: 0 nothing wrong, 1 findings/differences, 2 unusable input.
 """
 
 from __future__ import annotations
+
+import importlib
+import pkgutil
 
 import click
 
 from authtrace import __version__
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+class _LazyGroup(click.Group):
+    """A group whose commands are imported when first asked for."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted(_COMMAND_MODULES)
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        module = _COMMAND_MODULES.get(cmd_name)
+        if module is not None and cmd_name not in self.commands:
+            importlib.import_module(f"{__name__}.{module}")
+        return super().get_command(ctx, cmd_name)
+
+
+@click.group(
+    cls=_LazyGroup,
+    context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100},
+)
 @click.version_option(__version__, prog_name="authtrace")
 def main() -> None:
     """Explain HTTP authentication failures (401/407) from packet captures.
@@ -28,15 +50,9 @@ def main() -> None:
     """
 
 
-def _register() -> None:
-    # Subcommand modules import lazily-heavy layers; import them here so that
-    # `authtrace --help` lists every command.
-    import importlib
-    import pkgutil
-
-    for module in pkgutil.iter_modules(__path__):
-        if module.name.startswith("cmd_"):
-            importlib.import_module(f"{__name__}.{module.name}")
-
-
-_register()
+# Command name -> the module that defines it (found once, without importing).
+_COMMAND_MODULES = {
+    module.name.removeprefix("cmd_"): module.name
+    for module in pkgutil.iter_modules(__path__)
+    if module.name.startswith("cmd_")
+}
