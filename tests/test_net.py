@@ -13,8 +13,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from authtrace.net import PacketDecoder, TcpSegment, UdpDatagram
-from authtrace.net.fast import tcp_segment
 from authtrace.net.fragments import Reassembler
+from authtrace.net.packets import make_tcp_segment as tcp_segment
 from authtrace.readers import Frame, open_capture
 
 ROOT = Path(__file__).resolve().parents[1]

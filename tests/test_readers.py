@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 
 from authtrace.readers import CaptureError, Frame, open_capture
 from authtrace.readers.base import BlockLayout
-from authtrace.readers.fast import frame as fast_frame
+from authtrace.readers.base import make_frame as fast_frame
 from authtrace.readers.linktypes import (
     LINKTYPE_NETMON_MEDIA,
     LINKTYPE_PCAPNG_CUSTOM,

@@ -22,7 +22,7 @@ import re
 from dataclasses import dataclass
 
 from authtrace.anomalies import Anomaly
-from authtrace.http.messages import Exchange, HttpRequest, HttpResponse
+from authtrace.http.messages import Exchange, HttpRequest, HttpResponse, make_exchange
 from authtrace.http.parser import HttpParser, ParserEvent, RequestHead, Role
 from authtrace.tcp.events import (
     ConnectionClosed,
@@ -355,7 +355,7 @@ class HttpConnectionTracker:
                 break
             slots.pop(0)
             out.append(
-                Exchange(
+                make_exchange(
                     connection=self.connection,
                     index=self._index,
                     request=slot.request,

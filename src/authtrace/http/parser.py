@@ -22,7 +22,14 @@ from collections import deque
 from dataclasses import dataclass
 
 from authtrace.anomalies import Anomaly
-from authtrace.http.messages import Header, HttpRequest, HttpResponse
+from authtrace.http.messages import (
+    Header,
+    HttpRequest,
+    HttpResponse,
+    make_header,
+    make_request,
+    make_response,
+)
 
 MAX_HEAD = 64 * 1024
 MAX_ERROR_BODY = 16 * 1024
@@ -435,7 +442,7 @@ class HttpParser:
                     last = headers[-1]
                     continuation = line.strip(" \t")
                     folded = f"{last.value} {continuation}".strip()
-                    headers[-1] = Header(last.name, folded)
+                    headers[-1] = make_header(last.name, folded)
                     lowered = last.name.lower()
                     if lowered == "content-length":
                         lengths[-1] = folded
@@ -450,7 +457,7 @@ class HttpParser:
                 continue
             name = name.rstrip(" \t")
             value = value.strip(" \t")
-            headers.append(Header(name, value))
+            headers.append(make_header(name, value))
             if len(name) in (14, 17):
                 lowered = name.lower()
                 if lowered == "content-length":
@@ -632,7 +639,7 @@ class HttpParser:
         first, second, third = self._start_line
         body = self._body
         if self.role is Role.REQUEST:
-            message: HttpRequest | HttpResponse = HttpRequest(
+            message: HttpRequest | HttpResponse = make_request(
                 method=first,
                 uri=second,
                 version=third,
@@ -646,7 +653,7 @@ class HttpParser:
                 end_frame=self._frame,
             )
         else:
-            message = HttpResponse(
+            message = make_response(
                 version=first,
                 status=int(second),
                 reason=third,

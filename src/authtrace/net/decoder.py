@@ -25,9 +25,8 @@ import struct
 from collections import Counter
 
 from authtrace.anomalies import Anomaly
-from authtrace.net.fast import tcp_segment
 from authtrace.net.fragments import Reassembler
-from authtrace.net.packets import TcpSegment, UdpDatagram
+from authtrace.net.packets import TcpSegment, UdpDatagram, make_tcp_segment
 from authtrace.readers.base import Frame
 from authtrace.readers.linktypes import (
     LINKTYPE_ETHERNET,
@@ -155,7 +154,7 @@ class PacketDecoder:
                         dst_text = names.get(dst)
                         if dst_text is None:
                             dst_text = self._name(dst)
-                        return tcp_segment(
+                        return make_tcp_segment(
                             frame.number,
                             frame.timestamp,
                             src_text,
@@ -474,7 +473,7 @@ class PacketDecoder:
                 if missing:
                     raise _Malformed("TCP options cut short by the capture", "net-truncated")
                 raise _Malformed(f"TCP header length {header} beyond the IP payload")
-            return tcp_segment(
+            return make_tcp_segment(
                 frame.number,
                 frame.timestamp,
                 src,

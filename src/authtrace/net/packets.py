@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from authtrace.fastinit import constructor
+
 # TCP flag bits (RFC 9293 section 3.1)
 FIN = 0x01
 SYN = 0x02
@@ -32,6 +34,10 @@ class TcpSegment:
     flags: int
     payload: bytes
     missing: int = 0
+
+
+# One segment per TCP frame: the decoder builds them with this (authtrace/fastinit.py).
+make_tcp_segment = constructor(TcpSegment)
 
 
 @dataclass(frozen=True, slots=True)

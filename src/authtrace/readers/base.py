@@ -10,6 +10,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from struct import Struct
 
+from authtrace.fastinit import constructor
+
 
 class CaptureError(Exception):
     """Nothing usable could be read: not a capture, an empty file, an unknown format.
@@ -34,6 +36,10 @@ class Frame:
     link_type: int
     data: bytes
     original_length: int
+
+
+# One Frame per record: the readers build them with this (authtrace/fastinit.py).
+make_frame = constructor(Frame)
 
 
 @dataclass(frozen=True, slots=True)

@@ -20,8 +20,7 @@ from collections.abc import Iterator
 from typing import BinaryIO
 
 from authtrace.anomalies import Anomaly
-from authtrace.readers.base import Frame
-from authtrace.readers.fast import frame as make_frame
+from authtrace.readers.base import Frame, make_frame
 from authtrace.readers.linktypes import LINKTYPE_ETHERNET, LINKTYPE_NETMON_MEDIA
 from authtrace.readers.pcap import MAX_RECORD
 from authtrace.readers.source import CHUNK

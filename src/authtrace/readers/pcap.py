@@ -16,8 +16,7 @@ import struct
 from collections.abc import Iterator
 
 from authtrace.anomalies import Anomaly
-from authtrace.readers.base import Frame, RecordLayout, Tally, WalkerFor
-from authtrace.readers.fast import FRAME_SETTERS, new_frame
+from authtrace.readers.base import Frame, RecordLayout, Tally, WalkerFor, make_frame
 from authtrace.readers.source import CHUNK, Input
 
 MAX_RECORD = 256 * 1024  # Wireshark's largest standard snapshot length (262144)
@@ -82,8 +81,6 @@ def frames(
         layout = RecordLayout(_RECORD[order], record_size, scale, MAX_RECORD)
         walk = walker_for(link_type, layout) if walker_for is not None else None
         unpack = _RECORD[order].unpack_from
-        # Inlined Frame construction (see readers/fast.py): the hot path.
-        set_number, set_timestamp, set_link_type, set_data, set_original = FRAME_SETTERS
         read = source.read
         buf = buffer
         pos = HEADER
@@ -127,13 +124,7 @@ def frames(
                 continue
             number += 1
             last = seconds + fraction * scale
-            frame = new_frame()
-            set_number(frame, number)
-            set_timestamp(frame, last)
-            set_link_type(frame, link_type)
-            set_data(frame, buf[pos + record_size : end])
-            set_original(frame, original)
-            yield frame
+            yield make_frame(number, last, link_type, buf[pos + record_size : end], original)
             pos = end
         report_end(source, size - pos, number, anomalies, label)
     except Exception as exc:  # noqa: BLE001 - a reader never raises after the header

@@ -23,8 +23,7 @@ import struct
 from collections.abc import Iterator
 
 from authtrace.anomalies import Anomaly
-from authtrace.readers.base import BlockLayout, Frame, Tally, Walker, WalkerFor
-from authtrace.readers.fast import frame as make_frame
+from authtrace.readers.base import BlockLayout, Frame, Tally, Walker, WalkerFor, make_frame
 from authtrace.readers.linktypes import LINKTYPE_PCAPNG_CUSTOM, LINKTYPE_SYSTEMD_JOURNAL
 from authtrace.readers.pcap import MAX_RECORD, report_end
 from authtrace.readers.source import CHUNK, Input

@@ -9,6 +9,8 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass
 
+from authtrace.fastinit import constructor
+
 
 class Direction(enum.Enum):
     TO_SERVER = "to_server"
@@ -50,6 +52,11 @@ class StreamData:
     first_frame: int
     frame: int
     timestamp: float
+
+
+# One StreamData per delivered segment: the reassembler builds them with this
+# (authtrace/fastinit.py).
+make_stream_data = constructor(StreamData)
 
 
 @dataclass(frozen=True, slots=True)

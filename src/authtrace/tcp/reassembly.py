@@ -31,10 +31,10 @@ from authtrace.tcp.events import (
     ConnectionOpened,
     Direction,
     Endpoint,
-    StreamData,
     StreamEnd,
     StreamEvent,
     StreamGap,
+    make_stream_data,
 )
 
 # RFC 9293 section 3.4: sequence numbers are compared modulo 2**32.
@@ -246,7 +246,7 @@ class TcpReassembler:
             if seq == half.next_seq and not half.held and not half.fin_done:
                 # Hot path: in-order data and nothing held.
                 if payload:
-                    events.append(StreamData(conn.id, direction, payload, frame, frame, ts))
+                    events.append(make_stream_data(conn.id, direction, payload, frame, frame, ts))
                 if missing:
                     self._gap(conn, half, direction, missing, frame, ts, events)
                 half.next_seq = (seq + len(payload) + missing) & _MASK
@@ -386,7 +386,7 @@ class TcpReassembler:
     ) -> None:
         assert half.next_seq is not None
         if payload:
-            events.append(StreamData(conn.id, direction, payload, first_frame, frame, ts))
+            events.append(make_stream_data(conn.id, direction, payload, first_frame, frame, ts))
         if missing:
             self._gap(conn, half, direction, missing, frame, ts, events)
         half.next_seq = (half.next_seq + len(payload) + missing) & _MASK

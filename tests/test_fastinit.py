@@ -1,0 +1,111 @@
+"""authtrace.fastinit: the generated constructors build exactly what the
+classes build, and refuse classes they could not honour."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+
+import pytest
+
+from authtrace.fastinit import constructor
+from authtrace.http.messages import (
+    Exchange,
+    Header,
+    HttpRequest,
+    HttpResponse,
+    make_exchange,
+    make_header,
+    make_request,
+    make_response,
+)
+from authtrace.net.packets import TcpSegment, make_tcp_segment
+from authtrace.readers.base import Frame, make_frame
+from authtrace.tcp.events import Direction, StreamData, make_stream_data
+
+REQUEST = dict(
+    method="GET",
+    uri="/",
+    version="HTTP/1.1",
+    headers=(Header("Host", "a"),),
+    frame=3,
+    head_frame=4,
+    timestamp=1.5,
+    header_bytes=30,
+)
+RESPONSE = dict(
+    version="HTTP/1.1",
+    status=401,
+    reason="Unauthorized",
+    headers=(Header("WWW-Authenticate", "NTLM"),),
+    frame=5,
+    head_frame=5,
+    timestamp=2.5,
+    header_bytes=40,
+    body=b"denied",
+)
+
+CASES = [
+    (make_frame, Frame, (3, 1.5, 1, b"abc", 10), {}),
+    (make_tcp_segment, TcpSegment, (1, 2.0, "192.0.2.1", "192.0.2.2", 1, 2, 3, 4, 5, b"p"), {}),
+    (make_tcp_segment, TcpSegment, (1, 2.0, "192.0.2.1", "192.0.2.2", 1, 2, 3, 4, 5, b"p", 6), {}),
+    (make_stream_data, StreamData, (7, Direction.TO_CLIENT, b"data", 3, 4, 9.5), {}),
+    (make_header, Header, ("Authorization", "NTLM TlRMTVNT"), {}),
+    (make_request, HttpRequest, (), REQUEST),
+    (make_request, HttpRequest, (), {**REQUEST, "complete": False, "end_frame": 9}),
+    (make_response, HttpResponse, (), RESPONSE),
+    (make_exchange, Exchange, (), dict(connection=1, index=0, request=None, response=None)),
+    (make_exchange, Exchange, (1, 2, None, None), dict(interim=())),
+]
+
+
+@pytest.mark.parametrize(("make", "cls", "args", "kwargs"), CASES)
+def test_same_object_as_the_class(make, cls, args, kwargs) -> None:  # type: ignore[no-untyped-def]
+    made = make(*args, **kwargs)
+    expected = cls(*args, **kwargs)
+    assert type(made) is cls
+    assert made == expected and hash(made) == hash(expected) and repr(made) == repr(expected)
+    # Every field, defaults included, is set: nothing left unassigned.
+    for item in dataclasses.fields(cls):
+        assert getattr(made, item.name) == getattr(expected, item.name)
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        setattr(made, dataclasses.fields(cls)[0].name, None)
+
+
+def test_argument_errors_match_the_class() -> None:
+    with pytest.raises(TypeError):
+        make_header("only a name")
+    with pytest.raises(TypeError):
+        make_header("a", "b", name="c")
+    with pytest.raises(TypeError):
+        make_request(**{**REQUEST, "unknown": 1})
+
+
+@dataclass(frozen=True, slots=True)
+class _WithFactory:
+    items: list[int] = field(default_factory=list)
+
+
+@dataclass(frozen=True, slots=True)
+class _WithPostInit:
+    value: int
+
+    def __post_init__(self) -> None:
+        pass
+
+
+@dataclass(frozen=True)
+class _WithoutSlots:
+    value: int
+
+
+@dataclass(frozen=True, slots=True)
+class _NotInInit:
+    value: int
+    derived: int = field(default=0, init=False)
+
+
+@pytest.mark.parametrize("cls", [_WithFactory, _WithPostInit, _WithoutSlots, _NotInInit, int])
+def test_refuses_what_it_cannot_build_faithfully(cls: type) -> None:
+    with pytest.raises(TypeError):
+        constructor(cls)
