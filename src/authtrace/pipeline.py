@@ -16,9 +16,6 @@ from dataclasses import dataclass, field
 from typing import BinaryIO
 
 from authtrace.anomalies import Anomaly
-from authtrace.diagnose import RuleContext, diagnose
-from authtrace.handshake.links import link
-from authtrace.handshake.timeline import build_timeline
 from authtrace.http.exchanges import HttpConnectionTracker
 from authtrace.http.messages import Exchange, GapMark, HttpConnection
 from authtrace.kerberos.kdc import KERBEROS_PORT, KdcSummary, KdcTracker, looks_like_kerberos
@@ -308,6 +305,12 @@ def read_connections(
 
 def analyze(sources: Iterable[Source], progress: Progress | None = None) -> Report:
     """Read the captures and judge every authentication handshake in them."""
+    # The judging layers are imported here, not at the top: `connections` and
+    # the readers' users need only the reading half of this module.
+    from authtrace.diagnose import RuleContext, diagnose
+    from authtrace.handshake.links import link
+    from authtrace.handshake.timeline import build_timeline
+
     connections, result = read_connections(sources, progress)
     timelines = [build_timeline(connection) for connection in connections]
     times = [t for info in result.captures for t in (info.first_time, info.last_time) if t]

@@ -14,8 +14,8 @@ from authtrace.diagnose.finding import Finding
 from authtrace.handshake.links import HandshakeView, StepRef
 from authtrace.handshake.model import AuthExchange
 from authtrace.handshake.timeline import ConnectionTimeline
-from authtrace.http.messages import HttpConnection, HttpRequest, HttpResponse
 from authtrace.kerberos.kdc import KdcExchange
+from authtrace.report.connections import connection_to_dict, request_to_dict, response_to_dict
 from authtrace.report.model import Report
 from authtrace.report.summary import summarize
 
@@ -47,23 +47,6 @@ def finding_to_dict(finding: Finding) -> dict[str, Any]:
     }
 
 
-def connection_to_dict(connection: HttpConnection) -> dict[str, Any]:
-    """A TCP connection's identity, extent and gaps (exchanges are added by the caller)."""
-    return {
-        "id": connection.id,
-        "client": str(connection.client),
-        "server": str(connection.server),
-        "first_frame": connection.first_frame,
-        "last_frame": connection.last_frame,
-        "syn_seen": connection.syn_seen,
-        "close": connection.close_reason,
-        "close_frame": connection.close_frame,
-        "gaps": [
-            {"direction": g.direction, "bytes": g.length, "frame": g.frame} for g in connection.gaps
-        ],
-    }
-
-
 def kdc_link_to_dict(exchange: KdcExchange) -> dict[str, Any]:
     """A KDC exchange as cited from an HTTP step (the full record is under `kdc`)."""
     return {
@@ -72,33 +55,6 @@ def kdc_link_to_dict(exchange: KdcExchange) -> dict[str, Any]:
         "reply_frame": exchange.reply_frame,
         "result": exchange.result.value,
         "error": exchange.error_name,
-    }
-
-
-def request_to_dict(request: HttpRequest | None) -> dict[str, Any] | None:
-    """A request as both JSON schemas show it; frame: the frame completing its head
-    (where Wireshark shows it), first_frame: the one carrying its first byte."""
-    if request is None:
-        return None
-    return {
-        "method": request.method,
-        "uri": request.uri,
-        "host": request.header("Host"),
-        "frame": request.shown_frame,
-        "first_frame": request.frame,
-        "head_frame": request.head_frame,
-        "time": request.timestamp,
-    }
-
-
-def response_to_dict(response: HttpResponse | None) -> dict[str, Any] | None:
-    if response is None:
-        return None
-    return {
-        "status": response.status,
-        "reason": response.reason,
-        "frame": response.shown_frame,
-        "time": response.timestamp,
     }
 
 

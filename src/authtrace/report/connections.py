@@ -7,8 +7,7 @@ from typing import Any
 
 from authtrace.auth.render import describe_step, step_to_dict
 from authtrace.auth.steps import AuthStep, step_from_credentials_header, steps_from_challenge_header
-from authtrace.http.messages import Exchange, HttpConnection
-from authtrace.report.as_json import connection_to_dict, request_to_dict, response_to_dict
+from authtrace.http.messages import Exchange, HttpConnection, HttpRequest, HttpResponse
 
 _CREDENTIALS = ("authorization", "proxy-authorization")
 _CHALLENGES = ("www-authenticate", "proxy-authenticate")
@@ -81,3 +80,47 @@ def exchange_json(exchange: Exchange, show_secrets: bool = False) -> dict[str, A
 
 def _short(uri: str, limit: int = 70) -> str:
     return uri if len(uri) <= limit else uri[: limit - 3] + "..."
+
+
+def connection_to_dict(connection: HttpConnection) -> dict[str, Any]:
+    """A TCP connection's identity, extent and gaps (exchanges are added by the caller)."""
+    return {
+        "id": connection.id,
+        "client": str(connection.client),
+        "server": str(connection.server),
+        "first_frame": connection.first_frame,
+        "last_frame": connection.last_frame,
+        "syn_seen": connection.syn_seen,
+        "close": connection.close_reason,
+        "close_frame": connection.close_frame,
+        "gaps": [
+            {"direction": g.direction, "bytes": g.length, "frame": g.frame} for g in connection.gaps
+        ],
+    }
+
+
+def request_to_dict(request: HttpRequest | None) -> dict[str, Any] | None:
+    """A request as both JSON schemas show it; frame: the frame completing its head
+    (where Wireshark shows it), first_frame: the one carrying its first byte."""
+    if request is None:
+        return None
+    return {
+        "method": request.method,
+        "uri": request.uri,
+        "host": request.header("Host"),
+        "frame": request.shown_frame,
+        "first_frame": request.frame,
+        "head_frame": request.head_frame,
+        "time": request.timestamp,
+    }
+
+
+def response_to_dict(response: HttpResponse | None) -> dict[str, Any] | None:
+    if response is None:
+        return None
+    return {
+        "status": response.status,
+        "reason": response.reason,
+        "frame": response.shown_frame,
+        "time": response.timestamp,
+    }

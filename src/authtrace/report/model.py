@@ -4,11 +4,15 @@ library caller and what the renderers turn into text or JSON."""
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-from authtrace.anomalies import Anomaly
-from authtrace.diagnose.finding import Finding
-from authtrace.handshake.links import HandshakeView
-from authtrace.kerberos.kdc import KdcConnectAttempt, KdcExchange
+if TYPE_CHECKING:
+    # Annotations only: the pipeline builds CaptureInfo while reading, and
+    # commands that never judge handshakes should not import those layers.
+    from authtrace.anomalies import Anomaly
+    from authtrace.diagnose.finding import Finding
+    from authtrace.handshake.links import HandshakeView
+    from authtrace.kerberos.kdc import KdcConnectAttempt, KdcExchange
 
 
 @dataclass(frozen=True, slots=True)
