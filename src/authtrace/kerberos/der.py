@@ -12,7 +12,9 @@ bounds below raises `DerError` and nothing else. Nothing here recurses.
 from __future__ import annotations
 
 import enum
+import functools
 from dataclasses import dataclass
+from typing import Any
 
 # Bounds for hostile input. Real Kerberos/SPNEGO tokens are a few KiB; a
 # SEQUENCE OF with thousands of elements is never legitimate.
@@ -126,8 +128,61 @@ def read_header(data: bytes, offset: int = 0) -> Header:
     return Header(TagClass(first >> 6), bool(first & 0x20), number, pos, length)
 
 
+# A Kerberos AP-REQ holds about fifty elements and read_tlv runs for each of
+# them, so its common case is kept cheap: the Tlv is built through its slot
+# descriptors (a frozen dataclass's __init__ assigns each field through
+# object.__setattr__, twice the cost) and the tag class is a tuple lookup
+# instead of an enum call. The object is the very same frozen Tlv, equal to
+# one built by Tlv(...); tests/test_der.py compares them.
+_new = object.__new__
+_slots: Any = Tlv  # the slot descriptors are class attributes mypy does not model
+_set_tag_class = _slots.tag_class.__set__
+_set_constructed = _slots.constructed.__set__
+_set_number = _slots.number.__set__
+_set_value = _slots.value.__set__
+_set_offset = _slots.offset.__set__
+_set_end = _slots.end.__set__
+
+# TagClass by the two high bits of the identifier octet (first >> 6).
+_TAG_CLASSES = (TagClass.UNIVERSAL, TagClass.APPLICATION, TagClass.CONTEXT, TagClass.PRIVATE)
+
+
 def read_tlv(data: bytes, offset: int = 0) -> Tlv:
     """Read the complete element that starts at `offset`."""
+    # Fast path for what Kerberos and SPNEGO tokens are made of: a low tag
+    # number (one identifier octet) and a length in the short form or the
+    # long form of one or two octets, all inside `data`. Anything else (high
+    # tag numbers, longer lengths, every error) takes _read_tlv, which gives
+    # the same Tlv or raises with the one wording of its reasons.
+    size = len(data)
+    pos = offset + 2
+    if pos <= size:
+        first = data[offset]
+        length = data[offset + 1]
+        if first & 0x1F != 0x1F:
+            if length == 0x81 and pos < size:
+                length = data[pos]
+                pos += 1
+            elif length == 0x82 and pos + 1 < size:
+                length = (data[pos] << 8) | data[pos + 1]
+                pos += 2
+            elif length & 0x80:
+                return _read_tlv(data, offset)
+            end = pos + length
+            if end <= size:
+                tlv: Tlv = _new(Tlv)
+                _set_tag_class(tlv, _TAG_CLASSES[first >> 6])
+                _set_constructed(tlv, bool(first & 0x20))
+                _set_number(tlv, first & 0x1F)
+                _set_value(tlv, data[pos:end])
+                _set_offset(tlv, offset)
+                _set_end(tlv, end)
+                return tlv
+    return _read_tlv(data, offset)
+
+
+def _read_tlv(data: bytes, offset: int) -> Tlv:
+    """read_tlv for any element, through read_header (X.690 sections 8.1.2-8.1.3)."""
     header = read_header(data, offset)
     pos = header.content_start
     end = pos + header.length
@@ -227,6 +282,14 @@ def decode_oid(tlv: Tlv, what: str = "OBJECT IDENTIFIER") -> str:
 
 def oid_from_bytes(value: bytes) -> str:
     """Dotted form of OID content octets (X.690 section 8.19)."""
+    return _dotted_oid(bytes(value))
+
+
+# Every SPNEGO token lists the same few mechanism OIDs, so their dotted forms
+# are remembered; the bound keeps a capture of hostile OIDs from growing it.
+# Failures raise and are not remembered (lru_cache keeps only results).
+@functools.lru_cache(maxsize=256)
+def _dotted_oid(value: bytes) -> str:
     if not value or value[-1] & 0x80:
         raise DerError("OBJECT IDENTIFIER empty or truncated")
     arcs: list[int] = []

@@ -1,0 +1,77 @@
+"""The DER reader (kerberos/der.py): its fast path for common elements gives
+exactly what the general reader gives, errors included."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from authtrace.kerberos import der
+from authtrace.kerberos.der import DerError, TagClass, Tlv
+
+
+def _outcome(read: object, data: bytes, offset: int) -> object:
+    """What a reader returns, or the type and message of what it raises."""
+    try:
+        return read(data, offset)  # type: ignore[operator]
+    except DerError as error:
+        return (type(error), str(error))
+
+
+# Identifier and length octets of every shape: short form, long form of one
+# to five octets, indefinite, high tag numbers; then content cut anywhere.
+_SHAPES = [
+    b"\x30\x03abc",
+    b"\xa0\x00",
+    b"\x04\x81\x80" + bytes(128),
+    b"\x04\x81\x05abc",
+    b"\x6e\x82\x01\x00" + bytes(256),
+    b"\x6e\x82\x01\x00" + bytes(10),
+    b"\x04\x83\x00\x00\x02ab",
+    b"\x04\x84\x00\x00\x00\x01a",
+    b"\x04\x85\x00\x00\x00\x00\x01a",
+    b"\x30\x80\x00\x00",
+    b"\x1f\x81\x01\x01a",
+    b"\xbf\x8f\xff\xff\xff\x01\x00",
+    b"\xff\x01a",
+]
+
+
+@pytest.mark.parametrize("element", _SHAPES)
+def test_fast_path_agrees_with_general_reader_on_every_cut(element: bytes) -> None:
+    for end in range(len(element) + 1):
+        data = b"\x05" + element[:end]
+        assert _outcome(der.read_tlv, data, 1) == _outcome(der._read_tlv, data, 1)
+
+
+@given(st.binary(max_size=40), st.integers(min_value=0, max_value=42))
+def test_fast_path_agrees_with_general_reader(data: bytes, offset: int) -> None:
+    assert _outcome(der.read_tlv, data, offset) == _outcome(der._read_tlv, data, offset)
+
+
+def test_fast_tlv_is_the_frozen_dataclass() -> None:
+    fast = der.read_tlv(b"\x00\xa3\x82\x00\x02\x05\x00", 1)
+    built = Tlv(TagClass.CONTEXT, True, 3, b"\x05\x00", 1, 7)
+    assert fast == built and hash(fast) == hash(built) and repr(fast) == repr(built)
+    assert type(fast) is Tlv and fast.tag_class is TagClass.CONTEXT
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        fast.number = 4  # type: ignore[misc]
+
+
+@pytest.mark.parametrize("first", [0x02, 0x61, 0xA0, 0xE5])
+def test_tag_class_from_the_two_high_bits(first: int) -> None:
+    tlv = der.read_tlv(bytes([first, 0]))
+    assert tlv.tag_class is TagClass(first >> 6)
+    assert tlv.constructed is bool(first & 0x20) and tlv.number == first & 0x1F
+
+
+def test_oid_dotted_form_and_errors_every_time() -> None:
+    spnego = bytes.fromhex("2b0601050502")
+    assert der.oid_from_bytes(spnego) == "1.3.6.1.5.5.2"
+    assert der.oid_from_bytes(bytearray(spnego)) == "1.3.6.1.5.5.2"
+    for _ in range(2):
+        with pytest.raises(DerError, match="empty or truncated"):
+            der.oid_from_bytes(b"\x2b\x86")
