@@ -112,6 +112,10 @@ class FastLane:
         self._tcp = reassembler
         self._lanes: dict[bytes, _Entry] = {}
         self._by_connection: dict[int, list[bytes]] = {}
+        # Per connection, the (source address, source port) of the directions
+        # whose lane is open for data: nothing more for `offer` to do there, so
+        # it returns before building the lane key (most of its cost).
+        self._settled: dict[int, set[tuple[str, int]]] = {}
         # Frames taken so far (the tests check that the lane is really used).
         self.taken = 0
 
@@ -122,6 +126,9 @@ class FastLane:
         its direction, for ACK-only frames at first, and for data too once the
         HTTP layer knows what the connection is (`tracker` None: not routed
         yet, or not an HTTP candidate at all). Never raises."""
+        settled = self._settled.get(connection)
+        if settled is not None and (segment.src, segment.src_port) in settled:
+            return
         try:
             if ":" in segment.src:
                 return
@@ -132,6 +139,7 @@ class FastLane:
             )
             entry = self._lanes.get(key)
             if entry is not None and entry.parser is not _ACKS_ONLY:
+                self._settled.setdefault(connection, set()).add((segment.src, segment.src_port))
                 return  # already open for data
             known = tracker is not None and tracker.detection is not Detection.UNKNOWN
             if entry is not None and not known:
@@ -164,6 +172,7 @@ class FastLane:
         a straggler or a new connection, which the normal path decides)."""
         for key in self._by_connection.pop(connection, ()):
             self._lanes.pop(key, None)
+        self._settled.pop(connection, None)
 
     def __len__(self) -> int:
         return len(self._lanes)
