@@ -8,13 +8,14 @@ pair list is bounded, and text that does not decode is replaced, not guessed.
 
 from __future__ import annotations
 
+import codecs
 import datetime
 import enum
 from dataclasses import dataclass
 
 from authtrace.auth.kinds import Mechanism, Message
 from authtrace.auth.malformed import Malformed
-from authtrace.buffer import Buffer, BufferReadError
+from authtrace.buffer import Buffer, BufferReadError, Fields
 
 
 class NegotiateFlags(enum.IntFlag):
@@ -61,6 +62,12 @@ AV_FLAG_UNTRUSTED_SPN_SOURCE = 0x4
 _KNOWN_FLAG_BITS = 0
 for _flag in NegotiateFlags:
     _KNOWN_FLAG_BITS |= int(_flag)
+
+# The flags the decoders test, as plain ints: `flags & NegotiateFlags.X`
+# builds a new IntFlag member on every test, several times per message.
+_UNICODE = int(NegotiateFlags.NTLMSSP_NEGOTIATE_UNICODE)
+_ANONYMOUS = int(NegotiateFlags.NTLMSSP_ANONYMOUS)
+_VERSION_FLAG = int(NegotiateFlags.NTLMSSP_NEGOTIATE_VERSION)
 
 
 def flag_names(flags: int) -> tuple[str, ...]:
@@ -297,6 +304,8 @@ class NtlmAuthenticate:
 
 NtlmMessage = NtlmNegotiate | NtlmChallenge | NtlmAuthenticate
 
+_utf_16_le_decode = codecs.utf_16_le_decode
+
 _FILETIME_EPOCH = datetime.datetime(1601, 1, 1, tzinfo=datetime.UTC)
 
 
@@ -312,7 +321,10 @@ def filetime_to_datetime(value: int) -> datetime.datetime | None:
 
 def _unicode(data: bytes) -> str:
     # Odd lengths or lone surrogates happen in hostile tokens; never raise.
-    return data.decode("utf-16-le", errors="replace")
+    # The codec function itself, final=True, is what data.decode("utf-16-le",
+    # errors="replace") ends up calling after a codec lookup that costs three
+    # times the decoding of a name (and a message holds up to ten names).
+    return _utf_16_le_decode(data, "replace", True)[0]
 
 
 def _oem(data: bytes) -> str:
@@ -322,17 +334,28 @@ def _oem(data: bytes) -> str:
 
 def _text(data: bytes, flags: int) -> str:
     # MS-NLMP 2.2.2.5 flag A: Unicode when negotiated, else OEM.
-    if flags & NegotiateFlags.NTLMSSP_NEGOTIATE_UNICODE:
+    if flags & _UNICODE:
         return _unicode(data)
     return _oem(data)
 
 
-def _fields(buffer: Buffer) -> tuple[int, int]:
-    """A Len/MaxLen/BufferOffset triple (MS-NLMP 2.2.1.1); MaxLen is ignored."""
-    length = buffer.pull_u16_le()
-    buffer.pull_u16_le()
-    offset = buffer.pull_u32_le()
-    return length, offset
+# Fixed parts of the messages, each read with one unpack (buffer.Fields);
+# a token cut inside one is reported at the field where it ends, exactly as
+# reading field by field would. "HHI" is a Len/MaxLen/BufferOffset triple
+# (MS-NLMP 2.2.1.1); MaxLen is ignored.
+_NEGOTIATE_FLAGS = Fields("<I")  # at 12: NegotiateFlags
+_NEGOTIATE_FIELDS = Fields("<HHIHHI")  # at 16: DomainNameFields, WorkstationFields
+_CHALLENGE_FIXED = Fields("<HHII8s")  # at 12: TargetNameFields, NegotiateFlags, ServerChallenge
+_TRIPLE = Fields("<HHI")  # one *Fields triple (TargetInfoFields at 40)
+# At 12: LmChallengeResponse, NtChallengeResponse, DomainName, UserName,
+# Workstation fields; then at 52 EncryptedRandomSessionKeyFields and flags.
+_AUTHENTICATE_FIELDS = Fields("<HHIHHIHHIHHIHHI")
+_AUTHENTICATE_KEY_AND_FLAGS = Fields("<HHII")
+_VERSION = Fields("<BBH3sB")  # MS-NLMP 2.2.2.10
+# MS-NLMP 2.2.2.8 / 2.2.2.7: NTProofStr, RespType, HiRespType, Reserved1 (2),
+# Reserved2 (4), TimeStamp, ChallengeFromClient, Reserved3 (4).
+_NTLMV2_FIXED = Fields("<16sBB6sQ8s4s")
+_AV_PAIR_HEADER = Fields("<HH")  # AvId, AvLen
 
 
 def _payload(data: bytes, length: int, offset: int) -> bytes:
@@ -348,12 +371,8 @@ class _Truncated(BufferReadError):
 
 
 def _version(data: bytes, offset: int) -> NtlmVersion:
-    buffer = Buffer(data, offset)
-    major = buffer.pull_u8()
-    minor = buffer.pull_u8()
-    build = buffer.pull_u16_le()
-    buffer.pull_bytes(3)
-    return NtlmVersion(major, minor, build, buffer.pull_u8())
+    major, minor, build, _reserved, revision = _VERSION.unpack_from(data, offset)
+    return NtlmVersion(major, minor, build, revision)
 
 
 def decode_av_pairs(data: bytes) -> TargetInfo:
@@ -362,13 +381,14 @@ def decode_av_pairs(data: bytes) -> TargetInfo:
     Unknown ids are kept as pairs; a list that ends without MsvAvEOL or with a
     pair running past the end keeps what was read and says why in ``problem``.
     """
-    buffer = Buffer(data)
     pairs: list[AvPair] = []
     named: dict[str, object] = {}
     terminated = False
     problem: str | None = None
+    size = len(data)
+    position = 0
     while True:
-        if buffer.eof():
+        if position >= size:
             if pairs:
                 problem = "AV pair list has no MsvAvEOL"
             break
@@ -376,13 +396,17 @@ def decode_av_pairs(data: bytes) -> TargetInfo:
             problem = f"more than {MAX_AV_PAIRS} AV pairs"
             break
         try:
-            av_id = buffer.pull_u16_le()
-            length = buffer.pull_u16_le()
-            value = buffer.pull_bytes(length)
+            av_id, length = _AV_PAIR_HEADER.unpack_from(data, position)
+            start = position + 4
+            position = start + length
+            if position > size:
+                # Raises: the value runs past the end, worded as every read is.
+                Buffer(data, start).pull_bytes(length)
         except BufferReadError as error:
             problem = f"AV pair truncated: {error}"
             break
-        if av_id == AvId.MsvAvEOL:
+        value = data[start:position]
+        if av_id == _MSV_AV_EOL:
             terminated = True
             break
         pairs.append(AvPair(av_id, value))
@@ -395,69 +419,73 @@ def decode_av_pairs(data: bytes) -> TargetInfo:
     )
 
 
+# Keyed and compared by plain int: the pair loop sees every id of every
+# target info, and an AvId(...) call or enum comparison per pair costs more
+# than the rest of the loop.
+_MSV_AV_EOL = int(AvId.MsvAvEOL)
+_MSV_AV_FLAGS = int(AvId.MsvAvFlags)
+_MSV_AV_TIMESTAMP = int(AvId.MsvAvTimestamp)
+_MSV_AV_SINGLE_HOST = int(AvId.MsvAvSingleHost)
+_MSV_AV_CHANNEL_BINDINGS = int(AvId.MsvAvChannelBindings)
+
 _TEXT_PAIRS = {
-    AvId.MsvAvNbComputerName: "nb_computer_name",
-    AvId.MsvAvNbDomainName: "nb_domain_name",
-    AvId.MsvAvDnsComputerName: "dns_computer_name",
-    AvId.MsvAvDnsDomainName: "dns_domain_name",
-    AvId.MsvAvDnsTreeName: "dns_tree_name",
-    AvId.MsvAvTargetName: "target_name",
+    int(AvId.MsvAvNbComputerName): "nb_computer_name",
+    int(AvId.MsvAvNbDomainName): "nb_domain_name",
+    int(AvId.MsvAvDnsComputerName): "dns_computer_name",
+    int(AvId.MsvAvDnsDomainName): "dns_domain_name",
+    int(AvId.MsvAvDnsTreeName): "dns_tree_name",
+    int(AvId.MsvAvTargetName): "target_name",
 }
 
 
 def _name_pair(av_id: int, value: bytes, named: dict[str, object]) -> None:
     # The first occurrence wins: MS-NLMP 2.2.2.1 allows each id once; a
     # duplicate is kept in pairs but does not override the decoded field.
-    if av_id in _TEXT_PAIRS:
-        named.setdefault(_TEXT_PAIRS[AvId(av_id)], _unicode(value))
-    elif av_id == AvId.MsvAvFlags and len(value) == 4:
+    text_field = _TEXT_PAIRS.get(av_id)
+    if text_field is not None:
+        named.setdefault(text_field, _unicode(value))
+    elif av_id == _MSV_AV_FLAGS and len(value) == 4:
         named.setdefault("av_flags", int.from_bytes(value, "little"))
-    elif av_id == AvId.MsvAvTimestamp and len(value) == 8:
+    elif av_id == _MSV_AV_TIMESTAMP and len(value) == 8:
         named.setdefault("timestamp", filetime_to_datetime(int.from_bytes(value, "little")))
-    elif av_id == AvId.MsvAvSingleHost:
+    elif av_id == _MSV_AV_SINGLE_HOST:
         named.setdefault("single_host", value)
-    elif av_id == AvId.MsvAvChannelBindings:
+    elif av_id == _MSV_AV_CHANNEL_BINDINGS:
         named.setdefault("channel_bindings", value)
 
 
 def _decode_negotiate(data: bytes) -> NtlmNegotiate:
-    buffer = Buffer(data, 12)
-    flags = buffer.pull_u32_le()
+    (flags,) = _NEGOTIATE_FLAGS.unpack_from(data, 12)
     domain = workstation = None
     version = None
     # Old clients send a 16-byte NEGOTIATE with no fields at all; the fields
     # only exist when the message is long enough to hold them.
     if len(data) >= 32:
-        domain_len, domain_off = _fields(buffer)
-        ws_len, ws_off = _fields(buffer)
+        domain_len, _, domain_off, ws_len, _, ws_off = _NEGOTIATE_FIELDS.unpack_from(data, 16)
         # MS-NLMP 2.2.1.1: DomainName and WorkstationName are OEM strings.
         domain = _oem(_payload(data, domain_len, domain_off)) or None
         workstation = _oem(_payload(data, ws_len, ws_off)) or None
-        if flags & NegotiateFlags.NTLMSSP_NEGOTIATE_VERSION and len(data) >= 40:
+        if flags & _VERSION_FLAG and len(data) >= 40:
             version = _version(data, 32)
     return NtlmNegotiate(flags, domain, workstation, version)
 
 
 def _decode_challenge(data: bytes) -> NtlmChallenge:
-    buffer = Buffer(data, 12)
-    name_len, name_off = _fields(buffer)
-    flags = buffer.pull_u32_le()
-    server_challenge = buffer.pull_bytes(8)
+    name_len, _, name_off, flags, server_challenge = _CHALLENGE_FIXED.unpack_from(data, 12)
     target_info = None
     version = None
     target_name = _text(_payload(data, name_len, name_off), flags) if name_len else None
     # TargetInfoFields (offset 40) only exist in messages of 48 bytes or more
     # (MS-NLMP 2.2.1.2; old servers send the 32-byte form).
     if len(data) >= 48:
-        buffer.seek(40)
-        info_len, info_off = _fields(buffer)
+        info_len, _, info_off = _TRIPLE.unpack_from(data, 40)
         if info_len:
             target_info = decode_av_pairs(_payload(data, info_len, info_off))
         payload_start = min(
             (off for length, off in ((name_len, name_off), (info_len, info_off)) if length),
             default=len(data),
         )
-        if flags & NegotiateFlags.NTLMSSP_NEGOTIATE_VERSION and payload_start >= 56:
+        if flags & _VERSION_FLAG and payload_start >= 56:
             version = _version(data, 48)
     return NtlmChallenge(flags, server_challenge, target_name, target_info, version)
 
@@ -466,32 +494,42 @@ def _decode_ntlmv2_response(nt_response: bytes) -> NtlmV2Response:
     # MS-NLMP 2.2.2.8: NTProofStr (16) then NTLMv2_CLIENT_CHALLENGE (2.2.2.7):
     # RespType, HiRespType, Reserved1 (2), Reserved2 (4), TimeStamp (8),
     # ChallengeFromClient (8), Reserved3 (4), AvPairs.
-    buffer = Buffer(nt_response)
-    ntproofstr = buffer.pull_bytes(16)
-    resp_type = buffer.pull_u8()
-    hi_resp_type = buffer.pull_u8()
-    buffer.pull_bytes(6)
-    timestamp = filetime_to_datetime(buffer.pull_u64_le())
-    client_challenge = buffer.pull_bytes(8)
-    buffer.pull_bytes(4)
-    av_pairs = decode_av_pairs(buffer.data[buffer.position :])
+    ntproofstr, resp_type, hi_resp_type, _, filetime, client_challenge, _ = (
+        _NTLMV2_FIXED.unpack_from(nt_response, 0)
+    )
+    av_pairs = decode_av_pairs(nt_response[_NTLMV2_FIXED.size :])
     return NtlmV2Response(
-        ntproofstr, resp_type, hi_resp_type, timestamp, client_challenge, av_pairs
+        ntproofstr,
+        resp_type,
+        hi_resp_type,
+        filetime_to_datetime(filetime),
+        client_challenge,
+        av_pairs,
     )
 
 
 def _decode_authenticate(data: bytes) -> NtlmAuthenticate:
-    buffer = Buffer(data, 12)
-    lm_len, lm_off = _fields(buffer)
-    nt_len, nt_off = _fields(buffer)
-    domain_len, domain_off = _fields(buffer)
-    user_len, user_off = _fields(buffer)
-    ws_len, ws_off = _fields(buffer)
+    (
+        lm_len,
+        _,
+        lm_off,
+        nt_len,
+        _,
+        nt_off,
+        domain_len,
+        _,
+        domain_off,
+        user_len,
+        _,
+        user_off,
+        ws_len,
+        _,
+        ws_off,
+    ) = _AUTHENTICATE_FIELDS.unpack_from(data, 12)
     key_len, key_off = 0, 0
     # Very old clients end the fixed part before EncryptedRandomSessionKeyFields.
     if len(data) >= 64:
-        key_len, key_off = _fields(buffer)
-        flags = buffer.pull_u32_le()
+        key_len, _, key_off, flags = _AUTHENTICATE_KEY_AND_FLAGS.unpack_from(data, 52)
     else:
         flags = 0
     fields = (
@@ -514,7 +552,7 @@ def _decode_authenticate(data: bytes) -> NtlmAuthenticate:
     # that far (MS-NLMP 2.2.1.3: MIC is 16 bytes after Version).
     payload_start = min((off for length, off in fields if length), default=len(data))
     version = None
-    if flags & NegotiateFlags.NTLMSSP_NEGOTIATE_VERSION and payload_start >= 72 and len(data) >= 72:
+    if flags & _VERSION_FLAG and payload_start >= 72 and len(data) >= 72:
         version = _version(data, 64)
     mic = data[72:88] if payload_start >= 88 and len(data) >= 88 else None
 
@@ -533,7 +571,7 @@ def _decode_authenticate(data: bytes) -> NtlmAuthenticate:
         kind = NtlmResponseKind.ANONYMOUS
     else:
         kind = NtlmResponseKind.UNKNOWN
-    anonymous = kind is NtlmResponseKind.ANONYMOUS or bool(flags & NegotiateFlags.NTLMSSP_ANONYMOUS)
+    anonymous = kind is NtlmResponseKind.ANONYMOUS or bool(flags & _ANONYMOUS)
     # MS-NLMP 2.2.2.1 MsvAvFlags 0x2: the client says a MIC is in the message.
     av_flags = ntlmv2.av_pairs.av_flags if ntlmv2 else None
     mic_present = bool(av_flags and av_flags & AV_FLAG_MIC_PRESENT)
