@@ -75,3 +75,43 @@ def test_oid_dotted_form_and_errors_every_time() -> None:
     for _ in range(2):
         with pytest.raises(DerError, match="empty or truncated"):
             der.oid_from_bytes(b"\x2b\x86")
+
+
+def _explicit_fields_one_by_one(tlv: Tlv, what: str) -> dict[int, Tlv]:
+    # explicit_fields as its docstring reads: every child an explicit [n]
+    # holding exactly one element.
+    fields: dict[int, Tlv] = {}
+    for child in der.sequence_of(tlv, what):
+        if child.tag_class is not TagClass.CONTEXT or not child.constructed:
+            raise DerError(f"{what}: component is not an explicit context tag")
+        if child.number in fields:
+            raise DerError(f"{what}: field [{child.number}] appears twice")
+        fields[child.number] = der.read_single(child.value)
+    return fields
+
+
+_FIELD_PIECES = st.sampled_from(
+    [
+        b"\xa0\x03\x02\x01\x05",
+        b"\xa1\x03\x02\x01\x0e",
+        b"\xa2\x81\x03\x04\x01x",
+        b"\xa3\x82\x00\x04\x04\x82\x00\x00",
+        b"\xa4\x04\x30\x02\x05\x00",
+        b"\xa0\x02\x05\x00",
+        b"\xa5\x03\x9f\x01\x00",
+        b"\xa6\x04\x04\x01x",
+        b"\x82\x01\x00",
+        b"\xa7\x00",
+        b"\xbf\x21\x02\x05\x00",
+        b"\xa8\x83\x00\x00\x02\x05\x00",
+    ]
+)
+
+
+@given(st.lists(_FIELD_PIECES, max_size=6), st.binary(max_size=3))
+def test_explicit_fields_agree_with_reading_every_wrapper(pieces: list[bytes], tail: bytes) -> None:
+    content = b"".join(pieces) + tail
+    tlv = Tlv(TagClass.UNIVERSAL, True, der.SEQUENCE, content, 0, len(content) + 2)
+    assert _outcome(der.explicit_fields, tlv, "X") == _outcome(
+        _explicit_fields_one_by_one, tlv, "X"
+    )
