@@ -15,10 +15,11 @@ from __future__ import annotations
 import struct
 import uuid
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Union
+from typing import Any
 
 from authtrace.auth.kinds import Mechanism, Message
 from authtrace.auth.malformed import Malformed
+from authtrace.auth.ntlm import NtlmMessage, decode_ntlm
 from authtrace.auth.spnego import (
     MECHANISM_BY_OID,
     OID_KERBEROS,
@@ -44,9 +45,6 @@ from authtrace.kerberos.messages import (
     KrbError,
     decode_kerberos,
 )
-
-if TYPE_CHECKING:
-    from authtrace.auth.ntlm import NtlmMessage
 
 # SPNEGO inside SPNEGO is not legitimate; the bound only stops hostile nesting.
 MAX_DEPTH = 4
@@ -123,9 +121,9 @@ class GssToken:
         return dataclass_to_dict(self, show_secrets)
 
 
-GssResult = Union[
-    SpnegoInit, SpnegoResp, KerberosMessage, NegoexToken, GssToken, "NtlmMessage", Malformed
-]
+GssResult = (
+    SpnegoInit | SpnegoResp | KerberosMessage | NegoexToken | GssToken | NtlmMessage | Malformed
+)
 
 
 def decode_gss(data: bytes) -> GssResult:
@@ -155,7 +153,7 @@ def _classify(data: bytes, depth: int) -> GssResult:
     if not data:
         return Malformed("GSS-API: empty token")
     if data.startswith(NTLMSSP_SIGNATURE):
-        return _ntlm(data)
+        return decode_ntlm(data)
     if data.startswith(NEGOEX_SIGNATURE):
         return _negoex(data)
     first = data[0]
@@ -192,7 +190,7 @@ def _initial_context_token(data: bytes, depth: int) -> GssResult:
     if oid in _KERBEROS_OIDS:
         return _kerberos_token(inner, oid)
     if oid == OID_NTLMSSP:
-        return _ntlm(inner)
+        return decode_ntlm(inner)
     if oid == OID_NEGOEX:
         return _negoex(inner)
     # IAKERB, PKU2U and unknown mechanisms: named by OID, not decoded.
@@ -214,16 +212,6 @@ def _kerberos_token(inner: bytes, oid: str) -> KerberosMessage | Malformed:
             raw=inner,
         )
     return message
-
-
-def _ntlm(data: bytes) -> NtlmMessage | Malformed:
-    # Imported here: auth/ntlm.py is written in parallel and must not be a
-    # hard dependency of importing this module.
-    try:
-        from authtrace.auth.ntlm import decode_ntlm  # type: ignore[attr-defined]
-    except ImportError:
-        return Malformed("NTLMSSP token: the NTLM decoder is not available", raw=data)
-    return decode_ntlm(data)
 
 
 def _negoex(data: bytes) -> NegoexToken | Malformed:

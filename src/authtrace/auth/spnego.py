@@ -98,8 +98,16 @@ class MechType:
         return {"oid": self.oid, "name": self.name}
 
 
+# Every NegTokenInit lists three or four of the known mechanisms; their
+# MechType values are made once (they are immutable and compare by value).
+_KNOWN_MECH_TYPES = {oid: MechType(oid, name) for oid, name in MECHANISM_NAMES.items()}
+
+
 def mech_type(oid: str) -> MechType:
-    return MechType(oid, MECHANISM_NAMES.get(oid, f"UNKNOWN ({oid})"))
+    known = _KNOWN_MECH_TYPES.get(oid)
+    if known is not None:
+        return known
+    return MechType(oid, f"UNKNOWN ({oid})")
 
 
 @dataclass(frozen=True, slots=True)
