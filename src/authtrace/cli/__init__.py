@@ -9,6 +9,7 @@ Exit codes: 0 nothing wrong, 1 findings/differences, 2 unusable input.
 
 from __future__ import annotations
 
+import gc
 import importlib
 import pkgutil
 
@@ -35,7 +36,8 @@ class _LazyGroup(click.Group):
     context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100},
 )
 @click.version_option(__version__, prog_name="authtrace")
-def main() -> None:
+@click.pass_context
+def main(ctx: click.Context) -> None:
     """Explain HTTP authentication failures (401/407) from packet captures.
 
     \b
@@ -48,6 +50,30 @@ def main() -> None:
       authtrace iislog u_ex231114.log         summarise the 401s of an IIS log
       authtrace rules                         the finding ids and what they mean
     """
+    _tune_garbage_collector(ctx)
+
+
+def _tune_garbage_collector(ctx: click.Context) -> None:
+    """Fewer cycle collections for the run of one command.
+
+    Reading a capture allocates millions of short-lived objects and almost no
+    reference cycles, and the default threshold (a collection every 700 net
+    allocations, each also walking the tens of thousands of objects the
+    imports created) cost 3% of a 600 MB benchmark run. The objects that exist
+    once the command is imported are set aside (gc.freeze) and collections
+    come every 10,000 allocations: cycles are still collected, memory stays
+    bounded. Both are undone when the command ends, for callers that run
+    several commands in one process (tests through CliRunner).
+    """
+    threshold = gc.get_threshold()
+    gc.freeze()
+    gc.set_threshold(10_000, 10, 10)
+
+    def restore() -> None:
+        gc.set_threshold(*threshold)
+        gc.unfreeze()
+
+    ctx.call_on_close(restore)
 
 
 # Command name -> the module that defines it (found once, without importing).
