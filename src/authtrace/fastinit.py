@@ -1,4 +1,5 @@
-"""Building frozen slots dataclasses without their generated __init__.
+"""Building frozen slots dataclasses without their generated __init__, and
+listing a dataclass's field names without rebuilding them on every call.
 
 Owns: nothing but speed. The boundary objects of the hot path (one Frame and
 one TcpSegment per frame, one StreamData per delivered segment, a Header per
@@ -55,3 +56,21 @@ def constructor(cls: type[T]) -> Callable[..., T]:
     make.__name__ = make.__qualname__ = f"make_{cls.__name__}"
     make.__doc__ = f"The same as {cls.__name__}(...), faster (authtrace.fastinit)."
     return make
+
+
+# Field names per dataclass type. The JSON renderers walk every field of every
+# decoded object; dataclasses.fields() builds a new tuple of Field objects on
+# each call. Bounded, although the types are the program's own and few.
+_FIELD_NAMES: dict[type, tuple[str, ...]] = {}
+_MAX_TYPES = 1024
+
+
+def field_names(obj: Any) -> tuple[str, ...]:
+    """The field names of a dataclass instance (or class), in declaration order."""
+    kind = obj if isinstance(obj, type) else type(obj)
+    names = _FIELD_NAMES.get(kind)
+    if names is None:
+        names = tuple(item.name for item in dataclasses.fields(kind))
+        if len(_FIELD_NAMES) < _MAX_TYPES:
+            _FIELD_NAMES[kind] = names
+    return names

@@ -70,18 +70,20 @@ _ANONYMOUS = int(NegotiateFlags.NTLMSSP_ANONYMOUS)
 _VERSION_FLAG = int(NegotiateFlags.NTLMSSP_NEGOTIATE_VERSION)
 
 
+def _bit_name(value: int) -> str:
+    if value & _KNOWN_FLAG_BITS:
+        return NegotiateFlags(value).name or f"UNKNOWN (0x{value:08x})"
+    return f"UNKNOWN (0x{value:08x})"
+
+
+# (bit value, name) of the 32 flag bits, low bit first, worked out once: the
+# JSON of every NTLM message lists its flags by name.
+_BIT_NAMES = tuple((1 << bit, _bit_name(1 << bit)) for bit in range(32))
+
+
 def flag_names(flags: int) -> tuple[str, ...]:
     """Names of the set flag bits, low bit first; unknown bits as ``UNKNOWN (0x...)``."""
-    names: list[str] = []
-    for bit in range(32):
-        value = 1 << bit
-        if not flags & value:
-            continue
-        if value & _KNOWN_FLAG_BITS:
-            names.append(NegotiateFlags(value).name or f"UNKNOWN (0x{value:08x})")
-        else:
-            names.append(f"UNKNOWN (0x{value:08x})")
-    return tuple(names)
+    return tuple(name for value, name in _BIT_NAMES if flags & value)
 
 
 class AvId(enum.IntEnum):

@@ -31,6 +31,7 @@ from authtrace.auth.ntlm import (
 )
 from authtrace.auth.redact import is_secret_field, redact_bytes, redact_text
 from authtrace.auth.steps import AuthStep
+from authtrace.fastinit import field_names
 
 MAX_DEPTH = 12
 
@@ -80,11 +81,16 @@ def _secret(value: Any, show_secrets: bool) -> Any:
     return _plain(value, show_secrets, 0)
 
 
+# Values that render as themselves, by exact type: most leaves of a decoded
+# token, answered by one set look-up before the isinstance chain below.
+_AS_IS = frozenset({str, int, float, bool, type(None)})
+
+
 def _plain(value: Any, show_secrets: bool, depth: int) -> Any:
     """A JSON-ready rendering of any decoded value, secrets redacted by name."""
     if depth > MAX_DEPTH:
         return "<too deep>"
-    if value is None or isinstance(value, bool | int | float | str):
+    if type(value) in _AS_IS or isinstance(value, bool | int | float | str):
         return value
     if isinstance(value, enum.Enum):
         return value.value
@@ -124,16 +130,16 @@ def _field(name: str, value: Any, show_secrets: bool, depth: int) -> Any:
 
 def _dataclass(obj: Any, show_secrets: bool, depth: int) -> dict[str, Any]:
     out: dict[str, Any] = {}
-    for item in dataclasses.fields(obj):
-        value = getattr(obj, item.name)
-        if item.name == "flags" and isinstance(value, int) and hasattr(obj, "flag_names"):
+    for name in field_names(obj):
+        value = getattr(obj, name)
+        if name == "flags" and isinstance(value, int) and hasattr(obj, "flag_names"):
             # NTLM flags by name (MS-NLMP 2.2.2.5), the number kept beside them.
             out["flags"] = list(flag_names(value))
             out["flags_value"] = f"0x{value:08x}"
             continue
         if isinstance(obj, TargetInfo) and value is None:
             continue  # absent AV pairs: the list says what is there
-        out[item.name] = _field(item.name, value, show_secrets, depth + 1)
+        out[name] = _field(name, value, show_secrets, depth + 1)
     for name in _EXTRA_PROPERTIES.get(type(obj), ()):
         out[name] = _plain(getattr(obj, name), show_secrets, depth + 1)
     return out

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from authtrace.auth import redact as _redact
+from authtrace.fastinit import field_names
 
 # Field names of the dataclasses in kerberos/messages.py and auth/spnego.py
 # whose bytes are secrets, besides auth/redact.py's SECRET_FIELDS: cipher text,
@@ -92,10 +93,10 @@ def dataclass_to_dict(obj: Any, show_secrets: bool, depth: int = 0) -> dict[str,
         out["mechanism"] = mechanism.value
     if isinstance(message, enum.Enum):
         out["message"] = message.value
-    for field in dataclasses.fields(obj):
-        value = getattr(obj, field.name)
-        if isinstance(value, bytes) and is_secret(field.name):
-            out[field.name] = redact_bytes(value, show_secrets)
+    for name in field_names(obj):
+        value = getattr(obj, name)
+        if isinstance(value, bytes) and is_secret(name):
+            out[name] = redact_bytes(value, show_secrets)
         else:
-            out[field.name] = render(value, show_secrets, depth + 1)
+            out[name] = render(value, show_secrets, depth + 1)
     return out
