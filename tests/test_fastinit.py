@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 
 import pytest
 
-from authtrace.fastinit import constructor
+from authtrace.fastinit import constructor, field_names
 from authtrace.http.messages import (
     Exchange,
     Header,
@@ -109,3 +109,14 @@ class _NotInInit:
 def test_refuses_what_it_cannot_build_faithfully(cls: type) -> None:
     with pytest.raises(TypeError):
         constructor(cls)
+
+
+@pytest.mark.parametrize("cls", [Frame, TcpSegment, HttpRequest, Exchange, _NotInInit])
+def test_field_names_follow_the_declaration(cls: type) -> None:
+    expected = tuple(item.name for item in dataclasses.fields(cls))
+    assert field_names(cls) == expected
+    assert field_names(cls) is field_names(cls)  # kept, not rebuilt
+
+
+def test_field_names_of_an_instance() -> None:
+    assert field_names(Header("a", "b")) == ("name", "value")
