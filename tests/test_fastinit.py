@@ -8,6 +8,8 @@ from dataclasses import dataclass, field
 
 import pytest
 
+from authtrace.auth.kinds import Mechanism, Message
+from authtrace.auth.steps import AuthStep, StepKind, _make_step
 from authtrace.fastinit import constructor, field_names
 from authtrace.http.messages import (
     Exchange,
@@ -56,6 +58,18 @@ CASES = [
     (make_response, HttpResponse, (), RESPONSE),
     (make_exchange, Exchange, (), dict(connection=1, index=0, request=None, response=None)),
     (make_exchange, Exchange, (1, 2, None, None), dict(interim=())),
+    (
+        _make_step,
+        AuthStep,
+        ("WWW-Authenticate", StepKind.CHALLENGE, False, "NTLM", Mechanism.NTLM, Message.OFFER),
+        {},
+    ),
+    (
+        _make_step,
+        AuthStep,
+        ("Authorization", StepKind.CREDENTIALS, False, "NTLM", Mechanism.NTLM),
+        dict(message=Message.NTLM_NEGOTIATE, raw=b"NTLMSSP\x00", problem="p"),
+    ),
 ]
 
 

@@ -26,6 +26,7 @@ from authtrace.auth.headers import Challenge, Credentials, parse_challenges, par
 from authtrace.auth.kinds import Mechanism, Message
 from authtrace.auth.malformed import Malformed
 from authtrace.auth.ntlm import decode_ntlm, is_ntlm
+from authtrace.fastinit import constructor
 
 # SPNEGO may wrap SPNEGO only in hostile tokens; follow `.inner` this far.
 MAX_WRAPPING = 4
@@ -93,6 +94,10 @@ class AuthStep:
                 return current
             current = inner
         return current
+
+
+# Every decoded header value becomes a step (authtrace/fastinit.py).
+_make_step = constructor(AuthStep)
 
 
 def _is_proxy(name: str) -> bool:
@@ -174,7 +179,7 @@ def _from_object(
     raw: bytes = b"",
 ) -> AuthStep:
     mechanism, message, wrapper, obj = _classify(obj)
-    return AuthStep(
+    return _make_step(
         header,
         kind,
         _is_proxy(header),
