@@ -154,30 +154,18 @@ def read_tlv(data: bytes, offset: int = 0) -> Tlv:
     # long form of one or two octets, all inside `data`. Anything else (high
     # tag numbers, longer lengths, every error) takes _read_tlv, which gives
     # the same Tlv or raises with the one wording of its reasons.
-    size = len(data)
-    pos = offset + 2
-    if pos <= size:
+    bounds = _content(data, offset, len(data))
+    if bounds is not None:
+        pos, end = bounds
         first = data[offset]
-        length = data[offset + 1]
-        if first & 0x1F != 0x1F:
-            if length == 0x81 and pos < size:
-                length = data[pos]
-                pos += 1
-            elif length == 0x82 and pos + 1 < size:
-                length = (data[pos] << 8) | data[pos + 1]
-                pos += 2
-            elif length & 0x80:
-                return _read_tlv(data, offset)
-            end = pos + length
-            if end <= size:
-                tlv: Tlv = _new(Tlv)
-                _set_tag_class(tlv, _TAG_CLASSES[first >> 6])
-                _set_constructed(tlv, bool(first & 0x20))
-                _set_number(tlv, first & 0x1F)
-                _set_value(tlv, data[pos:end])
-                _set_offset(tlv, offset)
-                _set_end(tlv, end)
-                return tlv
+        tlv: Tlv = _new(Tlv)
+        _set_tag_class(tlv, _TAG_CLASSES[first >> 6])
+        _set_constructed(tlv, bool(first & 0x20))
+        _set_number(tlv, first & 0x1F)
+        _set_value(tlv, data[pos:end])
+        _set_offset(tlv, offset)
+        _set_end(tlv, end)
+        return tlv
     return _read_tlv(data, offset)
 
 
