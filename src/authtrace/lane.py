@@ -53,6 +53,7 @@ from authtrace.http.parser import HttpParser, _State
 from authtrace.net.packets import TcpSegment
 from authtrace.readers.base import BlockLayout, RecordLayout, Walker
 from authtrace.readers.linktypes import LINKTYPE_ETHERNET
+from authtrace.readers.pcapng import TWO_32
 from authtrace.tcp.events import Direction
 from authtrace.tcp.reassembly import TcpReassembler, _Connection, _Half
 
@@ -319,7 +320,7 @@ class FastLane:
                     clock = clocks[interface]
                     if clock is None:
                         break
-                    when = ((high << 32) | low) / clock[0] + clock[1]
+                    when = (high * TWO_32 + low) / clock[0] + clock[1]
                     start = pos + 28
                 elif kind == _SPB and simple is not None:
                     # The captured length is what the block holds, at most the

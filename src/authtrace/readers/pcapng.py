@@ -58,6 +58,13 @@ class _Interface:
         self.snaplen = snaplen
 
 
+# 2**32 as a float. An Enhanced Packet Block's time stamp is two 32-bit
+# halves (section 4.3); high * TWO_32 + low is their value as a float rounded
+# once, the very float that ((high << 32) | low) converts to in the division,
+# without building a two-digit int for every block.
+TWO_32 = 4294967296.0
+
+
 def _parse_interface(block: bytes, order: str) -> _Interface:
     """Interface Description Block (section 4.2); default resolution is 10^-6 s."""
     link_type, _reserved, snaplen = struct.unpack_from(order + "HHI", block, 8)
@@ -220,7 +227,7 @@ def frames(
                     return
                 interface = interfaces[interface_id]
                 number += 1
-                last = ((high << 32) | low) / interface.divisor + interface.offset
+                last = (high * TWO_32 + low) / interface.divisor + interface.offset
                 if number == start + 1:
                     first = last
                 yield make_frame(
