@@ -30,6 +30,7 @@ from authtrace.auth.ntlm import (
     flag_names,
 )
 from authtrace.auth.redact import is_secret_field, redact_bytes, redact_text
+from authtrace.auth.spnego import SpnegoInit, SpnegoResp
 from authtrace.auth.steps import AuthStep
 from authtrace.fastinit import field_names
 
@@ -184,9 +185,23 @@ def step_to_dict(step: AuthStep, show_secrets: bool = False) -> dict[str, Any]:
             out[key if key not in out else f"token_{key}"] = value
     _summary(inner, out)
     if wrapper is not None:
-        spnego = _object_dict(wrapper, show_secrets)
-        out["spnego"] = {key: value for key, value in spnego.items() if key not in _WRAPPER_SKIP}
+        out["spnego"] = _wrapper_dict(wrapper, show_secrets)
     return out
+
+
+def _wrapper_dict(wrapper: Any, show_secrets: bool) -> dict[str, Any]:
+    """The SPNEGO wrapper's own fields. Its inner token is already shown
+    flattened at the top, so a SPNEGO message leaves it out before rendering
+    (it was rendered a second time only to be dropped); any other wrapper is
+    rendered whole and the key dropped after."""
+    if isinstance(wrapper, SpnegoInit | SpnegoResp):
+        # As _object_dict would: the object's own to_dict, then _plain over
+        # the result (depth 1) for the redaction of secret names at any depth.
+        rendered = _plain(wrapper.to_dict(show_secrets, skip=_WRAPPER_SKIP), show_secrets, 1)
+        if isinstance(rendered, dict):
+            return rendered
+    spnego = _object_dict(wrapper, show_secrets)
+    return {key: value for key, value in spnego.items() if key not in _WRAPPER_SKIP}
 
 
 def _summary(inner: Any, out: dict[str, Any]) -> None:

@@ -165,8 +165,10 @@ class SpnegoInit:
     def mech_list_mic_present(self) -> bool:
         return self.mech_list_mic is not None
 
-    def to_dict(self, show_secrets: bool = False) -> dict[str, Any]:
-        return dataclass_to_dict(self, show_secrets)
+    def to_dict(
+        self, show_secrets: bool = False, skip: frozenset[str] = frozenset()
+    ) -> dict[str, Any]:
+        return dataclass_to_dict(self, show_secrets, skip=skip)
 
 
 @dataclass(frozen=True, slots=True)
@@ -217,8 +219,10 @@ class SpnegoResp:
     def mech_list_mic_present(self) -> bool:
         return self.mech_list_mic is not None
 
-    def to_dict(self, show_secrets: bool = False) -> dict[str, Any]:
-        return dataclass_to_dict(self, show_secrets)
+    def to_dict(
+        self, show_secrets: bool = False, skip: frozenset[str] = frozenset()
+    ) -> dict[str, Any]:
+        return dataclass_to_dict(self, show_secrets, skip=skip)
 
 
 InnerDecoder = Callable[[bytes], Any]

@@ -84,8 +84,11 @@ def render(obj: Any, show_secrets: bool, depth: int = 0) -> Any:
     return str(obj)
 
 
-def dataclass_to_dict(obj: Any, show_secrets: bool, depth: int = 0) -> dict[str, Any]:
-    """Render every field of a dataclass; secret byte fields are redacted."""
+def dataclass_to_dict(
+    obj: Any, show_secrets: bool, depth: int = 0, skip: frozenset[str] = frozenset()
+) -> dict[str, Any]:
+    """Render every field of a dataclass but those named in `skip`; secret
+    byte fields are redacted."""
     out: dict[str, Any] = {"type": type(obj).__name__}
     mechanism = getattr(obj, "mechanism", None)
     message = getattr(obj, "message", None)
@@ -94,6 +97,8 @@ def dataclass_to_dict(obj: Any, show_secrets: bool, depth: int = 0) -> dict[str,
     if isinstance(message, enum.Enum):
         out["message"] = message.value
     for name in field_names(obj):
+        if name in skip:
+            continue
         value = getattr(obj, name)
         if isinstance(value, bytes) and is_secret(name):
             out[name] = redact_bytes(value, show_secrets)
