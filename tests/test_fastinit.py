@@ -119,7 +119,14 @@ class _NotInInit:
     derived: int = field(default=0, init=False)
 
 
-@pytest.mark.parametrize("cls", [_WithFactory, _WithPostInit, _WithoutSlots, _NotInInit, int])
+@dataclass(frozen=True, slots=True, kw_only=True)
+class _KeywordOnly:
+    value: int
+
+
+@pytest.mark.parametrize(
+    "cls", [_WithFactory, _WithPostInit, _WithoutSlots, _NotInInit, _KeywordOnly, int]
+)
 def test_refuses_what_it_cannot_build_faithfully(cls: type) -> None:
     with pytest.raises(TypeError):
         constructor(cls)

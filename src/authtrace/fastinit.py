@@ -3,18 +3,20 @@ listing a dataclass's field names without rebuilding them on every call.
 
 Owns: nothing but speed. The boundary objects of the hot path (one Frame and
 one TcpSegment per frame, one StreamData per delivered segment, a Header per
-header line, a message and an Exchange per HTTP message) are frozen slots
-dataclasses. Their generated __init__ assigns each field through
-object.__setattr__ (about 0.1 us a field); assigning through the class's slot
-descriptors builds the very same object (same type, equality, hash, repr) in
-a fraction of the time. `constructor(cls)` writes that function once per
-class, with the class's own field names, order and defaults, so callers keep
-calling it as they would call the class, positionally or by keyword.
+header line, a message and an Exchange per HTTP message, an AuthStep per
+authentication header) are frozen slots dataclasses. Their generated
+__init__ assigns each field through object.__setattr__ (about 0.1 us a
+field); assigning through the class's slot descriptors builds the very same
+object (same type, equality, hash, repr) in a fraction of the time.
+`constructor(cls)` writes that function once per class, with the class's
+own field names, order and defaults, so callers keep calling it as they
+would call the class, positionally or by keyword.
 
 Invariant: `constructor(C)(*args, **kwargs) == C(*args, **kwargs)` for every
 argument list C accepts; a class this cannot honour (a __post_init__, a
-default_factory, a field left out of __init__, no slots) is refused when the
-constructor is made, never silently built differently. The tests compare.
+default_factory, a field left out of __init__ or keyword-only, no slots) is
+refused when the constructor is made, never silently built differently. The
+tests compare.
 """
 
 from __future__ import annotations
@@ -38,7 +40,7 @@ def constructor(cls: type[T]) -> Callable[..., T]:
     parameters: list[str] = []
     namespace: dict[str, Any] = {"_new": object.__new__, "_cls": cls}
     for item in fields:
-        if not item.init or item.default_factory is not dataclasses.MISSING:
+        if not item.init or item.kw_only or item.default_factory is not dataclasses.MISSING:
             raise TypeError(f"{cls.__name__}.{item.name}: only plain fields are supported")
         if keyword.iskeyword(item.name) or not item.name.isidentifier():
             raise TypeError(f"{cls.__name__}.{item.name}: not a plain name")
