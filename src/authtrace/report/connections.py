@@ -1,5 +1,10 @@
 """Rendering of `authtrace connections`: one block per connection, one line per
-exchange, auth headers decoded and abbreviated. Pure functions."""
+exchange, auth headers decoded and abbreviated. Pure functions.
+
+Also owns the HTTP-level JSON of a connection, a request and a response
+(`connection_to_dict`, `request_to_dict`, `response_to_dict`), which the
+analyze JSON (as_json.py) reuses: kept here so that `connections` needs none
+of the judging layers as_json imports."""
 
 from __future__ import annotations
 
