@@ -33,6 +33,7 @@ from authtrace.auth.redact import is_secret_field, redact_bytes, redact_text
 from authtrace.auth.spnego import SpnegoInit, SpnegoResp
 from authtrace.auth.steps import AuthStep
 from authtrace.fastinit import field_names
+from authtrace.visible import visible_lines
 
 MAX_DEPTH = 12
 
@@ -378,4 +379,4 @@ def format_step_tree(step: AuthStep, show_secrets: bool = False) -> str:
     """An indented, readable tree: the one-line description, then every field."""
     lines = [describe_step(step)]
     _tree_lines(step_to_dict(step, show_secrets), 1, lines, 0)
-    return "\n".join(lines)
+    return visible_lines(lines)

@@ -26,6 +26,7 @@ from authtrace.pipeline import CaptureError, analyze
 from authtrace.report.as_json import report_to_dict
 from authtrace.report.as_text import render_report
 from authtrace.report.filters import filter_report
+from authtrace.visible import visible
 
 
 @main.command("analyze")
@@ -94,7 +95,7 @@ def analyze_command(
         errors: list[str] = []
         entries = [e for path in iis_logs for e in read_log_entries(path, [], errors)]
         for problem in errors:
-            click.echo(f"authtrace: {problem}", err=True)
+            click.echo(f"authtrace: {visible(problem)}", err=True)
         join = join_log(report, entries)
     if as_json:
         data = report_to_dict(report, show_secrets)

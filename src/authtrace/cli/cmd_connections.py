@@ -20,6 +20,7 @@ from authtrace.cli.common import (
 )
 from authtrace.pipeline import CaptureError, Pipeline
 from authtrace.report.connections import connection_json, connection_text
+from authtrace.visible import visible
 
 
 @main.command("connections")
@@ -83,5 +84,5 @@ def connections_command(
             out.write("No HTTP connection found.\n")
         for anomaly in result.anomalies[:20]:
             where = f" (frame {anomaly.frame})" if anomaly.frame else ""
-            click.echo(f"note: {anomaly.kind}{where}: {anomaly.message}", err=True)
+            click.echo(visible(f"note: {anomaly.kind}{where}: {anomaly.message}"), err=True)
     sys.exit(EXIT_OK)

@@ -17,6 +17,7 @@ from authtrace.auth.malformed import Malformed
 from authtrace.auth.render import format_step_tree, step_to_dict
 from authtrace.auth.steps import decode_value
 from authtrace.cli import main
+from authtrace.visible import visible
 
 # A pasted value bigger than this is not a header (MaxTokenSize is 64 KiB,
 # about 88 KiB of base64).
@@ -56,7 +57,7 @@ def decode_command(as_json: bool, show_secrets: bool, value: str) -> None:
         raise click.ClickException(f"input longer than {MAX_INPUT} characters")
     step = decode_value(value)
     if step.message is Message.MALFORMED:
-        click.echo(f"authtrace decode: {_reason(step.token)}", err=True)
+        click.echo(f"authtrace decode: {visible(_reason(step.token))}", err=True)
         sys.exit(2)
     if as_json:
         click.echo(json.dumps(step_to_dict(step, show_secrets), indent=2, ensure_ascii=False))

@@ -13,6 +13,7 @@ import click
 from authtrace.cli import main
 from authtrace.iis.codes import explain
 from authtrace.iis.render import explanation_to_dict, format_explanation
+from authtrace.visible import visible
 
 
 @main.command("explain")
@@ -36,7 +37,7 @@ def explain_command(codes: tuple[str, ...], as_json: bool) -> None:
         blocks = [
             format_explanation(result)
             if result is not None
-            else f"{code}: unknown code (not an IIS triple, substatus, Win32/SSPI, "
+            else f"{visible(code)}: unknown code (not an IIS triple, substatus, Win32/SSPI, "
             "Kerberos or NTLM flag code authtrace knows)"
             for code, result in results
         ]

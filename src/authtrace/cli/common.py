@@ -8,6 +8,8 @@ from collections.abc import Callable
 
 import click
 
+from authtrace.visible import visible
+
 EXIT_OK = 0
 EXIT_FINDINGS = 1
 EXIT_UNUSABLE = 2
@@ -15,7 +17,7 @@ EXIT_UNUSABLE = 2
 
 def fail(message: str) -> None:
     """One line on stderr, exit status 2 (unusable input)."""
-    click.echo(f"authtrace: {message}", err=True)
+    click.echo(f"authtrace: {visible(message)}", err=True)
     sys.exit(EXIT_UNUSABLE)
 
 

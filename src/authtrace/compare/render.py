@@ -14,6 +14,7 @@ from typing import Any
 from authtrace import __version__
 from authtrace.compare.diff import Comparison, Difference, HostComparison, OneSidedFinding
 from authtrace.compare.profile import HostProfile
+from authtrace.visible import visible, visible_lines
 
 DIFF_SCHEMA = "authtrace.diff/1"
 _WIDTH = 100
@@ -34,7 +35,7 @@ def render_comparison(comparison: Comparison) -> str:
     for host in ordered:
         lines.append("")
         lines += _host_lines(host, host is lead)
-    return "\n".join(lines) + "\n"
+    return visible_lines(lines) + "\n"
 
 
 def _host_lines(host: HostComparison, lead: bool) -> list[str]:
@@ -97,8 +98,9 @@ def _profile_summary(profile: HostProfile) -> str:
 
 
 def _wrap(text: str, first: str, rest: str) -> list[str]:
+    # Made visible before wrapping: textwrap would turn a CR or tab into a space.
     return textwrap.wrap(
-        text,
+        visible(text),
         _WIDTH,
         initial_indent=first,
         subsequent_indent=rest,

@@ -16,6 +16,7 @@ from authtrace.iis.codes import explain_triple
 from authtrace.iis.match import match_entries
 from authtrace.iis.w3c import LogEntry
 from authtrace.report.model import Report
+from authtrace.visible import visible_lines
 
 
 @dataclass(frozen=True, slots=True)
@@ -136,7 +137,7 @@ def render_log_join(join: LogJoin) -> str:
             f"  {join.unmatched_401s} 401(s) of the capture are not in the log (another server "
             "behind a balancer, another log file, or the capture was taken elsewhere)"
         )
-    return "\n".join(lines) + "\n"
+    return visible_lines(lines) + "\n"
 
 
 def log_join_to_dict(join: LogJoin) -> dict[str, object]:

@@ -22,6 +22,7 @@ from authtrace.iis.codes import (
 )
 from authtrace.iis.w3c import ClientUrl, Count, LogSummary, ParseReport, TripleGroup
 from authtrace.kerberos.errors import KerberosError
+from authtrace.visible import visible_lines
 
 _CHALLENGE_LEG = "401 1 2148074254"
 
@@ -92,7 +93,8 @@ def format_explanation(e: Explanation) -> str:
     text = "\n".join(parts)
     if e.note:
         text += f"\n  ({e.note})"
-    return text
+    # Our own line breaks; the query and the tables hold no capture text.
+    return visible_lines(text.split("\n"))
 
 
 def _status_dict(sc: StatusCode) -> dict[str, Any]:
@@ -264,7 +266,7 @@ def format_summary(
     skipped_lines = _skipped_lines(reports)
     if skipped_lines or errors:
         lines += ["", "unread lines:"] + skipped_lines + [f"  {e}" for e in errors]
-    return "\n".join(lines)
+    return visible_lines(lines)
 
 
 def summary_to_dict(

@@ -14,6 +14,7 @@ from authtrace.handshake.timeline import ConnectionTimeline
 from authtrace.kerberos.kdc import KdcExchange
 from authtrace.report.model import Report
 from authtrace.report.summary import summarize
+from authtrace.visible import visible, visible_lines
 
 _WIDTH = 100
 _LEG_WORDS = {
@@ -66,7 +67,8 @@ def render_report(report: Report, show_ladders: bool = True, after_findings: str
         lines.append("No authentication problem found.")
         lines.append("")
     if after_findings:
-        lines.append(after_findings.rstrip())
+        # Its own lines (already made visible by its renderer).
+        lines.extend(after_findings.rstrip().split("\n"))
         lines.append("")
     if report.anomalies:
         lines.append(f"Capture anomalies ({len(report.anomalies)})")
@@ -81,7 +83,7 @@ def render_report(report: Report, show_ladders: bool = True, after_findings: str
             if any(s.credentials or s.challenges for s in timeline.steps):
                 lines.extend(render_ladder(timeline, report.view))
                 lines.append("")
-    return "\n".join(lines).rstrip() + "\n"
+    return visible_lines(lines).rstrip() + "\n"
 
 
 def _summary_lines(report: Report) -> list[str]:
@@ -124,8 +126,12 @@ def render_finding(finding: Finding, number: int) -> list[str]:
     lines = [head]
     if finding.host:
         lines.append(f"   host: {finding.host}")
+    # Capture text is made visible before wrapping: textwrap would turn a CR
+    # or a tab into a space (the report's lines are made visible again, harmlessly).
     lines.extend(
-        textwrap.wrap(finding.explanation, _WIDTH, initial_indent="   ", subsequent_indent="   ")
+        textwrap.wrap(
+            visible(finding.explanation), _WIDTH, initial_indent="   ", subsequent_indent="   "
+        )
     )
     evidence = []
     if finding.frames:
@@ -139,7 +145,7 @@ def render_finding(finding: Finding, number: int) -> list[str]:
     if evidence:
         lines.extend(
             textwrap.wrap(
-                "evidence: " + "; ".join(evidence),
+                visible("evidence: " + "; ".join(evidence)),
                 _WIDTH,
                 initial_indent="   ",
                 subsequent_indent="     ",
@@ -147,7 +153,7 @@ def render_finding(finding: Finding, number: int) -> list[str]:
         )
     lines.extend(
         textwrap.wrap(
-            "fix: " + finding.fix, _WIDTH, initial_indent="   ", subsequent_indent="     "
+            visible("fix: " + finding.fix), _WIDTH, initial_indent="   ", subsequent_indent="     "
         )
     )
     return lines

@@ -13,6 +13,7 @@ from typing import Any
 from authtrace.auth.render import describe_step, step_to_dict
 from authtrace.auth.steps import AuthStep, step_from_credentials_header, steps_from_challenge_header
 from authtrace.http.messages import Exchange, HttpConnection, HttpRequest, HttpResponse
+from authtrace.visible import visible_lines
 
 _CREDENTIALS = ("authorization", "proxy-authorization")
 _CHALLENGES = ("www-authenticate", "proxy-authenticate")
@@ -42,7 +43,7 @@ def connection_text(connection: HttpConnection) -> str:
     ]
     for exchange in connection.exchanges:
         lines.append("  " + exchange_line(exchange))
-    return "\n".join(lines)
+    return visible_lines(lines)
 
 
 def exchange_line(exchange: Exchange) -> str:
