@@ -5,6 +5,13 @@ anonymous 401 was a normal first leg depends on whether the client went on to
 authenticate, possibly on another connection; an NTLM AUTHENTICATE that reached
 a connection without its CHALLENGE is explained by the connection that carried
 that CHALLENGE. This module owns those cross-connection decisions.
+
+Cost: every cross-connection question goes through a `TimeIndex` (keyed by
+client, server, service principal or token, sorted by time), so `link` costs
+O(n log n) in the n judged steps of all connections, never O(n²): each step's
+docstring gives its own cost. The decisions are a pure function of the
+timelines and KDC exchanges given, so per-connection results made elsewhere
+(another process) can be linked in one call.
 """
 
 from __future__ import annotations
@@ -14,6 +21,7 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 
 from authtrace.auth.kinds import Message
+from authtrace.handshake.index import TimeIndex
 from authtrace.handshake.machine import SPLIT_TRIPLE
 from authtrace.handshake.model import NORMAL_LEGS, AuthExchange, Leg, Outcome, Realm, Sent
 from authtrace.handshake.timeline import ConnectionTimeline
@@ -94,11 +102,12 @@ def link(
     kdc: tuple[KdcExchange, ...] = (),
 ) -> HandshakeView:
     """Find split handshakes, proxy relays and the KDC exchanges behind each
-    Negotiate step, then give every 401/407 its outcome."""
+    Negotiate step, then give every 401/407 its outcome. O(n log n) in steps."""
     relayed = _find_relays(timelines)
     splits = _find_splits(timelines, relayed)
     split_targets = {split.authenticate for split in splits}
-    resolved = [_resolve(timeline, timelines, split_targets, capture_end) for timeline in timelines]
+    came_back = _CredentialsIndex(timelines)
+    resolved = [_resolve(timeline, came_back, split_targets, capture_end) for timeline in timelines]
     resolved = [_mark_split_iis(timeline, split_targets) for timeline in resolved]
     return HandshakeView(
         tuple(resolved),
@@ -114,6 +123,12 @@ def link(
 # How long before a Negotiate request its ticket may have been asked for (tickets
 # are cached for hours, but a capture shows the request only if it was fresh).
 KDC_WINDOW = 600.0
+# A ticket request may appear stamped a little after the HTTP request (two capture points).
+KDC_CLOCK_SLACK = 5.0
+# When no KDC exchange comes from the client's own address, at most this many from
+# other addresses (the latest before the request) are linked: behind a NAT or a
+# proxy every client's exchanges would otherwise be linked to every request.
+MAX_OTHER_ADDRESS_KDC = 64
 _NEGOTIATE_SCHEMES = frozenset({"negotiate", "kerberos"})
 
 
@@ -123,15 +138,26 @@ def _link_kdc(
     """For each request with Negotiate/Kerberos credentials, the KDC exchanges for
     the service principal HTTP/<host> in the window before it: from the same
     client address when there are any, else from any address (a multi-homed or
-    loopback client asks the KDC from another address than it uses for HTTP)."""
-    by_service: dict[str, list[KdcExchange]] = defaultdict(list)
-    for exchange in kdc:
-        if exchange.spn and exchange.request_time is not None:
-            by_service[exchange.spn].append(exchange)
+    loopback client asks the KDC from another address than it uses for HTTP),
+    then only the `MAX_OTHER_ADDRESS_KDC` latest of them.
+
+    Cost: O(m log m) to index the m KDC exchanges by (SPN) and (SPN, client),
+    then O(log m + k) for each Negotiate step with k exchanges in its window.
+    """
+    entries = [
+        (sequence, exchange)
+        for sequence, exchange in enumerate(kdc)
+        if exchange.spn and exchange.request_time is not None
+    ]
     links: dict[StepRef, tuple[KdcExchange, ...]] = {}
-    if not by_service:
+    if not entries:
         return links
+    by_service = TimeIndex((e.spn, e.request_time, (n, e)) for n, e in entries)  # type: ignore[misc]
+    by_client = TimeIndex(
+        ((e.spn, e.client.ip), e.request_time, (n, e)) for n, e in entries  # type: ignore[misc]
+    )
     for timeline in timelines:
+        client_ip = timeline.connection.client.ip
         for position, step in enumerate(timeline.steps):
             credentials = step.credentials
             if credentials is None or credentials.scheme.lower() not in _NEGOTIATE_SCHEMES:
@@ -139,16 +165,27 @@ def _link_kdc(
             name = host_of(step, timeline.connection)
             if name.count(":") == 1:
                 name = name.rsplit(":", 1)[0]
+            service = f"http/{name}"
             when = request_time(step)
-            candidates = [
-                k
-                for k in by_service.get(f"http/{name}", ())
-                if k.request_time is not None and -5.0 <= when - k.request_time <= KDC_WINDOW
-            ]
-            own = [k for k in candidates if k.client.ip == timeline.connection.client.ip]
-            if own or candidates:
-                links[StepRef(timeline.connection.id, position)] = tuple(own or candidates)
+            start, end = when - KDC_WINDOW, when + KDC_CLOCK_SLACK
+            found = by_client.between((service, client_ip), start, end)
+            if not found:
+                found = by_service.between(service, start, end)[-MAX_OTHER_ADDRESS_KDC:]
+            if found:
+                # In the order the KDC exchanges were given (the order they completed).
+                links[StepRef(timeline.connection.id, position)] = tuple(
+                    exchange for _n, exchange in sorted(found, key=lambda item: item[0])
+                )
     return links
+
+
+@dataclass(frozen=True, slots=True)
+class _Challenge:
+    """An NTLM CHALLENGE a split AUTHENTICATE may answer (index entry)."""
+
+    at: float = field(compare=False)
+    ref: StepRef
+    timeline: ConnectionTimeline = field(compare=False)
 
 
 def _find_splits(
@@ -160,26 +197,37 @@ def _find_splits(
     Proof first: an NTLMv2 AUTHENTICATE carries the server's MsvAvTimestamp
     copied from the CHALLENGE it answers (MS-NLMP 3.1.5.1.2), which names that
     CHALLENGE exactly. Without it (NTLMv1, or timestamps that repeat), fall back
-    to timing: the latest unanswered CHALLENGE to the same server, preferring the
-    same client address. Client-side copies of proxied exchanges are left out:
-    the judgement belongs to the upstream copy.
+    to timing: the latest unanswered CHALLENGE to the same server within
+    `SPLIT_WINDOW`, preferring the same client address. Client-side copies of
+    proxied exchanges are left out: the judgement belongs to the upstream copy.
+
+    Cost: O(n log n) to index the CHALLENGEs by timestamp (a dict), by (realm,
+    server) and by (realm, server, client address) in time order; then for each
+    AUTHENTICATE O(1) for the proof or O(log n + r) for the timing search, r being
+    its own connection's unanswered CHALLENGEs in the window (a claimed CHALLENGE
+    is taken out of the index, not walked over again).
     """
-    challenges: dict[str, list[tuple[float, StepRef, ConnectionTimeline]]] = defaultdict(list)
+    unanswered: list[tuple[tuple[str, object], str, _Challenge]] = []
     by_stamp: dict[object, list[StepRef]] = defaultdict(list)
     for timeline in timelines:
         for position, step in enumerate(timeline.steps):
-            if StepRef(timeline.connection.id, position) in relayed:
+            if step.leg is not Leg.NTLM_CHALLENGE or step.exchange.response is None:
                 continue
-            if step.leg is Leg.NTLM_CHALLENGE and step.exchange.response is not None:
-                key = f"{step.realm.value} {timeline.connection.server}"
-                ref = StepRef(timeline.connection.id, position)
-                challenges[key].append((step.exchange.response.timestamp, ref, timeline))
-                stamp = _challenge_timestamp(step)
-                if stamp is not None:
-                    by_stamp[stamp].append(ref)
+            ref = StepRef(timeline.connection.id, position)
+            if ref in relayed:
+                continue
+            stamp = _challenge_timestamp(step)
+            if stamp is not None:
+                by_stamp[stamp].append(ref)
+            if not _answered_on_own_connection(timeline, position):
+                key = (step.realm.value, timeline.connection.server)
+                challenge = _Challenge(step.exchange.response.timestamp, ref, timeline)
+                unanswered.append((key, timeline.connection.client.ip, challenge))
+    by_server = TimeIndex((key, c.at, c) for key, _ip, c in unanswered)
+    by_client = TimeIndex(((key, ip), c.at, c) for key, ip, c in unanswered)
     index = {timeline.connection.id: timeline for timeline in timelines}
     splits: list[SplitHandshake] = []
-    used: set[StepRef] = set()
+    claimed: set[StepRef] = set()
     for timeline in timelines:
         connection = timeline.connection
         for position, step in enumerate(timeline.steps):
@@ -194,30 +242,47 @@ def _find_splits(
                 if ref == own:
                     continue  # answers the CHALLENGE just before it: a proper handshake
                 other = index[ref.connection]
-                used.add(ref)
+                _claim(ref, other, by_server, by_client, claimed)
                 splits.append(_split(ref, here, other, connection, "MsvAvTimestamp"))
                 continue
             if step.leg not in (Leg.NTLM_OUT_OF_SEQUENCE, Leg.NTLM_OUT_OF_SEQUENCE_ACCEPTED):
                 continue
             when = request_time(step)
-            key = f"{step.realm.value} {connection.server}"
-            candidates = [
-                (at, ref, other)
-                for at, ref, other in challenges.get(key, [])
-                if ref.connection != connection.id
-                and ref not in used
-                and 0 <= when - at <= SPLIT_WINDOW
-                and not _answered_on_own_connection(other, ref.position)
-            ]
-            if not candidates:
+            key = (step.realm.value, connection.server)
+
+            def elsewhere(challenge: _Challenge, own_id: int = connection.id) -> bool:
+                return challenge.ref.connection != own_id
+
+            start = when - SPLIT_WINDOW
+            found = by_client.latest((key, connection.client.ip), start, when, elsewhere)
+            if found is None:
+                found = by_server.latest(key, start, when, elsewhere)
+            if found is None:
                 continue
-            candidates.sort(
-                key=lambda item: (item[2].connection.client.ip == connection.client.ip, item[0])
-            )
-            _at, ref, other = candidates[-1]
-            used.add(ref)
-            splits.append(_split(ref, here, other, connection, "timing"))
+            _claim(found.ref, found.timeline, by_server, by_client, claimed)
+            splits.append(_split(found.ref, here, found.timeline, connection, "timing"))
     return splits
+
+
+def _claim(
+    ref: StepRef,
+    timeline: ConnectionTimeline,
+    by_server: TimeIndex[_Challenge],
+    by_client: TimeIndex[_Challenge],
+    claimed: set[StepRef],
+) -> None:
+    """One CHALLENGE answers one AUTHENTICATE: take it out of the timing search."""
+    if ref in claimed:
+        return
+    claimed.add(ref)
+    step = timeline.steps[ref.position]
+    response = step.exchange.response
+    if response is None or _answered_on_own_connection(timeline, ref.position):
+        return  # never indexed
+    challenge = _Challenge(response.timestamp, ref, timeline)
+    key = (step.realm.value, timeline.connection.server)
+    by_server.take(key, challenge.at, challenge)
+    by_client.take((key, timeline.connection.client.ip), challenge.at, challenge)
 
 
 def _split(
@@ -355,7 +420,7 @@ def _mark_split_iis(timeline: ConnectionTimeline, targets: set[StepRef]) -> Conn
 
 def _resolve(
     timeline: ConnectionTimeline,
-    timelines: list[ConnectionTimeline],
+    came_back: _CredentialsIndex,
     split_targets: set[StepRef],
     capture_end: float,
 ) -> ConnectionTimeline:
@@ -364,7 +429,7 @@ def _resolve(
     for position, step in enumerate(steps):
         if not step.is_auth_failure_status:
             continue
-        outcome = _outcome(step, position, timeline, timelines, split_targets, capture_end)
+        outcome = _outcome(step, position, timeline, came_back, split_targets, capture_end)
         steps[position] = dataclasses.replace(step, outcome=outcome)
     return ConnectionTimeline(connection, tuple(steps))
 
@@ -373,7 +438,7 @@ def _outcome(
     step: AuthExchange,
     position: int,
     timeline: ConnectionTimeline,
-    timelines: list[ConnectionTimeline],
+    came_back: _CredentialsIndex,
     split_targets: set[StepRef],
     capture_end: float,
 ) -> Outcome:
@@ -381,7 +446,7 @@ def _outcome(
     response = step.exchange.response
     assert response is not None
     if step.leg is Leg.ANONYMOUS_CHALLENGED:
-        if _client_came_back(step, connection, timelines):
+        if came_back.after(step, timeline):
             return Outcome.NORMAL
         if (
             connection.close_reason == "end_of_capture"
@@ -413,25 +478,42 @@ def _later_requests(step: AuthExchange, timeline: ConnectionTimeline, position: 
     return any(s.realm is step.realm for s in timeline.steps[position + 1 :])
 
 
-def _client_came_back(
-    step: AuthExchange, connection: HttpConnection, timelines: list[ConnectionTimeline]
-) -> bool:
-    """Did the same client send credentials to the same server (this realm) later?"""
-    after = step.exchange.response.timestamp if step.exchange.response else request_time(step)
-    for other in timelines:
-        if (
-            other.connection.client.ip != connection.client.ip
-            or other.connection.server != connection.server
-        ):
-            continue
-        same_connection = other.connection.id == connection.id
-        for later in other.steps:
-            if later.realm is not step.realm or later.sent is Sent.NOTHING:
-                continue
-            delay = request_time(later) - after
-            if delay >= 0 and (same_connection or delay <= FOLLOW_UP_WINDOW):
-                return True
-    return False
+class _CredentialsIndex:
+    """When each client sent credentials to each server: answers "did the same
+    client send credentials to the same server (this realm) later?" for an
+    anonymous 401 — on its own connection at any later time, on another one
+    within `FOLLOW_UP_WINDOW`.
+
+    Cost: O(n log n) to build over n steps, O(log n) per question.
+    """
+
+    __slots__ = ("_times", "_latest_on")
+
+    def __init__(self, timelines: list[ConnectionTimeline]) -> None:
+        entries: list[tuple[tuple[str, object, Realm], float, None]] = []
+        latest_on: dict[tuple[int, Realm], float] = {}
+        for timeline in timelines:
+            connection = timeline.connection
+            for step in timeline.steps:
+                if step.sent is Sent.NOTHING:
+                    continue
+                when = request_time(step)
+                entries.append(((connection.client.ip, connection.server, step.realm), when, None))
+                mark = (connection.id, step.realm)
+                latest_on[mark] = max(when, latest_on.get(mark, when))
+        self._times: TimeIndex[None] = TimeIndex(entries)
+        self._latest_on = latest_on
+
+    def after(self, step: AuthExchange, timeline: ConnectionTimeline) -> bool:
+        response = step.exchange.response
+        after = response.timestamp if response is not None else request_time(step)
+        connection = timeline.connection
+        latest_here = self._latest_on.get((connection.id, step.realm))
+        if latest_here is not None and latest_here >= after:
+            return True
+        key = (connection.client.ip, connection.server, step.realm)
+        first = self._times.first_at_or_after(key, after)
+        return first is not None and first - after <= FOLLOW_UP_WINDOW
 
 
 def realm_label(realm: Realm) -> str:

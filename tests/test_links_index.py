@@ -1,0 +1,127 @@
+"""The cross-connection indexes (handshake/index.py) and the cost of links.py:
+the index answers window questions as a scan would, and linking n copies of a
+handshake does work proportional to n, not n² (counted, never timed)."""
+
+from __future__ import annotations
+
+import dataclasses
+import random
+import sys
+from pathlib import Path
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from authtrace.handshake import index as index_module
+from authtrace.handshake import links
+from authtrace.handshake.index import TimeIndex
+from authtrace.handshake.timeline import ConnectionTimeline, build_timeline
+from authtrace.pipeline import read_connections
+
+SCENARIOS = Path(__file__).resolve().parent.parent / "captures" / "scenarios"
+
+entries_strategy = st.lists(
+    st.tuples(st.sampled_from("abc"), st.integers(0, 50).map(float), st.integers(0, 1000)),
+    max_size=60,
+)
+
+
+@given(entries_strategy, st.sampled_from("abcd"), st.integers(0, 50), st.integers(0, 30))
+def test_between_equals_a_scan(entries, key, start, width) -> None:  # type: ignore[no-untyped-def]
+    index = TimeIndex(entries)
+    expected = sorted(
+        ((when, n, item) for n, (k, when, item) in enumerate(entries) if k == key),
+        key=lambda entry: (entry[0], entry[1]),
+    )
+    wanted = [item for when, _n, item in expected if start <= when <= start + width]
+    assert index.between(key, start, start + width) == wanted
+
+
+@given(entries_strategy, st.integers(0, 50), st.integers(0, 30), st.data())
+def test_latest_skips_taken_and_rejected(entries, start, width, data) -> None:  # type: ignore[no-untyped-def]
+    index = TimeIndex(("k", when, (n, item)) for n, (_k, when, item) in enumerate(entries))
+    taken: set[int] = set()
+    for _round in range(5):
+        odd_only = data.draw(st.booleans())
+
+        def accept(item: tuple[int, int], odd_only: bool = odd_only) -> bool:
+            return not odd_only or item[1] % 2 == 1
+
+        window = [
+            (when, n)
+            for n, (_k, when, item) in enumerate(entries)
+            if start <= when <= start + width and n not in taken and accept((n, item))
+        ]
+        found = index.latest("k", start, start + width, accept)
+        if not window:
+            assert found is None
+            continue
+        when, n = max(window)
+        assert found == (n, entries[n][2])
+        index.take("k", when, found)
+        taken.add(n)
+
+
+def test_first_at_or_after() -> None:
+    index = TimeIndex([("a", 3.0, 1), ("a", 1.0, 2), ("b", 2.0, 3)])
+    assert index.first_at_or_after("a", 2.0) == 3.0
+    assert index.first_at_or_after("a", 0.5) == 1.0
+    assert index.first_at_or_after("a", 3.5) is None
+    assert index.first_at_or_after("z", 0.0) is None
+
+
+def _copies(name: str, count: int) -> list[ConnectionTimeline]:
+    """`count` copies of the scenario's connections, each copy with new ids and
+    the same client address (as behind one reverse proxy)."""
+    connections, _result = read_connections([SCENARIOS / name])
+    timelines = [build_timeline(connection) for connection in connections]
+    out: list[ConnectionTimeline] = []
+    for copy in range(count):
+        for timeline in timelines:
+            connection = dataclasses.replace(
+                timeline.connection, id=copy * len(timelines) + timeline.connection.id
+            )
+            out.append(ConnectionTimeline(connection, timeline.steps))
+    random.Random(1).shuffle(out)
+    return out
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        "healthy-ntlm.pcap",
+        "client-ignores-negotiate.pcap",
+        "pooling-proxy.pcap",
+        "ntlm-handshake-split-v1.pcap",
+        "healthy-kerberos.pcap",
+    ],
+)
+def test_linking_cost_grows_linearly(name: str) -> None:
+    """Counts the lines of links.py and index.py executed: a scan of every
+    timeline for each 401 (the old `_client_came_back`) or of every CHALLENGE
+    for each AUTHENTICATE makes the work per step grow with the copies."""
+    watched = {links.__file__, index_module.__file__}
+    lines = {"n": 0}
+
+    def local(frame, event, arg):  # type: ignore[no-untyped-def]
+        if event == "line":
+            lines["n"] += 1
+        return local
+
+    def tracer(frame, event, arg):  # type: ignore[no-untyped-def]
+        return local if frame.f_code.co_filename in watched else None
+
+    work = {}
+    for count in (50, 200):
+        timelines = _copies(name, count)
+        lines["n"] = 0
+        sys.settrace(tracer)
+        try:
+            links.link(timelines, 0.0, 1e12)
+        finally:
+            sys.settrace(None)
+        work[count] = lines["n"] / sum(len(t.steps) for t in timelines)
+    assert work[50] > 0
+    # Work per step does not grow with the number of copies (log n aside).
+    assert work[200] <= work[50] * 1.25, work
