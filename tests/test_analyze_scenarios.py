@@ -133,3 +133,16 @@ def test_every_reported_rule_is_documented(reports: dict[str, dict]) -> None:
     assert len(fired) >= 20  # the scenarios exercise nearly every rule
     listed = CliRunner().invoke(main, ["rules"]).output
     assert all(rule in listed for rule in RULE_IDS)
+
+
+def test_no_rule_breaks_its_declaration(reports: dict[str, dict]) -> None:
+    """A rule that raises, or yields a finding its declaration does not cover,
+    shows as an analysis-error anomaly: in tests that is a bug, not a capture."""
+    from authtrace.diagnose import RULES_BY_ID
+
+    for name, report in reports.items():
+        assert not [a for a in report["anomalies"] if a["kind"] == "analysis-error"], name
+        for finding in report["findings"]:
+            declared = RULES_BY_ID[finding["rule"]]
+            rank = {"error": 0, "warning": 1, "info": 2}
+            assert rank[finding["severity"]] >= rank[declared.severity.value], finding

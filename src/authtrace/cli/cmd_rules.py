@@ -1,26 +1,60 @@
-"""`authtrace rules`: every finding id authtrace can report, with its meaning."""
+"""`authtrace rules`: every finding id authtrace can report, with its severity and
+meaning, and for named ids what evidence the rule needs; all of it read from the
+rule declarations (diagnose/rule.py), never written here."""
 
 from __future__ import annotations
 
 import json
+import textwrap
 
 import click
 
 from authtrace.cli import main
-from authtrace.diagnose import RULE_DESCRIPTIONS
+from authtrace.diagnose import ALL_RULES, RULE_DESCRIPTIONS, RULES_BY_ID, Rule
 
 
 @main.command("rules")
+@click.argument("rule_ids", nargs=-1, metavar="[ID]...")
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON object: id -> meaning.")
-def rules_command(as_json: bool) -> None:
-    """List the finding ids of `authtrace analyze` and what each means.
+def rules_command(rule_ids: tuple[str, ...], as_json: bool) -> None:
+    """List the finding ids of `authtrace analyze`, the most severe each can be
+    (error, warning, info) and what each means. Name one or more ids to read what
+    evidence each rule needs before it reports.
 
     The ids are stable: scripts may select findings by them
     (e.g. `jq '.findings[] | select(.rule == "ntlm-handshake-split")'`).
     """
+    unknown = [rule_id for rule_id in rule_ids if rule_id not in RULES_BY_ID]
+    if unknown:
+        raise click.UsageError(f"unknown rule id {unknown[0]!r}; `authtrace rules` lists them all")
     if as_json:
-        click.echo(json.dumps(RULE_DESCRIPTIONS, indent=2))
+        wanted = set(rule_ids)
+        click.echo(
+            json.dumps(
+                {k: v for k, v in RULE_DESCRIPTIONS.items() if not wanted or k in wanted},
+                indent=2,
+            )
+        )
         return
-    width = max(len(rule) for rule in RULE_DESCRIPTIONS)
-    for rule, meaning in RULE_DESCRIPTIONS.items():
-        click.echo(f"{rule:<{width}}  {meaning}")
+    if rule_ids:
+        click.echo("\n\n".join(format_rule(RULES_BY_ID[rule_id]) for rule_id in rule_ids))
+        return
+    click.echo(format_rule_list(ALL_RULES))
+
+
+def format_rule_list(rules: tuple[Rule, ...]) -> str:
+    width = max(len(declared.id) for declared in rules)
+    return "\n".join(
+        f"{declared.id:<{width}}  {declared.severity.value:<7}  {declared.meaning}"
+        for declared in rules
+    )
+
+
+def format_rule(declared: Rule) -> str:
+    """One rule in full: id, severity, family, meaning and the evidence it needs."""
+    evidence = textwrap.indent(declared.evidence or "(not documented)", "  ")
+    return (
+        f"{declared.id} ({declared.severity.value} at most; {declared.family} rules)\n"
+        f"  {declared.meaning}\n"
+        f"Evidence it needs:\n{evidence}"
+    )

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 
 from authtrace.auth.kinds import Mechanism
 from authtrace.diagnose.finding import Finding, Severity
+from authtrace.diagnose.rule import Rule
 from authtrace.handshake.links import HandshakeView, StepRef, host_of, request_time
 from authtrace.handshake.model import AuthExchange, IisTriple, Realm
 from authtrace.handshake.timeline import ConnectionTimeline
@@ -86,25 +87,26 @@ def frames_of(steps: Iterable[AuthExchange]) -> list[int]:
 
 
 def make_finding(
-    rule: str,
-    severity: Severity,
+    rule: Rule,
     title: str,
     explanation: str,
     fix: str,
     located: Iterable[Located],
     *,
+    severity: Severity | None = None,
     extra_frames: Iterable[int] = (),
     fields: Iterable[tuple[str, str]] = (),
     iis: IisTriple | None = None,
     host: str | None = None,
 ) -> Finding:
-    """A finding whose host, connections and frames come from the steps that prove it."""
+    """A finding of `rule` whose host, connections and frames come from the steps
+    that prove it; its severity is the rule's unless a lower one is given."""
     located = list(located)
     frames = sorted(set(frames_of(item.step for item in located)) | set(extra_frames))
     connections = sorted({item.timeline.connection.id for item in located})
     return Finding(
-        rule=rule,
-        severity=severity,
+        rule=rule.id,
+        severity=severity if severity is not None else rule.severity,
         title=title,
         explanation=explanation,
         fix=fix,

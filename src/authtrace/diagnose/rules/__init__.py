@@ -1,3 +1,4 @@
-"""The rules, one module per family. Each module exposes `RULES`: functions
-taking a RuleContext and yielding Findings. A rule reads judged timelines and
-KDC exchanges; it never parses bytes."""
+"""The rules, one module per family. Each module declares its rules with
+`@rule(id, severity, meaning)` (diagnose/rule.py) on the check that finds them
+and lists them in `RULES`. A check reads judged timelines and KDC exchanges; it
+never parses bytes."""

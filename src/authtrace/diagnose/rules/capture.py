@@ -9,6 +9,7 @@ from collections.abc import Iterator
 
 from authtrace.diagnose.context import Located, RuleContext, make_finding
 from authtrace.diagnose.finding import Finding, Severity
+from authtrace.diagnose.rule import rule
 from authtrace.handshake.model import Leg, Outcome
 from authtrace.handshake.timeline import ConnectionTimeline
 
@@ -18,8 +19,16 @@ _MIDWAY_LEGS = frozenset(
 )
 
 
+@rule(
+    "capture-incomplete",
+    Severity.INFO,
+    "gaps, one-sided traffic or a handshake cut by the capture",
+)
 def capture_incomplete(ctx: RuleContext) -> Iterator[Finding]:
-    """One note per host, listing what each of its connections is missing."""
+    """Needs a connection with authentication headers whose legs cannot be judged
+    (outcome incomplete), that began mid-handshake before the capture (no SYN),
+    that lost bytes (TCP gaps), or whose last request the capture cut before the
+    answer. One note per host, listing what each of its connections is missing."""
     by_host: dict[str, list[tuple[int, list[str], list[Located], list[int]]]] = defaultdict(list)
     for timeline in ctx.view.timelines:
         found = _missing(ctx, timeline)
@@ -33,8 +42,7 @@ def capture_incomplete(ctx: RuleContext) -> Iterator[Finding]:
         )
         more = f"; and {len(items) - 5} more connection(s)" if len(items) > 5 else ""
         yield make_finding(
-            "capture-incomplete",
-            Severity.INFO,
+            capture_incomplete,
             "Part of a handshake is missing from the capture",
             f"{described}{more}. authtrace does not judge what it cannot see; capture from "
             "before the first request to after the last answer, with a full snap length, on "

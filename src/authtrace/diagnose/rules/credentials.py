@@ -8,18 +8,27 @@ from collections.abc import Iterator
 
 from authtrace.diagnose.context import Located, RuleContext, make_finding, request_frame, user_of
 from authtrace.diagnose.finding import Finding, Severity
+from authtrace.diagnose.rule import Rule, rule
 from authtrace.handshake.model import Leg, Sent
 
 
+@rule(
+    "basic-over-cleartext",
+    Severity.WARNING,
+    "Basic credentials over unencrypted HTTP",
+)
 def basic_over_cleartext(ctx: RuleContext) -> Iterator[Finding]:
+    """Needs a request carrying Basic credentials (RFC 7617 section 4: the password
+    is only base64-encoded). Every connection authtrace reads today was clear text
+    on the wire; TLS-decrypted connections must be left out here when they come.
+    One finding per host and user."""
     groups: dict[tuple[str, str], list[Located]] = defaultdict(list)
     for located in ctx.steps():
         if located.step.sent is Sent.BASIC and not ctx.relayed(located):
             groups[(located.host, user_of(located.step) or "?")].append(located)
     for (host, user), legs in groups.items():
         yield make_finding(
-            "basic-over-cleartext",
-            Severity.WARNING,
+            basic_over_cleartext,
             f"Basic credentials sent in clear text ({user})",
             f"{len(legs)} request(s) to {host} carried `Authorization: Basic` for {user} over "
             "unencrypted HTTP (first at frame "
@@ -33,11 +42,14 @@ def basic_over_cleartext(ctx: RuleContext) -> Iterator[Finding]:
         )
 
 
+@rule("basic-logon-failed", Severity.ERROR, "Basic credentials refused")
 def basic_logon_failed(ctx: RuleContext) -> Iterator[Finding]:
+    """Needs Basic credentials answered by a 401. One finding per
+    host and user."""
     yield from _rejected(
         ctx,
         Leg.BASIC_REJECTED,
-        "basic-logon-failed",
+        basic_logon_failed,
         "Basic logon failed",
         "The server refused the user name and password sent with Basic authentication: wrong "
         "password, unknown or locked account, or (IIS) the account lacks the 'Log on locally' "
@@ -47,11 +59,15 @@ def basic_logon_failed(ctx: RuleContext) -> Iterator[Finding]:
     )
 
 
+@rule("digest-failed", Severity.ERROR, "Digest response refused (not a stale nonce)")
 def digest_failed(ctx: RuleContext) -> Iterator[Finding]:
+    """Needs a Digest response answered by a 401 without stale=true
+    (RFC 7616 section 3.3: stale=true asks for a retry, which is
+    normal). One finding per host and user."""
     yield from _rejected(
         ctx,
         Leg.DIGEST_REJECTED,
-        "digest-failed",
+        digest_failed,
         "Digest authentication failed",
         "The server refused the Digest response and did not say stale=true, so it was not an "
         "expired nonce: wrong password, a realm or URI mismatch, or an algorithm the server does "
@@ -61,11 +77,15 @@ def digest_failed(ctx: RuleContext) -> Iterator[Finding]:
     )
 
 
+@rule("bearer-token-rejected", Severity.ERROR, "Bearer token refused")
 def bearer_token_rejected(ctx: RuleContext) -> Iterator[Finding]:
+    """Needs a Bearer token answered by a 401; the challenge's
+    error and error_description (RFC 6750 section 3) are quoted when present.
+    One finding per host and user."""
     yield from _rejected(
         ctx,
         Leg.BEARER_REJECTED,
-        "bearer-token-rejected",
+        bearer_token_rejected,
         "Bearer token rejected",
         "The server refused the access token.",
         "Get a new token (expired?), check its audience and scopes against what the API "
@@ -77,7 +97,7 @@ def bearer_token_rejected(ctx: RuleContext) -> Iterator[Finding]:
 def _rejected(
     ctx: RuleContext,
     leg: Leg,
-    rule: str,
+    declared: Rule,
     title: str,
     explanation: str,
     fix: str,
@@ -101,8 +121,7 @@ def _rejected(
                 )
         times = f" ({len(legs)} times)" if len(legs) > 1 else ""
         yield make_finding(
-            rule,
-            Severity.ERROR,
+            declared,
             title + (f" for {user}" if user else "") + times,
             f"Frame {request_frame(first)}{', and later ones' if len(legs) > 1 else ''}: "
             + explanation
@@ -123,7 +142,14 @@ def _bearer_error(located: Located) -> tuple[str, str]:
     return "", ""
 
 
+@rule(
+    "auth-header-too-large",
+    Severity.ERROR,
+    "request headers too large (usually a big Kerberos token): 400",
+)
 def auth_header_too_large(ctx: RuleContext) -> Iterator[Finding]:
+    """Needs a 400 answering a request with credentials whose headers are large,
+    or whose error page says the header is too long."""
     for located in ctx.steps():
         step = located.step
         if step.leg is not Leg.HEADER_TOO_LARGE or ctx.relayed(located):
@@ -132,8 +158,7 @@ def auth_header_too_large(ctx: RuleContext) -> Iterator[Finding]:
         size = request.header_bytes if request is not None else 0
         token = len(step.credentials.raw) if step.credentials is not None else 0
         yield make_finding(
-            "auth-header-too-large",
-            Severity.ERROR,
+            auth_header_too_large,
             "Request headers too large (Kerberos token too big)",
             f"The request at frame {request_frame(step)} has {size} bytes of headers"
             + (f", of which a {token}-byte authentication token" if token else "")

@@ -18,6 +18,7 @@ from authtrace.diagnose.context import (
     spn_of,
 )
 from authtrace.diagnose.finding import Finding, Severity
+from authtrace.diagnose.rule import Rule, rule
 from authtrace.handshake.machine import CLOCK_SKEW_TRIPLE
 from authtrace.handshake.model import Leg
 from authtrace.kerberos.errors import (
@@ -53,7 +54,19 @@ def _fallbacks(ctx: RuleContext) -> dict[tuple[str, str], list[Located]]:
     return groups
 
 
+@rule(
+    "kerberos-fallback-to-ntlm",
+    Severity.WARNING,
+    "Negotiate carried NTLM where Kerberos was expected, with the cause (unknown SPN, host "
+    "by IP, KDC unreachable, no KDC traffic)",
+)
 def kerberos_fallback_to_ntlm(ctx: RuleContext) -> Iterator[Finding]:
+    """Needs an `Authorization: Negotiate` header whose token decodes to NTLM. The
+    cause comes from the KDC traffic of that client before it: a
+    KDC_ERR_S_PRINCIPAL_UNKNOWN for HTTP/<host>, a host that is an IP address,
+    unanswered KDC requests or connects, another KDC error, tickets asked for
+    other HTTP/ names, or no KDC traffic at all (said as such, not as "the client
+    did not ask": the KDC may be off the capture's path). One per client and host."""
     for (client, host), legs in _fallbacks(ctx).items():
         first = legs[0]
         name, port = _bare_host(host)
@@ -136,8 +149,7 @@ def kerberos_fallback_to_ntlm(ctx: RuleContext) -> Iterator[Finding]:
                 "port unless told otherwise (SPN with port only if the client appends it)."
             )
         yield make_finding(
-            "kerberos-fallback-to-ntlm",
-            Severity.WARNING,
+            kerberos_fallback_to_ntlm,
             "Negotiate fell back to NTLM instead of Kerberos",
             f"The client answered the Negotiate challenge with an NTLM token (frame "
             f"{request_frame(first.step)}) instead of a Kerberos ticket because {cause}. NTLM "
@@ -150,7 +162,16 @@ def kerberos_fallback_to_ntlm(ctx: RuleContext) -> Iterator[Finding]:
         )
 
 
+@rule(
+    "kerberos-ticket-rejected",
+    Severity.ERROR,
+    "the server answered a Kerberos ticket with 401 (SPN on the wrong account, stale key)",
+)
 def kerberos_ticket_rejected(ctx: RuleContext) -> Iterator[Finding]:
+    """Needs a Kerberos AP-REQ (bare or in SPNEGO) answered by 401 without an
+    AP-REP, unless the answer's KRB-ERROR is a clock skew
+    (kerberos-clock-skew). The KDC exchange that issued the ticket is cited when
+    the capture has it."""
     for located in ctx.steps():
         step = located.step
         if step.leg is not Leg.KERBEROS_REJECTED or ctx.relayed(located):
@@ -169,8 +190,7 @@ def kerberos_ticket_rejected(ctx: RuleContext) -> Iterator[Finding]:
             if code in TICKET_UNDECRYPTABLE_ERRORS:
                 detail += " The ticket was encrypted for a key the server does not have."
         yield make_finding(
-            "kerberos-ticket-rejected",
-            Severity.ERROR,
+            kerberos_ticket_rejected,
             "The server rejected the client's Kerberos ticket",
             f"The client presented a Kerberos ticket for {spn} (frame {request_frame(step)})"
             + (f", issued by the KDC at frame {issued[-1].reply_frame}," if issued else "")
@@ -200,13 +220,19 @@ def _response_krb_error(located: Located) -> int | None:
     return None
 
 
+@rule(
+    "kerberos-clock-skew",
+    Severity.ERROR,
+    "KRB_AP_ERR_SKEW: clocks differ too much",
+)
 def kerberos_clock_skew(ctx: RuleContext) -> Iterator[Finding]:
+    """Needs a KRB-ERROR with code 37 (KRB_AP_ERR_SKEW, RFC 4120 section 7.5.9): in
+    a server's 401 answering a ticket, or in a KDC reply."""
     for located in ctx.steps():
         if _response_krb_error(located) != _SKEW or ctx.relayed(located):
             continue
         yield make_finding(
-            "kerberos-clock-skew",
-            Severity.ERROR,
+            kerberos_clock_skew,
             "Kerberos failed: client and server clocks differ too much",
             f"The server answered the client's Kerberos ticket (frame "
             f"{request_frame(located.step)}) with KRB_AP_ERR_SKEW: the clocks of client and "
@@ -219,14 +245,23 @@ def kerberos_clock_skew(ctx: RuleContext) -> Iterator[Finding]:
     for exchange in ctx.kdc:
         if exchange.error_code == _SKEW:
             yield _kdc_finding(
-                "kerberos-clock-skew",
+                kerberos_clock_skew,
                 "Kerberos failed: client and KDC clocks differ too much",
                 exchange,
                 "Synchronise the client's clock with the domain controllers (w32tm /resync).",
             )
 
 
+@rule(
+    "kdc-error",
+    Severity.WARNING,
+    "the KDC refused a ticket request (errors that are normal are left out)",
+)
 def kdc_error(ctx: RuleContext) -> Iterator[Finding]:
+    """Needs a KRB-ERROR reply from the KDC that is not normal (PREAUTH_REQUIRED,
+    RESPONSE_TOO_BIG ... are left out), not a clock skew, and not an unknown SPN
+    that kerberos-fallback-to-ntlm already explains. One per client, service and
+    error code."""
     explained = {f"HTTP/{_bare_host(host)[0]}".lower() for _client, host in _fallbacks(ctx)}
     seen: set[tuple[str, str | None, int]] = set()
     for exchange in ctx.kdc:
@@ -244,7 +279,7 @@ def kdc_error(ctx: RuleContext) -> Iterator[Finding]:
         seen.add(key)
         error = kerberos_error(code)
         yield _kdc_finding(
-            "kdc-error",
+            kdc_error,
             f"The KDC refused a ticket request: {error.name}",
             exchange,
             _KDC_FIXES.get(code, "See the KDC error's meaning above."),
@@ -264,12 +299,12 @@ _KDC_FIXES = {
 }
 
 
-def _kdc_finding(rule: str, title: str, exchange: KdcExchange, fix: str) -> Finding:
+def _kdc_finding(declared: Rule, title: str, exchange: KdcExchange, fix: str) -> Finding:
     error = kerberos_error(exchange.error_code or 0)
     frames = [f for f in (exchange.request_frame, exchange.reply_frame) if f]
     return Finding(
-        rule=rule,
-        severity=Severity.ERROR if rule == "kerberos-clock-skew" else Severity.WARNING,
+        rule=declared.id,
+        severity=declared.severity,
         title=title,
         explanation=(
             f"The KDC {exchange.kdc.ip} answered the {_kind(exchange)} of {exchange.client.ip}"

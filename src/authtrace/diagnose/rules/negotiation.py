@@ -16,13 +16,23 @@ from authtrace.diagnose.context import (
     response_frame,
 )
 from authtrace.diagnose.finding import Finding, Severity
+from authtrace.diagnose.rule import rule
 from authtrace.handshake.model import Leg, Outcome, State
 
 _WINDOWS_SCHEMES = {"negotiate", "ntlm", "kerberos"}
 
 
+@rule(
+    "client-ignores-negotiate",
+    Severity.ERROR,
+    "the server offered Negotiate/NTLM and the client never answered with credentials (the "
+    "classic 401.2)",
+)
 def client_ignores_negotiate(ctx: RuleContext) -> Iterator[Finding]:
-    # One finding per client and server: the same browser repeats the same mistake.
+    """Needs anonymous requests answered by a 401 offering Negotiate, NTLM or
+    Kerberos that ended up failures (the client never came back with credentials
+    to that server), from a client that authenticated nowhere to that server. One
+    finding per client and server: the same browser repeats the same mistake."""
     groups: dict[tuple[str, str], list[Located]] = defaultdict(list)
     authenticated_somewhere = {
         (loc.client_ip, str(loc.timeline.connection.server))
@@ -45,8 +55,7 @@ def client_ignores_negotiate(ctx: RuleContext) -> Iterator[Finding]:
         schemes = ", ".join(sorted({c.scheme for loc in legs for c in loc.step.challenges}))
         body = next((loc.step.iis_from_body for loc in legs if loc.step.iis_from_body), None)
         yield make_finding(
-            "client-ignores-negotiate",
-            Severity.ERROR,
+            client_ignores_negotiate,
             "The client never answered the Windows authentication challenge",
             f"The server offered {schemes} ({len(legs)} time(s), first at frame "
             f"{response_frame(first.step)})"
@@ -67,7 +76,15 @@ def client_ignores_negotiate(ctx: RuleContext) -> Iterator[Finding]:
         )
 
 
+@rule(
+    "no-common-scheme",
+    Severity.ERROR,
+    "the client answered with a scheme the server did not offer",
+)
 def no_common_scheme(ctx: RuleContext) -> Iterator[Finding]:
+    """Needs credentials in a scheme absent from the server's last offer on the
+    connection, answered by a 401 offering other schemes;
+    the upstream copy is judged when a proxy relayed the request."""
     for located in ctx.steps():
         step = located.step
         if step.leg is not Leg.SCHEME_NOT_OFFERED or ctx.relayed(located):
@@ -76,8 +93,7 @@ def no_common_scheme(ctx: RuleContext) -> Iterator[Finding]:
         assert credentials is not None
         offered = ", ".join(c.scheme for c in _last_offer(located)) or "other schemes"
         yield make_finding(
-            "no-common-scheme",
-            Severity.ERROR,
+            no_common_scheme,
             f"The client answered with {credentials.scheme}, which the server did not offer",
             f"The server offered {offered}; the client sent `{credentials.header}: "
             f"{credentials.scheme} ...` (frame {request_frame(step)}) "

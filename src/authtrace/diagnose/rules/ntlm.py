@@ -11,6 +11,7 @@ from authtrace.auth.kinds import Message
 from authtrace.auth.ntlm import NtlmAuthenticate, NtlmResponseKind
 from authtrace.diagnose.context import Located, RuleContext, make_finding, request_frame, user_of
 from authtrace.diagnose.finding import Finding, Severity
+from authtrace.diagnose.rule import rule
 from authtrace.handshake.model import Leg, Outcome, State
 from authtrace.handshake.timeline import TLS_PORTS, lacks_channel_binding
 
@@ -53,7 +54,18 @@ def _failed_logons(ctx: RuleContext) -> list[Located]:
     return failed
 
 
+@rule(
+    "ntlm-logon-failed",
+    Severity.ERROR,
+    "full NTLM handshake on one connection, final 401 (wrong password, account problem, "
+    "loopback check)",
+)
 def ntlm_logon_failed(ctx: RuleContext) -> Iterator[Finding]:
+    """Needs an NTLM AUTHENTICATE answering the CHALLENGE just before it on the
+    same connection, refused with a 401 that ended up a failure; not anonymous,
+    not part of a split handshake, not an unbound AUTHENTICATE over TLS (each has
+    its own rule). Same client and server address, or the local-call flag, adds
+    the loopback check."""
     for located in _failed_logons(ctx):
         message = _authenticate(located)
         user = user_of(located.step) or "an unknown user"
@@ -70,8 +82,7 @@ def ntlm_logon_failed(ctx: RuleContext) -> Iterator[Finding]:
             message is not None and message.local_call
         )
         yield make_finding(
-            "ntlm-logon-failed",
-            Severity.ERROR,
+            ntlm_logon_failed,
             f"NTLM logon failed for {user}",
             f"The client completed the NTLM handshake on connection "
             f"{located.timeline.connection.id} as {user}"
@@ -107,7 +118,14 @@ def ntlm_logon_failed(ctx: RuleContext) -> Iterator[Finding]:
         )
 
 
+@rule(
+    "repeated-logon-failures",
+    Severity.WARNING,
+    "several failed logons for one user: lockout risk",
+)
 def repeated_logon_failures(ctx: RuleContext) -> Iterator[Finding]:
+    """Needs at least LOCKOUT_RISK_FAILURES refused NTLM, Basic or Digest logons
+    naming the same user (case-insensitive) in the capture."""
     by_user: dict[str, list[Located]] = defaultdict(list)
     for located in ctx.steps():
         step = located.step
@@ -123,8 +141,7 @@ def repeated_logon_failures(ctx: RuleContext) -> Iterator[Finding]:
             continue
         user = user_of(failures[0].step) or "?"
         yield make_finding(
-            "repeated-logon-failures",
-            Severity.WARNING,
+            repeated_logon_failures,
             f"{len(failures)} failed logons for {user}: account lockout risk",
             f"{user} failed to authenticate {len(failures)} times in this capture (on "
             f"{len({f.timeline.connection.id for f in failures})} connection(s)). Each failure "
@@ -136,8 +153,15 @@ def repeated_logon_failures(ctx: RuleContext) -> Iterator[Finding]:
         )
 
 
+@rule(
+    "ntlmv1-response",
+    Severity.WARNING,
+    "NTLMv1 (24-byte) response, weak and refused where NTLMv2 is required",
+)
 def ntlmv1_response(ctx: RuleContext) -> Iterator[Finding]:
-    """One finding per host and user: the client's LM compatibility level is one setting."""
+    """Needs a non-anonymous NTLM AUTHENTICATE whose NT response is 24 bytes
+    (MS-NLMP 3.3.1), accepted or not. One finding per host and user: the
+    client's LM compatibility level is one setting."""
     groups: dict[tuple[str, str], list[Located]] = defaultdict(list)
     for located in ctx.steps():
         message = _authenticate(located)
@@ -152,8 +176,7 @@ def ntlmv1_response(ctx: RuleContext) -> Iterator[Finding]:
         assert message is not None
         refused = [leg for leg in legs if leg.step.leg is Leg.NTLM_REJECTED]
         yield make_finding(
-            "ntlmv1-response",
-            Severity.WARNING,
+            ntlmv1_response,
             f"NTLMv1 response from {user}" + (f" ({len(legs)} times)" if len(legs) > 1 else ""),
             (
                 f"{len(legs)} AUTHENTICATE messages (the first at frame "
@@ -174,14 +197,16 @@ def ntlmv1_response(ctx: RuleContext) -> Iterator[Finding]:
         )
 
 
+@rule("ntlm-anonymous", Severity.WARNING, "anonymous NTLM AUTHENTICATE")
 def ntlm_anonymous(ctx: RuleContext) -> Iterator[Finding]:
+    """Needs an NTLM AUTHENTICATE that is anonymous (MS-NLMP 3.2.5.1.2: empty
+    user and responses, or the anonymous flag)."""
     for located in ctx.steps():
         message = _authenticate(located)
         if message is None or not message.anonymous or ctx.relayed(located):
             continue
         yield make_finding(
-            "ntlm-anonymous",
-            Severity.WARNING,
+            ntlm_anonymous,
             "Anonymous NTLM authentication",
             f"The AUTHENTICATE at frame {request_frame(located.step)} is anonymous (no user, "
             "empty responses): the client had no credentials to offer for this server, "
@@ -193,15 +218,23 @@ def ntlm_anonymous(ctx: RuleContext) -> Iterator[Finding]:
         )
 
 
+@rule(
+    "channel-binding-missing",
+    Severity.ERROR,
+    "NTLM over TLS without channel binding refused (Extended Protection)",
+)
 def channel_binding_missing(ctx: RuleContext) -> Iterator[Finding]:
+    """Needs a refused NTLMv2 AUTHENTICATE with no (or an all-zero)
+    MsvAvChannelBindings (MS-NLMP 2.2.2.1) where TLS was in the path: the server
+    port is a TLS port, or a proxy says so (X-Forwarded-Proto: https,
+    Front-End-Https: on)."""
     for located in _unbound_refusals(ctx):
         message = _authenticate(located)
         assert message is not None and message.ntlmv2 is not None
         missing = not message.ntlmv2.channel_bindings_present
         body = located.step.iis_from_body
         yield make_finding(
-            "channel-binding-missing",
-            Severity.ERROR,
+            channel_binding_missing,
             "NTLM without channel binding refused (Extended Protection)",
             f"The AUTHENTICATE at frame {request_frame(located.step)} "
             + ("has no MsvAvChannelBindings" if missing else "has an all-zero channel binding")
@@ -248,7 +281,15 @@ def _over_tls(located: Located) -> bool:
     return forwarded_proto == "https" or front_end_https == "on"
 
 
+@rule(
+    "ntlm-negotiate-rejected",
+    Severity.ERROR,
+    "the server refused the NTLM NEGOTIATE before any challenge",
+)
 def ntlm_negotiate_rejected(ctx: RuleContext) -> Iterator[Finding]:
+    """Needs an NTLM NEGOTIATE answered by a 401 without a CHALLENGE on a
+    connection that was not in the middle of another handshake (that is
+    interleaving: ntlm-handshake-split). One finding per client and host."""
     groups: dict[tuple[str, str], list[Located]] = defaultdict(list)
     for located in ctx.steps():
         if (
@@ -261,8 +302,7 @@ def ntlm_negotiate_rejected(ctx: RuleContext) -> Iterator[Finding]:
         credentials = legs[0].step.credentials
         size = len(credentials.raw) if credentials is not None else 0
         yield make_finding(
-            "ntlm-negotiate-rejected",
-            Severity.ERROR,
+            ntlm_negotiate_rejected,
             "The server refused the client's NTLM NEGOTIATE without a CHALLENGE",
             f"The client {client} opened an NTLM handshake ({size}-byte NEGOTIATE at frame "
             f"{request_frame(legs[0].step)}) and the server answered 401 without a CHALLENGE"
@@ -289,8 +329,8 @@ def ntlm_negotiate_rejected(ctx: RuleContext) -> Iterator[Finding]:
 RULES = (
     ntlm_logon_failed,
     ntlm_negotiate_rejected,
-    repeated_logon_failures,
     ntlmv1_response,
     ntlm_anonymous,
     channel_binding_missing,
+    repeated_logon_failures,
 )

@@ -13,6 +13,7 @@ from collections.abc import Iterator
 
 from authtrace.diagnose.context import Located, RuleContext, make_finding, user_of
 from authtrace.diagnose.finding import Finding, Severity
+from authtrace.diagnose.rule import rule
 from authtrace.handshake.links import closed_by_server
 from authtrace.handshake.model import Leg, Outcome, Realm, Sent, State
 
@@ -25,7 +26,24 @@ _SPLIT_FIX = (
 )
 
 
+@rule(
+    "ntlm-handshake-split",
+    Severity.ERROR,
+    "NTLM messages of one handshake spread over several connections (pooling proxy, load "
+    "balancer without affinity)",
+)
 def ntlm_handshake_split(ctx: RuleContext) -> Iterator[Finding]:
+    """Needs a split the links found: an NTLM AUTHENTICATE on
+    a connection that did not carry the CHALLENGE it answers, proven by the copied
+    MsvAvTimestamp or by timing, whose CHALLENGE connection stayed open (a closed
+    one is handshake-closed-midway). Also a NEGOTIATE arriving on a connection whose
+    previous handshake still waited for its AUTHENTICATE (interleaved handshakes).
+    An error when the server refused the AUTHENTICATE, a warning when it accepted."""
+    yield from _split_handshakes(ctx)
+    yield from _interleaved_handshakes(ctx)
+
+
+def _split_handshakes(ctx: RuleContext) -> Iterator[Finding]:
     for split in ctx.view.splits:
         challenge = ctx.locate(split.challenge)
         authenticate = ctx.locate(split.authenticate)
@@ -57,18 +75,18 @@ def ntlm_handshake_split(ctx: RuleContext) -> Iterator[Finding]:
             "connections, a load balancer without affinity, a forward proxy) moved the request."
         )
         yield make_finding(
-            "ntlm-handshake-split",
-            Severity.ERROR if failed else Severity.WARNING,
+            ntlm_handshake_split,
             "NTLM handshake split across connections",
             explanation,
             _SPLIT_FIX,
             legs,
+            severity=None if failed else Severity.WARNING,
             fields=_user_fields(authenticate),
             iis=authenticate.step.iis,
         )
 
 
-def ntlm_handshakes_interleaved(ctx: RuleContext) -> Iterator[Finding]:
+def _interleaved_handshakes(ctx: RuleContext) -> Iterator[Finding]:
     """A new NEGOTIATE on a connection whose previous handshake was waiting for its
     AUTHENTICATE: two clients' handshakes share one upstream connection."""
     for timeline in ctx.view.timelines:
@@ -84,8 +102,7 @@ def ntlm_handshakes_interleaved(ctx: RuleContext) -> Iterator[Finding]:
         first = hits[0]
         clients = sorted({_client_identity(h) for h in hits} | {first.client_ip})
         yield make_finding(
-            "ntlm-handshake-split",
-            Severity.ERROR,
+            ntlm_handshake_split,
             "NTLM handshakes of different requests interleaved on one connection",
             f"On connection {timeline.connection.id} a new NTLM NEGOTIATE (frame "
             f"{_frame(first)}) arrived while the previous handshake on that connection was "
@@ -101,7 +118,17 @@ def ntlm_handshakes_interleaved(ctx: RuleContext) -> Iterator[Finding]:
         )
 
 
+@rule(
+    "handshake-closed-midway",
+    Severity.ERROR,
+    "the connection closed between challenge and response",
+)
 def handshake_closed_midway(ctx: RuleContext) -> Iterator[Finding]:
+    """Needs a server challenge (NTLM CHALLENGE or SPNEGO accept-incomplete) after
+    which the connection ended before the next leg: `Connection: close` or an
+    HTTP/1.0 answer in that 401, or a FIN/RST from the server side with nothing
+    after it; or a split handshake whose CHALLENGE connection closed that way. A
+    client that closes its own connection, or a capture that ends, is not it."""
     for split in ctx.view.splits:
         if not split.challenge_connection_closed:
             continue
@@ -122,8 +149,7 @@ def _closed_finding(challenge: Located, legs: list[Located]) -> Finding:
     response = challenge.step.exchange.response
     how = _close_reason(challenge)
     return make_finding(
-        "handshake-closed-midway",
-        Severity.ERROR,
+        handshake_closed_midway,
         "Connection closed in the middle of the handshake",
         f"The server's challenge on connection {connection.id} (frame {_frame(challenge)}) was "
         f"followed by {how}, so the client could not send the next leg on the same connection. "
@@ -162,7 +188,15 @@ def _closes(located: Located) -> bool:
     return closed_by_server(connection)
 
 
+@rule(
+    "shared-authenticated-connection",
+    Severity.ERROR,
+    "one authenticated connection carries requests of several clients or users",
+)
 def shared_authenticated_connection(ctx: RuleContext) -> Iterator[Finding]:
+    """Needs an origin connection that completed connection-based authentication
+    and then carried, without new credentials and answered without a challenge,
+    requests of another client (another client address or X-Forwarded-For)."""
     for timeline in ctx.view.timelines:
         authenticated_by: Located | None = None
         origins: dict[str, Located] = {}
@@ -186,8 +220,7 @@ def shared_authenticated_connection(ctx: RuleContext) -> Iterator[Finding]:
             user = user_of(authenticated_by.step) or "the first user"
             clients = ", ".join(sorted(origins))
             yield make_finding(
-                "shared-authenticated-connection",
-                Severity.ERROR,
+                shared_authenticated_connection,
                 "One authenticated connection carries several clients' requests",
                 f"Connection {timeline.connection.id} was authenticated as {user} (frame "
                 f"{_frame(authenticated_by)}) and then carried requests of other clients "
@@ -210,7 +243,17 @@ def _client_identity(located: Located) -> str:
     return located.client_ip
 
 
+@rule(
+    "auth-lost-on-new-connection",
+    Severity.ERROR,
+    "the client authenticated one connection, then sent requests without credentials on a "
+    "new one and got 401",
+)
 def auth_lost_on_new_connection(ctx: RuleContext) -> Iterator[Finding]:
+    """Needs a client that completed authentication to a server on one connection
+    and later sent a request without credentials on another connection to that
+    server, answered by a 401 that ended up a failure (the client never came back
+    with credentials)."""
     authenticated: dict[tuple[str, str], Located] = {}
     for located in sorted(ctx.steps(Realm.ORIGIN), key=lambda loc: loc.time):
         step = located.step
@@ -231,8 +274,7 @@ def auth_lost_on_new_connection(ctx: RuleContext) -> Iterator[Finding]:
         ):
             continue
         yield make_finding(
-            "auth-lost-on-new-connection",
-            Severity.ERROR,
+            auth_lost_on_new_connection,
             "Request without credentials on a new connection after authenticating another",
             f"The client authenticated connection {earlier.timeline.connection.id} (frame "
             f"{_frame(earlier)}), then sent a request without credentials on connection "
@@ -248,15 +290,21 @@ def auth_lost_on_new_connection(ctx: RuleContext) -> Iterator[Finding]:
         del authenticated[key]
 
 
+@rule(
+    "reauth-on-authenticated-connection",
+    Severity.WARNING,
+    "401 on a connection that had authenticated",
+)
 def reauth_on_authenticated_connection(ctx: RuleContext) -> Iterator[Finding]:
+    """Needs a 401 answering a request without credentials on a connection whose
+    state was authenticated."""
     for located in ctx.steps():
         step = located.step
         if step.leg is not Leg.REAUTH_CHALLENGED:
             continue
         via = step.exchange.request.header("Via") if step.exchange.request else None
         yield make_finding(
-            "reauth-on-authenticated-connection",
-            Severity.WARNING,
+            reauth_on_authenticated_connection,
             "401 on a connection that had already authenticated",
             f"Connection {located.timeline.connection.id} had completed authentication, yet the "
             f"request at frame {_frame(located)} was answered 401"
@@ -304,9 +352,8 @@ def _user_fields(located: Located) -> list[tuple[str, str]]:
 
 RULES = (
     ntlm_handshake_split,
-    ntlm_handshakes_interleaved,
-    handshake_closed_midway,
     shared_authenticated_connection,
     auth_lost_on_new_connection,
+    handshake_closed_midway,
     reauth_on_authenticated_connection,
 )

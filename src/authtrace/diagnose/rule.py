@@ -1,0 +1,77 @@
+"""What a rule is: one declaration — stable id, severity, one-line meaning and the
+check that finds it — written once, in its family module, with `@rule(...)`.
+`authtrace rules`, the README's list, the JSON descriptions and the catalogue of
+ids are all derived from these declarations (diagnose/__init__.py gathers them).
+
+Invariant: a rule only yields findings that carry its own id and are at most as
+severe as it declares; a check that breaks this raises `RuleDeclarationError`
+(`diagnose()` turns it into an `analysis-error` anomaly in a user's run, and the
+tests fail on any such anomaly). The check's docstring says what evidence it
+needs; `authtrace rules ID` prints it.
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from authtrace.diagnose.finding import Finding, Severity
+
+if TYPE_CHECKING:
+    from authtrace.diagnose.context import RuleContext
+
+Check = Callable[["RuleContext"], Iterable[Finding]]
+
+
+class RuleDeclarationError(Exception):
+    """A check yielded a finding its declaration does not cover (another id, or
+    a severity above the declared one): a bug in authtrace, never in a capture."""
+
+
+@dataclass(frozen=True, slots=True)
+class Rule:
+    """id: stable, part of the interface (scripts select findings by it);
+    severity: the most severe a finding of this rule can be (a rule may report
+    less, e.g. a split handshake that still succeeded is a warning);
+    meaning: one line for `authtrace rules` and the README;
+    check: reads a RuleContext, yields Findings (its docstring: the evidence)."""
+
+    id: str
+    severity: Severity
+    meaning: str
+    check: Check
+
+    @property
+    def family(self) -> str:
+        """The family module that declares the rule (topology, ntlm, ...)."""
+        return self.check.__module__.rsplit(".", 1)[-1]
+
+    @property
+    def evidence(self) -> str:
+        """What the check needs to see before it reports (its docstring)."""
+        return inspect.getdoc(self.check) or ""
+
+    def __call__(self, context: RuleContext) -> Iterator[Finding]:
+        for finding in self.check(context):
+            if finding.rule != self.id:
+                raise RuleDeclarationError(
+                    f"rule {self.id} yielded a finding with id {finding.rule!r}"
+                )
+            if finding.severity.rank < self.severity.rank:
+                raise RuleDeclarationError(
+                    f"rule {self.id} is declared {self.severity.value} at most, "
+                    f"yielded {finding.severity.value}"
+                )
+            yield finding
+
+
+def rule(rule_id: str, severity: Severity, meaning: str) -> Callable[[Check], Rule]:
+    """Declare the decorated check as rule `rule_id`; the name it is bound to is
+    the Rule, which the check passes to `make_finding` for its findings."""
+
+    def declare(check: Check) -> Rule:
+        return Rule(rule_id, severity, meaning, check)
+
+    return declare
