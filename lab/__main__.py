@@ -15,7 +15,18 @@ import time
 from pathlib import Path
 
 from lab import servers
-from lab.scenarios import APACHE, BY_NAME, KDC, NGINX, REPO_ROOT, SCENARIOS, SQUID, Scenario
+from lab.scenarios import (
+    APACHE,
+    BY_NAME,
+    HAPROXY,
+    KDC,
+    MODPROXY,
+    NGINX,
+    REPO_ROOT,
+    SCENARIOS,
+    SQUID,
+    Scenario,
+)
 from lab.servers import Lab
 from lab.system import LabError, ensure_installed, lab_hosts, log, tail_of, tcpdump
 from lab.verify import read_packets
@@ -33,6 +44,10 @@ def _start(lab: Lab, needed: set[str]) -> None:
         servers.start_nginx(lab)
     if SQUID in needed:
         servers.start_squid(lab)
+    if HAPROXY in needed:
+        servers.start_haproxy(lab)
+    if MODPROXY in needed:
+        servers.start_apache_proxy(lab)
 
 
 def _run_one(lab: Lab, scenario: Scenario, out_dir: Path) -> tuple[bool, str]:

@@ -2,7 +2,8 @@
 
 Running them out of process gives each its own environment (the lab's KRB5_CONFIG and
 credential cache) and lets the caller bound it with a timeout. Every client connects from the
-lab's client address and prints one JSON list: the HTTP statuses it saw, in order.
+lab's client address (a second client from the second client address) and prints one JSON list:
+the HTTP statuses it saw, in order.
 """
 
 from __future__ import annotations
@@ -15,18 +16,18 @@ import threading
 from typing import Any
 from urllib.parse import urlsplit
 
-from lab.topology import CLIENT, NTLM_DOMAIN
+from lab.topology import CLIENT, CLIENT2, NTLM_DOMAIN, PASSWORD, SECOND_PASSWORD, SECOND_USER, USER
 
 TIMEOUT = 10.0
 
 
-def _session() -> Any:
+def _session(source: str = CLIENT.address) -> Any:
     import requests
     from requests.adapters import HTTPAdapter
 
     class FromClientAddress(HTTPAdapter):
         def init_poolmanager(self, *args: Any, **kwargs: Any) -> None:
-            kwargs["source_address"] = (CLIENT.address, 0)
+            kwargs["source_address"] = (source, 0)
             super().init_poolmanager(*args, **kwargs)
 
     session = requests.Session()
@@ -72,6 +73,32 @@ def ntlm_concurrent(url: str, user: str, password: str, clients: int, rounds: in
     for thread in threads:
         thread.join(timeout=TIMEOUT * (rounds + 2))
     return [status for result in results for status in result]
+
+
+def two_users(url: str, second_anonymous: bool) -> list[int]:
+    """Two clients behind one reverse proxy, from two addresses, each on its own connection.
+
+    The first user authenticates with NTLM and keeps its connection open; then the second
+    client sends its first request: with ``second_anonymous`` it sends no credentials at all
+    (does the proxy hand it the first user's authenticated upstream connection?), otherwise it
+    authenticates as the second user (its anonymous first request is a normal first leg). Then
+    each sends one more request on its connection.
+    """
+    from requests_ntlm import HttpNtlmAuth
+
+    first = _session(CLIENT.address)
+    second = _session(CLIENT2.address)
+    first_auth = HttpNtlmAuth(f"{NTLM_DOMAIN}\\{USER}", PASSWORD)
+    second_auth = (
+        None if second_anonymous else HttpNtlmAuth(f"{NTLM_DOMAIN}\\{SECOND_USER}", SECOND_PASSWORD)
+    )
+    seen = _statuses(first.get(url, auth=first_auth, timeout=TIMEOUT))
+    seen += _statuses(second.get(url, auth=second_auth, timeout=TIMEOUT))
+    seen += _statuses(first.get(url, auth=first_auth, timeout=TIMEOUT))
+    seen += _statuses(second.get(url, auth=second_auth, timeout=TIMEOUT))
+    first.close()
+    second.close()
+    return seen
 
 
 def spnego(url: str, opportunistic: bool) -> list[int]:
@@ -135,6 +162,10 @@ def main(argv: list[str]) -> int:
         seen = ntlm(args[0], args[1], args[2], int(args[3]) if len(args) > 3 else 1)
     elif kind == "ntlm-concurrent":
         seen = ntlm_concurrent(args[0], args[1], args[2], int(args[3]), int(args[4]))
+    elif kind == "two-users":
+        seen = two_users(args[0], second_anonymous=False)
+    elif kind == "second-anonymous":
+        seen = two_users(args[0], second_anonymous=True)
     elif kind == "spnego":
         seen = spnego(args[0], opportunistic=False)
     elif kind == "spnego-preemptive":

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -19,8 +20,14 @@ from lab.servers import Lab
 from lab.system import LabError, run
 from lab.topology import (
     ALIAS,
+    APACHE_PROXY,
     BADKEY,
+    BALANCER,
+    BALANCER_CLOSE_PORT,
+    BALANCER_SOURCE,
     CLIENT,
+    CLIENT2,
+    NTLM_DOMAIN,
     PASSWORD,
     PROXY,
     PROXY_PASSWORD,
@@ -36,6 +43,9 @@ from lab.verify import Packet, kdc_errors, schemes, statuses, tgs_services
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 KDC, APACHE, NGINX, SQUID = "kdc", "apache", "nginx", "squid"
+HAPROXY, MODPROXY = "haproxy", "modproxy"
+MODPROXY_UPSTREAM_SOURCE = "127.0.0.1"
+"""mod_proxy cannot bind a source address: the kernel picks 127.0.0.1 for 127.0.0.10."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,10 +61,12 @@ class Scenario:
 # --- clients ----------------------------------------------------------------------------------
 
 
-def curl(lab: Lab, *args: str) -> str:
-    """curl from the client address; returns the status of each transfer."""
+def curl(lab: Lab, *args: str, wrapper: tuple[str, ...] = ()) -> str:
+    """curl from the client address (run under ``wrapper``, e.g. faketime); returns the
+    status of each transfer."""
     done = run(
         [
+            *wrapper,
             "curl",
             "-s",
             "-o",
@@ -72,6 +84,46 @@ def curl(lab: Lab, *args: str) -> str:
         check=False,
     )
     return "curl " + done.stdout.strip()
+
+
+def chromium(lab: Lab, target: str, *flags: str) -> str:
+    """Headless Chromium loads ``target`` once with a fresh profile; returns the page size.
+
+    As root Chromium needs ``--no-sandbox``. Background services (updates, sync, metrics)
+    are switched off so that the browser talks to the lab only; it connects from 127.0.0.1
+    (Chromium cannot choose its source address). It gets a credential cache of its own that
+    holds no ticket: with the lab's ticket for HTTP/web.lab.test (left by an earlier scenario)
+    it answers Negotiate with Kerberos and gets 200, which is another capture.
+    """
+    env = lab.client_env()
+    env["KRB5CCNAME"] = f"FILE:{lab.root / 'chromium-no-ticket.ccache'}"
+    profile = lab.root / "chromium-profile"
+    shutil.rmtree(profile, ignore_errors=True)
+    done = run(
+        [
+            "chromium",
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--no-first-run",
+            "--no-default-browser-check",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            "--disable-extensions",
+            "--metrics-recording-only",
+            "--no-proxy-server",
+            f"--user-data-dir={profile}",
+            *flags,
+            "--dump-dom",
+            target,
+        ],
+        env=env,
+        timeout=60,
+        check=False,
+    )
+    shutil.rmtree(profile, ignore_errors=True)
+    return f"chromium exit {done.returncode}, page {len(done.stdout)} bytes"
 
 
 def kinit(lab: Lab) -> None:
@@ -264,6 +316,161 @@ def check_pooling_proxy(packets: list[Packet]) -> list[str]:
     return p
 
 
+def _leg(
+    pairs: list[tuple[Packet, Packet]], src: str | None = None, dst: str | None = None
+) -> list[tuple[Packet, Packet]]:
+    return [
+        (q, r) for q, r in pairs if (src is None or q.src == src) and (dst is None or q.dst == dst)
+    ]
+
+
+def _upstream_streams(upstream: list[tuple[Packet, Packet]], client: str) -> list[int | None]:
+    """The upstream connections that carried requests relayed for ``client`` (X-Forwarded-For),
+    in the order of their first such request."""
+    streams: list[int | None] = []
+    for q, _ in upstream:
+        if q.forwarded_for.split(",")[0].strip() == client and q.stream not in streams:
+            streams.append(q.stream)
+    return streams
+
+
+def _second_client_on_new_connection(
+    p: list[str], front: list[tuple[Packet, Packet]], upstream: list[tuple[Packet, Packet]]
+) -> None:
+    """The second client's first request is anonymous, is relayed on an upstream connection
+    that carried nothing of the first client, and is answered 401 there."""
+    second = [(q, r) for q, r in front if q.src == CLIENT2.address]
+    _expect(p, bool(second), "no request from the second client")
+    if not second:
+        return
+    first_q, first_r = second[0]
+    _expect(p, not first_q.authorization, "the second client's first request has credentials")
+    _expect(p, first_r.status == 401, f"second client's first answer {first_r.status}")
+    first_streams = set(_upstream_streams(upstream, CLIENT.address))
+    second_streams = _upstream_streams(upstream, CLIENT2.address)
+    _expect(p, bool(first_streams), "no upstream request relayed for the first client")
+    _expect(p, bool(second_streams), "no upstream request relayed for the second client")
+    _expect(
+        p,
+        not first_streams & set(second_streams),
+        "the second client's requests shared an upstream connection with the first's",
+    )
+    relayed = [(q, r) for q, r in upstream if q.stream in second_streams]
+    _expect(p, bool(relayed) and relayed[0][1].status == 401, "relayed first request not 401")
+
+
+def check_haproxy_two_users(packets: list[Packet]) -> list[str]:
+    p: list[str] = []
+    pairs = _requests_and_responses(packets)
+    front = _leg(pairs, dst=BALANCER.address)
+    upstream = _leg(pairs, src=BALANCER_SOURCE.address)
+    _second_client_on_new_connection(p, front, upstream)
+    for client in (CLIENT, CLIENT2):
+        mine = [(q, r) for q, r in front if q.src == client.address]
+        types = {t for q, _ in mine for t in q.ntlm_types}
+        codes = [r.status for _, r in mine]
+        _expect(p, {1, 3} <= types, f"{client.name} did not send Type 1 and Type 3")
+        _expect(p, codes[-1:] == [200], f"{client.name} statuses {codes}")
+        _expect(p, len({q.stream for q, _ in mine}) == 1, f"{client.name} used several connections")
+    return p
+
+
+def check_haproxy_second_anonymous(packets: list[Packet]) -> list[str]:
+    p: list[str] = []
+    pairs = _requests_and_responses(packets)
+    front = _leg(pairs, dst=BALANCER.address)
+    upstream = _leg(pairs, src=BALANCER_SOURCE.address)
+    _second_client_on_new_connection(p, front, upstream)
+    first = [r.status for q, r in front if q.src == CLIENT.address]
+    second = [(q, r) for q, r in front if q.src == CLIENT2.address]
+    _expect(p, first[-2:] == [200, 200], f"first client statuses {first}")
+    _expect(p, all(not q.authorization for q, _ in second), "the second client sent credentials")
+    _expect(p, {r.status for _, r in second} == {401}, "the second client got something else")
+    return p
+
+
+def substituted(pairs: list[tuple[Packet, Packet]]) -> list[tuple[Packet, Packet]]:
+    """Upstream (request, response) pairs relayed for the second client without credentials
+    and answered 200 on an upstream connection where the first client's Type 3 got 200."""
+    upstream = [(q, r) for q, r in pairs if q.dst == WEB.address]
+    authenticated: set[int | None] = set()
+    found = []
+    for q, r in upstream:
+        relayed_for = q.forwarded_for.split(",")[0].strip()
+        if relayed_for == CLIENT.address and 3 in q.ntlm_types and r.status == 200:
+            authenticated.add(q.stream)
+        elif (
+            relayed_for == CLIENT2.address
+            and not q.authorization
+            and r.status == 200
+            and q.stream in authenticated
+        ):
+            found.append((q, r))
+    return found
+
+
+def check_modproxy_substitution(packets: list[Packet]) -> list[str]:
+    p: list[str] = []
+    pairs = _requests_and_responses(packets)
+    front = _leg(pairs, dst=APACHE_PROXY.address)
+    upstream = _leg(pairs, src=MODPROXY_UPSTREAM_SOURCE, dst=WEB.address)
+    _expect(p, bool(front) and bool(upstream), "one leg of the proxy is missing")
+    second = [(q, r) for q, r in front if q.src == CLIENT2.address]
+    _expect(p, bool(second), "no request from the second client")
+    _expect(p, all(not q.authorization for q, _ in second), "the second client sent credentials")
+    _expect(p, bool(second) and second[0][1].status == 200, "second client's first answer not 200")
+    _expect(p, bool(substituted(upstream)), "no anonymous 200 on the first user's connection")
+    return p
+
+
+def check_haproxy_server_close(packets: list[Packet]) -> list[str]:
+    p: list[str] = []
+    pairs = _requests_and_responses(packets)
+    front = _leg(pairs, src=CLIENT.address, dst=BALANCER.address)
+    upstream = _leg(pairs, src=BALANCER_SOURCE.address)
+    codes = [r.status for _, r in front]
+    _expect(p, len({q.stream for q, _ in front}) == 1, "the client used several connections")
+    _expect(p, {1, 3} <= {t for q, _ in front for t in q.ntlm_types}, "no Type 1 and Type 3")
+    _expect(p, bool(codes) and set(codes) == {401}, f"client statuses {codes}")
+    per_stream: dict[int | None, int] = {}
+    for q, _ in upstream:
+        per_stream[q.stream] = per_stream.get(q.stream, 0) + 1
+    _expect(p, len(per_stream) >= 3, f"upstream connections {len(per_stream)}")
+    _expect(p, set(per_stream.values()) == {1}, "an upstream connection carried two requests")
+    type1 = {q.stream for q, _ in upstream if 1 in q.ntlm_types}
+    type3 = {q.stream for q, _ in upstream if 3 in q.ntlm_types}
+    _expect(p, bool(type1) and bool(type3) and not type1 & type3, "Type 1/3 on one connection")
+    _expect(p, all("close" in q.connection.lower() for q, _ in upstream), "no Connection: close")
+    return p
+
+
+def check_chromium_type1(packets: list[Packet]) -> list[str]:
+    p: list[str] = []
+    codes = statuses(packets)
+    http = _http(packets)
+    requests = [x for x in http if x.method]
+    types = _ntlm_types(packets)
+    _expect(p, all("HeadlessChrome" in x.user_agent for x in requests), "not Chromium")
+    _expect(p, bool(requests) and not requests[0].authorization, "first request has credentials")
+    _expect(p, 1 in types and 2 not in types and 3 not in types, f"NTLM types {types}")
+    _expect(p, "ntlm" in _auth_schemes(packets), "no Authorization: NTLM")
+    _expect(p, bool(codes) and set(codes) == {401}, f"statuses: {codes}")
+    return p
+
+
+def check_clock_skew(packets: list[Packet]) -> list[str]:
+    p: list[str] = []
+    codes = statuses(packets)
+    http = _http(packets)
+    _expect(p, f"HTTP/{WEB.name}" in tgs_services(packets), "no TGS-REQ for HTTP/web.lab.test")
+    _expect(p, not kdc_errors(packets) - {25}, f"KDC errors {kdc_errors(packets)}")
+    _expect(p, any(14 in x.kerberos_types for x in http if x.method), "no AP-REQ in HTTP")
+    ap_errors = {e for x in http if x.status for e in x.kerberos_errors}
+    _expect(p, 37 in ap_errors, f"no KRB_AP_ERR_SKEW (37) from the server: {ap_errors}")
+    _expect(p, bool(codes) and set(codes) == {401}, f"statuses: {codes}")
+    return p
+
+
 def check_client_ignores_negotiate(packets: list[Packet]) -> list[str]:
     p: list[str] = []
     codes = statuses(packets)
@@ -327,6 +534,29 @@ def _kerberos_spnego(lab: Lab) -> str:
     return python_client(lab, "spnego", url(WEB.name, "/krb/ok.txt"))
 
 
+CLOCK_AHEAD = "+1h"
+"""How far the client's clock runs ahead (MIT's default tolerance is 5 minutes)."""
+
+
+def _clock_skew(lab: Lab) -> str:
+    """A client whose clock runs an hour ahead of the server's, with a ticket from before.
+
+    The TGT and the service ticket are fetched at the right time (a skewed TGS-REQ would be
+    refused by the KDC itself, which is another capture); then curl runs under faketime, so
+    the authenticator of its AP-REQ is dated an hour ahead and Apache refuses it.
+    """
+    kinit(lab)
+    run(["kvno", f"HTTP/{WEB.name}"], env=lab.client_env(), timeout=20)
+    return curl(
+        lab,
+        "--negotiate",
+        "-u",
+        ":",
+        url(WEB.name, "/krb/ok.txt"),
+        wrapper=("faketime", "-f", CLOCK_AHEAD),
+    )
+
+
 def _preemptive(lab: Lab) -> str:
     kinit(lab)
     return python_client(lab, "spnego-preemptive", url(WEB.name, "/krb/ok.txt"))
@@ -351,6 +581,12 @@ def _proxy(lab: Lab) -> str:
 
 
 NTLM_URL = url(WEB.name, "/ntlm/ok.txt")
+BALANCER_URL = url(BALANCER.name, "/ntlm/ok.txt")
+BALANCER_CLOSE_URL = url(f"{BALANCER.name}:{BALANCER_CLOSE_PORT}", "/ntlm/ok.txt")
+APACHE_PROXY_URL = url(APACHE_PROXY.name, "/ntlm/ok.txt")
+# Chromium on Linux has no logged-on user's credentials: the URL's are the only ones it has
+# without a prompt. It strips them from the request; they never reach the wire.
+CHROMIUM_URL = url(f"{NTLM_DOMAIN}%5C{USER}:{PASSWORD}@{WEB.name}", "/ntlm/ok.txt")
 
 SCENARIOS: tuple[Scenario, ...] = (
     # curl --negotiate sends its token on the first request (no anonymous 401), so the
@@ -449,6 +685,38 @@ SCENARIOS: tuple[Scenario, ...] = (
         _check_simple("digest", success=False),
     ),
     Scenario("proxy-407", frozenset({APACHE, SQUID}), _proxy, check_proxy_407),
+    Scenario(
+        "haproxy-two-users",
+        frozenset({APACHE, HAPROXY}),
+        lambda lab: python_client(lab, "two-users", BALANCER_URL),
+        check_haproxy_two_users,
+    ),
+    Scenario(
+        "haproxy-second-anonymous",
+        frozenset({APACHE, HAPROXY}),
+        lambda lab: python_client(lab, "second-anonymous", BALANCER_URL),
+        check_haproxy_second_anonymous,
+    ),
+    Scenario(
+        "haproxy-server-close",
+        frozenset({APACHE, HAPROXY}),
+        lambda lab: python_client(lab, "ntlm", BALANCER_CLOSE_URL, USER, PASSWORD),
+        check_haproxy_server_close,
+    ),
+    Scenario(
+        "modproxy-user-substitution",
+        frozenset({APACHE, MODPROXY}),
+        lambda lab: python_client(lab, "second-anonymous", APACHE_PROXY_URL),
+        check_modproxy_substitution,
+        attempts=4,
+    ),
+    Scenario(
+        "chromium-ntlm-type1-rejected",
+        frozenset({APACHE}),
+        lambda lab: chromium(lab, CHROMIUM_URL, f"--auth-server-allowlist={WEB.name}"),
+        check_chromium_type1,
+    ),
+    Scenario("kerberos-clock-skew", frozenset({KDC, APACHE}), _clock_skew, check_clock_skew),
 )
 
 BY_NAME = {s.name: s for s in SCENARIOS}

@@ -1,4 +1,5 @@
-"""Configurations and start-up of the lab's servers: MIT KDC, Apache, nginx and squid.
+"""Configurations and start-up of the lab's servers: MIT KDC, Apache, nginx, squid, HAProxy and
+a second Apache running mod_proxy.
 
 Everything is written into one temporary directory and started by hand from there, never as a
 system service. Invariant: every listening socket is bound to a lab address from
@@ -16,7 +17,11 @@ from pathlib import Path
 from lab.system import Service, log, run, start_service, wait_for_port
 from lab.topology import (
     ALIAS,
+    APACHE_PROXY,
     BADKEY,
+    BALANCER,
+    BALANCER_CLOSE_PORT,
+    BALANCER_SOURCE,
     DIGEST_REALM,
     HTTP_PORT,
     KDC,
@@ -29,6 +34,8 @@ from lab.topology import (
     PROXY_USER,
     REALM,
     REVERSE_PROXY,
+    SECOND_PASSWORD,
+    SECOND_USER,
     UPSTREAM_SOURCE,
     USER,
     WEB,
@@ -267,7 +274,10 @@ def start_apache(lab: Lab) -> None:
         ["htdigest", "-c", str(root / "apache" / "htdigest"), DIGEST_REALM, USER],
         input_text=f"{PASSWORD}\n{PASSWORD}\n",
     )
-    _write(root / "ntlm-users", f"{NTLM_DOMAIN}:{USER}:{PASSWORD}\n")
+    _write(
+        root / "ntlm-users",
+        f"{NTLM_DOMAIN}:{USER}:{PASSWORD}\n{NTLM_DOMAIN}:{SECOND_USER}:{SECOND_PASSWORD}\n",
+    )
     conf = _write(root / "apache" / "httpd.conf", _apache_conf(root))
     for path in (root / "apache").iterdir():
         path.chmod(0o644)
@@ -383,3 +393,118 @@ http_access deny all
     service = start_service("squid", ["squid", "-N", "-f", str(conf)], lab.root / "squid.out")
     lab.services.append(service)
     wait_for_port(service, PROXY.address, PROXY_PORT, timeout=30.0)
+
+
+# --- HAProxy ----------------------------------------------------------------------------------
+
+
+def start_haproxy(lab: Lab) -> None:
+    """HAProxy 2.6 in front of Apache with two behaviours, one per port.
+
+    Port 80 keeps upstream connections and shares idle ones between clients as far as HAProxy
+    allows (``http-reuse always``); port 8080 closes the upstream connection after every
+    response (``option http-server-close``) while the client's connection stays open. Both add
+    X-Forwarded-For and connect to Apache from their own source address.
+    """
+    base = lab.root / "haproxy"
+    base.mkdir()
+    backend_common = f"""    option forwardfor
+    http-request set-header Host {WEB.name}
+    source {BALANCER_SOURCE.address}
+    server web {WEB.address}:{HTTP_PORT}"""
+    conf = _write(
+        base / "haproxy.cfg",
+        f"""global
+    pidfile {base}/haproxy.pid
+    log stdout format raw local0 info
+    maxconn 64
+
+defaults
+    mode http
+    log global
+    option httplog
+    timeout connect 5s
+    timeout client 10s
+    timeout server 10s
+    timeout http-keep-alive 5s
+
+frontend reuse
+    bind {BALANCER.address}:{HTTP_PORT}
+    default_backend web_reuse
+
+frontend server_close
+    bind {BALANCER.address}:{BALANCER_CLOSE_PORT}
+    default_backend web_close
+
+backend web_reuse
+    http-reuse always
+{backend_common}
+
+backend web_close
+    option http-server-close
+{backend_common}
+""",
+    )
+    run(["haproxy", "-c", "-f", str(conf)])
+    service = start_service(
+        "haproxy", ["haproxy", "-db", "-f", str(conf)], lab.root / "haproxy.out"
+    )
+    lab.services.append(service)
+    wait_for_port(service, BALANCER.address, HTTP_PORT)
+    wait_for_port(service, BALANCER.address, BALANCER_CLOSE_PORT)
+
+
+# --- Apache mod_proxy -------------------------------------------------------------------------
+
+
+def start_apache_proxy(lab: Lab) -> None:
+    """A second Apache, mod_proxy only, as a reverse proxy in front of the lab's Apache.
+
+    One child process, so that every request shares one pool of upstream connections (with
+    several children each has its own pool and the reuse would depend on which child answers).
+    mod_proxy knows nothing of NTLM: it returns the upstream connection to its pool after each
+    response, whoever the next request comes from.
+    """
+    base = lab.root / "apache-proxy"
+    base.mkdir()
+    modules = [
+        ("mpm_event_module", "mod_mpm_event.so"),
+        ("authz_core_module", "mod_authz_core.so"),
+        ("proxy_module", "mod_proxy.so"),
+        ("proxy_http_module", "mod_proxy_http.so"),
+    ]
+    load = "\n".join(f"LoadModule {m} {APACHE_MODULES / f}" for m, f in modules)
+    conf = _write(
+        base / "httpd.conf",
+        f"""ServerRoot "{base}"
+ServerName {APACHE_PROXY.name}
+DefaultRuntimeDir {base}
+PidFile {base / "httpd.pid"}
+ErrorLog {base / "error.log"}
+LogLevel info proxy:debug
+User www-data
+Group www-data
+{load}
+Listen {APACHE_PROXY.address}:{HTTP_PORT}
+StartServers 1
+ServerLimit 1
+ThreadsPerChild 16
+MinSpareThreads 1
+MaxSpareThreads 16
+MaxRequestWorkers 16
+KeepAlive On
+KeepAliveTimeout 5
+ProxyRequests Off
+ProxyPass / http://{WEB.name}:{HTTP_PORT}/
+ProxyPassReverse / http://{WEB.name}:{HTTP_PORT}/
+""",
+    )
+    base.chmod(0o777)
+    service = start_service(
+        "apache2-proxy",
+        ["apache2", "-f", str(conf), "-DFOREGROUND"],
+        lab.root / "apache2-proxy.out",
+        env=lab.client_env(),
+    )
+    lab.services.append(service)
+    wait_for_port(service, APACHE_PROXY.address, HTTP_PORT)

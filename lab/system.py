@@ -32,6 +32,9 @@ APT_PACKAGES: tuple[str, ...] = (
     "gss-ntlmssp",
     "nginx",
     "squid",
+    "haproxy",
+    "chromium",  # headless browser: its NTLM NEGOTIATE, with an auth-server allow-list
+    "faketime",  # a client whose clock is wrong, for Kerberos clock skew
     "curl",
     "tcpdump",
     "libkrb5-dev",  # python-gssapi builds against it when no wheel fits
@@ -55,6 +58,9 @@ REQUIRED_COMMANDS: tuple[str, ...] = (
     "htdigest",
     "nginx",
     "squid",
+    "haproxy",
+    "chromium",
+    "faketime",
     "curl",
     "tcpdump",
     "tshark",

@@ -35,8 +35,19 @@ ALIAS = Host("alias.lab.test", "127.0.0.15")
 """Same Apache, but no HTTP/alias.lab.test principal exists in the KDC."""
 BADKEY = Host("badkey.lab.test", "127.0.0.16")
 """Same Apache; its keytab holds a stale key (old kvno) for HTTP/badkey.lab.test."""
+BALANCER = Host("lb.lab.test", "127.0.0.17")
+"""HAProxy in front of Apache: port 80 keeps upstream connections alive (``http-reuse
+always``), port 8080 closes each one after its response (``option http-server-close``)."""
+BALANCER_SOURCE = Host("lb-upstream.lab.test", "127.0.0.18")
+"""Source address of HAProxy's connections to Apache (``source``), so its two legs are told
+apart."""
+CLIENT2 = Host("client2.lab.test", "127.0.0.19")
+"""Source address of a second client (another user) behind the same reverse proxies."""
 CLIENT = Host("client.lab.test", "127.0.0.20")
 """Source address of the HTTP clients."""
+APACHE_PROXY = Host("rp2.lab.test", "127.0.0.21")
+"""Apache mod_proxy (a virtual host of the lab's Apache) in front of the same Apache. mod_proxy
+cannot choose its source address: its upstream leg comes from 127.0.0.1."""
 
 ALL_HOSTS: tuple[Host, ...] = (
     WEB,
@@ -46,16 +57,23 @@ ALL_HOSTS: tuple[Host, ...] = (
     UPSTREAM_SOURCE,
     ALIAS,
     BADKEY,
+    BALANCER,
+    BALANCER_SOURCE,
+    CLIENT2,
     CLIENT,
+    APACHE_PROXY,
 )
 
 HTTP_PORT = 80
 KDC_PORT = 88
 PROXY_PORT = 3128
+BALANCER_CLOSE_PORT = 8080
 
 USER = "alice"
 PASSWORD = "Lab-Passw0rd"
 WRONG_PASSWORD = "not-the-password"
+SECOND_USER = "carol"
+SECOND_PASSWORD = "Carol-Passw0rd"
 PROXY_USER = "bob"
 PROXY_PASSWORD = "Proxy-Passw0rd"
 DIGEST_REALM = "lab digest"

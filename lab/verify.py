@@ -28,6 +28,9 @@ FIELDS: tuple[str, ...] = (
     "kerberos.msg_type",
     "kerberos.error_code",
     "kerberos.SNameString",
+    "http.x_forwarded_for",
+    "http.connection",
+    "http.user_agent",
 )
 KDC_PORT = "88"
 
@@ -55,6 +58,11 @@ class Packet:
     15 AP-REP, 30 KRB-ERROR)."""
     kerberos_errors: tuple[int, ...]
     service_names: tuple[str, ...]
+    forwarded_for: str
+    """X-Forwarded-For as a proxy wrote it ("" when absent)."""
+    connection: str
+    """The Connection header ("" when absent)."""
+    user_agent: str
 
 
 def _ints(text: str) -> tuple[int, ...]:
@@ -105,6 +113,9 @@ def read_packets(pcap: Path, timeout: float = 60.0) -> list[Packet]:
                 kerberos_types=_ints(row["kerberos.msg_type"]),
                 kerberos_errors=_ints(row["kerberos.error_code"]),
                 service_names=_strs(row["kerberos.SNameString"]),
+                forwarded_for=row["http.x_forwarded_for"],
+                connection=row["http.connection"],
+                user_agent=row["http.user_agent"],
             )
         )
     return packets

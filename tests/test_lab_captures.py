@@ -7,6 +7,7 @@ Kerberos messages and error codes the table promises. Skips only when tshark is 
 
 from __future__ import annotations
 
+import base64
 import shutil
 import subprocess
 from dataclasses import dataclass
@@ -29,6 +30,13 @@ WEB, KDC, PROXY, REVERSE_PROXY, UPSTREAM, CLIENT = (
     "127.0.0.14",
     "127.0.0.20",
 )
+BALANCER, BALANCER_SOURCE, CLIENT2, APACHE_PROXY = (
+    "127.0.0.17",
+    "127.0.0.18",
+    "127.0.0.19",
+    "127.0.0.21",
+)
+MODPROXY_SOURCE = "127.0.0.1"  # mod_proxy cannot choose its source address
 FIELDS = (
     "frame.number",
     "ip.src",
@@ -46,6 +54,9 @@ FIELDS = (
     "kerberos.msg_type",
     "kerberos.error_code",
     "kerberos.SNameString",
+    "http.x_forwarded_for",
+    "http.connection",
+    "http.user_agent",
 )
 
 
@@ -145,6 +156,19 @@ TABLE = {
     "basic-wrong-password": ([401, 401], {"basic"}, {"basic"}, set(), set(), set(), set()),
     "digest-success": ([401, 200], {"digest"}, {"digest"}, set(), set(), set(), set()),
     "digest-wrong-password": ([401, 401], {"digest"}, {"digest"}, set(), set(), set(), set()),
+    # both legs of each proxy, in frame order: upstream answer, then its relay to the client
+    "haproxy-two-users": ([401] * 4 + [200] * 2 + [401] * 4 + [200] * 6, {"negotiate", "ntlm"},
+                          {"ntlm"}, {1, 2, 3}, set(), set(), set()),
+    "haproxy-second-anonymous": ([401] * 4 + [200] * 2 + [401] * 2 + [200] * 2 + [401] * 2,
+                                 {"negotiate", "ntlm"}, {"ntlm"}, {1, 2, 3}, set(), set(), set()),
+    "haproxy-server-close": ([401] * 6, {"negotiate", "ntlm"}, {"ntlm"}, {1, 2, 3}, set(), set(),
+                             set()),
+    "modproxy-user-substitution": ([401] * 4 + [200] * 8, {"negotiate", "ntlm"}, {"ntlm"},
+                                   {1, 2, 3}, set(), set(), set()),
+    "chromium-ntlm-type1-rejected": ([401, 401, 401], {"negotiate", "ntlm"}, {"ntlm"}, {1},
+                                     set(), set(), set()),
+    "kerberos-clock-skew": ([401], {"negotiate"}, {"negotiate"}, set(), {25},
+                            {"HTTP/web.lab.test"}, {37}),
 }  # fmt: skip
 
 
@@ -233,6 +257,123 @@ def test_pooling_proxy_forwards_type3_on_another_upstream_connection() -> None:
             split += 1
     assert split >= 1
     assert 401 in statuses(client_leg)
+
+
+def relayed_for(row: Row) -> str:
+    """The client a proxy relayed this request for (first X-Forwarded-For entry)."""
+    forwarded = row.values["http.x_forwarded_for"]
+    return forwarded[0].split(",")[0].strip() if forwarded else ""
+
+
+def pairs(rows: list[Row]) -> list[tuple[Row, Row]]:
+    """(request, response) per connection, in order (no pipelining in the lab)."""
+    pending: dict[str, list[Row]] = {}
+    out = []
+    for r in http(rows):
+        if r.method:
+            pending.setdefault(r.stream, []).append(r)
+        elif r.status is not None and pending.get(r.stream):
+            out.append((pending[r.stream].pop(0), r))
+    return out
+
+
+@pytest.mark.parametrize("name", ["haproxy-two-users", "haproxy-second-anonymous"])
+def test_haproxy_relays_a_second_clients_first_request_on_a_new_upstream_connection(
+    name: str,
+) -> None:
+    exchanges = pairs(read(name))
+    upstream = [(q, r) for q, r in exchanges if q.src == BALANCER_SOURCE]
+    first_user_streams = {q.stream for q, _ in upstream if relayed_for(q) == CLIENT}
+    second = [(q, r) for q, r in upstream if relayed_for(q) == CLIENT2]
+    assert first_user_streams and second
+    request, response = second[0]
+    assert not request.values["http.authorization"]
+    assert response.status == 401
+    # HAProxy keeps the first user's connection to that user even with `http-reuse always`
+    assert not first_user_streams & {q.stream for q, _ in second}
+    # and the first user's connection stays authenticated: a later request needs no credentials
+    last_q, last_r = [(q, r) for q, r in upstream if relayed_for(q) == CLIENT][-1]
+    assert not last_q.values["http.authorization"] and last_r.status == 200
+    front = [(q, r) for q, r in exchanges if q.dst == BALANCER]
+    for client in (CLIENT, CLIENT2):
+        assert len({q.stream for q, _ in front if q.src == client}) == 1
+
+
+def test_haproxy_two_users_both_authenticate_each_on_its_own_connections() -> None:
+    exchanges = pairs(read("haproxy-two-users"))
+    for client in (CLIENT, CLIENT2):
+        front = [(q, r) for q, r in exchanges if q.dst == BALANCER and q.src == client]
+        upstream = [(q, r) for q, r in exchanges if relayed_for(q) == client]
+        assert [r.status for _, r in front] == [401, 401, 200, 200]
+        assert [r.status for _, r in upstream] == [401, 401, 200, 200]
+        assert [q.ints("ntlmssp.messagetype") for q, _ in upstream] == [set(), {1}, {3}, set()]
+
+
+def test_haproxy_second_anonymous_client_is_refused_not_substituted() -> None:
+    exchanges = pairs(read("haproxy-second-anonymous"))
+    second = [(q, r) for q, r in exchanges if q.src == CLIENT2 and q.dst == BALANCER]
+    assert [r.status for _, r in second] == [401, 401]
+    assert not any(q.values["http.authorization"] for q, _ in second)
+
+
+def test_haproxy_server_close_splits_every_ntlm_leg_onto_a_new_connection() -> None:
+    exchanges = pairs(read("haproxy-server-close"))
+    front = [(q, r) for q, r in exchanges if q.src == CLIENT and q.dst == BALANCER]
+    upstream = [(q, r) for q, r in exchanges if q.src == BALANCER_SOURCE]
+    # the client answered every challenge on one connection that stayed open
+    assert len({q.stream for q, _ in front}) == 1
+    assert [q.ints("ntlmssp.messagetype") for q, _ in front] == [set(), {1}, {3}]
+    assert [r.status for _, r in front] == [401, 401, 401]
+    assert not any(r.values["http.connection"] for _, r in front)
+    # upstream: one connection per request, HAProxy asks for the close, Apache closes
+    assert len({q.stream for q, _ in upstream}) == 3
+    assert [q.ints("ntlmssp.messagetype") for q, _ in upstream] == [set(), {1}, {3}]
+    assert 2 in upstream[1][1].ints("ntlmssp.messagetype")  # the CHALLENGE went back
+    for q, r in upstream:
+        assert q.values["http.connection"] == ("close",)
+        assert r.values["http.connection"] == ("close",)
+
+
+def test_modproxy_hands_the_first_users_connection_to_the_second_client() -> None:
+    exchanges = pairs(read("modproxy-user-substitution"))
+    upstream = [(q, r) for q, r in exchanges if q.src == MODPROXY_SOURCE and q.dst == WEB]
+    front = [(q, r) for q, r in exchanges if q.dst == APACHE_PROXY]
+    authenticated = {
+        q.stream
+        for q, r in upstream
+        if relayed_for(q) == CLIENT and 3 in q.ints("ntlmssp.messagetype") and r.status == 200
+    }
+    assert len(authenticated) == 1
+    second_upstream = [(q, r) for q, r in upstream if relayed_for(q) == CLIENT2]
+    assert second_upstream
+    for q, r in second_upstream:
+        assert q.stream in authenticated and not q.values["http.authorization"]
+        assert r.status == 200
+    second_front = [(q, r) for q, r in front if q.src == CLIENT2]
+    assert [r.status for _, r in second_front] == [200, 200]  # never challenged
+
+
+def test_chromium_sends_a_32_byte_negotiate_that_is_refused() -> None:
+    exchanges = pairs(read("chromium-ntlm-type1-rejected"))
+    assert all("HeadlessChrome" in q.values["http.user_agent"][0] for q, _ in exchanges)
+    credentials = [q.values["http.authorization"] for q, _ in exchanges]
+    assert credentials[0] == () and credentials[2] == ()  # anonymous, then anonymous again
+    scheme, token = credentials[1][0].split(" ", 1)
+    raw = base64.b64decode(token)
+    assert scheme == "NTLM" and raw[:8] == b"NTLMSSP\0" and len(raw) == 32
+    refused = exchanges[1][1]
+    assert refused.status == 401 and not refused.ints("ntlmssp.messagetype")
+    assert len({q.stream for q, _ in exchanges}) == 1
+
+
+def test_clock_skew_is_refused_by_the_server_with_krb_ap_err_skew() -> None:
+    rows = read("kerberos-clock-skew")
+    ((request, response),) = pairs(rows)
+    assert 14 in request.ints("kerberos.msg_type")  # the AP-REQ, with a cached ticket
+    assert 30 in response.ints("kerberos.msg_type")
+    assert response.ints("kerberos.error_code") == {37}
+    # the KDC saw nothing wrong: the tickets were fetched with the right clock
+    assert kdc_errors(rows) == {25}
 
 
 def test_captures_stay_small() -> None:
