@@ -161,9 +161,15 @@ def _innermost(step: AuthStep) -> tuple[Any, Any]:
     return step.token, step.innermost
 
 
-def step_to_dict(step: AuthStep, show_secrets: bool = False) -> dict[str, Any]:
-    """A JSON-ready dict: scheme, mechanism, message, wrapper, then decoded fields."""
+def step_to_dict(
+    step: AuthStep, show_secrets: bool = False, head: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    """A JSON-ready dict: `head` (fields the caller puts first, such as the
+    exchange's realm), scheme, mechanism, message, wrapper, then the decoded
+    fields. A decoded field whose name is taken is written `token_<name>`
+    (a Basic realm beside the origin/proxy realm is `token_realm`)."""
     out: dict[str, Any] = {
+        **(head or {}),
         "scheme": step.scheme,
         "mechanism": step.mechanism.value,
         "message": step.message.value,
@@ -184,7 +190,7 @@ def step_to_dict(step: AuthStep, show_secrets: bool = False) -> dict[str, Any]:
     elif inner is not None:
         for key, value in _object_dict(inner, show_secrets).items():
             out[key if key not in out else f"token_{key}"] = value
-    _summary(inner, out)
+    _summary(inner, out, head or {})
     if wrapper is not None:
         out["spnego"] = _wrapper_dict(wrapper, show_secrets)
     return out
@@ -205,14 +211,15 @@ def _wrapper_dict(wrapper: Any, show_secrets: bool) -> dict[str, Any]:
     return {key: value for key, value in spnego.items() if key not in _WRAPPER_SKIP}
 
 
-def _summary(inner: Any, out: dict[str, Any]) -> None:
-    """Top-level keys every consumer looks for, whatever object the token is."""
+def _summary(inner: Any, out: dict[str, Any], head: dict[str, Any]) -> None:
+    """Top-level keys every consumer looks for, whatever object the token is
+    (`token_<name>` where the caller's head took the name)."""
     spn = _safe_attr(inner, "spn")
     if isinstance(spn, str) and spn:
-        out.setdefault("spn", spn)
+        out.setdefault("token_spn" if "spn" in head else "spn", spn)
     realm = _safe_attr(inner, "realm")
     if isinstance(realm, str) and realm:
-        out.setdefault("realm", realm)
+        out.setdefault("token_realm" if "realm" in head else "realm", realm)
     error_code = _safe_attr(inner, "error_code")
     if isinstance(error_code, int) and not isinstance(error_code, bool):
         out["error_code"] = error_code

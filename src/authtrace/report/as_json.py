@@ -1,26 +1,26 @@
-"""The JSON form of reports. Schema `authtrace.analyze/1` (documented in
-docs/json-schema.md); fields are only ever added within a schema version.
-Secrets are redacted unless show_secrets is set."""
+"""The JSON form of reports. Schema `authtrace.analyze/1` (docs/json.md,
+docs/schemas/analyze.schema.json); fields are only ever added within a schema
+version. Secrets are redacted unless show_secrets is set."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from authtrace import __version__
 from authtrace.anomalies import Anomaly
-from authtrace.auth.render import describe_step, step_to_dict
-from authtrace.auth.steps import AuthStep
 from authtrace.diagnose.finding import Finding
 from authtrace.handshake.links import HandshakeView, StepRef
 from authtrace.handshake.model import AuthExchange
 from authtrace.handshake.timeline import ConnectionTimeline
 from authtrace.kerberos.kdc import KdcExchange
-from authtrace.report.connections import connection_to_dict, request_to_dict, response_to_dict
+from authtrace.report.connections import (
+    auth_entry,
+    connection_to_dict,
+    request_to_dict,
+    response_to_dict,
+)
 from authtrace.report.model import Report
 from authtrace.report.summary import summarize
-
-ANALYZE_SCHEMA = "authtrace.analyze/1"
-CONNECTIONS_SCHEMA = "authtrace.connections/1"
+from authtrace.schemas import Schema, document_head
 
 
 def anomaly_to_dict(anomaly: Anomaly) -> dict[str, Any]:
@@ -44,6 +44,7 @@ def finding_to_dict(finding: Finding) -> dict[str, Any]:
         "fix": finding.fix,
         "fields": dict(finding.fields),
         "iis": str(finding.iis) if finding.iis else None,
+        "iis_certain": finding.iis.certain if finding.iis else None,
     }
 
 
@@ -56,12 +57,6 @@ def kdc_link_to_dict(exchange: KdcExchange) -> dict[str, Any]:
         "result": exchange.result.value,
         "error": exchange.error_name,
     }
-
-
-def _step_dict(step: AuthStep, realm: str, show_secrets: bool) -> dict[str, Any]:
-    data = {"realm": realm, "direction": step.kind.value, "summary": describe_step(step)}
-    data.update(step_to_dict(step, show_secrets))
-    return data
 
 
 def exchanges_to_dicts(
@@ -81,8 +76,8 @@ def exchanges_to_dicts(
         for position, step in steps:
             kdc = view.kdc_for(StepRef(timeline.connection.id, position)) if view else ()
             if step.credentials is not None:
-                auth.append(_step_dict(step.credentials, step.realm.value, show_secrets))
-            auth.extend(_step_dict(c, step.realm.value, show_secrets) for c in step.challenges)
+                auth.append(auth_entry(step.credentials, step.realm.value, show_secrets))
+            auth.extend(auth_entry(c, step.realm.value, show_secrets) for c in step.challenges)
             judgements.append(
                 {
                     "realm": step.realm.value,
@@ -110,8 +105,7 @@ def exchanges_to_dicts(
 
 def report_to_dict(report: Report, show_secrets: bool = False) -> dict[str, Any]:
     return {
-        "schema": ANALYZE_SCHEMA,
-        "authtrace": __version__,
+        **document_head(Schema.ANALYZE),
         "captures": [
             {
                 "name": c.name,

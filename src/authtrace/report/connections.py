@@ -78,10 +78,19 @@ def exchange_json(exchange: Exchange, show_secrets: bool = False) -> dict[str, A
         "request": request_to_dict(exchange.request),
         "response": response_to_dict(exchange.response),
         "auth": [
-            {"summary": describe_step(s), **step_to_dict(s, show_secrets)}
+            auth_entry(s, "proxy" if s.proxy else "origin", show_secrets)
             for s in credentials + challenges
         ],
     }
+
+
+def auth_entry(step: AuthStep, realm: str, show_secrets: bool = False) -> dict[str, Any]:
+    """One decoded auth header as both JSON schemas show it (`auth[]`): realm
+    (`origin` / `proxy`), direction (`challenge` / `credentials`), the one-line
+    summary, then the decoded step (whose own realm, a Basic/Digest/Kerberos
+    one, is `token_realm` here)."""
+    head = {"realm": realm, "direction": step.kind.value, "summary": describe_step(step)}
+    return step_to_dict(step, show_secrets, head)
 
 
 def _short(uri: str, limit: int = 70) -> str:
