@@ -33,7 +33,9 @@ def test_json_top_level_keys_and_redaction() -> None:
     value = "Authorization: Negotiate " + base64.b64encode(data).decode()
     code, out, _ = run("--json", value)
     assert code == 0
-    decoded = json.loads(out)
+    document = json.loads(out)
+    assert document["schema"] == "authtrace.decode/1"
+    (decoded,) = document["steps"]
     assert (decoded["scheme"], decoded["mechanism"], decoded["message"]) == (
         "Negotiate",
         "ntlm",
@@ -42,7 +44,7 @@ def test_json_top_level_keys_and_redaction() -> None:
     assert decoded["user"] == "User" and decoded["domain"] == "Domain"
     assert decoded["nt_response"] == "<redacted, 84 bytes>"
     code, out, _ = run("--json", "--show-secrets", value)
-    assert json.loads(out)["nt_response"] == data[0x84 : 0x84 + 84].hex()
+    assert json.loads(out)["steps"][0]["nt_response"] == data[0x84 : 0x84 + 84].hex()
 
 
 def test_stdin_and_basic() -> None:

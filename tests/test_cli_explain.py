@@ -45,12 +45,14 @@ def test_several_codes_and_kinds() -> None:
 def test_json() -> None:
     code, out = _run("--json", "2148074254")
     assert code == 0
-    data = json.loads(out)
+    document = json.loads(out)
+    assert document["schema"] == "authtrace.explain/1"
+    (data,) = document["explanations"]
     assert data["win32"]["name"] == "SEC_E_NO_CREDENTIALS"
     assert data["win32"]["hex"] == "0x8009030E"
     code, out = _run("--json", "5", "nonsense")
     assert code == 2
-    both, unknown = json.loads(out)
+    both, unknown = json.loads(out)["explanations"]
     assert both["win32"]["name"] == "ERROR_ACCESS_DENIED" and both["kerberos"]["code"] == 5
     assert unknown == {"query": "nonsense", "unknown": True}
 

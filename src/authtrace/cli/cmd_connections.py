@@ -20,6 +20,7 @@ from authtrace.cli.common import (
 )
 from authtrace.pipeline import CaptureError, Pipeline
 from authtrace.report.connections import connection_json, connection_text
+from authtrace.schemas import Schema, document_head
 from authtrace.visible import visible
 
 
@@ -53,7 +54,7 @@ def connections_command(
     first = True
     try:
         if as_json:
-            out.write('{"schema": "authtrace.connections/1", "connections": [')
+            out.write(json.dumps(document_head(Schema.CONNECTIONS))[:-1] + ', "connections": [')
         for connection in pipeline.connections(captures):
             if as_json:
                 out.write(

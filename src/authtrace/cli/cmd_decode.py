@@ -17,6 +17,7 @@ from authtrace.auth.malformed import Malformed
 from authtrace.auth.render import format_step_tree, step_to_dict
 from authtrace.auth.steps import decode_value
 from authtrace.cli import main
+from authtrace.schemas import Schema, document_head
 from authtrace.visible import visible
 
 # A pasted value bigger than this is not a header (MaxTokenSize is 64 KiB,
@@ -34,7 +35,12 @@ def _reason(token: object) -> str:
 
 
 @main.command("decode")
-@click.option("--json", "as_json", is_flag=True, help="Print a JSON object instead of a tree.")
+@click.option(
+    "--json",
+    "as_json",
+    is_flag=True,
+    help="Print JSON (schema authtrace.decode/1) instead of a tree.",
+)
 @click.option(
     "--show-secrets",
     is_flag=True,
@@ -60,6 +66,7 @@ def decode_command(as_json: bool, show_secrets: bool, value: str) -> None:
         click.echo(f"authtrace decode: {visible(_reason(step.token))}", err=True)
         sys.exit(2)
     if as_json:
-        click.echo(json.dumps(step_to_dict(step, show_secrets), indent=2, ensure_ascii=False))
+        document = {**document_head(Schema.DECODE), "steps": [step_to_dict(step, show_secrets)]}
+        click.echo(json.dumps(document, indent=2, ensure_ascii=False))
     else:
         click.echo(format_step_tree(step, show_secrets))

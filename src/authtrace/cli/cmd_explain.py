@@ -13,12 +13,18 @@ import click
 from authtrace.cli import main
 from authtrace.iis.codes import explain
 from authtrace.iis.render import explanation_to_dict, format_explanation
+from authtrace.schemas import Schema, document_head
 from authtrace.visible import visible
 
 
 @main.command("explain")
 @click.argument("codes", nargs=-1, required=True)
-@click.option("--json", "as_json", is_flag=True, help="JSON output.")
+@click.option(
+    "--json",
+    "as_json",
+    is_flag=True,
+    help="Print JSON (schema authtrace.explain/1): one entry per CODE, in order.",
+)
 def explain_command(codes: tuple[str, ...], as_json: bool) -> None:
     """Explain CODE: '401 1 2148074248', 401.2, 2148074254, 0x8009030E,
     SEC_E_INVALID_TOKEN, ERROR_LOGON_FAILURE, a Kerberos error, an NTLM flag.
@@ -28,11 +34,12 @@ def explain_command(codes: tuple[str, ...], as_json: bool) -> None:
     results = [(code, explain(code)) for code in codes]
     unknown = [code for code, result in results if result is None]
     if as_json:
-        payload = [
+        explanations = [
             explanation_to_dict(result) if result is not None else {"query": code, "unknown": True}
             for code, result in results
         ]
-        click.echo(json.dumps(payload if len(payload) > 1 else payload[0], indent=2))
+        document = {**document_head(Schema.EXPLAIN), "explanations": explanations}
+        click.echo(json.dumps(document, indent=2))
     else:
         blocks = [
             format_explanation(result)

@@ -17,11 +17,12 @@ from authtrace.cli import main
 from authtrace.cli.logfiles import read_log_entries
 from authtrace.iis.render import format_summary, summary_to_dict
 from authtrace.iis.w3c import ParseReport, summarize
+from authtrace.schemas import Schema, document_head
 
 
 @main.command("iislog")
 @click.argument("logfiles", nargs=-1, required=True, type=click.Path(path_type=Path))
-@click.option("--json", "as_json", is_flag=True, help="JSON output.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON (schema authtrace.iislog/1).")
 def iislog_command(logfiles: tuple[Path, ...], as_json: bool) -> None:
     """Summarise 401/403 lines of IIS W3C logs (plain or gzip): failures first,
     normal handshake legs counted apart, per URL and client.
@@ -34,7 +35,11 @@ def iislog_command(logfiles: tuple[Path, ...], as_json: bool) -> None:
         entry for path in logfiles for entry in read_log_entries(path, reports, errors)
     )
     if as_json:
-        click.echo(json.dumps(summary_to_dict(summary, tuple(reports), tuple(errors)), indent=2))
+        document = {
+            **document_head(Schema.IISLOG),
+            **summary_to_dict(summary, tuple(reports), tuple(errors)),
+        }
+        click.echo(json.dumps(document, indent=2))
     else:
         click.echo(format_summary(summary, tuple(reports), tuple(errors)))
     if not summary.entries:

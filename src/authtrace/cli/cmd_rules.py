@@ -10,12 +10,19 @@ import textwrap
 import click
 
 from authtrace.cli import main
-from authtrace.diagnose import ALL_RULES, RULE_DESCRIPTIONS, RULES_BY_ID, Rule
+from authtrace.diagnose import ALL_RULES, RULES_BY_ID, Rule
+from authtrace.schemas import Schema, document_head
 
 
 @main.command("rules")
 @click.argument("rule_ids", nargs=-1, metavar="[ID]...")
-@click.option("--json", "as_json", is_flag=True, help="Print a JSON object: id -> meaning.")
+@click.option(
+    "--json",
+    "as_json",
+    is_flag=True,
+    help="Print JSON (schema authtrace.rules/1): each rule's id, severity, family, meaning and "
+    "the evidence it needs.",
+)
 def rules_command(rule_ids: tuple[str, ...], as_json: bool) -> None:
     """List the finding ids of `authtrace analyze`, the most severe each can be
     (error, warning, info) and what each means. Name one or more ids to read what
@@ -29,17 +36,23 @@ def rules_command(rule_ids: tuple[str, ...], as_json: bool) -> None:
         raise click.UsageError(f"unknown rule id {unknown[0]!r}; `authtrace rules` lists them all")
     if as_json:
         wanted = set(rule_ids)
-        click.echo(
-            json.dumps(
-                {k: v for k, v in RULE_DESCRIPTIONS.items() if not wanted or k in wanted},
-                indent=2,
-            )
-        )
+        rules = [rule_to_dict(r) for r in ALL_RULES if not wanted or r.id in wanted]
+        click.echo(json.dumps({**document_head(Schema.RULES), "rules": rules}, indent=2))
         return
     if rule_ids:
         click.echo("\n\n".join(format_rule(RULES_BY_ID[rule_id]) for rule_id in rule_ids))
         return
     click.echo(format_rule_list(ALL_RULES))
+
+
+def rule_to_dict(declared: Rule) -> dict[str, str | None]:
+    return {
+        "id": declared.id,
+        "severity": declared.severity.value,
+        "family": declared.family,
+        "meaning": declared.meaning,
+        "evidence": declared.evidence or None,
+    }
 
 
 def format_rule_list(rules: tuple[Rule, ...]) -> str:

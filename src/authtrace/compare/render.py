@@ -11,12 +11,12 @@ from __future__ import annotations
 import textwrap
 from typing import Any
 
-from authtrace import __version__
 from authtrace.compare.diff import Comparison, Difference, HostComparison, OneSidedFinding
 from authtrace.compare.profile import HostProfile
+from authtrace.schemas import Schema, document_head
 from authtrace.visible import visible, visible_lines
 
-DIFF_SCHEMA = "authtrace.diff/1"
+DIFF_SCHEMA = Schema.DIFF.value
 _WIDTH = 100
 
 
@@ -116,8 +116,7 @@ def _names(names: tuple[str, ...]) -> str:
 def comparison_to_dict(comparison: Comparison) -> dict[str, Any]:
     """Schema `authtrace.diff/1`; fields are only ever added within it."""
     return {
-        "schema": DIFF_SCHEMA,
-        "authtrace": __version__,
+        **document_head(Schema.DIFF),
         "working": list(comparison.working),
         "failing": list(comparison.failing),
         "differs": comparison.differs,
