@@ -128,4 +128,7 @@ def test_rules_command_explains_one_rule() -> None:
 def test_rules_json_is_the_declared_meanings() -> None:
     result = CliRunner().invoke(main, ["rules", "--json"])
     assert result.exit_code == 0
-    assert json.loads(result.output) == RULE_DESCRIPTIONS
+    document = json.loads(result.output)
+    assert document["schema"] == "authtrace.rules/1"
+    assert {r["id"]: r["meaning"] for r in document["rules"]} == RULE_DESCRIPTIONS
+    assert [r["id"] for r in document["rules"]] == list(RULE_DESCRIPTIONS)
