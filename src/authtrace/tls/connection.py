@@ -1,0 +1,465 @@
+"""One TLS connection, sans-IO: the two directions' stream events in, the
+decrypted application data out as the same stream events, for the HTTP layer.
+
+Owns: record framing per direction (RFC 8446 section 5.1, RFC 5246 section
+6.2.1), which keys protect which records when (the ChangeCipherSpec of TLS
+1.2, the handshake and application traffic secrets and KeyUpdate of TLS 1.3,
+a HelloRetryRequest), the handshake facts (`TlsFacts`) and the connection's
+TLS anomalies.
+
+Invariants:
+- bytes are never invented: what comes out as `StreamData` is plaintext that
+  a record's tag or MAC verified; a record that did not open, a TCP gap, a
+  record cut by the end of the capture come out as `StreamGap` (its plaintext
+  length when the cipher tells it exactly, else UNKNOWN_LENGTH);
+- a record that did not open is "not seen", never "not sent": it is counted
+  and reported (`tls-record-undecryptable`), and the connection stays listed;
+- memory per direction: one record (MAX_RECORD) plus one handshake message
+  (handshake.MAX_MESSAGE).
+Frames: a record's plaintext carries the frame that completed the record
+(where Wireshark shows what it decrypted) and the frame of its first byte.
+"""
+
+from __future__ import annotations
+
+from authtrace.anomalies import Anomaly
+from authtrace.tcp.events import Direction, StreamData, StreamEnd, StreamEvent, StreamGap
+from authtrace.tls import handshake as hs
+from authtrace.tls.keylog import KeyLog, Label
+from authtrace.tls.model import KeyStatus, TlsFacts
+from authtrace.tls.protection import ProtectionError, RecordOpener
+from authtrace.tls.schedule import next_traffic_secret, tls12_keys, tls13_keys
+from authtrace.tls.suites import SUITES, Suite, suite_name
+
+# RFC 5246 section 6.2.3: a TLSCiphertext fragment is at most 2^14 + 2048
+# bytes (TLS 1.3 allows less, 2^14 + 256, section 5.2).
+MAX_FRAGMENT = 2**14 + 2048
+HEADER = 5
+# The length of a hole whose plaintext size is unknown: larger than anything
+# a reader could count, so the HTTP parser resynchronises instead of skipping.
+UNKNOWN_LENGTH = 2**62
+
+CHANGE_CIPHER_SPEC = 20
+ALERT = 21
+HANDSHAKE = 22
+APPLICATION_DATA = 23
+HEARTBEAT = 24
+
+_VERSIONS = {0x0300: "SSL 3.0", 0x0301: "TLS 1.0", 0x0302: "TLS 1.1", 0x0303: "TLS 1.2",
+             0x0304: "TLS 1.3"}
+
+
+def version_name(version: int) -> str:
+    return _VERSIONS.get(version, f"UNKNOWN (0x{version:04x})")
+
+
+def looks_like_tls(data: bytes) -> bool:
+    """The first bytes of a direction are a TLS record header: content type
+    20-23, major version 3, a plausible length (RFC 8446 section 5.1). A
+    cleartext HTTP message never starts with a byte below 0x20."""
+    return (
+        len(data) >= HEADER
+        and CHANGE_CIPHER_SPEC <= data[0] <= APPLICATION_DATA
+        and data[1] == 3
+        and data[2] <= 4
+        and 0 < int.from_bytes(data[3:5], "big") <= MAX_FRAGMENT
+    )
+
+
+class _Side:
+    """One direction's record state."""
+
+    __slots__ = (
+        "buffer",
+        "start_frame",
+        "handshake",
+        "opener",
+        "pending",
+        "protected",
+        "secret",
+        "lost",
+        "failed",
+        "finished",
+    )
+
+    def __init__(self) -> None:
+        self.buffer = bytearray()
+        self.start_frame = 0
+        self.handshake = bytearray()
+        self.opener: RecordOpener | None = None
+        self.pending: RecordOpener | None = None  # TLS 1.2: takes over at ChangeCipherSpec
+        self.protected = False  # TLS 1.2: a ChangeCipherSpec was sent this way
+        self.secret = b""  # TLS 1.3: the current application traffic secret
+        self.lost = False  # framing lost (gap, garbage): nothing more is read this way
+        self.failed = 0
+        self.finished = False  # TLS 1.3: this side's Finished was seen
+
+
+class TlsConnection:
+    """Feed a connection's StreamData / StreamGap / StreamEnd events (in the
+    order reassembly yields them) to `feed`; it returns the decrypted stream
+    events for the HTTP layer. `facts()` and `anomalies` say what happened.
+    `opaque` is True once nothing more can be decrypted on the connection
+    (its remaining records need not be read)."""
+
+    def __init__(self, connection: int, keylog: KeyLog | None) -> None:
+        self.connection = connection
+        self.anomalies: list[Anomaly] = []
+        self._keylog = keylog
+        self._sides = {Direction.TO_SERVER: _Side(), Direction.TO_CLIENT: _Side()}
+        self._client: Direction | None = None  # the direction that sent the ClientHello
+        self._hello: hs.ClientHello | None = None
+        self._server_hello: hs.ServerHello | None = None
+        self._suite: Suite | None = None
+        self._version = 0
+        self._alpn = ""
+        self._certificates: tuple[bytes, ...] = ()
+        self._status = KeyStatus.NO_KEY_LOG if keylog is None else KeyStatus.PENDING
+        self._opened = 0
+        self._key_updates = 0
+        self._resumed = False
+        self.opaque = False
+
+    # -- entry point -----------------------------------------------------------------
+
+    def feed(self, event: StreamEvent) -> list[StreamEvent]:
+        out: list[StreamEvent] = []
+        if isinstance(event, StreamData):
+            self._data(event, out)
+        elif isinstance(event, StreamGap):
+            self._gap(event, out)
+        elif isinstance(event, StreamEnd):
+            self._end(event, out)
+        return out
+
+    def facts(self) -> TlsFacts:
+        hello, server = self._hello, self._server_hello
+        status = self._status
+        if status is KeyStatus.PENDING and self._opened:
+            status = KeyStatus.DECRYPTED
+        elif status is KeyStatus.PENDING and hello is None:
+            status = KeyStatus.NO_HANDSHAKE
+        failed = sum(side.failed for side in self._sides.values())
+        return TlsFacts(
+            version=version_name(self._version) if server is not None else "",
+            cipher_suite=suite_name(server.cipher_suite) if server is not None else "",
+            server_name=hello.server_name if hello is not None else "",
+            alpn_offered=hello.alpn if hello is not None else (),
+            alpn=self._alpn,
+            certificates=self._certificates,
+            client_random=hello.random.hex() if hello is not None else "",
+            keys=status,
+            records_opened=self._opened,
+            records_failed=failed,
+            key_updates=self._key_updates,
+            resumed=self._resumed,
+        )
+
+    # -- directions ------------------------------------------------------------------
+
+    def _data(self, event: StreamData, out: list[StreamEvent]) -> None:
+        side = self._sides[event.direction]
+        if side.lost:
+            return
+        if not side.buffer:
+            side.start_frame = event.first_frame
+        side.buffer += event.data
+        buffer = side.buffer
+        while len(buffer) >= HEADER:
+            content_type = buffer[0]
+            length = int.from_bytes(buffer[3:5], "big")
+            if not (CHANGE_CIPHER_SPEC <= content_type <= HEARTBEAT and buffer[1] == 3):
+                self._lose(event.direction, side, "bytes that are not a TLS record", event, out)
+                return
+            if length > MAX_FRAGMENT:
+                self._lose(event.direction, side, f"a record of {length} bytes", event, out)
+                return
+            if len(buffer) < HEADER + length:
+                break
+            version = bytes(buffer[1:3])
+            payload = bytes(buffer[HEADER : HEADER + length])
+            del buffer[: HEADER + length]
+            self._record(event, side, content_type, version, payload, out)
+            side.start_frame = event.frame
+            if side.lost:
+                return
+
+    def _gap(self, event: StreamGap, out: list[StreamEvent]) -> None:
+        side = self._sides[event.direction]
+        if side.lost:
+            return
+        side.lost = True
+        side.buffer.clear()
+        self._anomaly(
+            "tls-gap",
+            f"{event.length} bytes of the {self._role(event.direction)}'s TLS stream were not "
+            "captured: its later records cannot be framed (not seen, not necessarily not sent)",
+            event.frame,
+        )
+        out.append(self._hole(event.direction, UNKNOWN_LENGTH, event.frame, event.timestamp))
+
+    def _end(self, event: StreamEnd, out: list[StreamEvent]) -> None:
+        side = self._sides[event.direction]
+        if side.buffer and not side.lost:
+            self._anomaly(
+                "tls-record-truncated",
+                f"the {self._role(event.direction)}'s last TLS record is cut "
+                f"({len(side.buffer)} bytes of it captured)",
+                event.frame,
+            )
+            side.buffer.clear()
+            out.append(self._hole(event.direction, UNKNOWN_LENGTH, event.frame, event.timestamp))
+        out.append(event)
+
+    def _lose(
+        self, direction: Direction, side: _Side, what: str, event: StreamData,
+        out: list[StreamEvent],
+    ) -> None:
+        side.lost = True
+        side.buffer.clear()
+        self._anomaly(
+            "tls-record-malformed",
+            f"the {self._role(direction)}'s TLS stream holds {what}: the rest of that "
+            "direction cannot be read",
+            event.frame,
+        )
+        out.append(self._hole(direction, UNKNOWN_LENGTH, event.frame, event.timestamp))
+
+    # -- records ---------------------------------------------------------------------
+
+    def _record(
+        self, event: StreamData, side: _Side, content_type: int, version: bytes, payload: bytes,
+        out: list[StreamEvent],
+    ) -> None:
+        direction = event.direction
+        tls13 = self._suite is not None and self._suite.tls13
+        protected = side.protected or (tls13 and content_type == APPLICATION_DATA)
+        if not protected:
+            if content_type == HANDSHAKE:
+                self._handshake_bytes(direction, side, payload, event)
+            elif content_type == CHANGE_CIPHER_SPEC and not tls13:
+                # RFC 5246 section 7.1: later records of this direction use the
+                # pending keys, sequence numbers from 0.
+                side.protected = True
+                side.opener = side.pending
+                side.pending = None
+            elif content_type == APPLICATION_DATA:
+                if self._server_hello is None:
+                    # The capture started after the handshake: keys cannot be
+                    # matched to the connection (TLS 1.2 needs both randoms).
+                    if self._status is KeyStatus.PENDING:
+                        self._status = KeyStatus.NO_HANDSHAKE
+                    self.opaque = True
+                else:  # protected data before any key change: not TLS as we know it
+                    self._failed(direction, side, event, len(payload), "sent in clear")
+            return
+        if side.opener is None:
+            # Protected, and no keys: the status says why (missing key, no hello...).
+            if self._status is KeyStatus.PENDING and self._keylog is not None:
+                self._status = KeyStatus.NO_HANDSHAKE if self._hello is None else self._status
+            self._check_opaque()
+            if content_type == APPLICATION_DATA and self._status is not KeyStatus.NO_KEY_LOG:
+                out.append(self._hole(direction, UNKNOWN_LENGTH, event.frame, event.timestamp))
+            return
+        try:
+            inner_type, plain = side.opener.open(content_type, version, payload)
+        except ProtectionError as error:
+            self._failed(direction, side, event, self._plain_length(side.opener, payload),
+                         str(error))
+            out.append(
+                self._hole(direction, self._plain_length(side.opener, payload), event.frame,
+                           event.timestamp)
+            )
+            return
+        self._opened += 1
+        if inner_type == APPLICATION_DATA:
+            if plain:
+                out.append(
+                    StreamData(self.connection, direction, plain, side.start_frame, event.frame,
+                               event.timestamp)
+                )
+        elif inner_type == HANDSHAKE:
+            self._handshake_bytes(direction, side, plain, event)
+        elif inner_type == ALERT and len(plain) >= 2 and plain[0] == 2:
+            self._anomaly("tls-alert", f"the {self._role(direction)} sent a fatal TLS alert "
+                          f"({plain[1]})", event.frame)
+
+    @staticmethod
+    def _plain_length(opener: RecordOpener, payload: bytes) -> int:
+        """The plaintext length of a record that did not open, where the format
+        fixes it (TLS 1.2 AEAD); UNKNOWN_LENGTH otherwise (TLS 1.3 padding, CBC)."""
+        suite = opener.suite
+        if suite.tls13 or not suite.aead:
+            return UNKNOWN_LENGTH
+        explicit = 0 if suite.fixed_iv_length == 12 else 8
+        return max(0, len(payload) - explicit - suite.tag_length)
+
+    def _failed(
+        self, direction: Direction, side: _Side, event: StreamData, length: int, reason: str
+    ) -> None:
+        side.failed += 1
+        if side.failed == 1:
+            self._anomaly(
+                "tls-record-undecryptable",
+                f"a TLS record from the {self._role(direction)} did not decrypt ({reason}); "
+                "its content is not seen (later failures on this direction are counted in "
+                "the connection's TLS facts)",
+                event.frame,
+            )
+        if self._opened == 0 and self._status is KeyStatus.PENDING:
+            self._status = KeyStatus.WRONG_KEY
+
+    # -- handshake -------------------------------------------------------------------
+
+    def _handshake_bytes(
+        self, direction: Direction, side: _Side, data: bytes, event: StreamData
+    ) -> None:
+        side.handshake += data
+        try:
+            messages = hs.split_messages(side.handshake)
+        except hs.HandshakeError as error:
+            side.handshake.clear()
+            self._anomaly("tls-handshake-malformed", str(error), event.frame)
+            return
+        for message in messages:
+            try:
+                self._message(direction, side, message)
+            except hs.HandshakeError as error:
+                self._anomaly("tls-handshake-malformed", str(error), event.frame)
+
+    def _message(self, direction: Direction, side: _Side, message: hs.Message) -> None:
+        kind = message.type
+        if kind == hs.HandshakeType.CLIENT_HELLO:
+            self._hello = hs.decode_client_hello(message.body)
+            self._client = direction
+        elif kind == hs.HandshakeType.SERVER_HELLO:
+            server = hs.decode_server_hello(message.body)
+            if server.retry:
+                return  # RFC 8446 section 4.1.4: a second ClientHello follows
+            self._server_hello = server
+            self._version = server.version
+            self._alpn = server.alpn or self._alpn
+            self._resumed = bool(
+                self._hello is not None and server.session_id
+                and server.session_id == self._hello.session_id and server.version < hs.TLS13
+            )
+            self._install_keys(server)
+        elif kind == hs.HandshakeType.ENCRYPTED_EXTENSIONS:
+            self._alpn = hs.decode_encrypted_extensions(message.body) or self._alpn
+        elif kind == hs.HandshakeType.CERTIFICATE and direction is not self._client:
+            tls13 = self._version == hs.TLS13
+            self._certificates = hs.decode_certificate(message.body, tls13) or self._certificates
+        elif kind == hs.HandshakeType.FINISHED and self._version == hs.TLS13 and not side.finished:
+            # RFC 8446 section 7.1: after its Finished a side sends with its
+            # application traffic secret.
+            side.finished = True
+            self._application_keys(direction, side)
+        elif kind == hs.HandshakeType.KEY_UPDATE and self._version == hs.TLS13:
+            hs.decode_key_update(message.body)
+            if side.opener is not None and side.secret and self._suite is not None:
+                side.secret = next_traffic_secret(self._suite, side.secret)
+                side.opener = RecordOpener(self._suite, self._version,
+                                           tls13_keys(self._suite, side.secret))
+                self._key_updates += 1
+
+    def _install_keys(self, server: hs.ServerHello) -> None:
+        """At the ServerHello: look the client random up and prepare the keys."""
+        hello = self._hello
+        keylog = self._keylog
+        if hello is None:
+            self._status = KeyStatus.NO_HANDSHAKE
+            return
+        suite = SUITES.get(server.cipher_suite)
+        if suite is None or server.version < 0x0301 or suite.tls13 != (server.version == hs.TLS13):
+            self._status = KeyStatus.UNSUPPORTED
+            self._anomaly(
+                "tls-unsupported",
+                f"{version_name(server.version)} with {suite_name(server.cipher_suite)}: "
+                "authtrace cannot decrypt this connection",
+            )
+            self._suite = None
+            return
+        self._suite = suite
+        if keylog is None:
+            self._status = KeyStatus.NO_KEY_LOG
+            return
+        client = self._client or Direction.TO_SERVER
+        server_side = self._sides[_other(client)]
+        client_side = self._sides[client]
+        if suite.tls13:
+            secrets = (
+                keylog.get(Label.CLIENT_HANDSHAKE_TRAFFIC_SECRET, hello.random),
+                keylog.get(Label.SERVER_HANDSHAKE_TRAFFIC_SECRET, hello.random),
+            )
+            if None in secrets:
+                self._missing(hello, "CLIENT_HANDSHAKE_TRAFFIC_SECRET / "
+                              "SERVER_HANDSHAKE_TRAFFIC_SECRET")
+                return
+            client_secret, server_secret = secrets
+            assert client_secret is not None and server_secret is not None
+            client_side.opener = RecordOpener(suite, server.version,
+                                              tls13_keys(suite, client_secret))
+            server_side.opener = RecordOpener(suite, server.version,
+                                              tls13_keys(suite, server_secret))
+            self._status = KeyStatus.PENDING
+            return
+        master = keylog.get(Label.CLIENT_RANDOM, hello.random)
+        if master is None:
+            self._missing(hello, "CLIENT_RANDOM")
+            return
+        client_keys, server_keys = tls12_keys(server.version, suite, master, hello.random,
+                                               server.random)
+        etm = server.encrypt_then_mac and not suite.aead
+        client_side.pending = RecordOpener(suite, server.version, client_keys, etm)
+        server_side.pending = RecordOpener(suite, server.version, server_keys, etm)
+        self._status = KeyStatus.PENDING
+
+    def _application_keys(self, direction: Direction, side: _Side) -> None:
+        hello, suite, keylog = self._hello, self._suite, self._keylog
+        if hello is None or suite is None or keylog is None or side.opener is None:
+            return
+        label = (Label.CLIENT_TRAFFIC_SECRET_0 if direction is self._client
+                 else Label.SERVER_TRAFFIC_SECRET_0)
+        secret = keylog.get(label, hello.random)
+        if secret is None:
+            side.opener = None
+            self._missing(hello, label.value)
+            return
+        side.secret = secret
+        side.opener = RecordOpener(suite, self._version, tls13_keys(suite, secret))
+
+    def _missing(self, hello: hs.ClientHello, labels: str) -> None:
+        self._status = KeyStatus.KEY_MISSING
+        self._anomaly(
+            "tls-key-missing",
+            f"the key log has no {labels} line for client random {hello.random.hex()[:16]}…: "
+            "this connection stays encrypted",
+        )
+        self._check_opaque()
+
+    def _check_opaque(self) -> None:
+        """Nothing more to decrypt: no keys, and the handshake facts that can
+        be read without them are in (TLS 1.2's certificate is in clear before
+        the ChangeCipherSpec, TLS 1.3's is encrypted)."""
+        if self._status in (KeyStatus.KEY_MISSING, KeyStatus.NO_KEY_LOG, KeyStatus.NO_HANDSHAKE,
+                            KeyStatus.UNSUPPORTED):
+            sides = self._sides.values()
+            if self._version == hs.TLS13 or all(s.protected for s in sides):
+                self.opaque = True
+
+    # -- helpers ---------------------------------------------------------------------
+
+    def _role(self, direction: Direction) -> str:
+        if self._client is None:
+            return "client" if direction is Direction.TO_SERVER else "server"
+        return "client" if direction is self._client else "server"
+
+    def _hole(self, direction: Direction, length: int, frame: int, timestamp: float) -> StreamGap:
+        return StreamGap(self.connection, direction, length, frame, timestamp)
+
+    def _anomaly(self, kind: str, message: str, frame: int | None = None) -> None:
+        self.anomalies.append(Anomaly(kind, message, frame, self.connection))
+
+
+def _other(direction: Direction) -> Direction:
+    return Direction.TO_CLIENT if direction is Direction.TO_SERVER else Direction.TO_SERVER

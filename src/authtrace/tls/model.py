@@ -1,0 +1,70 @@
+"""What the TLS layer tells the layers after it: per-connection handshake facts
+and, for a connection whose content stayed encrypted, its summary.
+
+Owns: these values only (frozen, picklable); connection.py fills them.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+
+from authtrace.anomalies import Anomaly
+from authtrace.tcp.events import Endpoint
+
+
+class KeyStatus(enum.Enum):
+    """Whether the connection could be decrypted, and if not, why."""
+
+    DECRYPTED = "decrypted"  # keys found and records opened
+    NO_KEY_LOG = "no_key_log"  # no key log was given at all
+    KEY_MISSING = "key_missing"  # the key log has no line for this client random
+    NO_HANDSHAKE = "no_handshake"  # the hellos were not captured: keys cannot be matched
+    UNSUPPORTED = "unsupported"  # a cipher suite or version authtrace cannot decrypt
+    WRONG_KEY = "wrong_key"  # keys found, but records did not open
+    PENDING = "pending"  # handshake not finished when the connection ended
+
+
+@dataclass(frozen=True, slots=True)
+class TlsFacts:
+    """What the handshake said, and how decryption went.
+
+    version, cipher_suite: names ("TLS 1.3", "TLS_AES_128_GCM_SHA256"), "" when
+    the ServerHello was not seen; server_name: SNI ("" when absent); alpn_offered
+    and alpn: protocols the client offered and the server chose ("" when none);
+    certificates: the server's chain, DER, leaf first (empty when not seen or
+    encrypted without keys); client_random: hex, to look the connection up in a
+    key log (public: it travels in clear in the ClientHello); keys: see
+    KeyStatus; records_opened / records_failed: protected records opened and
+    not opened; key_updates: TLS 1.3 KeyUpdate messages followed.
+    """
+
+    version: str
+    cipher_suite: str
+    server_name: str
+    alpn_offered: tuple[str, ...]
+    alpn: str
+    certificates: tuple[bytes, ...]
+    client_random: str
+    keys: KeyStatus
+    records_opened: int
+    records_failed: int
+    key_updates: int = 0
+    resumed: bool = False
+
+
+
+@dataclass(frozen=True, slots=True)
+class EncryptedConnection:
+    """A TLS connection whose HTTP could not be read (no key, wrong key, HTTP/2
+    not decoded yet, not HTTP at all): listed so that nothing is said to be
+    absent. client/server: as TCP saw them (the ClientHello's sender is the
+    client); frames: first and last; anomalies: the TLS layer's."""
+
+    id: int
+    client: Endpoint
+    server: Endpoint
+    first_frame: int
+    last_frame: int
+    facts: TlsFacts
+    anomalies: tuple[Anomaly, ...] = ()
