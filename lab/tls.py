@@ -1,0 +1,323 @@
+"""The TLS lab: ``sudo python3 -m lab.tls [--only NAME ...] [--out DIR]`` records real HTTPS
+traffic on the loopback addresses 127.0.0.40-127.0.0.49 and writes, per scenario,
+``captures/tls/<name>.pcap`` (``.pcapng`` for the one with embedded secrets) and the key
+log it was decrypted with, ``captures/tls/<name>.keys``.
+
+Servers: Python's ssl module (lab/tls_server.py) with Basic or NTLM (pyspnego) inside.
+Clients: curl with SSLKEYLOGFILE, and `openssl s_client -keylogfile` where a KeyUpdate is
+wanted. Capture: dumpcap on `lo`, filtered to the scenario's address. The secrets of the
+pcapng scenario are injected with `editcap --inject-secrets`. A capture is kept only when
+tshark, given the key log, shows the HTTP requests the scenario made.
+
+Needs root (capturing on lo). Installs what is missing: Debian's curl, openssl, tshark
+(dumpcap, editcap) and pyspnego from PyPI. Not run in CI: the captures are committed.
+Every process it starts is stopped through its own pid; every wait has a timeout.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+OUT = REPO_ROOT / "captures" / "tls"
+PORT = 443
+APT = {"curl": "curl", "openssl": "openssl", "dumpcap": "tshark", "editcap": "tshark",
+       "tshark": "tshark"}
+USER = "LAB\\alice:Passw0rd!"
+BASIC_USER = "alice:Passw0rd!"
+
+# OpenSSL configuration for the server of the TLS 1.3 CCM scenario: Python's ssl module
+# cannot choose TLS 1.3 suites, OpenSSL's configuration can.
+_CCM_CONF = """openssl_conf = lab_conf
+[lab_conf]
+ssl_conf = lab_ssl
+[lab_ssl]
+system_default = lab_defaults
+[lab_defaults]
+Ciphersuites = TLS_AES_128_CCM_SHA256:TLS_AES_128_CCM_8_SHA256:TLS_AES_128_GCM_SHA256
+"""
+
+
+@dataclass(frozen=True)
+class Scenario:
+    """host: its own loopback address; server: extra lab.tls_server arguments; client:
+    'curl' arguments after the URL list, or None for the s_client KeyUpdate dialogue;
+    paths: what curl fetches (one connection unless `reconnect`)."""
+
+    name: str
+    host: str
+    what: str
+    server: tuple[str, ...] = ()
+    curl: tuple[str, ...] = ()
+    paths: tuple[str, ...] = ("/", "/big")
+    reconnect: bool = False
+    key_update: bool = False
+    server_keylog: bool = False
+    ccm13: bool = False
+    pcapng_secrets: bool = False
+    auth: str = "basic"
+    requests: int = field(default=0)
+
+
+SCENARIOS = (
+    Scenario("tls13-aes128gcm-basic", "127.0.0.40", "TLS 1.3 AES-128-GCM, Basic after a 401",
+             curl=("--tlsv1.3", "--tls13-ciphers", "TLS_AES_128_GCM_SHA256")),
+    Scenario("tls13-aes256gcm-ntlm", "127.0.0.41", "TLS 1.3 AES-256-GCM, NTLM handshake",
+             server=("--ntlm",), curl=("--tlsv1.3", "--tls13-ciphers", "TLS_AES_256_GCM_SHA384"),
+             auth="ntlm"),
+    Scenario("tls13-chacha20-basic", "127.0.0.42", "TLS 1.3 ChaCha20-Poly1305, Basic",
+             curl=("--tlsv1.3", "--tls13-ciphers", "TLS_CHACHA20_POLY1305_SHA256")),
+    Scenario("tls13-aes128ccm-basic", "127.0.0.43", "TLS 1.3 AES-128-CCM, Basic",
+             curl=("--tlsv1.3", "--tls13-ciphers", "TLS_AES_128_CCM_SHA256"), ccm13=True),
+    Scenario("tls13-keyupdate-basic", "127.0.0.44",
+             "TLS 1.3 with KeyUpdate both ways between requests (openssl s_client)",
+             key_update=True),
+    Scenario("tls12-ecdhe-aes128gcm-ntlm", "127.0.0.45", "TLS 1.2 ECDHE AES-128-GCM, NTLM",
+             server=("--ntlm", "--max-version", "1.2"),
+             curl=("--tls-max", "1.2", "--ciphers", "ECDHE-RSA-AES128-GCM-SHA256"), auth="ntlm"),
+    Scenario("tls12-ecdhe-chacha20-basic", "127.0.0.46", "TLS 1.2 ECDHE ChaCha20-Poly1305",
+             server=("--max-version", "1.2"),
+             curl=("--tls-max", "1.2", "--ciphers", "ECDHE-RSA-CHACHA20-POLY1305")),
+    Scenario("tls12-cbc-suites-basic", "127.0.0.47",
+             "TLS 1.2 CBC: ECDHE AES-256-CBC-SHA384 (encrypt-then-MAC), then RSA AES-128-CBC-SHA "
+             "and DHE AES-256-CBC-SHA256 (MAC-then-encrypt), then RSA AES-128-CCM; one "
+             "connection each, the server's key log",
+             server=("--max-version", "1.2"), server_keylog=True),
+    Scenario("tls12-resumption-basic", "127.0.0.48",
+             "TLS 1.2 ECDHE AES-256-GCM: a full handshake, then a resumed one (new connection)",
+             server=("--max-version", "1.2"),
+             curl=("--tls-max", "1.2", "--ciphers", "ECDHE-RSA-AES256-GCM-SHA384"),
+             reconnect=True),
+    Scenario("tls13-secrets-in-pcapng", "127.0.0.49",
+             "TLS 1.3 AES-128-GCM, Basic; pcapng with the key log in a Decryption Secrets Block",
+             curl=("--tlsv1.3",), pcapng_secrets=True),
+)
+BY_NAME = {s.name: s for s in SCENARIOS}
+# The connections of tls12-cbc-suites-basic: (OpenSSL cipher list, encrypt-then-MAC).
+CBC_ROUNDS = (
+    ("ECDHE-RSA-AES256-SHA384", True),
+    ("AES128-SHA", False),
+    ("DHE-RSA-AES256-SHA256", False),
+    ("AES128-CCM", False),
+)
+
+
+def log(message: str) -> None:
+    print(f"[lab.tls] {message}", flush=True)
+
+
+def ensure_installed() -> None:
+    """Debian packages and PyPI modules the lab needs, installed when missing."""
+    missing = sorted({pkg for cmd, pkg in APT.items() if shutil.which(cmd) is None})
+    if missing:
+        log(f"installing {' '.join(missing)}")
+        env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
+        subprocess.run(["apt-get", "update"], check=True, timeout=600, env=env)
+        subprocess.run(["apt-get", "install", "-y", *missing], check=True, timeout=900, env=env)
+    if importlib.util.find_spec("spnego") is None:
+        subprocess.run([sys.executable, "-m", "pip", "install", "pyspnego"], check=True,
+                       timeout=600)
+
+
+def run(args: list[str], timeout: float = 60.0, **kwargs: object) -> str:
+    result = subprocess.run(args, capture_output=True, text=True, timeout=timeout, **kwargs)
+    if result.returncode != 0:
+        raise RuntimeError(f"{args[0]} failed ({result.returncode}): {result.stderr[-400:]}")
+    return result.stdout
+
+
+class Process:
+    """A process this lab started; stopped through its own pid and process group."""
+
+    def __init__(self, args: list[str], env: dict[str, str] | None = None,
+                 ready: str | None = None, log_file: Path | None = None) -> None:
+        self.log_file = log_file
+        out = open(log_file, "w") if log_file else subprocess.DEVNULL  # noqa: SIM115
+        self.proc = subprocess.Popen(args, stdout=out, stderr=subprocess.STDOUT, env=env,
+                                     start_new_session=True)
+        if ready and log_file:
+            deadline = time.monotonic() + 15
+            while time.monotonic() < deadline:
+                if ready in log_file.read_text(errors="replace"):
+                    return
+                if self.proc.poll() is not None:
+                    break
+                time.sleep(0.05)
+            self.stop()
+            raise RuntimeError(f"{args[0]} did not start: {log_file.read_text()[-400:]}")
+
+    def stop(self, sig: int = signal.SIGTERM) -> None:
+        if self.proc.poll() is None:
+            os.killpg(self.proc.pid, sig)
+            try:
+                self.proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+                self.proc.wait(timeout=10)
+
+
+def make_certificate(work: Path) -> tuple[Path, Path, Path]:
+    cert, key, dh = work / "server.crt", work / "server.key", work / "dh.pem"
+    run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "3650",
+         "-subj", "/CN=tls-lab.authtrace.test", "-addext",
+         "subjectAltName=DNS:tls-lab.authtrace.test", "-keyout", str(key), "-out", str(cert)])
+    run(["openssl", "genpkey", "-genparam", "-algorithm", "DH", "-pkeyopt", "group:ffdhe2048",
+         "-out", str(dh)])
+    return cert, key, dh
+
+
+def curl(scenario: Scenario, keylog: Path, extra: tuple[str, ...]) -> None:
+    base = ["curl", "-sS", "-k", "-o", "/dev/null", "--http1.1",
+            "--resolve", f"tls-lab.authtrace.test:{PORT}:{scenario.host}"]
+    auth = ["--ntlm", "-u", USER] if scenario.auth == "ntlm" else ["--anyauth", "-u", BASIC_USER]
+    urls = [f"https://tls-lab.authtrace.test{path}" for path in scenario.paths]
+    env = dict(os.environ, SSLKEYLOGFILE=str(keylog))
+    if scenario.reconnect:
+        # One curl: its TLS session cache makes the second connection a resumption.
+        args = [*base, *auth, *extra, "-H", "Connection: close", urls[0], "--next", *base,
+                *auth, *extra, "-H", "Connection: close", urls[1]]
+    else:
+        args = [*base, *auth, *extra, *urls]
+    run(args, env=env)
+
+
+def s_client_key_update(scenario: Scenario, keylog: Path) -> None:
+    """Two requests with a KeyUpdate of both sides (`K`) between them: s_client reads
+    its commands at the start of a line of input, so each part is written on its own."""
+    import base64
+
+    token = base64.b64encode(BASIC_USER.encode()).decode()
+    args = ["openssl", "s_client", "-quiet", "-tls1_3", "-crlf", "-keylogfile", str(keylog),
+            "-servername", "tls-lab.authtrace.test", "-connect", f"{scenario.host}:{PORT}"]
+    args.remove("-quiet")  # -quiet turns the interactive commands off
+    proc = subprocess.Popen(args, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, start_new_session=True)
+    assert proc.stdin is not None
+    try:
+        for part in (
+            "GET / HTTP/1.1\nHost: tls-lab.authtrace.test\n\n",
+            "K\n",
+            f"GET /big HTTP/1.1\nHost: tls-lab.authtrace.test\nAuthorization: Basic {token}\n\n",
+            "k\n",
+            f"GET / HTTP/1.1\nHost: tls-lab.authtrace.test\nAuthorization: Basic {token}\n"
+            "Connection: close\n\n",
+        ):
+            time.sleep(0.7)
+            proc.stdin.write(part.encode())
+            proc.stdin.flush()
+        time.sleep(1.0)
+        proc.stdin.close()
+        proc.wait(timeout=15)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGTERM)
+            proc.wait(timeout=10)
+
+
+def server_args(scenario: Scenario, cert: Path, key: Path, extra: tuple[str, ...] = ()) -> list[str]:
+    return [sys.executable, "-m", "lab.tls_server", "--host", scenario.host, "--port", str(PORT),
+            "--cert", str(cert), "--key", str(key), *scenario.server, *extra]
+
+
+def record(scenario: Scenario, work: Path, cert: Path, key: Path, dh: Path) -> tuple[Path, Path]:
+    pcap = work / f"{scenario.name}.pcap"
+    keylog = work / f"{scenario.name}.keys"
+    keylog.write_text("")
+    env = dict(os.environ, PYTHONPATH=str(REPO_ROOT))
+    if scenario.ccm13:
+        conf = work / "ccm.cnf"
+        conf.write_text(_CCM_CONF)
+        env["OPENSSL_CONF"] = str(conf)
+    capture = Process(["dumpcap", "-q", "-P", "-i", "lo", "-f", f"host {scenario.host}",
+                       "-w", str(pcap)], log_file=work / "dumpcap.log")
+    time.sleep(1.5)  # dumpcap prints nothing with -q: give it time to open lo
+    try:
+        if scenario.server_keylog:
+            # Several cipher suites, one server each time: the server writes the key log.
+            for ciphers, etm in CBC_ROUNDS:
+                extra = ["--ciphers", ciphers, "--keylog", str(keylog), "--dh", str(dh)]
+                if not etm:
+                    extra.append("--no-etm")
+                server = Process(server_args(scenario, cert, key, tuple(extra)), env=env,
+                                 ready="listening", log_file=work / "server.log")
+                try:
+                    curl(Scenario(scenario.name, scenario.host, "", paths=("/",)), work / "unused",
+                         ("--tls-max", "1.2", "--ciphers", ciphers))
+                finally:
+                    server.stop()
+        else:
+            server = Process(server_args(scenario, cert, key), env=env, ready="listening",
+                             log_file=work / "server.log")
+            try:
+                if scenario.key_update:
+                    s_client_key_update(scenario, keylog)
+                else:
+                    curl(scenario, keylog, scenario.curl)
+            finally:
+                server.stop()
+        time.sleep(1.0)
+    finally:
+        capture.stop(signal.SIGINT)
+    if scenario.pcapng_secrets:
+        target = work / f"{scenario.name}.pcapng"
+        run(["editcap", "--inject-secrets", f"tls,{keylog}", str(pcap), str(target)])
+        pcap = target
+    return pcap, keylog
+
+
+def verify(pcap: Path, keylog: Path) -> int:
+    """How many HTTP requests tshark decrypts with the key log (0: do not keep)."""
+    out = run(["tshark", "-r", str(pcap), "-o", f"tls.keylog_file:{keylog}", "-Y",
+               "http.request", "-T", "fields", "-e", "frame.number"])
+    return len(out.split())
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python3 -m lab.tls", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--only", action="append", choices=sorted(BY_NAME), default=[])
+    parser.add_argument("--out", type=Path, default=OUT)
+    parser.add_argument("--no-install", action="store_true")
+    args = parser.parse_args(argv)
+    if os.geteuid() != 0:
+        log("needs root (it captures on lo)")
+        return 2
+    if not args.no_install:
+        ensure_installed()
+    chosen = [BY_NAME[name] for name in args.only] or list(SCENARIOS)
+    args.out.mkdir(parents=True, exist_ok=True)
+    failures = 0
+    with tempfile.TemporaryDirectory(prefix="authtrace-tls-lab-") as tmp:
+        work = Path(tmp)
+        cert, key, dh = make_certificate(work)
+        for scenario in chosen:
+            try:
+                pcap, keylog = record(scenario, work, cert, key, dh)
+                requests = verify(pcap, keylog)
+            except (RuntimeError, OSError, subprocess.TimeoutExpired) as error:
+                log(f"{scenario.name}: NOT KEPT: {error}")
+                failures += 1
+                continue
+            if requests == 0:
+                log(f"{scenario.name}: NOT KEPT: tshark decrypts no HTTP request")
+                failures += 1
+                continue
+            shutil.copy(pcap, args.out / pcap.name)
+            if not scenario.pcapng_secrets:
+                shutil.copy(keylog, args.out / keylog.name)
+            log(f"{scenario.name}: kept ({requests} requests seen by tshark; {scenario.what})")
+    return 1 if failures else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
