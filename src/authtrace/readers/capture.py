@@ -39,12 +39,15 @@ class Capture:
     tally: for a reader that honours claims (pcap, pcapng), the count and first/last
         timestamps of every record read, claimed or not, once iteration ended;
         None for the other readers (every record of theirs is a yielded Frame).
+    secrets: pcapng Decryption Secrets Blocks met so far, as (secrets type, data,
+        number of the last frame before the block); the consumer takes them out.
     """
 
     def __init__(self, format: str, frames: Iterator[Frame], source: Input) -> None:
         self.format = format
         self.anomalies: list[Anomaly] = []
         self.tally: Tally | None = None
+        self.secrets: list[tuple[int, bytes, int]] = []
         self._frames = frames
         self._source = source
 
@@ -149,7 +152,14 @@ def _open(
         capture = Capture("pcapng" + suffix, iter(()), source)
         capture.tally = Tally()
         capture._frames = pcapng.frames(
-            source, head, capture.anomalies, label, walker_for, capture.tally, first_number
+            source,
+            head,
+            capture.anomalies,
+            label,
+            walker_for,
+            capture.tally,
+            first_number,
+            capture.secrets,
         )
         return capture
     if magic in (netmon.MAGIC_1X, netmon.MAGIC_2X):

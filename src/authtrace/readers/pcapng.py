@@ -5,7 +5,8 @@ Owns: walking blocks, remembering each section's byte order and each
 interface's link type and time-stamp resolution (if_tsresol, if_tsoffset),
 and yielding one `Frame` per Enhanced, Simple or obsolete Packet Block (and
 per systemd Journal Export Block and Custom Block, which Wireshark also
-numbers as frames).
+numbers as frames), and handing on the contents of Decryption Secrets Blocks
+(section 4.7) to whoever reads them (the TLS layer).
 Unknown blocks are skipped. With a `WalkerFor` (the pipeline's fast lane),
 Enhanced and Simple Packet Blocks may be taken straight from the buffer before
 a Frame is built: per section and interface table the reader asks for one
@@ -37,6 +38,7 @@ _OPB = 0x00000002  # obsolete Packet Block (appendix A)
 _SPB = 0x00000003
 _EPB = 0x00000006
 _JOURNAL = 0x00000009
+_DSB = 0x0000000A
 _CUSTOM = (0x00000BAD, 0x40000BAD)  # section 4.8: copyable / not copyable
 _PACKET_BLOCKS = (_OPB, _SPB, _EPB, _JOURNAL, *_CUSTOM)
 
@@ -120,6 +122,7 @@ def frames(
     walker_for: WalkerFor | None = None,
     tally: Tally | None = None,
     first_number: int = 1,
+    secrets: list[tuple[int, bytes, int]] | None = None,
 ) -> Iterator[Frame]:
     """Frames from a pcapng stream whose first bytes are `buffer`, numbered from
     `first_number`.
@@ -127,7 +130,8 @@ def frames(
     `walker_for` (readers/base.py) may give walkers that take packet blocks
     before a Frame is built for them; `tally` receives the count and the
     first/last timestamps of every frame numbered, taken or not, when
-    reading stops.
+    reading stops. `secrets` receives each Decryption Secrets Block as
+    (secrets type, secrets data, number of the last frame before it).
     """
     start = first_number - 1
     number = start
@@ -186,6 +190,15 @@ def frames(
                     return
                 # A large block without packets (name resolution, decryption
                 # secrets): skip it without holding it in memory.
+                if block_type == _DSB:
+                    anomalies.append(
+                        Anomaly(
+                            "tls-secrets-too-large",
+                            f"{label}: a decryption secrets block of {length} bytes after frame "
+                            f"{number} was skipped (give its key log with --tls-keylog instead)",
+                            number + 1,
+                        )
+                    )
                 if size - pos >= length:
                     pos += length
                     continue
@@ -264,6 +277,16 @@ def frames(
                 interfaces.append(_parse_interface(buf[pos:end], order))
                 if walker_for is not None:
                     walk = _walker(walker_for, order, interfaces)
+            elif block_type == _DSB and secrets is not None:
+                # Decryption Secrets Block (section 4.7): type, length, data.
+                if length < 20:
+                    _stop(anomalies, label, number, "decryption secrets block too short")
+                    return
+                kind, secrets_length = header.unpack_from(buf, pos + 8)
+                if secrets_length > length - 20:
+                    _stop(anomalies, label, number, "decryption secrets block overflows")
+                    return
+                secrets.append((kind, bytes(buf[pos + 16 : pos + 16 + secrets_length]), number))
             elif block_type == _JOURNAL:
                 # systemd Journal Export Block (section 4.7): a frame with no packet.
                 entry = buf[pos + 8 : end - 4]
