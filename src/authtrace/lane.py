@@ -121,12 +121,18 @@ class FastLane:
         self.taken = 0
 
     def offer(
-        self, segment: TcpSegment, connection: int, tracker: HttpConnectionTracker | None
+        self,
+        segment: TcpSegment,
+        connection: int,
+        tracker: HttpConnectionTracker | None,
+        opaque: bool = False,
     ) -> None:
         """After the normal path handled `segment` of `connection`: open a lane for
         its direction, for ACK-only frames at first, and for data too once the
         HTTP layer knows what the connection is (`tracker` None: not routed
-        yet, or not an HTTP candidate at all). Never raises."""
+        yet, or not an HTTP candidate at all) or once the connection's owner
+        says none of its data is needed any more (`opaque`: a TLS connection
+        without keys, tls/connection.py). Never raises."""
         settled = self._settled.get(connection)
         if settled is not None and (segment.src, segment.src_port) in settled:
             return
@@ -142,7 +148,7 @@ class FastLane:
             if entry is not None and entry.parser is not _ACKS_ONLY:
                 self._settled.setdefault(connection, set()).add((segment.src, segment.src_port))
                 return  # already open for data
-            known = tracker is not None and tracker.detection is not Detection.UNKNOWN
+            known = opaque or (tracker is not None and tracker.detection is not Detection.UNKNOWN)
             if entry is not None and not known:
                 return
             handles = self._tcp.lane_handles(
@@ -154,7 +160,7 @@ class FastLane:
             if conn.id != connection or half.base_seq is None:
                 return
             parser: HttpParser | _AcksOnly | None = _ACKS_ONLY
-            if tracker is not None and tracker.detection is Detection.NOT_HTTP:
+            if opaque or (tracker is not None and tracker.detection is Detection.NOT_HTTP):
                 parser = None
             elif known:
                 assert tracker is not None

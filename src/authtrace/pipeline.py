@@ -1,6 +1,9 @@
 """The one module that wires the layers: capture files -> frames -> packets ->
-TCP streams -> HTTP exchanges and KDC exchanges -> judged handshakes ->
-findings -> a Report.
+TCP streams -> [TLS, decrypted with key logs] -> HTTP exchanges and KDC
+exchanges -> judged handshakes -> findings -> a Report.
+
+Each connection's protocol stack (Kerberos, TLS then HTTP/1, HTTP/1 or not
+HTTP) is decided here, in `Pipeline._route`, from its first bytes.
 
 Invariant: memory is bounded by what is open at one moment (live connections,
 pending headers), not by the size of the capture: connections are handed on as
@@ -33,6 +36,9 @@ from authtrace.tcp.events import (
     StreamGap,
 )
 from authtrace.tcp.reassembly import TcpReassembler
+from authtrace.tls.connection import TlsConnection, looks_like_tls
+from authtrace.tls.keylog import DSB_TLS_KEY_LOG, KeyLog, KeyLogCounts
+from authtrace.tls.model import EncryptedConnection, TlsFacts
 
 Source = str | os.PathLike[str] | BinaryIO
 Progress = Callable[[int], None]
@@ -46,8 +52,12 @@ class _Live:
     """What the pipeline keeps for one open TCP connection."""
 
     opened: ConnectionOpened
+    # Cleartext HTTP candidate (fed straight from reassembly).
     http: HttpConnectionTracker | None = None
     kerberos: bool = False
+    # TLS: the record layer, and the HTTP tracker of what it decrypts.
+    tls: TlsConnection | None = None
+    inner: HttpConnectionTracker | None = None
     exchanges: list[Exchange] = field(default_factory=list)
     gaps: list[GapMark] = field(default_factory=list)
 
@@ -60,6 +70,9 @@ class StreamResult:
     anomalies: list[Anomaly] = field(default_factory=list)
     kdc: KdcSummary | None = None
     other_connections: int = 0
+    # TLS connections whose HTTP could not be read (also in other_connections).
+    encrypted: list[EncryptedConnection] = field(default_factory=list)
+    keylog: KeyLogCounts | None = None
 
 
 class Pipeline:
@@ -67,10 +80,18 @@ class Pipeline:
     concatenating merge) and yields each TCP connection that carried HTTP when it
     closes, in order of connection id."""
 
-    def __init__(self, progress: Progress | None = None, fast_lane: bool = True) -> None:
+    def __init__(
+        self,
+        progress: Progress | None = None,
+        fast_lane: bool = True,
+        keylog: KeyLog | None = None,
+    ) -> None:
         """fast_lane: let lane.py take the frames whose only effect is counting
-        (the results are the same either way; the tests compare them)."""
+        (the results are the same either way; the tests compare them).
+        keylog: TLS secrets (--tls-keylog); pcapng Decryption Secrets Blocks
+        are added to it (or to a new one) as they are read."""
         self.result = StreamResult()
+        self._keylog = keylog
         self._progress = progress
         self._decoder = PacketDecoder()
         self._tcp = TcpReassembler()
@@ -99,6 +120,8 @@ class Pipeline:
             self._on_event(event)
         yield from self._drain()
         self._decoder.finish()
+        if self._keylog is not None:
+            self.result.keylog = self._keylog.counts
         self.result.kdc = self._kdc.finish()
         self.result.anomalies.extend(self._decoder.anomalies)
         self.result.anomalies.extend(self._tcp.anomalies)
@@ -143,8 +166,11 @@ class Pipeline:
         done = self._done
         progress = self._progress
         next_progress = PROGRESS_EVERY
+        secrets = capture.secrets
         try:
             for frame in capture:
+                if secrets:
+                    self._take_secrets(secrets, str(name))
                 count += 1
                 last = frame.timestamp
                 if first is None:
@@ -173,7 +199,15 @@ class Pipeline:
                         # frames may skip all of this (lane.py).
                         live = live_connections.get(tcp.last_connection)  # type: ignore[arg-type]
                         if live is not None:
-                            lane.offer(packet, live.opened.connection, live.http)
+                            tls = live.tls
+                            # TLS: the lane may take data only once the record
+                            # layer needs no more of it (TlsConnection.opaque).
+                            lane.offer(
+                                packet,
+                                live.opened.connection,
+                                live.http,
+                                opaque=tls is not None and tls.opaque,
+                            )
                     if done:
                         yield from self._drain()
                 elif isinstance(packet, UdpDatagram) and (
@@ -195,6 +229,17 @@ class Pipeline:
             self.result.anomalies.extend(capture.anomalies)
             self.result.captures.append(CaptureInfo(str(name), capture.format, count, first, last))
 
+    def _take_secrets(self, secrets: list[tuple[int, bytes, int]], name: str) -> None:
+        """pcapng Decryption Secrets Blocks: TLS key logs join the key log, the
+        other kinds (WireGuard, ZigBee...) are not used."""
+        for kind, data, after in secrets:
+            if kind != DSB_TLS_KEY_LOG:
+                continue
+            if self._keylog is None:
+                self._keylog = KeyLog()
+            self._keylog.add_text(data, f"{name}, secrets block after frame {after}")
+        secrets.clear()
+
     def _on_event(self, event: StreamEvent) -> None:
         if isinstance(event, ConnectionOpened):
             self._live[event.connection] = _Live(event)
@@ -209,30 +254,51 @@ class Pipeline:
             self._done[event.connection] = self._close(live, event)
             return
         if isinstance(event, StreamData):
-            if live.http is None and not live.kerberos:
+            if live.http is None and not live.kerberos and live.tls is None:
                 self._route(live, event)
         elif isinstance(event, StreamGap):
             live.gaps.append(GapMark(event.direction.value, event.length, event.frame))
         # StreamData, StreamGap, StreamEnd: the connection's application decides.
-        if live.kerberos:
+        if live.tls is not None:
+            self._through_tls(live, live.tls.feed(event))
+        elif live.kerberos:
             self._kdc.receive_tcp(event)
         elif live.http is not None:
             live.exchanges.extend(live.http.feed(event))
 
     def _route(self, live: _Live, event: StreamData) -> None:
+        """The connection's protocol stack, from its first bytes (either
+        direction): Kerberos (port 88 or a KDC message), TLS (a record header;
+        what it decrypts goes to HTTP), else an HTTP candidate (the HTTP layer
+        says whether it is HTTP at all)."""
         opened = live.opened
         if KERBEROS_PORT in (opened.client.port, opened.server.port) or looks_like_kerberos(
             event.data
         ):
             live.kerberos = True
             self._kdc.receive_tcp(opened)
+        elif looks_like_tls(event.data):
+            live.tls = TlsConnection(opened.connection, self._keylog)
         else:
             live.http = HttpConnectionTracker(opened.connection, opened.syn_seen)
+
+    def _through_tls(self, live: _Live, events: list[StreamEvent]) -> None:
+        """Decrypted stream events of a TLS connection into its HTTP tracker,
+        made at the first decrypted byte (a connection whose records never
+        open has none)."""
+        for event in events:
+            if live.inner is None:
+                if not isinstance(event, StreamData):
+                    continue  # nothing decrypted yet: no HTTP to tell about
+                live.inner = HttpConnectionTracker(live.opened.connection, live.opened.syn_seen)
+            live.exchanges.extend(live.inner.feed(event))
 
     def _close(self, live: _Live, event: ConnectionClosed) -> HttpConnection | None:
         if live.kerberos:
             self._kdc.receive_tcp(event)
             return None
+        if live.tls is not None:
+            return self._close_tls(live, live.tls, event)
         if live.http is None:
             self.result.other_connections += 1
             return None
@@ -241,9 +307,44 @@ class Pipeline:
         if not live.http.is_http:
             self.result.other_connections += 1
             return None
+        return self._http_connection(live, live.http, event)
+
+    def _close_tls(
+        self, live: _Live, tls: TlsConnection, event: ConnectionClosed
+    ) -> HttpConnection | None:
+        inner = live.inner
+        facts = tls.facts()
+        if inner is not None:
+            live.exchanges.extend(inner.feed(event))
+            inner.collect_parser_anomalies()
+            if inner.is_http:
+                return self._http_connection(live, inner, event, facts, tls.anomalies)
+        opened = live.opened
+        self.result.other_connections += 1
+        self.result.encrypted.append(
+            EncryptedConnection(
+                id=opened.connection,
+                client=opened.client,
+                server=opened.server,
+                first_frame=event.first_frame,
+                last_frame=event.last_frame,
+                facts=facts,
+                anomalies=tuple(tls.anomalies),
+            )
+        )
+        return None
+
+    def _http_connection(
+        self,
+        live: _Live,
+        tracker: HttpConnectionTracker,
+        event: ConnectionClosed,
+        tls: TlsFacts | None = None,
+        tls_anomalies: list[Anomaly] | None = None,
+    ) -> HttpConnection:
         opened = live.opened
         client, server = opened.client, opened.server
-        if live.http.swapped:  # the side that sent requests is the client
+        if tracker.swapped:  # the side that sent requests is the client
             client, server = server, client
         return HttpConnection(
             id=opened.connection,
@@ -263,7 +364,8 @@ class Pipeline:
             gaps=tuple(live.gaps),
             exchanges=tuple(live.exchanges),
             is_http=True,
-            anomalies=tuple(live.http.anomalies),
+            anomalies=tuple(tls_anomalies or ()) + tuple(tracker.anomalies),
+            tls=tls,
         )
 
     def _drain(self) -> Iterator[HttpConnection]:
@@ -295,23 +397,26 @@ def in_time_order(sources: list[Source]) -> list[Source]:
 
 
 def read_connections(
-    sources: Iterable[Source], progress: Progress | None = None
+    sources: Iterable[Source], progress: Progress | None = None, keylog: KeyLog | None = None
 ) -> tuple[list[HttpConnection], StreamResult]:
     """All HTTP connections of the captures, with what was learnt on the way."""
-    pipeline = Pipeline(progress)
+    pipeline = Pipeline(progress, keylog=keylog)
     connections = list(pipeline.connections(sources))
     return connections, pipeline.result
 
 
-def analyze(sources: Iterable[Source], progress: Progress | None = None) -> Report:
-    """Read the captures and judge every authentication handshake in them."""
+def analyze(
+    sources: Iterable[Source], progress: Progress | None = None, keylog: KeyLog | None = None
+) -> Report:
+    """Read the captures and judge every authentication handshake in them
+    (TLS decrypted with `keylog` and any secrets the captures embed)."""
     # The judging layers are imported here, not at the top: `connections` and
     # the readers' users need only the reading half of this module.
     from authtrace.diagnose import RuleContext, diagnose
     from authtrace.handshake.links import link
     from authtrace.handshake.timeline import build_timeline
 
-    connections, result = read_connections(sources, progress)
+    connections, result = read_connections(sources, progress, keylog)
     timelines = [build_timeline(connection) for connection in connections]
     times = [t for info in result.captures for t in (info.first_time, info.last_time) if t]
     kdc = result.kdc
@@ -327,6 +432,8 @@ def analyze(sources: Iterable[Source], progress: Progress | None = None) -> Repo
         findings=tuple(findings),
         anomalies=tuple(result.anomalies) + tuple(problems),
         other_connections=result.other_connections,
+        encrypted=tuple(result.encrypted),
+        keylog=result.keylog,
     )
 
 

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from authtrace.anomalies import Anomaly
 from authtrace.fastinit import constructor
 from authtrace.tcp.events import Endpoint
+from authtrace.tls.model import TlsFacts
 
 
 @dataclass(frozen=True, slots=True)
@@ -150,3 +151,5 @@ class HttpConnection:
     exchanges: tuple[Exchange, ...]
     is_http: bool
     anomalies: tuple[Anomaly, ...] = ()
+    # The TLS handshake facts when the HTTP was decrypted from TLS (tls/model.py).
+    tls: TlsFacts | None = None

@@ -13,6 +13,8 @@ if TYPE_CHECKING:
     from authtrace.diagnose.finding import Finding
     from authtrace.handshake.links import HandshakeView
     from authtrace.kerberos.kdc import KdcConnectAttempt, KdcExchange
+    from authtrace.tls.keylog import KeyLogCounts
+    from authtrace.tls.model import EncryptedConnection
 
 
 @dataclass(frozen=True, slots=True)
@@ -32,6 +34,9 @@ class Report:
 
     view: the judged handshakes of every HTTP connection and their links.
     other_connections: TCP connections that carried no HTTP (counted only).
+    encrypted: the TLS connections among those, whose HTTP could not be read
+        (no key, wrong key, HTTP/2), with their handshake facts.
+    keylog: what the key logs given (and embedded) held; None when there were none.
     """
 
     captures: tuple[CaptureInfo, ...]
@@ -41,6 +46,8 @@ class Report:
     findings: tuple[Finding, ...]
     anomalies: tuple[Anomaly, ...]
     other_connections: int
+    encrypted: tuple[EncryptedConnection, ...] = ()
+    keylog: KeyLogCounts | None = None
 
     @property
     def has_problems(self) -> bool:
