@@ -31,8 +31,13 @@ from pathlib import Path
 REPO_ROOT = Path(__file__).resolve().parent.parent
 OUT = REPO_ROOT / "captures" / "tls"
 PORT = 443
-APT = {"curl": "curl", "openssl": "openssl", "dumpcap": "tshark", "editcap": "tshark",
-       "tshark": "tshark"}
+APT = {
+    "curl": "curl",
+    "openssl": "openssl",
+    "dumpcap": "tshark",
+    "editcap": "tshark",
+    "tshark": "tshark",
+}
 USER = "LAB\\alice:Passw0rd!"
 BASIC_USER = "alice:Passw0rd!"
 
@@ -70,37 +75,78 @@ class Scenario:
 
 
 SCENARIOS = (
-    Scenario("tls13-aes128gcm-basic", "127.0.0.40", "TLS 1.3 AES-128-GCM, Basic after a 401",
-             curl=("--tlsv1.3", "--tls13-ciphers", "TLS_AES_128_GCM_SHA256")),
-    Scenario("tls13-aes256gcm-ntlm", "127.0.0.41", "TLS 1.3 AES-256-GCM, NTLM handshake",
-             server=("--ntlm",), curl=("--tlsv1.3", "--tls13-ciphers", "TLS_AES_256_GCM_SHA384"),
-             auth="ntlm"),
-    Scenario("tls13-chacha20-basic", "127.0.0.42", "TLS 1.3 ChaCha20-Poly1305, Basic",
-             curl=("--tlsv1.3", "--tls13-ciphers", "TLS_CHACHA20_POLY1305_SHA256")),
-    Scenario("tls13-aes128ccm-basic", "127.0.0.43", "TLS 1.3 AES-128-CCM, Basic",
-             curl=("--tlsv1.3", "--tls13-ciphers", "TLS_AES_128_CCM_SHA256"), ccm13=True),
-    Scenario("tls13-keyupdate-basic", "127.0.0.44",
-             "TLS 1.3 with KeyUpdate both ways between requests (openssl s_client)",
-             key_update=True),
-    Scenario("tls12-ecdhe-aes128gcm-ntlm", "127.0.0.45", "TLS 1.2 ECDHE AES-128-GCM, NTLM",
-             server=("--ntlm", "--max-version", "1.2"),
-             curl=("--tls-max", "1.2", "--ciphers", "ECDHE-RSA-AES128-GCM-SHA256"), auth="ntlm"),
-    Scenario("tls12-ecdhe-chacha20-basic", "127.0.0.46", "TLS 1.2 ECDHE ChaCha20-Poly1305",
-             server=("--max-version", "1.2"),
-             curl=("--tls-max", "1.2", "--ciphers", "ECDHE-RSA-CHACHA20-POLY1305")),
-    Scenario("tls12-cbc-suites-basic", "127.0.0.47",
-             "TLS 1.2 CBC: ECDHE AES-256-CBC-SHA384 (encrypt-then-MAC), then RSA AES-128-CBC-SHA "
-             "and DHE AES-256-CBC-SHA256 (MAC-then-encrypt), then RSA AES-128-CCM; one "
-             "connection each, the server's key log",
-             server=("--max-version", "1.2"), server_keylog=True),
-    Scenario("tls12-resumption-basic", "127.0.0.48",
-             "TLS 1.2 ECDHE AES-256-GCM: a full handshake, then a resumed one (new connection)",
-             server=("--max-version", "1.2"),
-             curl=("--tls-max", "1.2", "--ciphers", "ECDHE-RSA-AES256-GCM-SHA384"),
-             reconnect=True),
-    Scenario("tls13-secrets-in-pcapng", "127.0.0.49",
-             "TLS 1.3 AES-128-GCM, Basic; pcapng with the key log in a Decryption Secrets Block",
-             curl=("--tlsv1.3",), pcapng_secrets=True),
+    Scenario(
+        "tls13-aes128gcm-basic",
+        "127.0.0.40",
+        "TLS 1.3 AES-128-GCM, Basic after a 401",
+        curl=("--tlsv1.3", "--tls13-ciphers", "TLS_AES_128_GCM_SHA256"),
+    ),
+    Scenario(
+        "tls13-aes256gcm-ntlm",
+        "127.0.0.41",
+        "TLS 1.3 AES-256-GCM, NTLM handshake",
+        server=("--ntlm",),
+        curl=("--tlsv1.3", "--tls13-ciphers", "TLS_AES_256_GCM_SHA384"),
+        auth="ntlm",
+    ),
+    Scenario(
+        "tls13-chacha20-basic",
+        "127.0.0.42",
+        "TLS 1.3 ChaCha20-Poly1305, Basic",
+        curl=("--tlsv1.3", "--tls13-ciphers", "TLS_CHACHA20_POLY1305_SHA256"),
+    ),
+    Scenario(
+        "tls13-aes128ccm-basic",
+        "127.0.0.43",
+        "TLS 1.3 AES-128-CCM, Basic",
+        curl=("--tlsv1.3", "--tls13-ciphers", "TLS_AES_128_CCM_SHA256"),
+        ccm13=True,
+    ),
+    Scenario(
+        "tls13-keyupdate-basic",
+        "127.0.0.44",
+        "TLS 1.3 with KeyUpdate both ways between requests (openssl s_client)",
+        key_update=True,
+    ),
+    Scenario(
+        "tls12-ecdhe-aes128gcm-ntlm",
+        "127.0.0.45",
+        "TLS 1.2 ECDHE AES-128-GCM, NTLM",
+        server=("--ntlm", "--max-version", "1.2"),
+        curl=("--tls-max", "1.2", "--ciphers", "ECDHE-RSA-AES128-GCM-SHA256"),
+        auth="ntlm",
+    ),
+    Scenario(
+        "tls12-ecdhe-chacha20-basic",
+        "127.0.0.46",
+        "TLS 1.2 ECDHE ChaCha20-Poly1305",
+        server=("--max-version", "1.2"),
+        curl=("--tls-max", "1.2", "--ciphers", "ECDHE-RSA-CHACHA20-POLY1305"),
+    ),
+    Scenario(
+        "tls12-cbc-suites-basic",
+        "127.0.0.47",
+        "TLS 1.2 CBC: ECDHE AES-256-CBC-SHA384 (encrypt-then-MAC), then RSA AES-128-CBC-SHA "
+        "and DHE AES-256-CBC-SHA256 (MAC-then-encrypt), then RSA AES-128-CCM; one "
+        "connection each, the server's key log",
+        server=("--max-version", "1.2"),
+        server_keylog=True,
+    ),
+    Scenario(
+        "tls12-resumption-basic",
+        "127.0.0.48",
+        "TLS 1.2 ECDHE AES-256-GCM: a full handshake, then a resumed one (new connection)",
+        server=("--max-version", "1.2"),
+        curl=("--tls-max", "1.2", "--ciphers", "ECDHE-RSA-AES256-GCM-SHA384"),
+        reconnect=True,
+    ),
+    Scenario(
+        "tls13-secrets-in-pcapng",
+        "127.0.0.49",
+        "TLS 1.3 AES-128-GCM, Basic; pcapng with the key log in a Decryption Secrets Block",
+        curl=("--tlsv1.3",),
+        pcapng_secrets=True,
+    ),
 )
 BY_NAME = {s.name: s for s in SCENARIOS}
 # The connections of tls12-cbc-suites-basic: (OpenSSL cipher list, encrypt-then-MAC).
@@ -125,8 +171,9 @@ def ensure_installed() -> None:
         subprocess.run(["apt-get", "update"], check=True, timeout=600, env=env)
         subprocess.run(["apt-get", "install", "-y", *missing], check=True, timeout=900, env=env)
     if importlib.util.find_spec("spnego") is None:
-        subprocess.run([sys.executable, "-m", "pip", "install", "pyspnego"], check=True,
-                       timeout=600)
+        subprocess.run(
+            [sys.executable, "-m", "pip", "install", "pyspnego"], check=True, timeout=600
+        )
 
 
 def run(args: list[str], timeout: float = 60.0, **kwargs: object) -> str:
@@ -139,12 +186,18 @@ def run(args: list[str], timeout: float = 60.0, **kwargs: object) -> str:
 class Process:
     """A process this lab started; stopped through its own pid and process group."""
 
-    def __init__(self, args: list[str], env: dict[str, str] | None = None,
-                 ready: str | None = None, log_file: Path | None = None) -> None:
+    def __init__(
+        self,
+        args: list[str],
+        env: dict[str, str] | None = None,
+        ready: str | None = None,
+        log_file: Path | None = None,
+    ) -> None:
         self.log_file = log_file
         out = open(log_file, "w") if log_file else subprocess.DEVNULL  # noqa: SIM115
-        self.proc = subprocess.Popen(args, stdout=out, stderr=subprocess.STDOUT, env=env,
-                                     start_new_session=True)
+        self.proc = subprocess.Popen(
+            args, stdout=out, stderr=subprocess.STDOUT, env=env, start_new_session=True
+        )
         if ready and log_file:
             deadline = time.monotonic() + 15
             while time.monotonic() < deadline:
@@ -168,24 +221,73 @@ class Process:
 
 def make_certificate(work: Path) -> tuple[Path, Path, Path]:
     cert, key, dh = work / "server.crt", work / "server.key", work / "dh.pem"
-    run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "3650",
-         "-subj", "/CN=tls-lab.authtrace.test", "-addext",
-         "subjectAltName=DNS:tls-lab.authtrace.test", "-keyout", str(key), "-out", str(cert)])
-    run(["openssl", "genpkey", "-genparam", "-algorithm", "DH", "-pkeyopt", "group:ffdhe2048",
-         "-out", str(dh)])
+    run(
+        [
+            "openssl",
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-days",
+            "3650",
+            "-subj",
+            "/CN=tls-lab.authtrace.test",
+            "-addext",
+            "subjectAltName=DNS:tls-lab.authtrace.test",
+            "-keyout",
+            str(key),
+            "-out",
+            str(cert),
+        ]
+    )
+    run(
+        [
+            "openssl",
+            "genpkey",
+            "-genparam",
+            "-algorithm",
+            "DH",
+            "-pkeyopt",
+            "group:ffdhe2048",
+            "-out",
+            str(dh),
+        ]
+    )
     return cert, key, dh
 
 
 def curl(scenario: Scenario, keylog: Path, extra: tuple[str, ...]) -> None:
-    base = ["curl", "-sS", "-k", "-o", "/dev/null", "--http1.1",
-            "--resolve", f"tls-lab.authtrace.test:{PORT}:{scenario.host}"]
+    base = [
+        "curl",
+        "-sS",
+        "-k",
+        "-o",
+        "/dev/null",
+        "--http1.1",
+        "--resolve",
+        f"tls-lab.authtrace.test:{PORT}:{scenario.host}",
+    ]
     auth = ["--ntlm", "-u", USER] if scenario.auth == "ntlm" else ["--anyauth", "-u", BASIC_USER]
     urls = [f"https://tls-lab.authtrace.test{path}" for path in scenario.paths]
     env = dict(os.environ, SSLKEYLOGFILE=str(keylog))
     if scenario.reconnect:
         # One curl: its TLS session cache makes the second connection a resumption.
-        args = [*base, *auth, *extra, "-H", "Connection: close", urls[0], "--next", *base,
-                *auth, *extra, "-H", "Connection: close", urls[1]]
+        args = [
+            *base,
+            *auth,
+            *extra,
+            "-H",
+            "Connection: close",
+            urls[0],
+            "--next",
+            *base,
+            *auth,
+            *extra,
+            "-H",
+            "Connection: close",
+            urls[1],
+        ]
     else:
         args = [*base, *auth, *extra, *urls]
     run(args, env=env)
@@ -197,11 +299,27 @@ def s_client_key_update(scenario: Scenario, keylog: Path) -> None:
     import base64
 
     token = base64.b64encode(BASIC_USER.encode()).decode()
-    args = ["openssl", "s_client", "-quiet", "-tls1_3", "-crlf", "-keylogfile", str(keylog),
-            "-servername", "tls-lab.authtrace.test", "-connect", f"{scenario.host}:{PORT}"]
+    args = [
+        "openssl",
+        "s_client",
+        "-quiet",
+        "-tls1_3",
+        "-crlf",
+        "-keylogfile",
+        str(keylog),
+        "-servername",
+        "tls-lab.authtrace.test",
+        "-connect",
+        f"{scenario.host}:{PORT}",
+    ]
     args.remove("-quiet")  # -quiet turns the interactive commands off
-    proc = subprocess.Popen(args, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, start_new_session=True)
+    proc = subprocess.Popen(
+        args,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
     assert proc.stdin is not None
     try:
         for part in (
@@ -224,9 +342,24 @@ def s_client_key_update(scenario: Scenario, keylog: Path) -> None:
             proc.wait(timeout=10)
 
 
-def server_args(scenario: Scenario, cert: Path, key: Path, extra: tuple[str, ...] = ()) -> list[str]:
-    return [sys.executable, "-m", "lab.tls_server", "--host", scenario.host, "--port", str(PORT),
-            "--cert", str(cert), "--key", str(key), *scenario.server, *extra]
+def server_args(
+    scenario: Scenario, cert: Path, key: Path, extra: tuple[str, ...] = ()
+) -> list[str]:
+    return [
+        sys.executable,
+        "-m",
+        "lab.tls_server",
+        "--host",
+        scenario.host,
+        "--port",
+        str(PORT),
+        "--cert",
+        str(cert),
+        "--key",
+        str(key),
+        *scenario.server,
+        *extra,
+    ]
 
 
 def record(scenario: Scenario, work: Path, cert: Path, key: Path, dh: Path) -> tuple[Path, Path]:
@@ -238,8 +371,10 @@ def record(scenario: Scenario, work: Path, cert: Path, key: Path, dh: Path) -> t
         conf = work / "ccm.cnf"
         conf.write_text(_CCM_CONF)
         env["OPENSSL_CONF"] = str(conf)
-    capture = Process(["dumpcap", "-q", "-P", "-i", "lo", "-f", f"host {scenario.host}",
-                       "-w", str(pcap)], log_file=work / "dumpcap.log")
+    capture = Process(
+        ["dumpcap", "-q", "-P", "-i", "lo", "-f", f"host {scenario.host}", "-w", str(pcap)],
+        log_file=work / "dumpcap.log",
+    )
     time.sleep(1.5)  # dumpcap prints nothing with -q: give it time to open lo
     try:
         if scenario.server_keylog:
@@ -248,16 +383,27 @@ def record(scenario: Scenario, work: Path, cert: Path, key: Path, dh: Path) -> t
                 extra = ["--ciphers", ciphers, "--keylog", str(keylog), "--dh", str(dh)]
                 if not etm:
                     extra.append("--no-etm")
-                server = Process(server_args(scenario, cert, key, tuple(extra)), env=env,
-                                 ready="listening", log_file=work / "server.log")
+                server = Process(
+                    server_args(scenario, cert, key, tuple(extra)),
+                    env=env,
+                    ready="listening",
+                    log_file=work / "server.log",
+                )
                 try:
-                    curl(Scenario(scenario.name, scenario.host, "", paths=("/",)), work / "unused",
-                         ("--tls-max", "1.2", "--ciphers", ciphers))
+                    curl(
+                        Scenario(scenario.name, scenario.host, "", paths=("/",)),
+                        work / "unused",
+                        ("--tls-max", "1.2", "--ciphers", ciphers),
+                    )
                 finally:
                     server.stop()
         else:
-            server = Process(server_args(scenario, cert, key), env=env, ready="listening",
-                             log_file=work / "server.log")
+            server = Process(
+                server_args(scenario, cert, key),
+                env=env,
+                ready="listening",
+                log_file=work / "server.log",
+            )
             try:
                 if scenario.key_update:
                     s_client_key_update(scenario, keylog)
@@ -277,14 +423,30 @@ def record(scenario: Scenario, work: Path, cert: Path, key: Path, dh: Path) -> t
 
 def verify(pcap: Path, keylog: Path) -> int:
     """How many HTTP requests tshark decrypts with the key log (0: do not keep)."""
-    out = run(["tshark", "-r", str(pcap), "-o", f"tls.keylog_file:{keylog}", "-Y",
-               "http.request", "-T", "fields", "-e", "frame.number"])
+    out = run(
+        [
+            "tshark",
+            "-r",
+            str(pcap),
+            "-o",
+            f"tls.keylog_file:{keylog}",
+            "-Y",
+            "http.request",
+            "-T",
+            "fields",
+            "-e",
+            "frame.number",
+        ]
+    )
     return len(out.split())
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python3 -m lab.tls", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="python3 -m lab.tls",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     parser.add_argument("--only", action="append", choices=sorted(BY_NAME), default=[])
     parser.add_argument("--out", type=Path, default=OUT)
     parser.add_argument("--no-install", action="store_true")

@@ -3,7 +3,8 @@ a tiny HTTP/1.1 keep-alive handler that asks for Basic or NTLM authentication.
 
 Run by lab/tls.py as its own process: ``python3 -m lab.tls_server --host H --port P
 --cert C --key K [--ciphers LIST] [--no-etm] [--keylog FILE] [--max-version 1.2]``.
-Accepts the user `lab\\alice` / `Passw0rd!`; `/big` answers a 40 KB body (several
+Accepts the user `lab\\alice` / `Passw0rd!` (NTLM authenticates the connection);
+`/big` answers a 40 KB body (several
 TLS records); any other path a short one. NTLM is pyspnego's server (NTLM_USER_FILE).
 """
 
@@ -25,6 +26,9 @@ _NO_ETM = 1 << 19
 class Handler(http.server.BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     ntlm_contexts: dict[object, object] = {}
+    # NTLM authenticates the connection (as IIS does): later requests on it need
+    # no Authorization header.
+    authenticated: set[object] = set()
 
     def log_message(self, format: str, *args: object) -> None:  # noqa: A002
         sys.stderr.write("[tls_server] " + (format % args) + "\n")
@@ -51,6 +55,9 @@ class Handler(http.server.BaseHTTPRequestHandler):
         if scheme.upper() == "NTLM":
             self._ntlm(token)
             return
+        if self.connection in self.authenticated:
+            self._ok()
+            return
         self._challenge(b"authentication required\n")
 
     def _ok(self) -> None:
@@ -58,7 +65,9 @@ class Handler(http.server.BaseHTTPRequestHandler):
         self._send(200, body)
 
     def _challenge(self, body: bytes) -> None:
-        offers = ["NTLM", 'Basic realm="tls-lab"'] if self.server.ntlm else ['Basic realm="tls-lab"']
+        offers = (
+            ["NTLM", 'Basic realm="tls-lab"'] if self.server.ntlm else ['Basic realm="tls-lab"']
+        )
         self.send_response(401)
         for offer in offers:
             self.send_header("WWW-Authenticate", offer)
@@ -83,6 +92,7 @@ class Handler(http.server.BaseHTTPRequestHandler):
             return
         if context.complete:
             self.ntlm_contexts.pop(key, None)
+            self.authenticated.add(key)
             self._ok()
             return
         body = b"continue\n"

@@ -17,7 +17,9 @@ from authtrace.cli.common import (
     fail,
     progress_option,
     progress_printer,
+    read_keylogs,
     show_secrets_option,
+    tls_keylog_option,
     wants_progress,
 )
 from authtrace.cli.logfiles import read_log_entries
@@ -52,6 +54,7 @@ from authtrace.visible import visible
     help="IIS W3C log (plain or gzip'd) of the server: show the logged status triple of each "
     "401 next to the predicted one. Repeatable.",
 )
+@tls_keylog_option()
 @show_secrets_option()
 @progress_option()
 def analyze_command(
@@ -61,6 +64,7 @@ def analyze_command(
     clients: tuple[str, ...],
     no_ladders: bool,
     iis_logs: tuple[Path, ...],
+    tls_keylogs: tuple[str, ...],
     show_secrets: bool,
     progress: bool | None,
 ) -> None:
@@ -83,9 +87,12 @@ def analyze_command(
       authtrace analyze --host web01.contoso.com --client 10.1.2.3 trace.pcap
       authtrace analyze --json trace.pcap | jq '.findings[] | {rule, frames}'
       authtrace analyze trace.pcap --iis-log u_ex231114.log
+      authtrace analyze https.pcapng --tls-keylog sslkeys.log
     """
     try:
-        report = analyze(captures, progress_printer(wants_progress(progress)))
+        report = analyze(
+            captures, progress_printer(wants_progress(progress)), read_keylogs(tls_keylogs)
+        )
     except CaptureError as error:
         fail(str(error))
     if hosts or clients:

@@ -15,13 +15,16 @@ from authtrace.cli.common import (
     fail,
     progress_option,
     progress_printer,
+    read_keylogs,
     show_secrets_option,
+    tls_keylog_option,
     wants_progress,
 )
 from authtrace.pipeline import CaptureError, Pipeline
 from authtrace.report.connections import connection_json, connection_text
+from authtrace.report.tls import encrypted_lines, encrypted_to_dict, keylog_line, keylog_to_dict
 from authtrace.schemas import Schema, document_head
-from authtrace.visible import visible
+from authtrace.visible import visible, visible_lines
 
 
 @main.command("connections")
@@ -29,10 +32,15 @@ from authtrace.visible import visible
 @click.option(
     "--json", "as_json", is_flag=True, help="Print a JSON object (schema authtrace.connections/1)."
 )
+@tls_keylog_option()
 @show_secrets_option()
 @progress_option()
 def connections_command(
-    captures: tuple[str, ...], as_json: bool, show_secrets: bool, progress: bool | None
+    captures: tuple[str, ...],
+    as_json: bool,
+    tls_keylogs: tuple[str, ...],
+    show_secrets: bool,
+    progress: bool | None,
 ) -> None:
     """List each TCP connection carrying HTTP and its exchanges.
 
@@ -49,7 +57,9 @@ def connections_command(
       tcpdump -i eth0 -w - port 80 | authtrace connections -
       authtrace connections --json trace.pcap | jq '.connections[].exchanges[]'
     """
-    pipeline = Pipeline(progress_printer(wants_progress(progress)))
+    pipeline = Pipeline(
+        progress_printer(wants_progress(progress)), keylog=read_keylogs(tls_keylogs)
+    )
     out = sys.stdout
     first = True
     try:
@@ -79,10 +89,21 @@ def connections_command(
         out.write("\n],\n")
         out.write(f' "captures": {json.dumps(captures_info)},\n')
         out.write(f' "other_tcp_connections": {result.other_connections},\n')
+        tls = [encrypted_to_dict(c) for c in result.encrypted]
+        out.write(f' "tls_not_read": {json.dumps(tls)},\n')
+        out.write(f' "tls_keylog": {json.dumps(keylog_to_dict(result.keylog))},\n')
         out.write(f' "anomalies": {json.dumps(anomalies)}\n}}\n')
     else:
-        if first:
+        keylog = keylog_line(result.keylog)
+        if keylog:
+            out.write(visible(keylog) + "\n")
+        if first and not result.encrypted:
             out.write("No HTTP connection found.\n")
+        elif first:
+            out.write("No HTTP connection could be read.\n")
+        encrypted = encrypted_lines(result.encrypted, result.keylog)
+        if encrypted:
+            out.write(visible_lines(encrypted) + "\n")
         for anomaly in result.anomalies[:20]:
             where = f" (frame {anomaly.frame})" if anomaly.frame else ""
             click.echo(visible(f"note: {anomaly.kind}{where}: {anomaly.message}"), err=True)

@@ -10,7 +10,15 @@ from collections.abc import Callable
 import click
 
 from authtrace.cli import main
-from authtrace.cli.common import EXIT_FINDINGS, EXIT_OK, fail, progress_printer, wants_progress
+from authtrace.cli.common import (
+    EXIT_FINDINGS,
+    EXIT_OK,
+    fail,
+    progress_printer,
+    read_keylogs,
+    tls_keylog_option,
+    wants_progress,
+)
 from authtrace.compare.diff import compare
 from authtrace.compare.render import comparison_to_dict, render_comparison
 from authtrace.pipeline import CaptureError, analyze
@@ -32,8 +40,14 @@ from authtrace.report.model import Report
     default=None,
     help="Report reading progress on stderr (default: on a terminal).",
 )
+@tls_keylog_option()
 def diff_command(
-    working: str, failing: str, as_json: bool, hosts: tuple[str, ...], progress: bool | None
+    working: str,
+    failing: str,
+    as_json: bool,
+    hosts: tuple[str, ...],
+    progress: bool | None,
+    tls_keylogs: tuple[str, ...],
 ) -> None:
     """Compare a WORKING capture with a FAILING one.
 
@@ -60,8 +74,9 @@ def diff_command(
       authtrace diff --json ok.pcap bad.pcap | jq '.hosts[0].first_difference'
     """
     show = progress_printer(wants_progress(progress))
-    left = _read(working, show)
-    right = _read(failing, show)
+    # Key logs are read once per capture: a KeyLog is only read from after loading.
+    left = _read(working, show, tls_keylogs)
+    right = _read(failing, show, tls_keylogs)
     comparison = compare(left, right, hosts)
     if hosts and not comparison.hosts:
         fail(f"no HTTP traffic to {', '.join(hosts)} in either capture")
@@ -72,13 +87,18 @@ def diff_command(
     sys.exit(EXIT_FINDINGS if comparison.differs else EXIT_OK)
 
 
-def _read(path: str, show: Callable[[int], None] | None) -> Report:
+def _read(path: str, show: Callable[[int], None] | None, keylogs: tuple[str, ...]) -> Report:
     try:
-        report = analyze([path], show)
+        report = analyze([path], show, read_keylogs(keylogs))
     except CaptureError as error:
         fail(str(error))  # names the file already
     except OSError as error:
         fail(f"{path}: {error.strerror or error}")
+    if not report.view.timelines and report.encrypted:
+        fail(
+            f"{path}: no HTTP exchange could be read ({len(report.encrypted)} TLS connection(s) "
+            "stay encrypted: give their key log with --tls-keylog FILE)"
+        )
     if not report.view.timelines:
         fail(f"{path}: no HTTP exchange in the capture, nothing to compare")
     return report

@@ -20,6 +20,7 @@ from authtrace.report.connections import (
 )
 from authtrace.report.model import Report
 from authtrace.report.summary import summarize
+from authtrace.report.tls import encrypted_to_dict, keylog_to_dict
 from authtrace.schemas import Schema, document_head
 
 
@@ -147,4 +148,6 @@ def report_to_dict(report: Report, show_secrets: bool = False) -> dict[str, Any]
         ],
         "kdc": [k.to_dict(show_secrets) for k in report.kdc],
         "anomalies": [anomaly_to_dict(a) for a in report.anomalies],
+        "tls_not_read": [encrypted_to_dict(c) for c in report.encrypted],
+        "tls_keylog": keylog_to_dict(report.keylog),
     }

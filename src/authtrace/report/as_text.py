@@ -14,6 +14,7 @@ from authtrace.handshake.timeline import ConnectionTimeline
 from authtrace.kerberos.kdc import KdcExchange
 from authtrace.report.model import Report
 from authtrace.report.summary import summarize
+from authtrace.report.tls import encrypted_lines, keylog_line
 from authtrace.visible import visible, visible_lines
 
 _WIDTH = 100
@@ -54,6 +55,9 @@ def render_report(report: Report, show_ladders: bool = True, after_findings: str
     lines: list[str] = []
     names = ", ".join(f"{c.name} ({c.format}, {c.frames} frames)" for c in report.captures)
     lines.append(f"authtrace analysis of {names}")
+    keylog = keylog_line(report.keylog)
+    if keylog:
+        lines.append(keylog)
     lines.append("")
     lines.extend(_summary_lines(report))
     lines.append("")
@@ -69,6 +73,10 @@ def render_report(report: Report, show_ladders: bool = True, after_findings: str
     if after_findings:
         # Its own lines (already made visible by its renderer).
         lines.extend(after_findings.rstrip().split("\n"))
+        lines.append("")
+    encrypted = encrypted_lines(report.encrypted, report.keylog)
+    if encrypted:
+        lines.extend(encrypted)
         lines.append("")
     if report.anomalies:
         lines.append(f"Capture anomalies ({len(report.anomalies)})")
@@ -89,7 +97,13 @@ def render_report(report: Report, show_ladders: bool = True, after_findings: str
 def _summary_lines(report: Report) -> list[str]:
     hosts = summarize(report)
     lines = ["Summary"]
-    if not hosts:
+    if not hosts and report.encrypted:
+        # Never "no HTTP" when TLS hid it: the section after the findings says more.
+        lines.append(
+            f"  No HTTP could be read: {len(report.encrypted)} TLS connection(s) stay encrypted "
+            "(see below)."
+        )
+    elif not hosts:
         lines.append("  No HTTP traffic found in the capture.")
     for host in hosts:
         mechanisms = ", ".join(f"{name} x{count}" for name, count in host.authenticated_with)

@@ -13,6 +13,7 @@ from typing import Any
 from authtrace.auth.render import describe_step, step_to_dict
 from authtrace.auth.steps import AuthStep, step_from_credentials_header, steps_from_challenge_header
 from authtrace.http.messages import Exchange, HttpConnection, HttpRequest, HttpResponse
+from authtrace.report.tls import facts_text, facts_to_dict
 from authtrace.visible import visible_lines
 
 _CREDENTIALS = ("authorization", "proxy-authorization")
@@ -41,6 +42,8 @@ def connection_text(connection: HttpConnection) -> str:
         f"{len(connection.exchanges)} exchange(s), {connection.close_reason.replace('_', ' ')}"
         + (f", {sum(g.length for g in connection.gaps)} bytes missing" if connection.gaps else "")
     ]
+    if connection.tls is not None:
+        lines.append("  TLS: " + facts_text(connection.tls))
     for exchange in connection.exchanges:
         lines.append("  " + exchange_line(exchange))
     return visible_lines(lines)
@@ -111,6 +114,7 @@ def connection_to_dict(connection: HttpConnection) -> dict[str, Any]:
         "gaps": [
             {"direction": g.direction, "bytes": g.length, "frame": g.frame} for g in connection.gaps
         ],
+        "tls": facts_to_dict(connection.tls) if connection.tls is not None else None,
     }
 
 

@@ -45,8 +45,13 @@ HANDSHAKE = 22
 APPLICATION_DATA = 23
 HEARTBEAT = 24
 
-_VERSIONS = {0x0300: "SSL 3.0", 0x0301: "TLS 1.0", 0x0302: "TLS 1.1", 0x0303: "TLS 1.2",
-             0x0304: "TLS 1.3"}
+_VERSIONS = {
+    0x0300: "SSL 3.0",
+    0x0301: "TLS 1.0",
+    0x0302: "TLS 1.1",
+    0x0303: "TLS 1.2",
+    0x0304: "TLS 1.3",
+}
 
 
 def version_name(version: int) -> str:
@@ -212,7 +217,11 @@ class TlsConnection:
         out.append(event)
 
     def _lose(
-        self, direction: Direction, side: _Side, what: str, event: StreamData,
+        self,
+        direction: Direction,
+        side: _Side,
+        what: str,
+        event: StreamData,
         out: list[StreamEvent],
     ) -> None:
         side.lost = True
@@ -228,7 +237,12 @@ class TlsConnection:
     # -- records ---------------------------------------------------------------------
 
     def _record(
-        self, event: StreamData, side: _Side, content_type: int, version: bytes, payload: bytes,
+        self,
+        event: StreamData,
+        side: _Side,
+        content_type: int,
+        version: bytes,
+        payload: bytes,
         out: list[StreamEvent],
     ) -> None:
         direction = event.direction
@@ -264,25 +278,39 @@ class TlsConnection:
         try:
             inner_type, plain = side.opener.open(content_type, version, payload)
         except ProtectionError as error:
-            self._failed(direction, side, event, self._plain_length(side.opener, payload),
-                         str(error))
+            self._failed(
+                direction, side, event, self._plain_length(side.opener, payload), str(error)
+            )
             out.append(
-                self._hole(direction, self._plain_length(side.opener, payload), event.frame,
-                           event.timestamp)
+                self._hole(
+                    direction,
+                    self._plain_length(side.opener, payload),
+                    event.frame,
+                    event.timestamp,
+                )
             )
             return
         self._opened += 1
         if inner_type == APPLICATION_DATA:
             if plain:
                 out.append(
-                    StreamData(self.connection, direction, plain, side.start_frame, event.frame,
-                               event.timestamp)
+                    StreamData(
+                        self.connection,
+                        direction,
+                        plain,
+                        side.start_frame,
+                        event.frame,
+                        event.timestamp,
+                    )
                 )
         elif inner_type == HANDSHAKE:
             self._handshake_bytes(direction, side, plain, event)
         elif inner_type == ALERT and len(plain) >= 2 and plain[0] == 2:
-            self._anomaly("tls-alert", f"the {self._role(direction)} sent a fatal TLS alert "
-                          f"({plain[1]})", event.frame)
+            self._anomaly(
+                "tls-alert",
+                f"the {self._role(direction)} sent a fatal TLS alert ({plain[1]})",
+                event.frame,
+            )
 
     @staticmethod
     def _plain_length(opener: RecordOpener, payload: bytes) -> int:
@@ -340,8 +368,10 @@ class TlsConnection:
             self._version = server.version
             self._alpn = server.alpn or self._alpn
             self._resumed = bool(
-                self._hello is not None and server.session_id
-                and server.session_id == self._hello.session_id and server.version < hs.TLS13
+                self._hello is not None
+                and server.session_id
+                and server.session_id == self._hello.session_id
+                and server.version < hs.TLS13
             )
             self._install_keys(server)
         elif kind == hs.HandshakeType.ENCRYPTED_EXTENSIONS:
@@ -358,8 +388,9 @@ class TlsConnection:
             hs.decode_key_update(message.body)
             if side.opener is not None and side.secret and self._suite is not None:
                 side.secret = next_traffic_secret(self._suite, side.secret)
-                side.opener = RecordOpener(self._suite, self._version,
-                                           tls13_keys(self._suite, side.secret))
+                side.opener = RecordOpener(
+                    self._suite, self._version, tls13_keys(self._suite, side.secret)
+                )
                 self._key_updates += 1
 
     def _install_keys(self, server: hs.ServerHello) -> None:
@@ -392,23 +423,27 @@ class TlsConnection:
                 keylog.get(Label.SERVER_HANDSHAKE_TRAFFIC_SECRET, hello.random),
             )
             if None in secrets:
-                self._missing(hello, "CLIENT_HANDSHAKE_TRAFFIC_SECRET / "
-                              "SERVER_HANDSHAKE_TRAFFIC_SECRET")
+                self._missing(
+                    hello, "CLIENT_HANDSHAKE_TRAFFIC_SECRET / SERVER_HANDSHAKE_TRAFFIC_SECRET"
+                )
                 return
             client_secret, server_secret = secrets
             assert client_secret is not None and server_secret is not None
-            client_side.opener = RecordOpener(suite, server.version,
-                                              tls13_keys(suite, client_secret))
-            server_side.opener = RecordOpener(suite, server.version,
-                                              tls13_keys(suite, server_secret))
+            client_side.opener = RecordOpener(
+                suite, server.version, tls13_keys(suite, client_secret)
+            )
+            server_side.opener = RecordOpener(
+                suite, server.version, tls13_keys(suite, server_secret)
+            )
             self._status = KeyStatus.PENDING
             return
         master = keylog.get(Label.CLIENT_RANDOM, hello.random)
         if master is None:
             self._missing(hello, "CLIENT_RANDOM")
             return
-        client_keys, server_keys = tls12_keys(server.version, suite, master, hello.random,
-                                               server.random)
+        client_keys, server_keys = tls12_keys(
+            server.version, suite, master, hello.random, server.random
+        )
         etm = server.encrypt_then_mac and not suite.aead
         client_side.pending = RecordOpener(suite, server.version, client_keys, etm)
         server_side.pending = RecordOpener(suite, server.version, server_keys, etm)
@@ -418,22 +453,25 @@ class TlsConnection:
         hello, suite, keylog = self._hello, self._suite, self._keylog
         if hello is None or suite is None or keylog is None or side.opener is None:
             return
-        label = (Label.CLIENT_TRAFFIC_SECRET_0 if direction is self._client
-                 else Label.SERVER_TRAFFIC_SECRET_0)
+        label = (
+            Label.CLIENT_TRAFFIC_SECRET_0
+            if direction is self._client
+            else Label.SERVER_TRAFFIC_SECRET_0
+        )
         secret = keylog.get(label, hello.random)
         if secret is None:
             side.opener = None
-            self._missing(hello, label.value)
+            self._missing(hello, label.value, f"the {self._role(direction)}'s application data")
             return
         side.secret = secret
         side.opener = RecordOpener(suite, self._version, tls13_keys(suite, secret))
 
-    def _missing(self, hello: hs.ClientHello, labels: str) -> None:
+    def _missing(self, hello: hs.ClientHello, labels: str, what: str = "this connection") -> None:
         self._status = KeyStatus.KEY_MISSING
         self._anomaly(
             "tls-key-missing",
             f"the key log has no {labels} line for client random {hello.random.hex()[:16]}…: "
-            "this connection stays encrypted",
+            f"{what} stays encrypted (not seen)",
         )
         self._check_opaque()
 
@@ -441,9 +479,15 @@ class TlsConnection:
         """Nothing more to decrypt: no keys, and the handshake facts that can
         be read without them are in (TLS 1.2's certificate is in clear before
         the ChangeCipherSpec, TLS 1.3's is encrypted)."""
-        if self._status in (KeyStatus.KEY_MISSING, KeyStatus.NO_KEY_LOG, KeyStatus.NO_HANDSHAKE,
-                            KeyStatus.UNSUPPORTED):
+        if self._status in (
+            KeyStatus.KEY_MISSING,
+            KeyStatus.NO_KEY_LOG,
+            KeyStatus.NO_HANDSHAKE,
+            KeyStatus.UNSUPPORTED,
+        ):
             sides = self._sides.values()
+            if any(s.opener is not None or s.pending is not None for s in sides):
+                return  # one direction still decrypts
             if self._version == hs.TLS13 or all(s.protected for s in sides):
                 self.opaque = True
 

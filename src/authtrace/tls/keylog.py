@@ -56,10 +56,10 @@ class KeyLogCounts:
 
     secrets: lines kept (one secret each); duplicates: lines repeating a kept
     secret; comments and blank lines; unused: valid lines with a label
-    authtrace does not use (0-RTT, exporters, RSA, secrets after a KeyUpdate); garbage: lines that are not
-    key log lines; first_garbage: where the first of those is ("keys.log
-    line 3"), "" when there is none; sources: files
-    and pcapng blocks read; dropped: secrets beyond MAX_ENTRIES.
+    authtrace does not use (0-RTT, exporters, RSA, secrets after a KeyUpdate);
+    garbage: lines that are not key log lines; first_garbage: where the first
+    of those is ("keys.log line 3"), "" when there is none; sources: files and
+    pcapng blocks read; dropped: secrets beyond MAX_ENTRIES.
     """
 
     secrets: int = 0
@@ -80,7 +80,16 @@ class KeyLog:
     _secrets: dict[tuple[Label, bytes], bytes] = field(default_factory=dict)
     _counts: dict[str, int] = field(
         default_factory=lambda: dict.fromkeys(
-            ("secrets", "duplicates", "comments", "blank", "unused", "garbage", "sources", "dropped"),
+            (
+                "secrets",
+                "duplicates",
+                "comments",
+                "blank",
+                "unused",
+                "garbage",
+                "sources",
+                "dropped",
+            ),
             0,
         )
     )

@@ -53,7 +53,6 @@ class TlsFacts:
     resumed: bool = False
 
 
-
 @dataclass(frozen=True, slots=True)
 class EncryptedConnection:
     """A TLS connection whose HTTP could not be read (no key, wrong key, HTTP/2

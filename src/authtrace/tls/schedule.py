@@ -66,8 +66,14 @@ def tls12_keys(
     mac = suite.mac_length
     key = suite.key_length
     iv = suite.fixed_iv_length
-    block = prf(version, suite, master, b"key expansion", server_random + client_random,
-                2 * (mac + key + iv))
+    block = prf(
+        version,
+        suite,
+        master,
+        b"key expansion",
+        server_random + client_random,
+        2 * (mac + key + iv),
+    )
     parts = []
     pos = 0
     for size in (mac, mac, key, key, iv, iv):
@@ -80,7 +86,9 @@ def tls12_keys(
     )
 
 
-def hkdf_expand_label(hash_name: str, secret: bytes, label: bytes, context: bytes, length: int) -> bytes:
+def hkdf_expand_label(
+    hash_name: str, secret: bytes, label: bytes, context: bytes, length: int
+) -> bytes:
     """RFC 8446 section 7.1: HKDF-Expand(secret, HkdfLabel, length) with
     HkdfLabel = uint16 length, opaque label<7..255> = "tls13 " + label,
     opaque context<0..255>."""

@@ -1,0 +1,167 @@
+"""What the reports say about TLS: the connections that stayed encrypted (and
+how to get a key log for them), the key logs read, a connection's TLS facts.
+
+Owns: these sentences and their JSON. Text comes out as plain lines; the
+caller's renderer makes them visible (authtrace/visible.py) like every line.
+Invariant: never a key log secret; SNI and ALPN are capture strings, printed
+only through the caller's escaping; a connection that stayed encrypted is
+"not read", never "no HTTP".
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from typing import Any
+
+from authtrace.tls.keylog import KeyLogCounts
+from authtrace.tls.model import EncryptedConnection, KeyStatus, TlsFacts
+
+# How to get a key log, per client: what an administrator can do at 2 a.m.
+KEYLOG_HOWTO = (
+    "To decrypt, record a TLS key log while capturing and pass it with --tls-keylog FILE:",
+    "  - Chrome, Edge, Firefox, curl (OpenSSL/NSS builds), Python: set the environment "
+    "variable SSLKEYLOGFILE=C:\\keys\\tls.log (or /tmp/tls.log) before starting them;",
+    "  - Wireshark-made pcapng: editcap --inject-secrets tls,KEYLOG in.pcap out.pcapng "
+    "embeds it (authtrace then finds it without any option);",
+    "  - .NET 5+ (HttpClient): SSLKEYLOGFILE works on Linux/OpenSSL; on Windows (SChannel) "
+    "the keys are not exported, capture behind the TLS terminator instead;",
+    "  - Java: a key-logging agent such as jSSLKeyLog (-javaagent:jSSLKeyLog.jar=/tmp/tls.log);",
+    "  - IIS / HTTP.sys and SChannel clients do not write key logs: capture decrypted traffic "
+    "behind the load balancer or TLS terminator.",
+)
+
+_REASONS = {
+    KeyStatus.NO_KEY_LOG: "no key log given",
+    KeyStatus.KEY_MISSING: "the key log has no line for them",
+    KeyStatus.NO_HANDSHAKE: "their handshake is not in the capture (keys cannot be matched)",
+    KeyStatus.UNSUPPORTED: "a TLS version or cipher suite authtrace cannot decrypt",
+    KeyStatus.WRONG_KEY: "the key log's keys do not open their records (wrong key log?)",
+    KeyStatus.PENDING: "the handshake did not finish in the capture",
+    KeyStatus.DECRYPTED: "decrypted, but not HTTP/1 (HTTP/2 is not decoded yet) or no "
+    "complete message",
+}
+
+
+def _target(connection: EncryptedConnection) -> str:
+    name = connection.facts.server_name
+    return f"{name} ({connection.server})" if name else str(connection.server)
+
+
+def _alpn(facts: TlsFacts) -> str:
+    if facts.alpn:
+        return f"ALPN {facts.alpn}"
+    if facts.alpn_offered:
+        return f"ALPN offered {', '.join(facts.alpn_offered)}, none chosen"
+    return "no ALPN"
+
+
+def encrypted_lines(
+    encrypted: tuple[EncryptedConnection, ...] | list[EncryptedConnection],
+    keylog: KeyLogCounts | None,
+) -> list[str]:
+    """The "TLS seen" section: how many TLS connections stayed encrypted, to
+    which server (SNI) with which ALPN and version, why, and how to get keys.
+    Empty when there are none."""
+    if not encrypted:
+        return []
+    lines = [
+        f"TLS connections not read ({len(encrypted)}): their HTTP, if any, is not seen "
+        "(it is not absent)"
+    ]
+    groups: Counter[tuple[str, str, str, KeyStatus]] = Counter()
+    first: dict[tuple[str, str, str, KeyStatus], int] = {}
+    for connection in encrypted:
+        facts = connection.facts
+        key = (_target(connection), _alpn(facts), facts.version or "version not seen", facts.keys)
+        groups[key] += 1
+        first.setdefault(key, connection.first_frame)
+    for (target, alpn, version, status), count in sorted(
+        groups.items(), key=lambda item: first[item[0]]
+    ):
+        lines.append(
+            f"  {count} x to {target}, {version}, {alpn}: {_REASONS[status]} "
+            f"(first at frame {first[(target, alpn, version, status)]})"
+        )
+    statuses = {c.facts.keys for c in encrypted}
+    if statuses & {KeyStatus.NO_KEY_LOG, KeyStatus.KEY_MISSING}:
+        lines.extend(KEYLOG_HOWTO)
+    if keylog is not None and KeyStatus.KEY_MISSING in statuses:
+        lines.append(
+            "  (a key log must come from the client or server of the captured connections, "
+            "written during that capture)"
+        )
+    return lines
+
+
+def keylog_line(counts: KeyLogCounts | None) -> str:
+    """One line on what the key logs held, "" when none was given or embedded."""
+    if counts is None:
+        return ""
+    parts = [f"{counts.secrets} secret(s) from {counts.sources} source(s)"]
+    if counts.comments:
+        parts.append(f"{counts.comments} comment line(s)")
+    if counts.unused:
+        parts.append(f"{counts.unused} line(s) authtrace does not need")
+    if counts.duplicates:
+        parts.append(f"{counts.duplicates} duplicate(s)")
+    if counts.garbage:
+        parts.append(f"{counts.garbage} line(s) not understood, first at {counts.first_garbage}")
+    if counts.dropped:
+        parts.append(f"{counts.dropped} secret(s) beyond the limit, dropped")
+    return "TLS key log: " + "; ".join(parts)
+
+
+def facts_text(facts: TlsFacts) -> str:
+    """A decrypted connection's TLS in a few words, for one-line listings."""
+    sni = f" SNI {facts.server_name}" if facts.server_name else ""
+    failed = f", {facts.records_failed} record(s) not decrypted" if facts.records_failed else ""
+    return f"{facts.version} {facts.cipher_suite}{sni}, {_alpn(facts)}{failed}"
+
+
+def facts_to_dict(facts: TlsFacts) -> dict[str, Any]:
+    """JSON of TlsFacts (docs/json.md, "tls"): certificates as their count and
+    sizes only; the client random is public (it is sent in clear)."""
+    return {
+        "version": facts.version,
+        "cipher_suite": facts.cipher_suite,
+        "server_name": facts.server_name,
+        "alpn_offered": list(facts.alpn_offered),
+        "alpn": facts.alpn,
+        "certificates": [len(der) for der in facts.certificates],
+        "client_random": facts.client_random,
+        "keys": facts.keys.value,
+        "records_decrypted": facts.records_opened,
+        "records_not_decrypted": facts.records_failed,
+        "key_updates": facts.key_updates,
+        "resumed": facts.resumed,
+    }
+
+
+def encrypted_to_dict(connection: EncryptedConnection) -> dict[str, Any]:
+    return {
+        "id": connection.id,
+        "client": str(connection.client),
+        "server": str(connection.server),
+        "first_frame": connection.first_frame,
+        "last_frame": connection.last_frame,
+        "tls": facts_to_dict(connection.facts),
+        "anomalies": [
+            {"kind": a.kind, "message": a.message, "frame": a.frame} for a in connection.anomalies
+        ],
+    }
+
+
+def keylog_to_dict(counts: KeyLogCounts | None) -> dict[str, Any] | None:
+    if counts is None:
+        return None
+    return {
+        "secrets": counts.secrets,
+        "sources": counts.sources,
+        "comments": counts.comments,
+        "blank": counts.blank,
+        "unused": counts.unused,
+        "duplicates": counts.duplicates,
+        "garbage": counts.garbage,
+        "first_garbage": counts.first_garbage,
+        "dropped": counts.dropped,
+    }
