@@ -11,6 +11,7 @@ only through the caller's escaping; a connection that stayed encrypted is
 from __future__ import annotations
 
 from collections import Counter
+from dataclasses import asdict
 from typing import Any
 
 from authtrace.tls.keylog import KeyLogCounts
@@ -152,16 +153,5 @@ def encrypted_to_dict(connection: EncryptedConnection) -> dict[str, Any]:
 
 
 def keylog_to_dict(counts: KeyLogCounts | None) -> dict[str, Any] | None:
-    if counts is None:
-        return None
-    return {
-        "secrets": counts.secrets,
-        "sources": counts.sources,
-        "comments": counts.comments,
-        "blank": counts.blank,
-        "unused": counts.unused,
-        "duplicates": counts.duplicates,
-        "garbage": counts.garbage,
-        "first_garbage": counts.first_garbage,
-        "dropped": counts.dropped,
-    }
+    """JSON of the key log counts: the KeyLogCounts fields as they are (never a secret)."""
+    return asdict(counts) if counts is not None else None

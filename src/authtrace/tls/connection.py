@@ -22,14 +22,17 @@ Frames: a record's plaintext carries the frame that completed the record
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from authtrace.anomalies import Anomaly
 from authtrace.tcp.events import Direction, StreamData, StreamEnd, StreamEvent, StreamGap
 from authtrace.tls import handshake as hs
 from authtrace.tls.keylog import KeyLog, Label
 from authtrace.tls.model import KeyStatus, TlsFacts
-from authtrace.tls.protection import ProtectionError, RecordOpener
-from authtrace.tls.schedule import next_traffic_secret, tls12_keys, tls13_keys
 from authtrace.tls.suites import SUITES, Suite, suite_name
+
+if TYPE_CHECKING:
+    from authtrace.tls.protection import RecordOpener
 
 # RFC 5246 section 6.2.3: a TLSCiphertext fragment is at most 2^14 + 2048
 # bytes (TLS 1.3 allows less, 2^14 + 256, section 5.2).
@@ -52,6 +55,13 @@ _VERSIONS = {
     0x0303: "TLS 1.2",
     0x0304: "TLS 1.3",
 }
+
+
+def _crypto():  # type: ignore[no-untyped-def]
+    """protection and schedule import `cryptography` (0.2 s): only when there are keys."""
+    from authtrace.tls import protection, schedule
+
+    return protection, schedule
 
 
 def version_name(version: int) -> str:
@@ -246,6 +256,13 @@ class TlsConnection:
         out: list[StreamEvent],
     ) -> None:
         direction = event.direction
+        if content_type == APPLICATION_DATA and not self._has_keys():
+            # Application data and no key to open anything: the handshake facts
+            # are in, nothing more can be learnt from this connection.
+            if self._status is KeyStatus.PENDING:
+                self._status = KeyStatus.NO_HANDSHAKE
+            self.opaque = True
+            return
         tls13 = self._suite is not None and self._suite.tls13
         protected = side.protected or (tls13 and content_type == APPLICATION_DATA)
         if not protected:
@@ -258,14 +275,9 @@ class TlsConnection:
                 side.opener = side.pending
                 side.pending = None
             elif content_type == APPLICATION_DATA:
-                if self._server_hello is None:
-                    # The capture started after the handshake: keys cannot be
-                    # matched to the connection (TLS 1.2 needs both randoms).
-                    if self._status is KeyStatus.PENDING:
-                        self._status = KeyStatus.NO_HANDSHAKE
-                    self.opaque = True
-                else:  # protected data before any key change: not TLS as we know it
-                    self._failed(direction, side, event, len(payload), "sent in clear")
+                # Keys are ready but this direction sent no ChangeCipherSpec:
+                # not TLS as RFC 5246 section 7.1 has it; not read as plaintext.
+                self._failed(direction, side, event, len(payload), "sent before ChangeCipherSpec")
             return
         if side.opener is None:
             # Protected, and no keys: the status says why (missing key, no hello...).
@@ -275,9 +287,10 @@ class TlsConnection:
             if content_type == APPLICATION_DATA and self._status is not KeyStatus.NO_KEY_LOG:
                 out.append(self._hole(direction, UNKNOWN_LENGTH, event.frame, event.timestamp))
             return
+        protection, _ = _crypto()
         try:
             inner_type, plain = side.opener.open(content_type, version, payload)
-        except ProtectionError as error:
+        except protection.ProtectionError as error:
             self._failed(
                 direction, side, event, self._plain_length(side.opener, payload), str(error)
             )
@@ -387,9 +400,10 @@ class TlsConnection:
         elif kind == hs.HandshakeType.KEY_UPDATE and self._version == hs.TLS13:
             hs.decode_key_update(message.body)
             if side.opener is not None and side.secret and self._suite is not None:
-                side.secret = next_traffic_secret(self._suite, side.secret)
-                side.opener = RecordOpener(
-                    self._suite, self._version, tls13_keys(self._suite, side.secret)
+                protection, schedule = _crypto()
+                side.secret = schedule.next_traffic_secret(self._suite, side.secret)
+                side.opener = protection.RecordOpener(
+                    self._suite, self._version, schedule.tls13_keys(self._suite, side.secret)
                 )
                 self._key_updates += 1
 
@@ -414,6 +428,7 @@ class TlsConnection:
         if keylog is None:
             self._status = KeyStatus.NO_KEY_LOG
             return
+        protection, schedule = _crypto()
         client = self._client or Direction.TO_SERVER
         server_side = self._sides[_other(client)]
         client_side = self._sides[client]
@@ -429,11 +444,11 @@ class TlsConnection:
                 return
             client_secret, server_secret = secrets
             assert client_secret is not None and server_secret is not None
-            client_side.opener = RecordOpener(
-                suite, server.version, tls13_keys(suite, client_secret)
+            client_side.opener = protection.RecordOpener(
+                suite, server.version, schedule.tls13_keys(suite, client_secret)
             )
-            server_side.opener = RecordOpener(
-                suite, server.version, tls13_keys(suite, server_secret)
+            server_side.opener = protection.RecordOpener(
+                suite, server.version, schedule.tls13_keys(suite, server_secret)
             )
             self._status = KeyStatus.PENDING
             return
@@ -441,12 +456,12 @@ class TlsConnection:
         if master is None:
             self._missing(hello, "CLIENT_RANDOM")
             return
-        client_keys, server_keys = tls12_keys(
+        client_keys, server_keys = schedule.tls12_keys(
             server.version, suite, master, hello.random, server.random
         )
         etm = server.encrypt_then_mac and not suite.aead
-        client_side.pending = RecordOpener(suite, server.version, client_keys, etm)
-        server_side.pending = RecordOpener(suite, server.version, server_keys, etm)
+        client_side.pending = protection.RecordOpener(suite, server.version, client_keys, etm)
+        server_side.pending = protection.RecordOpener(suite, server.version, server_keys, etm)
         self._status = KeyStatus.PENDING
 
     def _application_keys(self, direction: Direction, side: _Side) -> None:
@@ -463,8 +478,11 @@ class TlsConnection:
             side.opener = None
             self._missing(hello, label.value, f"the {self._role(direction)}'s application data")
             return
+        protection, schedule = _crypto()
         side.secret = secret
-        side.opener = RecordOpener(suite, self._version, tls13_keys(suite, secret))
+        side.opener = protection.RecordOpener(
+            suite, self._version, schedule.tls13_keys(suite, secret)
+        )
 
     def _missing(self, hello: hs.ClientHello, labels: str, what: str = "this connection") -> None:
         self._status = KeyStatus.KEY_MISSING
@@ -474,6 +492,9 @@ class TlsConnection:
             f"{what} stays encrypted (not seen)",
         )
         self._check_opaque()
+
+    def _has_keys(self) -> bool:
+        return any(s.opener is not None or s.pending is not None for s in self._sides.values())
 
     def _check_opaque(self) -> None:
         """Nothing more to decrypt: no keys, and the handshake facts that can
@@ -486,7 +507,7 @@ class TlsConnection:
             KeyStatus.UNSUPPORTED,
         ):
             sides = self._sides.values()
-            if any(s.opener is not None or s.pending is not None for s in sides):
+            if self._has_keys():
                 return  # one direction still decrypts
             if self._version == hs.TLS13 or all(s.protected for s in sides):
                 self.opaque = True
