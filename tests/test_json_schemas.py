@@ -31,7 +31,7 @@ SCHEMAS = ROOT / "docs" / "schemas"
 CAPTURES = sorted(
     path
     for path in (ROOT / "captures").rglob("*")
-    if path.is_file() and path.suffix not in {".md", ".json"}
+    if path.is_file() and path.suffix not in {".md", ".json", ".keys"}  # .keys: TLS key logs
 )
 BASELINE = ROOT / "captures" / "scenarios" / "healthy-ntlm.pcap"
 IIS_LOGS = sorted((ROOT / "tests" / "data" / "iis").glob("*.log"))
