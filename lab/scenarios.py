@@ -86,17 +86,18 @@ def curl(lab: Lab, *args: str, wrapper: tuple[str, ...] = ()) -> str:
     return "curl " + done.stdout.strip()
 
 
-def chromium(lab: Lab, target: str, *flags: str) -> str:
+def chromium(lab: Lab, target: str, *flags: str, ticket: bool = False) -> str:
     """Headless Chromium loads ``target`` once with a fresh profile; returns the page size.
 
     As root Chromium needs ``--no-sandbox``. Background services (updates, sync, metrics)
     are switched off so that the browser talks to the lab only; it connects from 127.0.0.1
-    (Chromium cannot choose its source address). It gets a credential cache of its own that
-    holds no ticket: with the lab's ticket for HTTP/web.lab.test (left by an earlier scenario)
-    it answers Negotiate with Kerberos and gets 200, which is another capture.
+    (Chromium cannot choose its source address). Without ``ticket`` it gets a credential cache
+    of its own that holds no ticket (the lab's may hold one from an earlier scenario); with
+    ``ticket`` it uses the lab's, which the caller has filled.
     """
     env = lab.client_env()
-    env["KRB5CCNAME"] = f"FILE:{lab.root / 'chromium-no-ticket.ccache'}"
+    if not ticket:
+        env["KRB5CCNAME"] = f"FILE:{lab.root / 'chromium-no-ticket.ccache'}"
     profile = lab.root / "chromium-profile"
     shutil.rmtree(profile, ignore_errors=True)
     done = run(
@@ -266,6 +267,20 @@ def _check_ap_error(host: str, errors: set[int]) -> Callable[[list[Packet]], lis
 # MIT answers an undecryptable ticket with BADKEYVER (44) or BAD_INTEGRITY (31), never MODIFIED.
 check_ticket_rejected = _check_ap_error(BADKEY.name, {31, 41, 44})
 check_clock_skew = _check_ap_error(WEB.name, {37})  # KRB_AP_ERR_SKEW
+
+
+def check_chromium_ntlm_then_kerberos(packets: list[Packet]) -> list[str]:
+    p: list[str] = []
+    http = _http(packets)
+    requests = [x for x in http if x.method]
+    codes = statuses(packets)
+    _expect(p, all("HeadlessChrome" in x.user_agent for x in requests), "not Chromium")
+    _expect(p, _ntlm_types(packets) == {1}, f"NTLM types {_ntlm_types(packets)}")
+    _expect(p, _auth_schemes(packets) == {"ntlm", "negotiate"}, "not NTLM then Negotiate")
+    _expect(p, f"HTTP/{WEB.name}" in tgs_services(packets), "no TGS-REQ for HTTP/web.lab.test")
+    _expect(p, any(14 in x.kerberos_types for x in requests), "no AP-REQ in HTTP")
+    _expect(p, codes[:2] == [401, 401] and 200 in codes, f"statuses: {codes}")
+    return p
 
 
 def _requests_and_responses(packets: list[Packet]) -> list[tuple[Packet, Packet]]:
@@ -555,6 +570,12 @@ def _clock_skew(lab: Lab) -> str:
     )
 
 
+def _chromium_with_ticket(lab: Lab) -> str:
+    """Chromium with URL credentials and a Kerberos ticket: which does it try, in what order?"""
+    kinit(lab)
+    return chromium(lab, CHROMIUM_URL, f"--auth-server-allowlist={WEB.name}", ticket=True)
+
+
 def _preemptive(lab: Lab) -> str:
     kinit(lab)
     return python_client(lab, "spnego-preemptive", url(WEB.name, "/krb/ok.txt"))
@@ -713,6 +734,12 @@ SCENARIOS: tuple[Scenario, ...] = (
         frozenset({APACHE}),
         lambda lab: chromium(lab, CHROMIUM_URL, f"--auth-server-allowlist={WEB.name}"),
         check_chromium_type1,
+    ),
+    Scenario(
+        "chromium-ntlm-refused-kerberos-works",
+        frozenset({KDC, APACHE}),
+        _chromium_with_ticket,
+        check_chromium_ntlm_then_kerberos,
     ),
     Scenario("kerberos-clock-skew", frozenset({KDC, APACHE}), _clock_skew, check_clock_skew),
 )

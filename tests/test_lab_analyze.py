@@ -57,6 +57,12 @@ EXPECTED: dict[str, tuple[set[str], set[str]]] = {
         {"ntlm-negotiate-rejected"},
         {"ntlm-logon-failed", "no-common-scheme"},
     ),
+    # The refused NEGOTIATE is real (NTLM fails for this client) but the page loaded with
+    # Kerberos: whatever its severity, nothing else may be blamed.
+    "chromium-ntlm-refused-kerberos-works": (
+        {"ntlm-negotiate-rejected"},
+        {"client-ignores-negotiate", "ntlm-logon-failed", "kerberos-fallback-to-ntlm", "kdc-error"},
+    ),
     "kerberos-clock-skew": ({"kerberos-clock-skew"}, {"kerberos-ticket-rejected", "kdc-error"}),
 }
 HEALTHY = {
@@ -136,6 +142,15 @@ def test_modproxy_substitution_names_the_first_user_and_the_second_client(
     assert finding.field("user") == "LAB\\alice"
     assert "127.0.0.19" in (finding.field("clients") or "")
     assert finding.host == "web.lab.test"
+
+
+def test_chromium_authenticates_with_kerberos_after_the_refused_ntlm(
+    reports: dict[str, Report],
+) -> None:
+    from authtrace.report.summary import summarize
+
+    (host,) = summarize(reports["chromium-ntlm-refused-kerberos-works"])
+    assert dict(host.authenticated_with) == {"kerberos": 1}
 
 
 def test_clock_skew_names_the_kerberos_error(reports: dict[str, Report]) -> None:

@@ -167,6 +167,9 @@ TABLE = {
                                    {1, 2, 3}, set(), set(), set()),
     "chromium-ntlm-type1-rejected": ([401, 401, 401], {"negotiate", "ntlm"}, {"ntlm"}, {1},
                                      set(), set(), set()),
+    "chromium-ntlm-refused-kerberos-works": ([401, 401, 200], {"negotiate", "ntlm"},
+                                             {"ntlm", "negotiate"}, {1}, {25},
+                                             {"HTTP/web.lab.test"}, set()),
     "kerberos-clock-skew": ([401], {"negotiate"}, {"negotiate"}, set(), {25},
                             {"HTTP/web.lab.test"}, {37}),
 }  # fmt: skip
@@ -363,6 +366,23 @@ def test_chromium_sends_a_32_byte_negotiate_that_is_refused() -> None:
     assert scheme == "NTLM" and raw[:8] == b"NTLMSSP\0" and len(raw) == 32
     refused = exchanges[1][1]
     assert refused.status == 401 and not refused.ints("ntlmssp.messagetype")
+    assert len({q.stream for q, _ in exchanges}) == 1
+
+
+def test_chromium_with_a_ticket_tries_ntlm_first_then_kerberos() -> None:
+    rows = read("chromium-ntlm-refused-kerberos-works")
+    exchanges = pairs(rows)
+    assert [q.schemes("http.authorization") for q, _ in exchanges] == [
+        set(),
+        {"ntlm"},
+        {"negotiate"},
+    ]
+    assert [r.status for _, r in exchanges] == [401, 401, 200]
+    assert not exchanges[1][1].ints("ntlmssp.messagetype")  # no CHALLENGE for the NEGOTIATE
+    assert 14 in exchanges[2][0].ints("kerberos.msg_type")  # AP-REQ
+    # the TGS-REQ for the web server comes after the refused NEGOTIATE, before the AP-REQ
+    tgs = [r.frame for r in rows if r.kdc and 12 in r.ints("kerberos.msg_type")]
+    assert len(tgs) == 1 and exchanges[1][1].frame < tgs[0] < exchanges[2][0].frame
     assert len({q.stream for q, _ in exchanges}) == 1
 
 
