@@ -51,10 +51,37 @@ def test_json_schema_top_level() -> None:
 def test_filters_keep_only_matching_connections() -> None:
     everything = json.loads(run("analyze", "--json", SPLIT).output)
     assert len(everything["connections"]) == 2
-    none = json.loads(run("analyze", "--json", "--client", "192.0.2.99", SPLIT).output)
-    assert none["connections"] == [] and none["findings"] == []
     host = json.loads(run("analyze", "--json", "--host", "web01.contoso.com", SPLIT).output)
     assert len(host["connections"]) == 2 and host["findings"]
+    by_address = json.loads(run("analyze", "--json", "--host", "198.51.100.20:80", SPLIT).output)
+    assert len(by_address["connections"]) == 2
+    client = json.loads(run("analyze", "--json", "--client", "203.0.113.5", SPLIT).output)
+    assert len(client["connections"]) == 2
+
+
+def test_filter_that_matches_nothing_says_what_there_is() -> None:
+    """Issue 11 item 11: not "No HTTP traffic found ... No authentication
+    problem found" with exit 0, but one line naming what the capture has."""
+    for args in (("--client", "192.0.2.99"), ("--json", "--client", "192.0.2.99")):
+        result = run("analyze", *args, SPLIT)
+        assert result.exit_code == 2 and result.stdout == ""
+        assert result.stderr == (
+            "authtrace: no connection matches --client 192.0.2.99; hosts in the capture: "
+            "web01.contoso.com (198.51.100.20:80); clients: 203.0.113.5\n"
+        )
+    result = run("analyze", "--host", "web02.contoso.com", "--host", "web03", SPLIT, HEALTHY)
+    assert result.exit_code == 2
+    assert result.stderr.startswith(
+        "authtrace: no connection matches --host web02.contoso.com --host web03; "
+        "hosts in the captures: web01.contoso.com (198.51.100.20:80)"
+    )
+    assert "clients" not in result.stderr  # only what was asked about
+    # A host that exists with a client that does not is still nothing.
+    both = run("analyze", "--host", "web01.contoso.com", "--client", "192.0.2.99", SPLIT)
+    assert both.exit_code == 2 and "clients: 203.0.113.5" in both.stderr
+    no_http = run("analyze", "--host", "web01", str(CAPTURES / "scenarios" / "kdc-error-etype.pcap"))
+    assert no_http.exit_code == 2
+    assert no_http.stderr.endswith("the capture has no HTTP connection\n")
 
 
 def test_basic_password_is_redacted_unless_asked() -> None:

@@ -76,6 +76,8 @@ def test_host_option() -> None:
     missing = run("--host", "nowhere.example", working, failing)
     assert missing.exit_code == 2
     assert "nowhere.example" in missing.output
+    # ... and names the hosts each capture does have (issue 11 item 11).
+    assert missing.stderr.count("web01.contoso.com") == 2 and "hosts in " in missing.stderr
 
 
 @pytest.mark.parametrize("which", ["working", "failing"])

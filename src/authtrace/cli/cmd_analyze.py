@@ -27,7 +27,7 @@ from authtrace.iis.capture_log import join_log, log_join_to_dict, render_log_joi
 from authtrace.pipeline import CaptureError, analyze
 from authtrace.report.as_json import report_to_dict
 from authtrace.report.as_text import render_report
-from authtrace.report.filters import filter_report
+from authtrace.report.filters import choices, filter_report, no_match_message
 from authtrace.visible import visible
 
 
@@ -79,7 +79,9 @@ def analyze_command(
     The normal 401s of a healthy handshake are counted, not reported.
 
     \b
-    Exit status: 0 no error or warning, 1 findings, 2 unusable input.
+    Exit status: 0 no error or warning, 1 findings, 2 unusable input (or a
+    --host/--client that matches no connection: the hosts and clients the
+    capture has are listed).
 
     \b
     Examples:
@@ -96,7 +98,11 @@ def analyze_command(
     except CaptureError as error:
         fail(str(error))
     if hosts or clients:
-        report = filter_report(report, hosts, clients)
+        kept = filter_report(report, hosts, clients)
+        if not kept.view.timelines:
+            where = "the captures" if len(captures) > 1 else "the capture"
+            fail(no_match_message(hosts, clients, choices(report), where))
+        report = kept
     join = None
     if iis_logs:
         errors: list[str] = []

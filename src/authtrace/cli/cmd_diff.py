@@ -22,6 +22,7 @@ from authtrace.cli.common import (
 from authtrace.compare.diff import compare
 from authtrace.compare.render import comparison_to_dict, render_comparison
 from authtrace.pipeline import CaptureError, analyze
+from authtrace.report.filters import choices, listed
 from authtrace.report.model import Report
 
 
@@ -79,7 +80,11 @@ def diff_command(
     right = _read(failing, show, tls_keylogs)
     comparison = compare(left, right, hosts)
     if hosts and not comparison.hosts:
-        fail(f"no HTTP traffic to {', '.join(hosts)} in either capture")
+        fail(
+            f"no HTTP traffic to {', '.join(hosts)} in either capture; "
+            f"hosts in {working}: {listed(choices(left).hosts)}; "
+            f"in {failing}: {listed(choices(right).hosts)}"
+        )
     if as_json:
         click.echo(json.dumps(comparison_to_dict(comparison), indent=2))
     else:

@@ -1,27 +1,51 @@
-"""Narrowing a report to some hosts and clients (`--host`, `--client`)."""
+"""Narrowing a report to some hosts and clients (`--host`, `--client`).
+
+This module owns what a host or client filter matches and what there was to
+match. Invariant: a filter that keeps nothing is never silent; `choices` lists
+the hosts and clients the report does have, for the CLI to say so.
+"""
 
 from __future__ import annotations
 
 import dataclasses
+from dataclasses import dataclass
 
 from authtrace.handshake.links import host_of
+from authtrace.handshake.timeline import ConnectionTimeline
 from authtrace.report.model import Report
+
+
+@dataclass(frozen=True, slots=True)
+class Choices:
+    """What a filter could have matched, in first-seen order.
+
+    hosts: each server as the clients named it (Host header) with the
+        address it was reached at, e.g. ``web01.contoso.com (198.51.100.20:80)``,
+        or the address alone when no request named it.
+    clients: the client addresses.
+    """
+
+    hosts: tuple[str, ...]
+    clients: tuple[str, ...]
+
+
+def _names(timeline: ConnectionTimeline) -> set[str]:
+    """Every string `--host` matches for this connection (lower case)."""
+    connection = timeline.connection
+    names = {host_of(step, connection) for step in timeline.steps}
+    return names | {str(connection.server), connection.server.ip}
 
 
 def filter_report(report: Report, hosts: tuple[str, ...], clients: tuple[str, ...]) -> Report:
     """Keep the connections (and findings) of these hosts and client addresses."""
-    wanted_hosts = {h.lower() for h in hosts}
-    wanted_clients = set(clients)
+    wanted_hosts = {h.strip().lower() for h in hosts}
+    wanted_clients = {c.strip() for c in clients}
 
-    def keep(timeline) -> bool:  # type: ignore[no-untyped-def]
+    def keep(timeline: ConnectionTimeline) -> bool:
         connection = timeline.connection
         if wanted_clients and connection.client.ip not in wanted_clients:
             return False
-        if not wanted_hosts:
-            return True
-        names = {host_of(step, connection) for step in timeline.steps}
-        names |= {str(connection.server), connection.server.ip}
-        return bool(names & wanted_hosts)
+        return not wanted_hosts or bool(_names(timeline) & wanted_hosts)
 
     timelines = tuple(t for t in report.view.timelines if keep(t))
     kept = {t.connection.id for t in timelines}
@@ -37,3 +61,37 @@ def filter_report(report: Report, hosts: tuple[str, ...], clients: tuple[str, ..
         by_id={t.connection.id: t for t in timelines},
     )
     return dataclasses.replace(report, view=view, findings=findings)
+
+
+def choices(report: Report) -> Choices:
+    """The hosts and clients of every HTTP connection of the report. Cost: one
+    pass over the judged exchanges."""
+    hosts: dict[str, None] = {}
+    clients: dict[str, None] = {}
+    for timeline in report.view.timelines:
+        connection = timeline.connection
+        server = str(connection.server)
+        named = {host_of(step, connection) for step in timeline.steps} - {server}
+        for name in sorted(named) or [None]:
+            hosts.setdefault(f"{name} ({server})" if name else server)
+        clients.setdefault(connection.client.ip)
+    return Choices(tuple(hosts), tuple(clients))
+
+
+def listed(items: tuple[str, ...], limit: int = 12) -> str:
+    """At most `limit` items joined by commas, then how many more there are."""
+    shown = ", ".join(items[:limit])
+    return shown + (f" and {len(items) - limit} more" if len(items) > limit else "")
+
+
+def no_match_message(
+    hosts: tuple[str, ...], clients: tuple[str, ...], available: Choices, where: str = "the capture"
+) -> str:
+    """One line: which filter kept nothing, and what `where` does have."""
+    asked = " ".join([f"--host {h}" for h in hosts] + [f"--client {c}" for c in clients])
+    if not available.hosts:
+        return f"no connection matches {asked}: {where} has no HTTP connection"
+    parts = [f"hosts in {where}: {listed(available.hosts)}"]
+    if clients:
+        parts.append(f"clients: {listed(available.clients)}")
+    return f"no connection matches {asked}; " + "; ".join(parts)
