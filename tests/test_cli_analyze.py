@@ -79,7 +79,9 @@ def test_filter_that_matches_nothing_says_what_there_is() -> None:
     # A host that exists with a client that does not is still nothing.
     both = run("analyze", "--host", "web01.contoso.com", "--client", "192.0.2.99", SPLIT)
     assert both.exit_code == 2 and "clients: 203.0.113.5" in both.stderr
-    no_http = run("analyze", "--host", "web01", str(CAPTURES / "scenarios" / "kdc-error-etype.pcap"))
+    no_http = run(
+        "analyze", "--host", "web01", str(CAPTURES / "scenarios" / "kdc-error-etype.pcap")
+    )
     assert no_http.exit_code == 2
     assert no_http.stderr.endswith("the capture has no HTTP connection\n")
 

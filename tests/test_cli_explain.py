@@ -34,7 +34,7 @@ def test_several_codes_and_kinds() -> None:
     for expected in (
         "401.2 Logon failed due to server configuration",
         "2148074254 = 0x8009030E SEC_E_NO_CREDENTIALS",
-        "1326 ERROR_LOGON_FAILURE",
+        "1326 = 0x0000052E ERROR_LOGON_FAILURE",
         "Kerberos error 37 KRB_AP_ERR_SKEW",
         "NTLMSSP_NEGOTIATE_SIGN",
         "NTLMSSP_NEGOTIATE_NTLM",

@@ -84,12 +84,57 @@ def test_several_files_and_skipped_lines() -> None:
     assert report["failure_users"][0]["count"] == 1
 
 
-def test_nothing_readable_exits_2(tmp_path: Path) -> None:
-    code, out = _run(DATA / "apache_combined.log")
-    assert code == 2 and "other-log-format" in out
-    code, _ = _run(tmp_path / "missing.log")
-    assert code == 2
+def _run_split(*args: str | Path) -> tuple[int, str, str]:
+    result = CliRunner().invoke(main, ["iislog", *map(str, args)])
+    assert result.exception is None or isinstance(result.exception, SystemExit), result.output
+    return result.exit_code, result.stdout, result.stderr
+
+
+def test_nothing_readable_exits_2_with_one_line_and_no_report(tmp_path: Path) -> None:
+    """Issue 11 item 13: not a report saying "no authentication failures"."""
     binary = tmp_path / "random.bin"
     binary.write_bytes(bytes(range(256)) * 40)
-    code, _ = _run(binary)
-    assert code == 2
+    for args in ((DATA / "apache_combined.log",), ("--json", DATA / "apache_combined.log")):
+        code, out, err = _run_split(*args)
+        assert (code, out) == (2, "")
+        assert err.startswith("authtrace: no W3C log entries in ") and "other-log-format" in err
+        assert err.count("\n") == 1
+    code, out, err = _run_split(binary)
+    assert (code, out) == (2, "") and "no-fields-directive" in err and err.count("\n") == 1
+
+
+def test_missing_or_unopenable_file_is_one_line_exit_2(tmp_path: Path) -> None:
+    missing = tmp_path / "u_ex231114.log"
+    for args in ((missing,), ("--json", missing), (DATA / "iis6.log", missing), (tmp_path,)):
+        code, out, err = _run_split(*args)
+        assert (code, out) == (2, ""), args
+        assert err.count("\n") == 1 and "no authentication failures" not in err
+    assert _run_split(missing)[2] == f"authtrace: {missing}: No such file or directory\n"
+    assert _run_split(tmp_path)[2] == f"authtrace: {tmp_path}: Is a directory\n"
+
+
+def test_analyze_iis_log_missing_is_one_line_and_the_report_stands(tmp_path: Path) -> None:
+    capture = DATA.parent.parent.parent / "captures" / "scenarios" / "pooling-proxy.pcap"
+    missing = tmp_path / "u_ex.log"
+    result = CliRunner().invoke(main, ["analyze", str(capture), "--iis-log", str(missing)])
+    assert result.exit_code == 1 and "ntlm-handshake-split" in result.stdout
+    assert result.stderr == (
+        f"authtrace: --iis-log {missing}: No such file or directory (left out)\n"
+    )
+
+
+def test_win32_status_named_as_administrators_search_for_it() -> None:
+    """Decimal, hex and symbol beside the words, for failures and normal legs."""
+    code, out = _run(DATA / "iis10_handshakes.log")
+    assert code == 1
+    lines = out.splitlines()
+    at = lines.index(
+        "  401 1 2148074248  x2  invalid token: the server could not use the client's token"
+    )
+    assert lines[at + 1] == "      sc-win32-status 2148074248 = 0x80090308 SEC_E_INVALID_TOKEN"
+    assert "      sc-win32-status 1326 = 0x0000052E ERROR_LOGON_FAILURE" in lines
+    assert (
+        "  401 1 2148074254  x4  sc-win32-status 2148074254 = 0x8009030E SEC_E_NO_CREDENTIALS"
+        in lines
+    )
+    assert any(x.endswith("sc-win32-status 5 = 0x00000005 ERROR_ACCESS_DENIED") for x in lines)

@@ -22,7 +22,7 @@ from authtrace.cli.common import (
     tls_keylog_option,
     wants_progress,
 )
-from authtrace.cli.logfiles import read_log_entries
+from authtrace.cli.logfiles import read_log_entries, unopenable
 from authtrace.iis.capture_log import join_log, log_join_to_dict, render_log_join
 from authtrace.pipeline import CaptureError, analyze
 from authtrace.report.as_json import report_to_dict
@@ -104,6 +104,11 @@ def analyze_command(
             fail(no_match_message(hosts, clients, choices(report), where))
         report = kept
     join = None
+    if iis_logs and (problems := unopenable(iis_logs)):
+        # The capture's findings still stand: say which log is left out, once.
+        for problem in problems:
+            click.echo(f"authtrace: --iis-log {visible(problem)} (left out)", err=True)
+        iis_logs = tuple(p for p in iis_logs if not unopenable((p,)))
     if iis_logs:
         errors: list[str] = []
         entries = [e for path in iis_logs for e in read_log_entries(path, [], errors)]

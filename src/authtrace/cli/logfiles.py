@@ -27,6 +27,20 @@ def _lines(stream: BinaryIO) -> Iterator[str]:
         yield raw.decode("utf-8", errors="replace")
 
 
+def unopenable(paths: tuple[Path, ...]) -> list[str]:
+    """One line per file that cannot be opened for reading (missing, a
+    directory, no permission), naming it as the user did: checked before any
+    is read, so a mistyped name is an error, not a report of an empty log."""
+    problems = []
+    for path in paths:
+        try:
+            with path.open("rb"):
+                pass
+        except OSError as exc:
+            problems.append(f"{path}: {exc.strerror or exc}")
+    return problems
+
+
 def read_log_entries(
     path: Path, reports: list[ParseReport], errors: list[str]
 ) -> Iterator[LogEntry]:

@@ -12,7 +12,6 @@ from __future__ import annotations
 from typing import Any
 
 from authtrace.iis.codes import (
-    CodeFamily,
     Explanation,
     NtlmFlagsExplanation,
     StatusCode,
@@ -27,9 +26,17 @@ from authtrace.visible import visible_lines
 _CHALLENGE_LEG = "401 1 2148074254"
 
 
+def win32_label(code: Win32Code) -> str:
+    """A win32 status as administrators search for it: decimal (as IIS logs
+    it), hex (as Windows and SSPI documentation write it) and symbol, e.g.
+    ``2148074248 = 0x80090308 SEC_E_INVALID_TOKEN``; an unknown code keeps
+    its numbers."""
+    name = code.name if code.known else "(not in authtrace's table)"
+    return f"{code.code} = {code.hex} {name}"
+
+
 def _win32_line(code: Win32Code) -> str:
-    number = f"{code.code} = {code.hex}" if code.family is CodeFamily.SSPI else str(code.code)
-    return f"{number} {code.name}: {code.meaning}"
+    return f"{win32_label(code)}: {code.meaning}"
 
 
 def _status_lines(sc: StatusCode, indent: str = "") -> list[str]:
@@ -187,6 +194,7 @@ def _never_reason(pair: ClientUrl) -> str:
 def _group_lines(g: TripleGroup) -> list[str]:
     return [
         f"  {g.explanation.triple}  x{g.count:,}  {g.explanation.summary}",
+        f"      sc-win32-status {win32_label(g.explanation.win32_code)}",
         f"      urls: {_counts(g.urls)}",
         f"      clients: {_counts(g.clients)}",
         *([f"      users: {_counts(g.users)}"] if g.users else []),
@@ -245,6 +253,11 @@ def format_summary(
         f"{summary.normal_legs:,} normal handshake legs"
         + (f" ({leg_triples})" if leg_triples else "")
     )
+    for g in leg_groups:
+        lines.append(
+            f"  {g.explanation.triple}  x{g.count:,}  "
+            f"sc-win32-status {win32_label(g.explanation.win32_code)}"
+        )
     lines.append(f"{summary.successes:,} successful responses (2xx/3xx)")
     if summary.success_users:
         lines.append(f"  users on successful responses: {_counts(summary.success_users, 10)}")
