@@ -61,3 +61,63 @@ def test_bad_input_exits_2_with_one_line() -> None:
         assert out == ""
         assert len(err.strip().splitlines()) == 1 and err.startswith("authtrace decode: ")
         assert "Traceback" not in err
+
+
+def _steps(*args: str, stdin: str | None = None) -> list[dict]:
+    code, out, err = run("--json", *args, stdin=stdin)
+    assert code == 0, err
+    return json.loads(out)["steps"]
+
+
+def _offers(steps: list[dict]) -> list[tuple[str, str]]:
+    return [(s["scheme"], s["message"]) for s in steps]
+
+
+def test_a_bare_challenge_is_an_offer() -> None:
+    """Issue 11 item 14: `Negotiate` alone is what a server offers, not bad base64."""
+    for word in ("Negotiate", "NTLM", "kerberos", " Basic\n"):
+        (step,) = _steps(word)
+        assert (step["message"], step["kind"], step["mechanism"]) == ("OFFER", "challenge", "none")
+        assert step["scheme"] == word.strip()
+    code, out, _ = run("Negotiate")
+    assert code == 0 and out.splitlines()[0] == "Negotiate (offer)"
+
+
+def test_challenges_joined_by_commas_as_tshark_prints_them() -> None:
+    assert _offers(_steps("Negotiate, NTLM")) == [("Negotiate", "OFFER"), ("NTLM", "OFFER")]
+    digest, basic = _steps('Digest realm="a, b", nonce="x", Basic realm="y"')
+    assert (digest["message"], digest["realm"], digest["nonce"]) == (
+        "DIGEST_CHALLENGE",
+        "a, b",
+        "x",
+    )
+    assert (basic["scheme"], basic["realm"]) == ("Basic", "y")
+    code, out, _ = run("Negotiate, NTLM")
+    assert code == 0 and out.split("\n\n")[1].startswith("NTLM (offer)")
+    # A single challenge with commas between its parameters stays one.
+    (bearer,) = _steps('Bearer realm="api", error="invalid_token", error_description="expired"')
+    assert bearer["message"] == "BEARER_CHALLENGE"
+    # Digest credentials have commas too and are still credentials.
+    (response,) = _steps('Digest username="u", realm="r", nonce="n", uri="/", response="00"')
+    assert (response["kind"], response["message"]) == ("credentials", "DIGEST_RESPONSE")
+
+
+def test_the_authenticate_line_itself_gives_every_challenge() -> None:
+    data = bytes.fromhex((DATA / "ms-nlmp_4.2.4.3_challenge.hex").read_text().strip())
+    token = base64.b64encode(data).decode()
+    steps = _steps(f'WWW-Authenticate: Negotiate, NTLM {token}, Basic realm="intranet"')
+    assert _offers(steps) == [
+        ("Negotiate", "OFFER"),
+        ("NTLM", "NTLM_CHALLENGE"),
+        ("Basic", "OFFER"),
+    ]
+    assert {s["header"] for s in steps} == {"WWW-Authenticate"}
+    (proxy,) = _steps('Proxy-Authenticate: Basic realm="squid"')
+    assert proxy["proxy"] is True and proxy["header"] == "Proxy-Authenticate"
+    pasted = "WWW-Authenticate: Negotiate\r\nWWW-Authenticate: NTLM\r\n"
+    assert _offers(_steps("-", stdin=pasted)) == [("Negotiate", "OFFER"), ("NTLM", "OFFER")]
+
+
+def test_nothing_decodable_is_still_exit_2() -> None:
+    code, out, err = run("not a token at all")
+    assert (code, out) == (2, "") and err.startswith("authtrace decode: ")

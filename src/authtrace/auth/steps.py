@@ -347,31 +347,63 @@ def _looks_decodable(data: bytes) -> bool:
 def decode_value(text: str) -> AuthStep:
     """Decode what a person pastes: a header line, ``Scheme token``, a bare
     base64 token or hex. Never raises; unreadable input gives a MALFORMED step.
+    Where the value holds several challenges, the first that carries something
+    (`decode_values` gives them all).
+    """
+    steps = decode_values(text)
+    return next((step for step in steps if step.token is not None), steps[0])
+
+
+def decode_values(text: str) -> tuple[AuthStep, ...]:
+    """Every step in what a person pastes, in order (at least one; never raises).
+
+    Besides what `decode_value` reads: the ``WWW-Authenticate:`` /
+    ``Proxy-Authenticate:`` line itself with all its challenges, several such
+    lines (as browser developer tools copy them), a bare scheme offered
+    without a token (``Negotiate``), and challenges joined by commas as tshark
+    prints several headers (``Negotiate, NTLM``, ``Digest realm="a, b",
+    nonce="x", Basic realm="y"``: RFC 9110 section 11.6.1 lets a comma
+    separate challenges as well as a challenge's parameters, and
+    auth.headers tells them apart).
     """
     try:
-        return _decode_value(text)
+        return _decode_values(text)
     except Exception as error:  # noqa: BLE001 - the entry point never raises
-        return _failure("", StepKind.CREDENTIALS, f"{type(error).__name__}: {error}")
+        return (_failure("", StepKind.CREDENTIALS, f"{type(error).__name__}: {error}"),)
 
 
-def _decode_value(text: str) -> AuthStep:
+# Scheme names administrators paste alone, as a server offers them without a
+# token (IANA HTTP Authentication Scheme Registry, plus NTLM and Kerberos).
+_SCHEME_WORDS = frozenset({"negotiate", "ntlm", "kerberos", "basic", "digest", "bearer"})
+
+
+def _decode_values(text: str) -> tuple[AuthStep, ...]:
+    lines = [line for line in text.strip().splitlines() if line.strip()]
+    if len(lines) > 1 and all(_HEADER_LINE.fullmatch(line) for line in lines):
+        return tuple(step for line in lines for step in _decode_values(line))
     value = text.strip()
-    if not value:
-        return _failure("", StepKind.CREDENTIALS, "empty input")
     line = _HEADER_LINE.fullmatch(value)
     if line:
         name, rest = line.group(1), line.group(2).strip()
         if name.lower().endswith("authenticate"):
             steps = steps_from_challenge_header(name, rest)
             if not steps:
-                return _failure(name, StepKind.CHALLENGE, "no challenge in the header")
-            # Several challenges: show the one that carries something.
-            for step in steps:
-                if step.token is not None:
-                    return step
-            return steps[0]
-        return step_from_credentials_header(name, rest)
+                return (_failure(name, StepKind.CHALLENGE, "no challenge in the header"),)
+            return tuple(steps)
+        return (step_from_credentials_header(name, rest),)
+    if value.lower() in _SCHEME_WORDS:
+        return tuple(steps_from_challenge_header("", value))
+    if "," in value and len(parse_challenges(value)) > 1:
+        # Credentials are one scheme and its token or parameters: a second
+        # scheme after a comma makes this a list of challenges.
+        return tuple(steps_from_challenge_header("", value))
+    return (_decode_value(text),)
 
+
+def _decode_value(text: str) -> AuthStep:
+    value = text.strip()
+    if not value:
+        return _failure("", StepKind.CREDENTIALS, "empty input")
     compact = _HEX_SEPARATORS.sub("", value)
     if _HEX.fullmatch(compact):
         data = bytes.fromhex(compact)

@@ -2,7 +2,7 @@
 
 This module owns only the command line of decoding: reading the value,
 choosing tree or JSON, and the exit code (0 decoded, 2 unusable input). The
-decoding is authtrace.auth.steps.decode_value; the rendering is auth.render.
+decoding is authtrace.auth.steps.decode_values; the rendering is auth.render.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ import click
 from authtrace.auth.kinds import Message
 from authtrace.auth.malformed import Malformed
 from authtrace.auth.render import format_step_tree, step_to_dict
-from authtrace.auth.steps import decode_value
+from authtrace.auth.steps import decode_values
 from authtrace.cli import main
 from authtrace.schemas import Schema, document_head
 from authtrace.visible import visible
@@ -48,25 +48,38 @@ def _reason(token: object) -> str:
 )
 @click.argument("value")
 def decode_command(as_json: bool, show_secrets: bool, value: str) -> None:
-    """Decode one auth header value or token (VALUE, or - to read stdin).
+    """Decode an auth header value or token (VALUE, or - to read stdin).
 
     \b
-    Accepts:
-      'NTLM TlRMTVNTUAAB...'            scheme and token
-      'Authorization: Negotiate YII...' a whole header line
-      'WWW-Authenticate: Digest ...'    challenges too
-      TlRMTVNTUAAB... / 4e544c4d...     a bare base64 or hex token
+    Accepts what you copy from a capture, a log or the browser:
+      'NTLM TlRMTVNTUAAB...'              scheme and token
+      'Authorization: Negotiate YII...'   a whole header line
+      'WWW-Authenticate: Negotiate, NTLM' a challenge line: every challenge
+      'Negotiate, NTLM'                   challenges joined by commas, as tshark
+                                          prints several headers
+      'Digest realm="a, b", nonce="x", Basic realm="y"'
+      Negotiate                           a scheme offered alone
+      TlRMTVNTUAAB... / 4e544c4d...       a bare base64 or hex token
+    Several header lines (one per line, on stdin) are decoded in order.
+
+    \b
+    Exit status: 0 decoded (a challenge list may hold a malformed one, shown
+    with its reason), 2 nothing could be decoded.
     """
     if value == "-":
         value = sys.stdin.read(MAX_INPUT + 1)
     if len(value) > MAX_INPUT:
         raise click.ClickException(f"input longer than {MAX_INPUT} characters")
-    step = decode_value(value)
-    if step.message is Message.MALFORMED:
-        click.echo(f"authtrace decode: {visible(_reason(step.token))}", err=True)
+    steps = decode_values(value)
+    if all(step.message is Message.MALFORMED for step in steps):
+        reasons = "; ".join(dict.fromkeys(_reason(step.token) for step in steps))
+        click.echo(f"authtrace decode: {visible(reasons)}", err=True)
         sys.exit(2)
     if as_json:
-        document = {**document_head(Schema.DECODE), "steps": [step_to_dict(step, show_secrets)]}
+        document = {
+            **document_head(Schema.DECODE),
+            "steps": [step_to_dict(step, show_secrets) for step in steps],
+        }
         click.echo(json.dumps(document, indent=2, ensure_ascii=False))
     else:
-        click.echo(format_step_tree(step, show_secrets))
+        click.echo("\n\n".join(format_step_tree(step, show_secrets) for step in steps))
