@@ -257,7 +257,7 @@ class Pipeline:
             if live.http is None and not live.kerberos and live.tls is None:
                 self._route(live, event)
         elif isinstance(event, StreamGap):
-            live.gaps.append(GapMark(event.direction.value, event.length, event.frame))
+            live.gaps.append(GapMark(event.direction, event.length, event.frame))
         # StreamData, StreamGap, StreamEnd: the connection's application decides.
         if live.tls is not None:
             self._through_tls(live, live.tls.feed(event))
@@ -357,8 +357,8 @@ class Pipeline:
             syn_seen=event.syn_seen,
             fin_seen=event.fin_seen,
             rst_seen=event.rst_seen,
-            close_reason=event.reason.value,
-            closed_by=event.closed_by.value if event.closed_by is not None else None,
+            close_reason=event.reason,
+            closed_by=event.closed_by,
             close_frame=event.frame,
             packets=event.packets,
             gaps=tuple(live.gaps),

@@ -27,6 +27,7 @@ from authtrace.handshake.model import NORMAL_LEGS, AuthExchange, Leg, Outcome, R
 from authtrace.handshake.timeline import ConnectionTimeline
 from authtrace.http.messages import HttpConnection
 from authtrace.kerberos.kdc import KdcExchange
+from authtrace.tcp.events import CloseReason, Direction
 
 # How long after an anonymous 401 a client may take to come back with credentials,
 # and how far apart the legs of one split NTLM handshake may be.
@@ -154,7 +155,8 @@ def _link_kdc(
         return links
     by_service = TimeIndex((e.spn, e.request_time, (n, e)) for n, e in entries)  # type: ignore[misc]
     by_client = TimeIndex(
-        ((e.spn, e.client.ip), e.request_time, (n, e)) for n, e in entries  # type: ignore[misc]
+        ((e.spn, e.client.ip), e.request_time, (n, e))
+        for n, e in entries  # type: ignore[misc]
     )
     for timeline in timelines:
         client_ip = timeline.connection.client.ip
@@ -357,9 +359,11 @@ def _closed_after(timeline: ConnectionTimeline, position: int) -> bool:
 def closed_by_server(connection: HttpConnection) -> bool:
     """The server side (or a middlebox) ended the connection: a reset, or a FIN
     that the server sent first. A client that closes its own connection chose to."""
-    if connection.close_reason == "rst":
+    if connection.close_reason is CloseReason.RST:
         return True
-    return connection.close_reason == "fin" and connection.closed_by == "to_client"
+    return (
+        connection.close_reason is CloseReason.FIN and connection.closed_by is Direction.TO_CLIENT
+    )
 
 
 # Tokens that carry fresh randomness (a server challenge, a proof, a ticket and
@@ -449,7 +453,7 @@ def _outcome(
         if came_back.after(step, timeline):
             return Outcome.NORMAL
         if (
-            connection.close_reason == "end_of_capture"
+            connection.close_reason is CloseReason.END_OF_CAPTURE
             and capture_end - response.timestamp <= END_OF_CAPTURE_MARGIN
             and not _later_requests(step, timeline, position)
         ):

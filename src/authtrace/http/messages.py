@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 
 from authtrace.anomalies import Anomaly
 from authtrace.fastinit import constructor
-from authtrace.tcp.events import Endpoint
+from authtrace.tcp.events import CloseReason, Direction, Endpoint
 from authtrace.tls.model import TlsFacts
 
 
@@ -122,7 +122,7 @@ def _all(headers: tuple[Header, ...], name: str) -> list[str]:
 class GapMark:
     """Where a TCP connection lost bytes (loss, snaplen, capture start)."""
 
-    direction: str  # tcp.events.Direction value
+    direction: Direction
     length: int
     frame: int
 
@@ -143,8 +143,8 @@ class HttpConnection:
     syn_seen: bool
     fin_seen: bool
     rst_seen: bool
-    close_reason: str  # tcp.events.CloseReason value
-    closed_by: str | None  # tcp.events.Direction value
+    close_reason: CloseReason
+    closed_by: Direction | None  # the side whose FIN came first, if both closed
     close_frame: int
     packets: int
     gaps: tuple[GapMark, ...]

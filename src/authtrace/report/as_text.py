@@ -175,7 +175,7 @@ def render_finding(finding: Finding, number: int) -> list[str]:
 
 def render_ladder(timeline: ConnectionTimeline, view: HandshakeView | None = None) -> list[str]:
     connection = timeline.connection
-    closing = connection.close_reason.replace("_", " ")
+    closing = connection.close_reason.value.replace("_", " ")
     lines = [
         f"Connection {connection.id}  {connection.client} -> {connection.server}  "
         f"(frames {connection.first_frame}-{connection.last_frame}, "

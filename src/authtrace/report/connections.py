@@ -36,10 +36,11 @@ def exchange_steps(exchange: Exchange) -> tuple[list[AuthStep], list[AuthStep]]:
 
 
 def connection_text(connection: HttpConnection) -> str:
+    closing = connection.close_reason.value.replace("_", " ")
     lines = [
         f"connection {connection.id}: {connection.client} -> {connection.server}  "
         f"frames {connection.first_frame}-{connection.last_frame}, "
-        f"{len(connection.exchanges)} exchange(s), {connection.close_reason.replace('_', ' ')}"
+        f"{len(connection.exchanges)} exchange(s), {closing}"
         + (f", {sum(g.length for g in connection.gaps)} bytes missing" if connection.gaps else "")
     ]
     if connection.tls is not None:
@@ -109,10 +110,11 @@ def connection_to_dict(connection: HttpConnection) -> dict[str, Any]:
         "first_frame": connection.first_frame,
         "last_frame": connection.last_frame,
         "syn_seen": connection.syn_seen,
-        "close": connection.close_reason,
+        "close": connection.close_reason.value,
         "close_frame": connection.close_frame,
         "gaps": [
-            {"direction": g.direction, "bytes": g.length, "frame": g.frame} for g in connection.gaps
+            {"direction": g.direction.value, "bytes": g.length, "frame": g.frame}
+            for g in connection.gaps
         ],
         "tls": facts_to_dict(connection.tls) if connection.tls is not None else None,
     }

@@ -12,6 +12,7 @@ from authtrace.diagnose.finding import Finding, Severity
 from authtrace.diagnose.rule import rule
 from authtrace.handshake.model import Leg, Outcome
 from authtrace.handshake.timeline import ConnectionTimeline
+from authtrace.tcp.events import CloseReason
 
 # Legs that continue a handshake begun earlier on the same connection.
 _MIDWAY_LEGS = frozenset(
@@ -85,7 +86,7 @@ def _missing(
         lost = sum(gap.length for gap in connection.gaps)
         problems.append(f"{lost} bytes were not captured ({len(connection.gaps)} gap(s))")
     unanswered = [loc for loc in located if loc.step.exchange.response is None]
-    if unanswered and connection.close_reason == "end_of_capture":
+    if unanswered and connection.close_reason is CloseReason.END_OF_CAPTURE:
         problems.append("the capture ends before the server's answer")
     if not problems:
         return None

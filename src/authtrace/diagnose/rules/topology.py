@@ -16,6 +16,7 @@ from authtrace.diagnose.finding import Finding, Severity
 from authtrace.diagnose.rule import rule
 from authtrace.handshake.links import closed_by_server
 from authtrace.handshake.model import Leg, Outcome, Realm, Sent, State
+from authtrace.tcp.events import CloseReason, Direction
 
 _SPLIT_FIX = (
     "Keep every leg of a Windows-authentication handshake on one TCP connection: give the "
@@ -164,6 +165,13 @@ def _closed_finding(challenge: Located, legs: list[Located]) -> Finding:
     )
 
 
+# Who sent the first FIN, as the report says it.
+_CLOSED_BY: dict[Direction | None, str] = {
+    Direction.TO_SERVER: "the client",
+    Direction.TO_CLIENT: "the server",
+}
+
+
 def _close_reason(located: Located) -> str:
     response = located.step.exchange.response
     connection = located.timeline.connection
@@ -171,9 +179,9 @@ def _close_reason(located: Located) -> str:
         return "`Connection: close` in that 401"
     if response is not None and response.version == "HTTP/1.0":
         return "an HTTP/1.0 response that ends the connection"
-    if connection.close_reason == "rst":
+    if connection.close_reason is CloseReason.RST:
         return f"a reset (RST) at frame {connection.close_frame}"
-    by = {"to_server": "the client", "to_client": "the server"}.get(connection.closed_by or "", "")
+    by = _CLOSED_BY.get(connection.closed_by, "")
     source = f" from {by}" if by else ""
     return f"the connection closing (FIN{source}) at frame {connection.close_frame}"
 
