@@ -1,27 +1,82 @@
 """Anomalies ("weirds"): oddities found in the input, named by stable ids.
 
 Every layer reports what it could not read as an `Anomaly` value instead of
-raising out of the pipeline. The `kind` strings are part of the JSON output
-and must not change once released; add new ones instead.
+raising out of the pipeline. This module owns the ids: every kind is declared
+once in `AnomalyKind` (tests/test_anomaly_kinds.py refuses an undeclared one
+and keeps docs/json.md listing them all). The values are part of the JSON
+output and must not change once released; add new ones instead.
 """
 
 from __future__ import annotations
 
+import enum
 from dataclasses import dataclass
+
+
+class AnomalyKind(enum.StrEnum):
+    """Every anomaly id, by the layer that reports it. A StrEnum: the value is
+    the id itself, so it prints and serialises as the id."""
+
+    # readers: the capture file
+    CAPTURE_UNREADABLE = "capture-unreadable"  # not a capture authtrace can read
+    CAPTURE_TRUNCATED = "capture-truncated"  # the file ends inside a record
+    CAPTURE_CORRUPT = "capture-corrupt"  # a record that cannot be right; reading stopped
+    CAPTURE_OVERLAP = "capture-overlap"  # several captures whose times overlap
+    # net: link, IP and transport headers
+    NET_TRUNCATED = "net-truncated"  # a header cut short by the snap length
+    NET_MALFORMED = "net-malformed"  # a header that cannot be decoded
+    NET_LINK_SKIPPED = "net-link-skipped"  # a link type authtrace does not decode
+    IP_FRAGMENT_INCOMPLETE = "ip-fragment-incomplete"  # fragments never completed
+    # tcp: reassembly
+    TCP_GAP = "tcp-gap"  # bytes not captured, never invented
+    TCP_PORT_REUSED = "tcp-port-reused"  # a new connection on a live 4-tuple
+    TCP_INTERNAL_ERROR = "tcp-internal-error"  # a bug, contained
+    # tls
+    TLS_ALERT = "tls-alert"
+    TLS_GAP = "tls-gap"
+    TLS_HANDSHAKE_MALFORMED = "tls-handshake-malformed"
+    TLS_KEY_MISSING = "tls-key-missing"
+    TLS_RECORD_MALFORMED = "tls-record-malformed"
+    TLS_RECORD_TRUNCATED = "tls-record-truncated"
+    TLS_RECORD_UNDECRYPTABLE = "tls-record-undecryptable"
+    TLS_SECRETS_TOO_LARGE = "tls-secrets-too-large"
+    TLS_UNSUPPORTED = "tls-unsupported"
+    # http: the HTTP/1.x parser and exchange pairing
+    HTTP_GARBAGE = "http-garbage"  # bytes that do not start a message
+    HTTP_BAD_START_LINE = "http-bad-start-line"
+    HTTP_BAD_HEADER = "http-bad-header"
+    HTTP_HEADER_TOO_LARGE = "http-header-too-large"
+    HTTP_BAD_FRAMING = "http-bad-framing"  # Content-Length / Transfer-Encoding
+    HTTP_BAD_CHUNK = "http-bad-chunk"
+    HTTP_RESYNC = "http-resync"  # bytes skipped to the next message
+    HTTP_ROLES_SWAPPED = "http-roles-swapped"  # the SYN's sender answered
+    HTTP_PARSER_ERROR = "http-parser-error"  # a bug, contained
+    HTTP_INTERNAL_ERROR = "http-internal-error"  # a bug, contained
+    # kerberos: KDC traffic
+    KERBEROS_MALFORMED = "kerberos-malformed"
+    KERBEROS_STREAM_GAP = "kerberos-stream-gap"
+    KERBEROS_RECORD_INCOMPLETE = "kerberos-record-incomplete"
+    KERBEROS_RECORD_OVERSIZE = "kerberos-record-oversize"
+    KERBEROS_RECORD_RESERVED_BIT = "kerberos-record-reserved-bit"
+    KERBEROS_REPLY_WITHOUT_REQUEST = "kerberos-reply-without-request"
+    KERBEROS_TOO_MANY_PENDING = "kerberos-too-many-pending"
+    KERBEROS_ANOMALIES_SUPPRESSED = "kerberos-anomalies-suppressed"
+    KERBEROS_INTERNAL_ERROR = "kerberos-internal-error"  # a bug, contained
+    # diagnose
+    ANALYSIS_ERROR = "analysis-error"  # a rule failed, contained
 
 
 @dataclass(frozen=True, slots=True)
 class Anomaly:
     """One oddity in the capture.
 
-    kind: stable id, e.g. ``capture-truncated``, ``ip-fragment-incomplete``,
-        ``tcp-gap``, ``http-header-too-large``.
+    kind: its stable id (an `AnomalyKind`).
     message: one line, plain words, for a person.
     frame: the 1-based frame number where it was seen, when there is one.
     connection: the TCP connection id, when it belongs to one.
     """
 
-    kind: str
+    kind: AnomalyKind
     message: str
     frame: int | None = None
     connection: int | None = None

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 
-from authtrace.anomalies import Anomaly
+from authtrace.anomalies import Anomaly, AnomalyKind
 from authtrace.diagnose.context import RuleContext
 from authtrace.diagnose.finding import Finding, Severity
 from authtrace.diagnose.rule import Rule, RuleDeclarationError
@@ -40,7 +40,9 @@ def diagnose(context: RuleContext) -> tuple[list[Finding], list[Anomaly]]:
         try:
             findings.extend(declared(context))
         except Exception as error:  # noqa: BLE001 - one broken rule must not hide the others
-            anomalies.append(Anomaly("analysis-error", f"rule {declared.id} failed: {error!r}"))
+            anomalies.append(
+                Anomaly(AnomalyKind.ANALYSIS_ERROR, f"rule {declared.id} failed: {error!r}")
+            )
     findings = merge_repeats(findings)
     findings.sort(key=lambda f: (f.severity.rank, f.frames[0] if f.frames else 0, f.rule))
     return findings, anomalies

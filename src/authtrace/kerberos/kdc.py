@@ -21,7 +21,7 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
 
-from authtrace.anomalies import Anomaly
+from authtrace.anomalies import Anomaly, AnomalyKind
 from authtrace.auth.kinds import Message
 from authtrace.auth.malformed import Malformed
 from authtrace.kerberos import der
@@ -262,7 +262,9 @@ class KdcTracker:
         try:
             return self._receive_udp(datagram)
         except Exception as exc:  # noqa: BLE001 - the pipeline must go on
-            self._anomaly("kerberos-internal-error", f"{type(exc).__name__}: {exc}", datagram.frame)
+            self._anomaly(
+                AnomalyKind.KERBEROS_INTERNAL_ERROR, f"{type(exc).__name__}: {exc}", datagram.frame
+            )
             return ()
 
     def _receive_udp(self, datagram: UdpDatagram) -> tuple[KdcExchange, ...]:
@@ -277,7 +279,7 @@ class KdcTracker:
                 reason = f"Kerberos datagram cut by the capture ({datagram.missing} bytes missing)"
             else:
                 reason = message.reason
-            self._anomaly("kerberos-malformed", reason, datagram.frame)
+            self._anomaly(AnomalyKind.KERBEROS_MALFORMED, reason, datagram.frame)
             return ()
         if isinstance(message, KdcRequest):
             queue = self._udp.setdefault((src, dst), deque())
@@ -312,7 +314,7 @@ class KdcTracker:
             return self._receive_tcp(event)
         except Exception as exc:  # noqa: BLE001 - the pipeline must go on
             self._anomaly(
-                "kerberos-internal-error",
+                AnomalyKind.KERBEROS_INTERNAL_ERROR,
                 f"{type(exc).__name__}: {exc}",
                 getattr(event, "frame", None),
                 getattr(event, "connection", None),
@@ -339,7 +341,7 @@ class KdcTracker:
             if conn.kerberos and not side.dead:
                 if side.buffer:
                     self._anomaly(
-                        "kerberos-stream-gap",
+                        AnomalyKind.KERBEROS_STREAM_GAP,
                         f"{event.length} bytes missing; partial Kerberos record dropped",
                         event.frame,
                         event.connection,
@@ -386,10 +388,14 @@ class KdcTracker:
             if length & RESERVED_BIT:
                 # RFC 4120 section 7.2.2: the high bit is reserved for
                 # extensions; nothing after it can be framed.
-                self._dead(side, "kerberos-record-reserved-bit", event, "reserved high bit set")
+                self._dead(
+                    side, AnomalyKind.KERBEROS_RECORD_RESERVED_BIT, event, "reserved high bit set"
+                )
                 break
             if length > MAX_RECORD:
-                self._dead(side, "kerberos-record-oversize", event, f"record of {length} bytes")
+                self._dead(
+                    side, AnomalyKind.KERBEROS_RECORD_OVERSIZE, event, f"record of {length} bytes"
+                )
                 break
             if len(side.buffer) < 4 + length:
                 break
@@ -398,7 +404,7 @@ class KdcTracker:
             done.extend(self._tcp_record(record, event, conn))
         return tuple(done)
 
-    def _dead(self, side: _Direction, kind: str, event: StreamData, what: str) -> None:
+    def _dead(self, side: _Direction, kind: AnomalyKind, event: StreamData, what: str) -> None:
         side.dead = True
         side.buffer.clear()
         self._anomaly(
@@ -413,7 +419,9 @@ class KdcTracker:
     ) -> tuple[KdcExchange, ...]:
         message = decode_kerberos(record)
         if isinstance(message, Malformed):
-            self._anomaly("kerberos-malformed", message.reason, event.frame, event.connection)
+            self._anomaly(
+                AnomalyKind.KERBEROS_MALFORMED, message.reason, event.frame, event.connection
+            )
             return ()
         if event.direction is Direction.TO_SERVER and isinstance(message, KdcRequest):
             conn.pending.append(
@@ -455,7 +463,7 @@ class KdcTracker:
         ):
             if side.buffer and not side.dead and not side.resync:
                 self._anomaly(
-                    "kerberos-record-incomplete",
+                    AnomalyKind.KERBEROS_RECORD_INCOMPLETE,
                     f"connection ended inside a Kerberos record ({direction.value}, "
                     f"{len(side.buffer)} bytes buffered)",
                     event.frame,
@@ -494,7 +502,7 @@ class KdcTracker:
                 elif flags & RST:
                     attempt.refused = True
         except Exception as exc:  # noqa: BLE001 - the pipeline must go on
-            self._anomaly("kerberos-internal-error", f"{type(exc).__name__}: {exc}")
+            self._anomaly(AnomalyKind.KERBEROS_INTERNAL_ERROR, f"{type(exc).__name__}: {exc}")
 
     # --- end -------------------------------------------------------------
 
@@ -552,7 +560,7 @@ class KdcTracker:
                     del self._udp[key]
                 self._pending_count -= 1
                 self._anomaly(
-                    "kerberos-too-many-pending",
+                    AnomalyKind.KERBEROS_TOO_MANY_PENDING,
                     f"more than {MAX_PENDING} Kerberos requests awaiting replies",
                     oldest.frame,
                 )
@@ -596,7 +604,7 @@ class KdcTracker:
         request = pending.request if pending is not None else None
         if request is None:
             self._anomaly(
-                "kerberos-reply-without-request",
+                AnomalyKind.KERBEROS_REPLY_WITHOUT_REQUEST,
                 f"{reply.message.value} from {kdc} with no request captured",
                 frame,
                 connection,
@@ -642,11 +650,18 @@ class KdcTracker:
         return exchange
 
     def _anomaly(
-        self, kind: str, message: str, frame: int | None = None, connection: int | None = None
+        self,
+        kind: AnomalyKind,
+        message: str,
+        frame: int | None = None,
+        connection: int | None = None,
     ) -> None:
         if len(self._anomalies) < MAX_ANOMALIES:
             self._anomalies.append(Anomaly(kind, message, frame, connection))
         elif len(self._anomalies) == MAX_ANOMALIES:
             self._anomalies.append(
-                Anomaly("kerberos-anomalies-suppressed", "further Kerberos anomalies not listed")
+                Anomaly(
+                    AnomalyKind.KERBEROS_ANOMALIES_SUPPRESSED,
+                    "further Kerberos anomalies not listed",
+                )
             )

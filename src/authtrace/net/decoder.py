@@ -24,7 +24,7 @@ import socket
 import struct
 from collections import Counter
 
-from authtrace.anomalies import Anomaly
+from authtrace.anomalies import Anomaly, AnomalyKind
 from authtrace.net.fragments import Reassembler
 from authtrace.net.packets import TcpSegment, UdpDatagram, make_tcp_segment
 from authtrace.readers.base import Frame
@@ -97,7 +97,7 @@ _AF6 = socket.AF_INET6
 class _Malformed(Exception):
     """A header does not parse; the message is the one-line reason."""
 
-    def __init__(self, reason: str, kind: str = "net-malformed") -> None:
+    def __init__(self, reason: str, kind: AnomalyKind = AnomalyKind.NET_MALFORMED) -> None:
         super().__init__(reason)
         self.kind = kind
 
@@ -171,7 +171,7 @@ class PacketDecoder:
         except _Malformed as exc:
             self._report(exc.kind, str(exc), frame.number)
         except Exception as exc:  # noqa: BLE001 - hostile input never escapes this layer
-            self._report("net-malformed", f"undecodable frame: {exc!r}", frame.number)
+            self._report(AnomalyKind.NET_MALFORMED, f"undecodable frame: {exc!r}", frame.number)
         return None
 
     def finish(self) -> None:
@@ -180,7 +180,7 @@ class PacketDecoder:
         for link_type, count in sorted(self.skipped_link_types.items()):
             self.anomalies.append(
                 Anomaly(
-                    "net-link-skipped",
+                    AnomalyKind.NET_LINK_SKIPPED,
                     f"{count} frame(s) of {describe(link_type)} ({link_type}) carry no "
                     "packet this tool reads; skipped",
                 )
@@ -189,7 +189,7 @@ class PacketDecoder:
         if self.suppressed_anomalies:
             self.anomalies.append(
                 Anomaly(
-                    "net-malformed",
+                    AnomalyKind.NET_MALFORMED,
                     f"{self.suppressed_anomalies} more undecodable frame(s) not listed",
                 )
             )
@@ -197,7 +197,7 @@ class PacketDecoder:
 
     # -- helpers -----------------------------------------------------------
 
-    def _report(self, kind: str, message: str, frame: int) -> None:
+    def _report(self, kind: AnomalyKind, message: str, frame: int) -> None:
         if len(self.anomalies) >= MAX_ANOMALIES:
             self.suppressed_anomalies += 1
             return
@@ -225,7 +225,7 @@ class PacketDecoder:
             return self._ipv6(frame, data, 0, 0)
         if link_type in (LINKTYPE_NULL, LINKTYPE_LOOP):
             if len(data) < 4:
-                raise _Malformed("loopback header cut short", "net-truncated")
+                raise _Malformed("loopback header cut short", AnomalyKind.NET_TRUNCATED)
             # The family is in the writer's byte order for null, network order
             # for loop; a value above 0xFFFF means the other order.
             if link_type == LINKTYPE_LOOP:
@@ -242,13 +242,13 @@ class PacketDecoder:
         if link_type == LINKTYPE_LINUX_SLL:
             # Linux cooked capture v1: 16-byte header, protocol at offset 14.
             if len(data) < 16:
-                raise _Malformed("Linux cooked header cut short", "net-truncated")
+                raise _Malformed("Linux cooked header cut short", AnomalyKind.NET_TRUNCATED)
             (protocol,) = _U16.unpack_from(data, 14)
             return self._ethertype(frame, data, 16, protocol, 0)
         if link_type == LINKTYPE_LINUX_SLL2:
             # Linux cooked capture v2: 20-byte header, protocol first.
             if len(data) < 20:
-                raise _Malformed("Linux cooked v2 header cut short", "net-truncated")
+                raise _Malformed("Linux cooked v2 header cut short", AnomalyKind.NET_TRUNCATED)
             (protocol,) = _U16.unpack_from(data, 0)
             return self._ethertype(frame, data, 20, protocol, 0)
         self.skipped_link_types[link_type] += 1
@@ -256,7 +256,7 @@ class PacketDecoder:
 
     def _ethernet(self, frame: Frame, data: bytes, offset: int, depth: int) -> Packet | None:
         if len(data) < offset + 14:
-            raise _Malformed("Ethernet header cut short", "net-truncated")
+            raise _Malformed("Ethernet header cut short", AnomalyKind.NET_TRUNCATED)
         (ethertype,) = _U16.unpack_from(data, offset + 12)
         offset += 14
         if ethertype < 0x0600:
@@ -277,7 +277,7 @@ class PacketDecoder:
             if tags > MAX_TAGS:
                 raise _Malformed(f"more than {MAX_TAGS} VLAN tags")
             if len(data) < offset + 4:
-                raise _Malformed("VLAN tag cut short", "net-truncated")
+                raise _Malformed("VLAN tag cut short", AnomalyKind.NET_TRUNCATED)
             (ethertype,) = _U16.unpack_from(data, offset + 2)
             offset += 4
         if ethertype == ETHERTYPE_IPV4:
@@ -288,7 +288,7 @@ class PacketDecoder:
             # RFC 3032 label stack entries until the bottom-of-stack bit.
             for _ in range(MAX_TAGS):
                 if len(data) < offset + 4:
-                    raise _Malformed("MPLS label cut short", "net-truncated")
+                    raise _Malformed("MPLS label cut short", AnomalyKind.NET_TRUNCATED)
                 bottom = data[offset + 2] & 0x01
                 offset += 4
                 if bottom:
@@ -297,7 +297,7 @@ class PacketDecoder:
         if ethertype == ETHERTYPE_PPPOE_SESSION:
             # RFC 2516: 6-byte PPPoE header, then the 2-byte PPP protocol.
             if len(data) < offset + 8:
-                raise _Malformed("PPPoE header cut short", "net-truncated")
+                raise _Malformed("PPPoE header cut short", AnomalyKind.NET_TRUNCATED)
             (protocol,) = _U16.unpack_from(data, offset + 6)
             return self._ppp(frame, data, offset + 8, protocol, depth)
         return None
@@ -317,7 +317,7 @@ class PacketDecoder:
         self, frame: Frame, data: bytes, offset: int, depth: int, strict: bool = True
     ) -> Packet | None:
         if len(data) <= offset:
-            raise _Malformed("IP header missing", "net-truncated")
+            raise _Malformed("IP header missing", AnomalyKind.NET_TRUNCATED)
         version = data[offset] >> 4
         if version == 4:
             return self._ipv4(frame, data, offset, depth)
@@ -330,7 +330,7 @@ class PacketDecoder:
     def _ipv4(self, frame: Frame, data: bytes, offset: int, depth: int) -> Packet | None:
         # RFC 791 section 3.1
         if len(data) < offset + 20:
-            raise _Malformed("IPv4 header cut short", "net-truncated")
+            raise _Malformed("IPv4 header cut short", AnomalyKind.NET_TRUNCATED)
         version_ihl, total, ident, fragment, protocol, src_raw, dst_raw = _IPV4.unpack_from(
             data, offset
         )
@@ -346,7 +346,7 @@ class PacketDecoder:
         if total < header:
             raise _Malformed(f"IPv4 total length {total} below header length {header}")
         if available < header:
-            raise _Malformed("IPv4 options cut short", "net-truncated")
+            raise _Malformed("IPv4 options cut short", AnomalyKind.NET_TRUNCATED)
         end = offset + total
         missing = 0
         if total > available:
@@ -376,7 +376,7 @@ class PacketDecoder:
     def _ipv6(self, frame: Frame, data: bytes, offset: int, depth: int) -> Packet | None:
         # RFC 8200 section 3
         if len(data) < offset + 40:
-            raise _Malformed("IPv6 header cut short", "net-truncated")
+            raise _Malformed("IPv6 header cut short", AnomalyKind.NET_TRUNCATED)
         if data[offset] >> 4 != 6:
             raise _Malformed(f"IPv6 header with version {data[offset] >> 4}")
         length, next_header, src_raw, dst_raw = _IPV6.unpack_from(data, offset)
@@ -395,16 +395,16 @@ class PacketDecoder:
         for _ in range(MAX_EXTENSION_HEADERS):
             if next_header in _IPV6_EIGHT_OCTET:
                 if end < start + 2:
-                    raise _Malformed("IPv6 extension header cut short", "net-truncated")
+                    raise _Malformed("IPv6 extension header cut short", AnomalyKind.NET_TRUNCATED)
                 next_header, size = data[start], (data[start + 1] + 1) * 8
             elif next_header == _IPV6_AH:
                 if end < start + 2:
-                    raise _Malformed("IPv6 AH header cut short", "net-truncated")
+                    raise _Malformed("IPv6 AH header cut short", AnomalyKind.NET_TRUNCATED)
                 next_header, size = data[start], (data[start + 1] + 2) * 4
             elif next_header == _IPV6_FRAGMENT:
                 # RFC 8200 section 4.5: offset in 8-octet units, M flag, 32-bit id.
                 if end < start + 8:
-                    raise _Malformed("IPv6 fragment header cut short", "net-truncated")
+                    raise _Malformed("IPv6 fragment header cut short", AnomalyKind.NET_TRUNCATED)
                 inner = data[start]
                 (offset_flags,) = _U16.unpack_from(data, start + 2)
                 (ident,) = _U32_BE.unpack_from(data, start + 4)
@@ -463,7 +463,9 @@ class PacketDecoder:
             # RFC 9293 section 3.1: options are skipped by the data offset.
             if end - start < 20:
                 if missing:
-                    raise _Malformed("TCP header cut short by the capture", "net-truncated")
+                    raise _Malformed(
+                        "TCP header cut short by the capture", AnomalyKind.NET_TRUNCATED
+                    )
                 raise _Malformed("TCP header longer than the IP payload")
             sport, dport, seq, ack, data_offset, flags = _TCP.unpack_from(data, start)
             header = (data_offset >> 4) * 4
@@ -471,7 +473,9 @@ class PacketDecoder:
                 raise _Malformed(f"TCP data offset {header} below 20")
             if start + header > end:
                 if missing:
-                    raise _Malformed("TCP options cut short by the capture", "net-truncated")
+                    raise _Malformed(
+                        "TCP options cut short by the capture", AnomalyKind.NET_TRUNCATED
+                    )
                 raise _Malformed(f"TCP header length {header} beyond the IP payload")
             return make_tcp_segment(
                 frame.number,
@@ -490,7 +494,9 @@ class PacketDecoder:
             # RFC 768; the UDP length is checked against what IP carried.
             if end - start < 8:
                 if missing:
-                    raise _Malformed("UDP header cut short by the capture", "net-truncated")
+                    raise _Malformed(
+                        "UDP header cut short by the capture", AnomalyKind.NET_TRUNCATED
+                    )
                 raise _Malformed("UDP header longer than the IP payload")
             sport, dport, length = _UDP.unpack_from(data, start)
             payload_end = end
@@ -551,7 +557,7 @@ class PacketDecoder:
     def _gre(self, frame: Frame, data: bytes, start: int, depth: int) -> Packet | None:
         # RFC 2784 / RFC 2890 (key, sequence); version 1 is PPTP's enhanced GRE (RFC 2637).
         if len(data) < start + 4:
-            raise _Malformed("GRE header cut short", "net-truncated")
+            raise _Malformed("GRE header cut short", AnomalyKind.NET_TRUNCATED)
         flags, protocol = struct.unpack_from("!HH", data, start)
         version = flags & 0x7
         offset = start + 4
@@ -568,7 +574,7 @@ class PacketDecoder:
         if version == 1 and flags & 0x0080:
             offset += 4  # PPTP acknowledgement number
         if offset > len(data):
-            raise _Malformed("GRE header cut short", "net-truncated")
+            raise _Malformed("GRE header cut short", AnomalyKind.NET_TRUNCATED)
         if version == 1:
             if protocol != ETHERTYPE_PPP:
                 return None
@@ -595,7 +601,7 @@ class PacketDecoder:
             # ERSPAN type III: 12-byte header; O bit (last bit) adds an 8-byte
             # platform-specific subheader; frame type 0 Ethernet, 2 IP.
             if len(data) < offset + 12:
-                raise _Malformed("ERSPAN III header cut short", "net-truncated")
+                raise _Malformed("ERSPAN III header cut short", AnomalyKind.NET_TRUNCATED)
             (last,) = _U16.unpack_from(data, offset + 10)
             frame_type = (last >> 10) & 0x1F
             inner = offset + 12 + (8 if last & 1 else 0)

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from authtrace.anomalies import Anomaly
+from authtrace.anomalies import Anomaly, AnomalyKind
 
 MAX_DATAGRAM = 65535
 
@@ -136,7 +136,7 @@ class Reassembler:
         detail = f"; {pending.damaged}" if pending.damaged else ""
         self._anomalies.append(
             Anomaly(
-                "ip-fragment-incomplete",
+                AnomalyKind.IP_FRAGMENT_INCOMPLETE,
                 f"fragmented IP datagram {key[0]} -> {key[1]} id {key[-1]} "
                 f"({pending.size} bytes held) dropped: {reason}{detail}",
                 pending.first_frame,
