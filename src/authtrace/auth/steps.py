@@ -16,7 +16,7 @@ import enum
 import functools
 import re
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from authtrace.auth.b64 import decode_base64
 from authtrace.auth.basic import basic_challenge, decode_basic
@@ -27,6 +27,30 @@ from authtrace.auth.kinds import Mechanism, Message
 from authtrace.auth.malformed import Malformed
 from authtrace.auth.ntlm import decode_ntlm, is_ntlm
 from authtrace.fastinit import constructor
+
+if TYPE_CHECKING:
+    from typing import TypeAlias
+
+    from authtrace.auth.basic import BasicChallenge, BasicCredentials
+    from authtrace.auth.bearer import BearerChallenge, BearerToken
+    from authtrace.auth.digest import DigestChallenge, DigestResponse
+    from authtrace.auth.gssapi import GssResult
+
+    # What a step's token can be: a binary token decoded by its content (NTLM,
+    # SPNEGO, Kerberos, NEGOEX, another GSS mechanism, or Malformed), the
+    # Basic / Digest / Bearer object of its scheme, or None for a bare offer.
+    # Names only, for the type checker: the GSS layer is imported when a token
+    # needs it, so that `connections` stays quick to start.
+    Token: TypeAlias = (
+        GssResult
+        | BasicCredentials
+        | BasicChallenge
+        | DigestChallenge
+        | DigestResponse
+        | BearerChallenge
+        | BearerToken
+        | None
+    )
 
 # SPNEGO may wrap SPNEGO only in hostile tokens; follow `.inner` this far.
 MAX_WRAPPING = 4
@@ -78,21 +102,25 @@ class AuthStep:
     scheme: str
     mechanism: Mechanism
     message: Message
-    token: Any = None
+    token: Token = None
     raw: bytes = b""
     wrapper: Message | None = None
     problem: str | None = None
 
     @property
-    def innermost(self) -> Any:
+    def innermost(self) -> Token:
         """The innermost decoded message: the NTLM or Kerberos object inside a
         SPNEGO wrapper, else the token itself (None for a bare offer)."""
         current = self.token
+        if self.wrapper is None:
+            return current
+        # A wrapper was found while decoding, so the SPNEGO module is loaded.
+        from authtrace.auth.spnego import SpnegoInit, SpnegoResp
+
         for _ in range(MAX_WRAPPING):
-            inner = getattr(current, "inner", None)
-            if inner is None:
+            if not isinstance(current, SpnegoInit | SpnegoResp) or current.inner is None:
                 return current
-            current = inner
+            current = current.inner
         return current
 
 

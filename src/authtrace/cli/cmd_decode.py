@@ -15,7 +15,7 @@ import click
 from authtrace.auth.kinds import Message
 from authtrace.auth.malformed import Malformed
 from authtrace.auth.render import format_step_tree, step_to_dict
-from authtrace.auth.steps import decode_values
+from authtrace.auth.steps import AuthStep, decode_values
 from authtrace.cli import main
 from authtrace.schemas import Schema, document_head
 from authtrace.visible import visible
@@ -25,10 +25,8 @@ from authtrace.visible import visible
 MAX_INPUT = 256 * 1024
 
 
-def _reason(token: object) -> str:
-    if isinstance(token, Malformed):
-        return token.reason
-    inner = getattr(token, "inner", None)
+def _reason(step: AuthStep) -> str:
+    inner = step.innermost
     if isinstance(inner, Malformed):
         return inner.reason
     return "the value could not be decoded"
@@ -72,7 +70,7 @@ def decode_command(as_json: bool, show_secrets: bool, value: str) -> None:
         raise click.ClickException(f"input longer than {MAX_INPUT} characters")
     steps = decode_values(value)
     if all(step.message is Message.MALFORMED for step in steps):
-        reasons = "; ".join(dict.fromkeys(_reason(step.token) for step in steps))
+        reasons = "; ".join(dict.fromkeys(_reason(step) for step in steps))
         click.echo(f"authtrace decode: {visible(reasons)}", err=True)
         sys.exit(2)
     if as_json:

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
 from authtrace.auth.kinds import Mechanism, Message
-from authtrace.auth.ntlm import NtlmResponseKind
+from authtrace.auth.ntlm import NtlmAuthenticate, NtlmResponseKind
 from authtrace.auth.steps import AuthStep
 from authtrace.diagnose.context import spn_of
 from authtrace.handshake.links import StepRef, host_of
@@ -273,12 +273,12 @@ def _observe_credentials(
                     builder.largest = size
                     builder.evidence["header-size"] = [request_frame]
     message = _ntlm_message(credentials)
-    kind = getattr(message, "response_kind", None)
+    kind = message.response_kind if message is not None else None
     if isinstance(kind, NtlmResponseKind):
         if kind.value not in builder.responses:
             builder.responses.append(kind.value)
         builder.note("ntlmv1", request_frame)
-        ntlmv2 = getattr(message, "ntlmv2", None)
+        ntlmv2 = message.ntlmv2 if message is not None else None
         if ntlmv2 is not None:
             binding = (
                 "absent"
@@ -417,10 +417,9 @@ def _scheme_name(scheme: str, proxy: bool) -> str:
     return f"proxy {name}" if proxy else name
 
 
-def _ntlm_message(credentials: AuthStep) -> object | None:
-    if credentials.message is not Message.NTLM_AUTHENTICATE:
-        return None
-    return credentials.innermost
+def _ntlm_message(credentials: AuthStep) -> NtlmAuthenticate | None:
+    inner = credentials.innermost
+    return inner if isinstance(inner, NtlmAuthenticate) else None
 
 
 def _add_version(builder: _Builder, version: str, frame: int) -> None:

@@ -8,13 +8,17 @@ import ipaddress
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
+from authtrace.auth.basic import BasicCredentials
+from authtrace.auth.digest import DigestResponse
 from authtrace.auth.kinds import Mechanism
+from authtrace.auth.ntlm import NtlmAuthenticate
 from authtrace.diagnose.finding import Finding, Severity
 from authtrace.diagnose.rule import Rule
 from authtrace.handshake.links import HandshakeView, StepRef, host_of, request_time
 from authtrace.handshake.model import AuthExchange, IisTriple, Realm
 from authtrace.handshake.timeline import ConnectionTimeline
 from authtrace.kerberos.kdc import KdcConnectAttempt, KdcExchange
+from authtrace.kerberos.messages import KerberosApReq
 
 
 @dataclass(frozen=True, slots=True)
@@ -134,11 +138,17 @@ def user_of(step: AuthExchange) -> str | None:
     if credentials is None:
         return None
     inner = credentials.innermost
-    user = getattr(inner, "user", None) or getattr(inner, "username", None)
+    if isinstance(inner, NtlmAuthenticate):
+        user, domain = inner.user, inner.domain
+    elif isinstance(inner, BasicCredentials):
+        user, domain = inner.user, ""
+    elif isinstance(inner, DigestResponse):
+        user, domain = inner.username or "", ""
+    else:
+        return None
     if not user:
         return None
-    domain = getattr(inner, "domain", None)
-    return f"{domain}\\{user}" if domain else str(user)
+    return f"{domain}\\{user}" if domain else user
 
 
 def spn_of(step: AuthExchange) -> str | None:
@@ -147,10 +157,9 @@ def spn_of(step: AuthExchange) -> str | None:
     if credentials is None or credentials.mechanism is not Mechanism.KERBEROS:
         return None
     inner = credentials.innermost
-    ticket = getattr(inner, "ticket", None)
-    if ticket is None:
+    if not isinstance(inner, KerberosApReq):
         return None
-    return "/".join(ticket.sname.components)
+    return "/".join(inner.ticket.sname.components)
 
 
 def request_frame(step: AuthExchange) -> int | str:

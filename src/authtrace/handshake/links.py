@@ -17,10 +17,12 @@ timelines and KDC exchanges given, so per-connection results made elsewhere
 from __future__ import annotations
 
 import dataclasses
+import datetime
 from collections import defaultdict
 from dataclasses import dataclass, field
 
 from authtrace.auth.kinds import Message
+from authtrace.auth.ntlm import NtlmAuthenticate, NtlmChallenge
 from authtrace.handshake.index import TimeIndex
 from authtrace.handshake.machine import SPLIT_TRIPLE
 from authtrace.handshake.model import NORMAL_LEGS, AuthExchange, Leg, Outcome, Realm, Sent
@@ -315,21 +317,22 @@ def _own_challenge(timeline: ConnectionTimeline, position: int) -> StepRef | Non
     return None
 
 
-def _challenge_timestamp(step: AuthExchange) -> object | None:
+def _challenge_timestamp(step: AuthExchange) -> datetime.datetime | None:
+    """MsvAvTimestamp of the step's NTLM CHALLENGE (MS-NLMP 2.2.2.1)."""
     for challenge in step.challenges:
-        target_info = getattr(challenge.innermost, "target_info", None)
-        stamp = getattr(target_info, "timestamp", None)
-        if stamp is not None:
-            return stamp
+        inner = challenge.innermost
+        if isinstance(inner, NtlmChallenge) and inner.target_info is not None:
+            if inner.target_info.timestamp is not None:
+                return inner.target_info.timestamp
     return None
 
 
-def _authenticate_timestamp(step: AuthExchange) -> object | None:
-    if step.credentials is None:
-        return None
-    ntlmv2 = getattr(step.credentials.innermost, "ntlmv2", None)
-    av_pairs = getattr(ntlmv2, "av_pairs", None)
-    return getattr(av_pairs, "timestamp", None)
+def _authenticate_timestamp(step: AuthExchange) -> datetime.datetime | None:
+    """The MsvAvTimestamp an NTLMv2 AUTHENTICATE copies from its CHALLENGE."""
+    inner = step.credentials.innermost if step.credentials is not None else None
+    if isinstance(inner, NtlmAuthenticate) and inner.ntlmv2 is not None:
+        return inner.ntlmv2.av_pairs.timestamp
+    return None
 
 
 def _answered_on_own_connection(timeline: ConnectionTimeline, position: int) -> bool:

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from authtrace.auth.bearer import BearerChallenge
 from authtrace.auth.digest import DigestChallenge
 from authtrace.auth.kinds import Mechanism, Message
+from authtrace.auth.ntlm import NtlmAuthenticate
 from authtrace.auth.spnego import NegState, SpnegoResp
 from authtrace.auth.steps import AuthStep, step_from_credentials_header, steps_from_challenge_header
 from authtrace.handshake.machine import (
@@ -26,6 +27,7 @@ from authtrace.handshake.machine import (
 )
 from authtrace.handshake.model import Answer, AuthExchange, IisTriple, Leg, Realm, Sent, State
 from authtrace.http.messages import Exchange, HttpConnection, HttpRequest, HttpResponse
+from authtrace.kerberos.messages import KrbError
 
 _CREDENTIALS_HEADER = {Realm.ORIGIN: "Authorization", Realm.PROXY: "Proxy-Authorization"}
 _CHALLENGE_HEADER = {Realm.ORIGIN: "WWW-Authenticate", Realm.PROXY: "Proxy-Authenticate"}
@@ -159,7 +161,7 @@ def _predict_iis(
     if any(_krb_error_code(step) == KRB_AP_ERR_SKEW for step in challenges):
         return CLOCK_SKEW_TRIPLE
     inner = credentials.innermost if credentials is not None else None
-    if leg is Leg.NTLM_REJECTED and getattr(inner, "anonymous", False):
+    if leg is Leg.NTLM_REJECTED and isinstance(inner, NtlmAuthenticate) and inner.anonymous:
         return ANONYMOUS_TRIPLE
     if leg is Leg.NTLM_REJECTED and tls and lacks_channel_binding(inner):
         return BAD_BINDINGS_TRIPLE
@@ -177,8 +179,8 @@ def looks_like_iis(response: HttpResponse) -> bool:
 def _krb_error_code(step: AuthStep) -> int | None:
     if step.message is not Message.KRB_ERROR:
         return None
-    code = getattr(step.innermost, "error_code", None)
-    return code if isinstance(code, int) else None
+    inner = step.innermost
+    return inner.error_code if isinstance(inner, KrbError) else None
 
 
 KRB_AP_ERR_SKEW = 37
@@ -189,9 +191,9 @@ TLS_PORTS = frozenset({443, 8443})
 def lacks_channel_binding(message: object) -> bool:
     """An NTLMv2 AUTHENTICATE without MsvAvChannelBindings, or with an all-zero
     one (MS-NLMP 2.2.2.1): nothing ties it to the TLS channel it came over."""
-    ntlmv2 = getattr(message, "ntlmv2", None)
-    if ntlmv2 is None:
+    if not isinstance(message, NtlmAuthenticate) or message.ntlmv2 is None:
         return False
+    ntlmv2 = message.ntlmv2
     return not ntlmv2.channel_bindings_present or ntlmv2.channel_bindings_all_zero
 
 

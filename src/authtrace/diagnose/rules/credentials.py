@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Iterator
 
+from authtrace.auth.bearer import BearerChallenge
 from authtrace.diagnose.context import Located, RuleContext, make_finding, request_frame, user_of
 from authtrace.diagnose.finding import Finding, Severity
 from authtrace.diagnose.rule import Rule, rule
@@ -136,9 +137,8 @@ def _rejected(
 def _bearer_error(located: Located) -> tuple[str, str]:
     for challenge in located.step.challenges:
         token = challenge.token
-        error = getattr(token, "error", None)
-        if error:
-            return str(error), str(getattr(token, "error_description", "") or "")
+        if isinstance(token, BearerChallenge) and token.error:
+            return token.error, token.error_description or ""
     return "", ""
 
 

@@ -27,6 +27,7 @@ from authtrace.kerberos.errors import (
     kerberos_error,
 )
 from authtrace.kerberos.kdc import KdcExchange, KdcResult
+from authtrace.kerberos.messages import KrbError
 
 _SKEW = 37
 _S_PRINCIPAL_UNKNOWN = 7
@@ -214,9 +215,9 @@ def kerberos_ticket_rejected(ctx: RuleContext) -> Iterator[Finding]:
 def _response_krb_error(located: Located) -> int | None:
     for challenge in located.step.challenges:
         if challenge.message is Message.KRB_ERROR:
-            code = getattr(challenge.innermost, "error_code", None)
-            if isinstance(code, int):
-                return code
+            inner = challenge.innermost
+            if isinstance(inner, KrbError):
+                return inner.error_code
     return None
 
 
