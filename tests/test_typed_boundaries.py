@@ -47,11 +47,18 @@ def _literal(node: ast.AST) -> bool:
     return False
 
 
+def _enum_attribute(node: ast.AST) -> str | None:
+    """`x.close_reason`, or its `x.close_reason.value`: the attribute's name."""
+    if isinstance(node, ast.Attribute) and node.attr == "value":
+        node = node.value
+    return node.attr if isinstance(node, ast.Attribute) else None
+
+
 def _comparisons(tree: ast.AST):  # type: ignore[no-untyped-def]
     for node in ast.walk(tree):
         if isinstance(node, ast.Compare):
             operands = [node.left, *node.comparators]
-            names = [o.attr for o in operands if isinstance(o, ast.Attribute)]
+            names = [n for o in operands if (n := _enum_attribute(o)) is not None]
             if any(n in ENUM_ATTRIBUTES for n in names) and any(_literal(o) for o in operands):
                 yield node.lineno, next(n for n in names if n in ENUM_ATTRIBUTES)
 
@@ -67,5 +74,9 @@ def test_no_enum_attribute_is_compared_with_a_string_literal() -> None:
 
 
 def test_the_check_sees_a_comparison_with_a_literal() -> None:
-    tree = ast.parse('if connection.close_reason == "rst" or gap.direction in ("to_server",): pass')
-    assert [attribute for _, attribute in _comparisons(tree)] == ["close_reason", "direction"]
+    tree = ast.parse(
+        'if connection.close_reason == "rst" or gap.direction in ("to_server",): pass\n'
+        'if f.severity.value in ("error", "warning"): pass'
+    )
+    found = sorted(attribute for _, attribute in _comparisons(tree))
+    assert found == ["close_reason", "direction", "severity"]

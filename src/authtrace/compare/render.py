@@ -11,7 +11,13 @@ from __future__ import annotations
 import textwrap
 from typing import Any
 
-from authtrace.compare.diff import Comparison, Difference, HostComparison, OneSidedFinding
+from authtrace.compare.diff import (
+    Comparison,
+    Difference,
+    HostComparison,
+    OneSidedFinding,
+    Presence,
+)
 from authtrace.compare.profile import HostProfile
 from authtrace.schemas import Schema, document_head
 from authtrace.visible import visible, visible_lines
@@ -77,7 +83,7 @@ def _host_lines(host: HostComparison, lead: bool) -> list[str]:
             )
     for note in host.notes:
         lines += _wrap(f"note: {note}", "  ", "    ")
-    if host.presence.value != "both":
+    if host.presence is not Presence.BOTH:
         profile = host.working or host.failing
         if profile is not None:
             lines += _wrap(_profile_summary(profile), "  ", "    ")

@@ -18,7 +18,15 @@ class Severity(enum.Enum):
 
     @property
     def rank(self) -> int:
-        return {"error": 0, "warning": 1, "info": 2}[self.value]
+        return _RANK[self]
+
+    @property
+    def is_problem(self) -> bool:
+        """Errors and warnings make `analyze` exit 1; info does not."""
+        return self is not Severity.INFO
+
+
+_RANK = {Severity.ERROR: 0, Severity.WARNING: 1, Severity.INFO: 2}
 
 
 @dataclass(frozen=True, slots=True)

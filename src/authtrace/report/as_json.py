@@ -7,7 +7,7 @@ from __future__ import annotations
 from typing import Any
 
 from authtrace.anomalies import Anomaly
-from authtrace.diagnose.finding import Finding
+from authtrace.diagnose.finding import Finding, Severity
 from authtrace.handshake.links import HandshakeView, StepRef
 from authtrace.handshake.model import AuthExchange
 from authtrace.handshake.timeline import ConnectionTimeline
@@ -134,8 +134,8 @@ def report_to_dict(report: Report, show_secrets: bool = False) -> dict[str, Any]
                 for h in summarize(report)
             ],
             "findings": {
-                severity: sum(1 for f in report.findings if f.severity.value == severity)
-                for severity in ("error", "warning", "info")
+                severity.value: sum(1 for f in report.findings if f.severity is severity)
+                for severity in Severity
             },
             "other_tcp_connections": report.other_connections,
         },

@@ -9,7 +9,7 @@ import textwrap
 from authtrace.auth.render import describe_step
 from authtrace.diagnose.finding import Finding
 from authtrace.handshake.links import HandshakeView, StepRef
-from authtrace.handshake.model import AuthExchange, Leg, Outcome
+from authtrace.handshake.model import AuthExchange, Leg, Outcome, Realm
 from authtrace.handshake.timeline import ConnectionTimeline
 from authtrace.kerberos.kdc import KdcExchange
 from authtrace.report.model import Report
@@ -212,7 +212,7 @@ def ladder_line(step: AuthExchange) -> str:
         if offered:
             right += "  [" + "; ".join(offered) + "]"
     verdict = _verdict(step)
-    realm = " (proxy)" if step.realm.value == "proxy" else ""
+    realm = " (proxy)" if step.realm is Realm.PROXY else ""
     return f"{frame:>7} {left}{sent}{realm} -> {right}{verdict}"
 
 

@@ -51,4 +51,4 @@ class Report:
 
     @property
     def has_problems(self) -> bool:
-        return any(f.severity.value in ("error", "warning") for f in self.findings)
+        return any(f.severity.is_problem for f in self.findings)
