@@ -7,6 +7,7 @@ import gzip
 import json
 from pathlib import Path
 
+from _pcap import tcp_capture
 from click.testing import CliRunner
 
 from authtrace.cli import main
@@ -152,3 +153,18 @@ def test_connections_text_shows_decoded_steps() -> None:
     result = run("connections", HEALTHY)
     assert "NTLM AUTHENTICATE CONTOSO\\alice" in result.output
     assert "connection 0: 192.0.2.10:49152 -> 198.51.100.20:80" in result.output
+
+
+def test_no_match_lists_capture_hosts_escaped(tmp_path: Path) -> None:
+    """The hosts listed come from Host headers: a terminal escape in one is
+    shown as an escape, never sent to the terminal."""
+    capture = tcp_capture(
+        tmp_path / "hostile-host.pcap",
+        [
+            (True, b"GET / HTTP/1.1\r\nHost: evil\x1b[2J.example\r\n\r\n"),
+            (False, b"HTTP/1.1 401 Unauthorized\r\nContent-Length: 0\r\n\r\n"),
+        ],
+    )
+    result = run("analyze", "--host", "web01", str(capture))
+    assert result.exit_code == 2
+    assert "\x1b" not in result.stderr and "evil\\x1b[2j.example (192.0.2.80:80)" in result.stderr
