@@ -19,6 +19,7 @@ from typing import Any
 
 import jsonschema
 import pytest
+from _shared import shared_capture
 from click.testing import CliRunner
 from referencing import Registry, Resource
 
@@ -212,3 +213,13 @@ def test_auth_realm_is_origin_or_proxy_and_the_token_keeps_its_own() -> None:
         basic = [e for e in entries if e["message"] == "OFFER" and e["scheme"] == "Basic"]
         assert basic and all(e["realm"] == "origin" for e in entries), document["schema"]
         assert all(e["token_realm"] for e in basic)
+
+
+@pytest.mark.shared
+def test_kdc_reply_without_its_request_validates() -> None:
+    """A public capture whose TGS-REP is captured without its TGS-REQ: the
+    request's type and frame are null (not seen), and the schema says so."""
+    capture = shared_capture("ntop__nDPI/tests__cfgs__default__pcap__kerberos.pcap", tshark=False)
+    data = _document("analyze", "--json", str(capture))
+    assert any(k["request_frame"] is None and k["reply_frame"] for k in data["kdc"])
+    _check(Schema.ANALYZE, data)
