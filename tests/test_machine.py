@@ -1,37 +1,100 @@
-"""The handshake state machine table: every (state, sent, answer) has an
-explicit judgement, and the legs of healthy handshakes lead where they must."""
+"""The handshake state machine table: every (state, sent, answer) is written
+exactly once or left out on purpose, and the legs of healthy handshakes lead
+where they must."""
 
 from __future__ import annotations
 
-from hypothesis import given
-from hypothesis import strategies as st
+import itertools
 
-from authtrace.handshake.machine import IIS_TRIPLES, TRANSITIONS, iis_triple, transition
+import pytest
+
+from authtrace.handshake.machine import (
+    ROWS,
+    TRANSITIONS,
+    UNWRITTEN,
+    DuplicateRow,
+    Row,
+    build_table,
+    transition,
+)
 from authtrace.handshake.model import NORMAL_LEGS, Answer, Leg, Sent, State
 
+ALL_PAIRS = list(itertools.product(State, Sent, Answer))
 
-@given(st.sampled_from(State), st.sampled_from(Sent), st.sampled_from(Answer))
-def test_every_pair_is_judged(state: State, sent: Sent, answer: Answer) -> None:
+
+@pytest.mark.parametrize(("state", "sent", "answer"), ALL_PAIRS)
+def test_every_pair_is_written_or_left_out_on_purpose(
+    state: State, sent: Sent, answer: Answer
+) -> None:
+    key = (state, sent, answer)
+    assert (key in TRANSITIONS) != (key in UNWRITTEN), key
     leg, next_state = transition(state, sent, answer)
-    assert isinstance(leg, Leg) and isinstance(next_state, State)
-    if (state, sent, answer) not in TRANSITIONS:
+    if key in UNWRITTEN:
         assert leg is Leg.UNFOLLOWED and next_state is state
+    else:
+        written_leg, written_state = TRANSITIONS[key]
+        assert leg is written_leg
+        assert next_state is (state if written_state is None else written_state)
 
 
-def test_table_covers_all_but_impossible_pairs() -> None:
-    missing = [
-        key
-        for key in ((state, sent, answer) for state in State for sent in Sent for answer in Answer)
-        if key not in TRANSITIONS
-    ]
-    # Only pairs where the server answers a request that carried nothing with a
-    # handshake continuation (which no server does) may be left out.
-    for _state, sent, answer in missing:
-        assert sent is Sent.NOTHING or answer in (
-            Answer.CONTINUE,
-            Answer.NTLM_CHALLENGE,
-            Answer.STALE,
-        )
+def test_left_out_pairs_are_only_foreign_continuations() -> None:
+    # Only an answer continuing a handshake the request did not carry may be
+    # left out; every refusal, success and "no answer" is written.
+    continues = {
+        Sent.NTLM_NEGOTIATE: {Answer.NTLM_CHALLENGE},
+        Sent.KERBEROS: {Answer.CONTINUE, Answer.NTLM_CHALLENGE},
+        Sent.SPNEGO_CONTINUE: {Answer.CONTINUE},
+        Sent.DIGEST: {Answer.STALE},
+    }
+    for _state, sent, answer in UNWRITTEN:
+        assert answer in (Answer.CONTINUE, Answer.NTLM_CHALLENGE, Answer.STALE)
+        assert answer not in continues.get(sent, set())
+
+
+def test_a_second_row_for_a_pair_is_an_error() -> None:
+    assert build_table(ROWS) == TRANSITIONS
+    # Any row written again, even with the same target, is refused: the table
+    # must not depend on the order of its rows.
+    for row in (ROWS[0], ROWS[len(ROWS) // 2], ROWS[-1]):
+        with pytest.raises(DuplicateRow, match="already"):
+            build_table((*ROWS, row))
+    narrowed = Row((State.AUTHENTICATED,), Sent.NOTHING, (Answer.SUCCESS,), (Leg.ANONYMOUS, None))
+    with pytest.raises(DuplicateRow):
+        build_table((*ROWS, narrowed))
+
+
+def test_an_authenticated_connection_reuses_without_credentials() -> None:
+    # The pair that used to be written twice (anonymous, then reused): the
+    # connection-based answer is the one the table holds.
+    assert transition(State.AUTHENTICATED, Sent.NOTHING, Answer.SUCCESS) == (
+        Leg.REUSED,
+        State.AUTHENTICATED,
+    )
+    assert transition(State.NTLM_CHALLENGED, Sent.NOTHING, Answer.SUCCESS) == (
+        Leg.ABANDONED,
+        State.FRESH,
+    )
+
+
+def test_scheme_not_offered_overrides_an_offer_only() -> None:
+    assert transition(State.OFFERED, Sent.BASIC, Answer.OFFER, scheme_offered=False) == (
+        Leg.SCHEME_NOT_OFFERED,
+        State.FAILED,
+    )
+    # A success is a success whatever scheme it came in.
+    assert transition(State.OFFERED, Sent.BASIC, Answer.SUCCESS, scheme_offered=False)[0] is (
+        Leg.BASIC_ACCEPTED
+    )
+
+
+def test_persistent_auth_false_leaves_the_connection_fresh() -> None:
+    assert transition(
+        State.NTLM_CHALLENGED, Sent.NTLM_AUTHENTICATE, Answer.SUCCESS, keeps_authentication=False
+    ) == (Leg.NTLM_ACCEPTED, State.FRESH)
+    assert transition(State.OFFERED, Sent.BASIC, Answer.OFFER, keeps_authentication=False) == (
+        Leg.BASIC_REJECTED,
+        State.FAILED,
+    )
 
 
 def test_healthy_ntlm_walk() -> None:
@@ -52,14 +115,6 @@ def test_healthy_ntlm_walk() -> None:
 def test_authenticate_without_challenge_is_out_of_sequence() -> None:
     leg, state = transition(State.OFFERED, Sent.NTLM_AUTHENTICATE, Answer.OFFER)
     assert leg is Leg.NTLM_OUT_OF_SEQUENCE and state is State.FAILED
-    assert str(iis_triple(leg, 401)) == "401 1 2148074248"
-
-
-def test_normal_legs_log_as_the_classic_triples() -> None:
-    assert str(IIS_TRIPLES[Leg.ANONYMOUS_CHALLENGED]) == "401 2 5"
-    assert str(IIS_TRIPLES[Leg.NTLM_CHALLENGE]) == "401 1 2148074254"
-    assert iis_triple(Leg.NTLM_CHALLENGE, 200) is None
-    assert Leg.NTLM_REJECTED not in NORMAL_LEGS
 
 
 def test_digest_stale_is_a_normal_leg() -> None:

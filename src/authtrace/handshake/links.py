@@ -24,10 +24,10 @@ from dataclasses import dataclass, field
 from authtrace.auth.kinds import Message
 from authtrace.auth.ntlm import NtlmAuthenticate, NtlmChallenge
 from authtrace.handshake.index import TimeIndex
-from authtrace.handshake.machine import SPLIT_TRIPLE
 from authtrace.handshake.model import NORMAL_LEGS, AuthExchange, Leg, Outcome, Realm, Sent
 from authtrace.handshake.timeline import ConnectionTimeline
 from authtrace.http.messages import HttpConnection
+from authtrace.iis.predict import SPLIT_TRIPLE
 from authtrace.kerberos.kdc import KdcExchange
 from authtrace.tcp.events import CloseReason, Direction
 

@@ -4,7 +4,12 @@ Everything that decides how a connection's authentication state moves lives in
 this module: `TRANSITIONS` maps (state, what the client sent, what the server
 answered) to (the judgement of that exchange, the next state). A pair missing
 from the table is not guessed: it is judged `Leg.UNFOLLOWED` and the state is
-kept, so the rules never build on a transition nobody wrote down.
+kept, so the rules never build on a transition nobody wrote down. Every pair is
+written once: a second row for a pair is an error when the table is built
+(`DuplicateRow`), so the order of the rows carries no meaning. The pairs left
+out on purpose are `UNWRITTEN`; the two facts outside the key that may refine
+a row are spelled out in `transition()`. What IIS logs for each judgement is
+not decided here (`iis.predict` owns that).
 
 The table follows RFC 4559 (Negotiate over HTTP: one leg per request, the
 context bound to the connection), MS-NLMP 3.1 (NEGOTIATE -> CHALLENGE ->
@@ -14,9 +19,11 @@ AUTHENTICATE on one connection), RFC 7616 (Digest stale nonce) and RFC 6750
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+from dataclasses import dataclass
 from typing import Final
 
-from authtrace.handshake.model import Answer, IisTriple, Leg, Sent, State
+from authtrace.handshake.model import Answer, Leg, Sent, State
 
 _ALL_STATES: Final = tuple(State)
 _KEEP: Final = None  # "next state = current state"
@@ -27,28 +34,73 @@ _ACCEPTED = (Answer.SUCCESS, Answer.FORBIDDEN)  # 403 after credentials: who, no
 Key = tuple[State, Sent, Answer]
 Target = tuple[Leg, State | None]
 
+# Pairs the table leaves out on purpose: an answer that continues a handshake
+# the request did not carry (an NTLM CHALLENGE to Basic credentials or to no
+# credentials at all, a stale Digest nonce to a Kerberos ticket). No server
+# does that, so nobody knows what it means: such a pair is judged
+# `Leg.UNFOLLOWED` and the state is kept.
+_CONTINUATIONS: Final = frozenset({Answer.CONTINUE, Answer.NTLM_CHALLENGE, Answer.STALE})
+_CONTINUES: Final[dict[Sent, frozenset[Answer]]] = {
+    Sent.NTLM_NEGOTIATE: frozenset({Answer.NTLM_CHALLENGE}),
+    Sent.KERBEROS: frozenset({Answer.CONTINUE, Answer.NTLM_CHALLENGE}),
+    Sent.SPNEGO_CONTINUE: frozenset({Answer.CONTINUE}),
+    Sent.DIGEST: frozenset({Answer.STALE}),
+}
+UNWRITTEN: Final = frozenset(
+    (state, sent, answer)
+    for state in _ALL_STATES
+    for sent in Sent
+    for answer in _CONTINUATIONS - _CONTINUES.get(sent, frozenset())
+)
 
-def _rows() -> dict[Key, Target]:
+
+class DuplicateRow(Exception):
+    """Two rows of the table claim the same (state, sent, answer): the table
+    would depend on the order its rows are written in."""
+
+
+@dataclass(frozen=True, slots=True)
+class Row:
+    """One line of the table: every (state, sent, answer) it names -> target."""
+
+    states: tuple[State, ...]
+    sent: Sent
+    answers: tuple[Answer, ...]
+    target: Target
+
+
+def build_table(rows: Iterable[Row]) -> dict[Key, Target]:
+    """The table the rows declare; a pair claimed by two rows is `DuplicateRow`."""
     table: dict[Key, Target] = {}
+    for row in rows:
+        for state in row.states:
+            for answer in row.answers:
+                key = (state, row.sent, answer)
+                if key in table:
+                    raise DuplicateRow(f"{key} is already {table[key]}, not {row.target}")
+                table[key] = row.target
+    return table
+
+
+def _rows() -> list[Row]:
+    rows: list[Row] = []
 
     def every(states: tuple[State, ...], sent: Sent, answers: tuple[Answer, ...], target: Target):
-        for state in states:
-            for answer in answers:
-                table[(state, sent, answer)] = target
+        rows.append(Row(states, sent, answers, target))
 
     not_authenticated = (State.FRESH, State.OFFERED, State.FAILED)
     midway = (State.NTLM_CHALLENGED, State.CONTINUING)
 
     # --- no credentials -----------------------------------------------------
-    every(_ALL_STATES, Sent.NOTHING, (Answer.SUCCESS, Answer.FORBIDDEN), (Leg.ANONYMOUS, _KEEP))
-    every((State.AUTHENTICATED,), Sent.NOTHING, _ACCEPTED, (Leg.REUSED, _KEEP))
+    # Each state group once: fresh/offered/failed, authenticated, midway.
+    every(not_authenticated, Sent.NOTHING, _ACCEPTED, (Leg.ANONYMOUS, _KEEP))
     every(not_authenticated, Sent.NOTHING, _REFUSED, (Leg.ANONYMOUS_CHALLENGED, State.OFFERED))
+    every((State.AUTHENTICATED,), Sent.NOTHING, _ACCEPTED, (Leg.REUSED, _KEEP))
     every((State.AUTHENTICATED,), Sent.NOTHING, _REFUSED, (Leg.REAUTH_CHALLENGED, State.OFFERED))
     # The client dropped a handshake in the middle (MS-NLMP 3.1.5: the AUTHENTICATE
     # must follow the CHALLENGE on the same connection).
     every(midway, Sent.NOTHING, _REFUSED, (Leg.ABANDONED, State.OFFERED))
     every(midway, Sent.NOTHING, _ACCEPTED, (Leg.ABANDONED, State.FRESH))
-
     # --- NTLM ---------------------------------------------------------------
     every(
         _ALL_STATES,
@@ -120,63 +172,42 @@ def _rows() -> dict[Key, Target]:
         if sent is not Sent.NOTHING:
             every(_ALL_STATES, sent, (Answer.TOO_LARGE,), (Leg.HEADER_TOO_LARGE, State.FAILED))
     every(_ALL_STATES, Sent.NOTHING, (Answer.TOO_LARGE,), (Leg.ANONYMOUS, _KEEP))
-    return table
+    return rows
 
 
-TRANSITIONS: Final[dict[Key, Target]] = _rows()
+ROWS: Final[tuple[Row, ...]] = tuple(_rows())
+TRANSITIONS: Final[dict[Key, Target]] = build_table(ROWS)
 
 
-def transition(state: State, sent: Sent, answer: Answer) -> tuple[Leg, State]:
-    """Judge one exchange and give the connection's next state."""
+def transition(
+    state: State,
+    sent: Sent,
+    answer: Answer,
+    *,
+    scheme_offered: bool = True,
+    keeps_authentication: bool = True,
+) -> tuple[Leg, State]:
+    """Judge one exchange and give the connection's next state.
+
+    The table decides, except in exactly two cases, each a fact outside the
+    (state, sent, answer) key:
+
+    1. `scheme_offered=False`: the client's credentials are in a scheme the
+       server did not offer, and the server answered with an offer (RFC 9110
+       section 11.6.1: the refusal names what it accepts). Whatever the row,
+       that is `Leg.SCHEME_NOT_OFFERED` and the connection has failed.
+    2. `keeps_authentication=False`: the response says `Persistent-Auth:
+       false` (MS-N2HT section 3.2.5): the connection does not stay
+       authenticated, so an `AUTHENTICATED` next state becomes `FRESH`.
+    """
     target = TRANSITIONS.get((state, sent, answer))
     if target is None:
-        return Leg.UNFOLLOWED, state
-    leg, next_state = target
-    return leg, state if next_state is None else next_state
-
-
-# What IIS most likely logs for each kind of 401 (sc-status sc-substatus
-# sc-win32-status). The anonymous leg and the NTLM challenge leg are the two
-# normal entries of every Windows-authentication handshake.
-_ACCESS_DENIED = 5
-_LOGON_FAILURE = 1326
-_SEC_E_INVALID_TOKEN = 0x80090308
-_SEC_E_LOGON_DENIED = 0x8009030C
-_SEC_E_NO_CREDENTIALS = 0x8009030E
-_SEC_E_TIME_SKEW = 0x80090324
-
-IIS_TRIPLES: Final[dict[Leg, IisTriple]] = {
-    Leg.ANONYMOUS_CHALLENGED: IisTriple(401, 2, _ACCESS_DENIED),
-    Leg.REAUTH_CHALLENGED: IisTriple(401, 2, _ACCESS_DENIED),
-    Leg.ABANDONED: IisTriple(401, 2, _ACCESS_DENIED),
-    Leg.SCHEME_NOT_OFFERED: IisTriple(401, 2, _ACCESS_DENIED),
-    Leg.NTLM_CHALLENGE: IisTriple(401, 1, _SEC_E_NO_CREDENTIALS),
-    Leg.SPNEGO_CONTINUE: IisTriple(401, 1, _SEC_E_NO_CREDENTIALS),
-    Leg.NTLM_OUT_OF_SEQUENCE: IisTriple(401, 1, _SEC_E_INVALID_TOKEN),
-    Leg.NTLM_NEGOTIATE_REJECTED: IisTriple(401, 1, _SEC_E_INVALID_TOKEN, certain=False),
-    # A wrong password is logged as ERROR_LOGON_FAILURE (the domain controller's
-    # answer); some builds log SEC_E_LOGON_DENIED (2148074252) instead.
-    Leg.NTLM_REJECTED: IisTriple(401, 1, _LOGON_FAILURE, certain=False),
-    Leg.KERBEROS_REJECTED: IisTriple(401, 1, _SEC_E_LOGON_DENIED, certain=False),
-    Leg.BASIC_REJECTED: IisTriple(401, 1, _LOGON_FAILURE),
-    Leg.DIGEST_REJECTED: IisTriple(401, 1, _LOGON_FAILURE, certain=False),
-    Leg.BEARER_REJECTED: IisTriple(401, 0, 0, certain=False),
-}
-
-CLOCK_SKEW_TRIPLE: Final = IisTriple(401, 1, _SEC_E_TIME_SKEW)
-# An AUTHENTICATE the server cannot place in a context of its own: answered on
-# a connection (or server) that never issued its CHALLENGE.
-SPLIT_TRIPLE: Final = IisTriple(401, 1, _SEC_E_INVALID_TOKEN, certain=False)
-# Extended Protection refusing an AUTHENTICATE not bound to the TLS channel.
-BAD_BINDINGS_TRIPLE: Final = IisTriple(401, 1, 0x80090346)
-# An anonymous AUTHENTICATE gives an anonymous logon, which is then refused as
-# if no credentials had been sent.
-ANONYMOUS_TRIPLE: Final = IisTriple(401, 2, _ACCESS_DENIED, certain=False)
-
-
-def iis_triple(leg: Leg, status: int | None) -> IisTriple | None:
-    """The predicted IIS log triple for a 401 judged as `leg` (None: not a 401,
-    or nothing predictable)."""
-    if status != 401:
-        return None
-    return IIS_TRIPLES.get(leg)
+        leg, next_state = Leg.UNFOLLOWED, state
+    else:
+        leg, written = target
+        next_state = state if written is None else written
+    if not scheme_offered and sent is not Sent.NOTHING and answer is Answer.OFFER:
+        leg, next_state = Leg.SCHEME_NOT_OFFERED, State.FAILED
+    if not keeps_authentication and next_state is State.AUTHENTICATED:
+        next_state = State.FRESH
+    return leg, next_state

@@ -18,15 +18,10 @@ from authtrace.auth.kinds import Mechanism, Message
 from authtrace.auth.ntlm import NtlmAuthenticate
 from authtrace.auth.spnego import NegState, SpnegoResp
 from authtrace.auth.steps import AuthStep, step_from_credentials_header, steps_from_challenge_header
-from authtrace.handshake.machine import (
-    ANONYMOUS_TRIPLE,
-    BAD_BINDINGS_TRIPLE,
-    CLOCK_SKEW_TRIPLE,
-    iis_triple,
-    transition,
-)
-from authtrace.handshake.model import Answer, AuthExchange, IisTriple, Leg, Realm, Sent, State
+from authtrace.handshake.machine import transition
+from authtrace.handshake.model import Answer, AuthExchange, Realm, Sent, State
 from authtrace.http.messages import Exchange, HttpConnection, HttpRequest, HttpResponse
+from authtrace.iis.predict import WireFacts, predict
 from authtrace.kerberos.messages import KrbError
 
 _CREDENTIALS_HEADER = {Realm.ORIGIN: "Authorization", Realm.PROXY: "Proxy-Authorization"}
@@ -105,29 +100,23 @@ def _judge(
     challenges = _challenges(exchange.response, realm)
     sent = classify_sent(credentials)
     answer = classify_answer(exchange, realm, challenges)
-    leg, next_state = transition(state, sent, answer)
     reason = ""
     if challenges:
         # The refusal itself names what the server accepts (RFC 9110 11.6.1).
         offered = frozenset(c.scheme.lower() for c in challenges)
-    if (
-        credentials is not None
-        and answer is Answer.OFFER
-        and offered is not None
-        and not _scheme_offered(credentials, offered)
-    ):
-        leg, next_state = Leg.SCHEME_NOT_OFFERED, State.FAILED
-        reason = f"{credentials.scheme} was not among the offered schemes"
+    scheme_offered = credentials is None or offered is None or _scheme_offered(credentials, offered)
     response = exchange.response
-    # MS-N2HT: "Persistent-Auth: false" means the server will not keep the
-    # connection authenticated; the next request must authenticate again.
-    if (
-        next_state is State.AUTHENTICATED
-        and response is not None
-        and (response.header("Persistent-Auth") or "").strip().lower() == "false"
-    ):
-        next_state = State.FRESH
-    status = response.status if response is not None else None
+    persistent = "" if response is None else (response.header("Persistent-Auth") or "")
+    leg, next_state = transition(
+        state,
+        sent,
+        answer,
+        scheme_offered=scheme_offered,
+        keeps_authentication=persistent.strip().lower() != "false",
+    )
+    if not scheme_offered and answer is Answer.OFFER:
+        assert credentials is not None
+        reason = f"{credentials.scheme} was not among the offered schemes"
     return AuthExchange(
         exchange=exchange,
         realm=realm,
@@ -138,7 +127,7 @@ def _judge(
         leg=leg,
         state_before=state,
         state_after=next_state,
-        iis=_predict_iis(leg, status, credentials, challenges, response, tls)
+        iis=predict(leg, response, _wire_facts(credentials, challenges, tls))
         if realm is Realm.ORIGIN
         else None,
         iis_from_body=iis_substatus_from_body(response),
@@ -146,34 +135,16 @@ def _judge(
     )
 
 
-def _predict_iis(
-    leg: Leg,
-    status: int | None,
-    credentials: AuthStep | None,
-    challenges: tuple[AuthStep, ...],
-    response: HttpResponse | None,
-    tls: bool,
-) -> IisTriple | None:
-    """The IIS log triple this 401 most likely produced; None for servers that
-    say they are not IIS (their logs have no substatus)."""
-    if response is None or not looks_like_iis(response):
-        return None
-    if any(_krb_error_code(step) == KRB_AP_ERR_SKEW for step in challenges):
-        return CLOCK_SKEW_TRIPLE
+def _wire_facts(
+    credentials: AuthStep | None, challenges: tuple[AuthStep, ...], tls: bool
+) -> WireFacts:
+    """The facts of this exchange that change what IIS logs for it."""
     inner = credentials.innermost if credentials is not None else None
-    if leg is Leg.NTLM_REJECTED and isinstance(inner, NtlmAuthenticate) and inner.anonymous:
-        return ANONYMOUS_TRIPLE
-    if leg is Leg.NTLM_REJECTED and tls and lacks_channel_binding(inner):
-        return BAD_BINDINGS_TRIPLE
-    return iis_triple(leg, status)
-
-
-def looks_like_iis(response: HttpResponse) -> bool:
-    """IIS (or http.sys) unless the Server header names something else."""
-    server = response.header("Server")
-    if server is None:
-        return True
-    return "microsoft-iis" in server.lower() or "microsoft-httpapi" in server.lower()
+    return WireFacts(
+        clock_skew=any(_krb_error_code(step) == KRB_AP_ERR_SKEW for step in challenges),
+        anonymous_authenticate=isinstance(inner, NtlmAuthenticate) and inner.anonymous,
+        unbound_over_tls=tls and lacks_channel_binding(inner),
+    )
 
 
 def _krb_error_code(step: AuthStep) -> int | None:

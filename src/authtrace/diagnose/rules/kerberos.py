@@ -19,8 +19,8 @@ from authtrace.diagnose.context import (
 )
 from authtrace.diagnose.finding import Finding, Severity
 from authtrace.diagnose.rule import Rule, rule
-from authtrace.handshake.machine import CLOCK_SKEW_TRIPLE
 from authtrace.handshake.model import Leg
+from authtrace.iis.predict import CLOCK_SKEW_TRIPLE
 from authtrace.kerberos.errors import (
     BENIGN_KDC_ERRORS,
     TICKET_UNDECRYPTABLE_ERRORS,
