@@ -42,12 +42,13 @@ def test_left_out_pairs_are_only_foreign_continuations() -> None:
     # left out; every refusal, success and "no answer" is written.
     continues = {
         Sent.NTLM_NEGOTIATE: {Answer.NTLM_CHALLENGE},
-        Sent.KERBEROS: {Answer.CONTINUE, Answer.NTLM_CHALLENGE},
-        Sent.SPNEGO_CONTINUE: {Answer.CONTINUE},
+        Sent.NTLM_AUTHENTICATE: {Answer.COMPLETED},
+        Sent.KERBEROS: {Answer.CONTINUE, Answer.NTLM_CHALLENGE, Answer.COMPLETED},
+        Sent.SPNEGO_CONTINUE: {Answer.CONTINUE, Answer.COMPLETED},
         Sent.DIGEST: {Answer.STALE},
     }
     for _state, sent, answer in UNWRITTEN:
-        assert answer in (Answer.CONTINUE, Answer.NTLM_CHALLENGE, Answer.STALE)
+        assert answer in (Answer.CONTINUE, Answer.NTLM_CHALLENGE, Answer.STALE, Answer.COMPLETED)
         assert answer not in continues.get(sent, set())
 
 
@@ -120,3 +121,39 @@ def test_authenticate_without_challenge_is_out_of_sequence() -> None:
 def test_digest_stale_is_a_normal_leg() -> None:
     leg, state = transition(State.OFFERED, Sent.DIGEST, Answer.STALE)
     assert leg in NORMAL_LEGS and state is State.OFFERED
+
+
+def test_a_refusal_that_completes_authentication_is_after_logon() -> None:
+    # RFC 4559 section 5: the server's final token (AP-REP, accept-completed)
+    # inside a 401 says the credentials were accepted.
+    for state, sent in [
+        (State.OFFERED, Sent.KERBEROS),
+        (State.NTLM_CHALLENGED, Sent.NTLM_AUTHENTICATE),
+        (State.CONTINUING, Sent.SPNEGO_CONTINUE),
+    ]:
+        assert transition(state, sent, Answer.COMPLETED) == (
+            Leg.REFUSED_AFTER_LOGON,
+            State.AUTHENTICATED,
+        )
+
+
+def test_a_refusal_naming_no_scheme_after_credentials_is_after_logon() -> None:
+    assert transition(State.NTLM_CHALLENGED, Sent.NTLM_AUTHENTICATE, Answer.DENIED)[0] is (
+        Leg.REFUSED_AFTER_LOGON
+    )
+    assert transition(State.FRESH, Sent.BASIC, Answer.DENIED) == (
+        Leg.REFUSED_AFTER_LOGON,
+        State.FRESH,
+    )
+    # A refusal that offers schemes again is still a refused logon.
+    assert transition(State.NTLM_CHALLENGED, Sent.NTLM_AUTHENTICATE, Answer.OFFER)[0] is (
+        Leg.NTLM_REJECTED
+    )
+    assert transition(State.FRESH, Sent.BASIC, Answer.OFFER)[0] is Leg.BASIC_REJECTED
+
+
+def test_an_anonymous_refusal_naming_no_scheme_is_not_a_challenge() -> None:
+    leg, state = transition(State.FRESH, Sent.NOTHING, Answer.DENIED)
+    assert leg is Leg.ANONYMOUS_REFUSED and state is State.FRESH
+    assert leg not in NORMAL_LEGS
+    assert transition(State.FRESH, Sent.NOTHING, Answer.OFFER)[0] is Leg.ANONYMOUS_CHALLENGED

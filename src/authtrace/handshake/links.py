@@ -35,6 +35,10 @@ from authtrace.tcp.events import CloseReason, Direction
 # and how far apart the legs of one split NTLM handshake may be.
 FOLLOW_UP_WINDOW = 600.0  # a person may take minutes to type a password
 SPLIT_WINDOW = 120.0
+# 401s to requests without credentials: normal first legs when the client comes
+# back with credentials (even to a 401 that named no scheme: an API client may
+# know what to send), failures otherwise.
+_ANONYMOUS_REFUSALS = frozenset({Leg.ANONYMOUS_CHALLENGED, Leg.ANONYMOUS_REFUSED})
 # A 401 this close to the end of the capture may simply have had its answer cut off.
 END_OF_CAPTURE_MARGIN = 1.0
 
@@ -452,7 +456,7 @@ def _outcome(
     connection = timeline.connection
     response = step.exchange.response
     assert response is not None
-    if step.leg is Leg.ANONYMOUS_CHALLENGED:
+    if step.leg in _ANONYMOUS_REFUSALS:
         if came_back.after(step, timeline):
             return Outcome.NORMAL
         if (
@@ -478,7 +482,7 @@ def _start_missing(timeline: ConnectionTimeline, position: int) -> bool:
     if timeline.connection.syn_seen:
         return False
     earlier = timeline.steps[:position]
-    return all(s.sent is Sent.NOTHING and s.leg is not Leg.ANONYMOUS_CHALLENGED for s in earlier)
+    return all(s.sent is Sent.NOTHING and s.leg not in _ANONYMOUS_REFUSALS for s in earlier)
 
 
 def _later_requests(step: AuthExchange, timeline: ConnectionTimeline, position: int) -> bool:

@@ -29,6 +29,11 @@ _ALL_STATES: Final = tuple(State)
 _KEEP: Final = None  # "next state = current state"
 
 _REFUSED = (Answer.OFFER, Answer.DENIED, Answer.REJECT)
+_OFFERS = (Answer.OFFER, Answer.REJECT)  # refusals that name a scheme to answer with
+# A refusal after the credentials were accepted: the 401 completes the
+# authentication, or names no scheme (an authentication layer refusing a logon
+# offers its schemes again), so it came from behind authentication.
+_AFTER_LOGON = (Answer.DENIED, Answer.COMPLETED)
 _ACCEPTED = (Answer.SUCCESS, Answer.FORBIDDEN)  # 403 after credentials: who, not whether
 
 Key = tuple[State, Sent, Answer]
@@ -39,11 +44,15 @@ Target = tuple[Leg, State | None]
 # credentials at all, a stale Digest nonce to a Kerberos ticket). No server
 # does that, so nobody knows what it means: such a pair is judged
 # `Leg.UNFOLLOWED` and the state is kept.
-_CONTINUATIONS: Final = frozenset({Answer.CONTINUE, Answer.NTLM_CHALLENGE, Answer.STALE})
+_CONTINUATIONS: Final = frozenset(
+    {Answer.CONTINUE, Answer.NTLM_CHALLENGE, Answer.STALE, Answer.COMPLETED}
+)
 _CONTINUES: Final[dict[Sent, frozenset[Answer]]] = {
     Sent.NTLM_NEGOTIATE: frozenset({Answer.NTLM_CHALLENGE}),
-    Sent.KERBEROS: frozenset({Answer.CONTINUE, Answer.NTLM_CHALLENGE}),
-    Sent.SPNEGO_CONTINUE: frozenset({Answer.CONTINUE}),
+    # SPNEGO-wrapped NTLM: the server's last NegTokenResp completes it.
+    Sent.NTLM_AUTHENTICATE: frozenset({Answer.COMPLETED}),
+    Sent.KERBEROS: frozenset({Answer.CONTINUE, Answer.NTLM_CHALLENGE, Answer.COMPLETED}),
+    Sent.SPNEGO_CONTINUE: frozenset({Answer.CONTINUE, Answer.COMPLETED}),
     Sent.DIGEST: frozenset({Answer.STALE}),
 }
 UNWRITTEN: Final = frozenset(
@@ -94,7 +103,10 @@ def _rows() -> list[Row]:
     # --- no credentials -----------------------------------------------------
     # Each state group once: fresh/offered/failed, authenticated, midway.
     every(not_authenticated, Sent.NOTHING, _ACCEPTED, (Leg.ANONYMOUS, _KEEP))
-    every(not_authenticated, Sent.NOTHING, _REFUSED, (Leg.ANONYMOUS_CHALLENGED, State.OFFERED))
+    every(not_authenticated, Sent.NOTHING, _OFFERS, (Leg.ANONYMOUS_CHALLENGED, State.OFFERED))
+    # RFC 9110 section 11.6.1: a 401 names the schemes that may answer it; one
+    # that names none leaves the client nothing to send.
+    every(not_authenticated, Sent.NOTHING, (Answer.DENIED,), (Leg.ANONYMOUS_REFUSED, _KEEP))
     every((State.AUTHENTICATED,), Sent.NOTHING, _ACCEPTED, (Leg.REUSED, _KEEP))
     every((State.AUTHENTICATED,), Sent.NOTHING, _REFUSED, (Leg.REAUTH_CHALLENGED, State.OFFERED))
     # The client dropped a handshake in the middle (MS-NLMP 3.1.5: the AUTHENTICATE
@@ -119,8 +131,14 @@ def _rows() -> list[Row]:
     every(
         (State.NTLM_CHALLENGED,),
         Sent.NTLM_AUTHENTICATE,
-        _REFUSED,
+        _OFFERS,
         (Leg.NTLM_REJECTED, State.FAILED),
+    )
+    every(
+        (State.NTLM_CHALLENGED,),
+        Sent.NTLM_AUTHENTICATE,
+        _AFTER_LOGON,
+        (Leg.REFUSED_AFTER_LOGON, State.AUTHENTICATED),
     )
     others = tuple(s for s in _ALL_STATES if s is not State.NTLM_CHALLENGED)
     # An AUTHENTICATE on a connection that never carried its CHALLENGE: the
@@ -132,10 +150,24 @@ def _rows() -> list[Row]:
         _ACCEPTED,
         (Leg.NTLM_OUT_OF_SEQUENCE_ACCEPTED, State.AUTHENTICATED),
     )
+    # The server completed a context it had for this AUTHENTICATE (its CHALLENGE
+    # went out elsewhere), then refused the request behind authentication.
+    every(
+        others,
+        Sent.NTLM_AUTHENTICATE,
+        (Answer.COMPLETED,),
+        (Leg.REFUSED_AFTER_LOGON, State.AUTHENTICATED),
+    )
 
     # --- Kerberos and SPNEGO (RFC 4559 section 5) -----------------------------
     every(_ALL_STATES, Sent.KERBEROS, _ACCEPTED, (Leg.KERBEROS_ACCEPTED, State.AUTHENTICATED))
-    every(_ALL_STATES, Sent.KERBEROS, _REFUSED, (Leg.KERBEROS_REJECTED, State.FAILED))
+    every(_ALL_STATES, Sent.KERBEROS, _OFFERS, (Leg.KERBEROS_REJECTED, State.FAILED))
+    every(
+        _ALL_STATES,
+        Sent.KERBEROS,
+        _AFTER_LOGON,
+        (Leg.REFUSED_AFTER_LOGON, State.AUTHENTICATED),
+    )
     every(_ALL_STATES, Sent.KERBEROS, (Answer.CONTINUE,), (Leg.SPNEGO_CONTINUE, State.CONTINUING))
     # SPNEGO may answer an optimistic Kerberos token by picking NTLM instead.
     every(
@@ -152,10 +184,17 @@ def _rows() -> list[Row]:
         (Leg.SPNEGO_CONTINUE, State.CONTINUING),
     )
     every(_ALL_STATES, Sent.SPNEGO_CONTINUE, _REFUSED, (Leg.DENIED, State.FAILED))
+    every(
+        _ALL_STATES,
+        Sent.SPNEGO_CONTINUE,
+        (Answer.COMPLETED,),
+        (Leg.REFUSED_AFTER_LOGON, State.AUTHENTICATED),
+    )
 
     # --- Basic, Digest, Bearer: per request, never bind the connection -------
     every(_ALL_STATES, Sent.BASIC, _ACCEPTED, (Leg.BASIC_ACCEPTED, _KEEP))
-    every(_ALL_STATES, Sent.BASIC, _REFUSED, (Leg.BASIC_REJECTED, State.FAILED))
+    every(_ALL_STATES, Sent.BASIC, _OFFERS, (Leg.BASIC_REJECTED, State.FAILED))
+    every(_ALL_STATES, Sent.BASIC, (Answer.DENIED,), (Leg.REFUSED_AFTER_LOGON, _KEEP))
     every(_ALL_STATES, Sent.DIGEST, _ACCEPTED, (Leg.DIGEST_ACCEPTED, _KEEP))
     every(_ALL_STATES, Sent.DIGEST, (Answer.STALE,), (Leg.DIGEST_STALE, State.OFFERED))
     every(_ALL_STATES, Sent.DIGEST, _REFUSED, (Leg.DIGEST_REJECTED, State.FAILED))

@@ -43,8 +43,12 @@ class Answer(enum.Enum):
     NTLM_CHALLENGE = "ntlm_challenge"  # 401/407 carrying an NTLM CHALLENGE
     CONTINUE = "continue"  # 401/407 carrying a SPNEGO accept-incomplete token
     REJECT = "reject"  # 401/407 carrying a SPNEGO reject or a KRB-ERROR, or Bearer error
+    # 401/407 carrying a token that completes the client's authentication (a
+    # Kerberos AP-REP, SPNEGO accept-completed): the credentials were accepted
+    # and the request was refused anyway (RFC 4559 section 5, RFC 4178 4.2.2).
+    COMPLETED = "completed"
     STALE = "stale"  # Digest stale=true
-    DENIED = "denied"  # 401/407 without any challenge header
+    DENIED = "denied"  # 401/407 without any challenge header (RFC 9110 11.6.1 wants one)
     FORBIDDEN = "forbidden"  # 403
     TOO_LARGE = "too_large"  # 400 because the request headers were too long
     NONE = "none"  # no response in the capture
@@ -67,6 +71,9 @@ class Leg(enum.Enum):
 
     ANONYMOUS = "anonymous"  # no credentials, not asked for any
     ANONYMOUS_CHALLENGED = "anonymous_challenged"  # no credentials -> 401 offering schemes
+    # no credentials -> 401 offering no scheme: nothing the client could answer
+    # (on IIS, the anonymous account could not log on: 401.1)
+    ANONYMOUS_REFUSED = "anonymous_refused"
     REUSED = "reused"  # no credentials on an authenticated connection -> success
     REAUTH_CHALLENGED = "reauth_challenged"  # 401 on an authenticated connection
     ABANDONED = "abandoned"  # NTLM CHALLENGE answered by a request without AUTHENTICATE
@@ -89,6 +96,10 @@ class Leg(enum.Enum):
     BEARER_REJECTED = "bearer_rejected"
     SCHEME_NOT_OFFERED = "scheme_not_offered"  # credentials in a scheme the server did not offer
     HEADER_TOO_LARGE = "header_too_large"
+    # credentials accepted (the 401 completes the authentication, or names no
+    # scheme after them), then the request refused behind authentication: on
+    # IIS the resource ACL, a filter or an application (401.3, 401.4, 401.5)
+    REFUSED_AFTER_LOGON = "refused_after_logon"
     DENIED = "denied"  # credentials answered by 401/403 without a challenge
     UNANSWERED = "unanswered"
     UNFOLLOWED = "unfollowed"  # a pair the state machine has no rule for

@@ -106,6 +106,7 @@ def _judge(
         offered = frozenset(c.scheme.lower() for c in challenges)
     scheme_offered = credentials is None or offered is None or _scheme_offered(credentials, offered)
     response = exchange.response
+    page = iis_substatus_from_body(response)
     persistent = "" if response is None else (response.header("Persistent-Auth") or "")
     leg, next_state = transition(
         state,
@@ -127,16 +128,16 @@ def _judge(
         leg=leg,
         state_before=state,
         state_after=next_state,
-        iis=predict(leg, response, _wire_facts(credentials, challenges, tls))
+        iis=predict(leg, response, _wire_facts(credentials, challenges, tls, page))
         if realm is Realm.ORIGIN
         else None,
-        iis_from_body=iis_substatus_from_body(response),
+        iis_from_body=page,
         reason=reason,
     )
 
 
 def _wire_facts(
-    credentials: AuthStep | None, challenges: tuple[AuthStep, ...], tls: bool
+    credentials: AuthStep | None, challenges: tuple[AuthStep, ...], tls: bool, page: str | None
 ) -> WireFacts:
     """The facts of this exchange that change what IIS logs for it."""
     inner = credentials.innermost if credentials is not None else None
@@ -144,6 +145,8 @@ def _wire_facts(
         clock_skew=any(_krb_error_code(step) == KRB_AP_ERR_SKEW for step in challenges),
         anonymous_authenticate=isinstance(inner, NtlmAuthenticate) and inner.anonymous,
         unbound_over_tls=tls and lacks_channel_binding(inner),
+        completed=any(completes(step) for step in challenges),
+        page_substatus=int(page.split(".")[1]) if page and page.startswith("401.") else None,
     )
 
 
@@ -220,6 +223,8 @@ def classify_answer(exchange: Exchange, realm: Realm, challenges: tuple[AuthStep
         return Answer.REJECT
     if any(spnego_continues(step) for step in challenges):
         return Answer.CONTINUE
+    if any(completes(step) for step in challenges):
+        return Answer.COMPLETED
     # RFC 7616 section 3.3: stale=true means only the nonce expired.
     if any(isinstance(step.token, DigestChallenge) and step.token.stale for step in challenges):
         return Answer.STALE
@@ -265,6 +270,12 @@ def _neg_state(step: AuthStep) -> NegState | None:
 def spnego_rejects(step: AuthStep) -> bool:
     """RFC 4178 section 4.2.2: negState reject ends the negotiation."""
     return _neg_state(step) is NegState.REJECT
+
+
+def completes(step: AuthStep) -> bool:
+    """The server's final token: a Kerberos AP-REP (RFC 4120 3.2.4), or SPNEGO
+    accept-completed (RFC 4178 section 4.2.2)."""
+    return step.message is Message.AP_REP or _neg_state(step) is NegState.ACCEPT_COMPLETED
 
 
 def spnego_continues(step: AuthStep) -> bool:

@@ -47,7 +47,14 @@ IIS_TRIPLES: Final[dict[Leg, IisTriple]] = {
     Leg.BASIC_REJECTED: IisTriple(401, 1, _LOGON_FAILURE),
     Leg.DIGEST_REJECTED: IisTriple(401, 1, _LOGON_FAILURE, certain=False),
     Leg.BEARER_REJECTED: IisTriple(401, 0, 0, certain=False),
+    # The anonymous account could not log on (its password, rights or lockout).
+    Leg.ANONYMOUS_REFUSED: IisTriple(401, 1, _LOGON_FAILURE, certain=False),
+    # Refused behind authentication with no scheme offered: an ISAPI or CGI
+    # application (a managed handler that sets no substatus logs 401 0 0).
+    Leg.REFUSED_AFTER_LOGON: IisTriple(401, 5, 0, certain=False),
 }
+# Refused after a completed logon, the final token still sent: the file ACL.
+ACL_TRIPLE: Final = IisTriple(401, 3, _ACCESS_DENIED, certain=False)
 
 CLOCK_SKEW_TRIPLE: Final = IisTriple(401, 1, _SEC_E_TIME_SKEW)
 # An AUTHENTICATE the server cannot place in a context of its own: answered on
@@ -66,12 +73,16 @@ class WireFacts:
 
     clock_skew: the challenge carries KRB-ERROR KRB_AP_ERR_SKEW (RFC 4120 7.5.9);
     anonymous_authenticate: the NTLM AUTHENTICATE is anonymous (MS-NLMP 3.2.5.1.2);
-    unbound_over_tls: an NTLMv2 AUTHENTICATE over TLS without a channel binding.
+    unbound_over_tls: an NTLMv2 AUTHENTICATE over TLS without a channel binding;
+    completed: the 401 carries the server's final token (AP-REP, accept-completed);
+    page_substatus: the 401.x an IIS error page names in the response body.
     """
 
     clock_skew: bool = False
     anonymous_authenticate: bool = False
     unbound_over_tls: bool = False
+    completed: bool = False
+    page_substatus: int | None = None
 
 
 NO_FACTS: Final = WireFacts()
@@ -105,4 +116,16 @@ def predict(leg: Leg, response: HttpResponse | None, facts: WireFacts = NO_FACTS
         return ANONYMOUS_TRIPLE
     if leg is Leg.NTLM_REJECTED and facts.unbound_over_tls:
         return BAD_BINDINGS_TRIPLE
-    return iis_triple(leg, response.status)
+    if leg is Leg.REFUSED_AFTER_LOGON and facts.completed and response.status == 401:
+        return ACL_TRIPLE
+    triple = iis_triple(leg, response.status)
+    page = facts.page_substatus
+    if response.status == 401 and page is not None and (triple is None or triple.substatus != page):
+        # The page says what IIS decided; only its sc-win32-status is a guess.
+        return IisTriple(401, page, _PAGE_WIN32.get(page, 0), certain=False)
+    return triple
+
+
+# sc-win32-status most often logged with a substatus read from an error page
+# (the ISAPI filter or application of 401.4 / 401.5 sets its own, if any).
+_PAGE_WIN32: Final = {1: _LOGON_FAILURE, 2: _ACCESS_DENIED, 3: _ACCESS_DENIED}

@@ -20,6 +20,7 @@ from authtrace.visible import visible, visible_lines
 _WIDTH = 100
 _LEG_WORDS = {
     Leg.ANONYMOUS_CHALLENGED: "anonymous request challenged",
+    Leg.ANONYMOUS_REFUSED: "anonymous request refused, no scheme offered",
     Leg.NTLM_CHALLENGE: "NTLM challenge leg",
     Leg.SPNEGO_CONTINUE: "Negotiate continue leg",
     Leg.DIGEST_STALE: "Digest stale nonce",
@@ -35,6 +36,7 @@ _LEG_WORDS = {
     Leg.SCHEME_NOT_OFFERED: "scheme not offered",
     Leg.DENIED: "refused",
     Leg.HEADER_TOO_LARGE: "headers too large",
+    Leg.REFUSED_AFTER_LOGON: "refused after the logon (behind authentication)",
     Leg.UNFOLLOWED: "not followed",
 }
 _AUTHENTICATED = {
