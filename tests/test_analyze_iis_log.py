@@ -54,7 +54,7 @@ def _log_lines() -> list[str]:
 
 def test_join_reports_offset_and_disagreement() -> None:
     entries, _report = parse_lines(_log_lines(), "u_ex.log")
-    join = join_log(analyze([CAPTURE]), entries)
+    join = join_log(analyze([CAPTURE]).view, entries)
     assert round(join.offset) == OFFSET
     by_frame = {item.response_frame: item for item in join.matched}
     assert set(by_frame) == set(LOGGED)

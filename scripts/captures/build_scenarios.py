@@ -1226,6 +1226,229 @@ def iis_401_2_body() -> Scene:
     )
 
 
+# ---------------------------------------------------------------------------
+# The IIS 401 categories beyond a failed user logon (issue 16)
+
+ACL_DENIED = "401 3 5"
+ANONYMOUS_LOGON_FAILURE = "401 1 1326"
+APPLICATION_401 = "401 5 0"
+FILTER_401 = "401 4 0"
+_SEQUENCE_RULES = [
+    "ntlm-logon-failed",
+    "kerberos-ticket-rejected",
+    "basic-logon-failed",
+    "repeated-logon-failures",
+    "client-ignores-negotiate",
+]
+
+
+def anonymous_logon_failed() -> Scene:
+    s = Scene(
+        "anonymous-logon-failed",
+        "Anonymous-only site whose anonymous account cannot log on: every anonymous "
+        "request gets 401.1, no scheme offered, detailed error page",
+        WEB_HOST,
+        ["anonymous-logon-failed"],
+        ["client-ignores-negotiate", "no-common-scheme", "ntlm-logon-failed"],
+        seed=40,
+        evidence={"anonymous-logon-failed": "error-page"},
+    )
+    c = s.conn()
+    page = iis_detailed_401(
+        1,
+        "You do not have permission to view this directory or page because the anonymous "
+        "user could not be logged on.",
+        module="AnonymousAuthenticationModule",
+        code="8007052e",
+    )
+    for uri in ("/", "/favicon.ico", "/"):
+        s.request(c, f"anonymous GET {uri}", uri)
+        s.iis_401(
+            c,
+            "no WWW-Authenticate, detailed page HTTP Error 401.1",
+            ANONYMOUS_LOGON_FAILURE,
+            challenge=[],
+            body=page,
+        )
+    c.close()
+    return s
+
+
+def _ntlm_logon(s: Scene, c, uri: str = "/") -> int:
+    """Anonymous 401, then an NTLM handshake whose AUTHENTICATE the acceptor
+    accepts (right password); the caller writes the answer to it."""
+    s.request(c, f"anonymous GET {uri}", uri)
+    s.iis_401(c, "offers Negotiate and NTLM", ANON)
+    legs, frame, server = ntlm_handshake(s, c, ALICE, uri=uri)
+    verify(s, server, legs[2], True)
+    return frame
+
+
+def resource_acl_denied() -> Scene:
+    s = Scene(
+        "resource-acl-denied",
+        "NTLM logon succeeds (right password), then 401 with the detailed page "
+        "HTTP Error 401.3 (ACL)",
+        WEB_HOST,
+        ["resource-acl-denied"],
+        _SEQUENCE_RULES,
+        seed=41,
+        evidence={"resource-acl-denied": "error-page"},
+    )
+    c = s.conn()
+    _ntlm_logon(s, c, "/payroll/2024.xlsx")
+    s.iis_401(
+        c,
+        "offers Negotiate and NTLM again, detailed page HTTP Error 401.3 (ACL)",
+        ACL_DENIED,
+        body=iis_detailed_401(
+            3,
+            "You do not have permission to view this directory or page because of the access "
+            "control list (ACL) configuration or encryption settings for this resource on the "
+            "Web server.",
+            module="IIS Web Core",
+            notification="MapRequestHandler",
+            code="80070005",
+        ),
+    )
+    c.close()
+    return s
+
+
+def resource_acl_denied_kerberos() -> Scene:
+    s = Scene(
+        "resource-acl-denied-kerberos",
+        "Kerberos: the AP-REQ is answered 401 carrying the AP-REP (accept-completed), "
+        "generic error page",
+        WEB_HOST,
+        ["resource-acl-denied"],
+        _SEQUENCE_RULES + ["kerberos-fallback-to-ntlm"],
+        seed=42,
+        evidence={"resource-acl-denied": "wire"},
+    )
+    s.tgs_ok(CLIENT)
+    c = s.conn()
+    s.request(c, "anonymous GET /payroll/", "/payroll/")
+    s.iis_401(c, "offers Negotiate and NTLM", ANON)
+    ap_req = gss_krb5(s.krb.ap_req(f"HTTP/{WEB_HOST}"), b"\x01\x00")
+    fr = s.request(
+        c,
+        "Negotiate NegTokenInit with AP-REQ",
+        "/payroll/",
+        [("Authorization", f"Negotiate {b64(neg_token_init(bytes(ap_req), WINDOWS_MECHS))}")],
+    )
+    s.check(fr, "kerberos.msg_type", "14")
+    ap_rep = neg_token_resp(0, OID_MS_KRB5, bytes(gss_krb5(s.krb.ap_rep(), b"\x02\x00")))
+    fr = s.iis_401(
+        c,
+        "Negotiate NegTokenResp accept-completed carrying the AP-REP, generic 401 page",
+        ACL_DENIED,
+        challenge=[("WWW-Authenticate", f"Negotiate {b64(ap_rep)}")],
+    )
+    s.check(fr, "kerberos.msg_type", "15")
+    s.check(fr, "spnego.negResult", "0")
+    c.close()
+    return s
+
+
+def resource_acl_denied_logged() -> Scene:
+    s = Scene(
+        "resource-acl-denied-logged",
+        "NTLM logon succeeds, 401 offering the schemes again with the generic page; only "
+        "the IIS log (401 3 5) tells it is the ACL",
+        WEB_HOST,
+        ["ntlm-logon-failed"],
+        ["resource-acl-denied"],
+        seed=43,
+        iis_log=True,
+        log_rules=["resource-acl-denied"],
+        log_not_rules=["ntlm-logon-failed", "repeated-logon-failures"],
+        evidence={"ntlm-logon-failed": "sequence"},
+        log_evidence={"resource-acl-denied": "iis-log"},
+    )
+    c = s.conn()
+    _ntlm_logon(s, c, "/payroll/2024.xlsx")
+    s.log_as("CONTOSO\\alice")
+    s.iis_401(
+        c,
+        "offers Negotiate and NTLM again, generic page",
+        LOGON_FAILURE,
+        logged=ACL_DENIED,
+    )
+    c.close()
+    return s
+
+
+def filter_denied() -> Scene:
+    s = Scene(
+        "filter-denied",
+        "Basic credentials, then 401 without WWW-Authenticate or page; the IIS log line "
+        "says 401.4 (an ISAPI filter)",
+        WEB_HOST,
+        ["application-denied", "basic-over-cleartext"],
+        ["filter-denied", "basic-logon-failed"],
+        seed=44,
+        iis_log=True,
+        log_rules=["filter-denied", "basic-over-cleartext"],
+        log_not_rules=["application-denied", "basic-logon-failed"],
+        evidence={"application-denied": "wire"},
+        log_evidence={"filter-denied": "iis-log"},
+    )
+    c = s.conn()
+    s.request(c, "anonymous GET /portal/", "/portal/")
+    s.iis_401(
+        c, "offers Basic", "401 2 5", [("WWW-Authenticate", f'Basic realm="{WEB_HOST}"')]
+    )
+    s.log_as("CONTOSO\\alice")
+    s.request(
+        c,
+        "Authorization: Basic (alice, right password)",
+        "/portal/",
+        [("Authorization", "Basic " + b64(b"CONTOSO\\alice:Spring2024!"))],
+    )
+    s.iis_401(
+        c,
+        "no WWW-Authenticate, empty body",
+        APPLICATION_401,
+        challenge=[],
+        body=b"",
+        logged=FILTER_401,
+    )
+    c.close()
+    return s
+
+
+def application_denied() -> Scene:
+    s = Scene(
+        "application-denied",
+        "NTLM logon succeeds, then a static .html file is answered 401 without "
+        "WWW-Authenticate by a wildcard-mapped ISAPI extension (page HTTP Error 401.5)",
+        WEB_HOST,
+        ["application-denied"],
+        _SEQUENCE_RULES,
+        seed=45,
+        evidence={"application-denied": "error-page"},
+    )
+    c = s.conn()
+    _ntlm_logon(s, c, "/reports/q3.html")
+    s.iis_401(
+        c,
+        "no WWW-Authenticate, detailed page HTTP Error 401.5 (IsapiModule)",
+        APPLICATION_401,
+        challenge=[],
+        body=iis_detailed_401(
+            5,
+            "You do not have permission to view this directory or page because the ISAPI or "
+            "CGI application denied access.",
+            module="IsapiModule",
+            notification="ExecuteRequestHandler",
+            code="80070005",
+        ),
+    )
+    c.close()
+    return s
+
+
 SCENARIOS: list[Callable[[], Scene]] = [
     healthy_ntlm,
     healthy_kerberos,
@@ -1260,6 +1483,12 @@ SCENARIOS: list[Callable[[], Scene]] = [
     auth_header_too_large,
     capture_starts_midway,
     iis_401_2_body,
+    anonymous_logon_failed,
+    resource_acl_denied,
+    resource_acl_denied_kerberos,
+    resource_acl_denied_logged,
+    filter_denied,
+    application_denied,
 ]
 
 # Working/failing pairs for `authtrace diff`: other client addresses and ports, same host and URLs.
@@ -1348,6 +1577,12 @@ def render_readme(expected: dict[str, dict[str, object]]) -> str:
         "(`ntlm-handshake-split`) are not run",
         "  through an acceptor; the pooled ones (`pooling-proxy`) are, and fail verification.",
         "- KDC cipher text (tickets, authenticators, enc-parts) is random: no key can decrypt it.",
+        "- The IIS 401 categories (`anonymous-logon-failed`, `resource-acl-denied*`,",
+        "  `filter-denied`, `application-denied`): `evidence` in expected.json names what must",
+        "  decide each finding (`error-page`, `wire`, `sequence`); a capture with an `iis_log`",
+        "  comes with `<name>.log`, a W3C log of every response, and lists what analyze must",
+        "  report given that log (`--iis-log`). The sc-win32-status of a 401.4/401.5 line is",
+        "  whatever the filter or application set; these logs use 0.",
         "",
     ]
     return "\n".join(lines)

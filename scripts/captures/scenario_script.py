@@ -12,6 +12,7 @@ the message (the last TCP segment of it), so tests can ask tshark about it.
 from __future__ import annotations
 
 import base64
+import datetime
 import itertools
 import sys
 from dataclasses import dataclass, field
@@ -63,8 +64,16 @@ IIS_401_BODY = (
 )
 
 
-def iis_detailed_401(substatus: int, headline: str) -> bytes:
+def iis_detailed_401(
+    substatus: int,
+    headline: str,
+    module: str = "WindowsAuthenticationModule",
+    notification: str = "AuthenticateRequest",
+    code: str | None = None,
+) -> bytes:
     """An IIS 7+ detailed error page (what a local or detailed-errors client sees)."""
+    if code is None:
+        code = "80070005" if substatus == 2 else "8009030c"
     return (
         (
             "<!DOCTYPE html><html><head>"
@@ -72,12 +81,12 @@ def iis_detailed_401(substatus: int, headline: str) -> bytes:
             '</head><body><div id="content"><div class="content-container">'
             "<h3>HTTP Error 401.{s} - Unauthorized</h3><h4>{h}</h4></div>"
             '<div class="content-container"><fieldset><h4>Detailed Error Information:</h4>'
-            "<table><tr><th>Module</th><td>WindowsAuthenticationModule</td></tr>"
-            "<tr><th>Notification</th><td>AuthenticateRequest</td></tr>"
+            "<table><tr><th>Module</th><td>{m}</td></tr>"
+            "<tr><th>Notification</th><td>{n}</td></tr>"
             "<tr><th>Error Code</th><td>0x{code}</td></tr></table></fieldset>"
             "</div></div></body></html>\r\n"
         )
-        .format(s=substatus, h=headline, code="80070005" if substatus == 2 else "8009030c")
+        .format(s=substatus, h=headline, m=module, n=notification, code=code)
         .encode()
     )
 
@@ -101,6 +110,16 @@ class Scene:
     iis: dict[int, str] = field(default_factory=dict)
     checks: dict[int, dict[str, str]] = field(default_factory=dict)
     unverifiable: list[str] = field(default_factory=list)
+    # The IIS log this scene comes with (`<name>.log`), when `iis_log` is set:
+    # one W3C line per response; and what analyze must report given that log.
+    iis_log: bool = False
+    log_rules: list[str] = field(default_factory=list)
+    log_not_rules: list[str] = field(default_factory=list)
+    # rule -> the evidence its finding must name (iis.category.Source values)
+    evidence: dict[str, str] = field(default_factory=dict)
+    log_evidence: dict[str, str] = field(default_factory=dict)
+    log_lines: list[str] = field(default_factory=list)
+    _last_request: tuple[str, str, str, str] = ("GET", "/", "", "-")
 
     def __post_init__(self) -> None:
         self.cap = CaptureBuilder(start=START, _ports=itertools.count(self.first_port))
@@ -139,6 +158,7 @@ class Scene:
     ) -> int:
         extra = (BROWSER_HEADERS if base is None else base) + (headers or [])
         conv.send(http_request(method, uri, host or self.host, extra))
+        self._last_request = (method, uri, conv.client[0], self._user)
         frame = self.last_frame - 1  # the last data segment; the server's ACK follows
         self.check(frame, "http.request.method", method)
         self.note(frame, note)
@@ -154,6 +174,7 @@ class Scene:
         body: bytes = b"",
         iis: str | None = None,
         server: str = "Microsoft-IIS/10.0",
+        logged: str | None = None,
     ) -> int:
         hdrs: list[tuple[str, str]] = []
         if status in (401, 400) or body:
@@ -170,8 +191,30 @@ class Scene:
         self.check(frame, "http.response.code", str(status))
         if iis is not None:
             self.iis[frame] = iis
-        self.note(frame, f"{status} {note}" + (f" (IIS logs `{iis}`)" if iis else ""))
+        if self.iis_log:
+            self._log(status, logged or iis or f"{status} 0 0")
+        if logged is not None and logged != iis:
+            said = f" (predicted `{iis}` from the wire; the IIS log says `{logged}`)"
+        else:
+            said = f" (IIS logs `{iis}`)" if iis else ""
+        self.note(frame, f"{status} {note}{said}")
         return frame
+
+    # -- the IIS log ------------------------------------------------------------------
+    _user: str = "-"
+
+    def log_as(self, user: str) -> None:
+        """cs-username of the following requests (IIS logs it once authenticated)."""
+        self._user = user
+
+    def _log(self, status: int, triple: str) -> None:
+        method, uri, client, _user = self._last_request
+        stamp = datetime.datetime.fromtimestamp(self.cap._clock, datetime.UTC)
+        user = self._user if status < 400 or triple.split()[1] not in ("1", "2") else "-"
+        self.log_lines.append(
+            f"{stamp:%Y-%m-%d %H:%M:%S} {WEB[0]} {method} {uri} - {WEB[1]} {user} {client} "
+            f"{EDGE_UA.replace(' ', '+')} {triple} 15"
+        )
 
     def iis_401(
         self,
@@ -181,6 +224,7 @@ class Scene:
         challenge: list[tuple[str, str]] | None = None,
         body: bytes = IIS_401_BODY,
         extra: list[tuple[str, str]] | None = None,
+        logged: str | None = None,
     ) -> int:
         offers = (
             challenge
@@ -190,7 +234,9 @@ class Scene:
                 ("WWW-Authenticate", "NTLM"),
             ]
         )
-        return self.response(conv, 401, "Unauthorized", note, offers + (extra or []), body, iis=iis)
+        return self.response(
+            conv, 401, "Unauthorized", note, offers + (extra or []), body, iis=iis, logged=logged
+        )
 
     def ok(
         self, conv: TcpConversation, note: str, headers: list[tuple[str, str]] | None = None
@@ -268,7 +314,27 @@ class Scene:
     def write(self, path: Path) -> dict[str, object]:
         path.parent.mkdir(parents=True, exist_ok=True)
         self.cap.write(str(path))
+        log: dict[str, object] = {}
+        if self.iis_log:
+            header = [
+                "#Software: Microsoft Internet Information Services 10.0",
+                "#Version: 1.0",
+                "#Fields: date time s-ip cs-method cs-uri-stem cs-uri-query s-port cs-username "
+                "c-ip cs(User-Agent) sc-status sc-substatus sc-win32-status time-taken",
+            ]
+            path.with_suffix(".log").write_text("\n".join(header + self.log_lines) + "\n")
+            log = {
+                "iis_log": {
+                    "file": path.with_suffix(".log").name,
+                    "rules": self.log_rules,
+                    "not_rules": self.log_not_rules,
+                    "evidence": self.log_evidence,
+                }
+            }
+        extra: dict[str, object] = {"evidence": self.evidence} if self.evidence else {}
         return {
+            **extra,
+            **log,
             "title": self.title,
             "rules": self.rules,
             "not_rules": self.not_rules,

@@ -14,9 +14,9 @@ damage into anomalies and the pipeline goes on with what it has.
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import BinaryIO
+from typing import TYPE_CHECKING, BinaryIO
 
 from authtrace.anomalies import Anomaly
 from authtrace.http.exchanges import HttpConnectionTracker
@@ -39,6 +39,10 @@ from authtrace.tcp.reassembly import TcpReassembler
 from authtrace.tls.connection import TlsConnection, looks_like_tls
 from authtrace.tls.keylog import DSB_TLS_KEY_LOG, KeyLog, KeyLogCounts
 from authtrace.tls.model import EncryptedConnection, TlsFacts
+
+if TYPE_CHECKING:
+    from authtrace.iis.category import LoggedLine
+    from authtrace.iis.w3c import LogEntry
 
 Source = str | os.PathLike[str] | BinaryIO
 Progress = Callable[[int], None]
@@ -406,10 +410,17 @@ def read_connections(
 
 
 def analyze(
-    sources: Iterable[Source], progress: Progress | None = None, keylog: KeyLog | None = None
+    sources: Iterable[Source],
+    progress: Progress | None = None,
+    keylog: KeyLog | None = None,
+    iis_log: Sequence[LogEntry] = (),
 ) -> Report:
     """Read the captures and judge every authentication handshake in them
-    (TLS decrypted with `keylog` and any secrets the captures embed)."""
+    (TLS decrypted with `keylog` and any secrets the captures embed).
+
+    iis_log: the server's W3C log lines, if given; each 401 they record is
+    matched to its exchange, and the logged substatus is the strongest evidence
+    the rules weigh (it wins over what the wire suggests)."""
     # The judging layers are imported here, not at the top: `connections` and
     # the readers' users need only the reading half of this module.
     from authtrace.diagnose import RuleContext, diagnose
@@ -423,7 +434,14 @@ def analyze(
     exchanges = kdc.exchanges if kdc is not None else ()
     view = link(timelines, min(times, default=0.0), max(times, default=0.0), exchanges)
     connects = kdc.unanswered_connects if kdc is not None else ()
-    findings, problems = diagnose(RuleContext(view, exchanges, connects))
+    join = None
+    logged: dict[tuple[int, int], LoggedLine] = {}
+    if iis_log:
+        from authtrace.iis.capture_log import join_log, logged_lines
+
+        join = join_log(view, iis_log)
+        logged = logged_lines(join)
+    findings, problems = diagnose(RuleContext(view, exchanges, connects, iis_log=logged))
     return Report(
         captures=tuple(result.captures),
         view=view,
@@ -434,6 +452,7 @@ def analyze(
         other_connections=result.other_connections,
         encrypted=tuple(result.encrypted),
         keylog=result.keylog,
+        iis_log=join,
     )
 
 

@@ -23,7 +23,8 @@ from authtrace.cli.common import (
     wants_progress,
 )
 from authtrace.cli.logfiles import read_log_entries, unopenable
-from authtrace.iis.capture_log import join_log, log_join_to_dict, render_log_join
+from authtrace.iis.capture_log import log_join_to_dict, render_log_join
+from authtrace.iis.w3c import LogEntry
 from authtrace.pipeline import CaptureError, analyze
 from authtrace.report.as_json import report_to_dict
 from authtrace.report.as_text import render_report
@@ -52,7 +53,8 @@ from authtrace.visible import visible
     multiple=True,
     type=click.Path(path_type=Path),
     help="IIS W3C log (plain or gzip'd) of the server: show the logged status triple of each "
-    "401 next to the predicted one. Repeatable.",
+    "401 next to the predicted one; a logged substatus decides the finding (401.3 ACL, 401.4 "
+    "filter, 401.5 application) over what the wire suggests. Repeatable.",
 )
 @tls_keylog_option()
 @show_secrets_option()
@@ -91,9 +93,23 @@ def analyze_command(
       authtrace analyze trace.pcap --iis-log u_ex231114.log
       authtrace analyze https.pcapng --tls-keylog sslkeys.log
     """
+    if iis_logs and (problems := unopenable(iis_logs)):
+        # The capture's findings still stand: say which log is left out, once.
+        for problem in problems:
+            click.echo(f"authtrace: --iis-log {visible(problem)} (left out)", err=True)
+        iis_logs = tuple(p for p in iis_logs if not unopenable((p,)))
+    entries: list[LogEntry] = []
+    if iis_logs:
+        errors: list[str] = []
+        entries = [e for path in iis_logs for e in read_log_entries(path, [], errors)]
+        for problem in errors:
+            click.echo(f"authtrace: {visible(problem)}", err=True)
     try:
         report = analyze(
-            captures, progress_printer(wants_progress(progress)), read_keylogs(tls_keylogs)
+            captures,
+            progress_printer(wants_progress(progress)),
+            read_keylogs(tls_keylogs),
+            iis_log=entries,
         )
     except CaptureError as error:
         fail(str(error))
@@ -103,18 +119,7 @@ def analyze_command(
             where = "the captures" if len(captures) > 1 else "the capture"
             fail(no_match_message(hosts, clients, choices(report), where))
         report = kept
-    join = None
-    if iis_logs and (problems := unopenable(iis_logs)):
-        # The capture's findings still stand: say which log is left out, once.
-        for problem in problems:
-            click.echo(f"authtrace: --iis-log {visible(problem)} (left out)", err=True)
-        iis_logs = tuple(p for p in iis_logs if not unopenable((p,)))
-    if iis_logs:
-        errors: list[str] = []
-        entries = [e for path in iis_logs for e in read_log_entries(path, [], errors)]
-        for problem in errors:
-            click.echo(f"authtrace: {visible(problem)}", err=True)
-        join = join_log(report, entries)
+    join = report.iis_log
     if as_json:
         data = report_to_dict(report, show_secrets)
         if join is not None:

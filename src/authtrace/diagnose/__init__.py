@@ -12,7 +12,15 @@ from authtrace.anomalies import Anomaly, AnomalyKind
 from authtrace.diagnose.context import RuleContext
 from authtrace.diagnose.finding import Finding, Severity
 from authtrace.diagnose.rule import Rule, RuleDeclarationError
-from authtrace.diagnose.rules import capture, credentials, kerberos, negotiation, ntlm, topology
+from authtrace.diagnose.rules import (
+    capture,
+    credentials,
+    iis,
+    kerberos,
+    negotiation,
+    ntlm,
+    topology,
+)
 
 # Every rule, in the order the negotiation unfolds (topology, schemes, Kerberos,
 # NTLM, per-request schemes, the capture itself): the order of `authtrace rules`.
@@ -22,6 +30,7 @@ ALL_RULES: tuple[Rule, ...] = (
     *kerberos.RULES,
     *ntlm.RULES,
     *credentials.RULES,
+    *iis.RULES,
     *capture.RULES,
 )
 RULES_BY_ID: dict[str, Rule] = {declared.id: declared for declared in ALL_RULES}

@@ -5,8 +5,8 @@ helpers that turn judged steps into evidence. Rules never parse bytes.
 from __future__ import annotations
 
 import ipaddress
-from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass, field
 
 from authtrace.auth.basic import BasicCredentials
 from authtrace.auth.digest import DigestResponse
@@ -15,8 +15,9 @@ from authtrace.auth.ntlm import NtlmAuthenticate
 from authtrace.diagnose.finding import Finding, Severity
 from authtrace.diagnose.rule import Rule
 from authtrace.handshake.links import HandshakeView, StepRef, host_of, request_time
-from authtrace.handshake.model import AuthExchange, IisTriple, Realm
+from authtrace.handshake.model import AuthExchange, IisTriple, Realm, Sent
 from authtrace.handshake.timeline import ConnectionTimeline
+from authtrace.iis.category import Category, CategoryEvidence, LoggedLine, Source, decide
 from authtrace.kerberos.kdc import KdcConnectAttempt, KdcExchange
 from authtrace.kerberos.messages import KerberosApReq
 
@@ -51,6 +52,9 @@ class RuleContext:
     view: HandshakeView
     kdc: tuple[KdcExchange, ...]
     kdc_connects: tuple[KdcConnectAttempt, ...] = ()  # TCP connects to port 88
+    # The IIS log line of each exchange the log recorded, by (connection id,
+    # exchange index); empty without --iis-log.
+    iis_log: Mapping[tuple[int, int], LoggedLine] = field(default_factory=dict)
 
     def steps(self, realm: Realm | None = None) -> Iterator[Located]:
         for timeline in self.view.timelines:
@@ -64,6 +68,26 @@ class RuleContext:
 
     def relayed(self, located: Located) -> bool:
         return located.ref in self.view.relayed
+
+    def category(self, located: Located) -> CategoryEvidence | None:
+        """The IIS 401 category of this step from the strongest evidence there
+        is (log line, error page, wire, sequence: `iis.category`)."""
+        exchange = located.step.exchange
+        return decide(located.step, self.iis_log.get((exchange.connection, exchange.index)))
+
+    def overruled(self, located: Located) -> bool:
+        """Evidence stronger than the sequence (a log line, an error page, a wire
+        fact) puts this 401 in a category other than a failed user logon or the
+        server's configuration (401.3, 401.4, 401.5, or 401.1 to a request
+        without credentials): a rule that guessed from the sequence must leave
+        it to the category rules (diagnose.rules.iis)."""
+        evidence = self.category(located)
+        if evidence is None or evidence.source is Source.SEQUENCE:
+            return False
+        if evidence.category is Category.LOGON_FAILED:
+            # 401.1 to a request without credentials: the anonymous account.
+            return located.step.sent is Sent.NOTHING
+        return evidence.category is not Category.SERVER_CONFIGURATION
 
     def kdc_from(
         self, client_ip: str | None, before: float, window: float = 600.0

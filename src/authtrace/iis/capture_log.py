@@ -11,11 +11,12 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 
+from authtrace.handshake.links import HandshakeView
 from authtrace.handshake.model import IisTriple, Realm
+from authtrace.iis.category import LoggedLine
 from authtrace.iis.codes import explain_triple
 from authtrace.iis.match import match_entries
 from authtrace.iis.w3c import LogEntry
-from authtrace.report.model import Report
 from authtrace.visible import visible_lines
 
 
@@ -58,13 +59,13 @@ class LogJoin:
     note: str
 
 
-def join_log(report: Report, entries: Iterable[LogEntry]) -> LogJoin:
-    """Match log lines to the report's exchanges (origin realm only: a proxy's
+def join_log(view: HandshakeView, entries: Iterable[LogEntry]) -> LogJoin:
+    """Match log lines to the judged exchanges (origin realm only: a proxy's
     407s are not in the web server's log)."""
     entries = list(entries)
     rows: list[tuple[float, str, str, str, int]] = []
     places: list[tuple[int, int, int, IisTriple | None]] = []
-    for timeline in report.view.timelines:
+    for timeline in view.timelines:
         for step in timeline.steps:
             request, response = step.exchange.request, step.exchange.response
             if step.realm is not Realm.ORIGIN or request is None or response is None:
@@ -112,7 +113,7 @@ def join_log(report: Report, entries: Iterable[LogEntry]) -> LogJoin:
     logged_frames = {m.response_frame for m in matched}
     unmatched = sum(
         1
-        for timeline in report.view.timelines
+        for timeline in view.timelines
         for step in timeline.steps
         if step.realm is Realm.ORIGIN
         and step.status == 401
@@ -120,6 +121,15 @@ def join_log(report: Report, entries: Iterable[LogEntry]) -> LogJoin:
         and step.exchange.response.shown_frame not in logged_frames
     )
     return LogJoin(len(entries), tuple(matched), unmatched, result.offset, result.note)
+
+
+def logged_lines(join: LogJoin) -> dict[tuple[int, int], LoggedLine]:
+    """The logged line of each matched exchange, by (connection id, exchange
+    index): what the rules weigh as the strongest evidence of a 401's category."""
+    return {
+        (item.connection, item.index): LoggedLine(item.logged, item.source, item.line)
+        for item in join.matched
+    }
 
 
 def render_log_join(join: LogJoin) -> str:

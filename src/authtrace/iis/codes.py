@@ -45,7 +45,7 @@ class StatusCode:
     """An HTTP status with an IIS substatus (`sc-status`.`sc-substatus`).
 
     label: the short name IIS gives it; meaning: plain words;
-    causes: typical causes, most likely first.
+    causes: typical causes, most likely first; fixes: what to do, in order.
     """
 
     status: int
@@ -53,6 +53,8 @@ class StatusCode:
     label: str
     meaning: str
     causes: tuple[str, ...] = ()
+    fixes: tuple[str, ...] = ()
+    anonymous: bool = False  # the variant for requests without credentials
 
     @property
     def code(self) -> str:
@@ -134,6 +136,9 @@ class Explanation:
     kerberos: KerberosError | None = None
     ntlm_flags: NtlmFlagsExplanation | None = None
     note: str = ""
+    # 401.1 means something else for requests without credentials (the
+    # anonymous account could not log on): that variant, shown beside it.
+    anonymous_status: StatusCode | None = None
 
 
 # IIS substatus codes. Source: Microsoft's "HTTP status code in IIS 7 and later
@@ -180,22 +185,42 @@ _STATUS: dict[tuple[int, int], tuple[str, str, tuple[str, ...]]] = {
     ),
     (401, 3): (
         "Unauthorized due to ACL on resource",
-        "Authentication worked, but the authenticated user (or the anonymous account) "
-        "lacks NTFS permissions on the requested file or folder.",
+        "Authentication worked: the server knows who the user is. The file system "
+        "refused that user (or the anonymous identity) access to the file or folder. "
+        "Of all the 401 substatuses, only this one has anything to do with file ACLs.",
         (
-            "file or folder ACL does not grant the user read access",
-            "anonymous user identity (IUSR or the pool identity) lacks rights",
+            "the NTFS ACL of the file or folder does not grant the authenticated user read "
+            "access",
+            "content on a UNC share: the share permissions, or the account IIS uses to reach "
+            "the share (pass-through or 'Connect as'), lack access",
+            "the user authenticated is not the one expected (a saved credential, another "
+            "account's Kerberos ticket, NTLM under a local account)",
+            "anonymous requests: the anonymous identity (IUSR or the pool identity) lacks "
+            "read access",
         ),
     ),
     (401, 4): (
         "Authorization failed by filter",
-        "An ISAPI filter answered 401.",
-        ("an installed ISAPI filter denied the request",),
+        "Authentication worked; an ISAPI filter installed on the site or the server then "
+        "refused the request with 401.",
+        (
+            "an ISAPI filter (single sign-on, URL protection, custom authentication) denied "
+            "the request",
+            "the filter's own configuration or back end (a policy server) refused the user",
+        ),
     ),
     (401, 5): (
         "Authorization failed by ISAPI/CGI application",
-        "An ISAPI extension or CGI application (or a wildcard script map) answered 401.",
-        ("an ISAPI or CGI application denied the request",),
+        "Authentication worked; the ISAPI extension or CGI application that handles the "
+        "URL (or a wildcard script map that handles every URL) refused the request with "
+        "401. A 401.5 on a static .html file means a wildcard mapping or a custom "
+        "authentication module handles static files too.",
+        (
+            "the application handling the URL refused the user (its own authorization)",
+            "a wildcard script map sends every request, static files included, through an "
+            "ISAPI extension that refuses it",
+            "custom authentication in front of the content",
+        ),
     ),
     (403, 0): (
         "Forbidden (no IIS substatus)",
@@ -280,6 +305,69 @@ _STATUS: dict[tuple[int, int], tuple[str, str, tuple[str, ...]]] = {
         ("client address denied",),
     ),
 }
+
+# What to do about each 401 category, in the guide's order; `explain`,
+# `iislog` and the analyze findings all give these same lists.
+_FIXES: dict[tuple[int, int], tuple[str, ...]] = {
+    (401, 1): (
+        "check the account on the domain controller: the Security log (events 4625/4776) "
+        "names the exact reason",
+        "check the password the client saved (Credential Manager) or typed",
+        "check the 'Access this computer from the network' right on the server",
+        "for Kerberos, check which account holds the HTTP/<host> SPN (setspn -Q) against the "
+        "application pool identity",
+    ),
+    (401, 3): (
+        "confirm who authenticated and by which protocol (the user and mechanism in the "
+        "finding or the log's cs-username): you may not be authenticating as who you think",
+        "grant that user (or a group it is in) Read on the file or folder in its NTFS ACL; "
+        "for content on a UNC share, also the share permissions and the account IIS "
+        "connects to the share as",
+        "never grant Everyone: Full Control to make the error go away",
+        "find the exact path refused with Failed Request Tracing (IIS 7+) or Process Monitor",
+    ),
+    (401, 4): (
+        "list the ISAPI filters of the site and of the server (ISAPI Filters feature, "
+        "applicationHost.config <isapiFilters>)",
+        "find which filter answers: Failed Request Tracing (IIS 7+) names the module, or "
+        "remove filters one at a time on a test server",
+        "check that filter's own configuration and logs, or ask its vendor",
+    ),
+    (401, 5): (
+        "find which handler serves the URL (Handler Mappings): a 401.5 on a static .html "
+        "file means a wildcard script map or custom authentication handles every file",
+        "check that ISAPI extension's or CGI application's own authorization and logs",
+        "enable Failed Request Tracing (IIS 7+) for 401.5 to see the module and handler that "
+        "set the status",
+    ),
+}
+
+# 401.1 to requests without credentials: the anonymous account itself cannot log
+# on. Causes and fixes differ from a user's failed logon.
+_ANONYMOUS_401_1 = (
+    "Logon failed (anonymous account)",
+    "The site allows anonymous access, but the server could not log on the anonymous "
+    "account (IUSR, a configured user, or the application pool identity) to serve the "
+    "request, so every anonymous request gets 401.1 and no scheme is offered to answer it.",
+    (
+        "the password configured for the anonymous user in IIS no longer matches the "
+        "account (changed or expired)",
+        "anonymous password synchronization (sub-authentication) lost after an upgrade",
+        "a security template or group policy denies the account network or local logon, "
+        "or puts it in a denied group such as Guests",
+        "the Security event log is full and auditing is set to stop logons (KB 832981)",
+        "the account is locked out by the failed logons IIS made with the wrong password",
+    ),
+    (
+        "check the anonymous identity (Authentication > Anonymous Authentication > Edit): "
+        "re-enter the user's password, or use the application pool identity",
+        "check the account's logon rights and group memberships in the effective group "
+        "policy (gpresult /h, 'Deny access to this computer from the network')",
+        "check the Security event log on the server: room left, and event 4625 for the "
+        "anonymous account with its failure reason",
+        "unlock the account once the password is fixed",
+    ),
+)
 
 _KNOWN_STATUS_ONLY: dict[int, tuple[str, str]] = {
     400: (
@@ -556,11 +644,18 @@ def _status_code(status: int, substatus: int) -> StatusCode | None:
     if entry is None:
         return None
     label, meaning, causes = entry
-    return StatusCode(status, substatus, label, meaning, causes)
+    return StatusCode(
+        status, substatus, label, meaning, causes, _FIXES.get((status, substatus), ())
+    )
 
 
-def status_code(status: int, substatus: int) -> StatusCode | None:
-    """The IIS label of `status.substatus`, or None when it is not in the table."""
+def status_code(status: int, substatus: int, anonymous: bool = False) -> StatusCode | None:
+    """The IIS label of `status.substatus`, or None when it is not in the table.
+    `anonymous`: the request carried no credentials (401.1 then means the
+    anonymous account could not log on, with its own causes and fixes)."""
+    if anonymous and (status, substatus) == (401, 1):
+        label, meaning, causes, fixes = _ANONYMOUS_401_1
+        return StatusCode(401, 1, label, meaning, causes, fixes, anonymous=True)
     return _status_code(status, substatus)
 
 
@@ -785,8 +880,14 @@ def explain(code: str) -> Explanation | None:
         token = tokens[0]
         match = _SUBSTATUS.match(token)
         if match:
-            sc = _status_code(int(match.group(1)), int(match.group(2)))
-            return Explanation(query, status=sc) if sc is not None else None
+            status, substatus = int(match.group(1)), int(match.group(2))
+            sc = _status_code(status, substatus)
+            if sc is None:
+                return None
+            anonymous = status_code(status, substatus, anonymous=True)
+            return Explanation(
+                query, status=sc, anonymous_status=anonymous if anonymous != sc else None
+            )
         if _INT.match(token):
             return _explain_number(query, token)
         if _NAME.match(token):

@@ -12,6 +12,7 @@ from __future__ import annotations
 from typing import Any
 
 from authtrace.iis.codes import (
+    status_code,
     Explanation,
     NtlmFlagsExplanation,
     StatusCode,
@@ -42,7 +43,14 @@ def _win32_line(code: Win32Code) -> str:
 def _status_lines(sc: StatusCode, indent: str = "") -> list[str]:
     lines = [f"{indent}{sc.code} {sc.label}", f"{indent}  {sc.meaning}"]
     lines += _causes(sc.causes, indent + "  ")
+    lines += _fixes(sc.fixes, indent + "  ")
     return lines
+
+
+def _fixes(fixes: tuple[str, ...], indent: str) -> list[str]:
+    if not fixes:
+        return []
+    return [f"{indent}What to do:"] + [f"{indent}  {n}. {f}" for n, f in enumerate(fixes, 1)]
 
 
 def _causes(causes: tuple[str, ...], indent: str) -> list[str]:
@@ -64,6 +72,8 @@ def format_triple(t: TripleExplanation) -> str:
         lines += _causes(t.status_code.causes, "  ")
     else:
         lines += _causes(t.win32_code.causes, "  ")
+    if t.verdict is Verdict.FAILURE and t.status_code is not None:
+        lines += _fixes(t.status_code.fixes, "  ")
     return "\n".join(lines)
 
 
@@ -91,6 +101,10 @@ def format_explanation(e: Explanation) -> str:
         parts.append(format_triple(e.triple))
     if e.status is not None:
         parts.append("\n".join(_status_lines(e.status)))
+    if e.anonymous_status is not None:
+        parts.append(
+            "For requests without credentials:\n" + "\n".join(_status_lines(e.anonymous_status))
+        )
     if e.win32 is not None:
         parts.append(format_win32(e.win32))
     if e.kerberos is not None:
@@ -112,6 +126,8 @@ def _status_dict(sc: StatusCode) -> dict[str, Any]:
         "label": sc.label,
         "meaning": sc.meaning,
         "causes": list(sc.causes),
+        "fixes": list(sc.fixes),
+        "anonymous": sc.anonymous,
     }
 
 
@@ -148,6 +164,8 @@ def explanation_to_dict(e: Explanation) -> dict[str, Any]:
         out["triple"] = triple_to_dict(e.triple)
     if e.status is not None:
         out["status"] = _status_dict(e.status)
+    if e.anonymous_status is not None:
+        out["anonymous_status"] = _status_dict(e.anonymous_status)
     if e.win32 is not None:
         out["win32"] = _win32_dict(e.win32)
     if e.kerberos is not None:
@@ -191,8 +209,18 @@ def _never_reason(pair: ClientUrl) -> str:
     )
 
 
+def group_advice(g: TripleGroup) -> StatusCode | None:
+    """The category advice for a failure group: its substatus's causes and
+    fixes (the same lists `explain` and the analyze findings give); for 401.1
+    with no user logged, the anonymous account's variant."""
+    t = g.explanation
+    if t.verdict is not Verdict.FAILURE:
+        return None
+    return status_code(t.status, t.substatus, anonymous=not g.users)
+
+
 def _group_lines(g: TripleGroup) -> list[str]:
-    return [
+    lines = [
         f"  {g.explanation.triple}  x{g.count:,}  {g.explanation.summary}",
         f"      sc-win32-status {win32_label(g.explanation.win32_code)}",
         f"      urls: {_counts(g.urls)}",
@@ -200,6 +228,15 @@ def _group_lines(g: TripleGroup) -> list[str]:
         *([f"      users: {_counts(g.users)}"] if g.users else []),
         f"      first seen: {g.first}",
     ]
+    advice = group_advice(g)
+    if advice is not None and advice.fixes:
+        lines.append(
+            f"      {advice.code} {advice.label}"
+            + (" (no user logged: read as requests without credentials)" if advice.anonymous else "")
+        )
+        lines += _causes(advice.causes, "      ")
+        lines += _fixes(advice.fixes, "      ")
+    return lines
 
 
 def _skipped_lines(reports: tuple[ParseReport, ...]) -> list[str]:
@@ -298,6 +335,7 @@ def summary_to_dict(
         "groups": [
             {
                 **triple_to_dict(g.explanation),
+                "advice": _status_dict(advice) if (advice := group_advice(g)) else None,
                 "count": g.count,
                 "urls": counts(g.urls),
                 "clients": counts(g.clients),

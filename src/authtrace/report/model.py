@@ -12,6 +12,7 @@ if TYPE_CHECKING:
     from authtrace.anomalies import Anomaly
     from authtrace.diagnose.finding import Finding
     from authtrace.handshake.links import HandshakeView
+    from authtrace.iis.capture_log import LogJoin
     from authtrace.kerberos.kdc import KdcConnectAttempt, KdcExchange
     from authtrace.tls.keylog import KeyLogCounts
     from authtrace.tls.model import EncryptedConnection
@@ -37,6 +38,7 @@ class Report:
     encrypted: the TLS connections among those, whose HTTP could not be read
         (no key, wrong key, HTTP/2), with their handshake facts.
     keylog: what the key logs given (and embedded) held; None when there were none.
+    iis_log: the server's IIS log joined to the exchanges, when one was given.
     """
 
     captures: tuple[CaptureInfo, ...]
@@ -48,6 +50,7 @@ class Report:
     other_connections: int
     encrypted: tuple[EncryptedConnection, ...] = ()
     keylog: KeyLogCounts | None = None
+    iis_log: LogJoin | None = None
 
     @property
     def has_problems(self) -> bool:

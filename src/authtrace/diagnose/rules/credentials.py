@@ -107,7 +107,7 @@ def _rejected(
     """One finding per host and user: a person retrying a password is one story."""
     groups: dict[tuple[str, str], list[Located]] = defaultdict(list)
     for located in ctx.steps():
-        if located.step.leg is leg and not ctx.relayed(located):
+        if located.step.leg is leg and not ctx.relayed(located) and not ctx.overruled(located):
             groups[(located.host, user_of(located.step) or "")].append(located)
     for (_host, user), legs in groups.items():
         first = legs[0].step

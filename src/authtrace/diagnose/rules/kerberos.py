@@ -177,6 +177,8 @@ def kerberos_ticket_rejected(ctx: RuleContext) -> Iterator[Finding]:
         step = located.step
         if step.leg is not Leg.KERBEROS_REJECTED or ctx.relayed(located):
             continue
+        if ctx.overruled(located):
+            continue  # the log or page names another category (rules.iis)
         code = _response_krb_error(located)
         if code == _SKEW:
             continue  # kerberos-clock-skew

@@ -43,6 +43,8 @@ def client_ignores_negotiate(ctx: RuleContext) -> Iterator[Finding]:
         step = located.step
         if step.leg is not Leg.ANONYMOUS_CHALLENGED or step.outcome is not Outcome.FAILURE:
             continue
+        if ctx.overruled(located):
+            continue  # the anonymous account's own logon failed (rules.iis)
         offered = {c.scheme.lower() for c in step.challenges}
         if not offered & _WINDOWS_SCHEMES:
             continue

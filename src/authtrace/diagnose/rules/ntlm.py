@@ -45,6 +45,7 @@ def _failed_logons(ctx: RuleContext) -> list[Located]:
             or located.step.outcome is not Outcome.FAILURE
             or ctx.relayed(located)
             or located.ref in split
+            or ctx.overruled(located)
         ):
             continue
         message = _authenticate(located)
@@ -133,6 +134,8 @@ def repeated_logon_failures(ctx: RuleContext) -> Iterator[Finding]:
             continue
         if step.leg not in (Leg.NTLM_REJECTED, Leg.BASIC_REJECTED, Leg.DIGEST_REJECTED):
             continue
+        if ctx.overruled(located):
+            continue  # authenticated, refused afterwards: not a failed logon
         user = user_of(step)
         if user:
             by_user[user.lower()].append(located)
@@ -260,6 +263,7 @@ def _unbound_refusals(ctx: RuleContext) -> list[Located]:
             message is None
             or ctx.relayed(located)
             or located.step.leg is not Leg.NTLM_REJECTED
+            or ctx.overruled(located)
             or not lacks_channel_binding(message)
             or not _over_tls(located)
         ):

@@ -1,0 +1,282 @@
+"""The IIS 401 categories the troubleshooting guide names beyond a failed user
+logon and a missing protocol: the anonymous account's failed logon (401.1 to
+requests without credentials), the resource ACL (401.3), an ISAPI filter
+(401.4) and an ISAPI/CGI application (401.5).
+
+Each rule reads the category `iis.category` decided for a refused request
+from the strongest evidence there is (the IIS log line, the error page, a wire
+fact, then the sequence), says which evidence decided it, and gives the
+category's own fixes (the same lists `authtrace explain` and `iislog` print:
+`iis.codes`). Where that evidence contradicts what the sequence alone
+suggested, the finding says so; the sequence rules (ntlm-logon-failed,
+kerberos-ticket-rejected, basic-logon-failed ...) leave such a 401 alone
+(`RuleContext.overruled`). Servers that say they are not IIS get no category.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterator
+
+from authtrace.auth.kinds import Mechanism
+from authtrace.diagnose.context import (
+    Located,
+    RuleContext,
+    make_finding,
+    request_frame,
+    response_frame,
+    user_of,
+)
+from authtrace.diagnose.finding import Finding, Severity
+from authtrace.diagnose.rule import Rule, rule
+from authtrace.handshake.model import AuthExchange, Outcome, Realm, Sent
+from authtrace.iis.category import Category, CategoryEvidence, Source
+from authtrace.iis.codes import status_code
+
+# How many refused requests one finding cites at most.
+MAX_CITED = 5
+
+_MECHANISM_WORDS = {
+    Mechanism.NTLM: "NTLM",
+    Mechanism.KERBEROS: "Kerberos",
+    Mechanism.BASIC: "Basic",
+    Mechanism.DIGEST: "Digest",
+    Mechanism.BEARER: "Bearer",
+}
+
+
+def _fix_text(category: Category, anonymous: bool = False) -> str:
+    """The category's fixes as one paragraph, numbered (iis.codes holds them)."""
+    code = status_code(401, category.value, anonymous=anonymous)
+    assert code is not None and code.fixes
+    return " ".join(f"({n}) {fix[0].upper()}{fix[1:]}." for n, fix in enumerate(code.fixes, 1))
+
+
+def _meaning(category: Category, anonymous: bool = False) -> str:
+    code = status_code(401, category.value, anonymous=anonymous)
+    assert code is not None
+    return f"IIS {code.code} ({code.label}): {code.meaning}"
+
+
+def _refused(ctx: RuleContext) -> Iterator[tuple[Located, CategoryEvidence]]:
+    """Every failed 401 of the origin server with its decided category."""
+    for located in ctx.steps(Realm.ORIGIN):
+        step = located.step
+        if step.status != 401 or step.outcome is not Outcome.FAILURE or ctx.relayed(located):
+            continue
+        evidence = ctx.category(located)
+        if evidence is not None:
+            yield located, evidence
+
+
+def _strongest(items: list[tuple[Located, CategoryEvidence]]) -> CategoryEvidence:
+    return min((evidence for _located, evidence in items), key=lambda e: e.source.rank)
+
+
+def _evidence_words(evidence: CategoryEvidence, step: AuthExchange) -> str:
+    """Which evidence decided, and what it overruled."""
+    words = f" Decided by {evidence.source.value} evidence: {evidence.detail}."
+    guessed = step.iis
+    if (
+        evidence.source is not Source.SEQUENCE
+        and guessed is not None
+        and guessed.substatus != evidence.substatus
+    ):
+        words += (
+            f" The capture alone suggested {guessed} (401.{guessed.substatus}); the "
+            f"{evidence.source.value} evidence wins."
+        )
+    return words
+
+
+def _authenticated_as(ctx: RuleContext, located: Located) -> tuple[str | None, str | None]:
+    """Who the server authenticated, and by which mechanism: this request's
+    credentials, else the last ones sent earlier on its connection (a request
+    on an authenticated connection carries none)."""
+    steps = located.timeline.steps
+    for step in (located.step, *reversed(steps[: located.position])):
+        if step.realm is not located.step.realm or step.credentials is None:
+            continue
+        mechanism = _MECHANISM_WORDS.get(step.credentials.mechanism)
+        user = user_of(step)
+        if user is None and step.credentials.mechanism is Mechanism.KERBEROS:
+            user = _kerberos_client(ctx, located)
+        return user, mechanism
+    return None, None
+
+
+def _kerberos_client(ctx: RuleContext, located: Located) -> str | None:
+    """The client principal the KDC exchanges behind this step name (the AP-REQ
+    itself carries it only encrypted)."""
+    for exchange in ctx.view.kdc_for(located.ref):
+        if exchange.client_principal:
+            return exchange.client_principal
+    return None
+
+
+@rule(
+    "anonymous-logon-failed",
+    Severity.ERROR,
+    "IIS 401.1 to requests without credentials: the anonymous account cannot log on (its "
+    "password, logon rights, group policy, a full Security log)",
+)
+def anonymous_logon_failed(ctx: RuleContext) -> Iterator[Finding]:
+    """Needs 401s of an IIS server to requests without credentials that stayed
+    failures (the client never came back with credentials), whose category is
+    401.1 by the IIS log line, the error page, or the wire (the 401 offers no
+    scheme). One finding per host."""
+    groups: dict[str, list[tuple[Located, CategoryEvidence]]] = defaultdict(list)
+    for located, evidence in _refused(ctx):
+        if (
+            located.step.sent is Sent.NOTHING
+            and evidence.category is Category.LOGON_FAILED
+            and evidence.source is not Source.SEQUENCE
+        ):
+            groups[located.host].append((located, evidence))
+    for host, items in groups.items():
+        evidence = _strongest(items)
+        first = items[0][0]
+        offered = sorted({c.scheme for located, _ in items for c in located.step.challenges})
+        yield make_finding(
+            anonymous_logon_failed,
+            "The anonymous account cannot log on (IIS 401.1 to anonymous requests)",
+            f"{len(items)} request(s) without credentials to {host} got 401 (the first at "
+            f"frame {response_frame(first.step)})"
+            + (
+                f", and the server offered {', '.join(offered)} to answer with"
+                if offered
+                else ", and the server offered no authentication scheme to answer with"
+            )
+            + ". "
+            + _meaning(Category.LOGON_FAILED, anonymous=True)
+            + " The users' credentials play no part: no request carried any."
+            + _evidence_words(evidence, first.step),
+            _fix_text(Category.LOGON_FAILED, anonymous=True),
+            [located for located, _ in items[:MAX_CITED]],
+            fields=[
+                ("category", "401.1"),
+                ("evidence", evidence.source.value),
+                ("anonymous_requests", str(len(items))),
+            ],
+            iis=evidence.triple,
+        )
+
+
+def _after_logon(ctx: RuleContext, category: Category, declared: Rule) -> Iterator[Finding]:
+    """One finding per host and authenticated user for the 401s of `category`."""
+    groups: dict[tuple[str, str], list[tuple[Located, CategoryEvidence]]] = defaultdict(list)
+    for located, evidence in _refused(ctx):
+        if evidence.category is not category and not (
+            category is Category.APPLICATION
+            and evidence.category is None
+            and evidence.substatus == 0
+            and evidence.source in (Source.IIS_LOG, Source.ERROR_PAGE)
+        ):
+            continue
+        user, _mechanism = _authenticated_as(ctx, located)
+        groups[(located.host, user or "")].append((located, evidence))
+    for (host, user), items in groups.items():
+        evidence = _strongest(items)
+        first = items[0][0]
+        anonymous = not user and first.step.sent is Sent.NOTHING
+        yield make_finding(
+            declared,
+            _TITLE[category] + (f" for {user}" if user else ""),
+            _story(ctx, first, len(items), host)
+            + " "
+            + _meaning(category, anonymous=anonymous)
+            + _category_note(category, first)
+            + _evidence_words(evidence, first.step),
+            _fix_text(category, anonymous=anonymous),
+            [located for located, _ in items[:MAX_CITED]],
+            fields=[
+                ("category", evidence.code),
+                ("evidence", evidence.source.value),
+                *([("user", user)] if user else []),
+                *(
+                    [("mechanism", mechanism)]
+                    if (mechanism := _authenticated_as(ctx, first)[1])
+                    else []
+                ),
+            ],
+            iis=evidence.triple,
+            host=host,
+        )
+
+
+def _story(ctx: RuleContext, located: Located, count: int, host: str) -> str:
+    """What the wire shows: who authenticated how, and the 401 that followed."""
+    user, mechanism = _authenticated_as(ctx, located)
+    uri = located.step.exchange.request.uri if located.step.exchange.request else "?"
+    times = f" ({count} time(s))" if count > 1 else ""
+    if user or mechanism:
+        who = f"as {user}" if user else "as a user the capture does not name"
+        how = f" with {mechanism}" if mechanism else ""
+        return (
+            f"The client authenticated {who}{how} (request at frame "
+            f"{request_frame(located.step)}) and {host} answered 401 for {uri} at frame "
+            f"{response_frame(located.step)}{times}."
+        )
+    return (
+        f"A request without credentials for {uri} got 401 from {host} at frame "
+        f"{response_frame(located.step)}{times}."
+    )
+
+
+def _category_note(category: Category, located: Located) -> str:
+    uri = located.step.exchange.request.uri if located.step.exchange.request else ""
+    path = uri.split("?", 1)[0].lower()
+    if category is Category.APPLICATION and path.endswith((".htm", ".html", ".txt", ".css")):
+        return f" {uri} is a static file, so a wildcard script map or custom authentication handles it."
+    if category is Category.RESOURCE_ACL:
+        return " The password was right: resetting it changes nothing."
+    return ""
+
+
+_TITLE = {
+    Category.RESOURCE_ACL: "Authenticated, but the resource ACL denies access (IIS 401.3)",
+    Category.FILTER: "Authenticated, but an ISAPI filter denied the request (IIS 401.4)",
+    Category.APPLICATION: "Authenticated, but the application denied the request (IIS 401.5)",
+}
+
+
+@rule(
+    "resource-acl-denied",
+    Severity.ERROR,
+    "IIS 401.3: authenticated, but the file or share ACL denies the user",
+)
+def resource_acl_denied(ctx: RuleContext) -> Iterator[Finding]:
+    """Needs a failed 401 of an IIS server whose category is 401.3: by its IIS
+    log line, its error page, or a Kerberos AP-REP / SPNEGO accept-completed
+    inside the 401 (authentication succeeded). One finding per host and user."""
+    yield from _after_logon(ctx, Category.RESOURCE_ACL, resource_acl_denied)
+
+
+@rule(
+    "filter-denied",
+    Severity.ERROR,
+    "IIS 401.4: authenticated, but an ISAPI filter denied the request",
+)
+def filter_denied(ctx: RuleContext) -> Iterator[Finding]:
+    """Needs a failed 401 of an IIS server whose category is 401.4 by its IIS
+    log line or its error page (nothing on the wire tells a filter apart from an
+    application). One finding per host and user."""
+    yield from _after_logon(ctx, Category.FILTER, filter_denied)
+
+
+@rule(
+    "application-denied",
+    Severity.ERROR,
+    "IIS 401.5: authenticated, but the ISAPI/CGI application (or a wildcard mapping) denied "
+    "the request",
+)
+def application_denied(ctx: RuleContext) -> Iterator[Finding]:
+    """Needs a failed 401 of an IIS server whose category is 401.5 by its IIS
+    log line or error page, or a 401 naming no scheme after credentials (IIS
+    authentication offers its schemes again when it refuses a logon); a logged
+    or shown 401.0 (set by the application, not by IIS) counts too. One finding
+    per host and user."""
+    yield from _after_logon(ctx, Category.APPLICATION, application_denied)
+
+
+RULES = (anonymous_logon_failed, resource_acl_denied, filter_denied, application_denied)
