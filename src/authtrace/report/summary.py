@@ -19,6 +19,8 @@ _ACCEPTED = {
     Leg.BASIC_ACCEPTED,
     Leg.DIGEST_ACCEPTED,
     Leg.BEARER_ACCEPTED,
+    # The logon succeeded, the request was refused behind it (IIS 401.3/4/5).
+    Leg.REFUSED_AFTER_LOGON,
 }
 
 

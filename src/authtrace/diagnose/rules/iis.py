@@ -10,7 +10,8 @@ category's own fixes (the same lists `authtrace explain` and `iislog` print:
 `iis.codes`). Where that evidence contradicts what the sequence alone
 suggested, the finding says so; the sequence rules (ntlm-logon-failed,
 kerberos-ticket-rejected, basic-logon-failed ...) leave such a 401 alone
-(`RuleContext.overruled`). Servers that say they are not IIS get no category.
+(`RuleContext.overruled`). Servers that say they are not IIS get no category:
+`denied-after-authentication` says what the wire shows about their refusals.
 """
 
 from __future__ import annotations
@@ -29,9 +30,10 @@ from authtrace.diagnose.context import (
 )
 from authtrace.diagnose.finding import Finding, Severity
 from authtrace.diagnose.rule import Rule, rule
-from authtrace.handshake.model import AuthExchange, Outcome, Realm, Sent
+from authtrace.handshake.model import Answer, AuthExchange, Leg, Outcome, Realm, Sent
 from authtrace.iis.category import Category, CategoryEvidence, Source
 from authtrace.iis.codes import status_code
+from authtrace.iis.predict import looks_like_iis
 
 # How many refused requests one finding cites at most.
 MAX_CITED = 5
@@ -279,4 +281,63 @@ def application_denied(ctx: RuleContext) -> Iterator[Finding]:
     yield from _after_logon(ctx, Category.APPLICATION, application_denied)
 
 
-RULES = (anonymous_logon_failed, resource_acl_denied, filter_denied, application_denied)
+@rule(
+    "denied-after-authentication",
+    Severity.ERROR,
+    "a server that is not IIS accepted the credentials and refused the request anyway (no IIS "
+    "category applies)",
+)
+def denied_after_authentication(ctx: RuleContext) -> Iterator[Finding]:
+    """Needs a failed 401 judged refused after the logon (it carries the server's
+    final authentication token, or names no scheme after credentials) from a
+    server whose Server header names something other than IIS: what the wire
+    shows, without borrowing IIS's substatuses. One finding per host and user."""
+    groups: dict[tuple[str, str], list[Located]] = defaultdict(list)
+    for located in ctx.steps(Realm.ORIGIN):
+        step = located.step
+        response = step.exchange.response
+        if (
+            step.leg is not Leg.REFUSED_AFTER_LOGON
+            or step.outcome is not Outcome.FAILURE
+            or response is None
+            or looks_like_iis(response)
+            or ctx.relayed(located)
+        ):
+            continue
+        user, _mechanism = _authenticated_as(ctx, located)
+        groups[(located.host, user or "")].append(located)
+    for (host, user), items in groups.items():
+        first = items[0]
+        response = first.step.exchange.response
+        assert response is not None
+        server = response.header("Server") or "?"
+        proof = (
+            "carries the server's final authentication token (accept-completed): the logon "
+            "succeeded"
+            if first.step.answer is Answer.COMPLETED
+            else "names no authentication scheme to answer with: the refusal is not a request "
+            "for other credentials"
+        )
+        yield make_finding(
+            denied_after_authentication,
+            "Authenticated, but the server refused the request" + (f" for {user}" if user else ""),
+            _story(ctx, first, len(items), host)
+            + f" The 401 {proof}. The server says it is {server}, not IIS, so it logs no IIS "
+            "substatus: the refusal comes from what sits behind its authentication (an "
+            "authorization rule, the application, a module).",
+            f"Look in {server}'s own error log and the application's log for this request; "
+            "check the authorization rules for that URL and that user (group membership, "
+            "required roles or claims).",
+            items[:MAX_CITED],
+            fields=[("server", server), *([("user", user)] if user else [])],
+            host=host,
+        )
+
+
+RULES = (
+    anonymous_logon_failed,
+    resource_acl_denied,
+    filter_denied,
+    application_denied,
+    denied_after_authentication,
+)
