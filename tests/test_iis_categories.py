@@ -153,3 +153,28 @@ def test_explain_iislog_and_findings_give_the_same_fixes(
         assert fix in logged, fix
     for cause in code.causes:
         assert cause in explained and cause in logged, cause
+
+
+def test_a_query_string_never_reaches_the_finding() -> None:
+    # A query may carry a token: the findings name the path only.
+    report = analyze([SCENARIOS / "application-denied.pcap"])
+
+    def with_query(step: AuthExchange) -> AuthExchange:
+        request = step.exchange.request
+        assert request is not None
+        request = dataclasses.replace(request, uri=request.uri + "?access_token=s3cr3t")
+        return dataclasses.replace(
+            step, exchange=dataclasses.replace(step.exchange, request=request)
+        )
+
+    timelines = tuple(
+        ConnectionTimeline(t.connection, tuple(with_query(s) for s in t.steps))
+        for t in report.view.timelines
+    )
+    view: HandshakeView = dataclasses.replace(
+        report.view, timelines=timelines, by_id={t.connection.id: t for t in timelines}
+    )
+    findings, _problems = diagnose(RuleContext(view, report.kdc))
+    finding = next(f for f in findings if f.rule == "application-denied")
+    assert "/reports/q3.html" in finding.explanation
+    assert "s3cr3t" not in finding.explanation + finding.title + finding.fix

@@ -209,7 +209,7 @@ def _after_logon(ctx: RuleContext, category: Category, declared: Rule) -> Iterat
 def _story(ctx: RuleContext, located: Located, count: int, host: str) -> str:
     """What the wire shows: who authenticated how, and the 401 that followed."""
     user, mechanism = _authenticated_as(ctx, located)
-    uri = located.step.exchange.request.uri if located.step.exchange.request else "?"
+    uri = _path(located)
     times = f" ({count} time(s))" if count > 1 else ""
     if user or mechanism:
         who = f"as {user}" if user else "as a user the capture does not name"
@@ -225,10 +225,15 @@ def _story(ctx: RuleContext, located: Located, count: int, host: str) -> str:
     )
 
 
+def _path(located: Located) -> str:
+    """The request's path without its query (a query may carry a token)."""
+    request = located.step.exchange.request
+    return request.uri.split("?", 1)[0] if request is not None else "?"
+
+
 def _category_note(category: Category, located: Located) -> str:
-    uri = located.step.exchange.request.uri if located.step.exchange.request else ""
-    path = uri.split("?", 1)[0].lower()
-    if category is Category.APPLICATION and path.endswith((".htm", ".html", ".txt", ".css")):
+    uri = _path(located)
+    if category is Category.APPLICATION and uri.lower().endswith((".htm", ".html", ".txt", ".css")):
         return f" {uri} is a static file, so a wildcard script map or custom authentication handles it."
     if category is Category.RESOURCE_ACL:
         return " The password was right: resetting it changes nothing."
