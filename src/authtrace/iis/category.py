@@ -25,7 +25,7 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass
 
-from authtrace.handshake.model import Answer, AuthExchange, IisTriple, Leg, Sent
+from authtrace.handshake.model import Answer, AuthExchange, IisTriple, Leg
 from authtrace.iis.predict import looks_like_iis
 
 
@@ -175,7 +175,3 @@ def decide(step: AuthExchange, logged: LoggedLine | None = None) -> CategoryEvid
         )
     return None
 
-
-def anonymous(step: AuthExchange) -> bool:
-    """The request carried no credentials in this realm."""
-    return step.sent is Sent.NOTHING
