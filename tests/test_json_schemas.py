@@ -32,10 +32,14 @@ SCHEMAS = ROOT / "docs" / "schemas"
 CAPTURES = sorted(
     path
     for path in (ROOT / "captures").rglob("*")
-    if path.is_file() and path.suffix not in {".md", ".json", ".keys"}  # .keys: TLS key logs
+    # .keys: TLS key logs; .log: the IIS logs some scenarios come with (read below)
+    if path.is_file() and path.suffix not in {".md", ".json", ".keys", ".log"}
 )
 BASELINE = ROOT / "captures" / "scenarios" / "healthy-ntlm.pcap"
-IIS_LOGS = sorted((ROOT / "tests" / "data" / "iis").glob("*.log"))
+# IIS W3C logs: the test data, and the logs some scenario captures come with.
+IIS_LOGS = sorted((ROOT / "tests" / "data" / "iis").glob("*.log")) + sorted(
+    (ROOT / "captures" / "scenarios").glob("*.log")
+)
 AUTH_HEADERS = ("authorization", "proxy-authorization", "www-authenticate", "proxy-authenticate")
 CODES = (
     "401 1 2148074248",
