@@ -178,3 +178,19 @@ def test_a_query_string_never_reaches_the_finding() -> None:
     finding = next(f for f in findings if f.rule == "application-denied")
     assert "/reports/q3.html" in finding.explanation
     assert "s3cr3t" not in finding.explanation + finding.title + finding.fix
+
+
+def test_anonymous_refusals_of_a_server_that_is_not_iis_say_what_is_known() -> None:
+    report = analyze([SCENARIOS / "anonymous-logon-failed.pcap"])
+    timelines = tuple(
+        ConnectionTimeline(t.connection, tuple(_not_iis(s) for s in t.steps))
+        for t in report.view.timelines
+    )
+    view: HandshakeView = dataclasses.replace(
+        report.view, timelines=timelines, by_id={t.connection.id: t for t in timelines}
+    )
+    findings, problems = diagnose(RuleContext(view, report.kdc))
+    assert not problems
+    assert [f.rule for f in findings] == ["refused-without-challenge"]
+    assert "nginx/1.24" in findings[0].explanation and findings[0].iis is None
+    assert "401." not in findings[0].explanation

@@ -11,7 +11,8 @@ category's own fixes (the same lists `authtrace explain` and `iislog` print:
 suggested, the finding says so; the sequence rules (ntlm-logon-failed,
 kerberos-ticket-rejected, basic-logon-failed ...) leave such a 401 alone
 (`RuleContext.overruled`). Servers that say they are not IIS get no category:
-`denied-after-authentication` says what the wire shows about their refusals.
+`denied-after-authentication` and `refused-without-challenge` say what the
+wire shows about their refusals.
 """
 
 from __future__ import annotations
@@ -152,7 +153,13 @@ def anonymous_logon_failed(ctx: RuleContext) -> Iterator[Finding]:
             + ". "
             + _meaning(Category.LOGON_FAILED, anonymous=True)
             + " The users' credentials play no part: no request carried any."
-            + _evidence_words(evidence, first.step),
+            + _evidence_words(evidence, first.step)
+            + (
+                " A site with every authentication method disabled answers the same way "
+                "(401.2): its error page or the IIS log tells the two apart."
+                if evidence.source is Source.WIRE
+                else ""
+            ),
             _fix_text(Category.LOGON_FAILED, anonymous=True),
             [located for located, _ in items[:MAX_CITED]],
             fields=[
@@ -339,10 +346,58 @@ def denied_after_authentication(ctx: RuleContext) -> Iterator[Finding]:
         )
 
 
+@rule(
+    "refused-without-challenge",
+    Severity.ERROR,
+    "a server that is not IIS answered requests without credentials with 401 naming no "
+    "scheme: nothing the client could authenticate with",
+)
+def refused_without_challenge(ctx: RuleContext) -> Iterator[Finding]:
+    """Needs failed 401s to requests without credentials that name no
+    authentication scheme (RFC 9110 section 11.6.1 wants a WWW-Authenticate in
+    every 401), from a server whose Server header names something other than IIS,
+    and a client that never came back with credentials. One finding per host."""
+    groups: dict[str, list[Located]] = defaultdict(list)
+    for located in ctx.steps(Realm.ORIGIN):
+        step = located.step
+        response = step.exchange.response
+        if (
+            step.leg is not Leg.ANONYMOUS_REFUSED
+            or step.outcome is not Outcome.FAILURE
+            or response is None
+            or looks_like_iis(response)
+            or ctx.relayed(located)
+        ):
+            continue
+        groups[located.host].append(located)
+    for host, items in groups.items():
+        first = items[0]
+        response = first.step.exchange.response
+        assert response is not None
+        server = response.header("Server") or "?"
+        yield make_finding(
+            refused_without_challenge,
+            "401 without any authentication scheme to answer with",
+            f"{len(items)} request(s) without credentials to {host} got 401 (the first at frame "
+            f"{response_frame(first.step)}) without a WWW-Authenticate header, and the client "
+            "never came back with credentials. A 401 must name the schemes that may answer it "
+            f"(RFC 9110 section 11.6.1); this one names none, so no client can authenticate. "
+            f"The server says it is {server}, not IIS: the refusal comes from its own "
+            "configuration or the application, which expects credentials the client was never "
+            "asked for (a token, a cookie, a client certificate).",
+            f"Look in {server}'s error log and the application's log for these requests; check "
+            "which authentication that URL requires and how the client is meant to obtain it.",
+            items[:MAX_CITED],
+            fields=[("server", server), ("anonymous_requests", str(len(items)))],
+            host=host,
+        )
+
+
 RULES = (
     anonymous_logon_failed,
     resource_acl_denied,
     filter_denied,
     application_denied,
     denied_after_authentication,
+    refused_without_challenge,
 )
