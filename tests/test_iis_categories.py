@@ -153,6 +153,10 @@ def test_explain_iislog_and_findings_give_the_same_fixes(
         assert fix in logged, fix
     for cause in code.causes:
         assert cause in explained and cause in logged, cause
+    if not anonymous:  # a triple says nothing of the request's credentials
+        triple = CliRunner().invoke(main, ["explain", f"401 {category.value} 5"]).output
+        assert all(fix in triple for fix in code.fixes)
+        assert all(cause in triple for cause in code.causes)
 
 
 def test_a_query_string_never_reaches_the_finding() -> None:

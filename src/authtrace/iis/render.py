@@ -68,7 +68,9 @@ def format_triple(t: TripleExplanation) -> str:
         lines.append(f"  sc-status.sc-substatus {t.status}.{t.substatus}: not in the table")
     lines.append(f"  sc-win32-status {_win32_line(t.win32_code)}")
     lines.append(f"  {t.detail}")
-    if not t.documented and t.status_code is not None:
+    if t.status_code is not None and (not t.documented or t.status_code.fixes):
+        # A category with its own advice (401.1, 401.3 ...) gives the guide's
+        # causes, the same lists iislog and the findings give.
         lines += _causes(t.status_code.causes, "  ")
     else:
         lines += _causes(t.win32_code.causes, "  ")
