@@ -190,3 +190,52 @@ def test_anonymous_refusals_of_a_server_that_is_not_iis_say_what_is_known() -> N
     assert [f.rule for f in findings] == ["refused-without-challenge"]
     assert "nginx/1.24" in findings[0].explanation and findings[0].iis is None
     assert "401." not in findings[0].explanation
+
+
+def _wire_only(step: AuthExchange) -> AuthExchange:
+    return dataclasses.replace(step, iis_from_body=None)
+
+
+def test_wire_only_anonymous_logon_failure_needs_iis_and_no_anonymous_success() -> None:
+    report = analyze([SCENARIOS / "anonymous-logon-failed.pcap"])
+    # No page: the wire alone decides, for a server that names itself IIS.
+    findings = _rediagnosed(report, _wire_only)
+    assert [f.rule for f in findings] == ["anonymous-logon-failed"]
+    assert findings[0].field("evidence") == "wire"
+    assert "401.2" in findings[0].explanation  # the look-alike is named
+
+    # One request without credentials served: the account can log on, this URL refuses.
+    def one_served(step: AuthExchange) -> AuthExchange:
+        step = _wire_only(step)
+        if step.exchange.index != 1:
+            return step
+        response = step.exchange.response
+        assert response is not None
+        served = dataclasses.replace(response, status=200)
+        return dataclasses.replace(
+            step,
+            exchange=dataclasses.replace(step.exchange, response=served),
+            leg=Leg.ANONYMOUS,
+            outcome=None,
+        )
+
+    findings = _rediagnosed(report, one_served)
+    assert [f.rule for f in findings] == ["refused-without-challenge"]
+    assert "this URL itself refuses it" in findings[0].explanation
+
+    # A server that does not name itself: no IIS category from the wire alone.
+    def unnamed(step: AuthExchange) -> AuthExchange:
+        step = _wire_only(step)
+        response = step.exchange.response
+        assert response is not None
+        headers = tuple(h for h in response.headers if h.name.lower() != "server")
+        return dataclasses.replace(
+            step,
+            exchange=dataclasses.replace(
+                step.exchange, response=dataclasses.replace(response, headers=headers)
+            ),
+        )
+
+    findings = _rediagnosed(report, unnamed)
+    assert [f.rule for f in findings] == ["refused-without-challenge"]
+    assert "does not name itself" in findings[0].explanation

@@ -117,6 +117,42 @@ def _kerberos_client(ctx: RuleContext, located: Located) -> str | None:
     return None
 
 
+def _anonymous_logon_failures(
+    ctx: RuleContext,
+) -> dict[str, list[tuple[Located, CategoryEvidence]]]:
+    """The refused anonymous requests anonymous-logon-failed reports, by host."""
+    groups: dict[str, list[tuple[Located, CategoryEvidence]]] = defaultdict(list)
+    for located, evidence in _refused(ctx):
+        if (
+            located.step.sent is Sent.NOTHING
+            and evidence.category is Category.LOGON_FAILED
+            and evidence.source is not Source.SEQUENCE
+        ):
+            groups[located.host].append((located, evidence))
+    served = _anonymous_served_hosts(ctx)
+    for host, items in list(groups.items()):
+        if _strongest(items).source is not Source.WIRE:
+            continue
+        # The wire alone: only if IIS says it is IIS and no anonymous request
+        # to the host was served (else this URL, not the account, refuses).
+        response = items[0][0].step.exchange.response
+        server = (response.header("Server") or "") if response is not None else ""
+        if host in served or "microsoft-iis" not in server.lower():
+            del groups[host]
+    return groups
+
+
+def _anonymous_served_hosts(ctx: RuleContext) -> frozenset[str]:
+    """Hosts that served a request carrying no credentials (2xx/3xx)."""
+    return frozenset(
+        located.host
+        for located in ctx.steps(Realm.ORIGIN)
+        if located.step.sent is Sent.NOTHING
+        and located.step.status is not None
+        and 200 <= located.step.status < 400
+    )
+
+
 @rule(
     "anonymous-logon-failed",
     Severity.ERROR,
@@ -126,16 +162,11 @@ def _kerberos_client(ctx: RuleContext, located: Located) -> str | None:
 def anonymous_logon_failed(ctx: RuleContext) -> Iterator[Finding]:
     """Needs 401s of an IIS server to requests without credentials that stayed
     failures (the client never came back with credentials), whose category is
-    401.1 by the IIS log line, the error page, or the wire (the 401 offers no
-    scheme). One finding per host."""
-    groups: dict[str, list[tuple[Located, CategoryEvidence]]] = defaultdict(list)
-    for located, evidence in _refused(ctx):
-        if (
-            located.step.sent is Sent.NOTHING
-            and evidence.category is Category.LOGON_FAILED
-            and evidence.source is not Source.SEQUENCE
-        ):
-            groups[located.host].append((located, evidence))
+    401.1 by the IIS log line or the error page, or by the wire: 401s offering no
+    scheme from a server that names itself IIS, with no request without
+    credentials to that host served in the whole capture (an anonymous account
+    that cannot log on fails them all). One finding per host."""
+    groups = _anonymous_logon_failures(ctx)
     for host, items in groups.items():
         evidence = _strongest(items)
         first = items[0][0]
@@ -349,49 +380,79 @@ def denied_after_authentication(ctx: RuleContext) -> Iterator[Finding]:
 @rule(
     "refused-without-challenge",
     Severity.ERROR,
-    "a server that is not IIS answered requests without credentials with 401 naming no "
-    "scheme: nothing the client could authenticate with",
+    "requests without credentials answered 401 naming no scheme, where no IIS category "
+    "applies: nothing the client could authenticate with",
 )
 def refused_without_challenge(ctx: RuleContext) -> Iterator[Finding]:
     """Needs failed 401s to requests without credentials that name no
     authentication scheme (RFC 9110 section 11.6.1 wants a WWW-Authenticate in
-    every 401), from a server whose Server header names something other than IIS,
-    and a client that never came back with credentials. One finding per host."""
+    every 401) and that anonymous-logon-failed does not explain: a server that
+    is not IIS (or does not say), or an IIS host that served other requests
+    without credentials. The client never came back with credentials. One
+    finding per host."""
+    claimed = {
+        located.ref for items in _anonymous_logon_failures(ctx).values() for located, _ in items
+    }
+    served = _anonymous_served_hosts(ctx)
     groups: dict[str, list[Located]] = defaultdict(list)
     for located in ctx.steps(Realm.ORIGIN):
         step = located.step
-        response = step.exchange.response
         if (
             step.leg is not Leg.ANONYMOUS_REFUSED
             or step.outcome is not Outcome.FAILURE
-            or response is None
-            or looks_like_iis(response)
+            or step.exchange.response is None
+            or located.ref in claimed
             or ctx.relayed(located)
         ):
             continue
+        evidence = ctx.category(located)
+        if evidence is not None and evidence.source in (Source.IIS_LOG, Source.ERROR_PAGE):
+            continue  # the log or the page named the category: not ours to guess
         groups[located.host].append(located)
     for host, items in groups.items():
         first = items[0]
         response = first.step.exchange.response
         assert response is not None
-        server = response.header("Server") or "?"
+        server = response.header("Server")
+        iis = server is not None and "microsoft-iis" in server.lower()
+        if iis:
+            who = (
+                f"The server says it is {server}, and other requests without credentials to "
+                f"{host} were served: the anonymous account can log on, so this URL itself "
+                "refuses it (its file ACL for the anonymous identity, or an application)."
+            )
+        elif server:
+            who = (
+                f"The server says it is {server}, not IIS: the refusal comes from its own "
+                "configuration or the application, which expects credentials the client was "
+                "never asked for (a token, a cookie, a client certificate)."
+            )
+        else:
+            who = (
+                "The server does not name itself (no Server header), so nothing says which "
+                "layer refused: its configuration or the application expects credentials the "
+                "client was never asked for."
+            )
         yield make_finding(
             refused_without_challenge,
             "401 without any authentication scheme to answer with",
             f"{len(items)} request(s) without credentials to {host} got 401 (the first at frame "
             f"{response_frame(first.step)}) without a WWW-Authenticate header, and the client "
             "never came back with credentials. A 401 must name the schemes that may answer it "
-            f"(RFC 9110 section 11.6.1); this one names none, so no client can authenticate. "
-            f"The server says it is {server}, not IIS: the refusal comes from its own "
-            "configuration or the application, which expects credentials the client was never "
-            "asked for (a token, a cookie, a client certificate).",
-            f"Look in {server}'s error log and the application's log for these requests; check "
-            "which authentication that URL requires and how the client is meant to obtain it.",
+            "(RFC 9110 section 11.6.1); this one names none, so no client can authenticate. "
+            + who
+            + (
+                " Other requests without credentials to it were served in this capture."
+                if host in served and not iis
+                else ""
+            ),
+            "Look in the server's error log and the application's log for these requests "
+            "(Failed Request Tracing on IIS names the module); check which authentication that "
+            "URL requires and how the client is meant to obtain it.",
             items[:MAX_CITED],
-            fields=[("server", server), ("anonymous_requests", str(len(items)))],
+            fields=[("server", server or "?"), ("anonymous_requests", str(len(items)))],
             host=host,
         )
-
 
 RULES = (
     anonymous_logon_failed,
