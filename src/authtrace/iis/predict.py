@@ -105,7 +105,9 @@ def iis_triple(leg: Leg, status: int | None) -> IisTriple | None:
     return IIS_TRIPLES.get(leg)
 
 
-def predict(leg: Leg, response: HttpResponse | None, facts: WireFacts = NO_FACTS) -> IisTriple | None:
+def predict(
+    leg: Leg, response: HttpResponse | None, facts: WireFacts = NO_FACTS
+) -> IisTriple | None:
     """The triple this response most likely produced in the IIS log; None when
     there is no response, or its server says it is not IIS."""
     if response is None or not looks_like_iis(response):

@@ -234,7 +234,11 @@ def _group_lines(g: TripleGroup) -> list[str]:
     if advice is not None and advice.fixes:
         lines.append(
             f"      {advice.code} {advice.label}"
-            + (" (no user logged: read as requests without credentials)" if advice.anonymous else "")
+            + (
+                " (no user logged: read as requests without credentials)"
+                if advice.anonymous
+                else ""
+            )
         )
         lines += _causes(advice.causes, "      ")
         lines += _fixes(advice.fixes, "      ")

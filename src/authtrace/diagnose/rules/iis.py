@@ -272,7 +272,10 @@ def _path(located: Located) -> str:
 def _category_note(category: Category, located: Located) -> str:
     uri = _path(located)
     if category is Category.APPLICATION and uri.lower().endswith((".htm", ".html", ".txt", ".css")):
-        return f" {uri} is a static file, so a wildcard script map or custom authentication handles it."
+        return (
+            f" {uri} is a static file, so a wildcard script map or custom authentication "
+            "handles it."
+        )
     if category is Category.RESOURCE_ACL:
         return " The password was right: resetting it changes nothing."
     return ""
