@@ -1554,6 +1554,15 @@ def render_readme(expected: dict[str, dict[str, object]]) -> str:
         rules = ", ".join(f"`{r}`" for r in entry["rules"]) or "none"  # type: ignore[attr-defined]
         if entry["not_rules"]:
             rules += "<br>not: " + ", ".join(f"`{r}`" for r in entry["not_rules"])  # type: ignore[attr-defined]
+        log = entry.get("iis_log")
+        if log:
+            rules += f"<br>with `--iis-log {log['file']}`: " + ", ".join(  # type: ignore[index]
+                f"`{r}`" for r in log["rules"]  # type: ignore[index]
+            )
+            rules += "<br>not: " + ", ".join(f"`{r}`" for r in log["not_rules"])  # type: ignore[index]
+        if entry.get("evidence") or log:
+            decided = {**entry.get("evidence", {}), **(log["evidence"] if log else {})}  # type: ignore[index,dict-item]
+            rules += "<br>decided by: " + ", ".join(f"`{r}` {src}" for r, src in decided.items())
         iis = "<br>".join(f"{f}: `{t}`" for f, t in entry["iis"].items()) or "-"  # type: ignore[attr-defined]
         lines.append(f"| `{name}` | **{entry['title']}**<br>{notes} | {rules} | {iis} |")
     lines += [
