@@ -38,7 +38,7 @@ from authtrace.tcp.events import (
 from authtrace.tcp.reassembly import TcpReassembler
 from authtrace.tls.connection import TlsConnection, looks_like_tls
 from authtrace.tls.keylog import DSB_TLS_KEY_LOG, KeyLog, KeyLogCounts
-from authtrace.tls.model import EncryptedConnection, TlsFacts
+from authtrace.tls.model import EncryptedConnection, NotReadTally, TlsFacts
 
 if TYPE_CHECKING:
     from authtrace.iis.category import LoggedLine
@@ -74,9 +74,14 @@ class StreamResult:
     anomalies: list[Anomaly] = field(default_factory=list)
     kdc: KdcSummary | None = None
     other_connections: int = 0
-    # TLS connections whose HTTP could not be read (also in other_connections).
-    encrypted: list[EncryptedConnection] = field(default_factory=list)
+    # TLS connections whose HTTP could not be read (also in other_connections):
+    # `not_read` counts them all, `encrypted` is its first NotReadTally.MAX_LISTED.
+    not_read: NotReadTally = field(default_factory=NotReadTally)
     keylog: KeyLogCounts | None = None
+
+    @property
+    def encrypted(self) -> list[EncryptedConnection]:
+        return self.not_read.listed
 
 
 class Pipeline:
@@ -325,7 +330,7 @@ class Pipeline:
                 return self._http_connection(live, inner, event, facts, tls.anomalies)
         opened = live.opened
         self.result.other_connections += 1
-        self.result.encrypted.append(
+        self.result.not_read.add(
             EncryptedConnection(
                 id=opened.connection,
                 client=opened.client,
@@ -451,6 +456,8 @@ def analyze(
         anomalies=tuple(result.anomalies) + tuple(problems),
         other_connections=result.other_connections,
         encrypted=tuple(result.encrypted),
+        encrypted_total=result.not_read.total,
+        encrypted_groups=result.not_read.groups(),
         keylog=result.keylog,
         iis_log=join,
     )

@@ -91,6 +91,7 @@ def connections_command(
         out.write(f' "other_tcp_connections": {result.other_connections},\n')
         tls = [encrypted_to_dict(c) for c in result.encrypted]
         out.write(f' "tls_not_read": {json.dumps(tls)},\n')
+        out.write(f' "tls_not_read_total": {result.not_read.total},\n')
         out.write(f' "tls_keylog": {json.dumps(keylog_to_dict(result.keylog))},\n')
         out.write(f' "anomalies": {json.dumps(anomalies)}\n}}\n')
     else:
@@ -101,7 +102,8 @@ def connections_command(
             out.write("No HTTP connection found.\n")
         elif first:
             out.write("No HTTP connection could be read.\n")
-        encrypted = encrypted_lines(result.encrypted, result.keylog)
+        not_read = result.not_read
+        encrypted = encrypted_lines(not_read.groups(), not_read.total, result.keylog)
         if encrypted:
             out.write(visible_lines(encrypted) + "\n")
         for anomaly in result.anomalies[:20]:

@@ -99,9 +99,9 @@ def _read(path: str, show: Callable[[int], None] | None, keylogs: tuple[str, ...
         fail(str(error))  # names the file already
     except OSError as error:
         fail(f"{path}: {error.strerror or error}")
-    if not report.view.timelines and report.encrypted:
+    if not report.view.timelines and report.encrypted_total:
         fail(
-            f"{path}: no HTTP exchange could be read ({len(report.encrypted)} TLS connection(s) "
+            f"{path}: no HTTP exchange could be read ({report.encrypted_total} TLS connection(s) "
             "stay encrypted: give their key log with --tls-keylog FILE)"
         )
     if not report.view.timelines:

@@ -149,5 +149,6 @@ def report_to_dict(report: Report, show_secrets: bool = False) -> dict[str, Any]
         "kdc": [k.to_dict(show_secrets) for k in report.kdc],
         "anomalies": [anomaly_to_dict(a) for a in report.anomalies],
         "tls_not_read": [encrypted_to_dict(c) for c in report.encrypted],
+        "tls_not_read_total": report.encrypted_total,
         "tls_keylog": keylog_to_dict(report.keylog),
     }

@@ -76,7 +76,7 @@ def render_report(report: Report, show_ladders: bool = True, after_findings: str
         # Its own lines (already made visible by its renderer).
         lines.extend(after_findings.rstrip().split("\n"))
         lines.append("")
-    encrypted = encrypted_lines(report.encrypted, report.keylog)
+    encrypted = encrypted_lines(report.encrypted_groups, report.encrypted_total, report.keylog)
     if encrypted:
         lines.extend(encrypted)
         lines.append("")
@@ -99,10 +99,10 @@ def render_report(report: Report, show_ladders: bool = True, after_findings: str
 def _summary_lines(report: Report) -> list[str]:
     hosts = summarize(report)
     lines = ["Summary"]
-    if not hosts and report.encrypted:
+    if not hosts and report.encrypted_total:
         # Never "no HTTP" when TLS hid it: the section after the findings says more.
         lines.append(
-            f"  No HTTP could be read: {len(report.encrypted)} TLS connection(s) stay encrypted "
+            f"  No HTTP could be read: {report.encrypted_total} TLS connection(s) stay encrypted "
             "(see below)."
         )
     elif not hosts:

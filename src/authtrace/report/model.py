@@ -15,7 +15,7 @@ if TYPE_CHECKING:
     from authtrace.iis.capture_log import LogJoin
     from authtrace.kerberos.kdc import KdcConnectAttempt, KdcExchange
     from authtrace.tls.keylog import KeyLogCounts
-    from authtrace.tls.model import EncryptedConnection
+    from authtrace.tls.model import EncryptedConnection, EncryptedGroup
 
 
 @dataclass(frozen=True, slots=True)
@@ -36,7 +36,9 @@ class Report:
     view: the judged handshakes of every HTTP connection and their links.
     other_connections: TCP connections that carried no HTTP (counted only).
     encrypted: the TLS connections among those, whose HTTP could not be read
-        (no key, wrong key, HTTP/2), with their handshake facts.
+        (no key, wrong key, HTTP/2), with their handshake facts: the first
+        NotReadTally.MAX_LISTED of encrypted_total; encrypted_groups: all of
+        them, counted by server, version, ALPN and reason.
     keylog: what the key logs given (and embedded) held; None when there were none.
     iis_log: the server's IIS log joined to the exchanges, when one was given.
     """
@@ -49,6 +51,8 @@ class Report:
     anomalies: tuple[Anomaly, ...]
     other_connections: int
     encrypted: tuple[EncryptedConnection, ...] = ()
+    encrypted_total: int = 0
+    encrypted_groups: tuple[EncryptedGroup, ...] = ()
     keylog: KeyLogCounts | None = None
     iis_log: LogJoin | None = None
 

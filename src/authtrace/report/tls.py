@@ -10,12 +10,11 @@ only through the caller's escaping; a connection that stayed encrypted is
 
 from __future__ import annotations
 
-from collections import Counter
 from dataclasses import asdict
 from typing import Any
 
 from authtrace.tls.keylog import KeyLogCounts
-from authtrace.tls.model import EncryptedConnection, KeyStatus, TlsFacts
+from authtrace.tls.model import EncryptedConnection, EncryptedGroup, KeyStatus, TlsFacts
 
 # How to get a key log, per client: what an administrator can do at 2 a.m.
 KEYLOG_HOWTO = (
@@ -43,48 +42,41 @@ _REASONS = {
 }
 
 
-def _target(connection: EncryptedConnection) -> str:
-    name = connection.facts.server_name
-    return f"{name} ({connection.server})" if name else str(connection.server)
+def _target(group: EncryptedGroup) -> str:
+    name = group.server_name
+    return f"{name} ({group.server})" if name else str(group.server)
 
 
-def _alpn(facts: TlsFacts) -> str:
-    if facts.alpn:
-        return f"ALPN {facts.alpn}"
-    if facts.alpn_offered:
-        return f"ALPN offered {', '.join(facts.alpn_offered)}, none chosen"
+def _alpn(alpn: str, offered: tuple[str, ...]) -> str:
+    if alpn:
+        return f"ALPN {alpn}"
+    if offered:
+        return f"ALPN offered {', '.join(offered)}, none chosen"
     return "no ALPN"
 
 
 def encrypted_lines(
-    encrypted: tuple[EncryptedConnection, ...] | list[EncryptedConnection],
-    keylog: KeyLogCounts | None,
+    groups: tuple[EncryptedGroup, ...], total: int, keylog: KeyLogCounts | None
 ) -> list[str]:
     """The "TLS seen" section: how many TLS connections stayed encrypted, to
     which server (SNI) with which ALPN and version, why, and how to get keys.
     Empty when there are none."""
-    if not encrypted:
+    if not total:
         return []
     lines = [
-        f"TLS connections not read ({len(encrypted)}): their HTTP, if any, is not seen "
-        "(it is not absent)"
+        f"TLS connections not read ({total}): their HTTP, if any, is not seen (it is not absent)"
     ]
-    groups: Counter[tuple[str, str, str, KeyStatus]] = Counter()
-    first: dict[tuple[str, str, str, KeyStatus], int] = {}
-    for connection in encrypted:
-        facts = connection.facts
-        key = (_target(connection), _alpn(facts), facts.version or "version not seen", facts.keys)
-        groups[key] += 1
-        first.setdefault(key, connection.first_frame)
-    for (target, alpn, version, status), count in sorted(
-        groups.items(), key=lambda item: first[item[0]]
-    ):
+    for group in groups:
         lines.append(
-            f"  {count} x to {target}, {version}, {alpn}: {_REASONS[status]} "
-            f"(first at frame {first[(target, alpn, version, status)]})"
+            f"  {group.count} x to {_target(group)}, {group.version or 'version not seen'}, "
+            f"{_alpn(group.alpn, group.alpn_offered)}: {_REASONS[group.keys]} "
+            f"(first at frame {group.first_frame})"
         )
-    statuses = {c.facts.keys for c in encrypted}
-    if statuses & {KeyStatus.NO_KEY_LOG, KeyStatus.KEY_MISSING}:
+    rest = total - sum(g.count for g in groups)
+    if rest > 0:
+        lines.append(f"  {rest} more to other servers (not grouped: too many servers)")
+    statuses = {g.keys for g in groups}
+    if statuses & {KeyStatus.NO_KEY_LOG, KeyStatus.KEY_MISSING} or rest > 0:
         lines.extend(KEYLOG_HOWTO)
     if keylog is not None and KeyStatus.KEY_MISSING in statuses:
         lines.append(
@@ -116,7 +108,8 @@ def facts_text(facts: TlsFacts) -> str:
     """A decrypted connection's TLS in a few words, for one-line listings."""
     sni = f" SNI {facts.server_name}" if facts.server_name else ""
     failed = f", {facts.records_failed} record(s) not decrypted" if facts.records_failed else ""
-    return f"{facts.version} {facts.cipher_suite}{sni}, {_alpn(facts)}{failed}"
+    alpn = _alpn(facts.alpn, facts.alpn_offered)
+    return f"{facts.version} {facts.cipher_suite}{sni}, {alpn}{failed}"
 
 
 def facts_to_dict(facts: TlsFacts) -> dict[str, Any]:

@@ -67,3 +67,78 @@ class EncryptedConnection:
     last_frame: int
     facts: TlsFacts
     anomalies: tuple[Anomaly, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class EncryptedGroup:
+    """TLS connections not read that look the same to an administrator: one
+    server (SNI and address), version, ALPN and reason. count: how many;
+    first_frame: where the first of them starts."""
+
+    server_name: str
+    server: Endpoint
+    version: str
+    alpn: str
+    alpn_offered: tuple[str, ...]
+    keys: KeyStatus
+    count: int
+    first_frame: int
+
+
+class NotReadTally:
+    """The TLS connections whose HTTP could not be read, kept in bounded memory:
+    the first MAX_LISTED in full, and every one counted in its group (at most
+    MAX_GROUPS groups; connections beyond those are counted in `ungrouped`).
+    Cost: O(1) per connection."""
+
+    MAX_LISTED = 1000
+    MAX_GROUPS = 1000
+
+    def __init__(self) -> None:
+        self.listed: list[EncryptedConnection] = []
+        self.total = 0
+        self.ungrouped = 0
+        self._groups: dict[tuple[object, ...], list[int]] = {}
+        self._first: dict[tuple[object, ...], EncryptedConnection] = {}
+
+    def add(self, connection: EncryptedConnection) -> None:
+        self.total += 1
+        if len(self.listed) < self.MAX_LISTED:
+            self.listed.append(connection)
+        facts = connection.facts
+        key = (
+            facts.server_name,
+            connection.server,
+            facts.version,
+            facts.alpn,
+            facts.alpn_offered,
+            facts.keys,
+        )
+        counted = self._groups.get(key)
+        if counted is not None:
+            counted[0] += 1
+        elif len(self._groups) < self.MAX_GROUPS:
+            self._groups[key] = [1]
+            self._first[key] = connection
+        else:
+            self.ungrouped += 1
+
+    def groups(self) -> tuple[EncryptedGroup, ...]:
+        """The groups in order of their first connection."""
+        out = []
+        for key, (count,) in self._groups.items():
+            first = self._first[key]
+            facts = first.facts
+            out.append(
+                EncryptedGroup(
+                    facts.server_name,
+                    first.server,
+                    facts.version,
+                    facts.alpn,
+                    facts.alpn_offered,
+                    facts.keys,
+                    count,
+                    first.first_frame,
+                )
+            )
+        return tuple(sorted(out, key=lambda g: g.first_frame))
