@@ -8,6 +8,7 @@ from __future__ import annotations
 import random
 from pathlib import Path
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -272,3 +273,76 @@ def test_fast_lane_changes_nothing_with_keys() -> None:
             connections = list(pipeline.connections([capture]))
             results.append((connections, pipeline.result.encrypted, pipeline.result.anomalies))
         assert results[0] == results[1], capture.name
+
+
+def _first_response_event(events: list[StreamEvent], log: KeyLog) -> int:
+    """The index of the server segment that carries the first decrypted response."""
+    tls = TlsConnection(0, log)
+    for index, event in enumerate(events):
+        outputs = tls.feed(event)
+        if any(isinstance(o, StreamData) and o.direction is Direction.TO_CLIENT for o in outputs):
+            return index
+    raise AssertionError("no response decrypted")
+
+
+@pytest.mark.parametrize("capture", [TLS13, TLS12, CBC], ids=lambda p: p.name)
+def test_records_are_found_again_after_a_gap(capture: Path) -> None:
+    """A lost segment loses what it held, not the rest of the connection: the
+    next whole record opens at a later sequence number and the HTTP after it
+    is read again."""
+    log = keylog(capture.with_suffix(".keys").read_bytes())
+    events = stream_events(capture)
+    expected, _ = decrypt(events, log)
+    index = _first_response_event(events, log)
+    lost = events[index]
+    assert isinstance(lost, StreamData)
+    gap = StreamGap(lost.connection, lost.direction, len(lost.data), lost.frame, lost.timestamp)
+    found, tls = decrypt([*events[:index], gap, *events[index + 1 :]], log)
+    kinds = [a.kind for a in tls.anomalies]
+    assert "tls-gap" in kinds and "tls-resynchronised" in kinds
+    after = found[Direction.TO_CLIENT]
+    assert after and expected[Direction.TO_CLIENT].endswith(after)
+    assert len(after) < len(expected[Direction.TO_CLIENT])  # nothing invented for the gap
+    assert found[Direction.TO_SERVER] == expected[Direction.TO_SERVER]
+
+
+def test_http_after_a_tls_gap_is_read_again() -> None:
+    from authtrace.http.exchanges import HttpConnectionTracker
+
+    log = keylog(TLS13.with_suffix(".keys").read_bytes())
+    events = stream_events(TLS13)
+    index = _first_response_event(events, log)
+    lost = events[index]
+    assert isinstance(lost, StreamData)
+    gap = StreamGap(lost.connection, lost.direction, len(lost.data), lost.frame, lost.timestamp)
+    tls = TlsConnection(0, log)
+    http = HttpConnectionTracker(0)
+    exchanges = []
+    for event in [*events[:index], gap, *events[index + 1 :]]:
+        for out in tls.feed(event):
+            exchanges += http.feed(out)
+    exchanges += http.close(events[-1].frame, 0.0)
+    statuses = [e.response.status for e in exchanges if e.response is not None]
+    assert 200 in statuses  # the responses after the gap are read again
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    chunks=st.lists(st.tuples(st.booleans(), st.binary(max_size=300)), min_size=1, max_size=12),
+    prefix=st.sampled_from([b"", b"\x16\x03\x01", b"\x16\x03\x03\x00\x40\x01\x00\x00\x3c\x03\x03"]),
+)
+def test_hostile_bytes_never_raise_and_never_become_plaintext(
+    chunks: list[tuple[bool, bytes]], prefix: bytes
+) -> None:
+    """Whatever arrives, the TLS layer returns holes and anomalies, never an
+    exception, and without a key that opens a record never any plaintext."""
+    log = keylog(TLS13.with_suffix(".keys").read_bytes())
+    tls = TlsConnection(0, log)
+    for number, (to_server, data) in enumerate(chunks, start=1):
+        direction = Direction.TO_SERVER if to_server else Direction.TO_CLIENT
+        payload = prefix + data if number == 1 else data
+        for out in tls.feed(StreamData(0, direction, payload, number, number, 0.0)):
+            assert not isinstance(out, StreamData)
+    for direction in Direction:
+        tls.feed(StreamEnd(0, direction, len(chunks) + 1, 0.0))
+    assert tls.facts().records_opened == 0

@@ -93,6 +93,8 @@ class _Side:
         "protected",
         "secret",
         "lost",
+        "lost_bytes",
+        "record_version",
         "failed",
         "finished",
     )
@@ -106,6 +108,8 @@ class _Side:
         self.protected = False  # TLS 1.2: a ChangeCipherSpec was sent this way
         self.secret = b""  # TLS 1.3: the current application traffic secret
         self.lost = False  # framing lost (gap, garbage): nothing more is read this way
+        self.lost_bytes = 0  # > 0: after a gap of that many bytes, looking for records again
+        self.record_version = b""  # the version bytes of this direction's last record
         self.failed = 0
         self.finished = False  # TLS 1.3: this side's Finished was seen
 
@@ -180,6 +184,8 @@ class TlsConnection:
             side.start_frame = event.first_frame
         side.buffer += event.data
         buffer = side.buffer
+        if side.lost_bytes and not self._resynchronise(event, side):
+            return
         while len(buffer) >= HEADER:
             content_type = buffer[0]
             length = int.from_bytes(buffer[3:5], "big")
@@ -192,6 +198,7 @@ class TlsConnection:
             if len(buffer) < HEADER + length:
                 break
             version = bytes(buffer[1:3])
+            side.record_version = version
             payload = bytes(buffer[HEADER : HEADER + length])
             del buffer[: HEADER + length]
             self._record(event, side, content_type, version, payload, out)
@@ -203,15 +210,72 @@ class TlsConnection:
         side = self._sides[event.direction]
         if side.lost:
             return
-        side.lost = True
         side.buffer.clear()
+        opener = side.opener
+        # Records are looked for again only where the next one's keys are known
+        # and its sequence number can be searched: application data under AEAD
+        # or CBC with explicit IVs (TLS 1.0's chained IV died in the gap).
+        resumable = (
+            opener is not None
+            and (opener.suite.aead or opener.version >= 0x0302)
+            and (side.protected or side.finished)
+        )
+        if resumable:
+            side.lost_bytes += event.length
+            later = "records are looked for again after it"
+        else:
+            side.lost = True
+            later = "its later records cannot be framed"
         self._anomaly(
             "tls-gap",
             f"{event.length} bytes of the {self._role(event.direction)}'s TLS stream were not "
-            "captured: its later records cannot be framed (not seen, not necessarily not sent)",
+            f"captured: {later} (what it held is not seen, not necessarily not sent)",
             event.frame,
         )
         out.append(self._hole(event.direction, UNKNOWN_LENGTH, event.frame, event.timestamp))
+
+    def _resynchronise(self, event: StreamData, side: _Side) -> bool:
+        """After a gap: find the first whole record in the buffer that opens
+        with this direction's keys at some later sequence number, and drop the
+        bytes before it. True when found (framing goes on from there)."""
+        buffer = side.buffer
+        opener = side.opener
+        assert opener is not None
+        version = side.record_version or b"\x03\x03"
+        start = 0
+        while True:
+            position = buffer.find(bytes([APPLICATION_DATA]) + version, start)
+            if position < 0 or len(buffer) - position < HEADER:
+                break
+            length = int.from_bytes(buffer[position + 3 : position + 5], "big")
+            if 0 < length <= MAX_FRAGMENT and len(buffer) - position >= HEADER + length:
+                payload = bytes(buffer[position + HEADER : position + HEADER + length])
+                found = opener.find_sequence(
+                    APPLICATION_DATA,
+                    version,
+                    payload,
+                    _candidates(opener, side.lost_bytes, payload),
+                )
+                if found is not None:
+                    del buffer[:position]
+                    lost_records = found - opener.sequence
+                    opener.sequence = found
+                    side.lost_bytes = 0
+                    side.start_frame = event.frame
+                    self._anomaly(
+                        "tls-resynchronised",
+                        f"the {self._role(event.direction)}'s TLS records were found again after "
+                        f"the gap: {lost_records} record(s) were lost in it",
+                        event.frame,
+                    )
+                    return True
+            elif 0 < length <= MAX_FRAGMENT:
+                break  # a candidate still arriving: wait for more bytes
+            start = position + 1
+        # Keep only what may still hold the start of a record.
+        if len(buffer) > HEADER + MAX_FRAGMENT:
+            del buffer[: len(buffer) - HEADER - MAX_FRAGMENT]
+        return False
 
     def _end(self, event: StreamEnd, out: list[StreamEvent]) -> None:
         side = self._sides[event.direction]
@@ -524,6 +588,32 @@ class TlsConnection:
 
     def _anomaly(self, kind: str, message: str, frame: int | None = None) -> None:
         self.anomalies.append(Anomaly(kind, message, frame, self.connection))
+
+
+# Sequence numbers tried per candidate record when looking for records after a
+# gap: each try is one AEAD open or HMAC of one record.
+MAX_SEQUENCE_TRIES = 256
+# The smallest protected record: header, and a 16-byte tag (TLS 1.3 adds the
+# content type byte; TLS 1.2 GCM an 8-byte nonce).
+_MIN_RECORD = HEADER + 17
+
+
+def _candidates(opener: RecordOpener, lost: int, payload: bytes) -> list[int]:
+    """Sequence numbers the first record after a gap of `lost` bytes may have,
+    most likely first: at least one record was lost (the gap cut it or held it
+    whole), at most lost / _MIN_RECORD; most likely as many as full records
+    fill the gap. TLS 1.2 GCM/CCM senders usually put the sequence number in
+    the explicit nonce: that one is tried first."""
+    first = opener.sequence + 1
+    last = opener.sequence + max(1, lost // _MIN_RECORD) + 1
+    likely = min(last, opener.sequence + max(1, -(-lost // (MAX_FRAGMENT + HEADER))))
+    order = sorted(range(first, last + 1), key=lambda n: (abs(n - likely), n))
+    suite = opener.suite
+    if not suite.tls13 and suite.aead and suite.fixed_iv_length == 4 and len(payload) >= 8:
+        nonce = int.from_bytes(payload[:8], "big")
+        if first <= nonce <= last:
+            order.insert(0, nonce)
+    return order[:MAX_SEQUENCE_TRIES]
 
 
 def _other(direction: Direction) -> Direction:

@@ -64,11 +64,30 @@ class RecordOpener:
         else:
             self._aead = None
 
+    def find_sequence(
+        self, content_type: int, legacy_version: bytes, payload: bytes, candidates: list[int]
+    ) -> int | None:
+        """The first of `candidates` under which the record opens (after a gap,
+        when the number of lost records is unknown), None when none does.
+        Changes no state (not the sequence number, not TLS 1.0's chained IV)."""
+        for sequence in candidates:
+            try:
+                self._open_at(sequence, content_type, legacy_version, payload)
+            except ProtectionError:
+                continue
+            return sequence
+        return None
+
     def open(self, content_type: int, legacy_version: bytes, payload: bytes) -> tuple[int, bytes]:
         """(content type, plaintext) of one record whose header said
         `content_type` and `legacy_version` (2 bytes) and whose body is `payload`."""
         sequence = self.sequence
         self.sequence += 1
+        return self._open_at(sequence, content_type, legacy_version, payload)
+
+    def _open_at(
+        self, sequence: int, content_type: int, legacy_version: bytes, payload: bytes
+    ) -> tuple[int, bytes]:
         if self.suite.tls13:
             return self._open13(sequence, content_type, legacy_version, payload)
         if self._aead is not None:
