@@ -4,13 +4,15 @@ traffic on the loopback addresses 127.0.0.40-127.0.0.49 and writes, per scenario
 log it was decrypted with, ``captures/tls/<name>.keys``.
 
 Servers: Python's ssl module (lab/tls_server.py) with Basic or NTLM (pyspnego) inside.
-Clients: curl with SSLKEYLOGFILE, and `openssl s_client -keylogfile` where a KeyUpdate is
+Clients: curl with SSLKEYLOGFILE, Python requests + requests_ntlm (channel bindings), and
+`openssl s_client -keylogfile` where a KeyUpdate is
 wanted. Capture: dumpcap on `lo`, filtered to the scenario's address. The secrets of the
 pcapng scenario are injected with `editcap --inject-secrets`. A capture is kept only when
 tshark, given the key log, shows the HTTP requests the scenario made.
 
 Needs root (capturing on lo). Installs what is missing: Debian's curl, openssl, tshark
-(dumpcap, editcap) and pyspnego from PyPI. Not run in CI: the captures are committed.
+(dumpcap, editcap) and pyspnego, requests and requests-ntlm from PyPI. Not run in CI: the
+captures are committed.
 Every process it starts is stopped through its own pid; every wait has a timeout.
 """
 
@@ -25,7 +27,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -71,7 +73,7 @@ class Scenario:
     ccm13: bool = False
     pcapng_secrets: bool = False
     auth: str = "basic"
-    requests: int = field(default=0)
+    python_ntlm: bool = False
 
 
 SCENARIOS = (
@@ -147,6 +149,22 @@ SCENARIOS = (
         curl=("--tlsv1.3",),
         pcapng_secrets=True,
     ),
+    Scenario(
+        "tls13-resumption-basic",
+        "127.0.0.48",
+        "TLS 1.3 AES-128-GCM: a full handshake, then a PSK resumption (new connection)",
+        curl=("--tlsv1.3", "--tls13-ciphers", "TLS_AES_128_GCM_SHA256"),
+        reconnect=True,
+    ),
+    Scenario(
+        "tls13-ntlm-channel-binding",
+        "127.0.0.41",
+        "TLS 1.3, NTLM with channel bindings (Python requests + requests_ntlm, which binds "
+        "to the server certificate, RFC 5929 tls-server-end-point); no SNI (an address)",
+        server=("--ntlm",),
+        python_ntlm=True,
+        auth="ntlm",
+    ),
 )
 BY_NAME = {s.name: s for s in SCENARIOS}
 # The connections of tls12-cbc-suites-basic: (OpenSSL cipher list, encrypt-then-MAC).
@@ -170,9 +188,18 @@ def ensure_installed() -> None:
         env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
         subprocess.run(["apt-get", "update"], check=True, timeout=600, env=env)
         subprocess.run(["apt-get", "install", "-y", *missing], check=True, timeout=900, env=env)
-    if importlib.util.find_spec("spnego") is None:
+    missing_pip = [
+        package
+        for module, package in (
+            ("spnego", "pyspnego"),
+            ("requests", "requests"),
+            ("requests_ntlm", "requests-ntlm"),
+        )
+        if importlib.util.find_spec(module) is None
+    ]
+    if missing_pip:
         subprocess.run(
-            [sys.executable, "-m", "pip", "install", "pyspnego"], check=True, timeout=600
+            [sys.executable, "-m", "pip", "install", *missing_pip], check=True, timeout=600
         )
 
 
@@ -293,6 +320,25 @@ def curl(scenario: Scenario, keylog: Path, extra: tuple[str, ...]) -> None:
     run(args, env=env)
 
 
+_PYTHON_NTLM = """
+import sys, requests, urllib3
+from requests_ntlm import HttpNtlmAuth
+urllib3.disable_warnings()
+session = requests.Session()
+session.auth = HttpNtlmAuth(sys.argv[2], sys.argv[3])
+for path in ("/", "/big"):
+    session.get(sys.argv[1] + path, verify=False, timeout=20)
+"""
+
+
+def python_ntlm(scenario: Scenario, keylog: Path) -> None:
+    """requests + requests_ntlm: NTLM with MsvAvChannelBindings for the server's
+    certificate; urllib3 writes SSLKEYLOGFILE like the ssl module does."""
+    user, _, password = USER.partition(":")
+    env = dict(os.environ, SSLKEYLOGFILE=str(keylog))
+    run([sys.executable, "-c", _PYTHON_NTLM, f"https://{scenario.host}", user, password], env=env)
+
+
 def s_client_key_update(scenario: Scenario, keylog: Path) -> None:
     """Two requests with a KeyUpdate of both sides (`K`) between them: s_client reads
     its commands at the start of a line of input, so each part is written on its own."""
@@ -407,6 +453,8 @@ def record(scenario: Scenario, work: Path, cert: Path, key: Path, dh: Path) -> t
             try:
                 if scenario.key_update:
                     s_client_key_update(scenario, keylog)
+                elif scenario.python_ntlm:
+                    python_ntlm(scenario, keylog)
                 else:
                     curl(scenario, keylog, scenario.curl)
             finally:
