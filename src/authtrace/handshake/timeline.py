@@ -66,7 +66,8 @@ class ConnectionTimeline:
 
 def build_timeline(connection: HttpConnection) -> ConnectionTimeline:
     """Judge every exchange of one connection, for each realm it involves."""
-    tls = connection.server.port in TLS_PORTS
+    # Decrypted TLS says so itself; otherwise the port is the only hint.
+    tls = connection.tls is not None or connection.server.port in TLS_PORTS
     states = {Realm.ORIGIN: State.FRESH, Realm.PROXY: State.FRESH}
     offered: dict[Realm, frozenset[str]] = {}
     steps: list[AuthExchange] = []

@@ -14,7 +14,13 @@ from authtrace.handshake.timeline import ConnectionTimeline
 from authtrace.kerberos.kdc import KdcExchange
 from authtrace.report.model import Report
 from authtrace.report.summary import summarize
-from authtrace.report.tls import encrypted_lines, keylog_line
+from authtrace.report.tls import (
+    binding_text,
+    channel_bindings,
+    encrypted_lines,
+    facts_text,
+    keylog_line,
+)
 from authtrace.visible import visible, visible_lines
 
 _WIDTH = 100
@@ -183,6 +189,11 @@ def render_ladder(timeline: ConnectionTimeline, view: HandshakeView | None = Non
         f"(frames {connection.first_frame}-{connection.last_frame}, "
         f"{'SYN seen' if connection.syn_seen else 'started before the capture'}, {closing})"
     ]
+    if connection.tls is not None:
+        lines.append("  TLS: " + facts_text(connection.tls))
+        bindings = binding_text(channel_bindings(connection))
+        if bindings:
+            lines.append("  " + bindings)
     for position, step in enumerate(timeline.steps):
         lines.append("  " + ladder_line(step))
         kdc = view.kdc_for(StepRef(connection.id, position)) if view is not None else ()

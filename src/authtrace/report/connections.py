@@ -13,7 +13,7 @@ from typing import Any
 from authtrace.auth.render import describe_step, step_to_dict
 from authtrace.auth.steps import AuthStep, step_from_credentials_header, steps_from_challenge_header
 from authtrace.http.messages import Exchange, HttpConnection, HttpRequest, HttpResponse
-from authtrace.report.tls import facts_text, facts_to_dict
+from authtrace.report.tls import binding_text, channel_bindings, facts_text, facts_to_dict
 from authtrace.visible import visible_lines
 
 _CREDENTIALS = ("authorization", "proxy-authorization")
@@ -45,6 +45,9 @@ def connection_text(connection: HttpConnection) -> str:
     ]
     if connection.tls is not None:
         lines.append("  TLS: " + facts_text(connection.tls))
+        bindings = binding_text(channel_bindings(connection))
+        if bindings:
+            lines.append("  " + bindings)
     for exchange in connection.exchanges:
         lines.append("  " + exchange_line(exchange))
     return visible_lines(lines)
@@ -116,7 +119,11 @@ def connection_to_dict(connection: HttpConnection) -> dict[str, Any]:
             {"direction": g.direction.value, "bytes": g.length, "frame": g.frame}
             for g in connection.gaps
         ],
-        "tls": facts_to_dict(connection.tls) if connection.tls is not None else None,
+        "tls": (
+            facts_to_dict(connection.tls, channel_bindings(connection))
+            if connection.tls is not None
+            else None
+        ),
     }
 
 

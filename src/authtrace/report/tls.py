@@ -13,6 +13,8 @@ from __future__ import annotations
 from dataclasses import asdict
 from typing import Any
 
+from authtrace.http.messages import HttpConnection
+from authtrace.tls.bindings import Binding, ntlm_binding
 from authtrace.tls.keylog import KeyLogCounts
 from authtrace.tls.model import EncryptedConnection, EncryptedGroup, KeyStatus, TlsFacts
 
@@ -104,6 +106,44 @@ def keylog_line(counts: KeyLogCounts | None) -> str:
     return "TLS key log: " + "; ".join(parts)
 
 
+_BINDING_WORDS = {
+    Binding.MATCHES: "bound to this server certificate",
+    Binding.NOT_SENT: "no channel binding sent",
+    Binding.OTHER_CERTIFICATE: "bound to another certificate (TLS is terminated or "
+    "inspected in between)",
+}
+
+
+def channel_bindings(connection: HttpConnection) -> list[tuple[int, Binding]]:
+    """For each NTLMv2 AUTHENTICATE on a decrypted connection: its request's
+    frame and what its MsvAvChannelBindings proves (tls/bindings.py). Empty for
+    cleartext connections and when the server certificate was not seen."""
+    from authtrace.report.connections import exchange_steps
+
+    if connection.tls is None or not connection.tls.certificates:
+        return []
+    found = []
+    for exchange in connection.exchanges:
+        if exchange.request is None:
+            continue
+        for step in exchange_steps(exchange)[0]:
+            ntlmv2 = getattr(step.innermost, "ntlmv2", None)
+            if ntlmv2 is None:
+                continue
+            verdict = ntlm_binding(connection.tls, ntlmv2.av_pairs.channel_bindings)
+            if verdict is not None:
+                found.append((exchange.request.shown_frame, verdict))
+    return found
+
+
+def binding_text(verdicts: list[tuple[int, Binding]]) -> str:
+    """ "NTLM channel binding: frame 20 bound to this server certificate", "" for none."""
+    if not verdicts:
+        return ""
+    parts = [f"frame {frame} {_BINDING_WORDS[verdict]}" for frame, verdict in verdicts]
+    return "NTLM channel binding: " + "; ".join(parts)
+
+
 def facts_text(facts: TlsFacts) -> str:
     """A decrypted connection's TLS in a few words, for one-line listings."""
     sni = f" SNI {facts.server_name}" if facts.server_name else ""
@@ -112,10 +152,13 @@ def facts_text(facts: TlsFacts) -> str:
     return f"{facts.version} {facts.cipher_suite}{sni}, {alpn}{failed}"
 
 
-def facts_to_dict(facts: TlsFacts) -> dict[str, Any]:
+def facts_to_dict(
+    facts: TlsFacts, verdicts: list[tuple[int, Binding]] | None = None
+) -> dict[str, Any]:
     """JSON of TlsFacts (docs/json.md, "tls"): certificates as their count and
-    sizes only; the client random is public (it is sent in clear)."""
-    return {
+    sizes only; the client random is public (it is sent in clear). `verdicts`:
+    the connection's NTLM channel bindings (channel_bindings()), when it had HTTP."""
+    data = {
         "version": facts.version,
         "cipher_suite": facts.cipher_suite,
         "server_name": facts.server_name,
@@ -129,6 +172,11 @@ def facts_to_dict(facts: TlsFacts) -> dict[str, Any]:
         "key_updates": facts.key_updates,
         "resumed": facts.resumed,
     }
+    if verdicts is not None:
+        data["channel_bindings"] = [
+            {"frame": frame, "verdict": verdict.value} for frame, verdict in verdicts
+        ]
+    return data
 
 
 def encrypted_to_dict(connection: EncryptedConnection) -> dict[str, Any]:

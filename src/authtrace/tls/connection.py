@@ -444,7 +444,9 @@ class TlsConnection:
             self._server_hello = server
             self._version = server.version
             self._alpn = server.alpn or self._alpn
-            self._resumed = bool(
+            # TLS 1.2: the server echoed the session id (RFC 5246 section
+            # 7.4.1.3); TLS 1.3: it chose a pre-shared key (RFC 8446 section 2.2).
+            self._resumed = server.psk or bool(
                 self._hello is not None
                 and server.session_id
                 and server.session_id == self._hello.session_id

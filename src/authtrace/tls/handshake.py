@@ -56,6 +56,7 @@ EXT_SERVER_NAME = 0  # RFC 6066 section 3
 EXT_ALPN = 16  # RFC 7301 section 3.1
 EXT_ENCRYPT_THEN_MAC = 22  # RFC 7366
 EXT_EXTENDED_MASTER_SECRET = 23  # RFC 7627
+EXT_PRE_SHARED_KEY = 41  # RFC 8446 section 4.2.11
 EXT_SUPPORTED_VERSIONS = 43  # RFC 8446 section 4.2.1
 
 TLS13 = 0x0304
@@ -80,7 +81,8 @@ class ServerHello:
     """version: the negotiated one (supported_versions wins over the legacy
     field, RFC 8446 section 4.2.1); retry: a HelloRetryRequest; alpn: chosen
     protocol in TLS 1.2 ("" when none); encrypt_then_mac and
-    extended_master_secret: the server accepted those extensions."""
+    extended_master_secret: the server accepted those extensions; psk: TLS 1.3
+    resumption (the server chose a pre-shared key)."""
 
     random: bytes
     session_id: bytes
@@ -90,6 +92,7 @@ class ServerHello:
     alpn: str
     encrypt_then_mac: bool
     extended_master_secret: bool
+    psk: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -205,6 +208,7 @@ def decode_server_hello(body: bytes) -> ServerHello:
         alpn=alpn[0] if alpn else "",
         encrypt_then_mac=EXT_ENCRYPT_THEN_MAC in extensions,
         extended_master_secret=EXT_EXTENDED_MASTER_SECRET in extensions,
+        psk=EXT_PRE_SHARED_KEY in extensions,
     )
 
 

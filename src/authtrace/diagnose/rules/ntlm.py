@@ -275,7 +275,8 @@ def _unbound_refusals(ctx: RuleContext) -> list[Located]:
 def _over_tls(located: Located) -> bool:
     """TLS was in the path: a decrypted HTTPS session, or a TLS-terminating
     proxy that says so in X-Forwarded-Proto / Front-End-Https."""
-    if located.timeline.connection.server.port in TLS_PORTS:
+    connection = located.timeline.connection
+    if connection.tls is not None or connection.server.port in TLS_PORTS:
         return True
     request = located.step.exchange.request
     if request is None:
