@@ -13,6 +13,7 @@ from __future__ import annotations
 from dataclasses import asdict
 from typing import Any
 
+from authtrace.auth.ntlm import NtlmAuthenticate
 from authtrace.http.messages import HttpConnection
 from authtrace.tls.bindings import Binding, ntlm_binding
 from authtrace.tls.keylog import KeyLogCounts
@@ -127,10 +128,10 @@ def channel_bindings(connection: HttpConnection) -> list[tuple[int, Binding]]:
         if exchange.request is None:
             continue
         for step in exchange_steps(exchange)[0]:
-            ntlmv2 = getattr(step.innermost, "ntlmv2", None)
-            if ntlmv2 is None:
+            inner = step.innermost
+            if not isinstance(inner, NtlmAuthenticate) or inner.ntlmv2 is None:
                 continue
-            verdict = ntlm_binding(connection.tls, ntlmv2.av_pairs.channel_bindings)
+            verdict = ntlm_binding(connection.tls, inner.ntlmv2.av_pairs.channel_bindings)
             if verdict is not None:
                 found.append((exchange.request.shown_frame, verdict))
     return found
