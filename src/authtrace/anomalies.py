@@ -39,6 +39,7 @@ class AnomalyKind(enum.StrEnum):
     TLS_RECORD_MALFORMED = "tls-record-malformed"
     TLS_RECORD_TRUNCATED = "tls-record-truncated"
     TLS_RECORD_UNDECRYPTABLE = "tls-record-undecryptable"
+    TLS_RESYNCHRONISED = "tls-resynchronised"
     TLS_SECRETS_TOO_LARGE = "tls-secrets-too-large"
     TLS_UNSUPPORTED = "tls-unsupported"
     # http: the HTTP/1.x parser and exchange pairing
