@@ -5,6 +5,8 @@ table says."""
 
 from __future__ import annotations
 
+import shutil
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -157,3 +159,22 @@ def test_clock_skew_names_the_kerberos_error(reports: dict[str, Report]) -> None
     (finding,) = [f for f in reports["kerberos-clock-skew"].findings]
     assert finding.field("krb_error") == "KRB_AP_ERR_SKEW (37)"
     assert finding.host == "web.lab.test"
+
+
+# What Wireshark shows a message in: an HTTP request or response head, a Kerberos message, or
+# the FIN / RST that closes a connection (a finding may cite the close it explains).
+SHOWN = "http.request || http.response || kerberos || tcp.flags.fin == 1 || tcp.flags.reset == 1"
+
+
+@pytest.mark.oracle
+@pytest.mark.skipif(shutil.which("tshark") is None, reason="tshark is not installed")
+@pytest.mark.parametrize("name", sorted(EXPECTED))
+def test_every_evidence_frame_is_one_wireshark_shows_a_message_in(
+    name: str, reports: dict[str, Report]
+) -> None:
+    argv = ["tshark", "-n", "-r", str(LAB / f"{name}.pcap"), "-Y", SHOWN]
+    argv += ["-T", "fields", "-e", "frame.number"]
+    out = subprocess.run(argv, capture_output=True, text=True, timeout=60, check=True).stdout
+    shown = {int(n) for n in out.split()}
+    for finding in reports[name].findings:
+        assert set(finding.frames) <= shown, (finding.rule, sorted(set(finding.frames) - shown))
