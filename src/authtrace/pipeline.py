@@ -49,6 +49,9 @@ Progress = Callable[[int], None]
 
 # How often (in frames) the progress callback is told how far reading got.
 PROGRESS_EVERY = 50_000
+# The HTTP anomalies of all connections listed in a run (each parser caps its
+# own); past this they are counted in one `http-anomalies-suppressed`.
+MAX_HTTP_ANOMALIES = 10_000
 
 
 @dataclass
@@ -78,6 +81,21 @@ class StreamResult:
     # `not_read` counts them all, `encrypted` is its first NotReadTally.MAX_LISTED.
     not_read: NotReadTally = field(default_factory=NotReadTally)
     keylog: KeyLogCounts | None = None
+    http_anomalies: int = 0  # how many HTTP-layer anomalies were met, listed or not
+
+    def add_http_anomalies(self, anomalies: Iterable[Anomaly]) -> None:
+        """Every anomaly the HTTP layer recorded on a connection, up to a cap."""
+        for anomaly in anomalies:
+            self.http_anomalies += 1
+            if self.http_anomalies <= MAX_HTTP_ANOMALIES:
+                self.anomalies.append(anomaly)
+
+    def finish_http_anomalies(self) -> None:
+        extra = self.http_anomalies - MAX_HTTP_ANOMALIES
+        if extra > 0:
+            self.anomalies.append(
+                Anomaly("http-anomalies-suppressed", f"{extra} more HTTP anomalies not listed")
+            )
 
     @property
     def encrypted(self) -> list[EncryptedConnection]:
@@ -128,6 +146,7 @@ class Pipeline:
         for event in self._tcp.finish():
             self._on_event(event)
         yield from self._drain()
+        self.result.finish_http_anomalies()
         self._decoder.finish()
         if self._keylog is not None:
             self.result.keylog = self._keylog.counts
@@ -313,6 +332,8 @@ class Pipeline:
             return None
         live.exchanges.extend(live.http.feed(event))
         live.http.collect_parser_anomalies()
+        # Every anomaly the HTTP layer recorded reaches the report, HTTP or not.
+        self.result.add_http_anomalies(live.http.anomalies)
         if not live.http.is_http:
             self.result.other_connections += 1
             return None

@@ -31,7 +31,7 @@ from authtrace.auth.ntlm import (
 )
 from authtrace.auth.redact import is_secret_field, redact_bytes, redact_text
 from authtrace.auth.spnego import SpnegoInit, SpnegoResp
-from authtrace.auth.steps import AuthStep
+from authtrace.auth.steps import AuthStep, is_not_kept
 from authtrace.fastinit import field_names
 from authtrace.visible import visible_lines
 
@@ -326,6 +326,8 @@ def _describe(step: AuthStep) -> str:
     if step.message is Message.OFFER and step.token is None:
         return f"{scheme} (offer)"
     _wrapper, inner = _innermost(step)
+    if is_not_kept(step):
+        return f"{scheme} {inner.reason}"
     if isinstance(inner, Malformed):
         return f"{scheme} malformed: {inner.reason}"
     if step.message is Message.MALFORMED:

@@ -341,6 +341,38 @@ def _credentials_step_of(name: str, value: str) -> AuthStep:
         return _failure(name, StepKind.CREDENTIALS, f"{type(error).__name__}: {error}")
 
 
+NOT_KEPT = "present, "
+
+
+def is_not_kept(step: AuthStep | None) -> bool:
+    """True for a step made by `step_not_kept` (the header's value never seen)."""
+    token = step.token if step is not None else None
+    return isinstance(token, Malformed) and token.truncated and token.reason.startswith(NOT_KEPT)
+
+
+def step_not_kept(header: str, kind: StepKind, scheme: str, size: int, whole: bool) -> AuthStep:
+    """An auth header seen in a cut header block but whose value was not kept.
+
+    It was sent: the step says so, with its size, and is MALFORMED with a
+    truncated token so that nothing downstream reads it as "no credentials"
+    (a cut head means "not seen", never "not sent"). scheme: the value's first
+    word when it was seen, else "".
+    """
+    if whole:
+        reason = f"{NOT_KEPT}too large to decode ({size} bytes)"
+    else:
+        reason = f"{NOT_KEPT}cut short by the capture ({size} bytes seen)"
+    return AuthStep(
+        header,
+        kind,
+        _is_proxy(header),
+        scheme,
+        Mechanism.UNKNOWN,
+        Message.MALFORMED,
+        Malformed(reason, truncated=True),
+    )
+
+
 def _failure(header: str, kind: StepKind, reason: str) -> AuthStep:
     return AuthStep(
         header,

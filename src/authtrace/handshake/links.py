@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 
 from authtrace.auth.kinds import Message
 from authtrace.auth.ntlm import NtlmAuthenticate, NtlmChallenge
+from authtrace.auth.steps import is_not_kept
 from authtrace.handshake.index import TimeIndex
 from authtrace.handshake.model import NORMAL_LEGS, AuthExchange, Leg, Outcome, Realm, Sent
 from authtrace.handshake.timeline import ConnectionTimeline
@@ -473,6 +474,10 @@ def _outcome(
         if ref not in split_targets and _start_missing(timeline, position):
             return Outcome.INCOMPLETE
     if step.leg is Leg.UNFOLLOWED:
+        return Outcome.INCOMPLETE
+    if step.leg is not Leg.HEADER_TOO_LARGE and is_not_kept(step.credentials):
+        # Credentials in a cut head were sent but not read: nothing to judge
+        # (a 400 for the size is judged: that is what it refused).
         return Outcome.INCOMPLETE
     return Outcome.FAILURE
 

@@ -17,7 +17,13 @@ from authtrace.auth.digest import DigestChallenge
 from authtrace.auth.kinds import Mechanism, Message
 from authtrace.auth.ntlm import NtlmAuthenticate
 from authtrace.auth.spnego import NegState, SpnegoResp
-from authtrace.auth.steps import AuthStep, step_from_credentials_header, steps_from_challenge_header
+from authtrace.auth.steps import (
+    AuthStep,
+    StepKind,
+    step_from_credentials_header,
+    step_not_kept,
+    steps_from_challenge_header,
+)
 from authtrace.handshake.machine import transition
 from authtrace.handshake.model import Answer, AuthExchange, Realm, Sent, State
 from authtrace.http.messages import Exchange, HttpConnection, HttpRequest, HttpResponse
@@ -179,6 +185,10 @@ def _credentials(request: HttpRequest | None, realm: Realm) -> AuthStep | None:
     for header in request.headers:
         if header.name.lower() == name.lower():
             return step_from_credentials_header(header.name, header.value)
+    cut = request.cut_header(name)
+    if cut is not None:
+        # Seen in a cut head, not kept: sent all the same.
+        return step_not_kept(cut.name, StepKind.CREDENTIALS, cut.first_word, cut.size, cut.whole)
     return None
 
 
@@ -190,6 +200,11 @@ def _challenges(response: HttpResponse | None, realm: Realm) -> tuple[AuthStep, 
     for header in response.headers:
         if header.name.lower() == name:
             steps.extend(steps_from_challenge_header(header.name, header.value))
+    for cut in response.cut_headers:
+        if cut.name.lower() == name:
+            steps.append(
+                step_not_kept(cut.name, StepKind.CHALLENGE, cut.first_word, cut.size, cut.whole)
+            )
     return tuple(steps)
 
 

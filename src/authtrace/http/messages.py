@@ -20,12 +20,30 @@ class Header:
     value: str
 
 
+@dataclass(frozen=True, slots=True)
+class CutHeader:
+    """A header line of a header block cut at the parser's limit: seen, not kept.
+
+    name: the field name as written; size: the bytes of the line (name, colon
+    and value, without its line end), counted even past the limit; whole: False
+    when the line's end was not seen (the capture or the stream ended inside
+    it), so `size` is what was seen; first_word: the value's first token (an
+    auth-scheme such as ``Negotiate``, at most 32 characters), "" when none.
+    """
+
+    name: str
+    size: int
+    whole: bool = True
+    first_word: str = ""
+
+
 class _Message:
     """What requests and responses share: header look-ups (names compared
     case-insensitively, RFC 9110 section 5.1) and the frame to cite."""
 
     __slots__ = ()
     headers: tuple[Header, ...]
+    cut_headers: tuple[CutHeader, ...]
     head_frame: int
     end_frame: int
 
@@ -34,6 +52,14 @@ class _Message:
 
     def header_all(self, name: str) -> list[str]:
         return _all(self.headers, name)
+
+    def cut_header(self, name: str) -> CutHeader | None:
+        """The first header of that name seen in a cut head but not kept."""
+        lowered = name.lower()
+        for cut in self.cut_headers:
+            if cut.name.lower() == lowered:
+                return cut
+        return None
 
     @property
     def shown_frame(self) -> int:
@@ -60,6 +86,10 @@ class HttpRequest(_Message):
     end_frame: int = 0
     """frame that completed the whole message (head and body); 0 when unknown.
     This is the frame where Wireshark shows the request (http.request)."""
+    head_cut: bool = False
+    """the header block was larger than the parser keeps (or never ended):
+    `headers` holds the whole lines before the cut, `cut_headers` the rest."""
+    cut_headers: tuple[CutHeader, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,6 +110,9 @@ class HttpResponse(_Message):
     end_frame: int = 0
     """frame that completed the whole message (head and body); 0 when unknown.
     This is the frame where Wireshark shows the response (http.response)."""
+    head_cut: bool = False
+    """as for HttpRequest"""
+    cut_headers: tuple[CutHeader, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)

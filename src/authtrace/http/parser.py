@@ -11,6 +11,8 @@ Invariants:
 - memory is bounded: a header block is kept up to `MAX_HEAD` bytes (64 KiB),
   bodies are counted, not stored, except a 4xx/5xx response body kept up to
   `MAX_ERROR_BODY` bytes; every partial line is bounded;
+- a cut header block still says what it had: the lines past the limit keep
+  their names and sizes (`CutHeader`), so "not kept" never reads as "not sent";
 - bytes are never invented: a gap inside a message marks it incomplete.
 """
 
@@ -23,6 +25,7 @@ from dataclasses import dataclass
 
 from authtrace.anomalies import Anomaly
 from authtrace.http.messages import (
+    CutHeader,
     Header,
     HttpRequest,
     HttpResponse,
@@ -36,6 +39,10 @@ MAX_ERROR_BODY = 16 * 1024
 MAX_LINE = 8 * 1024
 # A header block larger than this is given up on (its end is no longer searched).
 MAX_OVERSIZED_HEAD = 16 * 1024 * 1024
+# Of a cut header block, this many lines past the cut are listed by name and
+# size (a real head has a few dozen); the name is read from this many bytes.
+MAX_CUT_LINES = 64
+MAX_CUT_NAME = 256
 
 
 class Role(enum.Enum):
@@ -90,6 +97,8 @@ _REQUEST_LINE_TEXT = re.compile(
 )
 _STATUS_LINE_TEXT = re.compile(r"(HTTP/1\.[0-9]) ([0-9]{3})(?: (.*))?\Z", re.DOTALL)
 _HEAD_END = re.compile(rb"\r?\n\r?\n")
+_NAME = re.compile(_TOKEN + rb"+")
+_FIRST_WORD = re.compile(rb"[ \t]*(" + _TOKEN + rb"{1,32})(?:[ \t]|\Z)")
 _HTTP_PREFIX = b"HTTP/1."
 
 
@@ -106,6 +115,68 @@ def _find_head_end(data: bytes, pos: int) -> int:
     if 0 <= crlf < bare:
         return crlf + 3
     return bare + 2
+
+
+class _CutLines:
+    """Names and sizes of the header lines of a block past MAX_HEAD, fed the
+    bytes after the last whole line kept, in pieces as they arrive.
+
+    Cost: one find per line for the first MAX_CUT_LINES lines, then only a
+    count of bytes (a hostile head of tiny lines costs no Python step per line).
+    """
+
+    __slots__ = ("lines", "prefix", "size", "last", "full")
+
+    def __init__(self) -> None:
+        self.lines: list[CutHeader] = []
+        self.prefix = b""  # the first bytes of the current line
+        self.size = 0  # bytes of the current line so far
+        self.last = 0  # its last byte (a CR before the LF is not part of it)
+        self.full = False
+
+    def feed(self, data: bytes) -> None:
+        pos, end = 0, len(data)
+        while pos < end and not self.full:
+            newline = data.find(b"\n", pos)
+            stop = end if newline < 0 else newline
+            room = MAX_CUT_NAME - len(self.prefix)
+            if room > 0:
+                self.prefix += data[pos : min(stop, pos + room)]
+            self.size += stop - pos
+            if stop > pos:
+                self.last = data[stop - 1]
+            if newline < 0:
+                return
+            self._end_line()
+            pos = newline + 1
+
+    def _end_line(self, whole: bool = True) -> None:
+        line, size = self.prefix.rstrip(b"\r"), self.size
+        if size and self.last == 0x0D:
+            size -= 1
+        self.prefix, self.size, self.last = b"", 0, 0
+        if not line:
+            return
+        if line[:1] in (b" ", b"\t"):
+            # RFC 9112 section 5.2: a folded line continues the previous field.
+            if self.lines:
+                last = self.lines[-1]
+                self.lines[-1] = CutHeader(last.name, last.size + size, whole, last.first_word)
+            return
+        name, colon, value = line.partition(b":")
+        name = name.rstrip(b" \t")
+        if colon and name and _NAME.fullmatch(name):
+            word = _FIRST_WORD.match(value)
+            first = word.group(1).decode("latin-1") if word else ""
+            self.lines.append(CutHeader(name.decode("latin-1"), size, whole, first))
+            self.full = len(self.lines) >= MAX_CUT_LINES
+
+    def finish(self) -> tuple[CutHeader, ...]:
+        """What was seen; a line still open (its end never seen) counts too."""
+        if self.prefix and not self.full:
+            self._end_line(whole=False)
+        self.prefix, self.size = b"", 0
+        return tuple(self.lines)
 
 
 class HttpParser:
@@ -241,6 +312,7 @@ class HttpParser:
         self._body: bytearray | None = None
         self._lossy = False
         self._in_message = False
+        self._cut: _CutLines | None = None
 
     def _run(self, data: bytes) -> None:
         while True:
@@ -326,9 +398,12 @@ class HttpParser:
                     f"{self.role.value} header block larger than {MAX_HEAD} bytes",
                 )
                 block = bytes(buf[:MAX_HEAD])
-                if not self._parse_head(block[: block.rfind(b"\n") + 1]):
+                kept = block[: block.rfind(b"\n") + 1]
+                if not self._parse_head(kept):
                     self._bad_start(bytes(buf))
                     return len(data)
+                self._cut = _CutLines()
+                self._cut.feed(bytes(buf[len(kept) :]))
                 self._head_bytes = len(buf)
                 self._tail = bytes(buf[-3:])
                 buf.clear()
@@ -358,6 +433,9 @@ class HttpParser:
         else:
             block = data[start:head_end]
         if self._parse_head(block):
+            if size > MAX_HEAD:
+                self._cut = _CutLines()
+                self._cut.feed(data[start + len(block) : head_end])
             self._after_head()
             return head_end
         self._bad_start(data[start:])
@@ -366,16 +444,28 @@ class HttpParser:
     def _read_oversized_head(self, data: bytes, pos: int) -> int:
         window = self._tail + data[pos:]
         match = _HEAD_END.search(window)
+        cut = self._cut
         if match is None:
             self._head_bytes += len(data) - pos
             self._tail = window[-3:]
+            if cut is not None:
+                cut.feed(data[pos:] if pos else data)
             if self._head_bytes > MAX_OVERSIZED_HEAD:
-                self._anomaly("http-resync", "header block never ended; searching next message")
-                self._reset_message()
+                self._anomaly(
+                    "http-resync",
+                    f"{self.role.value} header block never ended after {self._head_bytes} "
+                    "bytes; its first lines are kept, the next message is searched for",
+                )
+                # The request or status line and the lines kept are still worth
+                # showing: the message is cut, not absent.
+                self._finish_current(complete=False)
                 self._state = _State.RESYNC
+                self._resync_skipped = 0
             return len(data)
         used = match.end() - len(self._tail)
         self._head_bytes += used
+        if cut is not None:
+            cut.feed(data[pos : pos + used])
         self._after_head()
         return pos + used
 
@@ -388,6 +478,10 @@ class HttpParser:
         block = seen[: seen.rfind(b"\n") + 1]
         if block and self._parse_head(block):
             self._head_bytes = len(seen)
+            if len(block) < len(seen):
+                # The line being read when the bytes stopped: its name survives.
+                self._cut = _CutLines()
+                self._cut.feed(seen[len(block) :])
             self._finish_current(complete=False)
         else:
             self._reset_message()
@@ -638,6 +732,8 @@ class HttpParser:
             return
         first, second, third = self._start_line
         body = self._body
+        cut = self._cut
+        cut_headers = cut.finish() if cut is not None else ()
         if self.role is Role.REQUEST:
             message: HttpRequest | HttpResponse = make_request(
                 method=first,
@@ -651,6 +747,8 @@ class HttpParser:
                 body_size=self._body_size,
                 complete=complete,
                 end_frame=self._frame,
+                head_cut=cut is not None,
+                cut_headers=cut_headers,
             )
         else:
             message = make_response(
@@ -666,6 +764,8 @@ class HttpParser:
                 body=bytes(body) if body is not None else None,
                 complete=complete,
                 end_frame=self._frame,
+                head_cut=cut is not None,
+                cut_headers=cut_headers,
             )
         self._events.append(MessageComplete(message))
         self._reset_message()

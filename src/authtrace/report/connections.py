@@ -11,7 +11,13 @@ from __future__ import annotations
 from typing import Any
 
 from authtrace.auth.render import describe_step, step_to_dict
-from authtrace.auth.steps import AuthStep, step_from_credentials_header, steps_from_challenge_header
+from authtrace.auth.steps import (
+    AuthStep,
+    StepKind,
+    step_from_credentials_header,
+    step_not_kept,
+    steps_from_challenge_header,
+)
 from authtrace.http.messages import Exchange, HttpConnection, HttpRequest, HttpResponse
 from authtrace.report.tls import binding_text, channel_bindings, facts_text, facts_to_dict
 from authtrace.visible import visible_lines
@@ -28,10 +34,20 @@ def exchange_steps(exchange: Exchange) -> tuple[list[AuthStep], list[AuthStep]]:
         for header in exchange.request.headers:
             if header.name.lower() in _CREDENTIALS:
                 credentials.append(step_from_credentials_header(header.name, header.value))
+        for cut in exchange.request.cut_headers:
+            if cut.name.lower() in _CREDENTIALS:
+                credentials.append(
+                    step_not_kept(cut.name, StepKind.CREDENTIALS, cut.first_word, cut.size, cut.whole)
+                )
     if exchange.response is not None:
         for header in exchange.response.headers:
             if header.name.lower() in _CHALLENGES:
                 challenges.extend(steps_from_challenge_header(header.name, header.value))
+        for cut in exchange.response.cut_headers:
+            if cut.name.lower() in _CHALLENGES:
+                challenges.append(
+                    step_not_kept(cut.name, StepKind.CHALLENGE, cut.first_word, cut.size, cut.whole)
+                )
     return credentials, challenges
 
 
@@ -140,6 +156,7 @@ def request_to_dict(request: HttpRequest | None) -> dict[str, Any] | None:
         "first_frame": request.frame,
         "head_frame": request.head_frame,
         "time": request.timestamp,
+        **_cut_to_dict(request),
     }
 
 
@@ -151,4 +168,19 @@ def response_to_dict(response: HttpResponse | None) -> dict[str, Any] | None:
         "reason": response.reason,
         "frame": response.shown_frame,
         "time": response.timestamp,
+        **_cut_to_dict(response),
+    }
+
+
+def _cut_to_dict(message: HttpRequest | HttpResponse) -> dict[str, Any]:
+    """`head_cut` always; for a cut head, the headers seen but not kept."""
+    if not message.head_cut:
+        return {"head_cut": False}
+    return {
+        "head_cut": True,
+        "header_bytes": message.header_bytes,
+        "cut_headers": [
+            {"name": cut.name, "bytes": cut.size, "whole": cut.whole}
+            for cut in message.cut_headers
+        ],
     }

@@ -7,6 +7,7 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Iterator
 
+from authtrace.auth.steps import is_not_kept
 from authtrace.diagnose.context import Located, RuleContext, make_finding
 from authtrace.diagnose.finding import Finding, Severity
 from authtrace.diagnose.rule import rule
@@ -71,6 +72,12 @@ def _missing(
     incomplete = [loc for loc in located if loc.step.outcome is Outcome.INCOMPLETE]
     if incomplete:
         problems.append(f"{len(incomplete)} authentication leg(s) cannot be judged")
+    not_kept = [loc for loc in located if is_not_kept(loc.step.credentials)]
+    if not_kept:
+        problems.append(
+            f"the credentials of {len(not_kept)} request(s) were sent in a header block too "
+            "large to keep or cut by the capture, so they were not decoded"
+        )
     split = {sp.authenticate for sp in ctx.view.splits}
     first = located[0]
     if not connection.syn_seen and (
