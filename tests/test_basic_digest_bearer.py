@@ -45,6 +45,8 @@ def test_basic_edge_cases() -> None:
     no_colon = decode_basic(base64.b64encode(b"justuser").decode())
     assert isinstance(no_colon, BasicCredentials)
     assert not no_colon.has_colon and no_colon.problem == "no colon"
+    # Not separable into user and password: all of it is the secret.
+    assert no_colon.user == "" and no_colon.password == "justuser"
     latin = decode_basic(base64.b64encode(b"j\xfcrgen:pw").decode())
     assert isinstance(latin, BasicCredentials)
     assert latin.user == "jürgen" and latin.charset == "latin-1"

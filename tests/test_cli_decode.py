@@ -14,7 +14,7 @@ DATA = Path(__file__).parent / "data"
 NTLM_NEGOTIATE_B64 = "TlRMTVNTUAABAAAAB4IIogAAAAAAAAAAAAAAAAAAAAAFASgKAAAADw=="  # HTTP - NTLM.pcap
 
 
-def run(*args: str, stdin: str | None = None) -> tuple[int, str, str]:
+def run(*args: str, stdin: str | bytes | None = None) -> tuple[int, str, str]:
     result = CliRunner().invoke(main, ["decode", *args], input=stdin)
     return result.exit_code, result.stdout, result.stderr
 
@@ -121,3 +121,17 @@ def test_the_authenticate_line_itself_gives_every_challenge() -> None:
 def test_nothing_decodable_is_still_exit_2() -> None:
     code, out, err = run("not a token at all")
     assert (code, out) == (2, "") and err.startswith("authtrace decode: ")
+def test_over_long_input_is_bad_input_exit_2() -> None:
+    """One exit-code rule everywhere: 2 for unusable input (it was 1 here)."""
+    from authtrace.cli.cmd_decode import MAX_INPUT
+
+    for value, stdin in (("NTLM " + "A" * MAX_INPUT, None), ("-", "NTLM " + "A" * MAX_INPUT)):
+        code, out, err = run(value, stdin=stdin)
+        assert code == 2 and out == ""
+        assert err.startswith("authtrace decode: input longer than")
+
+
+def test_binary_on_stdin_is_refused_not_a_traceback() -> None:
+    code, out, err = run("-", stdin=b"\xff\xfe\x00NTLM \x80\x81")
+    assert code == 2 and out == "" and "Traceback" not in err
+    assert len(err.strip().splitlines()) == 1

@@ -2,7 +2,9 @@
 
 This module owns decoding ``Basic`` credentials and challenges. Invariant: the
 password is kept (rules need its presence and length) but it is a secret:
-renderers redact the ``password`` field unless secrets are asked for.
+renderers redact the ``password`` field unless secrets are asked for. A
+credential without a colon cannot be split into user and password, so all of
+it is the secret (it is often a password pasted alone, or a token).
 """
 
 from __future__ import annotations
@@ -20,8 +22,9 @@ class BasicCredentials:
 
     user: the user-id (text before the first colon, RFC 7617 section 2: the
     user-id cannot contain a colon, the password can); password: the rest;
-    has_colon: False when the decoded text had no colon (then password is
-    empty and problem says so); charset: how the bytes were decoded.
+    has_colon: False when the decoded text had no colon: then user is empty
+    and password holds the whole text (a secret as a whole), and problem
+    says so; charset: how the bytes were decoded.
     """
 
     user: str
@@ -74,8 +77,9 @@ def decode_basic(token68: str) -> BasicCredentials | Malformed:
         charset = "latin-1"
     user, colon, password = text.partition(":")
     if not colon:
+        # Nothing tells which part is the user: the whole text is the secret.
         return BasicCredentials(
-            user=text, password="", has_colon=False, charset=charset, problem="no colon"
+            user="", password=text, has_colon=False, charset=charset, problem="no colon"
         )
     return BasicCredentials(user=user, password=password, charset=charset)
 

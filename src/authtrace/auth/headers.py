@@ -6,7 +6,10 @@ credentials. It knows nothing of what a token means.
 
 Invariant: parsing never raises and always terminates. Every loop advances
 through the text, and the number of challenges and parameters is capped; what
-cannot be read comes back as a value whose ``malformed`` says why.
+cannot be read comes back as a value whose ``malformed`` says why — by place
+(parameter number, character offset) and kind, never by quoting the text: an
+Authorization value is a credential, and a token misread as a parameter name
+must not reach a report through its problem message.
 """
 
 from __future__ import annotations
@@ -169,14 +172,16 @@ def _read_params(scanner: _Scanner) -> tuple[tuple[tuple[str, str], ...], str | 
             if not scanner.looking_at(_PARAM_START):
                 break
             continue
+        start = scanner.pos
+        number = len(params) + 1
         name = scanner.take(_TOKEN)
         if name is None:
-            problem = problem or f"unexpected {scanner.peek()!r} in parameters"
+            problem = problem or f"unexpected character at offset {start} in parameters"
             scanner.skip_to_comma()
         else:
             scanner.skip(_WS)
             if scanner.peek() != "=":
-                problem = problem or f"parameter {name!r} has no value"
+                problem = problem or f"parameter {number} (offset {start}) has no value"
                 scanner.skip_to_comma()
             else:
                 scanner.pos += 1
@@ -188,11 +193,13 @@ def _read_params(scanner: _Scanner) -> tuple[tuple[tuple[str, str], ...], str | 
                 else:
                     value = scanner.take(_TOKEN) or ""
                     if not value:
-                        problem = problem or f"parameter {name!r} has an empty value"
+                        problem = problem or f"parameter {number} (offset {start}) has an empty value"
                     params.append((name, value))
                 scanner.skip(_WS)
                 if not scanner.at_end() and scanner.peek() != ",":
-                    problem = problem or f"junk after parameter {name!r}"
+                    problem = problem or (
+                        f"junk after parameter {number} (offset {scanner.pos})"
+                    )
                     scanner.skip_to_comma()
         # Empty list elements (",,") are allowed (RFC 9110 section 5.6.1).
         scanner.skip(_WS_COMMA)
@@ -208,8 +215,7 @@ def _read_challenge(scanner: _Scanner) -> Challenge:
         scanner.skip_to_comma()
         if scanner.pos == start:  # a stray comma handled by the caller; never stall
             scanner.pos += 1
-        junk = scanner.text[start : scanner.pos].strip()
-        return Challenge(scheme="", malformed=f"no auth-scheme at {junk[:40]!r}")
+        return Challenge(scheme="", malformed=f"no auth-scheme at offset {start}")
     # RFC 9110 section 11.2: the scheme and its data are separated by 1*SP.
     had_space = scanner.looking_at(re.compile(r"[ \t]"))
     scanner.skip(_WS)

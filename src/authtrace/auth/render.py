@@ -264,7 +264,7 @@ def _describe_token(step: AuthStep, token: Any) -> str:
         return f"AUTHENTICATE {who} ({', '.join(notes)})"
     if isinstance(token, BasicCredentials):
         if not token.has_colon:
-            return f"{token.user} (no colon, no password)"
+            return f"(no colon: user and password not separable, {token.password_length} chars)"
         return f"{token.user} (password {token.password_length} chars)"
     if isinstance(token, BasicChallenge):
         return f'offer realm="{token.realm}"' if token.realm is not None else "offer"

@@ -17,6 +17,7 @@ from authtrace.auth.malformed import Malformed
 from authtrace.auth.render import format_step_tree, step_to_dict
 from authtrace.auth.steps import AuthStep, decode_values
 from authtrace.cli import main
+from authtrace.cli.common import EXIT_UNUSABLE
 from authtrace.schemas import Schema, document_head
 from authtrace.visible import visible
 
@@ -30,6 +31,12 @@ def _reason(step: AuthStep) -> str:
     if isinstance(inner, Malformed):
         return inner.reason
     return "the value could not be decoded"
+
+
+def _refuse(reason: str) -> None:
+    """One line on stderr and exit status 2, the rule for bad input everywhere."""
+    click.echo(f"authtrace decode: {visible(reason)}", err=True)
+    sys.exit(EXIT_UNUSABLE)
 
 
 @main.command("decode")
@@ -65,14 +72,16 @@ def decode_command(as_json: bool, show_secrets: bool, value: str) -> None:
     with its reason), 2 nothing could be decoded.
     """
     if value == "-":
-        value = sys.stdin.read(MAX_INPUT + 1)
+        # Bytes, not text: a binary paste must not fail in the codec. Tokens are
+        # ASCII; anything else is replaced and then refused by the decoders.
+        data = click.get_binary_stream("stdin").read(MAX_INPUT + 1)
+        value = data.decode("utf-8", "replace")
     if len(value) > MAX_INPUT:
-        raise click.ClickException(f"input longer than {MAX_INPUT} characters")
+        # Bad input is exit status 2, as for every command (cli/common.py).
+        _refuse(f"input longer than {MAX_INPUT} characters")
     steps = decode_values(value)
     if all(step.message is Message.MALFORMED for step in steps):
-        reasons = "; ".join(dict.fromkeys(_reason(step) for step in steps))
-        click.echo(f"authtrace decode: {visible(reasons)}", err=True)
-        sys.exit(2)
+        _refuse("; ".join(dict.fromkeys(_reason(step) for step in steps)))
     if as_json:
         document = {
             **document_head(Schema.DECODE),
