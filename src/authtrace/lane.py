@@ -48,12 +48,14 @@ import struct
 from collections.abc import Callable
 from typing import Any
 
+from authtrace.anomalies import Anomaly
 from authtrace.http.exchanges import Detection, HttpConnectionTracker
 from authtrace.http.parser import HttpParser, _State
 from authtrace.net.packets import TcpSegment
 from authtrace.readers.base import BlockLayout, RecordLayout, Walker
 from authtrace.readers.linktypes import LINKTYPE_ETHERNET
 from authtrace.readers.pcapng import TWO_32
+from authtrace.strict import internal_error
 from authtrace.tcp.events import Direction
 from authtrace.tcp.reassembly import TcpReassembler, _Connection, _Half
 
@@ -119,6 +121,25 @@ class FastLane:
         self._settled: dict[int, set[tuple[str, int]]] = {}
         # Frames taken so far (the tests check that the lane is really used).
         self.taken = 0
+        # Set when the lane met an internal error and switched itself off.
+        self.anomalies: list[Anomaly] = []
+        self._off = False
+
+    def switch_off(self, error: Exception, frame: int) -> None:
+        """An internal error in `claim`: the lane stops taking frames for the
+        rest of the run and the normal path carries on with this frame, which
+        claim had not changed anything for yet (it decides before it applies).
+        Never reported as damage of the capture: it is authtrace's own bug
+        (and raises under strict mode, authtrace/strict.py)."""
+        internal_error(error)
+        if self._off:
+            return
+        self._lanes.clear()  # claim's table: every later look-up misses
+        self._settled.clear()
+        self._off = True
+        self.anomalies.append(
+            Anomaly("lane-internal-error", f"fast lane switched off after {error!r}", frame)
+        )
 
     def offer(
         self,
@@ -133,6 +154,8 @@ class FastLane:
         yet, or not an HTTP candidate at all) or once the connection's owner
         says none of its data is needed any more (`opaque`: a TLS connection
         without keys, tls/connection.py). Never raises."""
+        if self._off:
+            return
         settled = self._settled.get(connection)
         if settled is not None and (segment.src, segment.src_port) in settled:
             return
@@ -274,6 +297,8 @@ class FastLane:
             """Take records from buf[pos:end] while each qualifies (module docstring)."""
             ts = 0.0
             taken = 0
+            if lane._off:  # switched off by an internal error: the normal path reads
+                return pos, number, ts
             while end - pos >= record_size:
                 seconds, fraction, captured, _ = record(buf, pos)
                 start = pos + record_size
@@ -281,7 +306,12 @@ class FastLane:
                 if stop > end or captured > max_record:
                     break
                 when = seconds + fraction * scale
-                if not claim(buf, start, captured, when, number + 1):
+                try:
+                    claimed = claim(buf, start, captured, when, number + 1)
+                except Exception as error:  # noqa: BLE001 - the lane's bug, not the capture's
+                    lane.switch_off(error, number + 1)
+                    claimed = False
+                if not claimed:
                     break
                 ts = when
                 number += 1
@@ -314,6 +344,8 @@ class FastLane:
             """Take packet blocks from buf[pos:end] while each qualifies."""
             ts = 0.0
             taken = 0
+            if lane._off:  # switched off by an internal error: the normal path reads
+                return pos, number, ts
             # 28 bytes: an EPB header; any frame the lane takes is longer.
             while end - pos >= 28:
                 kind, length, interface, high, low, captured, original = block(buf, pos)
@@ -338,7 +370,12 @@ class FastLane:
                     start = pos + 12
                 else:
                     break
-                if not claim(buf, start, captured, when, number + 1):
+                try:
+                    claimed = claim(buf, start, captured, when, number + 1)
+                except Exception as error:  # noqa: BLE001 - the lane's bug, not the capture's
+                    lane.switch_off(error, number + 1)
+                    claimed = False
+                if not claimed:
                     break
                 ts = when
                 number += 1

@@ -154,6 +154,8 @@ class Pipeline:
         self.result.anomalies.extend(self._decoder.anomalies)
         self.result.anomalies.extend(self._tcp.anomalies)
         self.result.anomalies.extend(self.result.kdc.anomalies)
+        if self._lane is not None:
+            self.result.anomalies.extend(self._lane.anomalies)
 
     def _check_overlap(self, read_before: int) -> None:
         """Several files are one stream only if each starts after the previous one

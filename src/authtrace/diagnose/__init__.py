@@ -21,6 +21,7 @@ from authtrace.diagnose.rules import (
     ntlm,
     topology,
 )
+from authtrace.strict import internal_error
 
 # Every rule, in the order the negotiation unfolds (topology, schemes, Kerberos,
 # NTLM, per-request schemes, the capture itself): the order of `authtrace rules`.
@@ -49,6 +50,7 @@ def diagnose(context: RuleContext) -> tuple[list[Finding], list[Anomaly]]:
         try:
             findings.extend(declared(context))
         except Exception as error:  # noqa: BLE001 - one broken rule must not hide the others
+            internal_error(error)
             anomalies.append(
                 Anomaly(AnomalyKind.ANALYSIS_ERROR, f"rule {declared.id} failed: {error!r}")
             )

@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from authtrace.anomalies import Anomaly
 from authtrace.http.messages import Exchange, HttpRequest, HttpResponse, make_exchange
 from authtrace.http.parser import HttpParser, ParserEvent, RequestHead, Role
+from authtrace.strict import internal_error
 from authtrace.tcp.events import (
     ConnectionClosed,
     ConnectionOpened,
@@ -140,8 +141,14 @@ class HttpConnectionTracker:
                 return out
             return self._feed(event)
         except Exception as error:  # a bug here must not stop the capture
+            internal_error(error)
             self.anomalies.append(
-                Anomaly("http-internal-error", f"event skipped: {error!r}", None, self.connection)
+                Anomaly(
+                    "http-internal-error",
+                    f"event skipped: {error!r}",
+                    getattr(event, "frame", None),
+                    self.connection,
+                )
             )
             return []
 
@@ -162,6 +169,7 @@ class HttpConnectionTracker:
                 out += self._flush(everything=True)
                 self.collect_parser_anomalies()
         except Exception as error:
+            internal_error(error)
             self.anomalies.append(
                 Anomaly("http-internal-error", f"close failed: {error!r}", frame, self.connection)
             )

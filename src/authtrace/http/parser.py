@@ -24,6 +24,7 @@ from collections import deque
 from dataclasses import dataclass
 
 from authtrace.anomalies import Anomaly
+from authtrace.strict import internal_error
 from authtrace.http.messages import (
     CutHeader,
     Header,
@@ -239,6 +240,7 @@ class HttpParser:
         try:
             self._run(data)
         except Exception as error:  # garbage must never escape the parser
+            internal_error(error)
             self._anomaly("http-parser-error", f"parser reset after {error!r}")
             self._buf.clear()
             self._reset_message()

@@ -29,6 +29,7 @@ from authtrace.kerberos.der import DerError, TagClass
 from authtrace.kerberos.fields import Labelled, dataclass_to_dict
 from authtrace.kerberos.messages import KdcReply, KdcRequest, KrbError, decode_kerberos
 from authtrace.net.packets import ACK, RST, SYN, TcpSegment, UdpDatagram
+from authtrace.strict import internal_error
 from authtrace.tcp.events import (
     ConnectionClosed,
     ConnectionOpened,
@@ -262,6 +263,7 @@ class KdcTracker:
         try:
             return self._receive_udp(datagram)
         except Exception as exc:  # noqa: BLE001 - the pipeline must go on
+            internal_error(exc)
             self._anomaly(
                 AnomalyKind.KERBEROS_INTERNAL_ERROR, f"{type(exc).__name__}: {exc}", datagram.frame
             )
@@ -313,6 +315,7 @@ class KdcTracker:
         try:
             return self._receive_tcp(event)
         except Exception as exc:  # noqa: BLE001 - the pipeline must go on
+            internal_error(exc)
             self._anomaly(
                 AnomalyKind.KERBEROS_INTERNAL_ERROR,
                 f"{type(exc).__name__}: {exc}",
@@ -502,6 +505,7 @@ class KdcTracker:
                 elif flags & RST:
                     attempt.refused = True
         except Exception as exc:  # noqa: BLE001 - the pipeline must go on
+            internal_error(exc)
             self._anomaly(AnomalyKind.KERBEROS_INTERNAL_ERROR, f"{type(exc).__name__}: {exc}")
 
     # --- end -------------------------------------------------------------

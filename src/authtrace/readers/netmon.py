@@ -24,6 +24,7 @@ from authtrace.readers.base import Frame, make_frame
 from authtrace.readers.linktypes import LINKTYPE_ETHERNET, LINKTYPE_NETMON_MEDIA
 from authtrace.readers.pcap import MAX_RECORD
 from authtrace.readers.source import CHUNK
+from authtrace.strict import internal_error
 
 MAGIC_1X = b"RTSS"
 MAGIC_2X = b"GMBU"
@@ -173,6 +174,7 @@ def frames(
             number += 1
             yield make_frame(number, timestamp, link_type, buf[data_start:data_end], original)
     except Exception as exc:  # noqa: BLE001 - a reader never raises after the header
+        internal_error(exc)
         anomalies.append(
             Anomaly("capture-corrupt", f"{label}: reading stopped: {exc!r}", number + 1)
         )

@@ -18,6 +18,7 @@ from collections.abc import Iterator
 from authtrace.anomalies import Anomaly
 from authtrace.readers.base import Frame, RecordLayout, Tally, WalkerFor, make_frame
 from authtrace.readers.source import CHUNK, Input
+from authtrace.strict import internal_error
 
 MAX_RECORD = 256 * 1024  # Wireshark's largest standard snapshot length (262144)
 
@@ -128,6 +129,7 @@ def frames(
             pos = end
         report_end(source, size - pos, number, anomalies, label)
     except Exception as exc:  # noqa: BLE001 - a reader never raises after the header
+        internal_error(exc)
         anomalies.append(
             Anomaly("capture-corrupt", f"{label}: reading stopped: {exc!r}", number + 1)
         )

@@ -28,6 +28,7 @@ from authtrace.readers.base import BlockLayout, Frame, Tally, Walker, WalkerFor,
 from authtrace.readers.linktypes import LINKTYPE_PCAPNG_CUSTOM, LINKTYPE_SYSTEMD_JOURNAL
 from authtrace.readers.pcap import MAX_RECORD, report_end
 from authtrace.readers.source import CHUNK, Input
+from authtrace.strict import internal_error
 
 SHB_TYPE = b"\x0a\x0d\x0d\x0a"  # section header block: the same in both byte orders
 MAX_BLOCK = MAX_RECORD + 64 * 1024  # a packet of the largest size plus generous options
@@ -303,6 +304,7 @@ def frames(
             pos = end
         report_end(source, size - pos, number, anomalies, label)
     except Exception as exc:  # noqa: BLE001 - a reader never raises after the header
+        internal_error(exc)
         _stop(anomalies, label, number, f"reading stopped: {exc!r}")
     finally:
         if tally is not None:

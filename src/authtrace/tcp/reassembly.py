@@ -24,6 +24,7 @@ from __future__ import annotations
 from collections import OrderedDict
 
 from authtrace.anomalies import Anomaly
+from authtrace.strict import internal_error
 from authtrace.net.packets import ACK, FIN, RST, SYN, TcpSegment
 from authtrace.tcp.events import (
     CloseReason,
@@ -155,6 +156,7 @@ class TcpReassembler:
         try:
             self._feed(segment, events)
         except Exception as error:  # hostile input must never escape this layer
+            internal_error(error)
             self.anomalies.append(
                 Anomaly("tcp-internal-error", f"segment skipped: {error!r}", segment.frame)
             )
@@ -174,6 +176,7 @@ class TcpReassembler:
                 closed_by = conn.first_fin if both_fin else None
                 self._close(conn, reason, closed_by, conn.last_frame, conn.last_timestamp, events)
             except Exception as error:
+                internal_error(error)
                 self.anomalies.append(
                     Anomaly("tcp-internal-error", f"close failed: {error!r}", None, conn.id)
                 )
