@@ -87,7 +87,7 @@ class HandshakeView:
 def host_of(step: AuthExchange, connection: HttpConnection) -> str:
     """The server as the client named it: the Host header, else the address."""
     request = step.exchange.request
-    host = request.header("Host") if request is not None else None
+    host = request.host if request is not None else None
     if host:
         host = host.strip().lower()
         if host.endswith(":80") or host.endswith(":443"):
@@ -97,10 +97,13 @@ def host_of(step: AuthExchange, connection: HttpConnection) -> str:
 
 
 def request_time(step: AuthExchange) -> float:
-    if step.exchange.request is not None:
-        return step.exchange.request.timestamp
-    assert step.exchange.response is not None
-    return step.exchange.response.timestamp
+    exchange = step.exchange
+    if exchange.request is not None:
+        return exchange.request.timestamp
+    if exchange.response is not None:
+        return exchange.response.timestamp
+    # Only an interim answer (100 Continue) was captured: a gap ate the rest.
+    return exchange.interim[0].timestamp if exchange.interim else 0.0
 
 
 def link(

@@ -6,12 +6,19 @@ names) so the wire truth stays next to any interpretation.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 
 from authtrace.anomalies import Anomaly
 from authtrace.fastinit import constructor
 from authtrace.tcp.events import CloseReason, Direction, Endpoint
 from authtrace.tls.model import TlsFacts
+
+
+# A DNS name is at most 253 characters; with "[" IPv6 "]" and ":port" a
+# little more.
+MAX_HOST = 270
+_HOST = re.compile(r"[^\x00-\x20\x7f]{1,%d}" % MAX_HOST)
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,6 +59,18 @@ class _Message:
 
     def header_all(self, name: str) -> list[str]:
         return _all(self.headers, name)
+
+    @property
+    def host(self) -> str | None:
+        """The Host header as a host (RFC 9110 section 7.2: uri-host [":" port]):
+        the value up to its first whitespace or control character, at most
+        MAX_HOST characters; None when absent. A damaged head can run another
+        header (an Authorization, say) into the Host line: that is not shown."""
+        value = _first(self.headers, "Host")  # type: ignore[attr-defined]
+        if value is None:
+            return None
+        match = _HOST.match(value)
+        return match.group(0) if match else ""
 
     def cut_header(self, name: str) -> CutHeader | None:
         """The first header of that name seen in a cut head but not kept."""

@@ -99,6 +99,8 @@ _REQUEST_LINE_TEXT = re.compile(
 _STATUS_LINE_TEXT = re.compile(r"(HTTP/1\.[0-9]) ([0-9]{3})(?: (.*))?\Z", re.DOTALL)
 _HEAD_END = re.compile(rb"\r?\n\r?\n")
 _NAME = re.compile(_TOKEN + rb"+")
+_DIGITS = re.compile(r"[0-9]{1,15}")
+_HEX_SIZE = re.compile(rb"[0-9A-Fa-f]{1,15}")
 _FIRST_WORD = re.compile(rb"[ \t]*(" + _TOKEN + rb"{1,32})(?:[ \t]|\Z)")
 _HTTP_PREFIX = b"HTTP/1."
 
@@ -641,7 +643,8 @@ class HttpParser:
         values = self._lengths
         if not values:
             return None
-        if len(values) == 1 and values[0].isdigit() and len(values[0]) <= 15:
+        # ASCII digits only: str.isdigit() takes "²" (a latin-1 byte) too.
+        if len(values) == 1 and _DIGITS.fullmatch(values[0]):
             return int(values[0])
         # RFC 9110 section 8.6: a list of identical values is one value.
         parts = {p.strip() for v in values for p in v.split(",")}
@@ -649,7 +652,7 @@ class HttpParser:
             self._anomaly("http-bad-framing", "conflicting Content-Length values")
             return None
         text = parts.pop()
-        if not text.isdigit() or len(text) > 15:
+        if not _DIGITS.fullmatch(text):
             self._anomaly("http-bad-framing", f"Content-Length {text[:20]!r} is not a number")
             return None
         return int(text)
@@ -692,14 +695,12 @@ class HttpParser:
                 self._state = _State.START
             return pos
         # RFC 9112 section 7.1: chunk-size [ chunk-ext ] CRLF
-        size_text = line.split(b";", 1)[0].strip()
-        try:
-            size = int(size_text, 16)
-            if not size_text or len(size_text) > 15 or size < 0:
-                raise ValueError
-        except ValueError:
+        size_text = line.split(b";", 1)[0].strip(b" \t")
+        # Hex digits only: int() would also take a sign, "_" and "0x".
+        if not _HEX_SIZE.fullmatch(size_text):
             self._bad_chunking("chunk size is not hexadecimal")
             return pos
+        size = int(size_text, 16)
         if size == 0:
             self._state = _State.TRAILERS
         else:

@@ -151,7 +151,7 @@ def request_to_dict(request: HttpRequest | None) -> dict[str, Any] | None:
     return {
         "method": request.method,
         "uri": request.uri,
-        "host": request.header("Host"),
+        "host": request.host,
         "frame": request.shown_frame,
         "first_frame": request.frame,
         "head_frame": request.head_frame,
