@@ -19,6 +19,7 @@ Invariants:
 from __future__ import annotations
 
 import enum
+import functools
 import re
 from collections import deque
 from dataclasses import dataclass
@@ -100,6 +101,27 @@ _STATUS_LINE_TEXT = re.compile(r"(HTTP/1\.[0-9]) ([0-9]{3})(?: (.*))?\Z", re.DOT
 _HEAD_END = re.compile(rb"\r?\n\r?\n")
 _NAME = re.compile(_TOKEN + rb"+")
 _DIGITS = re.compile(r"[0-9]{1,15}")
+
+
+# RFC 9112 section 7.1: a chunk-size line of one or two hex digits, no extension.
+_SMALL_CHUNK_SIZE = re.compile(rb"([0-9A-Fa-f]{1,2})\r\n")
+
+
+@functools.lru_cache(maxsize=1024)
+def _chunk_run(size_text: bytes) -> re.Pattern[bytes]:
+    """A run of whole chunks that all have this size line (chunk-size CRLF
+    chunk-data CRLF), matched possessively: the size decides each chunk's
+    length, so there is nothing to backtrack into. A stream of tiny chunks,
+    which one Python step per chunk made 100 times slower per byte than a
+    counted body, is counted by the regex engine instead."""
+    size = int(size_text, 16)
+    return re.compile(b"(?:" + re.escape(size_text) + b"\r\n[\\s\\S]{%d}\r\n)++" % size)
+
+
+# What one direction of a connection may cost before its bodies are no longer
+# followed: Python steps over chunk lines (one per chunk read line by line, one
+# per run of equal small chunks counted in bulk).
+MAX_CHUNK_LINES = 1_000_000
 _HEX_SIZE = re.compile(rb"[0-9A-Fa-f]{1,15}")
 _FIRST_WORD = re.compile(rb"[ \t]*(" + _TOKEN + rb"{1,32})(?:[ \t]|\Z)")
 _HTTP_PREFIX = b"HTTP/1."
@@ -202,6 +224,7 @@ class HttpParser:
         self._first_frame = 0
         self._ts = 0.0
         self._resync_skipped = 0
+        self._chunk_lines = 0  # chunk lines read one at a time (MAX_CHUNK_LINES)
         # Bytes to parse again from the current state once the current data is
         # done (set when a resync found a start, or a start turned out bad).
         self._pending: bytes | None = None
@@ -348,6 +371,10 @@ class HttpParser:
                 self._count_body(data, pos, end - pos)
                 pos = end
             elif state is _State.CHUNK_SIZE or state is _State.TRAILERS:
+                if state is _State.CHUNK_SIZE and not self._buf:
+                    pos = self._count_small_chunks(data, pos)
+                    if pos == end:
+                        break
                 pos = self._read_chunk_line(data, pos)
             elif state is _State.CHUNK_DATA:
                 take = min(self._remaining, end - pos)
@@ -680,6 +707,35 @@ class HttpParser:
             line = data[pos:newline]
         return line.rstrip(b"\r"), newline + 1
 
+    def _count_small_chunks(self, data: bytes, pos: int) -> int:
+        """Count the whole small chunks at data[pos:] in bulk, a run of equal
+        sizes per regex match (`_chunk_run`); returns where they end (pos when
+        none starts there). Not taken while a kept error body still has room
+        (its bytes are copied). Each run is one step of MAX_CHUNK_LINES."""
+        body = self._body
+        if body is not None and len(body) < MAX_ERROR_BODY:
+            return pos
+        end = len(data)
+        while pos < end:
+            line = _SMALL_CHUNK_SIZE.match(data, pos)
+            if line is None:
+                break
+            text = line.group(1)
+            size = int(text, 16)
+            if size == 0:
+                break  # the last chunk: its trailers are read line by line
+            run = _chunk_run(text).match(data, pos)
+            if run is None:
+                break  # the chunk is not whole in this segment
+            stop = run.end()
+            self._body_size += (stop - pos) // (len(text) + 4 + size) * size
+            pos = stop
+            self._chunk_lines += 1
+            if self._chunk_lines > MAX_CHUNK_LINES:
+                self._stop_following(f"{MAX_CHUNK_LINES} chunk runs")
+                return end
+        return pos
+
     def _read_chunk_line(self, data: bytes, pos: int) -> int:
         try:
             line, pos = self._take_line(data, pos)
@@ -688,6 +744,10 @@ class HttpParser:
             return pos
         if line is None:
             return pos
+        self._chunk_lines += 1
+        if self._chunk_lines > MAX_CHUNK_LINES:
+            self._stop_following(f"{MAX_CHUNK_LINES} chunk lines")
+            return len(data)
         if self._state is _State.TRAILERS:
             if not line:
                 # RFC 9112 section 7.1.2: trailer section ends with an empty line.
@@ -721,6 +781,18 @@ class HttpParser:
             return pos
         self._state = _State.CHUNK_SIZE
         return pos
+
+    def _stop_following(self, spent: str) -> None:
+        """This direction cost more than a connection may: its current message
+        ends here, incomplete, and its later bytes are dropped unparsed."""
+        self._anomaly(
+            "http-body-not-followed",
+            f"{self.role.value} bodies no longer followed after {spent} on this connection; "
+            "the rest of this direction is not parsed",
+        )
+        self._finish_current(complete=False)
+        self._buf.clear()
+        self._state = _State.TUNNEL
 
     def _bad_chunking(self, reason: str) -> None:
         self._anomaly("http-bad-chunk", reason)
