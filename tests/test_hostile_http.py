@@ -144,3 +144,18 @@ def test_head_cut_by_the_capture_keeps_the_name_of_its_last_line() -> None:
     assert [(c.name, c.whole, c.first_word) for c in request.cut_headers] == [
         ("Authorization", False, "Negotiate")
     ]
+
+
+@pytest.mark.parametrize(
+    "capture", sorted((CAPTURES / "http").glob("*.pcap*")), ids=lambda p: p.name
+)
+def test_every_http_anomaly_reaches_the_report_with_its_frame(capture: Path) -> None:
+    """What the HTTP layer recorded on each connection is in Report.anomalies,
+    each with the frame it was seen in (roles swapped included)."""
+    from authtrace.pipeline import read_connections
+
+    connections, _result = read_connections([capture])
+    recorded = [a for c in connections for a in c.anomalies]
+    reported = [a for a in analyze([capture]).anomalies if a.kind.startswith("http-")]
+    assert reported == recorded
+    assert all(a.frame for a in reported), [a for a in reported if not a.frame]

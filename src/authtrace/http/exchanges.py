@@ -105,6 +105,7 @@ class HttpConnectionTracker:
         self._slots: list[_Slot] = []
         self._index = 0
         self._closed = False
+        self._frame = 0  # the frame of the event being classified (for anomalies)
 
     @property
     def is_http(self) -> bool | None:
@@ -159,6 +160,7 @@ class HttpConnectionTracker:
         out: list[Exchange] = []
         try:
             if self.detection is Detection.UNKNOWN:
+                self._frame = frame
                 self._decide(final=True)
                 if self.detection is Detection.HTTP:
                     out += self._replay()
@@ -207,6 +209,7 @@ class HttpConnectionTracker:
         elif isinstance(event, ConnectionOpened):
             self._syn_seen = event.syn_seen
             return []
+        self._frame = getattr(event, "frame", 0)
         self._decide(final=False)
         if self.detection is Detection.HTTP:
             return self._replay()
@@ -259,7 +262,7 @@ class HttpConnectionTracker:
                 Anomaly(
                     "http-roles-swapped",
                     "the side taken for the client sends responses: roles swapped",
-                    None,
+                    self._frame or None,
                     self.connection,
                 )
             )
