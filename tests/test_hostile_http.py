@@ -159,3 +159,14 @@ def test_every_http_anomaly_reaches_the_report_with_its_frame(capture: Path) -> 
     reported = [a for a in analyze([capture]).anomalies if a.kind.startswith("http-")]
     assert reported == recorded
     assert all(a.frame for a in reported), [a for a in reported if not a.frame]
+
+
+def test_lines_past_the_cut_are_looked_at_a_bounded_number_of_times() -> None:
+    """A cut head of tiny lines (headers or not) costs no Python step per line
+    past MAX_CUT_SCAN: the rest is only counted."""
+    from authtrace.http.parser import MAX_CUT_SCAN, _CutLines
+
+    cut = _CutLines()
+    cut.feed(b"x\n" * 100_000 + b"Authorization: NTLM abc\n")
+    assert cut.seen == MAX_CUT_SCAN and cut.full
+    assert cut.finish() == ()

@@ -25,7 +25,6 @@ from collections import deque
 from dataclasses import dataclass
 
 from authtrace.anomalies import Anomaly
-from authtrace.strict import internal_error
 from authtrace.http.messages import (
     CutHeader,
     Header,
@@ -35,6 +34,7 @@ from authtrace.http.messages import (
     make_request,
     make_response,
 )
+from authtrace.strict import internal_error
 
 MAX_HEAD = 64 * 1024
 MAX_ERROR_BODY = 16 * 1024
@@ -45,6 +45,8 @@ MAX_OVERSIZED_HEAD = 16 * 1024 * 1024
 # size (a real head has a few dozen); the name is read from this many bytes.
 MAX_CUT_LINES = 64
 MAX_CUT_NAME = 256
+# Lines past the cut looked at, header lines or not.
+MAX_CUT_SCAN = 256
 
 
 class Role(enum.Enum):
@@ -146,17 +148,19 @@ class _CutLines:
     """Names and sizes of the header lines of a block past MAX_HEAD, fed the
     bytes after the last whole line kept, in pieces as they arrive.
 
-    Cost: one find per line for the first MAX_CUT_LINES lines, then only a
-    count of bytes (a hostile head of tiny lines costs no Python step per line).
+    Cost: one find per line for the first MAX_CUT_SCAN lines (headers or
+    not), then only a count of bytes: a hostile head of tiny lines costs no
+    Python step per line.
     """
 
-    __slots__ = ("lines", "prefix", "size", "last", "full")
+    __slots__ = ("lines", "prefix", "size", "last", "seen", "full")
 
     def __init__(self) -> None:
         self.lines: list[CutHeader] = []
         self.prefix = b""  # the first bytes of the current line
         self.size = 0  # bytes of the current line so far
         self.last = 0  # its last byte (a CR before the LF is not part of it)
+        self.seen = 0  # lines ended so far
         self.full = False
 
     def feed(self, data: bytes) -> None:
@@ -180,6 +184,8 @@ class _CutLines:
         if size and self.last == 0x0D:
             size -= 1
         self.prefix, self.size, self.last = b"", 0, 0
+        self.seen += 1
+        self.full = self.seen >= MAX_CUT_SCAN
         if not line:
             return
         if line[:1] in (b" ", b"\t"):
@@ -194,7 +200,7 @@ class _CutLines:
             word = _FIRST_WORD.match(value)
             first = word.group(1).decode("latin-1") if word else ""
             self.lines.append(CutHeader(name.decode("latin-1"), size, whole, first))
-            self.full = len(self.lines) >= MAX_CUT_LINES
+            self.full = self.full or len(self.lines) >= MAX_CUT_LINES
 
     def finish(self) -> tuple[CutHeader, ...]:
         """What was seen; a line still open (its end never seen) counts too."""

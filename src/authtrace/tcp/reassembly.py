@@ -24,8 +24,8 @@ from __future__ import annotations
 from collections import OrderedDict
 
 from authtrace.anomalies import Anomaly
-from authtrace.strict import internal_error
 from authtrace.net.packets import ACK, FIN, RST, SYN, TcpSegment
+from authtrace.strict import internal_error
 from authtrace.tcp.events import (
     CloseReason,
     ConnectionClosed,
