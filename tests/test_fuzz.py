@@ -89,11 +89,13 @@ def test_mutants_are_reproducible() -> None:
 
 # Inputs the campaign found, kept with the seed they were made from: each
 # failed once (an assertion in a rule, "²" taken for a digit, a credential run
-# into the Host line by a flipped line end and printed as the host).
+# into the Host line by a flipped line end and printed as the host, a token
+# run into its scheme by a flipped space and printed as the scheme).
 FOUND = [
     ("continue-interim-only.pcap", "http/continue.pcap"),
     ("content-length-superscript.pcap", "scenarios/healthy-digest-stale.pcap"),
     ("credential-run-into-host.pcap", "lab/kerberos-ticket-rejected.pcap"),
+    ("token-run-into-scheme.pcap", "scenarios/healthy-proxy-407.pcap"),
 ]
 
 

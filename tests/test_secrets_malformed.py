@@ -33,6 +33,8 @@ FORMS: list[tuple[str, tuple[str, ...]]] = [
     (f"NTLM {_NTLM_B64} junk_after_Zq9", (_NTLM_B64[40:60], "junk_after_Zq9")),
     (f"NTLM {_NTLM_B64[:60]} {_NTLM_B64[60:]}", (_NTLM_B64[20:40], _NTLM_B64[70:90])),
     ("NTLM Secret_NotB64_77!!", ("Secret_NotB64",)),
+    # The space lost: the token reads as part of the scheme word.
+    (f"NTLM!{_NTLM_B64}", (_NTLM_B64[40:60],)),
     (
         'Digest username="bob", realm="r", nonce="n", uri="/", response="' + _DIGEST_RESPONSE,
         (_DIGEST_RESPONSE[:12],),
