@@ -104,3 +104,11 @@ def test_no_capture_of_the_repository_meets_an_internal_error(capture: Path) -> 
     """Strict mode would raise already; this says it in so many words."""
     report = analyze([capture])
     assert not [a for a in report.anomalies if a.kind.endswith(_INTERNAL)]
+
+
+def test_a_broken_rule_raises_under_strict(monkeypatch: pytest.MonkeyPatch) -> None:
+    import authtrace.diagnose as diagnose_module
+
+    monkeypatch.setattr(diagnose_module, "ALL_RULES", (_bug,))
+    with pytest.raises(RuntimeError, match="injected bug"):
+        analyze([CAPTURES / "scenarios" / "healthy-ntlm.pcap"])
