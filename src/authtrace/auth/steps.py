@@ -52,6 +52,11 @@ if TYPE_CHECKING:
         | None
     )
 
+# Registered auth-schemes are short words; a longer "scheme" (not a bare JWT)
+# is a damaged value, a token run into its scheme when the space was lost, and
+# is not shown, since it may be a credential.
+MAX_SCHEME = 40
+
 # SPNEGO may wrap SPNEGO only in hostile tokens; follow `.inner` this far.
 MAX_WRAPPING = 4
 
@@ -221,11 +226,17 @@ def _from_object(
     )
 
 
+def _long_scheme(scheme: str) -> str:
+    return f"auth-scheme of {len(scheme)} characters, longer than {MAX_SCHEME}: a damaged value"
+
+
 def _challenge_step(header: str, challenge: Challenge) -> AuthStep:
     scheme = challenge.scheme
     lowered = scheme.lower()
     kind = StepKind.CHALLENGE
     problem = challenge.malformed
+    if len(scheme) > MAX_SCHEME:
+        scheme, problem = "", _long_scheme(scheme)
     if not scheme:
         return AuthStep(
             header,
@@ -313,6 +324,9 @@ def _credentials_step(header: str, credentials: Credentials) -> AuthStep:
         return _from_object(
             header, kind, "", decode_bearer(scheme), "credentials without an auth-scheme"
         )
+    if len(scheme) > MAX_SCHEME:
+        problem = _long_scheme(scheme)
+        return _from_object(header, kind, "", Malformed(problem), problem)
     if credentials.token68 is not None:
         return _binary_step(header, kind, scheme, credentials.token68, problem)
     if credentials.params:
