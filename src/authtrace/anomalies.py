@@ -51,6 +51,8 @@ class AnomalyKind(enum.StrEnum):
     HTTP_BAD_CHUNK = "http-bad-chunk"
     HTTP_RESYNC = "http-resync"  # bytes skipped to the next message
     HTTP_ROLES_SWAPPED = "http-roles-swapped"  # the SYN's sender answered
+    HTTP_BODY_NOT_FOLLOWED = "http-body-not-followed"  # a direction past its cost cap
+    HTTP_ANOMALIES_SUPPRESSED = "http-anomalies-suppressed"  # past 10,000 in one run
     HTTP_PARSER_ERROR = "http-parser-error"  # a bug, contained
     HTTP_INTERNAL_ERROR = "http-internal-error"  # a bug, contained
     # kerberos: KDC traffic
@@ -65,6 +67,8 @@ class AnomalyKind(enum.StrEnum):
     KERBEROS_INTERNAL_ERROR = "kerberos-internal-error"  # a bug, contained
     # diagnose
     ANALYSIS_ERROR = "analysis-error"  # a rule failed, contained
+    # the pipeline's fast lane (lane.py)
+    LANE_INTERNAL_ERROR = "lane-internal-error"  # a bug: the lane switched itself off
 
 
 @dataclass(frozen=True, slots=True)

@@ -48,7 +48,7 @@ import struct
 from collections.abc import Callable
 from typing import Any
 
-from authtrace.anomalies import Anomaly
+from authtrace.anomalies import Anomaly, AnomalyKind
 from authtrace.http.exchanges import Detection, HttpConnectionTracker
 from authtrace.http.parser import HttpParser, _State
 from authtrace.net.packets import TcpSegment
@@ -138,7 +138,9 @@ class FastLane:
         self._settled.clear()
         self._off = True
         self.anomalies.append(
-            Anomaly("lane-internal-error", f"fast lane switched off after {error!r}", frame)
+            Anomaly(
+                AnomalyKind.LANE_INTERNAL_ERROR, f"fast lane switched off after {error!r}", frame
+            )
         )
 
     def offer(

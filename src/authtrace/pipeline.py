@@ -18,7 +18,7 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, BinaryIO
 
-from authtrace.anomalies import Anomaly
+from authtrace.anomalies import Anomaly, AnomalyKind
 from authtrace.http.exchanges import HttpConnectionTracker
 from authtrace.http.messages import Exchange, GapMark, HttpConnection
 from authtrace.kerberos.kdc import KERBEROS_PORT, KdcSummary, KdcTracker, looks_like_kerberos
@@ -94,7 +94,10 @@ class StreamResult:
         extra = self.http_anomalies - MAX_HTTP_ANOMALIES
         if extra > 0:
             self.anomalies.append(
-                Anomaly("http-anomalies-suppressed", f"{extra} more HTTP anomalies not listed")
+                Anomaly(
+                    AnomalyKind.HTTP_ANOMALIES_SUPPRESSED,
+                    f"{extra} more HTTP anomalies not listed",
+                )
             )
 
     @property

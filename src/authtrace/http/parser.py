@@ -24,7 +24,7 @@ import re
 from collections import deque
 from dataclasses import dataclass
 
-from authtrace.anomalies import Anomaly
+from authtrace.anomalies import Anomaly, AnomalyKind
 from authtrace.http.messages import (
     CutHeader,
     Header,
@@ -792,7 +792,7 @@ class HttpParser:
         """This direction cost more than a connection may: its current message
         ends here, incomplete, and its later bytes are dropped unparsed."""
         self._anomaly(
-            "http-body-not-followed",
+            AnomalyKind.HTTP_BODY_NOT_FOLLOWED,
             f"{self.role.value} bodies no longer followed after {spent} on this connection; "
             "the rest of this direction is not parsed",
         )
