@@ -190,16 +190,8 @@ def _binary_step(
 ) -> AuthStep:
     decoded = decode_base64(token68)
     if isinstance(decoded, str):
-        return AuthStep(
-            header,
-            kind,
-            _is_proxy(header),
-            scheme,
-            Mechanism.UNKNOWN,
-            Message.MALFORMED,
-            Malformed(f"{scheme} token: {decoded}"),
-            problem=problem,
-        )
+        reason = Malformed(f"{scheme} token: {decoded}")
+        return _malformed_step(header, kind, scheme, reason, problem)
     return _from_object(header, kind, scheme, decode_binary(decoded), problem, raw=decoded)
 
 
@@ -238,16 +230,8 @@ def _challenge_step(header: str, challenge: Challenge) -> AuthStep:
     if len(scheme) > MAX_SCHEME:
         scheme, problem = "", _long_scheme(scheme)
     if not scheme:
-        return AuthStep(
-            header,
-            kind,
-            _is_proxy(header),
-            scheme,
-            Mechanism.UNKNOWN,
-            Message.MALFORMED,
-            Malformed(problem or "no auth-scheme"),
-            problem=problem,
-        )
+        reason = Malformed(problem or "no auth-scheme")
+        return _malformed_step(header, kind, scheme, reason, problem)
     if challenge.token68 is not None:
         if lowered in ("basic", "digest", "bearer"):
             # These schemes challenge with parameters, never a token68.
@@ -376,6 +360,17 @@ def step_not_kept(header: str, kind: StepKind, scheme: str, size: int, whole: bo
         reason = f"{NOT_KEPT}too large to decode ({size} bytes)"
     else:
         reason = f"{NOT_KEPT}cut short by the capture ({size} bytes seen)"
+    return _malformed_step(header, kind, scheme, Malformed(reason, truncated=True))
+
+
+def _failure(header: str, kind: StepKind, reason: str) -> AuthStep:
+    return _malformed_step(header, kind, "", Malformed(reason))
+
+
+def _malformed_step(
+    header: str, kind: StepKind, scheme: str, malformed: Malformed, problem: str | None = None
+) -> AuthStep:
+    """A step that could not be decoded: mechanism unknown, message MALFORMED."""
     return AuthStep(
         header,
         kind,
@@ -383,19 +378,8 @@ def step_not_kept(header: str, kind: StepKind, scheme: str, size: int, whole: bo
         scheme,
         Mechanism.UNKNOWN,
         Message.MALFORMED,
-        Malformed(reason, truncated=True),
-    )
-
-
-def _failure(header: str, kind: StepKind, reason: str) -> AuthStep:
-    return AuthStep(
-        header,
-        kind,
-        _is_proxy(header),
-        "",
-        Mechanism.UNKNOWN,
-        Message.MALFORMED,
-        Malformed(reason),
+        malformed,
+        problem=problem,
     )
 
 
