@@ -25,8 +25,8 @@ from click.testing import CliRunner
 from authtrace.cli import main
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT / "scripts"))
-from fuzzing.mutate import mutants, secrets_of  # noqa: E402
+sys.path.insert(0, str(ROOT))
+from scripts.fuzzing.mutate import mutants, secrets_of  # noqa: E402
 
 SEEDS = sorted(
     p
