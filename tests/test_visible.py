@@ -89,8 +89,7 @@ def test_diff_text_shows_control_characters(tmp_path: Path) -> None:
     _assert_shown_not_obeyed(output)
     assert "final status /\\x1b]0;title\\x07evil\\x08\\x08: 401" in output
     assert "for \\x1b[31mbob\\r" in output
-    # The Host value stops at its first control character (messages.py `host`).
-    assert "Host web (failing-only)" in output
+    assert "Host web\\x1b[2j (failing-only)" in output  # host names compare lowercased
 
 
 def test_decode_tree_shows_control_characters() -> None:

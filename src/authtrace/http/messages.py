@@ -18,7 +18,7 @@ from authtrace.tls.model import TlsFacts
 # A DNS name is at most 253 characters; with "[" IPv6 "]" and ":port" a
 # little more.
 MAX_HOST = 270
-_HOST = re.compile(r"[^\x00-\x20\x7f]{1,%d}" % MAX_HOST)
+_HOST = re.compile(r"[^ \t\r\n]{1,%d}" % MAX_HOST)
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,9 +63,10 @@ class _Message:
     @property
     def host(self) -> str | None:
         """The Host header as a host (RFC 9110 section 7.2: uri-host [":" port]):
-        the value up to its first whitespace or control character, at most
-        MAX_HOST characters; None when absent. A damaged head can run another
-        header (an Authorization, say) into the Host line: that is not shown."""
+        the value up to its first whitespace, at most MAX_HOST characters;
+        None when absent. A damaged head can run another header (an
+        Authorization, say) into the Host line after a bare CR: that is not
+        shown. Other control characters stay (renderers make them visible)."""
         value = _first(self.headers, "Host")  # type: ignore[attr-defined]
         if value is None:
             return None
