@@ -168,3 +168,16 @@ def test_no_match_lists_capture_hosts_escaped(tmp_path: Path) -> None:
     result = run("analyze", "--host", "web01", str(capture))
     assert result.exit_code == 2
     assert "\x1b" not in result.stderr and "evil\\x1b[2j.example (192.0.2.80:80)" in result.stderr
+
+
+def test_ladders_by_default_only_for_connections_a_finding_names() -> None:
+    healthy = run("analyze", HEALTHY).output
+    assert "Connection 0 " not in healthy
+    assert "1 connection(s) with authentication not drawn" in healthy
+    every = run("analyze", "--ladders", "all", HEALTHY).output
+    assert "Connection 0 " in every and "not drawn" not in every
+    split = run("analyze", SPLIT).output
+    assert "Connection 0 " in split and "Connection 1 " in split
+    for none in (run("analyze", "--ladders", "none", SPLIT), run("analyze", "--no-ladders", SPLIT)):
+        assert "Connection 0 " not in none.output and none.exit_code == 1
+    assert run("analyze", "--ladders", "some", SPLIT).exit_code == 2

@@ -27,7 +27,7 @@ from authtrace.iis.capture_log import log_join_to_dict, render_log_join
 from authtrace.iis.w3c import LogEntry
 from authtrace.pipeline import CaptureError, analyze
 from authtrace.report.as_json import report_to_dict
-from authtrace.report.as_text import render_report
+from authtrace.report.as_text import Ladders, render_report
 from authtrace.report.filters import choices, filter_report, no_match_message
 from authtrace.visible import visible
 
@@ -43,9 +43,18 @@ from authtrace.visible import visible
 )
 @click.option("--client", "clients", multiple=True, help="Only this client address; repeatable.")
 @click.option(
+    "--ladders",
+    "ladders",
+    type=click.Choice([choice.value for choice in Ladders]),
+    default=Ladders.FINDINGS.value,
+    show_default=True,
+    help="Text output: draw the handshake ladder of the connections a finding names, of "
+    "every connection, or of none.",
+)
+@click.option(
     "--no-ladders",
     is_flag=True,
-    help="Text output: leave out the per-connection handshake ladders.",
+    help="Same as --ladders none.",
 )
 @click.option(
     "--iis-log",
@@ -64,6 +73,7 @@ def analyze_command(
     as_json: bool,
     hosts: tuple[str, ...],
     clients: tuple[str, ...],
+    ladders: str,
     no_ladders: bool,
     iis_logs: tuple[Path, ...],
     tls_keylogs: tuple[str, ...],
@@ -77,8 +87,11 @@ def analyze_command(
     / Basic / Digest / Bearer negotiation on each, links it to the Kerberos
     traffic to the KDC, and reports what went wrong: the summary per host, each
     finding with its evidence frames (Wireshark's numbers), the IIS log line it
-    most likely produced and the fix, then each connection's handshake.
-    The normal 401s of a healthy handshake are counted, not reported.
+    most likely produced and the fix, then the handshake of each connection a
+    finding names (`--ladders all` for every connection). A finding that covers
+    many connections shows their count and the first and last frames; `--json`
+    lists them all. The normal 401s of a healthy handshake are counted, not
+    reported.
 
     \b
     Exit status: 0 no error or warning, 1 findings, 2 unusable input (or a
@@ -128,6 +141,9 @@ def analyze_command(
     else:
         section = render_log_join(join) if join is not None else ""
         click.echo(
-            render_report(report, show_ladders=not no_ladders, after_findings=section), nl=False
+            render_report(
+                report, Ladders.NONE if no_ladders else Ladders(ladders), after_findings=section
+            ),
+            nl=False,
         )
     sys.exit(EXIT_FINDINGS if report.has_problems else EXIT_OK)

@@ -59,14 +59,12 @@ def diagnose(context: RuleContext) -> tuple[list[Finding], list[Anomaly]]:
     return findings, anomalies
 
 
-# How many frames one merged finding cites at most (the first ones of each repeat).
-MAX_MERGED_FRAMES = 24
-
-
 def merge_repeats(findings: list[Finding]) -> list[Finding]:
     """One finding per rule, host and evidence fields: the same problem met again
     (a client retrying, a proxy splitting every handshake) is one story with a
-    count, not a page of copies. The first occurrence's explanation is kept."""
+    count, not a page of copies. The first occurrence's explanation is kept; the
+    merged finding keeps every frame and connection (the text report shows a
+    count with the first and last ones, --json lists them all)."""
     groups: dict[tuple[object, ...], list[Finding]] = {}
     for finding in findings:
         key = (finding.rule, finding.host, finding.fields, finding.severity)
@@ -84,8 +82,8 @@ def merge_repeats(findings: list[Finding]) -> list[Finding]:
                 first,
                 title=f"{first.title} ({len(repeats)} times)",
                 explanation=f"{first.explanation} The same happened {len(repeats) - 1} more "
-                f"time(s) (connections {', '.join(map(str, connections))}).",
-                frames=tuple(frames[:MAX_MERGED_FRAMES]),
+                f"time(s), on {len(connections)} connection(s) in all (listed in the evidence).",
+                frames=tuple(frames),
                 connections=tuple(connections),
             )
         )

@@ -4,6 +4,7 @@ Pure functions returning strings; the CLI prints them."""
 
 from __future__ import annotations
 
+import enum
 import textwrap
 
 from authtrace.auth.render import describe_step
@@ -57,9 +58,20 @@ _AUTHENTICATED = {
 }
 
 
-def render_report(report: Report, show_ladders: bool = True, after_findings: str = "") -> str:
+class Ladders(enum.Enum):
+    """Which connections get a ladder in the text report."""
+
+    FINDINGS = "findings"  # the connections some finding names (the default)
+    ALL = "all"  # every connection that carried authentication
+    NONE = "none"
+
+
+def render_report(
+    report: Report, ladders: Ladders = Ladders.FINDINGS, after_findings: str = ""
+) -> str:
     """The whole text report; `after_findings` is a section placed before the
-    anomalies and ladders (e.g. the IIS log comparison)."""
+    anomalies and ladders (e.g. the IIS log comparison). Cost: linear in the
+    findings and in the ladders shown."""
     lines: list[str] = []
     names = ", ".join(f"{c.name} ({c.format}, {c.frames} frames)" for c in report.captures)
     lines.append(f"authtrace analysis of {names}")
@@ -94,12 +106,30 @@ def render_report(report: Report, show_ladders: bool = True, after_findings: str
         if len(report.anomalies) > 20:
             lines.append(f"  ... and {len(report.anomalies) - 20} more (see --json)")
         lines.append("")
-    if show_ladders:
-        for timeline in report.view.timelines:
-            if any(s.credentials or s.challenges for s in timeline.steps):
-                lines.extend(render_ladder(timeline, report.view))
-                lines.append("")
+    lines.extend(_ladder_lines(report, ladders))
     return visible_lines(lines).rstrip() + "\n"
+
+
+def _ladder_lines(report: Report, ladders: Ladders) -> list[str]:
+    if ladders is Ladders.NONE:
+        return []
+    named = {c for finding in report.findings for c in finding.connections}
+    lines: list[str] = []
+    left_out = 0
+    for timeline in report.view.timelines:
+        if not any(s.credentials or s.challenges for s in timeline.steps):
+            continue
+        if ladders is Ladders.FINDINGS and timeline.connection.id not in named:
+            left_out += 1
+            continue
+        lines.extend(render_ladder(timeline, report.view))
+        lines.append("")
+    if left_out:
+        lines.append(
+            f"({left_out} connection(s) with authentication not drawn: only those a finding "
+            "names are; `--ladders all` draws every one)"
+        )
+    return lines
 
 
 def _summary_lines(report: Report) -> list[str]:
@@ -143,6 +173,20 @@ def _summary_lines(report: Report) -> list[str]:
     return lines
 
 
+# How many of a long list a finding shows: the first ones and the last ones.
+_LAST_SHOWN = 3
+
+
+def _some(name: str, numbers: tuple[int, ...], limit: int) -> str:
+    """All of `numbers` when there are at most `limit`, else a count with the
+    first and last few, and where to find them all."""
+    if len(numbers) <= limit:
+        return f"{name} " + ", ".join(map(str, numbers))
+    first = ", ".join(map(str, numbers[: limit - _LAST_SHOWN]))
+    last = ", ".join(map(str, numbers[-_LAST_SHOWN:]))
+    return f"{len(numbers)} {name}: {first} ... {last} (--json lists all)"
+
+
 def render_finding(finding: Finding, number: int) -> list[str]:
     head = f"{number}. [{finding.severity.value.upper()}] {finding.title}  ({finding.rule})"
     lines = [head]
@@ -157,9 +201,9 @@ def render_finding(finding: Finding, number: int) -> list[str]:
     )
     evidence = []
     if finding.frames:
-        evidence.append("frames " + ", ".join(str(f) for f in finding.frames[:12]))
+        evidence.append(_some("frames", finding.frames, 12))
     if finding.connections:
-        evidence.append("connections " + ", ".join(str(c) for c in finding.connections[:8]))
+        evidence.append(_some("connections", finding.connections, 8))
     evidence.extend(f"{name} {value}" for name, value in finding.fields if value)
     if finding.iis:
         certainty = "" if finding.iis.certain else " (likely)"

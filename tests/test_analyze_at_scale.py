@@ -1,0 +1,115 @@
+"""`analyze` on a capture of a few thousand connections from one address (a
+server behind a reverse proxy, issue 10): its findings are exactly those of its
+parts analysed one by one, and the text report stays readable. No timing here:
+speed is measured by benchmarks/auth.py."""
+
+from __future__ import annotations
+
+import re
+import struct
+import sys
+from collections import defaultdict
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+from benchmarks.auth_dense import Shape, write_pcap  # noqa: E402
+
+from authtrace.pipeline import analyze  # noqa: E402
+from authtrace.report.as_text import Ladders, render_report  # noqa: E402
+
+PARTS = 4
+PER_PART = 600
+# Parts start an hour apart: longer than every window links.py looks across.
+PART_GAP_US = 3600 * 1_000_000
+
+
+def _records(path: Path) -> list[bytes]:
+    data = path.read_bytes()
+    out, offset = [], 24
+    while offset < len(data):
+        length = struct.unpack_from("<I", data, offset + 8)[0]
+        out.append(data[offset : offset + 16 + length])
+        offset += 16 + length
+    return out
+
+
+@pytest.fixture(scope="module")
+def captures(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list[Path]]:
+    folder = tmp_path_factory.mktemp("scale")
+    parts = []
+    for n in range(PARTS):
+        path = folder / f"part{n}.pcap"
+        shape = Shape(seed=10 + n, clients=1, start_us=1_717_408_800_000_000 + n * PART_GAP_US)
+        write_pcap(path, "mix", PER_PART, shape=shape)
+        parts.append(path)
+    whole = folder / "whole.pcap"
+    header = parts[0].read_bytes()[:24]
+    whole.write_bytes(header + b"".join(r for p in parts for r in _records(p)))
+    return whole, parts
+
+
+def _count(title: str) -> int:
+    found = re.search(r" \((\d+) times\)$", title)
+    return int(found.group(1)) if found else 1
+
+
+def _normalised(findings, frame_offset: int, first_frames: dict[int, int]):  # type: ignore[no-untyped-def]
+    """(rule, host, fields, severity) -> occurrences, frames and connections (by first frame)
+    as they are numbered in the whole capture."""
+    out: dict[tuple[object, ...], list[object]] = {}
+    for finding in findings:
+        key = (finding.rule, finding.host, finding.fields, finding.severity)
+        out[key] = [
+            _count(finding.title),
+            {frame + frame_offset for frame in finding.frames},
+            {first_frames[c] + frame_offset for c in finding.connections},
+        ]
+    return out
+
+
+def test_findings_of_the_whole_are_those_of_its_parts(captures) -> None:  # type: ignore[no-untyped-def]
+    whole_path, parts = captures
+    whole = analyze([whole_path])
+    assert len(whole.view.timelines) > PARTS * PER_PART  # split handshakes add connections
+    assert len({t.connection.client.ip for t in whole.view.timelines}) == 1
+    expected: dict[tuple[object, ...], list[object]] = defaultdict(lambda: [0, set(), set()])
+    offset = 0
+    for part in parts:
+        report = analyze([part])
+        firsts = {t.connection.id: t.connection.first_frame for t in report.view.timelines}
+        for key, (count, frames, connections) in _normalised(
+            report.findings, offset, firsts
+        ).items():
+            expected[key][0] += count  # type: ignore[operator]
+            expected[key][1] |= frames  # type: ignore[operator]
+            expected[key][2] |= connections  # type: ignore[operator]
+        offset += report.captures[0].frames
+    firsts = {t.connection.id: t.connection.first_frame for t in whole.view.timelines}
+    got = _normalised(whole.findings, 0, firsts)
+    assert got == dict(expected)
+    rules = {key[0] for key in got}
+    assert {"ntlm-handshake-split", "ntlm-logon-failed", "handshake-closed-midway"} <= rules
+
+
+def test_big_report_shows_counts_and_ladders_of_named_connections(captures) -> None:  # type: ignore[no-untyped-def]
+    whole_path, _parts = captures
+    report = analyze([whole_path])
+    text = render_report(report)
+    named = {c for f in report.findings for c in f.connections}
+    drawn = set(map(int, re.findall(r"^Connection (\d+) ", text, re.MULTILINE)))
+    assert drawn == named
+    assert "`--ladders all` draws every one" in text
+    merged = [f for f in report.findings if len(f.connections) > 8]
+    assert merged, "the mix profile repeats some finding on many connections"
+    assert f"{len(merged[0].connections)} connections: " in text
+    assert "(--json lists all)" in text
+    everything = render_report(report, Ladders.ALL)
+    assert len(re.findall(r"^Connection \d+ ", everything, re.MULTILINE)) == len(
+        [t for t in report.view.timelines if any(s.credentials or s.challenges for s in t.steps)]
+    )
+    assert len(text.splitlines()) < len(everything.splitlines()) / 5
