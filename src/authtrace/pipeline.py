@@ -13,6 +13,7 @@ damage into anomalies and the pipeline goes on with what it has.
 
 from __future__ import annotations
 
+import enum
 import os
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -45,10 +46,34 @@ if TYPE_CHECKING:
     from authtrace.iis.w3c import LogEntry
 
 Source = str | os.PathLike[str] | BinaryIO
-Progress = Callable[[int], None]
+
+
+class Phase(enum.Enum):
+    """The steps of a run, as a progress display names them."""
+
+    READING = "reading"
+    JUDGING = "judging connections"
+    LINKING = "linking connections"
+    DIAGNOSING = "finding problems"
+
+
+@dataclass(frozen=True, slots=True)
+class ProgressReport:
+    """How far a run got: `done` of `total` bytes while reading (total None when
+    an input's size is unknown: standard input), connections while judging; the
+    later phases report only that they started (done 0, total None)."""
+
+    phase: Phase
+    done: int
+    total: int | None
+
+
+Progress = Callable[[ProgressReport], None]
 
 # How often (in frames) the progress callback is told how far reading got.
-PROGRESS_EVERY = 50_000
+PROGRESS_EVERY = 2_000
+# How often (in connections) judging reports progress.
+JUDGING_EVERY = 500
 # The HTTP anomalies of all connections listed in a run (each parser caps its
 # own); past this they are counted in one `http-anomalies-suppressed`.
 MAX_HTTP_ANOMALIES = 10_000
@@ -131,12 +156,17 @@ class Pipeline:
         self._done: dict[int, HttpConnection | None] = {}
         self._next_out = 0
         self._frames = 0
+        self._bytes_total: int | None = None
+        self._bytes_before = 0  # bytes of the inputs read before the current one
 
     def connections(self, sources: Iterable[Source]) -> Iterator[HttpConnection]:
         """Yield finished HTTP connections. An unusable input becomes an anomaly;
         CaptureError is raised only when no input at all could be read."""
         problems: list[str] = []
-        for source in in_time_order(list(sources)):
+        ordered = in_time_order(list(sources))
+        self._bytes_total = _total_size(ordered)
+        self._bytes_before = 0
+        for source in ordered:
             read_before = len(self.result.captures)
             try:
                 yield from self._read(source)
@@ -144,6 +174,7 @@ class Pipeline:
                 problems.append(str(error))
                 self.result.anomalies.append(Anomaly("capture-unreadable", str(error)))
             self._check_overlap(read_before)
+            self._bytes_before += _total_size([source]) or 0
         if not self.result.captures:
             raise CaptureError("; ".join(problems) or "no capture given")
         for event in self._tcp.finish():
@@ -200,6 +231,8 @@ class Pipeline:
         progress = self._progress
         next_progress = PROGRESS_EVERY
         secrets = capture.secrets
+        if progress is not None:
+            progress(ProgressReport(Phase.READING, self._bytes_before, self._bytes_total))
         try:
             for frame in capture:
                 if secrets:
@@ -251,7 +284,12 @@ class Pipeline:
                     kdc.receive_udp(packet)
                 # Frame numbers count the frames the lane took too.
                 if progress is not None and frame.number >= next_progress:
-                    progress(self._frames + frame.number)
+                    position = capture.bytes_read()
+                    progress(
+                        ProgressReport(
+                            Phase.READING, self._bytes_before + (position or 0), self._bytes_total
+                        )
+                    )
                     next_progress = frame.number + PROGRESS_EVERY
         finally:
             tally = capture.tally
@@ -414,6 +452,19 @@ class Pipeline:
                 yield connection
 
 
+def _total_size(sources: list[Source]) -> int | None:
+    """The bytes of all inputs when every one is a file on disk, else None."""
+    total = 0
+    for source in sources:
+        if not isinstance(source, str | os.PathLike) or source == "-":
+            return None
+        try:
+            total += os.path.getsize(source)
+        except OSError:
+            return None
+    return total
+
+
 def in_time_order(sources: list[Source]) -> list[Source]:
     """Files of a ring buffer in the order they were written (by first frame),
     whatever order they were named in; standard input and open files stay as given."""
@@ -458,11 +509,20 @@ def analyze(
     from authtrace.handshake.links import link
     from authtrace.handshake.timeline import build_timeline
 
+    def tell(phase: Phase, done: int = 0, total: int | None = None) -> None:
+        if progress is not None:
+            progress(ProgressReport(phase, done, total))
+
     connections, result = read_connections(sources, progress, keylog)
-    timelines = [build_timeline(connection) for connection in connections]
+    timelines = []
+    for number, connection in enumerate(connections):
+        if number % JUDGING_EVERY == 0:
+            tell(Phase.JUDGING, number, len(connections))
+        timelines.append(build_timeline(connection))
     times = [t for info in result.captures for t in (info.first_time, info.last_time) if t]
     kdc = result.kdc
     exchanges = kdc.exchanges if kdc is not None else ()
+    tell(Phase.LINKING)
     view = link(timelines, min(times, default=0.0), max(times, default=0.0), exchanges)
     connects = kdc.unanswered_connects if kdc is not None else ()
     join = None
@@ -472,6 +532,7 @@ def analyze(
 
         join = join_log(view, iis_log)
         logged = logged_lines(join)
+    tell(Phase.DIAGNOSING)
     findings, problems = diagnose(RuleContext(view, exchanges, connects, iis_log=logged))
     return Report(
         captures=tuple(result.captures),
@@ -489,4 +550,13 @@ def analyze(
     )
 
 
-__all__ = ["CaptureError", "Pipeline", "Report", "StreamResult", "analyze", "read_connections"]
+__all__ = [
+    "CaptureError",
+    "Phase",
+    "Pipeline",
+    "ProgressReport",
+    "Report",
+    "StreamResult",
+    "analyze",
+    "read_connections",
+]

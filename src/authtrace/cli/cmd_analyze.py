@@ -117,15 +117,19 @@ def analyze_command(
         entries = [e for path in iis_logs for e in read_log_entries(path, [], errors)]
         for problem in errors:
             click.echo(f"authtrace: {visible(problem)}", err=True)
+    display = progress_printer(wants_progress(progress))
     try:
         report = analyze(
             captures,
-            progress_printer(wants_progress(progress)),
+            display,
             read_keylogs(tls_keylogs),
             iis_log=entries,
         )
     except CaptureError as error:
         fail(str(error))
+    finally:
+        if display is not None:
+            display.close()
     if hosts or clients:
         kept = filter_report(report, hosts, clients)
         if not kept.view.timelines:

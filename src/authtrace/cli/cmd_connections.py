@@ -57,9 +57,13 @@ def connections_command(
       tcpdump -i eth0 -w - port 80 | authtrace connections -
       authtrace connections --json trace.pcap | jq '.connections[].exchanges[]'
     """
-    pipeline = Pipeline(
-        progress_printer(wants_progress(progress)), keylog=read_keylogs(tls_keylogs)
+    # The connections stream to stdout as they close: on a terminal, a bar on the
+    # same screen would be drawn over them, so it is shown by default only when
+    # stdout goes elsewhere.
+    display = progress_printer(
+        wants_progress(progress) and (progress is True or not sys.stdout.isatty())
     )
+    pipeline = Pipeline(display, keylog=read_keylogs(tls_keylogs))
     out = sys.stdout
     first = True
     try:
@@ -77,6 +81,9 @@ def connections_command(
             first = False
     except CaptureError as error:
         fail(str(error))
+    finally:
+        if display is not None:
+            display.close()
     result = pipeline.result
     if as_json:
         anomalies = [

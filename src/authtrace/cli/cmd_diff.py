@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import sys
-from collections.abc import Callable
 
 import click
 
@@ -13,6 +12,7 @@ from authtrace.cli import main
 from authtrace.cli.common import (
     EXIT_FINDINGS,
     EXIT_OK,
+    ProgressDisplay,
     fail,
     progress_printer,
     read_keylogs,
@@ -39,7 +39,8 @@ from authtrace.report.model import Report
 @click.option(
     "--progress/--no-progress",
     default=None,
-    help="Report reading progress on stderr (default: on a terminal).",
+    help="Show progress on stderr: a bar of the bytes read with rate and time left, then "
+    "each later phase (default: only when stderr is a terminal).",
 )
 @tls_keylog_option()
 def diff_command(
@@ -76,8 +77,12 @@ def diff_command(
     """
     show = progress_printer(wants_progress(progress))
     # Key logs are read once per capture: a KeyLog is only read from after loading.
-    left = _read(working, show, tls_keylogs)
-    right = _read(failing, show, tls_keylogs)
+    try:
+        left = _read(working, show, tls_keylogs)
+        right = _read(failing, show, tls_keylogs)
+    finally:
+        if show is not None:
+            show.close()
     comparison = compare(left, right, hosts)
     if hosts and not comparison.hosts:
         fail(
@@ -92,7 +97,7 @@ def diff_command(
     sys.exit(EXIT_FINDINGS if comparison.differs else EXIT_OK)
 
 
-def _read(path: str, show: Callable[[int], None] | None, keylogs: tuple[str, ...]) -> Report:
+def _read(path: str, show: ProgressDisplay | None, keylogs: tuple[str, ...]) -> Report:
     try:
         report = analyze([path], show, read_keylogs(keylogs))
     except CaptureError as error:

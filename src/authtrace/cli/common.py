@@ -4,16 +4,21 @@ turning unusable input into one line and exit status 2."""
 from __future__ import annotations
 
 import os
+import shutil
 import sys
+import time
 from collections.abc import Callable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TextIO
 
 import click
 
-if TYPE_CHECKING:
-    from authtrace.tls.keylog import KeyLog
-
+from authtrace.pipeline import Phase, ProgressReport
 from authtrace.visible import visible
+
+if TYPE_CHECKING:
+    from click._termui_impl import ProgressBar
+
+    from authtrace.tls.keylog import KeyLog
 
 EXIT_OK = 0
 EXIT_FINDINGS = 1
@@ -26,15 +31,114 @@ def fail(message: str) -> None:
     sys.exit(EXIT_UNUSABLE)
 
 
-def progress_printer(enabled: bool) -> Callable[[int], None] | None:
-    """A progress callback writing 'read N frames' to stderr on a terminal."""
-    if not enabled:
-        return None
+class ProgressDisplay:
+    """Progress of a run on stderr: while reading, a bar of the bytes read with the
+    rate and the time left (bytes and rate alone when the size is unknown, as on
+    standard input); then each later phase by name, with a count where it has one.
+    `close()` clears the line (and shows the cursor again) before the report.
 
-    def show(frames: int) -> None:
-        click.echo(f"\rread {frames:,} frames", err=True, nl=False)
+    click's progress bar draws the bars: click is what the CLI is built on (no new
+    dependency), and its bar fits the terminal width and estimates the time left.
+    On a non-terminal (--progress into a log) each phase's name is written once,
+    on its own line, instead of redrawn bars.
+    """
 
-    return show
+    # Redraw at most this often: a redraw costs a terminal write.
+    MIN_INTERVAL = 0.1
+    _SHOW_CURSOR = "\033[?25h"
+
+    def __init__(self, stream: TextIO | None = None) -> None:
+        self._stream = stream if stream is not None else sys.stderr
+        self._tty = _isatty(self._stream)
+        self._bar: ProgressBar[int] | None = None
+        self._phase: Phase | None = None
+        self._started = 0.0
+        self._drawn = 0.0
+        self._dirty = False  # something is drawn on the current line
+
+    def __call__(self, report: ProgressReport) -> None:
+        now = time.monotonic()
+        if report.phase is not self._phase:
+            self._start(report, now)
+        elif now - self._drawn < self.MIN_INTERVAL:
+            return
+        self._drawn = now
+        bar = self._bar
+        if bar is not None:
+            if report.done > bar.pos:
+                bar.update(report.done - bar.pos)
+            else:
+                bar.render_progress()
+        elif self._tty:
+            self._line(self._status(report, now))
+
+    def _start(self, report: ProgressReport, now: float) -> None:
+        self.close()
+        self._phase = report.phase
+        self._started = now
+        if not self._tty:
+            self._stream.write(report.phase.value + "\n")
+            self._stream.flush()
+            return
+        if not report.total:
+            self._line(self._status(report, now))
+            return
+        reading = report.phase is Phase.READING
+        self._bar = click.progressbar(
+            length=report.total,
+            label=report.phase.value,
+            file=self._stream,
+            show_eta=True,
+            show_pos=not reading,
+            show_percent=reading,
+            item_show_func=self._rate if reading else None,
+        )
+        self._dirty = True
+        self._bar.render_progress()
+
+    def _status(self, report: ProgressReport, now: float) -> str:
+        if report.phase is Phase.READING and report.done:
+            elapsed = max(now - self._started, 1e-6)
+            return f"{report.phase.value}  {_megabytes(report.done, elapsed)}"
+        return f"{report.phase.value}..."
+
+    def _rate(self, _item: object) -> str | None:
+        bar = self._bar
+        if bar is None or not bar.pos:
+            return None
+        return _megabytes(bar.pos, max(time.monotonic() - self._started, 1e-6))
+
+    def _line(self, text: str) -> None:
+        width = shutil.get_terminal_size().columns - 1
+        self._stream.write("\r" + text[:width].ljust(width))
+        self._stream.flush()
+        self._dirty = True
+
+    def close(self) -> None:
+        """Clear the line: the report starts on a clean terminal."""
+        self._bar = None
+        self._phase = None
+        if self._dirty:
+            width = shutil.get_terminal_size().columns - 1
+            self._stream.write("\r" + " " * width + "\r" + self._SHOW_CURSOR)
+            self._stream.flush()
+            self._dirty = False
+
+
+def _megabytes(count: int, seconds: float) -> str:
+    return f"{count / 1e6:,.0f} MB, {count / 1e6 / seconds:,.1f} MB/s"
+
+
+def _isatty(stream: TextIO) -> bool:
+    try:
+        return bool(stream.isatty())
+    except (AttributeError, ValueError):
+        return False
+
+
+def progress_printer(enabled: bool) -> ProgressDisplay | None:
+    """A progress display on stderr when enabled (see `wants_progress`)."""
+    return ProgressDisplay() if enabled else None
 
 
 def wants_progress(flag: bool | None) -> bool:
@@ -59,7 +163,8 @@ def progress_option() -> Callable:
     return click.option(
         "--progress/--no-progress",
         default=None,
-        help="Report reading progress on stderr (default: on a terminal).",
+        help="Show progress on stderr: a bar of the bytes read with rate and time left, "
+        "then each later phase (default: only when stderr is a terminal).",
     )
 
 

@@ -60,6 +60,16 @@ class Capture:
     def close(self) -> None:
         self._source.close()
 
+    def bytes_read(self) -> int | None:
+        """How far into the file reading got (compressed bytes for gzip, read-ahead
+        included), for a progress display; None for standard input or a caller's stream."""
+        for stream in self._source.closing[:1]:  # the file this reader opened
+            try:
+                return stream.tell()
+            except (OSError, ValueError):
+                return None
+        return None
+
     def __enter__(self) -> Capture:
         return self
 

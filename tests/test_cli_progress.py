@@ -1,0 +1,84 @@
+"""The progress display (cli/common.py): a bar of bytes read with rate and time
+left on a terminal, each later phase by name, the line cleared before the
+report; nothing on stderr off a terminal unless --progress, then phase names."""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+from click.testing import CliRunner
+
+from authtrace.cli import main
+from authtrace.cli.common import ProgressDisplay
+from authtrace.pipeline import Phase, ProgressReport, analyze
+
+SPLIT = str(Path(__file__).resolve().parent.parent / "captures" / "scenarios" / "pooling-proxy.pcap")
+
+
+class Terminal(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+def test_terminal_shows_a_bar_then_phases_and_clears_the_line() -> None:
+    screen = Terminal()
+    display = ProgressDisplay(screen)
+    display.MIN_INTERVAL = 0.0  # type: ignore[misc]
+    for done in (0, 250_000, 500_000, 1_000_000):
+        display(ProgressReport(Phase.READING, done, 1_000_000))
+    reading = screen.getvalue()
+    assert "reading" in reading and "100%" in reading and "MB/s" in reading
+    assert "#" in reading  # the bar itself
+    display(ProgressReport(Phase.JUDGING, 500, 1000))
+    assert "judging connections" in screen.getvalue() and "500/1000" in screen.getvalue()
+    display(ProgressReport(Phase.LINKING, 0, None))
+    display.close()
+    text = screen.getvalue()
+    assert "linking connections" in text
+    # The last thing written blanks the line and shows the cursor again.
+    tail = text[text.rindex("linking connections") :]
+    assert tail.rstrip("\x1b[?25h").endswith("\r") and "\x1b[?25h" in tail
+
+
+def test_reading_a_stream_of_unknown_size_shows_bytes_and_rate() -> None:
+    screen = Terminal()
+    display = ProgressDisplay(screen)
+    display(ProgressReport(Phase.READING, 0, None))
+    display.MIN_INTERVAL = 0.0  # type: ignore[misc]
+    display(ProgressReport(Phase.READING, 3_000_000, None))
+    assert "3 MB" in screen.getvalue() and "MB/s" in screen.getvalue()
+
+
+def test_not_a_terminal_gets_each_phase_name_once() -> None:
+    log = io.StringIO()
+    display = ProgressDisplay(log)
+    for done in (0, 10, 20):
+        display(ProgressReport(Phase.READING, done, 20))
+    display(ProgressReport(Phase.DIAGNOSING, 0, None))
+    display.close()
+    assert log.getvalue() == "reading\nfinding problems\n"
+
+
+def test_analyze_reports_every_phase_in_order() -> None:
+    seen: list[ProgressReport] = []
+    analyze([SPLIT], seen.append)
+    phases = list(dict.fromkeys(report.phase for report in seen))
+    assert phases == [Phase.READING, Phase.JUDGING, Phase.LINKING, Phase.DIAGNOSING]
+    reading = [r for r in seen if r.phase is Phase.READING]
+    assert reading[-1].total == Path(SPLIT).stat().st_size
+    assert all(0 <= r.done <= (r.total or 0) for r in reading)
+
+
+def test_cli_is_silent_off_a_terminal_unless_asked() -> None:
+    runner = CliRunner()
+    quiet = runner.invoke(main, ["analyze", "--no-ladders", SPLIT])
+    assert quiet.exit_code == 1 and quiet.stderr == ""
+    loud = runner.invoke(main, ["analyze", "--progress", "--no-ladders", SPLIT])
+    assert loud.stderr.splitlines() == [
+        "reading",
+        "judging connections",
+        "linking connections",
+        "finding problems",
+    ]
+    assert loud.stdout == quiet.stdout
