@@ -90,7 +90,12 @@ class Stats:
 
 def _target_info(timestamp: int, client_side: bool) -> bytes:
     out = b""
-    for av_id, text in ((2, "CONTOSO"), (1, "WEB01"), (4, "contoso.test"), (3, "web01.contoso.test")):
+    for av_id, text in (
+        (2, "CONTOSO"),
+        (1, "WEB01"),
+        (4, "contoso.test"),
+        (3, "web01.contoso.test"),
+    ):
         value = text.encode("utf-16-le")
         out += struct.pack("<HH", av_id, len(value)) + value
     out += struct.pack("<HHQ", 7, 8, timestamp)  # MsvAvTimestamp
@@ -406,9 +411,7 @@ def proxy_profile(rng: random.Random, index: int, when_s: int, shape: Shape) -> 
     return ntlm_connection(rng, flow, shape.user(index, 997))
 
 
-def kerberos_profile(
-    rng: random.Random, index: int, when_s: int, shape: Shape
-) -> Iterator[Packet]:
+def kerberos_profile(rng: random.Random, index: int, when_s: int, shape: Shape) -> Iterator[Packet]:
     client = shape.client(index, 1 << 20)
     flow = TcpFlow(rng, client, SERVER, 49152 + index % 16000, 80)
     return kerberos_connection(rng, flow, client, shape.user(index, 997), when_s)

@@ -17,10 +17,9 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from benchmarks.auth_dense import Shape, write_pcap  # noqa: E402
-
 from authtrace.pipeline import analyze  # noqa: E402
 from authtrace.report.as_text import Ladders, render_report  # noqa: E402
+from benchmarks.auth_dense import Shape, write_pcap  # noqa: E402
 
 PARTS = 4
 PER_PART = 600

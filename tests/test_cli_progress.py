@@ -13,7 +13,9 @@ from authtrace.cli import main
 from authtrace.cli.common import ProgressDisplay
 from authtrace.pipeline import Phase, ProgressReport, analyze
 
-SPLIT = str(Path(__file__).resolve().parent.parent / "captures" / "scenarios" / "pooling-proxy.pcap")
+SPLIT = str(
+    Path(__file__).resolve().parent.parent / "captures" / "scenarios" / "pooling-proxy.pcap"
+)
 
 
 class Terminal(io.StringIO):

@@ -25,6 +25,7 @@ from authtrace.http.messages import Exchange, GapMark, HttpConnection
 from authtrace.kerberos.kdc import KERBEROS_PORT, KdcSummary, KdcTracker, looks_like_kerberos
 from authtrace.lane import FastLane
 from authtrace.net.decoder import PacketDecoder
+from authtrace.net.duplicates import DuplicateFrames
 from authtrace.net.packets import RST, SYN, TcpSegment, UdpDatagram
 from authtrace.readers.base import CaptureError
 from authtrace.readers.capture import open_capture
@@ -149,6 +150,7 @@ class Pipeline:
         self._keylog = keylog
         self._progress = progress
         self._decoder = PacketDecoder()
+        self._duplicates = DuplicateFrames()
         self._tcp = TcpReassembler()
         self._lane = FastLane(self._tcp) if fast_lane else None
         self._kdc = KdcTracker()
@@ -184,6 +186,9 @@ class Pipeline:
         self._decoder.finish()
         if self._keylog is not None:
             self.result.keylog = self._keylog.counts
+        duplicates = self._duplicates.summary().anomaly()
+        if duplicates is not None:
+            self.result.anomalies.append(duplicates)
         self.result.kdc = self._kdc.finish()
         self.result.anomalies.extend(self._decoder.anomalies)
         self.result.anomalies.extend(self._tcp.anomalies)
@@ -222,6 +227,7 @@ class Pipeline:
         last: float | None = None
         count = 0
         decode = self._decoder.decode
+        is_copy = self._duplicates.is_copy
         tcp = self._tcp
         feed = tcp.feed
         on_event = self._on_event
@@ -241,6 +247,8 @@ class Pipeline:
                 last = frame.timestamp
                 if first is None:
                     first = last
+                if is_copy(frame.data, last, frame.number):
+                    continue  # captured twice (net/duplicates.py): the first copy counts
                 packet = decode(frame)
                 if packet is None:
                     continue
