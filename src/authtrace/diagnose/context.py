@@ -14,6 +14,7 @@ from authtrace.auth.kinds import Mechanism
 from authtrace.auth.ntlm import NtlmAuthenticate
 from authtrace.diagnose.finding import Finding, Severity
 from authtrace.diagnose.rule import Rule
+from authtrace.handshake.index import TimeIndex
 from authtrace.handshake.links import HandshakeView, StepRef, host_of, request_time
 from authtrace.handshake.model import AuthExchange, IisTriple, Realm, Sent
 from authtrace.handshake.timeline import ConnectionTimeline
@@ -49,18 +50,35 @@ class Located:
 
 @dataclass(frozen=True, slots=True)
 class RuleContext:
+    """What the rules read. The judged steps are listed once (every rule walks
+    them) and the KDC exchanges are indexed by client and time, so that a rule's
+    question "what did this client ask the KDC before" costs O(log m + k), not a
+    scan of all m exchanges."""
+
     view: HandshakeView
     kdc: tuple[KdcExchange, ...]
     kdc_connects: tuple[KdcConnectAttempt, ...] = ()  # TCP connects to port 88
     # The IIS log line of each exchange the log recorded, by (connection id,
     # exchange index); empty without --iis-log.
     iis_log: Mapping[tuple[int, int], LoggedLine] = field(default_factory=dict)
+    _located: tuple[Located, ...] = field(init=False, repr=False, compare=False)
+    _kdc_times: TimeIndex[tuple[int, KdcExchange]] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        located = tuple(
+            Located(timeline, position, step)
+            for timeline in self.view.timelines
+            for position, step in enumerate(timeline.steps)
+        )
+        object.__setattr__(self, "_located", located)
+        timed = [(n, k) for n, k in enumerate(self.kdc) if k.request_time is not None]
+        entries = [(key, k.request_time, (n, k)) for n, k in timed for key in (None, k.client.ip)]
+        object.__setattr__(self, "_kdc_times", TimeIndex(entries))  # type: ignore[arg-type]
 
     def steps(self, realm: Realm | None = None) -> Iterator[Located]:
-        for timeline in self.view.timelines:
-            for position, step in enumerate(timeline.steps):
-                if realm is None or step.realm is realm:
-                    yield Located(timeline, position, step)
+        if realm is None:
+            return iter(self._located)
+        return (located for located in self._located if located.step.realm is realm)
 
     def locate(self, ref: StepRef) -> Located:
         timeline = self.view.by_id[ref.connection]
@@ -93,14 +111,10 @@ class RuleContext:
         self, client_ip: str | None, before: float, window: float = 600.0
     ) -> list[KdcExchange]:
         """KDC exchanges the client (any client for None) made in the `window`
-        seconds before `before`."""
-        return [
-            k
-            for k in self.kdc
-            if (client_ip is None or k.client.ip == client_ip)
-            and k.request_time is not None
-            and -5.0 <= before - k.request_time <= window
-        ]
+        seconds before `before` (or up to 5 s after: two capture points), in the
+        order they were given."""
+        found = self._kdc_times.between(client_ip, before - window, before + 5.0)
+        return [exchange for _n, exchange in sorted(found, key=lambda item: item[0])]
 
 
 def frames_of(steps: Iterable[AuthExchange]) -> list[int]:

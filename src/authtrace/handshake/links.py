@@ -395,23 +395,33 @@ def _find_relays(timelines: list[ConnectionTimeline]) -> set[StepRef]:
     client side is the copy that came first for credentials (client -> proxy ->
     server) and the copy that came last for challenges (server -> proxy ->
     client); it is marked relayed and the rules judge the upstream copy.
+
+    Cost: O(n) over the steps (a dict keyed by token bytes), then O(k log k)
+    for each token seen k > 1 times.
     """
     requests: dict[bytes, list[tuple[float, StepRef]]] = defaultdict(list)
     responses: dict[bytes, list[tuple[float, StepRef]]] = defaultdict(list)
+    unique = _UNIQUE_MESSAGES
     for timeline in timelines:
+        connection = timeline.connection.id
         for position, step in enumerate(timeline.steps):
-            ref = StepRef(timeline.connection.id, position)
             credentials = step.credentials
-            if credentials is not None and credentials.message in _UNIQUE_MESSAGES:
-                requests[credentials.raw].append((request_time(step), ref))
+            if credentials is not None and credentials.message in unique:
+                requests[credentials.raw].append(
+                    (request_time(step), StepRef(connection, position))
+                )
             response = step.exchange.response
+            if response is None:
+                continue
             for challenge in step.challenges:
-                if response is not None and challenge.message in _UNIQUE_MESSAGES:
-                    responses[challenge.raw].append((response.timestamp, ref))
+                if challenge.message in unique:
+                    responses[challenge.raw].append(
+                        (response.timestamp, StepRef(connection, position))
+                    )
     relayed: set[StepRef] = set()
     for copies, client_side_first in [(requests, True), (responses, False)]:
         for found in copies.values():
-            if len({ref.connection for _at, ref in found}) < 2:
+            if len(found) < 2 or len({ref.connection for _at, ref in found}) < 2:
                 continue
             found.sort(key=lambda item: item[0])
             if found[-1][0] - found[0][0] > RELAY_WINDOW:

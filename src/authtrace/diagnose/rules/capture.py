@@ -11,6 +11,7 @@ from authtrace.auth.steps import is_not_kept
 from authtrace.diagnose.context import Located, RuleContext, make_finding
 from authtrace.diagnose.finding import Finding, Severity
 from authtrace.diagnose.rule import rule
+from authtrace.handshake.links import StepRef
 from authtrace.handshake.model import Leg, Outcome
 from authtrace.handshake.timeline import ConnectionTimeline
 from authtrace.tcp.events import CloseReason
@@ -32,8 +33,9 @@ def capture_incomplete(ctx: RuleContext) -> Iterator[Finding]:
     that lost bytes (TCP gaps), or whose last request the capture cut before the
     answer. One note per host, listing what each of its connections is missing."""
     by_host: dict[str, list[tuple[int, list[str], list[Located], list[int]]]] = defaultdict(list)
+    split = frozenset(sp.authenticate for sp in ctx.view.splits)  # once, not per connection
     for timeline in ctx.view.timelines:
-        found = _missing(ctx, timeline)
+        found = _missing(split, timeline)
         if found is not None:
             problems, located, frames = found
             by_host[located[0].host].append((timeline.connection.id, problems, located, frames))
@@ -57,7 +59,7 @@ def capture_incomplete(ctx: RuleContext) -> Iterator[Finding]:
 
 
 def _missing(
-    ctx: RuleContext, timeline: ConnectionTimeline
+    split: frozenset[StepRef], timeline: ConnectionTimeline
 ) -> tuple[list[str], list[Located], list[int]] | None:
     """What the capture lacks for this connection's authentication, if anything."""
     connection = timeline.connection
@@ -78,7 +80,6 @@ def _missing(
             f"the credentials of {len(not_kept)} request(s) were sent in a header block too "
             "large to keep or cut by the capture, so they were not decoded"
         )
-    split = {sp.authenticate for sp in ctx.view.splits}
     first = located[0]
     if not connection.syn_seen and (
         first.step.exchange.request is None
