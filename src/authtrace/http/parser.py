@@ -49,6 +49,17 @@ MAX_CUT_NAME = 256
 MAX_CUT_SCAN = 256
 
 
+# Header lines repeat across the messages of a capture (Host, User-Agent,
+# Server, Date within a second...): a line seen before gives the same frozen
+# Header object back, so memory holds one copy of each and the line is not
+# split again. Bounded: at most _SHARED_LINES lines of at most
+# _SHARED_LINE_CHARS characters (longer ones, like tokens, are unique anyway);
+# the table starts over when full.
+_SHARED_LINES = 4096
+_SHARED_LINE_CHARS = 256
+_SEEN_HEADERS: dict[str, Header] = {}
+
+
 class Role(enum.Enum):
     REQUEST = "request"
     RESPONSE = "response"
@@ -582,13 +593,24 @@ class HttpParser:
                     continue
                 self._anomaly("http-bad-header", "folded line before any header")
                 continue
-            name, colon, value = line.partition(":")
-            if not colon or not name:
-                self._anomaly("http-bad-header", "header line without a name and colon")
-                continue
-            name = name.rstrip(" \t")
-            value = value.strip(" \t")
-            headers.append(make_header(name, value))
+            header = _SEEN_HEADERS.get(line)
+            if header is not None:
+                # The same line as before (Host, User-Agent, Server...): one shared object.
+                headers.append(header)
+                name, value = header.name, header.value
+            else:
+                name, colon, value = line.partition(":")
+                if not colon or not name:
+                    self._anomaly("http-bad-header", "header line without a name and colon")
+                    continue
+                name = name.rstrip(" \t")
+                value = value.strip(" \t")
+                header = make_header(name, value)
+                headers.append(header)
+                if len(line) <= _SHARED_LINE_CHARS:
+                    if len(_SEEN_HEADERS) >= _SHARED_LINES:
+                        _SEEN_HEADERS.clear()
+                    _SEEN_HEADERS[line] = header
             if len(name) in (14, 17):
                 lowered = name.lower()
                 if lowered == "content-length":
