@@ -398,8 +398,9 @@ class Shape:
     start_us: int = 1_717_408_800_000_000  # first connection: 2024-06-03 10:00:00 UTC
 
     def client(self, index: int, default: int) -> bytes:
+        """Client address number index % clients, from 10.20.0.1 on (host octets 1-254)."""
         n = index % (self.clients or default)
-        return bytes([10, 20 + (n >> 16), (n >> 8) & 0xFF, (n & 0xFF) or 1])
+        return bytes([10, 20 + n // (254 * 256), n // 254 % 256, n % 254 + 1])
 
     def user(self, index: int, spread: int) -> str:
         return f"user{self.seed}x{index % spread}"
