@@ -26,7 +26,7 @@ from authtrace.kerberos.kdc import KERBEROS_PORT, KdcSummary, KdcTracker, looks_
 from authtrace.lane import FastLane
 from authtrace.net.decoder import PacketDecoder
 from authtrace.net.duplicates import DuplicateFrames
-from authtrace.net.packets import RST, SYN, TcpSegment, UdpDatagram
+from authtrace.net.packets import FIN, RST, SYN, TcpSegment, UdpDatagram
 from authtrace.readers.base import CaptureError
 from authtrace.readers.capture import open_capture
 from authtrace.report.model import CaptureInfo, Report
@@ -71,6 +71,7 @@ class ProgressReport:
 
 Progress = Callable[[ProgressReport], None]
 
+_OPEN_CLOSE = SYN | FIN | RST
 # How often (in frames) the progress callback is told how far reading got.
 PROGRESS_EVERY = 2_000
 # How often (in connections) judging reports progress.
@@ -247,10 +248,15 @@ class Pipeline:
                 last = frame.timestamp
                 if first is None:
                     first = last
-                if is_copy(frame.data, last, frame.number):
-                    continue  # captured twice (net/duplicates.py): the first copy counts
                 packet = decode(frame)
                 if packet is None:
+                    continue
+                # Captured twice (net/duplicates.py): the first copy counts. TCP
+                # segments without SYN/FIN/RST are not checked: the lane may take
+                # them, and reassembly takes their copies as retransmissions.
+                if (type(packet) is not TcpSegment or packet.flags & _OPEN_CLOSE) and is_copy(
+                    frame.data, last, frame.number
+                ):
                     continue
                 if type(packet) is TcpSegment:
                     if packet.flags & (SYN | RST) and KERBEROS_PORT in (

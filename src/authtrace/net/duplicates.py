@@ -1,7 +1,10 @@
 """Frames captured twice: a SPAN session mirroring two ports that both carry the
 traffic, or two copies of one capture merged by time.
 
-This module owns recognising such copies. A copy is a frame whose bytes are
+This module owns recognising such copies among the frames it is offered (the
+pipeline offers those that open, close or reset a TCP connection and everything
+that is not TCP: the fast lane may take the other TCP segments, and reassembly
+takes their copies as retransmissions anyway). A copy is a frame whose bytes are
 exactly those of a frame captured at most `WINDOW` seconds before it (the rule
 of Wireshark's `editcap -w`, which the tests compare with). Real
 retransmissions are not copies: they come at least one retransmission timeout
@@ -41,11 +44,12 @@ class DuplicateSummary:
             return None
         return Anomaly(
             "duplicate-frames",
-            f"at least {self.copies} frame(s) are exact copies of a frame captured just before "
-            f"them (the first, frame {self.first_copy}, copies frame {self.first_original}): the "
-            "capture holds the traffic twice (a SPAN session of two ports that both carry it, "
-            "or two merged copies of one capture); the copies are left out, so nothing is "
-            "counted twice",
+            f"{self.copies} frame(s) that open, close or reset a connection or carry UDP are "
+            "exact copies of a frame captured just before them (the first, frame "
+            f"{self.first_copy}, copies frame {self.first_original}): the capture holds the "
+            "traffic twice (a SPAN session of two ports that both carry it, or two merged copies "
+            "of one capture); copies are counted once (those carrying TCP data are taken as "
+            "retransmissions)",
             frame=self.first_copy,
         )
 
