@@ -125,3 +125,30 @@ def test_linking_cost_grows_linearly(name: str) -> None:
     assert work[50] > 0
     # Work per step does not grow with the number of copies (log n aside).
     assert work[200] <= work[50] * 1.25, work
+
+
+@pytest.mark.parametrize(
+    "name",
+    ["pooling-proxy.pcap", "kerberos-fallback-spn-unknown.pcap", "repeated-logon-failures.pcap"],
+)
+def test_per_connection_results_pickle_and_link_the_same(name: str) -> None:
+    """Workers may judge connections apart (other processes) and one step link
+    them: a timeline survives pickling whole, and linking the copies gives the
+    same view and findings."""
+    import pickle
+
+    from authtrace.diagnose import RuleContext, diagnose
+
+    connections, result = read_connections([SCENARIOS / name])
+    kdc = result.kdc.exchanges if result.kdc is not None else ()
+    timelines = [build_timeline(connection) for connection in connections]
+    copies = [pickle.loads(pickle.dumps(timeline)) for timeline in timelines]
+    assert copies == timelines
+    kdc_copies = pickle.loads(pickle.dumps(kdc))
+    view = links.link(timelines, 0.0, 1e12, kdc)
+    view_of_copies = links.link(copies, 0.0, 1e12, kdc_copies)
+    assert view_of_copies.timelines == view.timelines
+    assert view_of_copies.splits == view.splits and view_of_copies.relayed == view.relayed
+    findings, _ = diagnose(RuleContext(view, kdc))
+    findings_of_copies, _ = diagnose(RuleContext(view_of_copies, kdc_copies))
+    assert findings_of_copies == findings and findings
