@@ -26,6 +26,7 @@ class AnomalyKind(enum.StrEnum):
     NET_TRUNCATED = "net-truncated"  # a header cut short by the snap length
     NET_MALFORMED = "net-malformed"  # a header that cannot be decoded
     NET_LINK_SKIPPED = "net-link-skipped"  # a link type authtrace does not decode
+    DUPLICATE_FRAMES = "duplicate-frames"  # the capture holds frames twice (SPAN, merged copies)
     IP_FRAGMENT_INCOMPLETE = "ip-fragment-incomplete"  # fragments never completed
     # tcp: reassembly
     TCP_GAP = "tcp-gap"  # bytes not captured, never invented

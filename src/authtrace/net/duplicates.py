@@ -21,7 +21,7 @@ from __future__ import annotations
 from collections import deque
 from dataclasses import dataclass
 
-from authtrace.anomalies import Anomaly
+from authtrace.anomalies import Anomaly, AnomalyKind
 
 # SPAN copies arrive microseconds apart; merged copies carry the same time stamp.
 WINDOW = 0.05
@@ -43,7 +43,7 @@ class DuplicateSummary:
         if not self.copies:
             return None
         return Anomaly(
-            "duplicate-frames",
+            AnomalyKind.DUPLICATE_FRAMES,
             f"{self.copies} frame(s) that open, close or reset a connection or carry UDP are "
             "exact copies of a frame captured just before them (the first, frame "
             f"{self.first_copy}, copies frame {self.first_original}): the capture holds the "
