@@ -55,6 +55,7 @@ from benchmarks.make_capture import (
     _int,
     _ipv4,
     _ones_complement,
+    authenticate_message,
     kerberos_ap_rep,
     ntlm_negotiate,
     spnego_init,
@@ -138,20 +139,7 @@ def ntlm_authenticate(rng: random.Random, user: str, timestamp: int) -> bytes:
         f"PC{rng.randint(100, 999)}".encode("utf-16-le"),
         rng.randbytes(16),
     ]
-    offset = 88
-    fields = b""
-    for part in payload:
-        fields += _fields(len(part), offset)
-        offset += len(part)
-    return (
-        b"NTLMSSP\x00"
-        + struct.pack("<I", 3)
-        + fields
-        + struct.pack("<I", 0xE2888215)
-        + _NTLM_VERSION
-        + rng.randbytes(16)
-        + b"".join(payload)
-    )
+    return authenticate_message(payload, rng.randbytes(16))
 
 
 def _principal(name_type: int, *parts: str) -> bytes:
@@ -178,17 +166,7 @@ def _time(seconds: int) -> bytes:
 def tgs_req(rng: random.Random, host: str, when: int) -> bytes:
     """TGS-REQ ([APPLICATION 12], RFC 4120 5.4.1) for HTTP/host with a PA-TGS-REQ."""
     tgt = _ticket(rng, _principal(2, "krbtgt", REALM), 1000)
-    ap_req = _der(
-        0x6E,
-        _der(
-            0x30,
-            _ctx(0, _int(5))
-            + _ctx(1, _int(14))
-            + _ctx(2, _der(0x03, b"\x00\x00\x00\x00\x00"))
-            + _ctx(3, tgt)
-            + _ctx(4, _encrypted(rng, 260)),
-        ),
-    )
+    ap_req = _ap_req(b"\x00\x00\x00\x00\x00", tgt, _encrypted(rng, 260))
     padata = _der(0x30, _der(0x30, _ctx(1, _int(1)) + _ctx(2, _der(0x04, ap_req))))
     body = _der(
         0x30,
@@ -220,19 +198,16 @@ def tgs_rep(rng: random.Random, user: str, host: str) -> bytes:
     )
 
 
+def _ap_req(options: bytes, ticket: bytes, authenticator: bytes) -> bytes:
+    """AP-REQ ([APPLICATION 14], RFC 4120 5.5.1): ap-options, ticket, encrypted authenticator."""
+    body = _ctx(0, _int(5)) + _ctx(1, _int(14)) + _ctx(2, _der(0x03, options))
+    return _der(0x6E, _der(0x30, body + _ctx(3, ticket) + _ctx(4, authenticator)))
+
+
 def kerberos_ap_req(rng: random.Random, host: str) -> bytes:
     """RFC 4121 4.1 krb5 GSS token around an AP-REQ (RFC 4120 5.5.1), mutual-required."""
-    ap_req = _der(
-        0x6E,
-        _der(
-            0x30,
-            _ctx(0, _int(5))
-            + _ctx(1, _int(14))
-            + _ctx(2, _der(0x03, b"\x00\x20\x00\x00\x00"))
-            + _ctx(3, _ticket(rng, _principal(2, "HTTP", host), 1100))
-            + _ctx(4, _encrypted(rng, 250)),
-        ),
-    )
+    ticket = _ticket(rng, _principal(2, "HTTP", host), 1100)
+    ap_req = _ap_req(b"\x00\x20\x00\x00\x00", ticket, _encrypted(rng, 250))
     return _der(0x60, b"\x06\x09\x2a\x86\x48\x86\xf7\x12\x01\x02\x02" + b"\x01\x00" + ap_req)
 
 

@@ -269,6 +269,12 @@ def ntlm_authenticate(rng: random.Random, user: str) -> bytes:
     nt = rng.randbytes(16) + blob
     session_key = rng.randbytes(16)
     payload = [lm, nt, domain, name, workstation, session_key]
+    return authenticate_message(payload, rng.randbytes(16))
+
+
+def authenticate_message(payload: list[bytes], mic: bytes) -> bytes:
+    """MS-NLMP 2.2.1.3: the fixed part (LM, NT, domain, user, workstation and session key
+    fields, flags, version, MIC) in front of `payload`, those six fields in that order."""
     offset = 88
     fields = b""
     for part in payload:
@@ -280,7 +286,7 @@ def ntlm_authenticate(rng: random.Random, user: str) -> bytes:
         + fields
         + struct.pack("<I", 0xE2888215)
         + _NTLM_VERSION
-        + rng.randbytes(16)
+        + mic
         + b"".join(payload)
     )
 
