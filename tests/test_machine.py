@@ -157,3 +157,31 @@ def test_an_anonymous_refusal_naming_no_scheme_is_not_a_challenge() -> None:
     assert leg is Leg.ANONYMOUS_REFUSED and state is State.FRESH
     assert leg not in NORMAL_LEGS
     assert transition(State.FRESH, Sent.NOTHING, Answer.OFFER)[0] is Leg.ANONYMOUS_CHALLENGED
+
+
+def test_another_scheme_asked_after_a_finished_logon_is_after_logon() -> None:
+    # An API wanting a Bearer token after Windows authentication: the scheme the
+    # logon completed in had been offered before, the refusal asks for another.
+    assert transition(
+        State.NTLM_CHALLENGED,
+        Sent.NTLM_AUTHENTICATE,
+        Answer.OFFER,
+        scheme_offered=False,
+        offered_before=True,
+    ) == (Leg.REFUSED_AFTER_LOGON, State.AUTHENTICATED)
+    # Never offered: the client answered with a scheme the server does not take.
+    assert transition(
+        State.NTLM_CHALLENGED, Sent.NTLM_AUTHENTICATE, Answer.OFFER, scheme_offered=False
+    ) == (Leg.SCHEME_NOT_OFFERED, State.FAILED)
+    # An AUTHENTICATE without its CHALLENGE finishes nothing.
+    assert transition(
+        State.OFFERED,
+        Sent.NTLM_AUTHENTICATE,
+        Answer.OFFER,
+        scheme_offered=False,
+        offered_before=True,
+    ) == (Leg.SCHEME_NOT_OFFERED, State.FAILED)
+    # Basic is per request: a Bearer demand after it is still "scheme not offered".
+    assert transition(
+        State.OFFERED, Sent.BASIC, Answer.OFFER, scheme_offered=False, offered_before=True
+    )[0] is Leg.SCHEME_NOT_OFFERED

@@ -1449,6 +1449,29 @@ def application_denied() -> Scene:
     return s
 
 
+def bearer_after_windows_auth() -> Scene:
+    s = Scene(
+        "bearer-after-windows-auth",
+        "NTLM logon succeeds, then the API behind IIS answers 401 asking for a Bearer "
+        "token (no Negotiate/NTLM offered again)",
+        WEB_HOST,
+        ["denied-after-authentication"],
+        _SEQUENCE_RULES + ["no-common-scheme", "application-denied", "resource-acl-denied"],
+        seed=46,
+    )
+    c = s.conn()
+    _ntlm_logon(s, c, "/api/orders")
+    s.iis_401(
+        c,
+        "WWW-Authenticate: Bearer only (the API's JWT handler), no Negotiate/NTLM",
+        "401 0 0",
+        challenge=[("WWW-Authenticate", 'Bearer realm="api"')],
+        body=b"",
+    )
+    c.close()
+    return s
+
+
 SCENARIOS: list[Callable[[], Scene]] = [
     healthy_ntlm,
     healthy_kerberos,
@@ -1489,6 +1512,7 @@ SCENARIOS: list[Callable[[], Scene]] = [
     resource_acl_denied_logged,
     filter_denied,
     application_denied,
+    bearer_after_windows_auth,
 ]
 
 # Working/failing pairs for `authtrace diff`: other client addresses and ports, same host and URLs.

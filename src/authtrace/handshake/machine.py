@@ -225,6 +225,7 @@ def transition(
     *,
     scheme_offered: bool = True,
     keeps_authentication: bool = True,
+    offered_before: bool = False,
 ) -> tuple[Leg, State]:
     """Judge one exchange and give the connection's next state.
 
@@ -234,7 +235,13 @@ def transition(
     1. `scheme_offered=False`: the client's credentials are in a scheme the
        server did not offer, and the server answered with an offer (RFC 9110
        section 11.6.1: the refusal names what it accepts). Whatever the row,
-       that is `Leg.SCHEME_NOT_OFFERED` and the connection has failed.
+       that is `Leg.SCHEME_NOT_OFFERED` and the connection has failed —
+       unless `offered_before`: the server had offered that scheme earlier on
+       the connection and the credentials finish a logon in it (an NTLM
+       AUTHENTICATE after its CHALLENGE, a Kerberos ticket, a later SPNEGO leg).
+       Then the logon went through and something behind it asks for another
+       scheme (an API wanting a Bearer token after Windows authentication):
+       `Leg.REFUSED_AFTER_LOGON`, the connection authenticated.
     2. `keeps_authentication=False`: the response says `Persistent-Auth:
        false` (MS-N2HT section 3.2.5): the connection does not stay
        authenticated, so an `AUTHENTICATED` next state becomes `FRESH`.
@@ -246,7 +253,19 @@ def transition(
         leg, written = target
         next_state = state if written is None else written
     if not scheme_offered and sent is not Sent.NOTHING and answer is Answer.OFFER:
-        leg, next_state = Leg.SCHEME_NOT_OFFERED, State.FAILED
+        if offered_before and _finishes_logon(state, sent):
+            leg, next_state = Leg.REFUSED_AFTER_LOGON, State.AUTHENTICATED
+        else:
+            leg, next_state = Leg.SCHEME_NOT_OFFERED, State.FAILED
     if not keeps_authentication and next_state is State.AUTHENTICATED:
         next_state = State.FRESH
     return leg, next_state
+
+
+def _finishes_logon(state: State, sent: Sent) -> bool:
+    """The credentials complete a logon in their scheme (MS-NLMP 3.1.5: the
+    AUTHENTICATE after its CHALLENGE; RFC 4559: a Kerberos ticket or a later
+    SPNEGO leg)."""
+    if sent is Sent.NTLM_AUTHENTICATE:
+        return state is State.NTLM_CHALLENGED
+    return sent in (Sent.KERBEROS, Sent.SPNEGO_CONTINUE)

@@ -25,7 +25,7 @@ from authtrace.auth.steps import (
     steps_from_challenge_header,
 )
 from authtrace.handshake.machine import transition
-from authtrace.handshake.model import Answer, AuthExchange, Realm, Sent, State
+from authtrace.handshake.model import Answer, AuthExchange, Leg, Realm, Sent, State
 from authtrace.http.messages import Exchange, HttpConnection, HttpRequest, HttpResponse
 from authtrace.iis.predict import WireFacts, predict
 from authtrace.kerberos.messages import KrbError
@@ -108,6 +108,9 @@ def _judge(
     sent = classify_sent(credentials)
     answer = classify_answer(exchange, realm, challenges)
     reason = ""
+    offered_before = (
+        credentials is not None and offered is not None and _scheme_offered(credentials, offered)
+    )
     if challenges:
         # The refusal itself names what the server accepts (RFC 9110 11.6.1).
         offered = frozenset(c.scheme.lower() for c in challenges)
@@ -121,8 +124,9 @@ def _judge(
         answer,
         scheme_offered=scheme_offered,
         keeps_authentication=persistent.strip().lower() != "false",
+        offered_before=offered_before,
     )
-    if not scheme_offered and answer is Answer.OFFER:
+    if not scheme_offered and answer is Answer.OFFER and leg is Leg.SCHEME_NOT_OFFERED:
         assert credentials is not None
         reason = f"{credentials.scheme} was not among the offered schemes"
     return AuthExchange(
@@ -153,8 +157,17 @@ def _wire_facts(
         anonymous_authenticate=isinstance(inner, NtlmAuthenticate) and inner.anonymous,
         unbound_over_tls=tls and lacks_channel_binding(inner),
         completed=any(completes(step) for step in challenges),
+        other_scheme=_asks_another_scheme(credentials, challenges),
         page_substatus=int(page.split(".")[1]) if page and page.startswith("401.") else None,
     )
+
+
+def _asks_another_scheme(credentials: AuthStep | None, challenges: tuple[AuthStep, ...]) -> bool:
+    """The refusal offers schemes, none of them the credentials' own (and no
+    final token of theirs): it asks for other credentials."""
+    if credentials is None or not challenges or any(completes(step) for step in challenges):
+        return False
+    return all(step.scheme.lower() != credentials.scheme.lower() for step in challenges)
 
 
 def _krb_error_code(step: AuthStep) -> int | None:

@@ -145,6 +145,10 @@ def decide(step: AuthExchange, logged: LoggedLine | None = None) -> CategoryEvid
             "most often the file ACL (a filter or an application answers the same way)",
             step.iis,
         )
+    if step.leg is Leg.REFUSED_AFTER_LOGON and step.answer is Answer.OFFER:
+        # The 401 asks for another scheme after the logon (a Bearer token):
+        # the application's own demand, none of IIS's categories.
+        return None
     if step.leg is Leg.REFUSED_AFTER_LOGON:
         return CategoryEvidence(
             Category.APPLICATION,

@@ -53,6 +53,8 @@ IIS_TRIPLES: Final[dict[Leg, IisTriple]] = {
     # application (a managed handler that sets no substatus logs 401 0 0).
     Leg.REFUSED_AFTER_LOGON: IisTriple(401, 5, 0, certain=False),
 }
+# A 401 the application set itself (no IIS substatus).
+APPLICATION_OWN_TRIPLE: Final = IisTriple(401, 0, 0, certain=False)
 # Refused after a completed logon, the final token still sent: the file ACL.
 ACL_TRIPLE: Final = IisTriple(401, 3, _ACCESS_DENIED, certain=False)
 
@@ -75,7 +77,8 @@ class WireFacts:
     anonymous_authenticate: the NTLM AUTHENTICATE is anonymous (MS-NLMP 3.2.5.1.2);
     unbound_over_tls: an NTLMv2 AUTHENTICATE over TLS without a channel binding;
     completed: the 401 carries the server's final token (AP-REP, accept-completed);
-    page_substatus: the 401.x an IIS error page names in the response body.
+    page_substatus: the 401.x an IIS error page names in the response body;
+    other_scheme: the 401 asks for a scheme other than the credentials' one.
     """
 
     clock_skew: bool = False
@@ -83,6 +86,7 @@ class WireFacts:
     unbound_over_tls: bool = False
     completed: bool = False
     page_substatus: int | None = None
+    other_scheme: bool = False
 
 
 NO_FACTS: Final = WireFacts()
@@ -120,6 +124,10 @@ def predict(
         return BAD_BINDINGS_TRIPLE
     if leg is Leg.REFUSED_AFTER_LOGON and facts.completed and response.status == 401:
         return ACL_TRIPLE
+    if leg is Leg.REFUSED_AFTER_LOGON and facts.other_scheme and response.status == 401:
+        # The application asks for another scheme (a Bearer token): it set the
+        # 401 itself, and IIS logs no substatus for it.
+        return APPLICATION_OWN_TRIPLE
     triple = iis_triple(leg, response.status)
     page = facts.page_substatus
     if response.status == 401 and page is not None and (triple is None or triple.substatus != page):

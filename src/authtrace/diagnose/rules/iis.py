@@ -330,14 +330,19 @@ def application_denied(ctx: RuleContext) -> Iterator[Finding]:
 @rule(
     "denied-after-authentication",
     Severity.ERROR,
-    "a server that is not IIS accepted the credentials and refused the request anyway (no IIS "
-    "category applies)",
+    "the credentials were accepted and the request refused anyway where no IIS category "
+    "applies (a server that is not IIS, or an application asking for a Bearer token after "
+    "Windows authentication)",
 )
 def denied_after_authentication(ctx: RuleContext) -> Iterator[Finding]:
     """Needs a failed 401 judged refused after the logon (it carries the server's
-    final authentication token, or names no scheme after credentials) from a
-    server whose Server header names something other than IIS: what the wire
-    shows, without borrowing IIS's substatuses. One finding per host and user."""
+    final authentication token, names no scheme after credentials, or asks for
+    another scheme than the one the logon completed in, e.g. a Bearer token
+    after Windows authentication) from a server whose Server header names
+    something other than IIS, or from IIS asking for another scheme (its
+    application's own demand, none of IIS's categories) unless the IIS log or
+    error page names a category: what the wire shows, without borrowing IIS's
+    substatuses. One finding per host and user."""
     groups: dict[tuple[str, str], list[Located]] = defaultdict(list)
     for located in ctx.steps(Realm.ORIGIN):
         step = located.step
@@ -346,10 +351,13 @@ def denied_after_authentication(ctx: RuleContext) -> Iterator[Finding]:
             step.leg is not Leg.REFUSED_AFTER_LOGON
             or step.outcome is not Outcome.FAILURE
             or response is None
-            or looks_like_iis(response)
             or ctx.relayed(located)
         ):
             continue
+        if looks_like_iis(response) and (
+            step.answer is not Answer.OFFER or ctx.category(located) is not None
+        ):
+            continue  # an IIS category tells it (rules above)
         user, _mechanism = _authenticated_as(ctx, located)
         groups[(located.host, user or "")].append(located)
     for (host, user), items in groups.items():
@@ -357,23 +365,45 @@ def denied_after_authentication(ctx: RuleContext) -> Iterator[Finding]:
         response = first.step.exchange.response
         assert response is not None
         server = response.header("Server") or "?"
-        proof = (
-            "carries the server's final authentication token (accept-completed): the logon "
-            "succeeded"
-            if first.step.answer is Answer.COMPLETED
-            else "names no authentication scheme to answer with: the refusal is not a request "
-            "for other credentials"
-        )
+        asked = sorted({c.scheme for c in first.step.challenges})
+        if first.step.answer is Answer.COMPLETED:
+            proof = (
+                "carries the server's final authentication token (accept-completed): the logon "
+                "succeeded"
+            )
+        elif first.step.answer is Answer.OFFER:
+            proof = (
+                f"asks for {', '.join(asked)} instead, not for the scheme the logon went through "
+                "again: whatever sits behind the authentication wants other credentials (an API "
+                "expecting a token)"
+            )
+        else:
+            proof = (
+                "names no authentication scheme to answer with: the refusal is not a request "
+                "for other credentials"
+            )
         yield make_finding(
             denied_after_authentication,
             "Authenticated, but the server refused the request" + (f" for {user}" if user else ""),
             _story(ctx, first, len(items), host)
-            + f" The 401 {proof}. The server says it is {server}, not IIS, so it logs no IIS "
-            "substatus: the refusal comes from what sits behind its authentication (an "
-            "authorization rule, the application, a module).",
-            f"Look in {server}'s own error log and the application's log for this request; "
-            "check the authorization rules for that URL and that user (group membership, "
-            "required roles or claims).",
+            + f" The 401 {proof}. "
+            + (
+                f"The server says it is {server}; the 401 is its application's own, not a "
+                "refusal of IIS authentication."
+                if looks_like_iis(response)
+                else f"The server says it is {server}, not IIS, so it logs no IIS substatus: the "
+                "refusal comes from what sits behind its authentication (an authorization rule, "
+                "the application, a module)."
+            ),
+            (
+                f"Give the client the {', '.join(asked)} credentials the application expects (for "
+                "a Bearer token: how it is meant to obtain one), or configure the application to "
+                "accept the Windows authentication it receives."
+                if first.step.answer is Answer.OFFER
+                else f"Look in {server}'s own error log and the application's log for this "
+                "request; check the authorization rules for that URL and that user (group "
+                "membership, required roles or claims)."
+            ),
             items[:MAX_CITED],
             fields=[("server", server), *([("user", user)] if user else [])],
             host=host,
