@@ -130,6 +130,23 @@ def test_stdin_and_gzip(tmp_path: Path) -> None:
     assert json.loads(piped.output)["connections"] == json.loads(zipped.output)["connections"]
 
 
+def test_damaged_gzip_is_analysed_up_to_the_damage(tmp_path: Path) -> None:
+    # Issue 11 item 12 (README: "A damaged file is read up to the damage").
+    plain = (CAPTURES / "scenarios" / "ntlm-logon-failed.pcap").read_bytes()
+    packed = bytearray(gzip.compress(plain, mtime=0))
+    # Found by tests/test_readers.py's search: zlib calls this byte invalid
+    # ("invalid distance too far back"), after nine of the 18 frames.
+    packed[1032] ^= 0x55
+    damaged = tmp_path / "cut.pcap.gz"
+    damaged.write_bytes(bytes(packed))
+    result = run("analyze", "--no-ladders", str(damaged))
+    assert result.exit_code != 2, result.output
+    assert "capture-corrupt" in result.output and "damaged compressed data" in result.output
+    # What came before the damage was judged: the NTLM handshake's first legs.
+    data = json.loads(run("analyze", "--json", str(damaged)).output)
+    assert [e["request"]["frame"] for e in data["exchanges"]] == [4, 8]
+
+
 def test_connections_json_shape() -> None:
     data = json.loads(run("connections", "--json", HEALTHY).output)
     (connection,) = data["connections"]

@@ -6,6 +6,7 @@ import gzip
 import io
 import struct
 import sys
+import zlib
 from pathlib import Path
 
 import pytest
@@ -188,6 +189,69 @@ def test_pcapng_and_gzip_cut_short(base: list[Frame]) -> None:
     assert 10 < len(frames) < 3010
     assert [f.data for f in frames] == [base[i % 10].data for i in range(len(frames))]
     assert [a.kind for a in capture.anomalies] == ["capture-truncated"]  # type: ignore[attr-defined]
+
+
+def _damaged_gzip(plain: bytes, after: float) -> tuple[bytes, int]:
+    """`plain` gzip-compressed with one byte flipped at the first position past
+    the fraction `after` of the file where zlib finds the deflate data invalid
+    (a flipped byte may also decode silently into other bytes, caught only by
+    the checksum at the end); and that position."""
+    packed = gzip.compress(plain, mtime=0)
+    # Past the 10-byte member header (RFC 1952 section 2.3), before the trailer.
+    for position in range(max(10, int(len(packed) * after)), len(packed) - 8):
+        damaged = bytearray(packed)
+        damaged[position] ^= 0x55
+        try:
+            zlib.decompress(bytes(damaged), 16 + zlib.MAX_WBITS)
+        except zlib.error as error:
+            if "invalid" in str(error):
+                return bytes(damaged), position
+    raise AssertionError("no position where the damage is detected")
+
+
+def test_damaged_gzip_keeps_the_frames_before_the_damage() -> None:
+    # Issue 11 item 12: a small file's compressed data is one zlib call, which
+    # used to lose everything (and give "damaged gzip data", exit 2).
+    plain = (ROOT / "captures" / "scenarios" / "ntlm-logon-failed.pcap").read_bytes()
+    intact, _ = read(io.BytesIO(plain))
+    kept = []
+    for after in (0.2, 0.4, 0.6):
+        damaged, position = _damaged_gzip(plain, after)
+        frames, capture = read(io.BytesIO(damaged))
+        # Deflate may turn the damaged byte into wrong bytes before zlib sees
+        # the damage, so the last frames read may differ; the ones before are
+        # the file's own.
+        same = 0
+        while same < len(frames) and frames[same].data == intact[same].data:
+            same += 1
+        kept.append(same)
+        kinds = [a.kind for a in capture.anomalies]  # type: ignore[attr-defined]
+        assert kinds and set(kinds) <= {"capture-corrupt", "capture-truncated"}, position
+    assert 0 < kept[0] < kept[1] < kept[2] < len(intact)
+
+
+def test_gzip_damage_before_the_file_header_is_one_line_error() -> None:
+    plain = BASE.read_bytes()
+    damaged, _ = _damaged_gzip(plain, 0.0)
+    with pytest.raises(CaptureError, match="before the first frame: .*damaged compressed data"):
+        open_capture(io.BytesIO(damaged))
+
+
+def test_gzip_members_checksum_and_trailing_bytes(base: list[Frame]) -> None:
+    plain = BASE.read_bytes()
+    packed = gzip.compress(plain, mtime=0)
+    # RFC 1952 section 2.2: members follow each other (here: the records again).
+    frames, capture = read(io.BytesIO(packed + gzip.compress(plain[24:], mtime=0)))
+    assert [f.data for f in frames] == [f.data for f in base] * 2
+    assert capture.anomalies == []  # type: ignore[attr-defined]
+    frames, capture = read(io.BytesIO(packed + b"\0\0\0\0"))
+    assert [f.data for f in frames] == [f.data for f in base]
+    assert ["ignored" in a.message for a in capture.anomalies] == [True]  # type: ignore[attr-defined]
+    bad_crc = bytearray(packed)
+    bad_crc[-8] ^= 1  # RFC 1952 section 2.3.1: CRC32 of the uncompressed data
+    frames, capture = read(io.BytesIO(bytes(bad_crc)))
+    assert [f.data for f in frames] == [f.data for f in base]
+    assert ["checksum" in a.message for a in capture.anomalies] == [True]  # type: ignore[attr-defined]
 
 
 def test_corrupt_record_length_stops_reading(base: list[Frame]) -> None:

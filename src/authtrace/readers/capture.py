@@ -107,12 +107,24 @@ def open_capture(
     closing: list[BinaryIO] = [stream] if owned else []
     try:
         return _open(stream, seekable, closing, label, walker_for, first_number)
+    except _DamagedGzip as exc:
+        Input(stream, closing).close()
+        raise CaptureError(
+            f"{label}: damaged gzip data before the first frame: {exc.error.message}"
+        ) from None
     except CaptureError:
         Input(stream, closing).close()
         raise
     except Exception as exc:  # noqa: BLE001 - one line, never a traceback
         Input(stream, closing).close()
         raise CaptureError(f"{label}: cannot read: {exc}") from None
+
+
+class _DamagedGzip(Exception):
+    """Compressed data damaged before anything readable came out of it."""
+
+    def __init__(self, error: Anomaly) -> None:
+        self.error = error
 
 
 def _open(
@@ -138,9 +150,28 @@ def _open(
                 break
             head += more
         if source.error is not None and not head:
-            raise CaptureError(f"{label}: damaged gzip data: {source.error.message}")
-    else:
-        source = Input(stream, closing)
+            raise _DamagedGzip(source.error)
+        try:
+            return _open_format(source, head, seekable, label, walker_for, first_number, suffix)
+        except CaptureError:
+            # What was decompressed is too short to read: the damage is the reason.
+            if source.error is not None:
+                raise _DamagedGzip(source.error) from None
+            raise
+    source = Input(stream, closing)
+    return _open_format(source, head, seekable, label, walker_for, first_number, suffix)
+
+
+def _open_format(
+    source: Input,
+    head: bytes,
+    seekable: bool,
+    label: str,
+    walker_for: WalkerFor | None,
+    first_number: int,
+    suffix: str,
+) -> Capture:
+    """The record reader for the format the first bytes name."""
     if not head:
         raise CaptureError(f"{label}: empty file")
     magic = head[:4]
@@ -173,18 +204,25 @@ def _open(
         )
         return capture
     if magic in (netmon.MAGIC_1X, netmon.MAGIC_2X):
+        damage = None
         if not seekable:
             # The frame table is at the end: copy the stream to a temporary
-            # file (disk, not memory) to reach it.
-            stream = spool(head, source.stream)
-            closing.append(stream)
-            source = Input(stream, closing)
+            # file (disk, not memory) to reach it. Input.read stops at damage
+            # and keeps it, so what came before is copied.
+            stream = spool(head, source)  # type: ignore[arg-type]
+            damage = source.error
+            source.closing.append(stream)
+            source = Input(stream, source.closing)
         try:
             table = netmon.NetmonFile(source.stream)
         except (netmon.NetmonHeaderError, OSError, struct_error) as exc:
+            if damage is not None:
+                raise _DamagedGzip(damage) from None
             raise CaptureError(f"{label}: {exc}") from None
         name = "netmon1" if table.major == 1 else "netmon2"
         capture = Capture(name + suffix, iter(()), source)
+        if damage is not None:
+            capture.anomalies.append(damage)
         capture._frames = netmon.frames(
             source.stream, table, capture.anomalies, label, first_number
         )

@@ -10,7 +10,6 @@ failure is kept in `Input.error` for the reader to report.
 
 from __future__ import annotations
 
-import gzip
 import io
 import os
 import shutil
@@ -119,21 +118,129 @@ def read_up_to(stream: BinaryIO, size: int) -> bytes:
 
 
 class _Gunzip:
-    """A streaming decompressor over `head` + the rest of a stream (RFC 1952).
+    """A streaming decompressor over `head` + the rest of a stream (RFC 1952),
+    that keeps what it decompressed before damage.
 
-    read() uses GzipFile.read1: a plain read() collects many pieces and, when
-    the compressed data ends early, drops the pieces it already had along
-    with the EOFError; read1 hands each piece over as soon as it exists.
+    zlib drops the whole output of a call that meets a damaged deflate block,
+    and GzipFile feeds it 8 KiB at a time, so damage early in a small file
+    used to lose every frame. Here each piece of input is fed to a copy of the
+    decompressor; when a piece fails, it is fed again in smaller and smaller
+    pieces from the copy, so the output stops just before the damaged byte.
+    The failure is raised (to `Input.read`, which keeps it as an anomaly) only
+    once that output has been handed over.
+
+    Memory: one read of input and at most `_MAX_OUT` bytes of output per call.
+    Members (RFC 1952 section 2.2: a file may hold several) follow each other.
     """
 
+    _MAX_OUT = 1 << 20
+
     def __init__(self, head: bytes, stream: BinaryIO) -> None:
-        self._file = gzip.GzipFile(fileobj=io.BufferedReader(_Prefixed(head, stream)), mode="rb")
+        self._stream = stream
+        self._input = head  # compressed bytes not yet given to the decompressor
+        self._inflater = zlib.decompressobj(16 + zlib.MAX_WBITS)
+        self._consumed = 0  # compressed bytes the decompressor took (for messages)
+        self._out = 0  # decompressed bytes handed over
+        self._error: Exception | None = None
+        self._done = False
+        self._left = b""  # output not yet handed over (a read asked for less)
 
     def read(self, size: int = -1) -> bytes:
-        return self._file.read1(size)
+        while not self._left and not self._done:
+            self._left = self._step()
+        if self._left:
+            data = self._left if size < 0 else self._left[:size]
+            self._left = self._left[len(data) :]
+            self._out += len(data)
+            return data
+        if self._error is not None:
+            error, self._error = self._error, None
+            raise error
+        return b""
+
+    def _step(self) -> bytes:
+        """Decompress the next piece; b"" when nothing came out of it."""
+        inflater = self._inflater
+        if inflater.eof:
+            # RFC 1952 section 2.2: another member may follow.
+            rest = inflater.unused_data + self._input
+            self._input = b""
+            if not rest:
+                rest = self._stream.read(CHUNK) or b""
+            if not rest:
+                self._done = True
+                return b""
+            if not rest.startswith(GZIP_MAGIC):
+                self._fail(zlib.error("bytes after the end of the compressed data were ignored"))
+                return b""
+            self._inflater = zlib.decompressobj(16 + zlib.MAX_WBITS)
+            self._input = rest
+            return b""
+        piece = inflater.unconsumed_tail or self._input
+        if piece is self._input:
+            self._input = b""
+        if not piece:
+            piece = self._stream.read(CHUNK) or b""
+            if not piece:
+                self._done = True
+                self._error = EOFError(f"{self._out} bytes were decompressed before it")
+                return b""
+        saved = inflater.copy()
+        try:
+            data = inflater.decompress(piece, self._MAX_OUT)
+        except zlib.error as error:
+            self._inflater = saved
+            return self._salvage(piece, error)
+        self._consumed += len(piece) - len(inflater.unconsumed_tail)
+        return data
+
+    def _salvage(self, piece: bytes, error: zlib.error) -> bytes:
+        """Feed a piece that failed again in parts (256 bytes, then single bytes
+        of the part that failed), keeping the output of every part before the
+        damaged one. Each part is at most 256 bytes of input, so its output is
+        bounded by deflate's ratio."""
+        out: list[bytes] = []
+        size = 256
+        start = 0
+        rest = b""
+        while start < len(piece):
+            part = piece[start : start + size]
+            saved = self._inflater.copy()
+            try:
+                out.append(self._inflater.decompress(part))
+            except zlib.error as finer:
+                self._inflater = saved
+                if size == 1:
+                    error = finer
+                    break
+                rest = piece[start + len(part) :]
+                piece, start, size = part, 0, 1
+                continue
+            start += len(part)
+            self._consumed += len(part)
+            if self._inflater.eof:
+                # The member ended here, intact; what follows is read as usual.
+                self._input = piece[start:] + rest
+                return b"".join(out)
+        else:
+            # Every part went through when fed alone: carry on after them.
+            self._input = rest + self._input
+            return b"".join(out)
+        if "check" in str(error):
+            # zlib's "incorrect data check" / "incorrect length check": the
+            # member's CRC-32 or size (RFC 1952 section 2.3.1) does not match.
+            text = "the gzip checksum does not match: frames read may be damaged"
+        else:
+            text = f"damaged compressed data near byte {self._consumed} of the file ({error})"
+        self._fail(zlib.error(text))
+        return b"".join(out)
+
+    def _fail(self, error: Exception) -> None:
+        self._error = error
+        self._done = True
 
     def close(self) -> None:
-        self._file.close()
+        self._input = b""
 
 
 def gunzip(head: bytes, stream: BinaryIO) -> BinaryIO:
