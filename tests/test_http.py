@@ -497,12 +497,6 @@ _EXCLUDED: dict[str, tuple[set[int], str]] = {
         "tshark takes the mid-body bytes at the capture start as a PDU waiting for its "
         "beginning and so swallows the 401 that follows; we resync at 'HTTP/1.'",
     ),
-    "gap-resync.pcap": (
-        {0},
-        "a lost segment: we end the body as incomplete at the ACK that proves the loss "
-        "and take the next request at that ACK's frame; tshark shows the request at its "
-        "own frame and drops the response whose body has a hole",
-    ),
     "snaplen-96.pcap": (
         {0},
         "tshark dissects the visible part of a head cut by the snapshot length as a "

@@ -27,7 +27,7 @@ from authtrace.auth.steps import is_not_kept
 from authtrace.handshake.index import TimeIndex
 from authtrace.handshake.model import NORMAL_LEGS, AuthExchange, Leg, Outcome, Realm, Sent
 from authtrace.handshake.timeline import ConnectionTimeline
-from authtrace.http.messages import HttpConnection
+from authtrace.http.messages import HttpConnection, Pairing
 from authtrace.iis.predict import SPLIT_TRIPLE
 from authtrace.kerberos.kdc import KdcExchange
 from authtrace.tcp.events import CloseReason, Direction
@@ -470,6 +470,10 @@ def _outcome(
     connection = timeline.connection
     response = step.exchange.response
     assert response is not None
+    if step.exchange.pairing is Pairing.UNCERTAIN:
+        # A gap may have hidden messages: this 401 may answer another request
+        # (http/exchanges.py), so nothing is concluded from it.
+        return Outcome.INCOMPLETE
     if step.leg in _ANONYMOUS_REFUSALS:
         if came_back.after(step, timeline):
             return Outcome.NORMAL

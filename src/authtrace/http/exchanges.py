@@ -6,6 +6,8 @@
   is the client (a "client" that sends responses means the roles are swapped);
 - which request a response answers: FIFO, as pipelining requires (RFC 9112
   section 9.3.2), with interim 1xx responses attached to the waiting request;
+  after a gap in the responses, what TCP knows re-aligns the pairing
+  (`_realign`), and a pairing it cannot prove is marked `Pairing.UNCERTAIN`;
 - when an exchange is finished (both messages complete, or the connection ended).
 
 `HttpDemux` routes a whole capture's stream events to per-connection trackers
@@ -22,8 +24,8 @@ import re
 from dataclasses import dataclass
 
 from authtrace.anomalies import Anomaly
-from authtrace.http.messages import Exchange, HttpRequest, HttpResponse, make_exchange
-from authtrace.http.parser import HttpParser, ParserEvent, RequestHead, Role
+from authtrace.http.messages import Exchange, HttpRequest, HttpResponse, Pairing, make_exchange
+from authtrace.http.parser import HttpParser, MessageComplete, ParserEvent, RequestHead, Role
 from authtrace.strict import internal_error
 from authtrace.tcp.events import (
     ConnectionClosed,
@@ -76,15 +78,48 @@ def _classify_start(data: bytes) -> _Start:
     return _Start.NO
 
 
+# The shortest response a gap can hide: "HTTP/1.1 200\n\n" (RFC 9112 section 4,
+# with the reason phrase empty and bare LF line ends, which the parser accepts).
+MIN_RESPONSE = 14
+# The shortest request: "GET / HTTP/1.0\n\n" (RFC 9112 section 3).
+MIN_REQUEST = 16
+
+
 @dataclass
 class _Slot:
-    """One request (seen or not) waiting for its answer."""
+    """One request (seen or not) waiting for its answer.
+
+    head_frame: the frame that completed the request's head (0: not seen);
+    lost: its response was in bytes the capture lost."""
 
     request: HttpRequest | None = None
     request_done: bool = False
     response: HttpResponse | None = None
     interim: list[HttpResponse] | None = None
     method: str = ""
+    head_frame: int = 0
+    expects_continue: bool = False
+    lost: bool = False
+    pairing: Pairing = Pairing.IN_ORDER
+
+
+@dataclass
+class _ResponseGap:
+    """A gap in the responses, waiting for the next response to be placed.
+
+    frame: where the gap became certain (the ACK that proved it, or the data
+    after it): every lost byte was sent before it, so a response in the gap
+    answers a request whose head was complete before that frame.
+    room: lost bytes after the end of the response in progress (where whole
+    responses may hide); at_boundary: they begin where a response ended.
+    start: not a gap but a stream whose start was not captured (the capture
+    began inside the connection): the bytes skipped before the first response
+    are the tail of at most one response whose head was not captured."""
+
+    frame: int
+    room: int
+    at_boundary: bool
+    start: bool = False
 
 
 class HttpConnectionTracker:
@@ -106,6 +141,11 @@ class HttpConnectionTracker:
         self._index = 0
         self._closed = False
         self._frame = 0  # the frame of the event being classified (for anomalies)
+        self._response_gap: _ResponseGap | None = None
+        self._responses_start_unseen = False
+        self._request_gap = False
+        # Another alignment is still possible after an uncertain re-alignment.
+        self._uncertain = False
 
     @property
     def is_http(self) -> bool | None:
@@ -130,7 +170,12 @@ class HttpConnectionTracker:
         try:
             # Fast path for the common event, data on a connection known to be
             # HTTP: straight to the parser of that direction (what _dispatch does).
-            if type(event) is StreamData and self.detection is Detection.HTTP and not self._closed:
+            if (
+                type(event) is StreamData
+                and self.detection is Detection.HTTP
+                and not self._closed
+                and not self._responses_start_unseen
+            ):
                 is_request = (event.direction is Direction.TO_SERVER) != self.swapped
                 parser = self._requests if is_request else self._responses
                 assert parser is not None
@@ -278,6 +323,8 @@ class HttpConnectionTracker:
             ):
                 if _classify_start(self._starts[direction]) is _Start.NO:
                     parser.search_for_start()
+            self._responses.start_unseen()
+            self._responses_start_unseen = True
         self._starts = {Direction.TO_SERVER: b"", Direction.TO_CLIENT: b""}
 
     def _request_direction(self) -> Direction:
@@ -301,14 +348,25 @@ class HttpConnectionTracker:
         if isinstance(event, StreamData):
             is_request = (event.direction is Direction.TO_SERVER) != self.swapped
             parser = requests if is_request else responses
+            if not is_request and self._responses_start_unseen:
+                self._responses_start_unseen = False
+                self._response_gap = _ResponseGap(event.first_frame, 0, False, start=True)
             events = parser.feed(event.data, event.first_frame, event.frame, event.timestamp)
             if events:
                 self._apply(events, Role.REQUEST if is_request else Role.RESPONSE, out)
         elif isinstance(event, StreamGap):
             is_request = (event.direction is Direction.TO_SERVER) != self.swapped
             parser = requests if is_request else responses
+            room, at_boundary = parser.gap_room(event.length)
             events = parser.gap(event.length, event.frame, event.timestamp)
+            # What the gap ended (a message cut short) is placed first; the
+            # hole's own effect concerns the messages after it.
             self._apply(events, Role.REQUEST if is_request else Role.RESPONSE, out)
+            if is_request:
+                # A hole that may hold whole requests (their answers follow).
+                self._request_gap = room >= MIN_REQUEST and at_boundary
+            else:
+                self._note_response_gap(event.frame, room, at_boundary)
         elif isinstance(event, StreamEnd):
             is_request = (event.direction is Direction.TO_SERVER) != self.swapped
             parser = requests if is_request else responses
@@ -320,24 +378,130 @@ class HttpConnectionTracker:
         for item in events:
             if isinstance(item, RequestHead):
                 assert self._responses is not None
+                if self._request_gap and item.skipped_after_gap == 0:
+                    # The hole before this request ended where it begins, so it
+                    # held one request or more (unseen): its answer comes first.
+                    # How many is not known: the pairing is uncertain from here.
+                    self._responses.push_method("")
+                    slots.append(_Slot(request_done=True, method="?", pairing=Pairing.UNCERTAIN))
+                    self._uncertain = True
+                self._request_gap = False
                 self._responses.push_method(item.method)
                 if len(slots) < 100000:
-                    slots.append(_Slot(method=item.method))
+                    slots.append(
+                        _Slot(
+                            method=item.method,
+                            head_frame=item.frame,
+                            expects_continue=item.expects_continue,
+                        )
+                    )
                 continue
             message = item.message
             if isinstance(message, HttpRequest):
                 slot = next((s for s in slots if not s.request_done and s.method), None)
                 if slot is None:
-                    slot = _Slot(method=message.method)
+                    slot = _Slot(method=message.method, head_frame=message.head_frame)
                     slots.append(slot)
                 slot.request = message
                 slot.request_done = True
             else:
-                self._place_response(message)
+                self._place_response(message, item)
         out += self._flush(everything=False)
 
-    def _place_response(self, response: HttpResponse) -> None:
-        slot = next((s for s in self._slots if s.response is None), None)
+    # -- pairing after a gap in the responses ---------------------------------------------
+
+    def _note_response_gap(self, frame: int, room: int, at_boundary: bool) -> None:
+        if room <= 0:
+            return  # the gap lies inside the body in progress: nothing can hide in it
+        pending = self._response_gap
+        if pending is not None:
+            # Two gaps before the next response: one larger hole, proved later.
+            room += pending.room
+            at_boundary = pending.at_boundary and at_boundary
+        self._response_gap = _ResponseGap(frame, room, at_boundary)
+
+    def _realign(self, response: HttpResponse, item: MessageComplete) -> Pairing:
+        """The first response after a gap that may hide responses: how many of
+        the waiting requests were answered inside the gap, from what TCP knows.
+
+        - at most the requests whose head was complete before the gap became
+          certain (a response cannot answer a request the server had not got,
+          and the client had acknowledged the lost bytes by then), at most one
+          per MIN_RESPONSE lost bytes, and fewer than the requests sent before
+          this response began (it answers one of those);
+        - at least one when the lost bytes begin where a response ended and this
+          response begins where they end (bytes between responses are responses)
+          and the first request waiting did not ask for 100-continue (then the
+          gap may hold only an interim answer).
+
+        When the bounds agree the pairing is proved (REALIGNED). Otherwise the
+        largest count is taken: this response answers the latest request that
+        could have been answered, which is right for every client that waits
+        for a response before its next request (browsers and HTTP libraries do
+        not pipeline; Wireshark pairs the same way), and the pairing is marked
+        UNCERTAIN. Cost: one pass over the waiting requests."""
+        gap = self._response_gap
+        assert gap is not None
+        self._response_gap = None
+        waiting = [s for s in self._slots if s.response is None and not s.lost]
+        before_gap = 0
+        for slot in waiting:
+            if slot.head_frame and slot.head_frame >= gap.frame:
+                break
+            before_gap += 1
+        sent_before = self._sent_before(waiting, response)
+        if gap.start:
+            room = 1 if item.skipped_after_gap else 0  # one tail at most, none if nothing skipped
+        else:
+            room = gap.room // MIN_RESPONSE
+        most = min(before_gap, room, max(sent_before - 1, 0))
+        least = int(
+            not gap.start
+            and gap.at_boundary
+            and item.skipped_after_gap == 0
+            and gap.room >= MIN_RESPONSE
+            and bool(waiting)
+            and not waiting[0].expects_continue
+        )
+        for slot in waiting[:most]:
+            slot.lost = True
+            slot.pairing = Pairing.RESPONSE_LOST
+        if least == most:
+            self._uncertain = False
+            return Pairing.REALIGNED if most else Pairing.IN_ORDER
+        self._uncertain = True
+        return Pairing.UNCERTAIN
+
+    def _narrow(self, response: HttpResponse) -> Pairing:
+        """After an uncertain re-alignment, a later response: another alignment
+        would pair it with a later request, which the client must then have
+        sent before this response began (pipelining). If only one request was
+        waiting when it began, no other alignment fits: sure again."""
+        waiting = [s for s in self._slots if s.response is None and not s.lost]
+        if self._sent_before(waiting, response) <= 1:
+            self._uncertain = False
+            return Pairing.IN_ORDER
+        return Pairing.UNCERTAIN
+
+    @staticmethod
+    def _sent_before(waiting: list[_Slot], response: HttpResponse) -> int:
+        """How many of the waiting requests were sent before `response` began
+        (one whose head was not seen counts: it was sent before, or lost)."""
+        count = 0
+        for slot in waiting:
+            if slot.head_frame and slot.head_frame > response.frame:
+                break
+            count += 1
+        return count
+
+    def _place_response(self, response: HttpResponse, item: MessageComplete) -> None:
+        if self._response_gap is not None:
+            pairing = self._realign(response, item)
+        elif self._uncertain:
+            pairing = self._narrow(response)
+        else:
+            pairing = Pairing.IN_ORDER
+        slot = next((s for s in self._slots if s.response is None and not s.lost), None)
         if slot is None:
             # No request waiting: the capture missed it (started mid-connection).
             slot = _Slot(request_done=True)
@@ -349,6 +513,7 @@ class HttpConnectionTracker:
                 slot.interim.append(response)
             return
         slot.response = response
+        slot.pairing = pairing
         if slot.request is None and not slot.method:
             slot.request_done = True
         method = slot.method or (slot.request.method if slot.request else "")
@@ -362,7 +527,8 @@ class HttpConnectionTracker:
         slots = self._slots
         while slots:
             slot = slots[0]
-            if not everything and not (slot.response is not None and slot.request_done):
+            answered = slot.response is not None or slot.lost
+            if not everything and not (answered and slot.request_done):
                 break
             slots.pop(0)
             out.append(
@@ -372,6 +538,7 @@ class HttpConnectionTracker:
                     request=slot.request,
                     response=slot.response,
                     interim=tuple(slot.interim or ()),
+                    pairing=slot.pairing,
                 )
             )
             self._index += 1

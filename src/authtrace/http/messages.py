@@ -6,6 +6,7 @@ names) so the wire truth stays next to any interpretation.
 
 from __future__ import annotations
 
+import enum
 import re
 from dataclasses import dataclass, field
 
@@ -135,12 +136,23 @@ class HttpResponse(_Message):
     cut_headers: tuple[CutHeader, ...] = ()
 
 
+class Pairing(enum.Enum):
+    """How sure it is that this response answers this request (exchanges.py
+    decides; rules must not judge a pairing that is not sure)."""
+
+    IN_ORDER = "in_order"  # first in, first out (RFC 9112 section 9.3.2), nothing lost between
+    REALIGNED = "realigned"  # a gap hid responses; TCP facts proved which request this answers
+    RESPONSE_LOST = "response_lost"  # the response was in bytes the capture lost (not seen)
+    UNCERTAIN = "uncertain"  # a gap may have hidden messages: the response may answer another
+
+
 @dataclass(frozen=True, slots=True)
 class Exchange:
     """A request and the response that answered it on one connection.
 
     connection: TCP connection id; index: 0-based position on that connection.
-    Either side may be None (response without a request seen, or no answer).
+    Either side may be None (response without a request seen, or no answer;
+    `pairing` RESPONSE_LOST says the answer was sent but not captured).
     """
 
     connection: int
@@ -148,6 +160,7 @@ class Exchange:
     request: HttpRequest | None
     response: HttpResponse | None
     interim: tuple[HttpResponse, ...] = field(default=())
+    pairing: Pairing = Pairing.IN_ORDER
 
 
 # The parser builds a Header per header line and a message and an Exchange per

@@ -69,18 +69,30 @@ class Role(enum.Enum):
 class RequestHead:
     """A request's header block is complete (its body may still follow).
 
-    method: the request method as written; frame: the frame that completed it.
+    method: the request method as written; frame: the frame that completed it;
+    expects_continue: it carries ``Expect: 100-continue`` (RFC 9110 section
+    10.1.1), so an interim response may answer it before the final one;
+    skipped_after_gap: as in `MessageComplete`.
     """
 
     method: str
     frame: int
+    expects_continue: bool = False
+    skipped_after_gap: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
 class MessageComplete:
-    """A message ended (or was cut short: then ``message.complete`` is False)."""
+    """A message ended (or was cut short: then ``message.complete`` is False).
+
+    skipped_after_gap: when the message is the first to start after a gap
+    (or after a stream start that was not captured), how many bytes after it
+    were skipped before its start line (0: it began right where the gap
+    ended); None when no gap came before it.
+    """
 
     message: HttpRequest | HttpResponse
+    skipped_after_gap: int | None = None
 
 
 ParserEvent = RequestHead | MessageComplete
@@ -242,6 +254,9 @@ class HttpParser:
         self._ts = 0.0
         self._resync_skipped = 0
         self._chunk_lines = 0  # chunk lines read one at a time (MAX_CHUNK_LINES)
+        # Set by a gap, until the next message starts: the bytes skipped since.
+        self._skipped_after_gap: int | None = None
+        self._message_after_gap: int | None = None
         # Bytes to parse again from the current state once the current data is
         # done (set when a resync found a start, or a start turned out bad).
         self._pending: bytes | None = None
@@ -260,6 +275,13 @@ class HttpParser:
         the first plausible message start instead of reporting garbage."""
         if self._state is _State.START and not self._in_message:
             self._state = _State.RESYNC
+            self.start_unseen()
+
+    def start_unseen(self) -> None:
+        """The stream's start was not captured: count it as a gap of unknown
+        length before the first byte (see `MessageComplete.skipped_after_gap`)."""
+        if not self._in_message:
+            self._skipped_after_gap = 0
 
     def enter_tunnel(self) -> None:
         """The connection became a tunnel (CONNECT 2xx, 101): stop parsing."""
@@ -289,10 +311,27 @@ class HttpParser:
             self._state = _State.RESYNC
         return self._take()
 
+    def gap_room(self, length: int) -> tuple[int, bool]:
+        """Before `gap(length)`: how many of the lost bytes lie after the end of
+        the message in progress (so may hold whole other messages), and whether
+        they begin at a message boundary (False: where the current message ends
+        is not known, e.g. inside a header block or a chunk-size line)."""
+        state = self._state
+        if state is _State.START:
+            return length, True
+        if state is _State.BODY_LENGTH or state is _State.CHUNK_DATA:
+            if length <= self._remaining:
+                return 0, True
+            return length - self._remaining, state is _State.BODY_LENGTH
+        if state in (_State.UNTIL_CLOSE, _State.TUNNEL, _State.CLOSED):
+            return 0, True  # nothing can follow: the close delimits this body
+        return length, False
+
     def gap(self, length: int, frame: int, timestamp: float) -> list[ParserEvent]:
         """`length` bytes of this direction were lost."""
         self._frame, self._ts = frame, timestamp
         state = self._state
+        self._skipped_after_gap = 0
         if state is _State.BODY_LENGTH and length <= self._remaining:
             # The message's framing survives a hole inside a counted body.
             self._remaining -= length
@@ -357,6 +396,7 @@ class HttpParser:
         self._lossy = False
         self._in_message = False
         self._cut: _CutLines | None = None
+        self._message_after_gap = None
 
     def _run(self, data: bytes) -> None:
         while True:
@@ -420,6 +460,7 @@ class HttpParser:
         self._in_message = True
         self._start_frame = self._first_frame
         self._start_ts = self._ts
+        self._message_after_gap, self._skipped_after_gap = self._skipped_after_gap, None
         self._state = _State.HEAD
         self._buf.clear()
         self._scanned = 0
@@ -546,7 +587,9 @@ class HttpParser:
 
     def _bad_start(self, data: bytes) -> None:
         """What looked like a message start was not: search again from its second byte."""
+        after_gap = self._message_after_gap  # a false start after a gap is skipped bytes
         self._reset_message()
+        self._skipped_after_gap = after_gap
         self._buf.clear()
         self._state = _State.RESYNC
         self._resync_skipped = 1
@@ -629,7 +672,11 @@ class HttpParser:
         assert self._start_line is not None
         if self.role is Role.REQUEST:
             method = self._start_line[0]
-            self._events.append(RequestHead(method, self._frame))
+            expects = any(
+                h.name.lower() == "expect" and h.value.lower() == "100-continue"
+                for h in self._headers
+            )
+            self._events.append(RequestHead(method, self._frame, expects, self._message_after_gap))
             self._frame_request_body()
             return
         status = int(self._start_line[1])
@@ -870,7 +917,7 @@ class HttpParser:
                 head_cut=cut is not None,
                 cut_headers=cut_headers,
             )
-        self._events.append(MessageComplete(message))
+        self._events.append(MessageComplete(message, self._message_after_gap))
         self._reset_message()
 
     def _resync(self, data: bytes, pos: int) -> int:
@@ -897,6 +944,8 @@ class HttpParser:
             return len(data)
         skipped = self._resync_skipped + match.start()
         self._resync_skipped = 0
+        if self._skipped_after_gap is not None:
+            self._skipped_after_gap += skipped
         # Reported even when nothing was skipped: a gap may have eaten whole messages.
         self._anomaly("http-resync", f"skipped {skipped} bytes to the next {self.role.value}")
         self._state = _State.START

@@ -95,6 +95,7 @@ def exchanges_to_dicts(
             {
                 "connection": exchange.connection,
                 "index": exchange.index,
+                "pairing": exchange.pairing.value,
                 "request": request_to_dict(request),
                 "response": response_to_dict(response),
                 "auth": auth,

@@ -12,7 +12,9 @@ from authtrace.diagnose.finding import Finding
 from authtrace.handshake.links import HandshakeView, StepRef
 from authtrace.handshake.model import AuthExchange, Leg, Outcome, Realm
 from authtrace.handshake.timeline import ConnectionTimeline
+from authtrace.http.messages import Pairing
 from authtrace.kerberos.kdc import KdcExchange
+from authtrace.report.connections import LOST_TEXT, pairing_note
 from authtrace.report.model import Report
 from authtrace.report.summary import summarize
 from authtrace.report.tls import (
@@ -262,12 +264,13 @@ def ladder_line(step: AuthExchange) -> str:
     frame = f"#{request.shown_frame}" if request else "#?"
     sent = f"  [{describe_step(step.credentials)}]" if step.credentials else ""
     if response is None:
-        right = "no response"
+        right = "no response" if exchange.pairing is not Pairing.RESPONSE_LOST else LOST_TEXT
     else:
         right = f"{response.status} #{response.shown_frame}"
         offered = [describe_step(c) for c in step.challenges]
         if offered:
             right += "  [" + "; ".join(offered) + "]"
+    right += pairing_note(exchange)
     verdict = _verdict(step)
     realm = " (proxy)" if step.realm is Realm.PROXY else ""
     return f"{frame:>7} {left}{sent}{realm} -> {right}{verdict}"

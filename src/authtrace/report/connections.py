@@ -18,7 +18,7 @@ from authtrace.auth.steps import (
     step_not_kept,
     steps_from_challenge_header,
 )
-from authtrace.http.messages import Exchange, HttpConnection, HttpRequest, HttpResponse
+from authtrace.http.messages import Exchange, HttpConnection, HttpRequest, HttpResponse, Pairing
 from authtrace.report.tls import binding_text, channel_bindings, facts_text, facts_to_dict
 from authtrace.visible import visible_lines
 
@@ -80,12 +80,23 @@ def exchange_line(exchange: Exchange) -> str:
     if credentials:
         left += "  [" + "; ".join(describe_step(s) for s in credentials) + "]"
     if response is None:
-        right = "(no response)"
+        right = "(no response)" if exchange.pairing is not Pairing.RESPONSE_LOST else LOST_TEXT
     else:
         right = f"{response.status} #{response.shown_frame}"
         if challenges:
             right += "  [" + "; ".join(describe_step(s) for s in challenges) + "]"
-    return f"{left} -> {right}"
+    return f"{left} -> {right}{pairing_note(exchange)}"
+
+
+# What the text reports say of an exchange whose pairing a gap made unsure.
+LOST_TEXT = "(response not captured: lost in a gap)"
+
+
+def pairing_note(exchange: Exchange) -> str:
+    """The words after an exchange's line for an exchange exchanges.py could not pair surely."""
+    if exchange.pairing is Pairing.UNCERTAIN:
+        return "  (pairing uncertain after a gap)"
+    return ""
 
 
 def connection_json(connection: HttpConnection, show_secrets: bool = False) -> dict[str, Any]:
@@ -98,6 +109,7 @@ def exchange_json(exchange: Exchange, show_secrets: bool = False) -> dict[str, A
     credentials, challenges = exchange_steps(exchange)
     return {
         "index": exchange.index,
+        "pairing": exchange.pairing.value,
         "request": request_to_dict(exchange.request),
         "response": response_to_dict(exchange.response),
         "auth": [

@@ -403,8 +403,15 @@ class TcpReassembler:
         frame: int,
         ts: float,
         events: list[StreamEvent],
+        after_hole: bool = False,
     ) -> None:
-        """Deliver every held segment that has become contiguous."""
+        """Deliver every held segment that has become contiguous.
+
+        A segment that fills a hole completes the held bytes after it, so they
+        are delivered at its frame (where Wireshark completes the reassembly).
+        After a hole given up on (`after_hole`), nothing completed them: each
+        held segment is delivered at its own frame and time, where Wireshark
+        shows what it carries."""
         progress = True
         while progress and half.held and not half.fin_done:
             progress = False
@@ -427,8 +434,9 @@ class TcpReassembler:
                     payload, missing = tail
                     diff = 0
                 if diff == 0 and not half.fin_done:
+                    at, at_ts = (seg_frame, entry[4]) if after_hole else (frame, ts)
                     self._deliver(
-                        conn, half, direction, payload, missing, seg_frame, frame, ts, events
+                        conn, half, direction, payload, missing, seg_frame, at, at_ts, events
                     )
                     progress = True
                 elif not half.fin_done:
@@ -452,7 +460,7 @@ class TcpReassembler:
         lowest = min((entry[0] - nxt) & _MASK for entry in half.held)
         self._gap(conn, half, direction, lowest, frame, ts, events)
         half.next_seq = (nxt + lowest) & _MASK
-        self._drain(conn, half, direction, frame, ts, events)
+        self._drain(conn, half, direction, frame, ts, events, after_hole=True)
 
     def _acked(
         self,
@@ -492,7 +500,7 @@ class TcpReassembler:
                 self._check_fin(conn, half, direction, frame, ts, events)
             if not half.held:
                 return
-            self._drain(conn, half, direction, frame, ts, events)
+            self._drain(conn, half, direction, frame, ts, events, after_hole=bool(hole))
 
     def _gap(
         self,
