@@ -23,12 +23,14 @@ def _checksum(header: bytes) -> int:
     return ~total & 0xFFFF
 
 
-def _frame(src: tuple[str, int], dst: tuple[str, int], seq: int, ack: int, flags: int,
-           payload: bytes) -> bytes:
+def _frame(
+    src: tuple[str, int], dst: tuple[str, int], seq: int, ack: int, flags: int, payload: bytes
+) -> bytes:
     tcp = struct.pack("!HHIIBBHHH", src[1], dst[1], seq, ack, 5 << 4, flags, 65535, 0, 0)
     total = 20 + len(tcp) + len(payload)
-    ip = struct.pack("!BBHHHBBH4s4s", 0x45, 0, total, 1, 0x4000, 64, 6, 0,
-                     _ip_bytes(src[0]), _ip_bytes(dst[0]))
+    ip = struct.pack(
+        "!BBHHHBBH4s4s", 0x45, 0, total, 1, 0x4000, 64, 6, 0, _ip_bytes(src[0]), _ip_bytes(dst[0])
+    )
     ip = ip[:10] + struct.pack("!H", _checksum(ip)) + ip[12:]
     ether = b"\x00\x11\x22\x33\x44\x55" + b"\x66\x77\x88\x99\xaa\xbb" + b"\x08\x00"
     return ether + ip + tcp + payload
@@ -60,8 +62,9 @@ def tcp_capture(path: Path, messages: Iterable[tuple[bool, bytes]], segment: int
     send(True, ACK)
     out = bytearray(struct.pack("<IHHiIII", 0xA1B2C3D4, 2, 4, 0, 0, 262144, 1))
     for number, frame in enumerate(frames):
-        out += struct.pack("<IIII", 1_700_000_000 + number // 1000, (number % 1000) * 1000,
-                           len(frame), len(frame))
+        out += struct.pack(
+            "<IIII", 1_700_000_000 + number // 1000, (number % 1000) * 1000, len(frame), len(frame)
+        )
         out += frame
     path.write_bytes(bytes(out))
     return path

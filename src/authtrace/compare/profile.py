@@ -203,8 +203,8 @@ def _observe(
 ) -> None:
     builder.connections.add(timeline.connection.id)
     request, response = step.exchange.request, step.exchange.response
-    request_frame = request.head_frame if request is not None else 0
-    response_frame = response.head_frame if response is not None else 0
+    request_frame = request.shown_frame if request is not None else 0
+    response_frame = response.shown_frame if response is not None else 0
     proxy = step.realm is Realm.PROXY
     for challenge in step.challenges:
         name = _scheme_name(challenge.scheme, proxy)
@@ -311,12 +311,12 @@ def _observe_split(
     via = request is not None and request.header("Via") is not None
     if not same_client or via:
         builder.split_by_proxy = True
-    frames = [request.head_frame] if request is not None else []
+    frames = [request.shown_frame] if request is not None else []
     other = report.view.by_id.get(challenge.connection)
     if other is not None and challenge.position < len(other.steps):
         response = other.steps[challenge.position].exchange.response
         if response is not None:
-            frames.insert(0, response.head_frame)
+            frames.insert(0, response.shown_frame)
     builder.note("connections-per-handshake", *frames)
 
 

@@ -54,6 +54,7 @@ class _Message:
     cut_headers: tuple[CutHeader, ...]
     head_frame: int
     end_frame: int
+    complete: bool
 
     def header(self, name: str) -> str | None:
         return _first(self.headers, name)
@@ -84,9 +85,15 @@ class _Message:
 
     @property
     def shown_frame(self) -> int:
-        """The frame where Wireshark shows this message: the one completing it,
-        head and body (the head's frame when the end was not captured)."""
-        return self.end_frame or self.head_frame
+        """The frame where Wireshark shows this message, the one to cite: the one
+        completing it, head and body (a body delimited by the close ends at the
+        FIN). A message whose end was forced (body cut by a gap, FIN, RST or the
+        end of the capture) is shown at its head, never at the frame that cut it,
+        which may be an ACK from the other side: Wireshark either dissects the
+        head there (RPC_IN_DATA) or shows the start line there and no message."""
+        if self.complete:
+            return self.end_frame or self.head_frame
+        return self.head_frame
 
 
 @dataclass(frozen=True, slots=True)
