@@ -15,7 +15,6 @@ from authtrace.fastinit import constructor
 from authtrace.tcp.events import CloseReason, Direction, Endpoint
 from authtrace.tls.model import TlsFacts
 
-
 # A DNS name is at most 253 characters; with "[" IPv6 "]" and ":port" a
 # little more.
 MAX_HOST = 270
