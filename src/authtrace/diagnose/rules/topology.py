@@ -11,7 +11,14 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
-from authtrace.diagnose.context import Located, RuleContext, make_finding, user_of
+from authtrace.diagnose.context import (
+    Located,
+    RuleContext,
+    make_finding,
+    request_frame,
+    response_frame,
+    user_of,
+)
 from authtrace.diagnose.finding import Finding, Severity
 from authtrace.diagnose.rule import rule
 from authtrace.handshake.links import closed_by_server
@@ -60,8 +67,9 @@ def _split_handshakes(ctx: RuleContext) -> Iterator[Finding]:
         failed = authenticate.step.outcome is Outcome.FAILURE
         explanation = (
             f"The NTLM CHALLENGE went out on connection {challenge.timeline.connection.id} "
-            f"(frame {_frame(challenge)}), but its AUTHENTICATE came from {who} on connection "
-            f"{authenticate.timeline.connection.id} (frame {_frame(authenticate)})"
+            f"(frame {response_frame(challenge.step)}), but its AUTHENTICATE came from {who} on "
+            f"connection {authenticate.timeline.connection.id} (frame "
+            f"{request_frame(authenticate.step)})"
             + (
                 " — the AUTHENTICATE names that CHALLENGE by the server timestamp it copies "
                 "(MsvAvTimestamp)"
@@ -106,8 +114,9 @@ def _interleaved_handshakes(ctx: RuleContext) -> Iterator[Finding]:
             ntlm_handshake_split,
             "NTLM handshakes of different requests interleaved on one connection",
             f"On connection {timeline.connection.id} a new NTLM NEGOTIATE (frame "
-            f"{_frame(first)}) arrived while the previous handshake on that connection was "
-            f"still waiting for its AUTHENTICATE ({len(hits)} time(s)); the server dropped the "
+            f"{request_frame(first.step)}) arrived while the previous handshake on that "
+            f"connection was still waiting for its AUTHENTICATE ({len(hits)} time(s)); the "
+            "server dropped the "
             "half-done handshake"
             + (" and refused the new one." if first.step.is_auth_failure_status else ".")
             + " Something in front of the server multiplexes several clients' handshakes over "
@@ -152,8 +161,9 @@ def _closed_finding(challenge: Located, legs: list[Located]) -> Finding:
     return make_finding(
         handshake_closed_midway,
         "Connection closed in the middle of the handshake",
-        f"The server's challenge on connection {connection.id} (frame {_frame(challenge)}) was "
-        f"followed by {how}, so the client could not send the next leg on the same connection. "
+        f"The server's challenge on connection {connection.id} (frame "
+        f"{response_frame(challenge.step)}) was followed by {how}, so the client could not "
+        "send the next leg on the same connection. "
         "Connection-based authentication must finish on the connection that started it; a new "
         "connection starts a new handshake, which ends the same way.",
         "Keep connections alive during authentication: do not send `Connection: close` on 401 "
@@ -230,8 +240,8 @@ def shared_authenticated_connection(ctx: RuleContext) -> Iterator[Finding]:
             yield make_finding(
                 shared_authenticated_connection,
                 "One authenticated connection carries several clients' requests",
-                f"Connection {timeline.connection.id} was authenticated as {user} (frame "
-                f"{_frame(authenticated_by)}) and then carried requests of other clients "
+                f"Connection {timeline.connection.id} was authenticated as {user} "
+                f"({_accepted(authenticated_by)}) and then carried requests of other clients "
                 f"({clients}) that the server answered without asking them to authenticate: "
                 "they ran as the first user. A proxy that pools or multiplexes upstream "
                 "connections hands one user's authenticated connection to others.",
@@ -284,9 +294,10 @@ def auth_lost_on_new_connection(ctx: RuleContext) -> Iterator[Finding]:
         yield make_finding(
             auth_lost_on_new_connection,
             "Request without credentials on a new connection after authenticating another",
-            f"The client authenticated connection {earlier.timeline.connection.id} (frame "
-            f"{_frame(earlier)}), then sent a request without credentials on connection "
-            f"{located.timeline.connection.id} (frame {_frame(located)}), got 401 and did not "
+            f"The client authenticated connection {earlier.timeline.connection.id} "
+            f"({_accepted(earlier)}), then sent a request without credentials on connection "
+            f"{located.timeline.connection.id} (request at frame {request_frame(located.step)}), "
+            "got 401 and did not "
             "authenticate again. It (or a proxy in between) assumed the request would travel on "
             "the authenticated connection.",
             "Make the client or proxy keep requests on the authenticated connection, or let it "
@@ -315,7 +326,7 @@ def reauth_on_authenticated_connection(ctx: RuleContext) -> Iterator[Finding]:
             reauth_on_authenticated_connection,
             "401 on a connection that had already authenticated",
             f"Connection {located.timeline.connection.id} had completed authentication, yet the "
-            f"request at frame {_frame(located)} was answered 401"
+            f"request at frame {request_frame(located.step)} was answered 401"
             + (f" (it came through a proxy: Via {via})." if via else ".")
             + " Either the server authenticates every request (Persistent-Auth not honoured, "
             "authPersistSingleRequest) or something in the middle changed the connection under "
@@ -327,14 +338,12 @@ def reauth_on_authenticated_connection(ctx: RuleContext) -> Iterator[Finding]:
         )
 
 
-def _frame(located: Located) -> int:
-    exchange = located.step.exchange
-    if exchange.response is not None and located.step.sent is Sent.NOTHING:
-        return exchange.response.shown_frame
-    if exchange.request is not None:
-        return exchange.request.shown_frame
-    assert exchange.response is not None
-    return exchange.response.shown_frame
+def _accepted(located: Located) -> str:
+    """Where a connection's authentication completed, as cited in explanations."""
+    return (
+        f"credentials at frame {request_frame(located.step)}, accepted at frame "
+        f"{response_frame(located.step)}"
+    )
 
 
 def _previous_step(located: Located) -> Located | None:
