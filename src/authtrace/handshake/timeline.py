@@ -26,7 +26,7 @@ from authtrace.auth.steps import (
 )
 from authtrace.handshake.machine import transition
 from authtrace.handshake.model import Answer, AuthExchange, Leg, Realm, Sent, State
-from authtrace.http.messages import Exchange, HttpConnection, HttpRequest, HttpResponse
+from authtrace.http.messages import Exchange, Header, HttpConnection, HttpRequest, HttpResponse
 from authtrace.iis.predict import WireFacts, predict
 from authtrace.kerberos.messages import KrbError
 
@@ -36,13 +36,25 @@ _REFUSAL_STATUS = {Realm.ORIGIN: 401, Realm.PROXY: 407}
 
 # IIS detailed and IIS 6 error pages name the substatus: "HTTP Error 401.2 - Unauthorized".
 _IIS_SUBSTATUS = re.compile(rb"(?:HTTP Error|Error Code:?)\s*(40[0-9])\.(\d{1,2})\b", re.IGNORECASE)
-# http.sys and IIS answers to oversized headers (often a large Negotiate token).
+# What servers say in a 400 to oversized headers (often a large Negotiate token):
+# http.sys/IIS "Header Field Too Long", "Request Header Too Long"; nginx "Request
+# Header Or Cookie Too Large"; Apache "Size of a request header field exceeds
+# server limit"; Tomcat/Jetty "Request header is too large".
 _TOO_LARGE_TEXT = re.compile(
     rb"header[s]? (?:too long|is too long|field too long)|size of the request headers is too long"
-    rb"|Request Header Too Long|Request Header Or Cookie Too Large",
+    rb"|Request Header Too Long|Request Header Or Cookie Too Large"
+    rb"|header field exceeds server limit|request header (?:is )?too large",
     re.IGNORECASE,
 )
+# Header limits differ (http.sys MaxFieldLength 16 KB, Apache LimitRequestFieldSize
+# 8190, nginx 8 KB buffers) and are often set lower, so a size alone decides only
+# above the largest default; below it, the request's own shape decides: the 400
+# answers a request whose largest field is a credentials header of at least
+# LARGE_CREDENTIALS_BYTES (no server limits a field to less), and no error page
+# says otherwise.
 LARGE_HEADER_BYTES = 16 * 1024
+LARGE_CREDENTIALS_BYTES = 1024
+_CREDENTIALS_HEADERS = frozenset({"authorization", "proxy-authorization"})
 
 _SENT_BY_MESSAGE = {
     Message.NTLM_NEGOTIATE: Sent.NTLM_NEGOTIATE,
@@ -264,13 +276,42 @@ def classify_answer(exchange: Exchange, realm: Realm, challenges: tuple[AuthStep
 
 
 def _too_large(exchange: Exchange) -> bool:
+    """A 400 that refused the request's headers for their size (see
+    LARGE_CREDENTIALS_BYTES): the page says so, the headers exceed every default
+    limit, or the largest field is a big credentials header and no page says
+    otherwise."""
     response = exchange.response
     assert response is not None
     text = (response.reason or "").encode("latin-1", "replace") + b" " + (response.body or b"")
     if _TOO_LARGE_TEXT.search(text):
         return True
     request = exchange.request
-    return request is not None and request.header_bytes > LARGE_HEADER_BYTES
+    if request is None:
+        return False
+    if request.header_bytes > LARGE_HEADER_BYTES:
+        return True
+    if response.body or not request.headers:
+        return False  # a page that does not speak of size: another 400
+    largest = largest_credentials_field(request)
+    return largest is not None and len(largest.value) >= LARGE_CREDENTIALS_BYTES
+
+
+def largest_credentials_field(request: HttpRequest | None) -> Header | None:
+    """The request's largest header field when it is Authorization or
+    Proxy-Authorization, else None."""
+    if request is None or not request.headers:
+        return None
+    largest = max(request.headers, key=lambda header: len(header.name) + len(header.value))
+    return largest if largest.name.lower() in _CREDENTIALS_HEADERS else None
+
+
+def too_large_text(response: HttpResponse | None) -> str | None:
+    """The words of a 400 page (or reason) that say the headers were too large."""
+    if response is None:
+        return None
+    text = (response.reason or "").encode("latin-1", "replace") + b" " + (response.body or b"")
+    found = _TOO_LARGE_TEXT.search(text)
+    return found.group(0).decode("latin-1") if found else None
 
 
 def iis_substatus_from_body(response: HttpResponse | None) -> str | None:

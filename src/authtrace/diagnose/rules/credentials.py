@@ -7,10 +7,18 @@ from collections import defaultdict
 from collections.abc import Iterator
 
 from authtrace.auth.bearer import BearerChallenge
-from authtrace.diagnose.context import Located, RuleContext, make_finding, request_frame, user_of
+from authtrace.diagnose.context import (
+    Located,
+    RuleContext,
+    make_finding,
+    request_frame,
+    response_frame,
+    user_of,
+)
 from authtrace.diagnose.finding import Finding, Severity
 from authtrace.diagnose.rule import Rule, rule
-from authtrace.handshake.model import Leg, Sent
+from authtrace.handshake.model import Leg, Realm, Sent
+from authtrace.handshake.timeline import largest_credentials_field, too_large_text
 
 
 @rule(
@@ -142,33 +150,72 @@ def _bearer_error(located: Located) -> tuple[str, str]:
     return "", ""
 
 
+# Where each server sets its header limits (the default in parentheses).
+_LIMITS = {
+    "http.sys": "HTTP.sys MaxFieldLength (16 KB) and MaxRequestBytes (16 KB) under "
+    "HKLM\\SYSTEM\\CurrentControlSet\\Services\\HTTP\\Parameters, e.g. 65534 and "
+    "16777216, then restart HTTP (or reboot)",
+    "apache": "Apache LimitRequestFieldSize (8190) and LimitRequestLine, e.g. "
+    "LimitRequestFieldSize 65536",
+    "nginx": "nginx large_client_header_buffers (4 8k), e.g. large_client_header_buffers 4 64k",
+}
+
+
+def _limits_of(server: str) -> list[str]:
+    lowered = server.lower()
+    if "microsoft" in lowered:
+        return [_LIMITS["http.sys"]]
+    for name in ("apache", "nginx"):
+        if name in lowered:
+            return [_LIMITS[name]]
+    return list(_LIMITS.values())
+
+
 @rule(
     "auth-header-too-large",
     Severity.ERROR,
     "request headers too large (usually a big Kerberos token): 400",
 )
 def auth_header_too_large(ctx: RuleContext) -> Iterator[Finding]:
-    """Needs a 400 answering a request with credentials whose headers are large,
-    or whose error page says the header is too long."""
+    """Needs a 400 answering a request with credentials, judged too large by what
+    it answers rather than by one size (limits differ and are often lowered): the
+    error page or reason says the header is too long, the headers exceed every
+    default limit (16 KB), or the request's largest field is its credentials
+    header (at least 1 KB) and no error page says something else."""
     for located in ctx.steps():
         step = located.step
         if step.leg is not Leg.HEADER_TOO_LARGE or ctx.relayed(located):
             continue
         request = step.exchange.request
+        response = step.exchange.response
         size = request.header_bytes if request is not None else 0
         token = len(step.credentials.raw) if step.credentials is not None else 0
+        header = step.credentials.header if step.credentials is not None else "Authorization"
+        said = too_large_text(response)
+        server = (response.header("Server") if response is not None else None) or ""
+        limits = _limits_of(server)
         yield make_finding(
             auth_header_too_large,
-            "Request headers too large (Kerberos token too big)",
+            "Request headers too large (authentication token too big)",
             f"The request at frame {request_frame(step)} has {size} bytes of headers"
-            + (f", of which a {token}-byte authentication token" if token else "")
-            + ", and the server answered 400 'Request Header too long'. Large Kerberos tickets "
-            "(users in many groups: a big PAC) exceed the server's header limit.",
-            "Raise the server's limits (HTTP.sys MaxFieldLength and MaxRequestBytes, e.g. 65534 "
-            "and 16777216) or reduce the user's group memberships / enable resource SID "
-            "compression.",
+            + (
+                f", the largest of them its {token}-byte {header} header"
+                if token and largest_credentials_field(request) is not None
+                else (f", of which a {token}-byte {header} token" if token else "")
+            )
+            + ", and the "
+            + ("proxy" if step.realm is Realm.PROXY else "server")
+            + f" answered 400 (frame {response_frame(step)})"
+            + (f" saying '{said}'" if said else " without saying why")
+            + ". A header larger than the server's limit is refused before authentication; "
+            "large Kerberos tickets (users in many groups: a big PAC) are the usual cause.",
+            "Raise the limit: "
+            + "; or ".join(limits)
+            + ". Or make the token smaller: reduce the user's group memberships, enable "
+            "resource SID compression.",
             [located],
-            fields=[("header_bytes", str(size)), ("token_bytes", str(token))],
+            fields=[("header_bytes", str(size)), ("token_bytes", str(token))]
+            + ([("server", server)] if server else []),
         )
 
 

@@ -17,7 +17,7 @@ from authtrace.diagnose.context import (
 )
 from authtrace.diagnose.finding import Finding, Severity
 from authtrace.diagnose.rule import rule
-from authtrace.handshake.model import Leg, Outcome, State
+from authtrace.handshake.model import Leg, Outcome
 
 _WINDOWS_SCHEMES = {"negotiate", "ntlm", "kerberos"}
 
@@ -31,13 +31,17 @@ _WINDOWS_SCHEMES = {"negotiate", "ntlm", "kerberos"}
 def client_ignores_negotiate(ctx: RuleContext) -> Iterator[Finding]:
     """Needs anonymous requests answered by a 401 offering Negotiate, NTLM or
     Kerberos that ended up failures (the client never came back with credentials
-    to that server), from a client that authenticated nowhere to that server. One
-    finding per client and server: the same browser repeats the same mistake."""
+    to that server), from a client that sent no credentials at all to that server
+    in the capture. One finding per client and server: the same browser repeats
+    the same mistake."""
     groups: dict[tuple[str, str], list[Located]] = defaultdict(list)
-    authenticated_somewhere = {
+    # A client that sent any credentials to the server did answer it: what went
+    # wrong then has its own rule (ntlm-negotiate-rejected, no-common-scheme,
+    # auth-lost-on-new-connection, a logon failure).
+    answered_somewhere = {
         (loc.client_ip, str(loc.timeline.connection.server))
         for loc in ctx.steps()
-        if loc.step.state_after is State.AUTHENTICATED
+        if loc.step.credentials is not None
     }
     for located in ctx.steps():
         step = located.step
@@ -49,8 +53,8 @@ def client_ignores_negotiate(ctx: RuleContext) -> Iterator[Finding]:
         if not offered & _WINDOWS_SCHEMES:
             continue
         key = (located.client_ip, str(located.timeline.connection.server))
-        if key in authenticated_somewhere:
-            continue  # auth-lost-on-new-connection tells that story
+        if key in answered_somewhere:
+            continue
         groups[key].append(located)
     for (client, _server), legs in groups.items():
         first = legs[0]

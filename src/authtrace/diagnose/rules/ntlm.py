@@ -66,16 +66,13 @@ def ntlm_logon_failed(ctx: RuleContext) -> Iterator[Finding]:
     same connection, refused with a 401 that ended up a failure; not anonymous,
     not part of a split handshake, not an unbound AUTHENTICATE over TLS (each has
     its own rule). Same client and server address, or the local-call flag, adds
-    the loopback check."""
+    the loopback check. Channel binding is never suggested: a refusal where TLS was
+    in the path and the binding is missing is channel-binding-missing instead,
+    and without TLS there is no channel to bind (MS-NLMP 3.1.5.1.2)."""
     for located in _failed_logons(ctx):
         message = _authenticate(located)
         user = user_of(located.step) or "an unknown user"
         workstation = message.workstation if message else ""
-        unbound = (
-            message is not None
-            and message.ntlmv2 is not None
-            and not message.ntlmv2.channel_bindings_present
-        )
         connection = located.timeline.connection
         # The loopback check (KB 896861): Windows refuses NTLM logons from the
         # server to itself under a name other than its own.
@@ -92,13 +89,6 @@ def ntlm_logon_failed(ctx: RuleContext) -> Iterator[Finding]:
             "401: the server (or its domain controller) refused the credentials — wrong "
             "password, unknown, disabled, expired or locked-out account, or a logon right "
             "removed by policy."
-            + (
-                " The AUTHENTICATE carries no channel binding: if the site is reached over "
-                "HTTPS with Extended Protection on, or through a TLS-terminating proxy, that "
-                "alone causes this 401 (channel-binding-missing)."
-                if unbound
-                else ""
-            )
             + (
                 " Client and server are the same machine: Windows' loopback check refuses "
                 "NTLM to itself under a host name that is not its own."

@@ -1,0 +1,235 @@
+"""Hand-made timelines for rule unit tests: connections written as exchanges
+(request headers, status, response headers), turned into the HTTP layer's
+objects and judged by the real handshake layer (build_timeline, link), without
+any capture or byte parsing of TCP.
+
+Frames are numbered as a capture would: each request and each response takes
+the next frame, so evidence can be checked exactly. Tokens are real: NTLM from
+pyspnego's initiator and acceptor, Kerberos from scapy's encoders, both through
+scripts/captures/scenario_tokens.py (the scenario captures' own factories).
+"""
+
+from __future__ import annotations
+
+import base64
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from authtrace.diagnose import diagnose
+from authtrace.diagnose.context import RuleContext
+from authtrace.diagnose.finding import Finding
+from authtrace.handshake.links import link
+from authtrace.handshake.timeline import build_timeline
+from authtrace.http.messages import Exchange, Header, HttpConnection, HttpRequest, HttpResponse
+from authtrace.kerberos.kdc import KdcConnectAttempt, KdcExchange
+from authtrace.tcp.events import Endpoint
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "scripts" / "captures"))
+
+from scenario_tokens import (  # noqa: E402
+    WINDOWS_MECHS,
+    KerberosFactory,
+    NtlmFactory,
+    NtlmLegs,
+    gss_krb5,
+    neg_token_init,
+)
+
+HOST = "web01.contoso.com"
+CLIENT = "192.0.2.10"
+SERVER = "192.0.2.80"
+ALICE = ("CONTOSO\\alice", "Spring2024!")
+BOB = ("CONTOSO\\bob", "Autumn2023#")
+OFFER_WINDOWS = [("WWW-Authenticate", "Negotiate"), ("WWW-Authenticate", "NTLM")]
+
+Headers = list[tuple[str, str]]
+
+
+def b64(data: bytes) -> str:
+    return base64.b64encode(data).decode("ascii")
+
+
+def ntlm_legs(user: tuple[str, str] = ALICE, seed: int = 1, lm_compat: int = 3) -> NtlmLegs:
+    """A real NTLM handshake (NEGOTIATE, CHALLENGE, AUTHENTICATE) for `user`."""
+    return NtlmFactory(seed, 1_700_000_000.0).handshake(user[0], user[1], HOST, "WS01", lm_compat)
+
+
+def kerberos_ap_req(seed: int = 1, host: str = HOST) -> str:
+    """`Negotiate <SPNEGO NegTokenInit with a Kerberos AP-REQ for HTTP/host>`."""
+    ap_req = gss_krb5(KerberosFactory(seed).ap_req(f"HTTP/{host}"), b"\x01\x00")
+    return f"Negotiate {b64(neg_token_init(bytes(ap_req), WINDOWS_MECHS))}"
+
+
+@dataclass
+class Conn:
+    """One TCP connection being written; `exchange` appends one request/response."""
+
+    capture: Capture
+    id: int
+    client: Endpoint
+    server: Endpoint
+    exchanges: list[Exchange] = field(default_factory=list)
+    first_frame: int = 0
+    close_reason: str = "fin"
+    closed_by: str | None = "to_server"
+    close_frame: int = 0
+    syn_seen: bool = True
+
+    def exchange(
+        self,
+        request: Headers | None,
+        status: int | None,
+        response: Headers = (),  # type: ignore[assignment]
+        *,
+        method: str = "GET",
+        uri: str = "/",
+        host: str | None = HOST,
+        body: bytes | None = None,
+        version: str = "HTTP/1.1",
+        header_bytes: int | None = None,
+    ) -> tuple[int | None, int | None]:
+        """Request (None: not captured) and response (None status: unanswered);
+        returns their frame numbers."""
+        cap = self.capture
+        req = resp = None
+        request_frame = response_frame = None
+        if request is not None:
+            request_frame = cap.next_frame()
+            headers = ([("Host", host)] if host else []) + list(request)
+            size = header_bytes or sum(len(n) + len(v) + 4 for n, v in headers) + 20
+            req = HttpRequest(
+                method=method,
+                uri=uri,
+                version="HTTP/1.1",
+                headers=tuple(Header(n, v) for n, v in headers),
+                frame=request_frame,
+                head_frame=request_frame,
+                timestamp=cap.tick(),
+                header_bytes=size,
+                end_frame=request_frame,
+            )
+        if status is not None:
+            response_frame = cap.next_frame()
+            resp = HttpResponse(
+                version=version,
+                status=status,
+                reason="",
+                headers=tuple(Header(n, v) for n, v in response),
+                frame=response_frame,
+                head_frame=response_frame,
+                timestamp=cap.tick(),
+                header_bytes=sum(len(n) + len(v) + 4 for n, v in response) + 17,
+                body_size=len(body or b""),
+                body=body,
+                end_frame=response_frame,
+            )
+        if not self.first_frame:
+            self.first_frame = request_frame or response_frame or 0
+        self.exchanges.append(Exchange(self.id, len(self.exchanges), req, resp))
+        return request_frame, response_frame
+
+    def close(self, reason: str = "fin", by: str | None = "to_server") -> int:
+        """End the connection: a FIN or RST from `by` (to_server: the client)."""
+        self.close_reason, self.closed_by = reason, by
+        self.close_frame = self.capture.next_frame()
+        self.capture.tick()
+        return self.close_frame
+
+    def build(self) -> HttpConnection:
+        last = self.close_frame or self.capture.frame
+        return HttpConnection(
+            id=self.id,
+            client=self.client,
+            server=self.server,
+            first_frame=self.first_frame,
+            last_frame=last,
+            first_timestamp=self.capture.start,
+            last_timestamp=self.capture.clock,
+            syn_seen=self.syn_seen,
+            fin_seen=self.close_reason == "fin",
+            rst_seen=self.close_reason == "rst",
+            close_reason=self.close_reason,
+            closed_by=self.closed_by,
+            close_frame=self.close_frame,
+            packets=len(self.exchanges) * 2,
+            gaps=(),
+            exchanges=tuple(self.exchanges),
+            is_http=True,
+        )
+
+
+@dataclass
+class Capture:
+    """The connections of one made-up capture; `context()` judges them."""
+
+    start: float = 1_700_000_000.0
+    clock: float = 1_700_000_000.0
+    frame: int = 0
+    step: float = 0.01
+    connections: list[Conn] = field(default_factory=list)
+    kdc: list[KdcExchange] = field(default_factory=list)
+    kdc_connects: list[KdcConnectAttempt] = field(default_factory=list)
+
+    def next_frame(self) -> int:
+        self.frame += 1
+        return self.frame
+
+    def tick(self, seconds: float | None = None) -> float:
+        self.clock += self.step if seconds is None else seconds
+        return self.clock
+
+    def conn(
+        self, client: str = CLIENT, server: str = SERVER, port: int = 80, client_port: int = 0
+    ) -> Conn:
+        number = len(self.connections)
+        conn = Conn(
+            self,
+            number,
+            Endpoint(client, client_port or 50000 + number),
+            Endpoint(server, port),
+        )
+        self.connections.append(conn)
+        return conn
+
+    def context(self) -> RuleContext:
+        timelines = [build_timeline(c.build()) for c in self.connections]
+        view = link(timelines, self.start, self.clock, tuple(self.kdc))
+        return RuleContext(view, tuple(self.kdc), tuple(self.kdc_connects))
+
+    def findings(self) -> list[Finding]:
+        """Every rule's findings, as `analyze` would report them; a rule that
+        breaks (or breaks its declaration) fails the test."""
+        findings, anomalies = diagnose(self.context())
+        assert not anomalies, anomalies
+        return findings
+
+    def rules(self) -> set[str]:
+        return {finding.rule for finding in self.findings()}
+
+
+def ntlm_handshake(
+    conn: Conn,
+    legs: NtlmLegs,
+    final_status: int,
+    *,
+    scheme: str = "NTLM",
+    anonymous_first: bool = True,
+    extra: Headers = (),  # type: ignore[assignment]
+) -> dict[str, int | None]:
+    """anonymous -> 401 offer, NEGOTIATE -> 401 CHALLENGE, AUTHENTICATE -> final;
+    returns the frames by name."""
+    frames: dict[str, int | None] = {}
+    if anonymous_first:
+        frames["anonymous"], frames["offer"] = conn.exchange(list(extra), 401, OFFER_WINDOWS)
+    frames["negotiate"], frames["challenge"] = conn.exchange(
+        [("Authorization", f"{scheme} {b64(legs.negotiate)}"), *extra],
+        401,
+        [("WWW-Authenticate", f"{scheme} {b64(legs.challenge)}")],
+    )
+    frames["authenticate"], frames["final"] = conn.exchange(
+        [("Authorization", f"{scheme} {b64(legs.authenticate)}"), *extra],
+        final_status,
+        OFFER_WINDOWS if final_status == 401 else [],
+    )
+    return frames
