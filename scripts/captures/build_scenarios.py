@@ -1189,6 +1189,77 @@ def auth_header_too_large() -> Scene:
     return s
 
 
+def auth_header_too_large_apache() -> Scene:
+    s = Scene(
+        "auth-header-too-large-apache",
+        "A 9 KB Negotiate header answered 400 by Apache (LimitRequestFieldSize 8190): "
+        "too large well under http.sys's 16 KB, judged by the page and the largest field",
+        WEB_HOST,
+        ["auth-header-too-large"],
+        ["kerberos-ticket-rejected", "client-ignores-negotiate"],
+        seed=34,
+    )
+    s.tgs_ok(CLIENT)
+    c = s.conn()
+    big = s.krb.ap_req(f"HTTP/{WEB_HOST}")
+    big.ticket = s.krb.ticket(spn(f"HTTP/{WEB_HOST}"), size=6400)  # a PAC with many group SIDs
+    token = neg_token_init(bytes(gss_krb5(big, b"\x01\x00")), WINDOWS_MECHS)
+    fr = s.request(
+        c,
+        f"Negotiate header of {len(b64(token))} characters (its largest field)",
+        "/",
+        [("Authorization", f"Negotiate {b64(token)}")],
+    )
+    s.check(fr, "kerberos.msg_type", "14")
+    # The wording of Apache httpd 2.4's 400 for LimitRequestFieldSize.
+    body = (
+        b'<!DOCTYPE HTML PUBLIC "-//IETF//DTD HTML 2.0//EN">\n<html><head>\n'
+        b"<title>400 Bad Request</title>\n</head><body>\n<h1>Bad Request</h1>\n"
+        b"<p>Your browser sent a request that this server could not understand.<br />\n"
+        b"Size of a request header field exceeds server limit.<br />\n</p>\n</body></html>\n"
+    )
+    s.response(
+        c,
+        400,
+        "Bad Request",
+        "Size of a request header field exceeds server limit (Apache)",
+        [("Connection", "close")],
+        body,
+        server=APACHE,
+    )
+    c.close(by="server")
+    return s
+
+
+def ntlm_negotiate_rejected_retry() -> Scene:
+    s = Scene(
+        "ntlm-negotiate-rejected-retry",
+        "The server answers the NTLM NEGOTIATE 401 without a CHALLENGE (gss-ntlmssp refusing "
+        "Chromium's NEGOTIATE); the browser retries anonymously on a new connection and "
+        "gives up: the client did try, so not client-ignores-negotiate",
+        WEB_HOST,
+        ["ntlm-negotiate-rejected"],
+        ["client-ignores-negotiate", "ntlm-logon-failed"],
+        seed=35,
+    )
+    offer = [("WWW-Authenticate", "Negotiate"), ("WWW-Authenticate", "NTLM")]
+    c = s.conn()
+    s.request(c, "anonymous GET /")
+    s.response(c, 401, "Unauthorized", "offers Negotiate and NTLM", offer, server=APACHE)
+    _, t1 = s.ntlm.client(*ALICE, WEB_HOST, "WS01")
+    fr = s.request(c, "NTLM NEGOTIATE (Type 1)", "/", [("Authorization", f"NTLM {b64(t1)}")])
+    s.check(fr, "ntlmssp.messagetype", NTLM_TYPE[1])
+    s.response(c, 401, "Unauthorized", "offers again: no CHALLENGE", offer, server=APACHE)
+    c.close()
+    c = s.conn()
+    s.request(c, "anonymous GET / again, on a new connection")
+    s.response(
+        c, 401, "Unauthorized", "offers Negotiate and NTLM; the browser stops", offer, server=APACHE
+    )
+    c.close()
+    return s
+
+
 def capture_starts_midway() -> Scene:
     s = Scene(
         "capture-starts-midway",
@@ -1504,6 +1575,8 @@ SCENARIOS: list[Callable[[], Scene]] = [
     digest_failed,
     bearer_token_rejected,
     auth_header_too_large,
+    auth_header_too_large_apache,
+    ntlm_negotiate_rejected_retry,
     capture_starts_midway,
     iis_401_2_body,
     anonymous_logon_failed,
