@@ -91,42 +91,73 @@ class Conn:
     ) -> tuple[int | None, int | None]:
         """Request (None: not captured) and response (None status: unanswered);
         returns their frame numbers."""
+        req = (
+            self.request(request, method=method, uri=uri, host=host, header_bytes=header_bytes)
+            if request is not None
+            else None
+        )
+        resp = self.response(status, response, body=body, version=version) if status else None
+        return self.add(req, resp)
+
+    def request(
+        self,
+        headers: Headers,
+        *,
+        method: str = "GET",
+        uri: str = "/",
+        host: str | None = HOST,
+        header_bytes: int | None = None,
+    ) -> HttpRequest:
+        """A request in the next frame (added to the connection by `add`)."""
         cap = self.capture
-        req = resp = None
-        request_frame = response_frame = None
-        if request is not None:
-            request_frame = cap.next_frame()
-            headers = ([("Host", host)] if host else []) + list(request)
-            size = header_bytes or sum(len(n) + len(v) + 4 for n, v in headers) + 20
-            req = HttpRequest(
-                method=method,
-                uri=uri,
-                version="HTTP/1.1",
-                headers=tuple(Header(n, v) for n, v in headers),
-                frame=request_frame,
-                head_frame=request_frame,
-                timestamp=cap.tick(),
-                header_bytes=size,
-                end_frame=request_frame,
-            )
-        if status is not None:
-            response_frame = cap.next_frame()
-            resp = HttpResponse(
-                version=version,
-                status=status,
-                reason="",
-                headers=tuple(Header(n, v) for n, v in response),
-                frame=response_frame,
-                head_frame=response_frame,
-                timestamp=cap.tick(),
-                header_bytes=sum(len(n) + len(v) + 4 for n, v in response) + 17,
-                body_size=len(body or b""),
-                body=body,
-                end_frame=response_frame,
-            )
+        frame = cap.next_frame()
+        headers = ([("Host", host)] if host else []) + list(headers)
+        size = header_bytes or sum(len(n) + len(v) + 4 for n, v in headers) + 20
+        return HttpRequest(
+            method=method,
+            uri=uri,
+            version="HTTP/1.1",
+            headers=tuple(Header(n, v) for n, v in headers),
+            frame=frame,
+            head_frame=frame,
+            timestamp=cap.tick(),
+            header_bytes=size,
+            end_frame=frame,
+        )
+
+    def response(
+        self,
+        status: int,
+        headers: Headers = (),  # type: ignore[assignment]
+        *,
+        body: bytes | None = None,
+        version: str = "HTTP/1.1",
+    ) -> HttpResponse:
+        """A response in the next frame (added to the connection by `add`)."""
+        cap = self.capture
+        frame = cap.next_frame()
+        return HttpResponse(
+            version=version,
+            status=status,
+            reason="",
+            headers=tuple(Header(n, v) for n, v in headers),
+            frame=frame,
+            head_frame=frame,
+            timestamp=cap.tick(),
+            header_bytes=sum(len(n) + len(v) + 4 for n, v in headers) + 17,
+            body_size=len(body or b""),
+            body=body,
+            end_frame=frame,
+        )
+
+    def add(
+        self, request: HttpRequest | None, response: HttpResponse | None
+    ) -> tuple[int | None, int | None]:
+        request_frame = request.frame if request is not None else None
+        response_frame = response.frame if response is not None else None
         if not self.first_frame:
             self.first_frame = request_frame or response_frame or 0
-        self.exchanges.append(Exchange(self.id, len(self.exchanges), req, resp))
+        self.exchanges.append(Exchange(self.id, len(self.exchanges), request, response))
         return request_frame, response_frame
 
     def close(self, reason: str = "fin", by: str | None = "to_server") -> int:
@@ -231,5 +262,33 @@ def ntlm_handshake(
         [("Authorization", f"{scheme} {b64(legs.authenticate)}"), *extra],
         final_status,
         OFFER_WINDOWS if final_status == 401 else [],
+    )
+    return frames
+
+
+def relay(
+    front: Conn,
+    upstream: Conn,
+    headers: Headers,
+    status: int,
+    response: Headers = (),  # type: ignore[assignment]
+    *,
+    upstream_headers: Headers = (),  # type: ignore[assignment]
+    upstream_response: Headers | None = None,
+) -> dict[str, int | None]:
+    """One request through a proxy, both legs: the client's request on `front`,
+    the proxy's copy on `upstream` (with `upstream_headers` added), the server's
+    answer, then the proxy's copy of it (`upstream_response` defaults to
+    `response`). Returns the four frames."""
+    front_request = front.request(headers)
+    upstream_request = upstream.request([*headers, *upstream_headers])
+    server_answer = upstream.response(
+        status, response if upstream_response is None else upstream_response
+    )
+    front_answer = front.response(status, response)
+    frames: dict[str, int | None] = {}
+    frames["front_request"], frames["front_response"] = front.add(front_request, front_answer)
+    frames["upstream_request"], frames["upstream_response"] = upstream.add(
+        upstream_request, server_answer
     )
     return frames

@@ -42,9 +42,11 @@ EXPECTED: dict[str, tuple[set[str], set[str]]] = {
         {"auth-lost-on-new-connection", "shared-authenticated-connection", "ntlm-handshake-split"},
     ),
     # The second client never sends credentials: that client ignores Negotiate. Issue 11 item 5:
-    # auth-lost-on-new-connection still fires here (the second client's anonymous 401 is
-    # blamed on the first user's connection); it joins the must-not set with that fix.
-    "haproxy-second-anonymous": ({"client-ignores-negotiate"}, {"shared-authenticated-connection"}),
+    # its anonymous 401 on a new upstream connection is not the first user's lost connection.
+    "haproxy-second-anonymous": (
+        {"client-ignores-negotiate"},
+        {"shared-authenticated-connection", "auth-lost-on-new-connection"},
+    ),
     "haproxy-server-close": (
         {"handshake-closed-midway"},
         {"client-ignores-negotiate", "ntlm-logon-failed", "no-common-scheme"},
@@ -53,11 +55,11 @@ EXPECTED: dict[str, tuple[set[str], set[str]]] = {
         {"shared-authenticated-connection"},
         {"auth-lost-on-new-connection", "client-ignores-negotiate", "ntlm-handshake-split"},
     ),
-    # Issue 11 item 7: client-ignores-negotiate still fires here too (Chromium retries once
-    # without credentials after the refused NEGOTIATE); it joins the must-not set with that fix.
+    # Issue 11 item 7: Chromium retries once without credentials after the refused NEGOTIATE;
+    # it did try, so only ntlm-negotiate-rejected.
     "chromium-ntlm-type1-rejected": (
         {"ntlm-negotiate-rejected"},
-        {"ntlm-logon-failed", "no-common-scheme"},
+        {"ntlm-logon-failed", "no-common-scheme", "client-ignores-negotiate"},
     ),
     # The refused NEGOTIATE is real (NTLM fails for this client) but the page loaded with
     # Kerberos: whatever its severity, nothing else may be blamed.
@@ -180,3 +182,49 @@ def test_every_evidence_frame_is_one_wireshark_shows_a_message_in(
     shown = {int(n) for n in out.split()}
     for finding in reports[name].findings:
         assert set(finding.frames) <= shown, (finding.rule, sorted(set(finding.frames) - shown))
+
+
+def test_second_client_behind_haproxy_is_told_apart(reports: dict[str, Report]) -> None:
+    """Issue 11 item 5: the upstream requests are attributed to their front-end
+    clients, so the second client is the one that ignores Negotiate, once."""
+    (finding,) = [
+        f
+        for f in reports["haproxy-second-anonymous"].findings
+        if f.rule == "client-ignores-negotiate"
+    ]
+    assert finding.field("client") == "127.0.0.19"
+
+
+def test_server_close_is_blamed_on_the_proxy(reports: dict[str, Report]) -> None:
+    """Issue 11 item 6: HAProxy's http-server-close splits the handshake; the
+    report says the proxy closes the upstream connection, not that the client
+    ignores Negotiate."""
+    (finding,) = [
+        f for f in reports["haproxy-server-close"].findings if f.rule == "handshake-closed-midway"
+    ]
+    assert finding.field("closed_by") == "proxy"
+    assert "http-server-close" in finding.explanation
+    assert "answered every challenge" in finding.explanation
+    front = {
+        t.connection.id
+        for t in reports["haproxy-server-close"].view.timelines
+        if t.connection.server.ip == "127.0.0.17"
+    }
+    assert set(finding.connections) & front  # the client's own connection is in the evidence
+
+
+def test_proxy_407_names_the_proxy(reports: dict[str, Report]) -> None:
+    """Issue 11 item 4: squid's 407 is the proxy's refusal, with proxy-side fixes."""
+    (finding,) = [f for f in reports["proxy-407"].findings if f.rule == "basic-logon-failed"]
+    assert finding.field("proxy") == "proxy.lab.test (127.0.0.12:3128, squid/5.7)"
+    assert "The proxy proxy.lab.test" in finding.explanation
+    assert "IIS" not in finding.fix and "squid" in finding.fix
+
+
+def test_proxy_407_ladder_prints_each_exchange_once(reports: dict[str, Report]) -> None:
+    """Issue 11 item 4: the exchange authenticated by the proxy (#18 -> 200 #27)
+    was printed twice, once per realm."""
+    from authtrace.report.as_text import render_report
+
+    text = render_report(reports["proxy-407"])
+    assert len([line for line in text.splitlines() if line.strip().startswith("#18 ")]) == 1

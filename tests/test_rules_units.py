@@ -11,10 +11,12 @@ from _timelines import (
     HOST,
     OFFER_WINDOWS,
     Capture,
+    Conn,
     b64,
     kerberos_ap_req,
     ntlm_handshake,
     ntlm_legs,
+    relay,
 )
 from scenario_tokens import anonymous_authenticate
 
@@ -152,6 +154,69 @@ def test_shared_authenticated_connection_not_for_one_client() -> None:
     assert "shared-authenticated-connection" not in capture.rules()
 
 
+# Behind a reverse proxy (issue 11 item 5): browsers talk to the proxy at
+# PROXY_FRONT; the proxy talks to the server from the same address and adds no
+# X-Forwarded-For: only the front legs say whose request each upstream one is.
+PROXY_FRONT = PROXY_BACK = "192.0.2.17"
+
+
+def _proxied_handshake(front: Conn, upstream: Conn, final: int = 200) -> None:
+    legs = ntlm_legs()
+    relay(front, upstream, [], 401, OFFER_WINDOWS)
+    relay(
+        front,
+        upstream,
+        [("Authorization", f"NTLM {b64(legs.negotiate)}")],
+        401,
+        [("WWW-Authenticate", f"NTLM {b64(legs.challenge)}")],
+    )
+    relay(front, upstream, [("Authorization", f"NTLM {b64(legs.authenticate)}")], final)
+
+
+def test_auth_lost_on_new_connection_not_for_a_second_client_behind_a_proxy() -> None:
+    """A second browser's anonymous 401 on a new upstream connection is its own
+    first leg, not the first browser losing its authenticated connection."""
+    capture = Capture()
+    alice_front = capture.conn(client="198.51.100.1", server=PROXY_FRONT)
+    carol_front = capture.conn(client="198.51.100.3", server=PROXY_FRONT)
+    alice_upstream = capture.conn(client=PROXY_BACK)
+    carol_upstream = capture.conn(client=PROXY_BACK)
+    _proxied_handshake(alice_front, alice_upstream)
+    for _ in range(2):
+        relay(carol_front, carol_upstream, [], 401, OFFER_WINDOWS)
+    rules = capture.rules()
+    assert "auth-lost-on-new-connection" not in rules
+    finding = only(capture, "client-ignores-negotiate")  # carol never sent credentials
+    assert finding.field("client") == "198.51.100.3"
+    assert finding.connections == (3,)  # judged on the upstream copy, once
+
+
+def test_shared_authenticated_connection_found_through_the_front_legs() -> None:
+    """User substitution (issue 11 item 5): carol's anonymous request answered
+    200 on the upstream connection alice authenticated, no X-Forwarded-For."""
+    capture = Capture()
+    alice_front = capture.conn(client="198.51.100.1", server=PROXY_FRONT)
+    carol_front = capture.conn(client="198.51.100.3", server=PROXY_FRONT)
+    upstream = capture.conn(client=PROXY_BACK)
+    _proxied_handshake(alice_front, upstream)
+    frames = relay(carol_front, upstream, [], 200)
+    finding = only(capture, "shared-authenticated-connection")
+    assert finding.severity is Severity.ERROR
+    assert finding.field("clients") == "198.51.100.1, 198.51.100.3"
+    assert frames["upstream_request"] in finding.frames
+
+
+def test_auth_lost_on_new_connection_behind_a_proxy_that_names_its_clients() -> None:
+    """The same with the proxy's own source address and X-Forwarded-For (HAProxy
+    with `source`): what the proxy wrote tells the clients apart."""
+    capture = Capture()
+    alice, carol = capture.conn(client="192.0.2.18"), capture.conn(client="192.0.2.18")
+    ntlm_handshake(alice, ntlm_legs(), 200, extra=[("X-Forwarded-For", "198.51.100.1")])
+    carol.exchange([("X-Forwarded-For", "198.51.100.3")], 401, OFFER_WINDOWS)
+    assert "auth-lost-on-new-connection" not in capture.rules()
+    assert only(capture, "client-ignores-negotiate").field("client") == "198.51.100.3"
+
+
 def test_auth_lost_on_new_connection() -> None:
     capture = Capture()
     ntlm_handshake(capture.conn(), ntlm_legs(), 200)
@@ -189,6 +254,49 @@ def test_handshake_closed_midway_not_when_the_client_closes() -> None:
     )
     conn.close(by="to_server")  # the client chose to stop
     assert "handshake-closed-midway" not in capture.rules()
+
+
+def test_handshake_closed_midway_by_a_proxy_closing_every_upstream_connection() -> None:
+    """Issue 11 item 6 (HAProxy `option http-server-close`): the client answers
+    every challenge on one front connection; the proxy relays each leg on a new
+    upstream connection and asks the server to close it."""
+    capture = Capture()
+    front = capture.conn(client="198.51.100.1", server=PROXY_FRONT)
+    legs = ntlm_legs()
+    close = [("Connection", "close")]
+    first = capture.conn(client=PROXY_BACK)
+    relay(front, first, [], 401, OFFER_WINDOWS, upstream_headers=close)
+    first.close(by="to_client")
+    second = capture.conn(client=PROXY_BACK)
+    frames = relay(
+        front,
+        second,
+        [("Authorization", f"NTLM {b64(legs.negotiate)}")],
+        401,
+        [("WWW-Authenticate", f"NTLM {b64(legs.challenge)}")],
+        upstream_headers=close,
+        upstream_response=[("WWW-Authenticate", f"NTLM {b64(legs.challenge)}"), *close],
+    )
+    second.close(by="to_client")
+    third = capture.conn(client=PROXY_BACK)
+    last = relay(
+        front,
+        third,
+        [("Authorization", f"NTLM {b64(legs.authenticate)}")],
+        401,
+        OFFER_WINDOWS,
+        upstream_headers=close,
+    )
+    third.close(by="to_client")
+    rules = capture.rules()
+    assert "client-ignores-negotiate" not in rules and "ntlm-logon-failed" not in rules
+    finding = only(capture, "handshake-closed-midway")
+    assert finding.field("closed_by") == "proxy"
+    assert "proxy" in finding.title
+    assert f"proxy's request at frame {frames['upstream_request']}" in finding.explanation
+    assert f"(request at frame {last['upstream_request']})" in finding.explanation
+    assert "http-server-close" in finding.explanation and "http-server-close" in finding.fix
+    assert "answered every challenge" in finding.explanation
 
 
 def test_reauth_on_authenticated_connection() -> None:
@@ -429,6 +537,26 @@ def test_basic_over_cleartext() -> None:
     assert finding.field("user") == "alice"
     assert f"first at frame {sent}" in finding.explanation
     assert "pw" not in finding.explanation.replace("password", "")
+
+
+def test_basic_logon_failed_at_a_proxy_names_the_proxy() -> None:
+    """Issue 11 item 4: a 407 is the proxy's refusal, not the server's."""
+    capture = Capture()
+    refused = [
+        ("Proxy-Authenticate", 'Basic realm="lab proxy"'),
+        ("Server", "squid/5.7"),
+        ("Via", "1.1 proxy.example.net (squid/5.7)"),
+    ]
+    capture.conn(server=PROXY_FRONT, port=3128).exchange(
+        [("Proxy-Authorization", f"Basic {b64(b'bob:pw')}")], 407, refused, uri="http://x/"
+    )
+    finding = only(capture, "basic-logon-failed")
+    assert "at the proxy" in finding.title
+    assert "The proxy proxy.example.net (192.0.2.17:3128, squid/5.7) refused" in (
+        finding.explanation
+    )
+    assert finding.field("proxy") == "proxy.example.net (192.0.2.17:3128, squid/5.7)"
+    assert "IIS" not in finding.fix and "proxy" in finding.fix
 
 
 def test_basic_logon_failed() -> None:

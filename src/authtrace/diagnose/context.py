@@ -107,6 +107,11 @@ class RuleContext:
             return located.step.sent is Sent.NOTHING
         return evidence.category is not Category.SERVER_CONFIGURATION
 
+    def client_of(self, located: Located) -> str:
+        """The client the step was made for: behind a proxy, the front-end client
+        (handshake/attribution.py), else the connection's client address."""
+        return self.view.client_of(located.ref)
+
     def kdc_from(
         self, client_ip: str | None, before: float, window: float = 600.0
     ) -> list[KdcExchange]:
@@ -198,6 +203,34 @@ def spn_of(step: AuthExchange) -> str | None:
     if not isinstance(inner, KerberosApReq):
         return None
     return "/".join(inner.ticket.sname.components)
+
+
+# Bounds on what is quoted from a proxy's headers (capture text is untrusted).
+_NAME_LIMIT = 64
+
+
+def is_proxy(located: Located) -> bool:
+    """The step is a proxy's authentication (407, Proxy-Authenticate/-Authorization)."""
+    return located.step.realm is Realm.PROXY
+
+
+def party(located: Located, capital: bool = False) -> str:
+    """Who asked for authentication, as explanations name it: "the server", or
+    "the proxy proxy.lab.test (127.0.0.12:3128, squid/5.7)" from the connection's
+    server address, the received-by name of the response's last Via entry (RFC
+    9110 section 7.6.3: the proxy that answered adds its own last) and Server."""
+    if not is_proxy(located):
+        return "The server" if capital else "the server"
+    response = located.step.exchange.response
+    name = ""
+    product = ""
+    if response is not None:
+        via = (response.header("Via") or "")[:1024].rsplit(",", 1)[-1].split()
+        name = via[1][:_NAME_LIMIT] if len(via) >= 2 else ""
+        product = (response.header("Server") or "")[:_NAME_LIMIT]
+    where = ", ".join(x for x in (str(located.timeline.connection.server), product) if x)
+    named = f"the proxy {name} ({where})" if name else f"the proxy at {where}"
+    return f"T{named[1:]}" if capital else named
 
 
 def request_frame(step: AuthExchange) -> int | str:

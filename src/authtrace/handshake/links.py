@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from authtrace.auth.kinds import Message
 from authtrace.auth.ntlm import NtlmAuthenticate, NtlmChallenge
 from authtrace.auth.steps import is_not_kept
+from authtrace.handshake.attribution import Identities, attribute_upstream
 from authtrace.handshake.index import TimeIndex
 from authtrace.handshake.model import NORMAL_LEGS, AuthExchange, Leg, Outcome, Realm, Sent
 from authtrace.handshake.timeline import ConnectionTimeline
@@ -75,9 +76,19 @@ class HandshakeView:
     capture_end: float
     by_id: dict[int, ConnectionTimeline]
     kdc_links: dict[StepRef, tuple[KdcExchange, ...]] = field(default_factory=dict)
+    clients: dict[StepRef, str] = field(default_factory=dict)
+    """The client a step was made for, where it is not its connection's client
+    address (a proxy's upstream request: attribution.py)."""
+    fronts: dict[StepRef, StepRef] = field(default_factory=dict)
+    """upstream step -> the front-end step it relays, when both legs are captured."""
 
     def step(self, ref: StepRef) -> AuthExchange:
         return self.by_id[ref.connection].steps[ref.position]
+
+    def client_of(self, ref: StepRef) -> str:
+        """The client this step was made for (behind a proxy: the front-end client)."""
+        found = self.clients.get(ref)
+        return found if found is not None else self.by_id[ref.connection].connection.client.ip
 
     def kdc_for(self, ref: StepRef) -> tuple[KdcExchange, ...]:
         """The KDC exchanges for HTTP/<host> that served this step's client."""
@@ -112,12 +123,15 @@ def link(
     capture_end: float,
     kdc: tuple[KdcExchange, ...] = (),
 ) -> HandshakeView:
-    """Find split handshakes, proxy relays and the KDC exchanges behind each
+    """Find proxy relays (by token, then by attributing upstream requests to
+    their front-end clients), split handshakes and the KDC exchanges behind each
     Negotiate step, then give every 401/407 its outcome. O(n log n) in steps."""
     relayed = _find_relays(timelines)
+    identities = Identities(timelines, attribute_upstream(timelines))
+    clients, fronts = _attributed(timelines, identities, relayed)
     splits = _find_splits(timelines, relayed)
     split_targets = {split.authenticate for split in splits}
-    came_back = _CredentialsIndex(timelines)
+    came_back = _CredentialsIndex(timelines, identities)
     resolved = [_resolve(timeline, came_back, split_targets, capture_end) for timeline in timelines]
     resolved = [_mark_split_iis(timeline, split_targets) for timeline in resolved]
     return HandshakeView(
@@ -128,7 +142,46 @@ def link(
         capture_end,
         {timeline.connection.id: timeline for timeline in resolved},
         _link_kdc(resolved, kdc),
+        clients,
+        fronts,
     )
+
+
+def _attributed(
+    timelines: list[ConnectionTimeline], identities: Identities, relayed: set[StepRef]
+) -> tuple[dict[StepRef, str], dict[StepRef, StepRef]]:
+    """Each step's client where a proxy stands between (sparse), and each
+    upstream step's front-end step. A front-end origin step whose answer is the
+    relayed upstream answer (same status) joins `relayed`: the rules judge the
+    upstream copy, as for relayed tokens. O(n) over steps."""
+    clients: dict[StepRef, str] = {}
+    fronts: dict[StepRef, StepRef] = {}
+    origin_position = {
+        (t.connection.id, step.exchange.index): position
+        for t in timelines
+        for position, step in enumerate(t.steps)
+        if step.realm is Realm.ORIGIN
+    }
+    by_id = {t.connection.id: t for t in timelines}
+    for timeline in timelines:
+        connection = timeline.connection
+        for position, step in enumerate(timeline.steps):
+            ref = StepRef(connection.id, position)
+            client = identities.of(connection, step.exchange)
+            if client != connection.client.ip:
+                clients[ref] = client
+            front = identities.front_of(connection.id, step.exchange.index)
+            if front is None or step.realm is not Realm.ORIGIN:
+                continue
+            front_position = origin_position.get((front.connection, front.index))
+            if front_position is None:
+                continue
+            front_ref = StepRef(front.connection, front_position)
+            fronts[ref] = front_ref
+            front_step = by_id[front.connection].steps[front_position]
+            if front_step.status == step.status:
+                relayed.add(front_ref)
+    return clients, fronts
 
 
 # How long before a Negotiate request its ticket may have been asked for (tickets
@@ -514,23 +567,26 @@ class _CredentialsIndex:
     """When each client sent credentials to each server: answers "did the same
     client send credentials to the same server (this realm) later?" for an
     anonymous 401 — on its own connection at any later time, on another one
-    within `FOLLOW_UP_WINDOW`.
+    within `FOLLOW_UP_WINDOW`. Behind a proxy the client is the one the request
+    was relayed for (attribution.py), not the proxy's address.
 
     Cost: O(n log n) to build over n steps, O(log n) per question.
     """
 
-    __slots__ = ("_times", "_latest_on")
+    __slots__ = ("_times", "_latest_on", "_identities")
 
-    def __init__(self, timelines: list[ConnectionTimeline]) -> None:
+    def __init__(self, timelines: list[ConnectionTimeline], identities: Identities) -> None:
         entries: list[tuple[tuple[str, object, Realm], float, None]] = []
         latest_on: dict[tuple[int, Realm], float] = {}
+        self._identities = identities
         for timeline in timelines:
             connection = timeline.connection
             for step in timeline.steps:
                 if step.sent is Sent.NOTHING:
                     continue
                 when = request_time(step)
-                entries.append(((connection.client.ip, connection.server, step.realm), when, None))
+                client = identities.of(connection, step.exchange)
+                entries.append(((client, connection.server, step.realm), when, None))
                 mark = (connection.id, step.realm)
                 latest_on[mark] = max(when, latest_on.get(mark, when))
         self._times: TimeIndex[None] = TimeIndex(entries)
@@ -543,7 +599,7 @@ class _CredentialsIndex:
         latest_here = self._latest_on.get((connection.id, step.realm))
         if latest_here is not None and latest_here >= after:
             return True
-        key = (connection.client.ip, connection.server, step.realm)
+        key = (self._identities.of(connection, step.exchange), connection.server, step.realm)
         first = self._times.first_at_or_after(key, after)
         return first is not None and first - after <= FOLLOW_UP_WINDOW
 

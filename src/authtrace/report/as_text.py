@@ -240,8 +240,17 @@ def render_ladder(timeline: ConnectionTimeline, view: HandshakeView | None = Non
         bindings = binding_text(channel_bindings(connection))
         if bindings:
             lines.append("  " + bindings)
+    previous: AuthExchange | None = None
     for position, step in enumerate(timeline.steps):
-        lines.append("  " + ladder_line(step))
+        if previous is not None and previous.exchange is step.exchange:
+            # The same exchange seen through the other realm (a 200 through a proxy
+            # that authenticated it): one line per exchange, plus what this realm adds.
+            more = _other_realm_line(step)
+            if more:
+                lines.append("          " + more)
+        else:
+            lines.append("  " + ladder_line(step))
+        previous = step
         kdc = view.kdc_for(StepRef(connection.id, position)) if view is not None else ()
         if kdc:
             lines.append("          " + kdc_note(kdc))
@@ -274,6 +283,17 @@ def ladder_line(step: AuthExchange) -> str:
     verdict = _verdict(step)
     realm = " (proxy)" if step.realm is Realm.PROXY else ""
     return f"{frame:>7} {left}{sent}{realm} -> {right}{verdict}"
+
+
+def _other_realm_line(step: AuthExchange) -> str:
+    """What a second realm's step of an exchange adds to its ladder line, or ''."""
+    sent = f"[{describe_step(step.credentials)}] " if step.credentials else ""
+    offered = "; ".join(describe_step(c) for c in step.challenges)
+    verdict = _verdict(step)
+    if not (sent or offered or verdict):
+        return ""
+    realm = "proxy" if step.realm.value == "proxy" else "server"
+    return f"{realm}: {sent}" + (f"-> [{offered}]" if offered else "") + verdict
 
 
 def _verdict(step: AuthExchange) -> str:

@@ -10,7 +10,9 @@ from authtrace.auth.bearer import BearerChallenge
 from authtrace.diagnose.context import (
     Located,
     RuleContext,
+    is_proxy,
     make_finding,
+    party,
     request_frame,
     response_frame,
     user_of,
@@ -39,7 +41,8 @@ def basic_over_cleartext(ctx: RuleContext) -> Iterator[Finding]:
         yield make_finding(
             basic_over_cleartext,
             f"Basic credentials sent in clear text ({user})",
-            f"{len(legs)} request(s) to {host} carried `Authorization: Basic` for {user} over "
+            f"{len(legs)} request(s) to {host} carried `{_header_of(legs[0])}: Basic` for {user} "
+            "over "
             "unencrypted HTTP (first at frame "
             f"{request_frame(legs[0].step)}): anyone on the path can read the password "
             "(authtrace redacts it; --show-secrets reveals it).",
@@ -51,6 +54,11 @@ def basic_over_cleartext(ctx: RuleContext) -> Iterator[Finding]:
         )
 
 
+def _header_of(located: Located) -> str:
+    credentials = located.step.credentials
+    return credentials.header if credentials is not None else "Authorization"
+
+
 @rule("basic-logon-failed", Severity.ERROR, "Basic credentials refused")
 def basic_logon_failed(ctx: RuleContext) -> Iterator[Finding]:
     """Needs Basic credentials answered by a 401. One finding per
@@ -60,11 +68,17 @@ def basic_logon_failed(ctx: RuleContext) -> Iterator[Finding]:
         Leg.BASIC_REJECTED,
         basic_logon_failed,
         "Basic logon failed",
-        "The server refused the user name and password sent with Basic authentication: wrong "
+        "{party} refused the user name and password sent with Basic authentication: wrong "
         "password, unknown or locked account, or (IIS) the account lacks the 'Log on locally' "
         "right Basic logons need.",
         "Check the account and password; on IIS check the logon type (defaultLogonDomain, "
         "logonMethod) and the user's logon rights.",
+        "{party} refused the user name and password sent in Proxy-Authorization: Basic: wrong "
+        "password, or an account unknown to or locked in the directory the proxy checks; the "
+        "web server was not asked.",
+        "Check the account in the proxy's user directory (squid: the auth_param basic helper "
+        "and its password file, LDAP or AD; other proxies: their user store) and the password "
+        "saved in the client's proxy settings.",
     )
 
 
@@ -78,11 +92,16 @@ def digest_failed(ctx: RuleContext) -> Iterator[Finding]:
         Leg.DIGEST_REJECTED,
         digest_failed,
         "Digest authentication failed",
-        "The server refused the Digest response and did not say stale=true, so it was not an "
+        "{party} refused the Digest response and did not say stale=true, so it was not an "
         "expired nonce: wrong password, a realm or URI mismatch, or an algorithm the server does "
         "not accept.",
         "Check the password and the realm; compare the response's uri with the request line "
         "(proxies that rewrite URLs break Digest).",
+        "{party} refused the Digest response in Proxy-Authorization and did not say "
+        "stale=true: wrong password, or a realm the proxy does not know; the web server was not "
+        "asked.",
+        "Check the account in the proxy's user directory (squid: the auth_param digest helper "
+        "and its password file) and the password saved in the client's proxy settings.",
     )
 
 
@@ -96,9 +115,12 @@ def bearer_token_rejected(ctx: RuleContext) -> Iterator[Finding]:
         Leg.BEARER_REJECTED,
         bearer_token_rejected,
         "Bearer token rejected",
-        "The server refused the access token.",
+        "{party} refused the access token.",
         "Get a new token (expired?), check its audience and scopes against what the API "
         "expects, and the clock of the issuer.",
+        "{party} refused the access token sent in Proxy-Authorization; the web server was "
+        "not asked.",
+        "Get a new token for the proxy, and check its audience against what the proxy expects.",
         bearer=True,
     )
 
@@ -110,30 +132,37 @@ def _rejected(
     title: str,
     explanation: str,
     fix: str,
+    proxy_explanation: str,
+    proxy_fix: str,
     bearer: bool = False,
 ) -> Iterator[Finding]:
-    """One finding per host and user: a person retrying a password is one story."""
-    groups: dict[tuple[str, str], list[Located]] = defaultdict(list)
+    """One finding per host, realm and user: a person retrying a password is one
+    story. A proxy's refusal (407) names the proxy and gives proxy-side fixes."""
+    groups: dict[tuple[str, bool, str], list[Located]] = defaultdict(list)
     for located in ctx.steps():
         if located.step.leg is leg and not ctx.relayed(located) and not ctx.overruled(located):
-            groups[(located.host, user_of(located.step) or "")].append(located)
-    for (_host, user), legs in groups.items():
+            groups[(located.host, is_proxy(located), user_of(located.step) or "")].append(located)
+    for (_host, proxy, user), legs in groups.items():
         first = legs[0].step
+        who = party(legs[0])
         fields: list[tuple[str, str]] = [("user", user)] if user else []
+        if proxy:
+            fields.append(("proxy", who.removeprefix("the proxy ")))
+            explanation, fix = proxy_explanation, proxy_fix
         extra = ""
         if bearer:
             error, description = _bearer_error(legs[0])
             if error:
                 fields.append(("error", error))
-                extra = f' The server said error="{error}"' + (
+                extra = f' {party(legs[0], capital=True)} said error="{error}"' + (
                     f" ({description})." if description else "."
                 )
         times = f" ({len(legs)} times)" if len(legs) > 1 else ""
         yield make_finding(
             declared,
-            title + (f" for {user}" if user else "") + times,
+            title + (" at the proxy" if proxy else "") + (f" for {user}" if user else "") + times,
             f"Frame {request_frame(first)}{', and later ones' if len(legs) > 1 else ''}: "
-            + explanation
+            + explanation.format(party=party(legs[0], capital=True))
             + extra,
             fix,
             legs[:5],

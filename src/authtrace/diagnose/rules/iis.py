@@ -487,6 +487,7 @@ def refused_without_challenge(ctx: RuleContext) -> Iterator[Finding]:
             host=host,
         )
 
+
 RULES = (
     anonymous_logon_failed,
     resource_acl_denied,

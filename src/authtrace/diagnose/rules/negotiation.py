@@ -11,7 +11,9 @@ from collections.abc import Iterator
 from authtrace.diagnose.context import (
     Located,
     RuleContext,
+    is_proxy,
     make_finding,
+    party,
     request_frame,
     response_frame,
 )
@@ -39,31 +41,37 @@ def client_ignores_negotiate(ctx: RuleContext) -> Iterator[Finding]:
     # wrong then has its own rule (ntlm-negotiate-rejected, no-common-scheme,
     # auth-lost-on-new-connection, a logon failure).
     answered_somewhere = {
-        (loc.client_ip, str(loc.timeline.connection.server))
+        (ctx.client_of(loc), str(loc.timeline.connection.server))
         for loc in ctx.steps()
         if loc.step.credentials is not None
     }
     for located in ctx.steps():
         step = located.step
-        if step.leg is not Leg.ANONYMOUS_CHALLENGED or step.outcome is not Outcome.FAILURE:
+        if (
+            step.leg is not Leg.ANONYMOUS_CHALLENGED
+            or step.outcome is not Outcome.FAILURE
+            or ctx.relayed(located)
+        ):
             continue
         if ctx.overruled(located):
             continue  # the anonymous account's own logon failed (rules.iis)
         offered = {c.scheme.lower() for c in step.challenges}
         if not offered & _WINDOWS_SCHEMES:
             continue
-        key = (located.client_ip, str(located.timeline.connection.server))
+        key = (ctx.client_of(located), str(located.timeline.connection.server))
         if key in answered_somewhere:
             continue
         groups[key].append(located)
     for (client, _server), legs in groups.items():
         first = legs[0]
+        proxy = party(first).removeprefix("the proxy ")
+        proxy_fields = [("proxy", proxy)] if is_proxy(first) else []
         schemes = ", ".join(sorted({c.scheme for loc in legs for c in loc.step.challenges}))
         body = next((loc.step.iis_from_body for loc in legs if loc.step.iis_from_body), None)
         yield make_finding(
             client_ignores_negotiate,
             "The client never answered the Windows authentication challenge",
-            f"The server offered {schemes} ({len(legs)} time(s), first at frame "
+            f"{party(first, capital=True)} offered {schemes} ({len(legs)} time(s), first at frame "
             f"{response_frame(first.step)})"
             f" and the client {client} never sent credentials: it repeated the request without "
             "an Authorization header or gave up. This is the classic 401.2 (denied by server "
@@ -77,7 +85,7 @@ def client_ignores_negotiate(ctx: RuleContext) -> Iterator[Finding]:
             "`--ntlm`; for non-browser clients, enable Windows/Negotiate authentication in the "
             "HTTP library. Or enable an authentication scheme this client supports.",
             legs,
-            fields=[("offered", schemes), ("client", client)],
+            fields=[("offered", schemes), ("client", client), *proxy_fields],
             iis=first.step.iis,
         )
 

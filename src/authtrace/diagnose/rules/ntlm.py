@@ -9,7 +9,15 @@ from collections.abc import Iterator
 
 from authtrace.auth.kinds import Message
 from authtrace.auth.ntlm import NtlmAuthenticate, NtlmResponseKind
-from authtrace.diagnose.context import Located, RuleContext, make_finding, request_frame, user_of
+from authtrace.diagnose.context import (
+    Located,
+    RuleContext,
+    is_proxy,
+    make_finding,
+    party,
+    request_frame,
+    user_of,
+)
 from authtrace.diagnose.finding import Finding, Severity
 from authtrace.diagnose.rule import rule
 from authtrace.handshake.model import Leg, Outcome, State
@@ -79,16 +87,18 @@ def ntlm_logon_failed(ctx: RuleContext) -> Iterator[Finding]:
         loopback = connection.client.ip == connection.server.ip or (
             message is not None and message.local_call
         )
+        proxy = is_proxy(located)
+        who = party(located)
         yield make_finding(
             ntlm_logon_failed,
-            f"NTLM logon failed for {user}",
+            f"NTLM logon failed{' at the proxy' if proxy else ''} for {user}",
             f"The client completed the NTLM handshake on connection "
             f"{located.timeline.connection.id} as {user}"
             + (f" from workstation {workstation}" if workstation else "")
-            + f" (AUTHENTICATE at frame {request_frame(located.step)}) and the server answered "
-            "401: the server (or its domain controller) refused the credentials — wrong "
-            "password, unknown, disabled, expired or locked-out account, or a logon right "
-            "removed by policy."
+            + f" (AUTHENTICATE at frame {request_frame(located.step)}) and {who} answered "
+            f"{located.step.status}: {who} (or its domain controller) refused the credentials "
+            "— wrong password, unknown, disabled, expired or locked-out account, or a logon "
+            "right removed by policy."
             + (
                 " Client and server are the same machine: Windows' loopback check refuses "
                 "NTLM to itself under a host name that is not its own."
@@ -101,10 +111,16 @@ def ntlm_logon_failed(ctx: RuleContext) -> Iterator[Finding]:
                 else ""
             )
             + "Check the account on the domain controller (Security log event 4625/4776 names the "
-            "exact reason), the password saved in the client (Credential Manager), and the "
-            "'Access this computer from the network' right on the server.",
+            "exact reason), the password saved in the client (Credential Manager), and "
+            + (
+                "the proxy's domain membership and NTLM helper (squid: ntlm_auth / winbind)."
+                if proxy
+                else "the 'Access this computer from the network' right on the server."
+            ),
             [located],
-            fields=[("user", user)] + ([("workstation", workstation)] if workstation else []),
+            fields=[("user", user)]
+            + ([("workstation", workstation)] if workstation else [])
+            + ([("proxy", who.removeprefix("the proxy "))] if proxy else []),
             iis=located.step.iis,
         )
 

@@ -109,7 +109,7 @@ def _interleaved_handshakes(ctx: RuleContext) -> Iterator[Finding]:
         if not hits:
             continue
         first = hits[0]
-        clients = sorted({_client_identity(h) for h in hits} | {first.client_ip})
+        clients = sorted({ctx.client_of(h) for h in hits} | {first.client_ip})
         yield make_finding(
             ntlm_handshake_split,
             "NTLM handshakes of different requests interleaved on one connection",
@@ -144,20 +144,23 @@ def handshake_closed_midway(ctx: RuleContext) -> Iterator[Finding]:
             continue
         challenge = ctx.locate(split.challenge)
         authenticate = ctx.locate(split.authenticate)
-        yield _closed_finding(challenge, [challenge, authenticate])
+        yield _closed_finding(ctx, challenge, [challenge, authenticate])
     reported = {split.challenge for split in ctx.view.splits}
     for located in ctx.steps():
         step = located.step
         if step.leg not in (Leg.NTLM_CHALLENGE, Leg.SPNEGO_CONTINUE) or located.ref in reported:
             continue
         if _next_in_realm(located) is None and _closes(located):
-            yield _closed_finding(located, [located])
+            yield _closed_finding(ctx, located, [located])
 
 
-def _closed_finding(challenge: Located, legs: list[Located]) -> Finding:
+def _closed_finding(ctx: RuleContext, challenge: Located, legs: list[Located]) -> Finding:
     connection = challenge.timeline.connection
     response = challenge.step.exchange.response
     how = _close_reason(challenge)
+    front = ctx.view.fronts.get(challenge.ref)
+    if front is not None:
+        return _closed_by_proxy(ctx, challenge, ctx.locate(front), legs, how)
     return make_finding(
         handshake_closed_midway,
         "Connection closed in the middle of the handshake",
@@ -180,6 +183,54 @@ _CLOSED_BY: dict[Direction | None, str] = {
     Direction.TO_SERVER: "the client",
     Direction.TO_CLIENT: "the server",
 }
+
+
+def _closed_by_proxy(
+    ctx: RuleContext, challenge: Located, front: Located, legs: list[Located], how: str
+) -> Finding:
+    """The front-end connection stayed open while the proxy's upstream one closed
+    after the challenge: the proxy, not the client, split the handshake."""
+    connection = challenge.timeline.connection
+    request = challenge.step.exchange.request
+    asked = request is not None and "close" in (request.header("Connection") or "").lower()
+    fronts = [ctx.locate(ref) for leg in legs if (ref := ctx.view.fronts.get(leg.ref))]
+    later = [leg for leg in legs if leg.timeline.connection.id != connection.id]
+    return make_finding(
+        handshake_closed_midway,
+        "The proxy closes the upstream connection in the middle of the handshake",
+        f"The client {ctx.client_of(challenge)} kept one connection to the proxy "
+        f"(connection {front.timeline.connection.id}) and answered every challenge on it "
+        f"(request at frame {request_frame(front.step)}), but the proxy relayed that request on "
+        f"upstream connection {connection.id}"
+        + (
+            f" asking the server to close it (`Connection: close` in the proxy's request at "
+            f"frame {request_frame(challenge.step)})"
+            if asked
+            else ""
+        )
+        + f": the server's challenge there (frame {response_frame(challenge.step)}) was "
+        f"followed by {how}"
+        + (
+            f", and the next leg went out on a new upstream connection "
+            f"{later[0].timeline.connection.id} (request at frame {request_frame(later[0].step)})"
+            if later
+            else ""
+        )
+        + ". The proxy closes its server connection after every response (HAProxy `option "
+        "http-server-close`, some load balancers), so every connection-based handshake is "
+        "split and the server never sees a CHALLENGE and its AUTHENTICATE on one connection. "
+        "The client is not at fault: it answered every challenge.",
+        "On the proxy, keep the server connection open and tied to the client connection "
+        "during authentication: HAProxy: remove `option http-server-close` (the default "
+        "`option http-keep-alive` keeps a server connection private to its client once it "
+        "sees NTLM or Negotiate); other proxies and load balancers: enable upstream keep-alive "
+        "with client affinity, or pass TCP through. Or make Kerberos work, which needs no "
+        "connection-based handshake.",
+        [*legs, *fronts],
+        extra_frames=[connection.close_frame] if connection.close_frame else [],
+        fields=[("closed_by", "proxy")],
+        iis=challenge.step.iis if challenge.step.exchange.response is not None else None,
+    )
 
 
 def _close_reason(located: Located) -> str:
@@ -225,14 +276,13 @@ def shared_authenticated_connection(ctx: RuleContext) -> Iterator[Finding]:
             if step.leg in (Leg.NTLM_ACCEPTED, Leg.KERBEROS_ACCEPTED, Leg.SPNEGO_ACCEPTED):
                 if step.state_after is State.AUTHENTICATED:
                     authenticated_by = located
-                    origins = {_client_identity(located): located}
+                    origins = {ctx.client_of(located): located}
                 continue
             if authenticated_by is None or step.leg is not Leg.REUSED:
                 if step.state_after is not State.AUTHENTICATED:
                     authenticated_by = None
                 continue
-            identity = _client_identity(located)
-            origins.setdefault(identity, located)
+            origins.setdefault(ctx.client_of(located), located)
         if authenticated_by is not None and len(origins) > 1:
             others = [loc for key, loc in origins.items() if loc is not authenticated_by]
             user = user_of(authenticated_by.step) or "the first user"
@@ -253,14 +303,6 @@ def shared_authenticated_connection(ctx: RuleContext) -> Iterator[Finding]:
             )
 
 
-def _client_identity(located: Located) -> str:
-    request = located.step.exchange.request
-    forwarded = request.header("X-Forwarded-For") if request is not None else None
-    if forwarded:
-        return forwarded.split(",")[0].strip()
-    return located.client_ip
-
-
 @rule(
     "auth-lost-on-new-connection",
     Severity.ERROR,
@@ -275,7 +317,7 @@ def auth_lost_on_new_connection(ctx: RuleContext) -> Iterator[Finding]:
     authenticated: dict[tuple[str, str], Located] = {}
     for located in sorted(ctx.steps(Realm.ORIGIN), key=lambda loc: loc.time):
         step = located.step
-        key = (located.client_ip, str(located.timeline.connection.server))
+        key = (ctx.client_of(located), str(located.timeline.connection.server))
         if step.state_after is State.AUTHENTICATED and step.leg in (
             Leg.NTLM_ACCEPTED,
             Leg.KERBEROS_ACCEPTED,
