@@ -253,11 +253,7 @@ def ntlm_handshake(
     frames: dict[str, int | None] = {}
     if anonymous_first:
         frames["anonymous"], frames["offer"] = conn.exchange(list(extra), 401, OFFER_WINDOWS)
-    frames["negotiate"], frames["challenge"] = conn.exchange(
-        [("Authorization", f"{scheme} {b64(legs.negotiate)}"), *extra],
-        401,
-        [("WWW-Authenticate", f"{scheme} {b64(legs.challenge)}")],
-    )
+    frames["negotiate"], frames["challenge"] = challenge_leg(conn, legs, scheme=scheme, extra=extra)
     frames["authenticate"], frames["final"] = conn.exchange(
         [("Authorization", f"{scheme} {b64(legs.authenticate)}"), *extra],
         final_status,
@@ -292,3 +288,19 @@ def relay(
         upstream_request, server_answer
     )
     return frames
+
+
+def challenge_leg(
+    conn: Conn,
+    legs: NtlmLegs,
+    *,
+    scheme: str = "NTLM",
+    extra: Headers = (),  # type: ignore[assignment]
+    response: Headers = (),  # type: ignore[assignment]
+) -> tuple[int | None, int | None]:
+    """NEGOTIATE -> 401 CHALLENGE (with `response` headers added); its frames."""
+    return conn.exchange(
+        [("Authorization", f"{scheme} {b64(legs.negotiate)}"), *extra],
+        401,
+        [("WWW-Authenticate", f"{scheme} {b64(legs.challenge)}"), *response],
+    )

@@ -13,6 +13,7 @@ from _timelines import (
     Capture,
     Conn,
     b64,
+    challenge_leg,
     kerberos_ap_req,
     ntlm_handshake,
     ntlm_legs,
@@ -232,11 +233,7 @@ def test_handshake_closed_midway_by_connection_close() -> None:
     conn = capture.conn()
     legs = ntlm_legs()
     conn.exchange([], 401, OFFER_WINDOWS)
-    _, challenge = conn.exchange(
-        [("Authorization", f"NTLM {b64(legs.negotiate)}")],
-        401,
-        [("WWW-Authenticate", f"NTLM {b64(legs.challenge)}"), ("Connection", "close")],
-    )
+    _, challenge = challenge_leg(conn, legs, response=[("Connection", "close")])
     conn.close(by="to_client")
     finding = only(capture, "handshake-closed-midway")
     assert f"(frame {challenge})" in finding.explanation
@@ -247,11 +244,7 @@ def test_handshake_closed_midway_not_when_the_client_closes() -> None:
     capture = Capture()
     conn = capture.conn()
     legs = ntlm_legs()
-    conn.exchange(
-        [("Authorization", f"NTLM {b64(legs.negotiate)}")],
-        401,
-        [("WWW-Authenticate", f"NTLM {b64(legs.challenge)}")],
-    )
+    challenge_leg(conn, legs)
     conn.close(by="to_server")  # the client chose to stop
     assert "handshake-closed-midway" not in capture.rules()
 
@@ -482,11 +475,7 @@ def test_ntlm_anonymous() -> None:
     capture = Capture()
     conn = capture.conn()
     legs = ntlm_legs()
-    conn.exchange(
-        [("Authorization", f"NTLM {b64(legs.negotiate)}")],
-        401,
-        [("WWW-Authenticate", f"NTLM {b64(legs.challenge)}")],
-    )
+    challenge_leg(conn, legs)
     anonymous, _ = conn.exchange(
         [("Authorization", f"NTLM {b64(anonymous_authenticate(legs.challenge))}")],
         401,

@@ -23,6 +23,7 @@ requests of the same client (or to the same proxy address) for that path inside
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 from authtrace.handshake.index import TimeIndex
@@ -92,53 +93,53 @@ def _relays(front: _Candidate, upstream: Exchange, connection: HttpConnection) -
     return answer is None or answer.timestamp <= front_response.timestamp
 
 
+def _requests(
+    timelines: list[ConnectionTimeline],
+) -> Iterator[tuple[HttpConnection, Exchange, HttpRequest, tuple[str, str]]]:
+    """Every captured request with its (method, path) key, in connection order."""
+    for timeline in timelines:
+        connection = timeline.connection
+        for exchange in connection.exchanges:
+            request = exchange.request
+            if request is not None:
+                yield connection, exchange, request, (request.method, _path(request.uri))
+
+
 def attribute_upstream(timelines: list[ConnectionTimeline]) -> dict[ExchangeRef, ExchangeRef]:
     """upstream exchange -> the front exchange it relays (both legs captured)."""
     by_client: list[tuple[object, float, _Candidate]] = []
     by_server: list[tuple[object, float, _Candidate]] = []
-    for timeline in timelines:
-        connection = timeline.connection
-        for exchange in connection.exchanges:
-            request = exchange.request
-            if request is None:
-                continue
-            key = (request.method, _path(request.uri))
-            candidate = _Candidate(connection, exchange)
-            by_client.append(((key, connection.client.ip), request.timestamp, candidate))
-            by_server.append(((key, connection.server.ip), request.timestamp, candidate))
+    for connection, exchange, request, key in _requests(timelines):
+        candidate = _Candidate(connection, exchange)
+        by_client.append(((key, connection.client.ip), request.timestamp, candidate))
+        by_server.append(((key, connection.server.ip), request.timestamp, candidate))
     client_index = TimeIndex(by_client)
     server_index = TimeIndex(by_server)
     fronts: dict[ExchangeRef, ExchangeRef] = {}
-    for timeline in timelines:
-        connection = timeline.connection
-        for exchange in connection.exchanges:
-            request = exchange.request
-            if request is None:
-                continue
-            key = (request.method, _path(request.uri))
-            start, end = request.timestamp - FRONT_WINDOW, request.timestamp
+    for connection, exchange, request, key in _requests(timelines):
+        start, end = request.timestamp - FRONT_WINDOW, request.timestamp
 
-            def accept(
-                front: _Candidate, upstream: Exchange = exchange, on: HttpConnection = connection
-            ) -> bool:
-                return _relays(front, upstream, on)
+        def accept(
+            front: _Candidate, upstream: Exchange = exchange, on: HttpConnection = connection
+        ) -> bool:
+            return _relays(front, upstream, on)
 
-            found = None
-            for address in forwarded_clients(request):
-                found = client_index.latest((key, address), start, end, accept)
-                if found is not None:
-                    break
-            if found is None:
-                found = server_index.latest((key, connection.client.ip), start, end, accept)
-            if found is None:
-                continue
-            front_request = found.exchange.request
-            assert front_request is not None
-            client_index.take((key, found.connection.client.ip), front_request.timestamp, found)
-            server_index.take((key, found.connection.server.ip), front_request.timestamp, found)
-            fronts[ExchangeRef(connection.id, exchange.index)] = ExchangeRef(
-                found.connection.id, found.exchange.index
-            )
+        found = None
+        for address in forwarded_clients(request):
+            found = client_index.latest((key, address), start, end, accept)
+            if found is not None:
+                break
+        if found is None:
+            found = server_index.latest((key, connection.client.ip), start, end, accept)
+        if found is None:
+            continue
+        front_request = found.exchange.request
+        assert front_request is not None
+        client_index.take((key, found.connection.client.ip), front_request.timestamp, found)
+        server_index.take((key, found.connection.server.ip), front_request.timestamp, found)
+        fronts[ExchangeRef(connection.id, exchange.index)] = ExchangeRef(
+            found.connection.id, found.exchange.index
+        )
     return fronts
 
 
