@@ -146,3 +146,24 @@ def test_no_rule_breaks_its_declaration(reports: dict[str, dict]) -> None:
             declared = RULES_BY_ID[finding["rule"]]
             rank = {"error": 0, "warning": 1, "info": 2}
             assert rank[finding["severity"]] >= rank[declared.severity.value], finding
+
+
+def test_proxy_findings_name_the_proxy(reports: dict[str, dict]) -> None:
+    """Issue 11 items 4 and 6: the proxy's 407 and the proxy closing upstream
+    connections are told as the proxy's doing."""
+    (refused,) = [
+        f
+        for f in reports["proxy-407-basic-refused.pcap"]["findings"]
+        if f["rule"] == "basic-logon-failed"
+    ]
+    assert "The proxy proxy01.contoso.com (203.0.113.5:3128, squid/5.7)" in refused["explanation"]
+    assert "IIS" not in refused["fix"]
+    (closed,) = reports["proxy-server-close.pcap"]["findings"]
+    assert closed["title"].startswith("The proxy closes the upstream connection")
+    assert "answered every challenge" in closed["explanation"]
+
+
+def test_logon_failure_on_plain_http_names_no_channel_binding(reports: dict[str, dict]) -> None:
+    """Issue 11 item 9: ntlm-logon-failed.pcap is HTTP on port 80."""
+    (finding,) = reports["ntlm-logon-failed.pcap"]["findings"]
+    assert "channel" not in (finding["explanation"] + finding["fix"]).lower()

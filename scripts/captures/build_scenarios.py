@@ -554,6 +554,200 @@ def pooling_proxy(name: str = "pooling-proxy") -> Scene:
     return s
 
 
+# Both legs of a reverse proxy at PROXY: browsers talk to it on port 80, it talks
+# to the server from the same address and adds no X-Forwarded-For, so only the
+# front legs say whose request each upstream one is (issue 11 item 5).
+FRONT = (PROXY, 80)
+
+
+def _relay(
+    s: Scene,
+    front,
+    upstream,
+    note: str,
+    iis: str | None,
+    headers: list[tuple[str, str]] | None = None,
+    challenge: list[tuple[str, str]] | None = None,
+    upstream_headers: list[tuple[str, str]] | None = None,
+    upstream_extra: list[tuple[str, str]] | None = None,
+) -> dict[str, int]:
+    """One request through the proxy: the browser's, the proxy's copy, the
+    server's answer (401 with `challenge`, or 200 when iis is None), its copy."""
+    frames = {"front": s.request(front, f"browser: {note}", "/", headers)}
+    frames["upstream"] = s.request(
+        upstream, f"proxy relays: {note}", "/", (headers or []) + (upstream_headers or [])
+    )
+    for conv, side in ((upstream, "server"), (front, "relayed")):
+        extra = upstream_extra if side == "server" else None
+        if iis is None:
+            frames[side] = s.ok(conv, "200 (relayed by the proxy)" if side == "relayed" else "200")
+        else:
+            frames[side] = s.iis_401(conv, f"{side}: 401", iis, challenge=challenge, extra=extra)
+    return frames
+
+
+def _proxied_ntlm(s: Scene, front, upstream, user, workstation: str) -> None:
+    _relay(s, front, upstream, "anonymous GET /", ANON)
+    client, t1 = s.ntlm.client(*user, WEB_HOST, workstation)
+    server, t2 = s.ntlm.server(t1)
+    _relay(
+        s,
+        front,
+        upstream,
+        "NTLM Type 1",
+        CHALLENGE_LEG,
+        [("Authorization", f"NTLM {b64(t1)}")],
+        [("WWW-Authenticate", f"NTLM {b64(t2)}")],
+    )
+    t3 = s.ntlm.answer(client, t2, workstation)
+    verify(s, server, t3, True)
+    _relay(
+        s,
+        front,
+        upstream,
+        f"NTLM Type 3 as {user[0]}",
+        None,
+        [("Authorization", f"NTLM {b64(t3)}")],
+    )
+
+
+def reverse_proxy_user_substitution() -> Scene:
+    s = Scene(
+        "reverse-proxy-user-substitution",
+        "Both legs of a reverse proxy that adds no X-Forwarded-For: alice authenticates "
+        "upstream connection 2; bob's anonymous request is relayed on that connection and "
+        "answered 200 as alice",
+        WEB_HOST,
+        ["shared-authenticated-connection"],
+        ["auth-lost-on-new-connection", "client-ignores-negotiate", "ntlm-handshake-split"],
+        seed=36,
+    )
+    alice, bob = s.conn("192.0.2.10", FRONT), s.conn("192.0.2.11", FRONT)
+    upstream = s.conn(PROXY)
+    _proxied_ntlm(s, alice, upstream, ALICE, "WS-A")
+    _relay(s, bob, upstream, "bob's anonymous GET / on alice's upstream connection", None)
+    for conv in (alice, bob, upstream):
+        conv.close()
+    return s
+
+
+def reverse_proxy_second_client() -> Scene:
+    s = Scene(
+        "reverse-proxy-second-client",
+        "Both legs of a reverse proxy that adds no X-Forwarded-For: alice authenticates on "
+        "upstream connection 2; bob's anonymous request goes out on a new upstream connection, "
+        "gets 401 and bob never sends credentials",
+        WEB_HOST,
+        ["client-ignores-negotiate"],
+        ["auth-lost-on-new-connection", "shared-authenticated-connection"],
+        seed=37,
+    )
+    alice, bob = s.conn("192.0.2.10", FRONT), s.conn("192.0.2.11", FRONT)
+    first = s.conn(PROXY)
+    _proxied_ntlm(s, alice, first, ALICE, "WS-A")
+    second = s.conn(PROXY)
+    for attempt in (1, 2):
+        _relay(s, bob, second, f"bob's anonymous GET / (attempt {attempt})", ANON)
+    for conv in (alice, bob, first, second):
+        conv.close()
+    return s
+
+
+def proxy_server_close() -> Scene:
+    s = Scene(
+        "proxy-server-close",
+        "A reverse proxy closes the upstream connection after every response (HAProxy option "
+        "http-server-close): the browser answers every challenge on one connection, each leg "
+        "reaches the server on a new one",
+        WEB_HOST,
+        ["handshake-closed-midway"],
+        ["client-ignores-negotiate", "ntlm-logon-failed", "ntlm-handshake-split"],
+        seed=38,
+    )
+    close = [("Connection", "close")]
+    front = s.conn("192.0.2.10", FRONT)
+    upstream = s.conn(PROXY)
+    _relay(
+        s, front, upstream, "anonymous GET /", ANON, upstream_headers=close, upstream_extra=close
+    )
+    upstream.close(by="server")
+    client, t1 = s.ntlm.client(*ALICE, WEB_HOST, "WS01")
+    server, t2 = s.ntlm.server(t1)
+    upstream = s.conn(PROXY)
+    _relay(
+        s,
+        front,
+        upstream,
+        "NTLM Type 1",
+        CHALLENGE_LEG,
+        [("Authorization", f"NTLM {b64(t1)}")],
+        [("WWW-Authenticate", f"NTLM {b64(t2)}")],
+        upstream_headers=close,
+        upstream_extra=close,
+    )
+    upstream.close(by="server")
+    t3 = s.ntlm.answer(client, t2, "WS01")
+    upstream = s.conn(PROXY)
+    _relay(
+        s,
+        front,
+        upstream,
+        "NTLM Type 3 on a new upstream connection",
+        INVALID_TOKEN,
+        [("Authorization", f"NTLM {b64(t3)}")],
+        upstream_headers=close,
+        upstream_extra=close,
+    )
+    upstream.close(by="server")
+    front.close()
+    return s
+
+
+def proxy_407_basic_refused() -> Scene:
+    s = Scene(
+        "proxy-407-basic-refused",
+        "A forward proxy refuses Basic credentials with 407: the proxy's refusal, not the "
+        "web server's",
+        "www.example.com",
+        ["basic-logon-failed", "basic-over-cleartext"],
+        ["no-common-scheme", "client-ignores-negotiate"],
+        seed=39,
+    )
+    c = s.conn(server=(PROXY, 3128))
+    uri = "http://www.example.com/"
+    refused = [
+        ("Proxy-Authenticate", 'Basic realm="corp proxy"'),
+        ("Via", "1.1 proxy01.contoso.com (squid/5.7)"),
+    ]
+    s.request(c, "anonymous GET through the proxy", uri)
+    s.response(
+        c,
+        407,
+        "Proxy Authentication Required",
+        "proxy offers Basic",
+        refused,
+        b"<html>Proxy authentication required</html>\n",
+        server="squid/5.7",
+    )
+    s.request(
+        c,
+        "Proxy-Authorization: Basic for bob (wrong password)",
+        uri,
+        [("Proxy-Authorization", f"Basic {b64(b'bob:wrong-password')}")],
+    )
+    s.response(
+        c,
+        407,
+        "Proxy Authentication Required",
+        "proxy refuses bob",
+        refused,
+        b"<html>Proxy authentication required</html>\n",
+        server="squid/5.7",
+    )
+    c.close()
+    return s
+
+
 def shared_authenticated_connection() -> Scene:
     s = Scene(
         "shared-authenticated-connection",
@@ -1577,6 +1771,10 @@ SCENARIOS: list[Callable[[], Scene]] = [
     auth_header_too_large,
     auth_header_too_large_apache,
     ntlm_negotiate_rejected_retry,
+    reverse_proxy_user_substitution,
+    reverse_proxy_second_client,
+    proxy_server_close,
+    proxy_407_basic_refused,
     capture_starts_midway,
     iis_401_2_body,
     anonymous_logon_failed,

@@ -26,7 +26,15 @@ from authtrace.auth.ntlm import NtlmAuthenticate, NtlmChallenge
 from authtrace.auth.steps import is_not_kept
 from authtrace.handshake.attribution import Identities, attribute_upstream
 from authtrace.handshake.index import TimeIndex
-from authtrace.handshake.model import NORMAL_LEGS, AuthExchange, Leg, Outcome, Realm, Sent
+from authtrace.handshake.model import (
+    NORMAL_LEGS,
+    AuthExchange,
+    IisTriple,
+    Leg,
+    Outcome,
+    Realm,
+    Sent,
+)
 from authtrace.handshake.timeline import ConnectionTimeline
 from authtrace.http.messages import HttpConnection, Pairing
 from authtrace.iis.predict import SPLIT_TRIPLE
@@ -134,6 +142,7 @@ def link(
     came_back = _CredentialsIndex(timelines, identities)
     resolved = [_resolve(timeline, came_back, split_targets, capture_end) for timeline in timelines]
     resolved = [_mark_split_iis(timeline, split_targets) for timeline in resolved]
+    resolved = _relayed_iis(resolved, fronts, relayed)
     return HandshakeView(
         tuple(resolved),
         tuple(splits),
@@ -145,6 +154,34 @@ def link(
         clients,
         fronts,
     )
+
+
+def _relayed_iis(
+    timelines: list[ConnectionTimeline], fronts: dict[StepRef, StepRef], relayed: set[StepRef]
+) -> list[ConnectionTimeline]:
+    """A front-end copy of a relayed answer predicts the IIS log line of the
+    upstream answer it relays: IIS logged one line, for the request it saw (the
+    front connection's own sequence may differ, e.g. a split handshake). O(n)."""
+    by_id = {timeline.connection.id: timeline for timeline in timelines}
+    copied: dict[int, dict[int, IisTriple | None]] = defaultdict(dict)
+    for upstream, front in fronts.items():
+        if front in relayed:
+            iis = by_id[upstream.connection].steps[upstream.position].iis
+            before = by_id[front.connection].steps[front.position].iis
+            if before is not None and before != iis:
+                copied[front.connection][front.position] = iis
+    if not copied:
+        return timelines
+    out = []
+    for timeline in timelines:
+        changes = copied.get(timeline.connection.id)
+        if changes:
+            steps = list(timeline.steps)
+            for position, iis in changes.items():
+                steps[position] = dataclasses.replace(steps[position], iis=iis)
+            timeline = ConnectionTimeline(timeline.connection, tuple(steps))
+        out.append(timeline)
+    return out
 
 
 def _attributed(
