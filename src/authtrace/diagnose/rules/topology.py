@@ -138,7 +138,9 @@ def handshake_closed_midway(ctx: RuleContext) -> Iterator[Finding]:
     which the connection ended before the next leg: `Connection: close` or an
     HTTP/1.0 answer in that 401, or a FIN/RST from the server side with nothing
     after it; or a split handshake whose CHALLENGE connection closed that way. A
-    client that closes its own connection, or a capture that ends, is not it."""
+    client that closes its own connection, or a capture that ends, is not it. When
+    the upstream connection is a proxy's copy of a front-end connection that stayed
+    open, the proxy is named as the one closing it (HAProxy http-server-close)."""
     for split in ctx.view.splits:
         if not split.challenge_connection_closed:
             continue
@@ -265,7 +267,8 @@ def _closes(located: Located) -> bool:
 def shared_authenticated_connection(ctx: RuleContext) -> Iterator[Finding]:
     """Needs an origin connection that completed connection-based authentication
     and then carried, without new credentials and answered without a challenge,
-    requests of another client (another client address or X-Forwarded-For)."""
+    requests of another client: the front-end client a proxy relayed it for (both
+    legs captured), else its X-Forwarded-For / Forwarded, else its address."""
     for timeline in ctx.view.timelines:
         authenticated_by: Located | None = None
         origins: dict[str, Located] = {}
@@ -313,7 +316,8 @@ def auth_lost_on_new_connection(ctx: RuleContext) -> Iterator[Finding]:
     """Needs a client that completed authentication to a server on one connection
     and later sent a request without credentials on another connection to that
     server, answered by a 401 that ended up a failure (the client never came back
-    with credentials)."""
+    with credentials). Behind a proxy the client is the one each request was
+    relayed for, so a second client's first anonymous request is not it."""
     authenticated: dict[tuple[str, str], Located] = {}
     for located in sorted(ctx.steps(Realm.ORIGIN), key=lambda loc: loc.time):
         step = located.step
