@@ -457,6 +457,19 @@ def test_ntlm_negotiate_rejected() -> None:
     assert capture.rules() == {"ntlm-negotiate-rejected"}
 
 
+def test_ntlm_negotiate_rejected_then_kerberos_is_a_warning() -> None:
+    """Chromium with a ticket: NTLM refused, then Kerberos works on the same
+    connection; NTLM is broken for this client, but nothing failed."""
+    capture = Capture()
+    conn = capture.conn()
+    conn.exchange([], 401, OFFER_WINDOWS)
+    conn.exchange([("Authorization", f"NTLM {b64(ntlm_legs().negotiate)}")], 401, OFFER_WINDOWS)
+    ticket, _ = conn.exchange([("Authorization", kerberos_ap_req())], 200)
+    finding = only(capture, "ntlm-negotiate-rejected")
+    assert finding.severity is Severity.WARNING
+    assert f"authenticated with kerberos (credentials at frame {ticket})" in finding.explanation
+
+
 def test_ntlmv1_response() -> None:
     capture = Capture()
     frames = ntlm_handshake(capture.conn(), ntlm_legs(lm_compat=1), 200)

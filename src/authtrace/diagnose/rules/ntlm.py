@@ -300,18 +300,28 @@ def _over_tls(located: Located) -> bool:
 def ntlm_negotiate_rejected(ctx: RuleContext) -> Iterator[Finding]:
     """Needs an NTLM NEGOTIATE answered by a 401 without a CHALLENGE on a
     connection that was not in the middle of another handshake (that is
-    interleaving: ntlm-handshake-split). One finding per client and host."""
+    interleaving: ntlm-handshake-split). One finding per client and host; a
+    warning when the same client then authenticated to that host another way
+    (Chromium falls back to Kerberos): NTLM is still broken for it, but nothing
+    failed."""
     groups: dict[tuple[str, str], list[Located]] = defaultdict(list)
+    authenticated: dict[tuple[str, str], list[Located]] = defaultdict(list)
     for located in ctx.steps():
+        if located.step.state_after is State.AUTHENTICATED and located.step.credentials:
+            authenticated[(ctx.client_of(located), located.host)].append(located)
         if (
             located.step.leg is Leg.NTLM_NEGOTIATE_REJECTED
             and located.step.state_before not in _MIDWAY
             and not ctx.relayed(located)
         ):
-            groups[(located.client_ip, located.host)].append(located)
+            groups[(ctx.client_of(located), located.host)].append(located)
     for (client, host), legs in groups.items():
         credentials = legs[0].step.credentials
         size = len(credentials.raw) if credentials is not None else 0
+        after = [a for a in authenticated.get((client, host), ()) if a.time >= legs[0].time]
+        later = min(after, key=lambda a: a.time) if after else None
+        used = later.step.credentials if later is not None else None
+        mechanism = used.mechanism.value if used is not None else ""
         yield make_finding(
             ntlm_negotiate_rejected,
             "The server refused the client's NTLM NEGOTIATE without a CHALLENGE",
@@ -327,10 +337,18 @@ def ntlm_negotiate_rejected(ctx: RuleContext) -> Iterator[Finding]:
                 "is refused the same way."
                 if ctx.view.splits
                 else ""
+            )
+            + (
+                f" The client then authenticated with {mechanism} (credentials at frame "
+                f"{request_frame(later.step)}), so nothing failed here; NTLM stays broken for "
+                "this client where that is not available."
+                if later is not None
+                else ""
             ),
             "Use a client whose NTLM the server accepts (or Kerberos); check the server's "
             "NTLM provider logs and the 'Network security: Restrict NTLM' policies.",
-            legs[:3],
+            [*legs[:3], *([later] if later is not None else [])],
+            severity=Severity.WARNING if later is not None else None,
             fields=[("client", client), ("negotiate_bytes", str(size))],
             iis=legs[0].step.iis,
             host=host,
