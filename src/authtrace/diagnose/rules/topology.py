@@ -290,18 +290,30 @@ def shared_authenticated_connection(ctx: RuleContext) -> Iterator[Finding]:
             others = [loc for key, loc in origins.items() if loc is not authenticated_by]
             user = user_of(authenticated_by.step) or "the first user"
             clients = ", ".join(sorted(origins))
+            first_client = ctx.client_of(authenticated_by)
+            other_clients = ", ".join(sorted(k for k in origins if k != first_client))
+            fronts = [ctx.locate(ref) for o in others if (ref := ctx.view.fronts.get(o.ref))]
             yield make_finding(
                 shared_authenticated_connection,
                 "One authenticated connection carries several clients' requests",
-                f"Connection {timeline.connection.id} was authenticated as {user} "
-                f"({_accepted(authenticated_by)}) and then carried requests of other clients "
-                f"({clients}) that the server answered without asking them to authenticate: "
-                "they ran as the first user. A proxy that pools or multiplexes upstream "
-                "connections hands one user's authenticated connection to others.",
+                f"Connection {timeline.connection.id} was authenticated as {user} for "
+                f"{first_client} ({_accepted(authenticated_by)}) and then carried requests of "
+                f"other clients ({other_clients}; the first at frame "
+                f"{request_frame(others[0].step)}) that the server answered without asking them "
+                "to authenticate: they ran as the first user."
+                + (
+                    f" The proxy relayed them from the clients' own connections to it (request "
+                    f"at frame {request_frame(fronts[0].step)} on connection "
+                    f"{fronts[0].timeline.connection.id})."
+                    if fronts
+                    else ""
+                )
+                + " A proxy that pools or multiplexes upstream connections hands one user's "
+                "authenticated connection to others.",
                 "Disable upstream connection reuse for Windows-authenticated sites on the proxy, "
                 "or make the server authenticate every request (Kerberos with "
                 "authPersistNonNTLM=false / Persistent-Auth: false, or authPersistSingleRequest).",
-                [authenticated_by, *others],
+                [authenticated_by, *others, *fronts],
                 fields=[("user", user), ("clients", clients)],
             )
 
