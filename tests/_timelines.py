@@ -23,7 +23,7 @@ from authtrace.handshake.links import link
 from authtrace.handshake.timeline import build_timeline
 from authtrace.http.messages import Exchange, Header, HttpConnection, HttpRequest, HttpResponse
 from authtrace.kerberos.kdc import KdcConnectAttempt, KdcExchange
-from authtrace.tcp.events import Endpoint
+from authtrace.tcp.events import CloseReason, Direction, Endpoint
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "scripts" / "captures"))
 
@@ -71,8 +71,8 @@ class Conn:
     server: Endpoint
     exchanges: list[Exchange] = field(default_factory=list)
     first_frame: int = 0
-    close_reason: str = "fin"
-    closed_by: str | None = "to_server"
+    close_reason: CloseReason = CloseReason.FIN
+    closed_by: Direction | None = Direction.TO_SERVER
     close_frame: int = 0
     syn_seen: bool = True
 
@@ -160,8 +160,10 @@ class Conn:
         self.exchanges.append(Exchange(self.id, len(self.exchanges), request, response))
         return request_frame, response_frame
 
-    def close(self, reason: str = "fin", by: str | None = "to_server") -> int:
-        """End the connection: a FIN or RST from `by` (to_server: the client)."""
+    def close(
+        self, reason: CloseReason = CloseReason.FIN, by: Direction | None = Direction.TO_SERVER
+    ) -> int:
+        """End the connection: a FIN or RST from `by` (TO_SERVER: the client)."""
         self.close_reason, self.closed_by = reason, by
         self.close_frame = self.capture.next_frame()
         self.capture.tick()
@@ -178,8 +180,8 @@ class Conn:
             first_timestamp=self.capture.start,
             last_timestamp=self.capture.clock,
             syn_seen=self.syn_seen,
-            fin_seen=self.close_reason == "fin",
-            rst_seen=self.close_reason == "rst",
+            fin_seen=self.close_reason is CloseReason.FIN,
+            rst_seen=self.close_reason is CloseReason.RST,
             close_reason=self.close_reason,
             closed_by=self.closed_by,
             close_frame=self.close_frame,

@@ -24,7 +24,7 @@ from scenario_tokens import anonymous_authenticate
 from authtrace.diagnose import ALL_RULES
 from authtrace.diagnose.finding import Finding, Severity
 from authtrace.kerberos.kdc import KdcExchange, KdcResult, Transport
-from authtrace.tcp.events import Endpoint
+from authtrace.tcp.events import CloseReason, Direction, Endpoint
 
 WRONG = ("CONTOSO\\alice", "not-her-password")
 KDC = Endpoint("192.0.2.53", 88)
@@ -234,7 +234,7 @@ def test_handshake_closed_midway_by_connection_close() -> None:
     legs = ntlm_legs()
     conn.exchange([], 401, OFFER_WINDOWS)
     _, challenge = challenge_leg(conn, legs, response=[("Connection", "close")])
-    conn.close(by="to_client")
+    conn.close(by=Direction.TO_CLIENT)
     finding = only(capture, "handshake-closed-midway")
     assert f"(frame {challenge})" in finding.explanation
     assert "`Connection: close`" in finding.explanation
@@ -245,7 +245,7 @@ def test_handshake_closed_midway_not_when_the_client_closes() -> None:
     conn = capture.conn()
     legs = ntlm_legs()
     challenge_leg(conn, legs)
-    conn.close(by="to_server")  # the client chose to stop
+    conn.close(by=Direction.TO_SERVER)  # the client chose to stop
     assert "handshake-closed-midway" not in capture.rules()
 
 
@@ -259,7 +259,7 @@ def test_handshake_closed_midway_by_a_proxy_closing_every_upstream_connection() 
     close = [("Connection", "close")]
     first = capture.conn(client=PROXY_BACK)
     relay(front, first, [], 401, OFFER_WINDOWS, upstream_headers=close)
-    first.close(by="to_client")
+    first.close(by=Direction.TO_CLIENT)
     second = capture.conn(client=PROXY_BACK)
     frames = relay(
         front,
@@ -270,7 +270,7 @@ def test_handshake_closed_midway_by_a_proxy_closing_every_upstream_connection() 
         upstream_headers=close,
         upstream_response=[("WWW-Authenticate", f"NTLM {b64(legs.challenge)}"), *close],
     )
-    second.close(by="to_client")
+    second.close(by=Direction.TO_CLIENT)
     third = capture.conn(client=PROXY_BACK)
     last = relay(
         front,
@@ -280,7 +280,7 @@ def test_handshake_closed_midway_by_a_proxy_closing_every_upstream_connection() 
         OFFER_WINDOWS,
         upstream_headers=close,
     )
-    third.close(by="to_client")
+    third.close(by=Direction.TO_CLIENT)
     rules = capture.rules()
     assert "client-ignores-negotiate" not in rules and "ntlm-logon-failed" not in rules
     finding = only(capture, "handshake-closed-midway")
@@ -658,7 +658,7 @@ def test_capture_incomplete_when_the_capture_ends_before_the_answer() -> None:
     conn = capture.conn()
     conn.exchange([], 401, OFFER_WINDOWS)
     conn.exchange([("Authorization", f"NTLM {b64(ntlm_legs().negotiate)}")], None)
-    conn.close_reason, conn.closed_by = "end_of_capture", None
+    conn.close_reason, conn.closed_by = CloseReason.END_OF_CAPTURE, None
     finding = only(capture, "capture-incomplete")
     assert finding.severity is Severity.INFO
     assert "the capture ends before the server's answer" in finding.explanation

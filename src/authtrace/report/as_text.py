@@ -292,7 +292,7 @@ def _other_realm_line(step: AuthExchange) -> str:
     verdict = _verdict(step)
     if not (sent or offered or verdict):
         return ""
-    realm = "proxy" if step.realm.value == "proxy" else "server"
+    realm = "proxy" if step.realm is Realm.PROXY else "server"
     return f"{realm}: {sent}" + (f"-> [{offered}]" if offered else "") + verdict
 
 
