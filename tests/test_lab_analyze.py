@@ -155,8 +155,32 @@ def test_chromium_authenticates_with_kerberos_after_the_refused_ntlm(
 ) -> None:
     from authtrace.report.summary import summarize
 
-    (host,) = summarize(reports["chromium-ntlm-refused-kerberos-works"])
+    report = reports["chromium-ntlm-refused-kerberos-works"]
+    (host,) = summarize(report)
     assert dict(host.authenticated_with) == {"kerberos": 1}
+    # NTLM fails for this client, but the page loaded: a warning, not an error
+    (finding,) = [f for f in report.findings if f.rule == "ntlm-negotiate-rejected"]
+    assert finding.severity.value == "warning"
+    assert not [f for f in report.findings if f.severity.value == "error"]
+
+
+def test_second_anonymous_client_is_the_one_that_ignores_negotiate(
+    reports: dict[str, Report],
+) -> None:
+    (finding,) = reports["haproxy-second-anonymous"].findings
+    assert finding.rule == "client-ignores-negotiate"
+    assert finding.field("client") == "127.0.0.19"  # relayed for it (X-Forwarded-For)
+
+
+def test_server_close_is_blamed_on_the_proxy_with_both_legs(reports: dict[str, Report]) -> None:
+    report = reports["haproxy-server-close"]
+    (finding,) = report.findings
+    assert finding.rule == "handshake-closed-midway"
+    assert finding.field("closed_by") == "proxy"
+    clients = {t.connection.id: t.connection.client.ip for t in report.view.timelines}
+    legs = {clients[c] for c in finding.connections}
+    assert legs == {"127.0.0.20", "127.0.0.18"}  # the client's connection and upstream ones
+    assert 23 in finding.frames  # the CHALLENGE the server sent on a connection then closed
 
 
 def test_clock_skew_names_the_kerberos_error(reports: dict[str, Report]) -> None:
