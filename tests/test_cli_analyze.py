@@ -147,6 +147,18 @@ def test_damaged_gzip_is_analysed_up_to_the_damage(tmp_path: Path) -> None:
     assert [e["request"]["frame"] for e in data["exchanges"]] == [4, 8]
 
 
+def test_overlapping_captures_keep_their_findings_and_name_frames_by_file() -> None:
+    # Issue 11 item 10: this used to report only a capture-overlap, exit 0.
+    failed = str(CAPTURES / "scenarios" / "ntlm-logon-failed.pcap")
+    result = run("analyze", HEALTHY, failed)
+    assert result.exit_code == 1, result.output
+    assert "ntlm-logon-failed" in result.output and "capture-overlap" in result.output
+    assert "frames ntlm-logon-failed.pcap#12, ntlm-logon-failed.pcap#14" in result.output
+    assert "healthy-ntlm.pcap#12 GET /" in result.output  # the ladders too
+    data = json.loads(run("analyze", "--json", HEALTHY, failed).output)
+    assert [(c["stream"], c["first_frame"]) for c in data["captures"]] == [(0, 1), (1, 27)]
+
+
 def test_connections_json_shape() -> None:
     data = json.loads(run("connections", "--json", HEALTHY).output)
     (connection,) = data["connections"]

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from authtrace.pipeline import Pipeline, read_connections
+from authtrace.pipeline import Pipeline, analyze, read_connections
 
 REPO = Path(__file__).resolve().parent.parent
 SHARED = REPO.parent / "shared" / "captures"
@@ -66,10 +66,46 @@ def test_connections_are_handed_on_as_they_close() -> None:
 
 def test_unrelated_captures_read_together_are_flagged() -> None:
     scenarios = REPO / "captures" / "scenarios"
-    _, result = read_connections(
+    connections, result = read_connections(
         [scenarios / "healthy-ntlm.pcap", scenarios / "ntlm-logon-failed.pcap"]
     )
     assert [a.kind for a in result.anomalies].count("capture-overlap") == 1
+    # Issue 11 item 10: separate streams, each with its own connections.
+    assert [(c.name.rsplit("/", 1)[-1], c.stream, c.first_frame) for c in result.captures] == [
+        ("healthy-ntlm.pcap", 0, 1),
+        ("ntlm-logon-failed.pcap", 1, 27),
+    ]
+    assert [(c.id, c.first_frame) for c in connections] == [(0, 1), (1, 27)]
+
+
+OVERLAPPING = [
+    "healthy-ntlm.pcap",
+    "ntlm-logon-failed.pcap",
+    "pooling-proxy.pcap",
+    "basic-over-cleartext.pcap",
+    "kerberos-fallback-spn-unknown.pcap",
+]
+
+
+def test_every_finding_of_overlapping_captures_survives() -> None:
+    """Given together, overlapping captures report what each reports alone, at
+    the same frames (numbered on in the report, named by file in the text)."""
+    scenarios = REPO / "captures" / "scenarios"
+    paths = [scenarios / name for name in OVERLAPPING]
+    together = analyze(paths)
+    assert together.streams == len(paths)
+    expected = []
+    for path in paths:
+        alone = analyze([path])
+        (info,) = [c for c in together.captures if c.name.endswith(path.name)]
+        offset = info.first_frame - 1
+        expected += [(f.rule, tuple(n + offset for n in f.frames)) for f in alone.findings]
+        for finding in alone.findings:
+            for frame in finding.frames:
+                assert together.frame_name(frame + offset) == f"{path.name}#{frame}"
+    assert sorted((f.rule, f.frames) for f in together.findings) == sorted(expected)
+    logon = [f for f in together.findings if f.rule == "ntlm-logon-failed"]
+    assert logon and "ntlm-logon-failed.pcap#12" in logon[0].explanation
 
 
 def test_ring_buffer_files_in_any_order_read_as_one_capture(tmp_path: Path) -> None:
@@ -90,3 +126,4 @@ def test_ring_buffer_files_in_any_order_read_as_one_capture(tmp_path: Path) -> N
         _key(e) for c in expected for e in c.exchanges
     ]
     assert not [a for a in result.anomalies if a.kind == "capture-overlap"]
+    assert {c.stream for c in result.captures} == {0}

@@ -13,8 +13,10 @@ damage into anomalies and the pipeline goes on with what it has.
 
 from __future__ import annotations
 
+import dataclasses
 import enum
 import os
+import re
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, BinaryIO
@@ -29,7 +31,7 @@ from authtrace.net.duplicates import DuplicateFrames
 from authtrace.net.packets import FIN, RST, SYN, TcpSegment, UdpDatagram
 from authtrace.readers.base import CaptureError
 from authtrace.readers.capture import open_capture
-from authtrace.report.model import CaptureInfo, Report
+from authtrace.report.model import CaptureInfo, Report, frame_name
 from authtrace.tcp.events import (
     ConnectionClosed,
     ConnectionOpened,
@@ -43,8 +45,13 @@ from authtrace.tls.keylog import DSB_TLS_KEY_LOG, KeyLog, KeyLogCounts
 from authtrace.tls.model import EncryptedConnection, NotReadTally, TlsFacts
 
 if TYPE_CHECKING:
+    from authtrace.diagnose.finding import Finding
+    from authtrace.handshake.links import HandshakeView, StepRef
+    from authtrace.handshake.timeline import ConnectionTimeline
     from authtrace.iis.category import LoggedLine
     from authtrace.iis.w3c import LogEntry
+    from authtrace.kerberos.kdc import KdcConnectAttempt as _KdcConnect
+    from authtrace.kerberos.kdc import KdcExchange as _KdcExchange
 
 Source = str | os.PathLike[str] | BinaryIO
 
@@ -108,6 +115,8 @@ class StreamResult:
     # `not_read` counts them all, `encrypted` is its first NotReadTally.MAX_LISTED.
     not_read: NotReadTally = field(default_factory=NotReadTally)
     keylog: KeyLogCounts | None = None
+    # The first connection id of each stream (see Pipeline.connections).
+    stream_first_ids: list[int] = field(default_factory=list)
     http_anomalies: int = 0  # how many HTTP-layer anomalies were met, listed or not
 
     def add_http_anomalies(self, anomalies: Iterable[Anomaly]) -> None:
@@ -133,9 +142,10 @@ class StreamResult:
 
 
 class Pipeline:
-    """Reads captures (one stream; frame numbers continue across files, as in a
-    concatenating merge) and yields each TCP connection that carried HTTP when it
-    closes, in order of connection id."""
+    """Reads captures and yields each TCP connection that carried HTTP when it
+    closes, in order of connection id. Files read one after the other form one
+    stream (frame numbers continue across files, as in a concatenating merge);
+    files whose times overlap are separate streams (see `connections`)."""
 
     def __init__(
         self,
@@ -150,72 +160,94 @@ class Pipeline:
         self.result = StreamResult()
         self._keylog = keylog
         self._progress = progress
+        self._fast_lane = fast_lane
+        self._frames = 0
+        self._stream = -1
+        self._stream_end: float | None = None
+        self._kdc_parts: list[KdcSummary] = []
+        self._bytes_total: int | None = None
+        self._bytes_before = 0  # bytes of the inputs read before the current one
+        self._open_stream(0)
+
+    def _open_stream(self, first_id: int) -> None:
+        """Fresh state for a stream: its own decoder, reassembly, KDC tracking
+        and connection ids (numbered on from `first_id`, so they stay unique)."""
+        self._stream += 1
+        self._stream_end = None
+        self.result.stream_first_ids.append(first_id)
         self._decoder = PacketDecoder()
         self._duplicates = DuplicateFrames()
-        self._tcp = TcpReassembler()
-        self._lane = FastLane(self._tcp) if fast_lane else None
+        self._tcp = TcpReassembler(first_id=first_id)
+        self._lane = FastLane(self._tcp) if self._fast_lane else None
         self._kdc = KdcTracker()
         self._live: dict[int, _Live] = {}
         self._done: dict[int, HttpConnection | None] = {}
-        self._next_out = 0
-        self._frames = 0
-        self._bytes_total: int | None = None
-        self._bytes_before = 0  # bytes of the inputs read before the current one
+        self._next_out = first_id
+
+    def _close_stream(self) -> Iterator[HttpConnection]:
+        """End the current stream: close what is open and keep what it learnt."""
+        for event in self._tcp.finish():
+            self._on_event(event)
+        yield from self._drain()
+        self._decoder.finish()
+        kdc = self._kdc.finish()
+        self._kdc_parts.append(kdc)
+        duplicates = self._duplicates.summary().anomaly()
+        if duplicates is not None:
+            self.result.anomalies.append(duplicates)
+        self.result.anomalies.extend(self._decoder.anomalies)
+        self.result.anomalies.extend(self._tcp.anomalies)
+        self.result.anomalies.extend(kdc.anomalies)
+        if self._lane is not None:
+            self.result.anomalies.extend(self._lane.anomalies)
 
     def connections(self, sources: Iterable[Source]) -> Iterator[HttpConnection]:
         """Yield finished HTTP connections. An unusable input becomes an anomaly;
-        CaptureError is raised only when no input at all could be read."""
+        CaptureError is raised only when no input at all could be read.
+
+        Files are read in the order they were written. A file that starts
+        after the files before it ended continues their stream (a ring buffer);
+        one that starts before they ended is another capture of the same time
+        (another machine, another interface) and is analysed as a separate
+        stream, so that connections of both are never mixed up."""
         problems: list[str] = []
-        ordered = in_time_order(list(sources))
-        self._bytes_total = _total_size(ordered)
+        ordered = in_time_order_with_starts(list(sources))
+        self._bytes_total = _total_size([source for source, _ in ordered])
         self._bytes_before = 0
-        for source in ordered:
+        for source, start in ordered:
+            if self._stream_end is not None and start is not None and start < self._stream_end:
+                yield from self._close_stream()
+                self._open_stream(self._tcp.next_id)
+                self._note_overlap(source)
             read_before = len(self.result.captures)
             try:
                 yield from self._read(source)
             except CaptureError as error:
                 problems.append(str(error))
-                self.result.anomalies.append(Anomaly("capture-unreadable", str(error)))
-            self._check_overlap(read_before)
+                self.result.anomalies.append(Anomaly(AnomalyKind.CAPTURE_UNREADABLE, str(error)))
+            if len(self.result.captures) > read_before:
+                last = self.result.captures[-1].last_time
+                if last is not None and (self._stream_end is None or last > self._stream_end):
+                    self._stream_end = last
             self._bytes_before += _total_size([source]) or 0
         if not self.result.captures:
             raise CaptureError("; ".join(problems) or "no capture given")
-        for event in self._tcp.finish():
-            self._on_event(event)
-        yield from self._drain()
+        yield from self._close_stream()
         self.result.finish_http_anomalies()
-        self._decoder.finish()
         if self._keylog is not None:
             self.result.keylog = self._keylog.counts
-        duplicates = self._duplicates.summary().anomaly()
-        if duplicates is not None:
-            self.result.anomalies.append(duplicates)
-        self.result.kdc = self._kdc.finish()
-        self.result.anomalies.extend(self._decoder.anomalies)
-        self.result.anomalies.extend(self._tcp.anomalies)
-        self.result.anomalies.extend(self.result.kdc.anomalies)
-        if self._lane is not None:
-            self.result.anomalies.extend(self._lane.anomalies)
+        self.result.kdc = _combine_kdc(self._kdc_parts)
 
-    def _check_overlap(self, read_before: int) -> None:
-        """Several files are one stream only if each starts after the previous one
-        ended (a ring buffer); otherwise connections of both may be mixed up."""
-        captures = self.result.captures
-        if read_before == 0 or len(captures) == read_before:
-            return
-        previous, current = captures[read_before - 1], captures[-1]
-        if (
-            previous.last_time is not None
-            and current.first_time is not None
-            and current.first_time < previous.last_time
-        ):
-            self.result.anomalies.append(
-                Anomaly(
-                    "capture-overlap",
-                    f"{current.name} starts before {previous.name} ends: the files are read as "
-                    "one stream, so give unrelated captures one at a time (or use diff)",
-                )
+    def _note_overlap(self, source: Source) -> None:
+        name = source if isinstance(source, str) else getattr(source, "name", "<stream>")
+        previous = self.result.captures[-1].name if self.result.captures else "the files before"
+        self.result.anomalies.append(
+            Anomaly(
+                AnomalyKind.CAPTURE_OVERLAP,
+                f"{name} starts before {previous} ends: it is analysed as a separate stream "
+                "(its own connections; its frames are named by file)",
             )
+        )
 
     def _read(self, source: Source) -> Iterator[HttpConnection]:
         lane = self._lane
@@ -312,7 +344,17 @@ class Pipeline:
                 count, first, last = tally.records, tally.first_timestamp, tally.last_timestamp
             self._frames += count
             self.result.anomalies.extend(capture.anomalies)
-            self.result.captures.append(CaptureInfo(str(name), capture.format, count, first, last))
+            self.result.captures.append(
+                CaptureInfo(
+                    str(name),
+                    capture.format,
+                    count,
+                    first,
+                    last,
+                    first_frame=self._frames - count + 1,
+                    stream=self._stream,
+                )
+            )
 
     def _take_secrets(self, secrets: list[tuple[int, bytes, int]], name: str) -> None:
         """pcapng Decryption Secrets Blocks: TLS key logs join the key log, the
@@ -479,11 +521,28 @@ def _total_size(sources: list[Source]) -> int | None:
     return total
 
 
+def _combine_kdc(parts: list[KdcSummary]) -> KdcSummary:
+    if len(parts) == 1:
+        return parts[0]
+    return KdcSummary(
+        exchanges=tuple(e for part in parts for e in part.exchanges),
+        unanswered=tuple(e for part in parts for e in part.unanswered),
+        unanswered_connects=tuple(c for part in parts for c in part.unanswered_connects),
+        anomalies=tuple(a for part in parts for a in part.anomalies),
+    )
+
+
 def in_time_order(sources: list[Source]) -> list[Source]:
     """Files of a ring buffer in the order they were written (by first frame),
     whatever order they were named in; standard input and open files stay as given."""
+    return [source for source, _ in in_time_order_with_starts(sources)]
+
+
+def in_time_order_with_starts(sources: list[Source]) -> list[tuple[Source, float | None]]:
+    """`in_time_order`, with each file's first time stamp (None when unknown:
+    standard input, open files, unreadable files)."""
     if len(sources) < 2 or not all(isinstance(s, str | os.PathLike) and s != "-" for s in sources):
-        return sources
+        return [(source, None) for source in sources]
     starts: dict[int, float] = {}
     for index, source in enumerate(sources):
         try:
@@ -493,7 +552,7 @@ def in_time_order(sources: list[Source]) -> list[Source]:
             first = None
         starts[index] = first.timestamp if first is not None else float("inf")
     order = sorted(range(len(sources)), key=lambda i: (starts[i], i))
-    return [sources[i] for i in order]
+    return [(sources[i], starts[i] if starts[i] != float("inf") else None) for i in order]
 
 
 def read_connections(
@@ -516,7 +575,13 @@ def analyze(
 
     iis_log: the server's W3C log lines, if given; each 401 they record is
     matched to its exchange, and the logged substatus is the strongest evidence
-    the rules weigh (it wins over what the wire suggests)."""
+    the rules weigh (it wins over what the wire suggests).
+
+    Captures analysed as separate streams (their times overlap) are linked and
+    judged each on its own, then put side by side: a client in one capture is
+    never taken for the same client in another, and every finding of each
+    survives. Their frames are then named by file in the findings' words
+    (`Report.frame_name`)."""
     # The judging layers are imported here, not at the top: `connections` and
     # the readers' users need only the reading half of this module.
     from authtrace.diagnose import RuleContext, diagnose
@@ -528,29 +593,50 @@ def analyze(
             progress(ProgressReport(phase, done, total))
 
     connections, result = read_connections(sources, progress, keylog)
-    timelines = []
-    for number, connection in enumerate(connections):
-        if number % JUDGING_EVERY == 0:
-            tell(Phase.JUDGING, number, len(connections))
-        timelines.append(build_timeline(connection))
-    times = [t for info in result.captures for t in (info.first_time, info.last_time) if t]
     kdc = result.kdc
     exchanges = kdc.exchanges if kdc is not None else ()
-    tell(Phase.LINKING)
-    view = link(timelines, min(times, default=0.0), max(times, default=0.0), exchanges)
     connects = kdc.unanswered_connects if kdc is not None else ()
+    captures = tuple(result.captures)
+    firsts = result.stream_first_ids or [0]
+    streams: list[tuple[HandshakeView, tuple[_KdcExchange, ...], tuple[_KdcConnect, ...]]] = []
+    for stream, first_id in enumerate(firsts):
+        end_id = firsts[stream + 1] if stream + 1 < len(firsts) else None
+        mine = [c for c in connections if c.id >= first_id and (end_id is None or c.id < end_id)]
+        infos = [i for i in captures if i.stream == stream]
+        times = [t for info in infos for t in (info.first_time, info.last_time) if t]
+        start, end = min(times, default=0.0), max(times, default=0.0)
+        # KDC exchanges belong to the stream whose frames hold them.
+        first_frame = infos[0].first_frame if infos else 0
+        last_frame = infos[-1].first_frame + infos[-1].frames if infos else 0
+
+        def own(frame: int | None, low: int = first_frame, high: int = last_frame) -> bool:
+            return len(firsts) == 1 or low <= (frame or 0) < high
+
+        own_kdc = tuple(e for e in exchanges if own(e.request_frame or e.reply_frame))
+        own_connects = tuple(c for c in connects if own(c.first_frame))
+        view = link([build_timeline(c) for c in mine], start, end, own_kdc)
+        streams.append((view, own_kdc, own_connects))
+    views = [view for view, _, _ in streams]
+    whole = views[0] if len(views) == 1 else _side_by_side(views)
     join = None
     logged: dict[tuple[int, int], LoggedLine] = {}
     if iis_log:
         from authtrace.iis.capture_log import join_log, logged_lines
 
-        join = join_log(view, iis_log)
+        join = join_log(whole, iis_log)
         logged = logged_lines(join)
     tell(Phase.DIAGNOSING)
-    findings, problems = diagnose(RuleContext(view, exchanges, connects, iis_log=logged))
+    findings: list[Finding] = []
+    problems: list[Anomaly] = []
+    for view, own_kdc, own_connects in streams:
+        found, failed = diagnose(RuleContext(view, own_kdc, own_connects, iis_log=logged))
+        findings.extend(found)
+        problems.extend(failed)
+    if len(views) > 1:
+        findings = [_name_frames(finding, captures) for finding in findings]
     return Report(
-        captures=tuple(result.captures),
-        view=view,
+        captures=captures,
+        view=whole,
         kdc=exchanges,
         kdc_connects=connects,
         findings=tuple(findings),
@@ -561,6 +647,52 @@ def analyze(
         encrypted_groups=result.not_read.groups(),
         keylog=result.keylog,
         iis_log=join,
+    )
+
+
+def _side_by_side(views: list[HandshakeView]) -> HandshakeView:
+    """One view holding the views of separate streams (connection ids differ)."""
+    from authtrace.handshake.links import HandshakeView
+
+    by_id: dict[int, ConnectionTimeline] = {}
+    kdc_links: dict[StepRef, tuple[_KdcExchange, ...]] = {}
+    for view in views:
+        by_id.update(view.by_id)
+        kdc_links.update(view.kdc_links)
+    return HandshakeView(
+        timelines=tuple(t for view in views for t in view.timelines),
+        splits=tuple(s for view in views for s in view.splits),
+        relayed=frozenset(r for view in views for r in view.relayed),
+        capture_start=min(view.capture_start for view in views),
+        capture_end=max(view.capture_end for view in views),
+        by_id=by_id,
+        kdc_links=kdc_links,
+    )
+
+
+# "frame 38", "frames 38, 40" and "frames 38-40" in a finding's words.
+_FRAME_WORDS = re.compile(r"\b(frames?) (\d+(?:(?:, |-)\d+)*)")
+
+
+def _name_frames(finding: Finding, captures: tuple[CaptureInfo, ...]) -> Finding:
+    """A finding whose words cite frames by file ("ntlm-logon-failed.pcap#12"):
+    with several streams, a bare number would not say which file holds it."""
+
+    def named(match: re.Match[str]) -> str:
+        numbers = re.split(r"(, |-)", match.group(2))
+        return (
+            match.group(1)
+            + " "
+            + "".join(
+                frame_name(captures, int(part)).lstrip("#") if part.isdigit() else part
+                for part in numbers
+            )
+        )
+
+    return dataclasses.replace(
+        finding,
+        explanation=_FRAME_WORDS.sub(named, finding.explanation),
+        title=_FRAME_WORDS.sub(named, finding.title),
     )
 
 

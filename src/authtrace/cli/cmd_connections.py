@@ -91,7 +91,14 @@ def connections_command(
             for a in result.anomalies
         ]
         captures_info = [
-            {"name": c.name, "format": c.format, "frames": c.frames} for c in result.captures
+            {
+                "name": c.name,
+                "format": c.format,
+                "frames": c.frames,
+                "first_frame": c.first_frame,
+                "stream": c.stream,
+            }
+            for c in result.captures
         ]
         out.write("\n],\n")
         out.write(f' "captures": {json.dumps(captures_info)},\n')

@@ -115,6 +115,8 @@ def report_to_dict(report: Report, show_secrets: bool = False) -> dict[str, Any]
                 "frames": c.frames,
                 "first_time": c.first_time,
                 "last_time": c.last_time,
+                "first_frame": c.first_frame,
+                "stream": c.stream,
             }
             for c in report.captures
         ],

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import enum
 import textwrap
+from collections.abc import Callable
 
 from authtrace.auth.render import describe_step
 from authtrace.diagnose.finding import Finding
@@ -25,6 +26,9 @@ from authtrace.report.tls import (
     keylog_line,
 )
 from authtrace.visible import visible, visible_lines
+
+# How a frame number is written: "#12", or "capture.pcap#12" (Report.frame_name).
+FrameNames = Callable[[int], str]
 
 _WIDTH = 100
 _LEG_WORDS = {
@@ -87,7 +91,7 @@ def render_report(
         lines.append(f"Findings ({len(report.findings)})")
         lines.append("")
         for number, finding in enumerate(report.findings, 1):
-            lines.extend(render_finding(finding, number))
+            lines.extend(render_finding(finding, number, report.frame_name))
             lines.append("")
     else:
         lines.append("No authentication problem found.")
@@ -103,7 +107,7 @@ def render_report(
     if report.anomalies:
         lines.append(f"Capture anomalies ({len(report.anomalies)})")
         for anomaly in report.anomalies[:20]:
-            where = f" frame {anomaly.frame}" if anomaly.frame else ""
+            where = f" frame {_bare(report.frame_name(anomaly.frame))}" if anomaly.frame else ""
             lines.append(f"  - {anomaly.kind}{where}: {anomaly.message}")
         if len(report.anomalies) > 20:
             lines.append(f"  ... and {len(report.anomalies) - 20} more (see --json)")
@@ -124,7 +128,7 @@ def _ladder_lines(report: Report, ladders: Ladders) -> list[str]:
         if ladders is Ladders.FINDINGS and timeline.connection.id not in named:
             left_out += 1
             continue
-        lines.extend(render_ladder(timeline, report.view))
+        lines.extend(render_ladder(timeline, report.view, report.frame_name))
         lines.append("")
     if left_out:
         lines.append(
@@ -179,7 +183,7 @@ def _summary_lines(report: Report) -> list[str]:
 _LAST_SHOWN = 3
 
 
-def _some(name: str, numbers: tuple[int, ...], limit: int) -> str:
+def _some(name: str, numbers: tuple[object, ...], limit: int) -> str:
     """All of `numbers` when there are at most `limit`, else a count with the
     first and last few, and where to find them all."""
     if len(numbers) <= limit:
@@ -189,7 +193,18 @@ def _some(name: str, numbers: tuple[int, ...], limit: int) -> str:
     return f"{len(numbers)} {name}: {first} ... {last} (--json lists all)"
 
 
-def render_finding(finding: Finding, number: int) -> list[str]:
+def _hash(number: int) -> str:
+    return f"#{number}"
+
+
+def _bare(name: str) -> str:
+    """ "12" for "#12" (the words around say it is a frame); "a.pcap#12" stays."""
+    return name[1:] if name.startswith("#") else name
+
+
+def render_finding(finding: Finding, number: int, name: FrameNames = _hash) -> list[str]:
+    """name: how a frame number is written (Report.frame_name: by file when the
+    captures were analysed as separate streams)."""
     head = f"{number}. [{finding.severity.value.upper()}] {finding.title}  ({finding.rule})"
     lines = [head]
     if finding.host:
@@ -203,7 +218,7 @@ def render_finding(finding: Finding, number: int) -> list[str]:
     )
     evidence = []
     if finding.frames:
-        evidence.append(_some("frames", finding.frames, 12))
+        evidence.append(_some("frames", tuple(_bare(name(f)) for f in finding.frames), 12))
     if finding.connections:
         evidence.append(_some("connections", finding.connections, 8))
     evidence.extend(f"{name} {value}" for name, value in finding.fields if value)
@@ -227,12 +242,15 @@ def render_finding(finding: Finding, number: int) -> list[str]:
     return lines
 
 
-def render_ladder(timeline: ConnectionTimeline, view: HandshakeView | None = None) -> list[str]:
+def render_ladder(
+    timeline: ConnectionTimeline, view: HandshakeView | None = None, name: FrameNames = _hash
+) -> list[str]:
     connection = timeline.connection
     closing = connection.close_reason.value.replace("_", " ")
+    first, last = _bare(name(connection.first_frame)), _bare(name(connection.last_frame))
     lines = [
         f"Connection {connection.id}  {connection.client} -> {connection.server}  "
-        f"(frames {connection.first_frame}-{connection.last_frame}, "
+        f"(frames {first}-{last.rpartition('#')[2]}, "
         f"{'SYN seen' if connection.syn_seen else 'started before the capture'}, {closing})"
     ]
     if connection.tls is not None:
@@ -249,33 +267,35 @@ def render_ladder(timeline: ConnectionTimeline, view: HandshakeView | None = Non
             if more:
                 lines.append("          " + more)
         else:
-            lines.append("  " + ladder_line(step))
+            lines.append("  " + ladder_line(step, name))
         previous = step
         kdc = view.kdc_for(StepRef(connection.id, position)) if view is not None else ()
         if kdc:
-            lines.append("          " + kdc_note(kdc))
+            lines.append("          " + kdc_note(kdc, name))
     return lines
 
 
-def kdc_note(kdc: tuple[KdcExchange, ...]) -> str:
+def kdc_note(kdc: tuple[KdcExchange, ...], name: FrameNames = _hash) -> str:
     """'ticket for HTTP/web01 from the KDC: #1 -> #2 ticket' (the last few exchanges)."""
     parts = []
     for exchange in kdc[-3:]:
         answer = exchange.error_name or exchange.result.value
-        parts.append(f"#{exchange.request_frame} -> #{exchange.reply_frame or '?'} {answer}")
+        asked = name(exchange.request_frame) if exchange.request_frame else "#?"
+        reply = name(exchange.reply_frame) if exchange.reply_frame else "#?"
+        parts.append(f"{asked} -> {reply} {answer}")
     return f"KDC, {kdc[-1].service}: " + "; ".join(parts)
 
 
-def ladder_line(step: AuthExchange) -> str:
+def ladder_line(step: AuthExchange, name: FrameNames = _hash) -> str:
     exchange = step.exchange
     request, response = exchange.request, exchange.response
     left = f"{request.method} {_short(request.uri)}" if request else "(request not captured)"
-    frame = f"#{request.shown_frame}" if request else "#?"
+    frame = name(request.shown_frame) if request else "#?"
     sent = f"  [{describe_step(step.credentials)}]" if step.credentials else ""
     if response is None:
         right = "no response" if exchange.pairing is not Pairing.RESPONSE_LOST else LOST_TEXT
     else:
-        right = f"{response.status} #{response.shown_frame}"
+        right = f"{response.status} {name(response.shown_frame)}"
         offered = [describe_step(c) for c in step.challenges]
         if offered:
             right += "  [" + "; ".join(offered) + "]"

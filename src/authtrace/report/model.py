@@ -20,13 +20,20 @@ if TYPE_CHECKING:
 
 @dataclass(frozen=True, slots=True)
 class CaptureInfo:
-    """One input file: its name as given, format, frame count and time span."""
+    """One input file: its name as given, format, frame count and time span.
+
+    first_frame: the number its first frame has in this report (files of one
+    stream are numbered on, as `mergecap -a` would); stream: which stream it
+    belongs to (files whose times overlap are analysed as separate streams).
+    """
 
     name: str
     format: str
     frames: int
     first_time: float | None
     last_time: float | None
+    first_frame: int = 1
+    stream: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,3 +66,28 @@ class Report:
     @property
     def has_problems(self) -> bool:
         return any(f.severity.is_problem for f in self.findings)
+
+    @property
+    def streams(self) -> int:
+        """How many separate streams the captures were analysed as."""
+        return 1 + max((c.stream for c in self.captures), default=0)
+
+    def frame_name(self, number: int) -> str:
+        """How a frame is named in a report: "#12", or "capture.pcap#12" (the
+        file's own number, as Wireshark shows it) when the captures given
+        overlapped in time and were analysed as separate streams."""
+        return frame_name(self.captures, number)
+
+
+def frame_name(captures: tuple[CaptureInfo, ...], number: int) -> str:
+    """See `Report.frame_name`."""
+    if not captures or captures[-1].stream == 0:
+        return f"#{number}"
+    for info in captures:
+        if info.first_frame <= number < info.first_frame + info.frames:
+            return f"{_base_name(info.name)}#{number - info.first_frame + 1}"
+    return f"#{number}"
+
+
+def _base_name(name: str) -> str:
+    return name.replace("\\", "/").rsplit("/", 1)[-1]

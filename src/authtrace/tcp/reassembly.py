@@ -134,7 +134,10 @@ class TcpReassembler:
         max_held_bytes: int = 1 << 20,
         max_held_segments: int = 256,
         max_tombstones: int = 65536,
+        first_id: int = 0,
     ) -> None:
+        """first_id: the id of the first connection (several captures analysed
+        as separate streams number their connections on, so ids stay unique)."""
         self.max_held_bytes = max_held_bytes
         self.max_held_segments = max_held_segments
         self.max_tombstones = max_tombstones
@@ -143,7 +146,7 @@ class TcpReassembler:
         # 4-tuple so that a lookup is one dict access.
         self._live: dict[_Key, _Connection] = {}
         self._closed: OrderedDict[_Key, _Tombstone] = OrderedDict()
-        self._next_id = 0
+        self._next_id = first_id
         # The connection id of the segment fed last (Wireshark's tcp.stream of
         # that frame), or None when it belonged to none (dropped straggler).
         self.last_connection: int | None = None
@@ -183,6 +186,11 @@ class TcpReassembler:
         self._live.clear()
         events.sort(key=_close_order)
         return events
+
+    @property
+    def next_id(self) -> int:
+        """The id the next new connection will get."""
+        return self._next_id
 
     def lane_handles(
         self, src: str, src_port: int, dst: str, dst_port: int
