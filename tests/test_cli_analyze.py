@@ -154,7 +154,7 @@ def test_overlapping_captures_keep_their_findings_and_name_frames_by_file() -> N
     assert result.exit_code == 1, result.output
     assert "ntlm-logon-failed" in result.output and "capture-overlap" in result.output
     assert "frames ntlm-logon-failed.pcap#12, ntlm-logon-failed.pcap#14" in result.output
-    assert "healthy-ntlm.pcap#12 GET /" in result.output  # the ladders too
+    assert "ntlm-logon-failed.pcap#12 GET /" in result.output  # the ladders too
     data = json.loads(run("analyze", "--json", HEALTHY, failed).output)
     assert [(c["stream"], c["first_frame"]) for c in data["captures"]] == [(0, 1), (1, 27)]
 

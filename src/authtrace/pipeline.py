@@ -598,6 +598,7 @@ def analyze(
     connects = kdc.unanswered_connects if kdc is not None else ()
     captures = tuple(result.captures)
     firsts = result.stream_first_ids or [0]
+    judged = 0
     streams: list[tuple[HandshakeView, tuple[_KdcExchange, ...], tuple[_KdcConnect, ...]]] = []
     for stream, first_id in enumerate(firsts):
         end_id = firsts[stream + 1] if stream + 1 < len(firsts) else None
@@ -614,7 +615,14 @@ def analyze(
 
         own_kdc = tuple(e for e in exchanges if own(e.request_frame or e.reply_frame))
         own_connects = tuple(c for c in connects if own(c.first_frame))
-        view = link([build_timeline(c) for c in mine], start, end, own_kdc)
+        timelines = []
+        for connection in mine:
+            if judged % JUDGING_EVERY == 0:
+                tell(Phase.JUDGING, judged, len(connections))
+            judged += 1
+            timelines.append(build_timeline(connection))
+        tell(Phase.LINKING)
+        view = link(timelines, start, end, own_kdc)
         streams.append((view, own_kdc, own_connects))
     views = [view for view, _, _ in streams]
     whole = views[0] if len(views) == 1 else _side_by_side(views)
