@@ -57,3 +57,20 @@ def test_many_connections_are_counted_in_bounded_memory(monkeypatch: pytest.Monk
 
 def test_no_connection_no_section() -> None:
     assert encrypted_lines((), 0, None) == []
+
+
+def test_basic_inside_decrypted_tls_is_not_cleartext() -> None:
+    """Basic over HTTPS is read from the decrypted records; the wire carried it
+    encrypted, so basic-over-cleartext must not fire (it did before the rule
+    looked at the connection's TLS facts)."""
+    from pathlib import Path
+
+    from authtrace.cli.common import read_keylogs
+    from authtrace.pipeline import analyze
+
+    base = Path(__file__).resolve().parent.parent / "captures" / "tls" / "tls13-aes128gcm-basic"
+    keylog = read_keylogs((str(base.with_suffix(".keys")),))
+    report = analyze([str(base.with_suffix(".pcap"))], keylog=keylog)
+    basic = [s for t in report.view.timelines for s in t.steps if s.sent.name == "BASIC"]
+    assert basic, "the capture must decrypt to Basic requests for this test to mean anything"
+    assert "basic-over-cleartext" not in {f.rule for f in report.findings}

@@ -30,12 +30,16 @@ from authtrace.handshake.timeline import largest_credentials_field, too_large_te
 )
 def basic_over_cleartext(ctx: RuleContext) -> Iterator[Finding]:
     """Needs a request carrying Basic credentials (RFC 7617 section 4: the password
-    is only base64-encoded). Every connection authtrace reads today was clear text
-    on the wire; TLS-decrypted connections must be left out here when they come.
-    One finding per host and user."""
+    is only base64-encoded) on a connection that was clear text on the wire: one
+    whose HTTP was decrypted from TLS (`connection.tls`) is left out. One finding
+    per host and user."""
     groups: dict[tuple[str, str], list[Located]] = defaultdict(list)
     for located in ctx.steps():
-        if located.step.sent is Sent.BASIC and not ctx.relayed(located):
+        if (
+            located.step.sent is Sent.BASIC
+            and located.timeline.connection.tls is None
+            and not ctx.relayed(located)
+        ):
             groups[(located.host, user_of(located.step) or "?")].append(located)
     for (host, user), legs in groups.items():
         yield make_finding(
