@@ -10,34 +10,25 @@ installed by the pipeline once the normal path has shown what the connection
 is).
 
 Which frames qualify. A lane exists for a direction of a live TCP connection
-(IPv4) once the HTTP layer has decided what the connection is (HTTP, or not
-HTTP) and the direction's first segment went through the normal path. A frame
-is claimed only when all of these hold; anything else (another link layer, IP
-options or fragments, SYN/FIN/RST, a snaplen cut, an unknown 4-tuple, out of
-order data, held segments, header bytes...) takes the normal path:
-- Ethernet II, IPv4 with a 20-byte header, not a fragment, TCP with ACK and
-  without SYN, FIN or RST, and every byte the IP length announces captured
-  (so `TcpSegment.missing` would be 0; padding is not payload);
-- the 4-tuple has a lane;
-- its ACK proves no loss in the other direction: it does not acknowledge
-  beyond what the reassembler delivered there (otherwise `_acked` would
-  report a gap: that is the normal path's job);
-- a segment with payload starts exactly at the direction's next sequence
-  number, nothing is held out of order and the direction has not ended, so
-  the reassembler would deliver it at once as one StreamData; and either the
-  connection is not HTTP (its tracker drops data without any state change),
-  or the direction's HTTP parser is inside a Content-Length body that this
-  payload does not finish and whose bytes it does not keep, so `feed` would
-  only count them (parser.py's first fast path).
+(IPv4) once its first segment went through the normal path. Each layer says
+what the lane may do there, and the lane only asks: the reassembler's
+`DirectionLane.take` applies a segment whose effect there is bookkeeping,
+and the layer reading the direction answers `count_only` (tcp/events.py
+LaneSink) through the sink its owner gave (`lane_sink(direction)` of the
+HTTP tracker or of the TLS connection; none for Kerberos or a connection not
+routed yet: ACK-only frames then). Here only the link, IP and TCP headers
+are checked: Ethernet II, IPv4 with a 20-byte header, not a fragment, TCP
+with ACK and without SYN, FIN or RST, a known 4-tuple, and every byte the IP
+length announces captured (so `TcpSegment.missing` would be 0; padding is
+not payload). Anything else takes the normal path.
 
 Invariant: a claimed frame changes exactly the state the normal path would
-have changed, in the same objects (the reassembler's connection and half, the
-parser), and produces no event, because the normal path would have produced
-none that any layer keeps: no bytes are invented or dropped, and a gap is
-always found by the normal path (a claimed segment never moves past a hole,
-and an ACK that proves one is never claimed). The only difference:
-`TcpReassembler.last_connection` is not updated. tests/test_lane.py runs
-captures with and without the lane and compares everything.
+have changed, in the layers' own objects and through their own methods, and
+produces no event, because the normal path would have produced none that
+any layer keeps: no bytes are invented or dropped, and a gap is always found
+by the normal path. The only difference: `TcpReassembler.last_connection` is
+not updated. tests/test_lane.py runs captures with and without the lane and
+compares everything.
 Memory: two lanes per live connection at most; removed when it closes.
 """
 
@@ -46,18 +37,16 @@ from __future__ import annotations
 import socket
 import struct
 from collections.abc import Callable
-from typing import Any
+from typing import Protocol
 
 from authtrace.anomalies import Anomaly, AnomalyKind
-from authtrace.http.exchanges import Detection, HttpConnectionTracker
-from authtrace.http.parser import HttpParser, _State
 from authtrace.net.packets import TcpSegment
 from authtrace.readers.base import BlockLayout, RecordLayout, Walker
 from authtrace.readers.linktypes import LINKTYPE_ETHERNET
 from authtrace.readers.pcapng import TWO_32
 from authtrace.strict import internal_error
-from authtrace.tcp.events import Direction
-from authtrace.tcp.reassembly import TcpReassembler, _Connection, _Half
+from authtrace.tcp.events import Direction, LaneSink
+from authtrace.tcp.reassembly import DirectionLane, TcpReassembler
 
 # Ethernet II + IPv4 + TCP at fixed offsets (RFC 791 section 3.1, RFC 9293
 # section 3.1): ethertype, version/IHL, total length, flags/fragment offset,
@@ -66,13 +55,10 @@ from authtrace.tcp.reassembly import TcpReassembler, _Connection, _Half
 # number, acknowledgment number, data offset, flags.
 _HEAD = struct.Struct("!12xHBxH2xHxB2x12sIIBB")
 _MIN = 54  # 14 Ethernet + 20 IPv4 + 20 TCP
-_MASK = 0xFFFFFFFF
-_HALF = 0x80000000  # RFC 9293 section 3.4: sequence numbers compare modulo 2**32
 # TCP flags: FIN 0x01, SYN 0x02, RST 0x04, ACK 0x10; the lane wants ACK alone
 # among these (PSH, URG, ECE, CWR do not matter to reassembly).
 _FLAG_MASK = 0x17
 _ACK_ONLY = 0x10
-_BODY_LENGTH = _State.BODY_LENGTH
 _AF4 = socket.AF_INET
 _PORTS = struct.Struct("!HH")
 # pcapng block types (draft-ietf-opsawg-pcapng section 11.1)
@@ -80,32 +66,11 @@ _EPB = 0x00000006
 _SPB = 0x00000003
 
 
-class _AcksOnly:
-    """The `parser` of a lane that takes ACK-only frames but no data (the HTTP
-    layer has not decided what the connection is yet, or it is Kerberos): its
-    state is never BODY_LENGTH, so the walker's parser test refuses every payload."""
+class LaneOwner(Protocol):
+    """The layer that reads a connection's data (the HTTP tracker, the TLS
+    connection): it says, per direction, what the lane may skip."""
 
-    __slots__ = ()
-    _state = None
-
-
-_ACKS_ONLY = _AcksOnly()
-
-
-class _Entry:
-    """One direction's lane: the objects a claimed frame updates. parser: the
-    direction's HTTP parser, None when the connection is not HTTP (its data is
-    dropped unseen), or _ACKS_ONLY."""
-
-    __slots__ = ("conn", "half", "other", "parser")
-
-    def __init__(
-        self, conn: _Connection, half: _Half, other: _Half, parser: HttpParser | _AcksOnly | None
-    ) -> None:
-        self.conn = conn
-        self.half = half
-        self.other = other
-        self.parser = parser
+    def lane_sink(self, direction: Direction) -> LaneSink | None: ...
 
 
 class FastLane:
@@ -113,7 +78,7 @@ class FastLane:
 
     def __init__(self, reassembler: TcpReassembler) -> None:
         self._tcp = reassembler
-        self._lanes: dict[bytes, _Entry] = {}
+        self._lanes: dict[bytes, DirectionLane] = {}
         self._by_connection: dict[int, list[bytes]] = {}
         # Per connection, the (source address, source port) of the directions
         # whose lane is open for data: nothing more for `offer` to do there, so
@@ -143,19 +108,11 @@ class FastLane:
             )
         )
 
-    def offer(
-        self,
-        segment: TcpSegment,
-        connection: int,
-        tracker: HttpConnectionTracker | None,
-        opaque: bool = False,
-    ) -> None:
+    def offer(self, segment: TcpSegment, connection: int, owner: LaneOwner | None) -> None:
         """After the normal path handled `segment` of `connection`: open a lane for
         its direction, for ACK-only frames at first, and for data too once the
-        HTTP layer knows what the connection is (`tracker` None: not routed
-        yet, or not an HTTP candidate at all) or once the connection's owner
-        says none of its data is needed any more (`opaque`: a TLS connection
-        without keys, tls/connection.py). Never raises."""
+        layer reading the connection (`owner`; None: not routed yet, or
+        Kerberos) gives a sink for that direction. Never raises."""
         if self._off:
             return
         settled = self._settled.get(connection)
@@ -170,32 +127,18 @@ class FastLane:
                 + _PORTS.pack(segment.src_port, segment.dst_port)
             )
             entry = self._lanes.get(key)
-            if entry is not None and entry.parser is not _ACKS_ONLY:
+            if entry is None:
+                entry = self._tcp.lane(segment.src, segment.src_port, segment.dst, segment.dst_port)
+                if entry is None or entry.connection != connection:
+                    return
+                self._lanes[key] = entry
+                self._by_connection.setdefault(connection, []).append(key)
+            if owner is None:
+                return
+            sink = owner.lane_sink(entry.direction)
+            if sink is not None:
+                entry.sink = sink
                 self._settled.setdefault(connection, set()).add((segment.src, segment.src_port))
-                return  # already open for data
-            known = opaque or (tracker is not None and tracker.detection is not Detection.UNKNOWN)
-            if entry is not None and not known:
-                return
-            handles = self._tcp.lane_handles(
-                segment.src, segment.src_port, segment.dst, segment.dst_port
-            )
-            if handles is None:
-                return
-            conn, half, other = handles
-            if conn.id != connection or half.base_seq is None:
-                return
-            parser: HttpParser | _AcksOnly | None = _ACKS_ONLY
-            if opaque or (tracker is not None and tracker.detection is Detection.NOT_HTTP):
-                parser = None
-            elif known:
-                assert tracker is not None
-                direction = Direction.TO_SERVER if half is conn.to_server else Direction.TO_CLIENT
-                parser = tracker.parser_for(direction) or _ACKS_ONLY
-            if entry is not None:
-                entry.parser = parser
-                return
-            self._lanes[key] = _Entry(conn, half, other, parser)
-            self._by_connection.setdefault(connection, []).append(key)
         except (OSError, ValueError):
             return  # not an IPv4 address pair: no lane
 
@@ -256,32 +199,7 @@ class FastLane:
             # its headers, or bytes the capture cut (snaplen): normal path.
             if size < 0 or offset < 0x50 or 14 + total > captured:
                 return False
-            other_next = entry.other.next_seq
-            if other_next is not None and 0 < ((ack - other_next) & _MASK) < _HALF:
-                return False  # this ACK proves bytes lost the other way: a gap
-            if size:
-                half = entry.half
-                if seq != half.next_seq or half.held or half.fin_done:
-                    return False
-                parser: Any = entry.parser  # HttpParser, _ACKS_ONLY or None
-                if parser is not None:
-                    # parser.py `feed`'s first fast path, to the letter.
-                    if (
-                        parser._state is not _BODY_LENGTH
-                        or parser._body is not None
-                        or size >= parser._remaining
-                    ):
-                        return False
-                    parser._frame = parser._first_frame = number
-                    parser._ts = ts
-                    parser._body_size += size
-                    parser._remaining -= size
-                half.next_seq = (seq + size) & _MASK
-            conn = entry.conn
-            conn.last_frame = number
-            conn.last_timestamp = ts
-            conn.packets += 1
-            return True
+            return entry.take(seq, ack, buf, start + 14 + total - size, size, number, ts)
 
         return claim
 

@@ -2,8 +2,10 @@
 TCP streams -> [TLS, decrypted with key logs] -> HTTP exchanges and KDC
 exchanges -> judged handshakes -> findings -> a Report.
 
-Each connection's protocol stack (Kerberos, TLS then HTTP/1, HTTP/1 or not
-HTTP) is decided here, in `Pipeline._route`, from its first bytes.
+Each connection's protocol stack (Kerberos, TLS then HTTP/1 or HTTP/2,
+HTTP/1, HTTP/2, or not HTTP) is decided by stack.py from its content; this
+module builds the layers that stack names (`Pipeline._route`,
+`Pipeline._application`).
 
 Invariant: memory is bounded by what is open at one moment (live connections,
 pending headers), not by the size of the capture: connections are handed on as
@@ -32,6 +34,7 @@ from authtrace.net.packets import FIN, RST, SYN, TcpSegment, UdpDatagram
 from authtrace.readers.base import CaptureError
 from authtrace.readers.capture import open_capture
 from authtrace.report.model import CaptureInfo, Report, frame_name
+from authtrace.stack import Application, Stack, decide, decide_inner
 from authtrace.tcp.events import (
     ConnectionClosed,
     ConnectionOpened,
@@ -40,7 +43,7 @@ from authtrace.tcp.events import (
     StreamGap,
 )
 from authtrace.tcp.reassembly import TcpReassembler
-from authtrace.tls.connection import TlsConnection, looks_like_tls
+from authtrace.tls.connection import TlsConnection
 from authtrace.tls.keylog import DSB_TLS_KEY_LOG, KeyLog, KeyLogCounts
 from authtrace.tls.model import EncryptedConnection, NotReadTally, TlsFacts
 
@@ -93,12 +96,15 @@ class _Live:
     """What the pipeline keeps for one open TCP connection."""
 
     opened: ConnectionOpened
-    # Cleartext HTTP candidate (fed straight from reassembly).
-    http: HttpConnectionTracker | None = None
-    kerberos: bool = False
-    # TLS: the record layer, and the HTTP tracker of what it decrypts.
+    # Decided at the first data (stack.decide); None before.
+    stack: Stack | None = None
+    # The application reading the cleartext stream (HTTP/1, HTTP/2), fed
+    # straight from reassembly.
+    http: Application | None = None
+    # TLS: the record layer, and the application reading what it decrypts
+    # (made at the first decrypted byte: stack.decide_inner).
     tls: TlsConnection | None = None
-    inner: HttpConnectionTracker | None = None
+    inner: Application | None = None
     exchanges: list[Exchange] = field(default_factory=list)
     gaps: list[GapMark] = field(default_factory=list)
 
@@ -311,15 +317,9 @@ class Pipeline:
                         # frames may skip all of this (lane.py).
                         live = live_connections.get(tcp.last_connection)  # type: ignore[arg-type]
                         if live is not None:
-                            tls = live.tls
-                            # TLS: the lane may take data only once the record
-                            # layer needs no more of it (TlsConnection.opaque).
-                            lane.offer(
-                                packet,
-                                live.opened.connection,
-                                live.http,
-                                opaque=tls is not None and tls.opaque,
-                            )
+                            # The layer reading the connection's bytes says what
+                            # the lane may skip (TLS records, or the application).
+                            lane.offer(packet, live.opened.connection, live.tls or live.http)
                     if done:
                         yield from self._drain()
                 elif isinstance(packet, UdpDatagram) and (
@@ -381,47 +381,52 @@ class Pipeline:
             self._done[event.connection] = self._close(live, event)
             return
         if isinstance(event, StreamData):
-            if live.http is None and not live.kerberos and live.tls is None:
+            if live.stack is None:
                 self._route(live, event)
         elif isinstance(event, StreamGap):
             live.gaps.append(GapMark(event.direction, event.length, event.frame))
-        # StreamData, StreamGap, StreamEnd: the connection's application decides.
-        if live.tls is not None:
-            self._through_tls(live, live.tls.feed(event))
-        elif live.kerberos:
+        # StreamData, StreamGap, StreamEnd: the connection's stack decides.
+        stack = live.stack
+        if stack is Stack.TLS:
+            self._through_tls(live, live.tls.feed(event))  # type: ignore[union-attr]
+        elif stack is Stack.KERBEROS:
             self._kdc.receive_tcp(event)
         elif live.http is not None:
             live.exchanges.extend(live.http.feed(event))
 
     def _route(self, live: _Live, event: StreamData) -> None:
-        """The connection's protocol stack, from its first bytes (either
-        direction): Kerberos (port 88 or a KDC message), TLS (a record header;
-        what it decrypts goes to HTTP), else an HTTP candidate (the HTTP layer
-        says whether it is HTTP at all)."""
+        """Build the layers of the connection's stack, which stack.py decides
+        from its first bytes (either direction)."""
         opened = live.opened
-        if KERBEROS_PORT in (opened.client.port, opened.server.port) or looks_like_kerberos(
-            event.data
-        ):
-            live.kerberos = True
+        live.stack = stack = decide(opened.client.port, opened.server.port, event.data)
+        if stack is Stack.KERBEROS:
             self._kdc.receive_tcp(opened)
-        elif looks_like_tls(event.data):
+        elif stack is Stack.TLS:
             live.tls = TlsConnection(opened.connection, self._keylog)
         else:
-            live.http = HttpConnectionTracker(opened.connection, opened.syn_seen)
+            live.http = self._application(stack, opened)
+
+    @staticmethod
+    def _application(stack: Stack, opened: ConnectionOpened) -> Application:
+        """The layer that reads an application stack's stream events. HTTP/2
+        has no reader of its own yet: the HTTP/1 tracker finds it is not
+        HTTP/1, and the connection is listed as such."""
+        return HttpConnectionTracker(opened.connection, opened.syn_seen)
 
     def _through_tls(self, live: _Live, events: list[StreamEvent]) -> None:
-        """Decrypted stream events of a TLS connection into its HTTP tracker,
+        """Decrypted stream events of a TLS connection into its application,
         made at the first decrypted byte (a connection whose records never
-        open has none)."""
+        open has none), as stack.decide_inner says from ALPN and content."""
         for event in events:
             if live.inner is None:
                 if not isinstance(event, StreamData):
                     continue  # nothing decrypted yet: no HTTP to tell about
-                live.inner = HttpConnectionTracker(live.opened.connection, live.opened.syn_seen)
+                stack = decide_inner(live.tls.alpn, event.data)  # type: ignore[union-attr]
+                live.inner = self._application(stack, live.opened)
             live.exchanges.extend(live.inner.feed(event))
 
     def _close(self, live: _Live, event: ConnectionClosed) -> HttpConnection | None:
-        if live.kerberos:
+        if live.stack is Stack.KERBEROS:
             self._kdc.receive_tcp(event)
             return None
         if live.tls is not None:
@@ -466,7 +471,7 @@ class Pipeline:
     def _http_connection(
         self,
         live: _Live,
-        tracker: HttpConnectionTracker,
+        tracker: Application,
         event: ConnectionClosed,
         tls: TlsFacts | None = None,
         tls_anomalies: list[Anomaly] | None = None,

@@ -28,9 +28,11 @@ from authtrace.http.messages import Exchange, HttpRequest, HttpResponse, Pairing
 from authtrace.http.parser import HttpParser, MessageComplete, ParserEvent, RequestHead, Role
 from authtrace.strict import internal_error
 from authtrace.tcp.events import (
+    SKIP_ALL,
     ConnectionClosed,
     ConnectionOpened,
     Direction,
+    LaneSink,
     StreamData,
     StreamEnd,
     StreamEvent,
@@ -154,12 +156,17 @@ class HttpConnectionTracker:
             return None
         return self.detection is Detection.HTTP
 
-    def parser_for(self, direction: Direction) -> HttpParser | None:
-        """The parser that reads `direction` once the connection is known to be
-        HTTP (None before, or when it is not). For the pipeline's fast lane
-        (authtrace/lane.py): data on a connection known to be HTTP goes to
-        exactly this parser's `feed` and nowhere else (see `feed`)."""
-        if self.detection is not Detection.HTTP or self._closed:
+    def lane_sink(self, direction: Direction) -> LaneSink | None:
+        """What the fast lane may skip of `direction` (tcp/events.py LaneSink):
+        once the connection is known to be HTTP, its data goes to exactly that
+        direction's parser (see `feed`), which answers for itself; once it is
+        known not to be HTTP, every byte is dropped unseen (`_feed`); while
+        undecided, nothing."""
+        if self._closed:
+            return None
+        if self.detection is Detection.NOT_HTTP:
+            return SKIP_ALL
+        if self.detection is not Detection.HTTP or self._responses_start_unseen:
             return None
         is_request = (direction is Direction.TO_SERVER) != self.swapped
         return self._requests if is_request else self._responses

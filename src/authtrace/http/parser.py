@@ -293,13 +293,7 @@ class HttpParser:
         self, data: bytes, first_frame: int, frame: int, timestamp: float
     ) -> list[ParserEvent]:
         self._frame, self._first_frame, self._ts = frame, first_frame, timestamp
-        # Fast path, taken by most segments of a capture: the middle of a body of
-        # known length that this chunk does not finish and that is not kept.
-        # Counting it is all there is to do (the same as _run's BODY_LENGTH arm).
-        size = len(data)
-        if self._state is _State.BODY_LENGTH and size < self._remaining and self._body is None:
-            self._body_size += size
-            self._remaining -= size
+        if self._count(len(data)):
             return []
         try:
             self._run(data)
@@ -310,6 +304,25 @@ class HttpParser:
             self._reset_message()
             self._state = _State.RESYNC
         return self._take()
+
+    def count_only(self, buf: bytes, start: int, size: int, frame: int, timestamp: float) -> bool:
+        """The fast lane's question (tcp/events.py LaneSink): `size` bytes that
+        `feed` would only count are counted, as `feed` would."""
+        if self._count(size):
+            self._frame = self._first_frame = frame
+            self._ts = timestamp
+            return True
+        return False
+
+    def _count(self, size: int) -> bool:
+        """Fast path, taken by most segments of a capture: the middle of a body of
+        known length that these bytes do not finish and that is not kept.
+        Counting them is all there is to do (the same as _run's BODY_LENGTH arm)."""
+        if self._state is _State.BODY_LENGTH and size < self._remaining and self._body is None:
+            self._body_size += size
+            self._remaining -= size
+            return True
+        return False
 
     def gap_room(self, length: int) -> tuple[int, bool]:
         """Before `gap(length)`: how many of the lost bytes lie after the end of

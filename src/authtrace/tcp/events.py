@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass
+from typing import Protocol
 
 from authtrace.fastinit import constructor
 
@@ -109,3 +110,30 @@ class ConnectionClosed:
 
 
 StreamEvent = ConnectionOpened | StreamData | StreamGap | StreamEnd | ConnectionClosed
+
+
+class LaneSink(Protocol):
+    """What the layer reading one direction of a connection lets the fast
+    lane (authtrace/lane.py) skip. Each layer answers for itself; the lane
+    never looks inside it."""
+
+    def count_only(self, buf: bytes, start: int, size: int, frame: int, timestamp: float) -> bool:
+        """The next `size` in-order bytes of the direction are buf[start:start
+        + size], delivered at `frame`. If handing them to this layer would only
+        be counted (no event, nothing kept, no decision taken), count them now
+        and return True; else change nothing and return False (the normal path
+        will feed them)."""
+        ...
+
+
+class _SkipAll:
+    """The sink of a direction whose layer keeps nothing of its data any more
+    (not HTTP, TLS without keys): every byte may be skipped."""
+
+    __slots__ = ()
+
+    def count_only(self, buf: bytes, start: int, size: int, frame: int, timestamp: float) -> bool:
+        return True
+
+
+SKIP_ALL: LaneSink = _SkipAll()

@@ -32,6 +32,7 @@ from authtrace.tcp.events import (
     ConnectionOpened,
     Direction,
     Endpoint,
+    LaneSink,
     StreamEnd,
     StreamEvent,
     StreamGap,
@@ -123,6 +124,51 @@ class _Tombstone:
         self.base_to_client = conn.to_client.base_seq
 
 
+class DirectionLane:
+    """One direction of a live connection, for the fast lane: `take` applies a
+    segment whose only effect here is bookkeeping, and refuses any other.
+    `sink` is what the layer reading the direction lets the lane skip (None:
+    nothing, ACK-only segments only)."""
+
+    __slots__ = ("_conn", "_half", "_other", "connection", "direction", "sink")
+
+    def __init__(self, conn: _Connection, half: _Half, other: _Half, direction: Direction) -> None:
+        self._conn = conn
+        self._half = half
+        self._other = other
+        self.connection = conn.id
+        self.direction = direction
+        self.sink: LaneSink | None = None
+
+    def take(
+        self, seq: int, ack: int, buf: bytes, start: int, size: int, frame: int, timestamp: float
+    ) -> bool:
+        """A segment with ACK and without SYN/FIN/RST, fully captured, whose
+        payload is buf[start:start + size]: apply what `feed` would do and
+        return True when that is only bookkeeping; else change nothing and
+        return False. Only bookkeeping means: its ACK proves no loss the
+        other way (`_acked` would report a gap), and a payload starts at the
+        direction's next sequence number with nothing held and no FIN
+        delivered (`_feed`'s in-order hot path would deliver it at once, as
+        one StreamData), which the sink counts. `last_connection` is not set."""
+        other_next = self._other.next_seq
+        if other_next is not None and 0 < ((ack - other_next) & _MASK) < _HALF:
+            return False
+        if size:
+            half = self._half
+            if seq != half.next_seq or half.held or half.fin_done:
+                return False
+            sink = self.sink
+            if sink is None or not sink.count_only(buf, start, size, frame, timestamp):
+                return False
+            half.next_seq = (seq + size) & _MASK
+        conn = self._conn
+        conn.last_frame = frame
+        conn.last_timestamp = timestamp
+        conn.packets += 1
+        return True
+
+
 class TcpReassembler:
     """Feed segments in capture order; collect stream events.
 
@@ -192,25 +238,20 @@ class TcpReassembler:
         """The id the next new connection will get."""
         return self._next_id
 
-    def lane_handles(
-        self, src: str, src_port: int, dst: str, dst_port: int
-    ) -> tuple[_Connection, _Half, _Half] | None:
-        """For the pipeline's fast lane (authtrace/lane.py): the live connection
-        of this 4-tuple (as its sender writes it), the half that sender feeds and
-        the other half; None when no connection is live for it.
-
-        The lane may then apply, for a segment whose effect on this module is
-        only bookkeeping (see lane.py for the exact conditions), what `_feed`
-        would do: advance `next_seq` of an in-order segment and update
-        `last_frame`, `last_timestamp` and `packets`. It does not set
-        `last_connection`.
-        """
+    def lane(self, src: str, src_port: int, dst: str, dst_port: int) -> DirectionLane | None:
+        """For the pipeline's fast lane (authtrace/lane.py): the direction of the
+        live connection this 4-tuple (as its sender writes it) sends on, once its
+        first segment went through `feed`; None otherwise."""
         conn = self._live.get((src, src_port, dst, dst_port))
         if conn is None:
             return None
         if (src, src_port, dst, dst_port) == conn.client_key:
-            return conn, conn.to_server, conn.to_client
-        return conn, conn.to_client, conn.to_server
+            half, other, direction = conn.to_server, conn.to_client, TO_SERVER
+        else:
+            half, other, direction = conn.to_client, conn.to_server, TO_CLIENT
+        if half.base_seq is None:
+            return None
+        return DirectionLane(conn, half, other, direction)
 
     # -- the per-segment path -------------------------------------------------
 

@@ -26,7 +26,15 @@ from types import ModuleType
 from typing import TYPE_CHECKING
 
 from authtrace.anomalies import Anomaly
-from authtrace.tcp.events import Direction, StreamData, StreamEnd, StreamEvent, StreamGap
+from authtrace.tcp.events import (
+    SKIP_ALL,
+    Direction,
+    LaneSink,
+    StreamData,
+    StreamEnd,
+    StreamEvent,
+    StreamGap,
+)
 from authtrace.tls import handshake as hs
 from authtrace.tls.keylog import KeyLog, Label
 from authtrace.tls.model import KeyStatus, TlsFacts
@@ -146,6 +154,16 @@ class TlsConnection:
         self._key_updates = 0
         self._resumed = False
         self.opaque = False
+
+    @property
+    def alpn(self) -> str:
+        """The protocol the server chose by ALPN ("" until known, or none)."""
+        return self._alpn
+
+    def lane_sink(self, direction: Direction) -> LaneSink | None:
+        """What the fast lane may skip (tcp/events.py LaneSink): everything
+        once the connection is `opaque`, else nothing."""
+        return SKIP_ALL if self.opaque else None
 
     # -- entry point -----------------------------------------------------------------
 
