@@ -16,6 +16,7 @@ from authtrace.cli.common import (
     capture_argument,
     fail,
     progress_option,
+    write_html,
     progress_printer,
     read_keylogs,
     show_secrets_option,
@@ -28,6 +29,7 @@ from authtrace.iis.w3c import LogEntry
 from authtrace.pipeline import CaptureError, analyze
 from authtrace.report.as_json import report_to_dict
 from authtrace.report.as_text import Ladders, render_report
+from authtrace.report.html import render_report_html
 from authtrace.report.filters import choices, filter_report, no_match_message
 from authtrace.visible import visible
 
@@ -65,6 +67,14 @@ from authtrace.visible import visible
     "401 next to the predicted one; a logged substatus decides the finding (401.3 ACL, 401.4 "
     "filter, 401.5 application) over what the wire suggests. Repeatable.",
 )
+@click.option(
+    "--html",
+    "html",
+    type=click.Path(allow_dash=True, dir_okay=False, path_type=Path),
+    help="Also write a self-contained HTML report (findings, summary, SVG ladders, decoded "
+    "tokens) to this file; the text or JSON report still goes to stdout. `--html -` writes "
+    "the HTML to stdout instead of the text report.",
+)
 @tls_keylog_option()
 @show_secrets_option()
 @progress_option()
@@ -79,6 +89,7 @@ def analyze_command(
     tls_keylogs: tuple[str, ...],
     show_secrets: bool,
     progress: bool | None,
+    html: Path | None,
 ) -> None:
     """Explain every HTTP 401/407 in the captures.
 
@@ -105,6 +116,7 @@ def analyze_command(
       authtrace analyze --json trace.pcap | jq '.findings[] | {rule, frames}'
       authtrace analyze trace.pcap --iis-log u_ex231114.log
       authtrace analyze https.pcapng --tls-keylog sslkeys.log
+      authtrace analyze trace.pcap --html report.html
     """
     if iis_logs and (problems := unopenable(iis_logs)):
         # The capture's findings still stand: say which log is left out, once.
@@ -137,6 +149,15 @@ def analyze_command(
             fail(no_match_message(hosts, clients, choices(report), where))
         report = kept
     join = report.iis_log
+    if html is not None:
+        page = render_report_html(
+            report,
+            show_secrets,
+            draw_all=not no_ladders and Ladders(ladders) is Ladders.ALL,
+            iis_section=render_log_join(join) if join is not None else "",
+        )
+        if write_html(html, page):
+            sys.exit(EXIT_FINDINGS if report.has_problems else EXIT_OK)
     if as_json:
         data = report_to_dict(report, show_secrets)
         if join is not None:

@@ -6,6 +6,8 @@ from __future__ import annotations
 import json
 import sys
 
+from pathlib import Path
+
 import click
 
 from authtrace.cli import main
@@ -16,12 +18,15 @@ from authtrace.cli.common import (
     fail,
     progress_printer,
     read_keylogs,
+    show_secrets_option,
     tls_keylog_option,
     wants_progress,
+    write_html,
 )
 from authtrace.compare.diff import compare
 from authtrace.compare.render import comparison_to_dict, render_comparison
 from authtrace.pipeline import CaptureError, analyze
+from authtrace.report.html import render_diff_html
 from authtrace.report.filters import choices, listed
 from authtrace.report.model import Report
 
@@ -42,6 +47,14 @@ from authtrace.report.model import Report
     help="Show progress on stderr: a bar of the bytes read with rate and time left, then "
     "each later phase (default: only when stderr is a terminal).",
 )
+@click.option(
+    "--html",
+    "html",
+    type=click.Path(allow_dash=True, dir_okay=False, path_type=Path),
+    help="Also write a self-contained HTML page (the comparison, then each capture's findings "
+    "and ladders) to this file; `--html -` writes it to stdout instead of the text.",
+)
+@show_secrets_option()
 @tls_keylog_option()
 def diff_command(
     working: str,
@@ -50,6 +63,8 @@ def diff_command(
     hosts: tuple[str, ...],
     progress: bool | None,
     tls_keylogs: tuple[str, ...],
+    html: Path | None,
+    show_secrets: bool,
 ) -> None:
     """Compare a WORKING capture with a FAILING one.
 
@@ -74,6 +89,7 @@ def diff_command(
       authtrace diff from-my-desk.pcapng from-branch-office.pcapng
       authtrace diff --host web01.contoso.com before-proxy.pcap after-proxy.pcap
       authtrace diff --json ok.pcap bad.pcap | jq '.hosts[0].first_difference'
+      authtrace diff ok.pcap bad.pcap --html diff.html
     """
     show = progress_printer(wants_progress(progress))
     # Key logs are read once per capture: a KeyLog is only read from after loading.
@@ -90,6 +106,10 @@ def diff_command(
             f"hosts in {working}: {listed(choices(left).hosts)}; "
             f"in {failing}: {listed(choices(right).hosts)}"
         )
+    if html is not None and write_html(
+        html, render_diff_html(comparison, left, right, show_secrets)
+    ):
+        sys.exit(EXIT_FINDINGS if comparison.differs else EXIT_OK)
     if as_json:
         click.echo(json.dumps(comparison_to_dict(comparison), indent=2))
     else:

@@ -8,6 +8,7 @@ import shutil
 import sys
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import TYPE_CHECKING, TextIO
 
 import click
@@ -202,3 +203,17 @@ def read_keylogs(paths: tuple[str, ...]) -> KeyLog | None:
             fail(f"{path}: larger than {MAX_KEYLOG_BYTES // 2**20} MiB: not a TLS key log")
         keylog.add_text(data, os.path.basename(path))
     return keylog
+
+
+def write_html(path: Path, page: str) -> bool:
+    """Write an HTML report to `path`, or to stdout for `-`; True when it went
+    to stdout (the text report is then left out). An unwritable path is a
+    one-line error (exit 2)."""
+    if str(path) == "-":
+        click.echo(page, nl=False)
+        return True
+    try:
+        path.write_text(page, encoding="utf-8")
+    except OSError as error:
+        fail(f"--html {visible(str(path))}: {error.strerror or error}")
+    return False

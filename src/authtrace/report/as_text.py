@@ -333,3 +333,10 @@ def _verdict(step: AuthExchange) -> str:
 
 def _short(uri: str, limit: int = 60) -> str:
     return uri if len(uri) <= limit else uri[: limit - 3] + "..."
+
+
+def verdict_words(step: AuthExchange) -> str:
+    """The verdict of a step as the ladder prints it ('normal: NTLM challenge
+    leg, IIS 401 1 2148074254'), empty for a step that gets none; shared with
+    the HTML ladders."""
+    return _verdict(step).removeprefix("  = ")

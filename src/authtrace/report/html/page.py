@@ -1,0 +1,270 @@
+"""Template data of the HTML report and its rendering.
+
+Owns what the page shows and in which order: findings first (severity,
+title, explanation, evidence linked to the ladder arrows, IIS triple, fix),
+the summary per host with a timeline of 401s, the anomalies, then the
+ladders. Reuses the text renderers' words (finding fields, verdicts, the IIS
+log comparison, the diff) and the JSON renderers' redaction, so the page says
+what the text report says. Invariant: Jinja2 autoescaping is on for every
+template; the only script is _SCRIPT, allowed by its hash.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+from dataclasses import dataclass
+from importlib import resources
+
+import jinja2
+
+from authtrace import __version__
+from authtrace.compare.diff import Comparison
+from authtrace.compare.render import render_comparison
+from authtrace.diagnose.finding import Finding, Severity
+from authtrace.handshake.model import Outcome
+from authtrace.report.html.ladder import Ladders, build_ladders
+from authtrace.report.model import Report
+from authtrace.report.summary import HostSummary, summarize
+from authtrace.report.tls import encrypted_lines, keylog_line
+from authtrace.visible import visible
+
+# Opens the <details> an arrow or an evidence link points to (a closed
+# <details> would hide its target). Nothing else runs on the page.
+_SCRIPT = (
+    "function authtraceOpen(){var t=document.getElementById(location.hash.slice(1));"
+    "while(t){if(t.tagName==='DETAILS'){t.open=true;}t=t.parentElement;}}"
+    "window.addEventListener('hashchange',authtraceOpen);authtraceOpen();"
+)
+_SCRIPT_HASH = base64.b64encode(hashlib.sha256(_SCRIPT.encode()).digest()).decode()
+# Nothing may be fetched, framed or submitted; styles are inline.
+CONTENT_SECURITY_POLICY = (
+    "default-src 'none'; style-src 'unsafe-inline'; img-src data:; "
+    f"script-src 'sha256-{_SCRIPT_HASH}'; form-action 'none'; base-uri 'none'"
+)
+MAX_ANOMALIES = 50
+TIMELINE_BUCKETS = 120  # columns of a host's 401 timeline, whatever the number of 401s
+MAX_TIMELINE_HOSTS = 50
+
+
+@dataclass(frozen=True, slots=True)
+class Evidence:
+    frame: int
+    linked: bool  # an arrow of a drawn ladder shows this frame
+
+
+@dataclass(frozen=True, slots=True)
+class FindingView:
+    number: int
+    rule: str
+    severity: str
+    title: str
+    host: str
+    explanation: str
+    fix: str
+    frames: tuple[Evidence, ...]
+    frames_left_out: int
+    connections: tuple[int, ...]
+    fields: tuple[tuple[str, str], ...]
+    iis: str
+    iis_certain: bool
+
+
+@dataclass(frozen=True, slots=True)
+class Bar:
+    x: int
+    normal: int
+    failure: int
+    incomplete: int
+
+
+@dataclass(frozen=True, slots=True)
+class HostTimeline:
+    host: str
+    bars: tuple[Bar, ...]
+    peak: int
+
+
+@dataclass(frozen=True, slots=True)
+class Body:
+    """One report's part of a page (a diff page has two)."""
+
+    anchor: str  # prefix of element ids, unique in the page
+    heading: str
+    captures: str
+    keylog: str
+    findings: tuple[FindingView, ...]
+    hosts: tuple[HostSummary, ...]
+    counts: tuple[tuple[str, int], ...]
+    other_connections: int
+    timelines: tuple[HostTimeline, ...]
+    timeline_span: str
+    encrypted: tuple[str, ...]
+    iis_section: str
+    anomalies: tuple[tuple[str, str, str], ...]
+    anomalies_left_out: int
+    ladders: Ladders
+
+
+_MAX_EVIDENCE = 60  # evidence frames listed per finding (--json lists all)
+
+
+def _environment() -> jinja2.Environment:
+    source = resources.files("authtrace.report.html") / "templates"
+    templates = {
+        name: (source / name).read_text(encoding="utf-8")
+        for name in ("page.html.j2", "body.html.j2")
+    }
+    return jinja2.Environment(
+        loader=jinja2.DictLoader(templates),
+        autoescape=True,
+        undefined=jinja2.StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+    )
+
+
+def _body(
+    report: Report,
+    anchor: str,
+    heading: str,
+    show_secrets: bool,
+    draw_all: bool,
+    iis_section: str,
+) -> Body:
+    named = [f.connections for f in report.findings]
+    ladders = build_ladders(report.view, named, show_secrets, draw_all)
+    hosts = tuple(summarize(report))
+    captures = ", ".join(f"{c.name} ({c.format}, {c.frames} frames)" for c in report.captures)
+    counts = tuple(
+        (severity.value, sum(1 for f in report.findings if f.severity is severity))
+        for severity in Severity
+    )
+    anomalies = tuple(
+        (visible(a.kind), str(a.frame) if a.frame else "", visible(a.message))
+        for a in report.anomalies[:MAX_ANOMALIES]
+    )
+    timelines, span = _timelines(report)
+    return Body(
+        anchor=anchor,
+        heading=heading,
+        captures=visible(captures),
+        keylog=visible(keylog_line(report.keylog) or ""),
+        findings=tuple(
+            _finding(f, n, ladders.frames) for n, f in enumerate(report.findings, 1)
+        ),
+        hosts=tuple(
+            HostSummary(
+                visible(h.host),
+                h.connections,
+                h.exchanges,
+                tuple((visible(m), c) for m, c in h.authenticated_with),
+                h.normal_401,
+                h.failed_401,
+                h.incomplete_401,
+                h.rules,
+            )
+            for h in hosts
+        ),
+        counts=counts,
+        other_connections=report.other_connections,
+        timelines=timelines,
+        timeline_span=span,
+        encrypted=tuple(
+            visible(line)
+            for line in encrypted_lines(
+                report.encrypted_groups, report.encrypted_total, report.keylog
+            )
+        ),
+        iis_section=visible(iis_section.rstrip()) if iis_section else "",
+        anomalies=anomalies,
+        anomalies_left_out=max(0, len(report.anomalies) - MAX_ANOMALIES),
+        ladders=ladders,
+    )
+
+
+def _finding(finding: Finding, number: int, drawn: frozenset[int]) -> FindingView:
+    frames = finding.frames[:_MAX_EVIDENCE]
+    return FindingView(
+        number=number,
+        rule=finding.rule,
+        severity=finding.severity.value,
+        title=visible(finding.title),
+        host=visible(finding.host or ""),
+        explanation=visible(finding.explanation),
+        fix=visible(finding.fix),
+        frames=tuple(Evidence(frame, frame in drawn) for frame in frames),
+        frames_left_out=len(finding.frames) - len(frames),
+        connections=finding.connections[:_MAX_EVIDENCE],
+        fields=tuple((visible(k), visible(v)) for k, v in finding.fields if v),
+        iis=str(finding.iis) if finding.iis else "",
+        iis_certain=bool(finding.iis and finding.iis.certain),
+    )
+
+
+def _timelines(report: Report) -> tuple[tuple[HostTimeline, ...], str]:
+    """Per host, the judged 401/407s in TIMELINE_BUCKETS columns over the
+    capture's span: counted, so the chart's size does not grow with the capture."""
+    from authtrace.handshake.links import host_of
+
+    start, end = report.view.capture_start, report.view.capture_end
+    span = max(end - start, 1e-9)
+    counts: dict[str, list[list[int]]] = {}
+    for timeline in report.view.timelines:
+        for step in timeline.steps:
+            if step.outcome is None or step.exchange.response is None:
+                continue
+            host = host_of(step, timeline.connection)
+            columns = counts.setdefault(host, [[0, 0, 0] for _ in range(TIMELINE_BUCKETS)])
+            at = step.exchange.response.timestamp
+            column = min(TIMELINE_BUCKETS - 1, max(0, int((at - start) / span * TIMELINE_BUCKETS)))
+            index = {Outcome.NORMAL: 0, Outcome.FAILURE: 1, Outcome.INCOMPLETE: 2}[step.outcome]
+            columns[column][index] += 1
+    out = []
+    for host in sorted(counts)[:MAX_TIMELINE_HOSTS]:
+        columns = counts[host]
+        bars = tuple(
+            Bar(index * 5, n, f, i) for index, (n, f, i) in enumerate(columns) if n or f or i
+        )
+        peak = max(max(b.normal, b.failure + b.incomplete) for b in bars)
+        out.append(HostTimeline(visible(host), bars, peak))
+    seconds = end - start if end > start else 0.0
+    return tuple(out), f"{seconds:.3f} s"
+
+
+def _render(title: str, bodies: list[Body], comparison: str, show_secrets: bool) -> str:
+    template = _environment().get_template("page.html.j2")
+    return template.render(
+        title=title,
+        bodies=bodies,
+        comparison=comparison,
+        show_secrets=show_secrets,
+        csp=CONTENT_SECURITY_POLICY,
+        script=_SCRIPT,
+        version=__version__,
+        row_height=34,
+        timeline_buckets=TIMELINE_BUCKETS,
+    )
+
+
+def render_report_html(
+    report: Report, show_secrets: bool = False, draw_all: bool = False, iis_section: str = ""
+) -> str:
+    """The page of `analyze --html`: the report's findings, summary, anomalies
+    and the ladders of the connections the findings name (all with draw_all).
+    iis_section is the text of the IIS log comparison, shown as it is printed."""
+    body = _body(report, "r", "Analysis", show_secrets, draw_all, iis_section)
+    return _render("authtrace analysis of " + body.captures, [body], "", show_secrets)
+
+
+def render_diff_html(
+    comparison: Comparison, working: Report, failing: Report, show_secrets: bool = False
+) -> str:
+    """The page of `diff --html`: the comparison as `diff` prints it, then each
+    capture's findings and ladders."""
+    bodies = [
+        _body(working, "w", "Working capture", show_secrets, False, ""),
+        _body(failing, "f", "Failing capture", show_secrets, False, ""),
+    ]
+    title = f"authtrace diff: {bodies[0].captures} vs {bodies[1].captures}"
+    return _render(title, bodies, visible(render_comparison(comparison)), show_secrets)
