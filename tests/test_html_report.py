@@ -11,9 +11,9 @@ from html.parser import HTMLParser
 from pathlib import Path
 
 import pytest
+from _pcap import tcp_capture
 from click.testing import CliRunner
 
-from _pcap import tcp_capture
 from authtrace.cli import main
 from authtrace.pipeline import analyze
 from authtrace.report.html import render_report_html
@@ -112,7 +112,8 @@ def _hostile(tmp_path: Path) -> Path:
         f"HTTP/1.1 401 Unauthorized\r\nWWW-Authenticate: Basic realm=\"{MARKUP}{IMG}\"\r\n"
         f"Content-Length: {len(body)}\r\n\r\n"
     ).encode() + body
-    retry = request.replace(b"\r\n\r\n", b"\r\nAuthorization: Basic YWxpY2U6WnE3cEh1bnRlcg==\r\n\r\n")
+    credentials = b"\r\nAuthorization: Basic YWxpY2U6WnE3cEh1bnRlcg==\r\n\r\n"
+    retry = request.replace(b"\r\n\r\n", credentials)
     return tcp_capture(tmp_path / "hostile.pcap", [(True, request), (False, response),
                                                     (True, retry), (False, response)])
 

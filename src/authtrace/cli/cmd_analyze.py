@@ -16,12 +16,12 @@ from authtrace.cli.common import (
     capture_argument,
     fail,
     progress_option,
-    write_html,
     progress_printer,
     read_keylogs,
     show_secrets_option,
     tls_keylog_option,
     wants_progress,
+    write_html,
 )
 from authtrace.cli.logfiles import read_log_entries, unopenable
 from authtrace.iis.capture_log import log_join_to_dict, render_log_join
@@ -29,8 +29,8 @@ from authtrace.iis.w3c import LogEntry
 from authtrace.pipeline import CaptureError, analyze
 from authtrace.report.as_json import report_to_dict
 from authtrace.report.as_text import Ladders, render_report
-from authtrace.report.html import render_report_html
 from authtrace.report.filters import choices, filter_report, no_match_message
+from authtrace.report.html import render_report_html
 from authtrace.visible import visible
 
 
@@ -50,8 +50,9 @@ from authtrace.visible import visible
     type=click.Choice([choice.value for choice in Ladders]),
     default=Ladders.FINDINGS.value,
     show_default=True,
-    help="Text output: draw the handshake ladder of the connections a finding names, of "
-    "every connection, or of none.",
+    help="Draw the handshake ladder of the connections a finding names, of every connection, "
+    "or of none (text output; the --html page always draws the findings' ladders, and every "
+    "connection's with `all`).",
 )
 @click.option(
     "--no-ladders",

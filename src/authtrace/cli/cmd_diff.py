@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import sys
-
 from pathlib import Path
 
 import click
@@ -26,8 +25,8 @@ from authtrace.cli.common import (
 from authtrace.compare.diff import compare
 from authtrace.compare.render import comparison_to_dict, render_comparison
 from authtrace.pipeline import CaptureError, analyze
-from authtrace.report.html import render_diff_html
 from authtrace.report.filters import choices, listed
+from authtrace.report.html import render_diff_html
 from authtrace.report.model import Report
 
 
