@@ -24,6 +24,7 @@ from authtrace.handshake.timeline import build_timeline
 from authtrace.http.messages import Exchange, Header, HttpConnection, HttpRequest, HttpResponse
 from authtrace.kerberos.kdc import KdcConnectAttempt, KdcExchange
 from authtrace.tcp.events import CloseReason, Direction, Endpoint
+from authtrace.tls.model import TlsFacts
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "scripts" / "captures"))
 
@@ -50,9 +51,14 @@ def b64(data: bytes) -> str:
     return base64.b64encode(data).decode("ascii")
 
 
-def ntlm_legs(user: tuple[str, str] = ALICE, seed: int = 1, lm_compat: int = 3) -> NtlmLegs:
-    """A real NTLM handshake (NEGOTIATE, CHALLENGE, AUTHENTICATE) for `user`."""
-    return NtlmFactory(seed, 1_700_000_000.0).handshake(user[0], user[1], HOST, "WS01", lm_compat)
+def ntlm_legs(
+    user: tuple[str, str] = ALICE, seed: int = 1, lm_compat: int = 3, bindings: bytes | None = None
+) -> NtlmLegs:
+    """A real NTLM handshake (NEGOTIATE, CHALLENGE, AUTHENTICATE) for `user`;
+    `bindings`: the channel bindings' application data the client binds to."""
+    return NtlmFactory(seed, 1_700_000_000.0).handshake(
+        user[0], user[1], HOST, "WS01", lm_compat, bindings
+    )
 
 
 def kerberos_ap_req(seed: int = 1, host: str = HOST) -> str:
@@ -75,6 +81,7 @@ class Conn:
     closed_by: Direction | None = Direction.TO_SERVER
     close_frame: int = 0
     syn_seen: bool = True
+    tls: TlsFacts | None = None  # the TLS the connection's HTTP was decrypted from
 
     def exchange(
         self,
@@ -189,6 +196,7 @@ class Conn:
             gaps=(),
             exchanges=tuple(self.exchanges),
             is_http=True,
+            tls=self.tls,
         )
 
 

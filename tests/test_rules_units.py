@@ -25,6 +25,8 @@ from authtrace.diagnose import ALL_RULES
 from authtrace.diagnose.finding import Finding, Severity
 from authtrace.kerberos.kdc import KdcExchange, KdcResult, Transport
 from authtrace.tcp.events import CloseReason, Direction, Endpoint
+from authtrace.tls.bindings import server_end_point
+from authtrace.tls.model import KeyStatus, TlsFacts
 
 WRONG = ("CONTOSO\\alice", "not-her-password")
 KDC = Endpoint("192.0.2.53", 88)
@@ -519,6 +521,95 @@ def test_channel_binding_missing_behind_a_tls_terminating_proxy() -> None:
     capture = Capture()
     ntlm_handshake(capture.conn(port=80), ntlm_legs(), 401, extra=[("X-Forwarded-Proto", "https")])
     assert "channel-binding-missing" in capture.rules()
+
+
+def _certificate(name: str) -> bytes:
+    """A self-signed server certificate (DER) for `name`."""
+    import datetime
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])
+    now = datetime.datetime(2026, 1, 1, tzinfo=datetime.UTC)
+    certificate = (
+        x509.CertificateBuilder()
+        .subject_name(subject)
+        .issuer_name(subject)
+        .public_key(key.public_key())
+        .serial_number(1)
+        .not_valid_before(now)
+        .not_valid_after(now + datetime.timedelta(days=30))
+        .sign(key, hashes.SHA256())
+    )
+    return certificate.public_bytes(serialization.Encoding.DER)
+
+
+def _tls_facts(certificate: bytes) -> TlsFacts:
+    return TlsFacts(
+        "TLS 1.3", "TLS_AES_128_GCM_SHA256", HOST, ("http/1.1",), "http/1.1",
+        (certificate,), "00" * 32, KeyStatus.DECRYPTED, 10, 0,
+    )  # fmt: skip
+
+
+def _bound_to(certificate: bytes) -> bytes:
+    """The channel bindings' application data for a certificate (RFC 5929)."""
+    end_point = server_end_point(certificate)
+    assert end_point is not None
+    return b"tls-server-end-point:" + end_point
+
+
+SERVER_CERTIFICATE = _certificate(HOST)
+PROXY_CERTIFICATE = _certificate("proxy.contoso.com")
+
+
+def test_channel_binding_other_certificate_refused() -> None:
+    """The client bound to the certificate of a TLS-terminating proxy; the
+    server's own TLS (decrypted, with its certificate) is another one: proved,
+    on any port."""
+    capture = Capture()
+    conn = capture.conn(port=8444)
+    conn.tls = _tls_facts(SERVER_CERTIFICATE)
+    frames = ntlm_handshake(conn, ntlm_legs(bindings=_bound_to(PROXY_CERTIFICATE)), 401)
+    finding = only(capture, "channel-binding-other-certificate")
+    assert finding.severity is Severity.ERROR
+    assert f"AUTHENTICATE at frame {frames['authenticate']}" in finding.explanation
+    assert finding.iis is not None and finding.iis.win32 == 2148074310  # BAD_BINDINGS
+    assert {"ntlm-logon-failed", "channel-binding-missing"}.isdisjoint(capture.rules())
+
+
+def test_channel_binding_other_certificate_accepted_is_a_warning() -> None:
+    capture = Capture()
+    conn = capture.conn(port=443)
+    conn.tls = _tls_facts(SERVER_CERTIFICATE)
+    ntlm_handshake(conn, ntlm_legs(bindings=_bound_to(PROXY_CERTIFICATE)), 200)
+    finding = only(capture, "channel-binding-other-certificate")
+    assert finding.severity is Severity.WARNING
+    assert "does not check channel bindings" in finding.explanation
+
+
+def test_channel_binding_to_this_certificate_is_no_binding_finding() -> None:
+    """Bound to the server's own certificate and refused: not a binding problem
+    (on port 443, the port does not make it one)."""
+    capture = Capture()
+    conn = capture.conn(port=443)
+    conn.tls = _tls_facts(SERVER_CERTIFICATE)
+    ntlm_handshake(conn, ntlm_legs(WRONG, bindings=_bound_to(SERVER_CERTIFICATE)), 401)
+    rules = capture.rules()
+    assert "ntlm-logon-failed" in rules
+    assert not {"channel-binding-missing", "channel-binding-other-certificate"} & rules
+
+
+def test_channel_binding_other_certificate_needs_the_certificate() -> None:
+    """Cleartext on 443 (a capture exported decrypted): a binding is there, but
+    without the server certificate nothing proves which channel it is for."""
+    capture = Capture()
+    ntlm_handshake(capture.conn(port=443), ntlm_legs(bindings=_bound_to(PROXY_CERTIFICATE)), 401)
+    rules = capture.rules()
+    assert not {"channel-binding-missing", "channel-binding-other-certificate"} & rules
 
 
 def test_repeated_logon_failures() -> None:

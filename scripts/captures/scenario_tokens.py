@@ -297,15 +297,37 @@ class NtlmFactory:
         self._count += 1
         return self.seed * 1000 + self._count
 
-    def client(self, user: str, password: str, host: str, workstation: str, lm_compat: int = 3):
-        """Returns a started pyspnego NTLM initiator and its NEGOTIATE message."""
+    def client(
+        self,
+        user: str,
+        password: str,
+        host: str,
+        workstation: str,
+        lm_compat: int = 3,
+        bindings: bytes | None = None,
+    ):
+        """Returns a started pyspnego NTLM initiator and its NEGOTIATE message;
+        `bindings`: the channel bindings' application data (RFC 5929
+        "tls-server-end-point:" + hash), None for none."""
         with _deterministic(self._next_seed(), self.when, self.server_name, workstation):
             old = os.environ.get("LM_COMPAT_LEVEL")
             # pyspnego reads the LM compatibility level (as gss-ntlmssp does)
             # when the context is made.
             os.environ["LM_COMPAT_LEVEL"] = str(lm_compat)
             try:
-                ctx = spnego.client(user, password, hostname=host, service="HTTP", protocol="ntlm")
+                channel = None
+                if bindings is not None:
+                    from spnego.channel_bindings import GssChannelBindings
+
+                    channel = GssChannelBindings(application_data=bindings)
+                ctx = spnego.client(
+                    user,
+                    password,
+                    hostname=host,
+                    service="HTTP",
+                    protocol="ntlm",
+                    channel_bindings=channel,
+                )
             finally:
                 if old is None:
                     os.environ.pop("LM_COMPAT_LEVEL", None)
@@ -345,9 +367,15 @@ class NtlmFactory:
         return True, "accepted"
 
     def handshake(
-        self, user: str, password: str, host: str, workstation: str, lm_compat: int = 3
+        self,
+        user: str,
+        password: str,
+        host: str,
+        workstation: str,
+        lm_compat: int = 3,
+        bindings: bytes | None = None,
     ) -> NtlmLegs:
-        client, negotiate = self.client(user, password, host, workstation, lm_compat)
+        client, negotiate = self.client(user, password, host, workstation, lm_compat, bindings)
         server, challenge = self.server(negotiate)
         authenticate = self.answer(client, challenge, workstation)
         accepted, reason = self.verify(server, authenticate)

@@ -255,7 +255,8 @@ def _link_kdc(
         return links
     by_service = TimeIndex((e.spn, e.request_time, (n, e)) for n, e in entries)  # type: ignore[misc]
     by_client = TimeIndex(
-        ((e.spn, e.client.ip), e.request_time, (n, e)) for n, e in entries  # type: ignore[misc]
+        ((e.spn, e.client.ip), e.request_time, (n, e))
+        for n, e in entries  # type: ignore[misc]
     )
     for timeline in timelines:
         client_ip = timeline.connection.client.ip

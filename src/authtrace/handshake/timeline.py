@@ -29,6 +29,7 @@ from authtrace.handshake.model import Answer, AuthExchange, Leg, Realm, Sent, St
 from authtrace.http.messages import Exchange, Header, HttpConnection, HttpRequest, HttpResponse
 from authtrace.iis.predict import WireFacts, predict
 from authtrace.kerberos.messages import KrbError
+from authtrace.tls.bindings import Binding, ntlm_binding
 
 _CREDENTIALS_HEADER = {Realm.ORIGIN: "Authorization", Realm.PROXY: "Proxy-Authorization"}
 _CHALLENGE_HEADER = {Realm.ORIGIN: "WWW-Authenticate", Realm.PROXY: "Proxy-Authenticate"}
@@ -84,14 +85,12 @@ class ConnectionTimeline:
 
 def build_timeline(connection: HttpConnection) -> ConnectionTimeline:
     """Judge every exchange of one connection, for each realm it involves."""
-    # Decrypted TLS says so itself; otherwise the port is the only hint.
-    tls = connection.tls is not None or connection.server.port in TLS_PORTS
     states = {Realm.ORIGIN: State.FRESH, Realm.PROXY: State.FRESH}
     offered: dict[Realm, frozenset[str]] = {}
     steps: list[AuthExchange] = []
     for exchange in connection.exchanges:
         for realm in _realms_of(exchange):
-            step = _judge(exchange, realm, states[realm], offered.get(realm), tls)
+            step = _judge(exchange, realm, states[realm], offered.get(realm), connection)
             states[realm] = step.state_after
             if step.challenges:
                 offered[realm] = frozenset(c.scheme.lower() for c in step.challenges)
@@ -113,7 +112,11 @@ def _realms_of(exchange: Exchange) -> list[Realm]:
 
 
 def _judge(
-    exchange: Exchange, realm: Realm, state: State, offered: frozenset[str] | None, tls: bool
+    exchange: Exchange,
+    realm: Realm,
+    state: State,
+    offered: frozenset[str] | None,
+    connection: HttpConnection,
 ) -> AuthExchange:
     credentials = _credentials(exchange.request, realm)
     challenges = _challenges(exchange.response, realm)
@@ -151,7 +154,7 @@ def _judge(
         leg=leg,
         state_before=state,
         state_after=next_state,
-        iis=predict(leg, response, _wire_facts(credentials, challenges, tls, page))
+        iis=predict(leg, response, _wire_facts(credentials, challenges, connection, exchange, page))
         if realm is Realm.ORIGIN
         else None,
         iis_from_body=page,
@@ -160,14 +163,19 @@ def _judge(
 
 
 def _wire_facts(
-    credentials: AuthStep | None, challenges: tuple[AuthStep, ...], tls: bool, page: str | None
+    credentials: AuthStep | None,
+    challenges: tuple[AuthStep, ...],
+    connection: HttpConnection,
+    exchange: Exchange,
+    page: str | None,
 ) -> WireFacts:
     """The facts of this exchange that change what IIS logs for it."""
     inner = credentials.innermost if credentials is not None else None
+    binding = channel_binding(connection, exchange.request, inner)
     return WireFacts(
         clock_skew=any(_krb_error_code(step) == KRB_AP_ERR_SKEW for step in challenges),
         anonymous_authenticate=isinstance(inner, NtlmAuthenticate) and inner.anonymous,
-        unbound_over_tls=tls and lacks_channel_binding(inner),
+        unbound_over_tls=binding in (Binding.NOT_SENT, Binding.OTHER_CERTIFICATE),
         completed=any(completes(step) for step in challenges),
         other_scheme=_asks_another_scheme(credentials, challenges),
         page_substatus=int(page.split(".")[1]) if page and page.startswith("401.") else None,
@@ -190,8 +198,41 @@ def _krb_error_code(step: AuthStep) -> int | None:
 
 
 KRB_AP_ERR_SKEW = 37
-# Ports whose cleartext HTTP in a capture can only be a decrypted TLS session.
+# Ports whose cleartext HTTP in a capture without TLS can only be a TLS session
+# decrypted before authtrace read it (a capture exported as plaintext).
 TLS_PORTS = frozenset({443, 8443})
+
+
+def channel_binding(
+    connection: HttpConnection, request: HttpRequest | None, message: object
+) -> Binding | None:
+    """What an NTLMv2 AUTHENTICATE's channel binding says about the TLS in its
+    path; None for any other message or when nothing can be said.
+
+    With the connection's TLS facts (decrypted here) the verdict is proved
+    from its server certificate (tls/bindings.py); the port is never looked
+    at. Without them only hints say TLS was in the path: cleartext HTTP on a
+    TLS port (a capture exported decrypted), or a TLS-terminating proxy's
+    X-Forwarded-Proto: https / Front-End-Https: on; then only the absence of
+    a binding is known (NOT_SENT), never which certificate one was for."""
+    if not isinstance(message, NtlmAuthenticate) or message.ntlmv2 is None:
+        return None
+    if connection.tls is not None:
+        return ntlm_binding(connection.tls, message.ntlmv2.av_pairs.channel_bindings)
+    if not lacks_channel_binding(message):
+        return None
+    if connection.server.port in TLS_PORTS or _forwarded_https(request):
+        return Binding.NOT_SENT
+    return None
+
+
+def _forwarded_https(request: HttpRequest | None) -> bool:
+    """A TLS-terminating proxy says the client spoke HTTPS to it."""
+    if request is None:
+        return False
+    forwarded_proto = (request.header("X-Forwarded-Proto") or "").lower()
+    front_end_https = (request.header("Front-End-Https") or "").lower()
+    return forwarded_proto == "https" or front_end_https == "on"
 
 
 def lacks_channel_binding(message: object) -> bool:

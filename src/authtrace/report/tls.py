@@ -15,7 +15,8 @@ from typing import Any
 
 from authtrace.auth.ntlm import NtlmAuthenticate
 from authtrace.http.messages import HttpConnection
-from authtrace.tls.bindings import Binding, ntlm_binding
+from authtrace.kerberos.messages import KerberosApReq
+from authtrace.tls.bindings import Binding, kerberos_binding, ntlm_binding
 from authtrace.tls.keylog import KeyLogCounts
 from authtrace.tls.model import EncryptedConnection, EncryptedGroup, KeyStatus, TlsFacts
 
@@ -112,13 +113,17 @@ _BINDING_WORDS = {
     Binding.NOT_SENT: "no channel binding sent",
     Binding.OTHER_CERTIFICATE: "bound to another certificate (TLS is terminated or "
     "inspected in between)",
+    Binding.NOT_VISIBLE: "not visible (inside the authenticator, encrypted with the "
+    "session key: not seen, not proved absent)",
 }
 
 
 def channel_bindings(connection: HttpConnection) -> list[tuple[int, Binding]]:
     """For each NTLMv2 AUTHENTICATE on a decrypted connection: its request's
-    frame and what its MsvAvChannelBindings proves (tls/bindings.py). Empty for
-    cleartext connections and when the server certificate was not seen."""
+    frame and what its MsvAvChannelBindings proves (tls/bindings.py); for each
+    Kerberos AP-REQ, that its binding is not visible (NOT_VISIBLE: RFC 4121
+    section 4.1.1 puts it in the encrypted authenticator). Empty for cleartext
+    connections and when the server certificate was not seen."""
     from authtrace.report.connections import exchange_steps
 
     if connection.tls is None or not connection.tls.certificates:
@@ -129,20 +134,28 @@ def channel_bindings(connection: HttpConnection) -> list[tuple[int, Binding]]:
             continue
         for step in exchange_steps(exchange)[0]:
             inner = step.innermost
-            if not isinstance(inner, NtlmAuthenticate) or inner.ntlmv2 is None:
+            if isinstance(inner, KerberosApReq):
+                verdict = kerberos_binding(connection.tls)
+            elif isinstance(inner, NtlmAuthenticate) and inner.ntlmv2 is not None:
+                verdict = ntlm_binding(connection.tls, inner.ntlmv2.av_pairs.channel_bindings)
+            else:
                 continue
-            verdict = ntlm_binding(connection.tls, inner.ntlmv2.av_pairs.channel_bindings)
             if verdict is not None:
                 found.append((exchange.request.shown_frame, verdict))
     return found
 
 
 def binding_text(verdicts: list[tuple[int, Binding]]) -> str:
-    """ "NTLM channel binding: frame 20 bound to this server certificate", "" for none."""
-    if not verdicts:
-        return ""
-    parts = [f"frame {frame} {_BINDING_WORDS[verdict]}" for frame, verdict in verdicts]
-    return "NTLM channel binding: " + "; ".join(parts)
+    """ "NTLM channel binding: frame 20 bound to this server certificate" (then
+    "; Kerberos channel binding: ..." for AP-REQs), "" for none."""
+    ntlm = [f"frame {f} {_BINDING_WORDS[v]}" for f, v in verdicts if v is not Binding.NOT_VISIBLE]
+    kerberos = [f"frame {f} {_BINDING_WORDS[v]}" for f, v in verdicts if v is Binding.NOT_VISIBLE]
+    parts = []
+    if ntlm:
+        parts.append("NTLM channel binding: " + "; ".join(ntlm))
+    if kerberos:
+        parts.append("Kerberos channel binding: " + "; ".join(kerberos))
+    return "; ".join(parts)
 
 
 def facts_text(facts: TlsFacts) -> str:

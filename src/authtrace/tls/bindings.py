@@ -2,6 +2,12 @@
 binding of the server certificate a decrypted connection carried, and what an
 NTLMv2 AUTHENTICATE's MsvAvChannelBindings says about it.
 
+Kerberos carries its binding in the authenticator's checksum (RFC 4121
+section 4.1.1, the Bnd field: the MD5 of the same gss_channel_bindings_struct),
+and the authenticator is encrypted with the ticket's session key, which only
+the service's key (a keytab) opens. authtrace takes no keytab, so a Kerberos
+AP-REQ's binding is `NOT_VISIBLE`: not seen, never "not sent".
+
 Owns: computing the binding (RFC 5929 section 4.1: the certificate hashed with
 its signature's hash, SHA-256 for MD5 and SHA-1), the MD5 of the
 gss_channel_bindings_struct that NTLM carries (MS-NLMP 2.2.2.1; RFC 2744
@@ -33,6 +39,8 @@ class Binding(enum.Enum):
     MATCHES = "matches"  # bound to the server certificate of this connection
     NOT_SENT = "not_sent"  # no MsvAvChannelBindings, or all zeros (MS-NLMP 2.2.2.1)
     OTHER_CERTIFICATE = "other_certificate"  # bound to another channel: TLS ends in between
+    # Kerberos: inside the encrypted authenticator (RFC 4121 section 4.1.1): not seen.
+    NOT_VISIBLE = "not_visible"
 
 
 def server_end_point(certificate: bytes) -> bytes | None:
@@ -80,3 +88,12 @@ def ntlm_binding(facts: TlsFacts | None, channel_bindings: bytes | None) -> Bind
     if channel_bindings == ntlm_binding_value(end_point):
         return Binding.MATCHES
     return Binding.OTHER_CERTIFICATE
+
+
+def kerberos_binding(facts: TlsFacts | None) -> Binding | None:
+    """The verdict on a Kerberos AP-REQ over the connection whose TLS facts are
+    `facts`: NOT_VISIBLE when it came over TLS whose certificate is known (a
+    binding may be there, encrypted), None otherwise."""
+    if facts is None or not facts.certificates:
+        return None
+    return Binding.NOT_VISIBLE

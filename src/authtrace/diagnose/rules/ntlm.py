@@ -21,7 +21,8 @@ from authtrace.diagnose.context import (
 from authtrace.diagnose.finding import Finding, Severity
 from authtrace.diagnose.rule import rule
 from authtrace.handshake.model import Leg, Outcome, State
-from authtrace.handshake.timeline import TLS_PORTS, lacks_channel_binding
+from authtrace.handshake.timeline import channel_binding
+from authtrace.tls.bindings import Binding
 
 # A NEGOTIATE refused on a connection where another handshake was half done is
 # a symptom of interleaving (topology.ntlm_handshake_split), not of the client.
@@ -43,9 +44,11 @@ def _failed_logons(ctx: RuleContext) -> list[Located]:
     """Refused AUTHENTICATE messages that answered their own CHALLENGE: a split
     handshake (ntlm-handshake-split) or an anonymous logon (ntlm-anonymous) is
     explained by its own rule, and so is a refusal of an unbound AUTHENTICATE
-    over TLS (channel-binding-missing)."""
+    over TLS (channel-binding-missing) or of one bound to another certificate
+    (channel-binding-other-certificate)."""
     split = {s.authenticate for s in ctx.view.splits}
-    split |= {located.ref for located in _unbound_refusals(ctx)}
+    split |= {located.ref for located in _bound(ctx, Binding.NOT_SENT)}
+    split |= {located.ref for located in _bound(ctx, Binding.OTHER_CERTIFICATE)}
     failed = []
     for located in ctx.steps():
         if (
@@ -234,10 +237,11 @@ def ntlm_anonymous(ctx: RuleContext) -> Iterator[Finding]:
 )
 def channel_binding_missing(ctx: RuleContext) -> Iterator[Finding]:
     """Needs a refused NTLMv2 AUTHENTICATE with no (or an all-zero)
-    MsvAvChannelBindings (MS-NLMP 2.2.2.1) where TLS was in the path: the server
-    port is a TLS port, or a proxy says so (X-Forwarded-Proto: https,
-    Front-End-Https: on)."""
-    for located in _unbound_refusals(ctx):
+    MsvAvChannelBindings (MS-NLMP 2.2.2.1) where TLS was in the path: decrypted
+    in this capture (then proved, whatever the port), else cleartext HTTP on a
+    TLS port of a capture without TLS (exported decrypted), or a proxy that
+    says so (X-Forwarded-Proto: https, Front-End-Https: on)."""
+    for located in _bound(ctx, Binding.NOT_SENT):
         message = _authenticate(located)
         assert message is not None and message.ntlmv2 is not None
         missing = not message.ntlmv2.channel_bindings_present
@@ -260,36 +264,73 @@ def channel_binding_missing(ctx: RuleContext) -> Iterator[Finding]:
         )
 
 
-def _unbound_refusals(ctx: RuleContext) -> list[Located]:
-    """Refused NTLMv2 AUTHENTICATEs over TLS that carry no channel binding."""
+def _bound(ctx: RuleContext, verdict: Binding, refused: bool = True) -> list[Located]:
+    """NTLMv2 AUTHENTICATEs whose channel binding has this verdict
+    (handshake/timeline.py `channel_binding`: proved from the server
+    certificate when the TLS was decrypted, else from hints), refused ones
+    only unless `refused` is False."""
     found = []
     for located in ctx.steps():
         message = _authenticate(located)
         if (
             message is None
             or ctx.relayed(located)
-            or located.step.leg is not Leg.NTLM_REJECTED
+            or (refused and located.step.leg is not Leg.NTLM_REJECTED)
             or ctx.overruled(located)
-            or not lacks_channel_binding(message)
-            or not _over_tls(located)
         ):
             continue
-        found.append(located)
+        connection = located.timeline.connection
+        if channel_binding(connection, located.step.exchange.request, message) is verdict:
+            found.append(located)
     return found
 
 
-def _over_tls(located: Located) -> bool:
-    """TLS was in the path: a decrypted HTTPS session, or a TLS-terminating
-    proxy that says so in X-Forwarded-Proto / Front-End-Https."""
-    connection = located.timeline.connection
-    if connection.tls is not None or connection.server.port in TLS_PORTS:
-        return True
-    request = located.step.exchange.request
-    if request is None:
-        return False
-    forwarded_proto = (request.header("X-Forwarded-Proto") or "").lower()
-    front_end_https = (request.header("Front-End-Https") or "").lower()
-    return forwarded_proto == "https" or front_end_https == "on"
+@rule(
+    "channel-binding-other-certificate",
+    Severity.ERROR,
+    "NTLM bound to another TLS certificate than the server's: TLS is terminated or "
+    "inspected in between",
+)
+def channel_binding_other_certificate(ctx: RuleContext) -> Iterator[Finding]:
+    """Needs an NTLMv2 AUTHENTICATE over TLS decrypted in this capture whose
+    MsvAvChannelBindings is not the MD5 of this connection's server certificate
+    binding (RFC 5929 tls-server-end-point, MS-NLMP 2.2.2.1): the client spoke
+    TLS to another certificate (a TLS-terminating proxy, load balancer or
+    inspection device) and the AUTHENTICATE was relayed. An error when the
+    server refused it (Extended Protection), a warning when it accepted it (the
+    server does not check bindings, so it cannot tell a relayed logon apart).
+    Never without the certificate of the very connection: no guess from ports."""
+    for located in _bound(ctx, Binding.OTHER_CERTIFICATE, refused=False):
+        refused = located.step.leg is Leg.NTLM_REJECTED
+        frame = request_frame(located.step)
+        name = located.timeline.connection.tls
+        sni = f" ({name.server_name})" if name is not None and name.server_name else ""
+        yield make_finding(
+            channel_binding_other_certificate,
+            "NTLM bound to another TLS certificate: TLS is terminated or inspected in between",
+            f"The AUTHENTICATE at frame {frame} carries a channel binding, and it is not the "
+            f"one of the certificate this server{sni} presented on this connection: the "
+            "client spoke TLS with another certificate (a TLS-terminating proxy, load "
+            "balancer or inspection device between client and server) and the AUTHENTICATE "
+            "was passed on over a new TLS connection. "
+            + (
+                "The server refused it: with Extended Protection it only accepts a binding to "
+                "its own TLS channel."
+                if refused
+                else "The server accepted it, so it does not check channel bindings: it cannot "
+                "tell a logon relayed by an attacker apart from this one."
+            ),
+            "Terminate TLS on the server itself (TLS pass-through on the balancer or proxy), "
+            "exempt the proxy with extendedProtection tokenChecking Allow and its SPN in "
+            "spnList, or use Kerberos."
+            if refused
+            else "Turn on Extended Protection (tokenChecking Require) once clients reach the "
+            "server without TLS inspection in between, or use Kerberos.",
+            [located],
+            severity=None if refused else Severity.WARNING,
+            fields=[("user", user_of(located.step) or "?"), ("binding", "other_certificate")],
+            iis=located.step.iis,
+        )
 
 
 @rule(
@@ -361,5 +402,6 @@ RULES = (
     ntlmv1_response,
     ntlm_anonymous,
     channel_binding_missing,
+    channel_binding_other_certificate,
     repeated_logon_failures,
 )
