@@ -3,7 +3,9 @@ traffic on the loopback addresses 127.0.0.40-127.0.0.49 and writes, per scenario
 ``captures/tls/<name>.pcap`` (``.pcapng`` for the one with embedded secrets) and the key
 log it was decrypted with, ``captures/tls/<name>.keys``.
 
-Servers: Python's ssl module (lab/tls_server.py) with Basic or NTLM (pyspnego) inside.
+Servers: Python's ssl module (lab/tls_server.py) with Basic or NTLM (pyspnego) inside;
+one scenario puts nginx in front, terminating TLS with its own certificate and opening
+its own TLS connection to the server (both legs captured, both key logs kept).
 Clients: curl with SSLKEYLOGFILE, Python requests + requests_ntlm (channel bindings), and
 `openssl s_client -keylogfile` where a KeyUpdate is
 wanted. Capture: dumpcap on `lo`, filtered to the scenario's address. The secrets of the
@@ -39,6 +41,7 @@ APT = {
     "dumpcap": "tshark",
     "editcap": "tshark",
     "tshark": "tshark",
+    "nginx": "nginx",
 }
 USER = "LAB\\alice:Passw0rd!"
 BASIC_USER = "alice:Passw0rd!"
@@ -74,6 +77,9 @@ class Scenario:
     pcapng_secrets: bool = False
     auth: str = "basic"
     python_ntlm: bool = False
+    # A TLS-terminating nginx on `host` in front of the server, which listens on this
+    # address instead ("" for none).
+    behind_proxy: str = ""
 
 
 SCENARIOS = (
@@ -165,6 +171,18 @@ SCENARIOS = (
         python_ntlm=True,
         auth="ntlm",
     ),
+    Scenario(
+        "tls13-ntlm-proxy-other-certificate",
+        "127.0.0.46",
+        "TLS 1.3 both legs: requests_ntlm binds NTLM to the certificate of an nginx that "
+        "terminates TLS (127.0.0.46) and opens its own TLS connection to the server "
+        "(127.0.0.47), which requires a binding to its own certificate (Extended "
+        "Protection) and refuses the AUTHENTICATE",
+        server=("--ntlm", "--channel-binding"),
+        python_ntlm=True,
+        auth="ntlm",
+        behind_proxy="127.0.0.47",
+    ),
 )
 BY_NAME = {s.name: s for s in SCENARIOS}
 # The connections of tls12-cbc-suites-basic: (OpenSSL cipher list, encrypt-then-MAC).
@@ -246,8 +264,65 @@ class Process:
                 self.proc.wait(timeout=10)
 
 
-def make_certificate(work: Path) -> tuple[Path, Path, Path]:
-    cert, key, dh = work / "server.crt", work / "server.key", work / "dh.pem"
+_NGINX_CONF = """daemon off;
+master_process off;
+worker_processes 1;
+pid {work}/nginx.pid;
+error_log {work}/nginx-error.log info;
+events {{ worker_connections 64; }}
+http {{
+    access_log off;
+    client_body_temp_path {work}/nginx-body;
+    proxy_temp_path {work}/nginx-proxy;
+    upstream backend {{
+        server {backend}:{port};
+        keepalive 4;
+    }}
+    server {{
+        listen {host}:{port} ssl;
+        ssl_certificate {cert};
+        ssl_certificate_key {key};
+        ssl_protocols TLSv1.3;
+        location / {{
+            proxy_pass https://backend;
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";
+            proxy_set_header Host $host;
+            proxy_bind {host};
+            proxy_ssl_protocols TLSv1.3;
+            proxy_ssl_session_reuse off;
+        }}
+    }}
+}}
+"""
+
+
+def nginx_proxy(scenario: Scenario, work: Path) -> Process:
+    """nginx terminating TLS on scenario.host with a certificate of its own and
+    proxying to the server on scenario.behind_proxy over TLS (keep-alive upstream
+    connections, so that an NTLM handshake stays on one of them)."""
+    cert, key = work / "proxy.crt", work / "proxy.key"
+    _self_signed(cert, key, "tls-proxy.authtrace.test")
+    conf = work / "nginx.conf"
+    conf.write_text(
+        _NGINX_CONF.format(
+            work=work,
+            backend=scenario.behind_proxy,
+            host=scenario.host,
+            port=PORT,
+            cert=cert,
+            key=key,
+        )
+    )
+    process = Process(["nginx", "-c", str(conf)], log_file=work / "nginx.log")
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and not (work / "nginx.pid").exists():
+        time.sleep(0.05)
+    time.sleep(0.3)
+    return process
+
+
+def _self_signed(cert: Path, key: Path, name: str) -> None:
     run(
         [
             "openssl",
@@ -259,15 +334,20 @@ def make_certificate(work: Path) -> tuple[Path, Path, Path]:
             "-days",
             "3650",
             "-subj",
-            "/CN=tls-lab.authtrace.test",
+            f"/CN={name}",
             "-addext",
-            "subjectAltName=DNS:tls-lab.authtrace.test",
+            f"subjectAltName=DNS:{name}",
             "-keyout",
             str(key),
             "-out",
             str(cert),
         ]
     )
+
+
+def make_certificate(work: Path) -> tuple[Path, Path, Path]:
+    cert, key, dh = work / "server.crt", work / "server.key", work / "dh.pem"
+    _self_signed(cert, key, "tls-lab.authtrace.test")
     run(
         [
             "openssl",
@@ -396,7 +476,7 @@ def server_args(
         "-m",
         "lab.tls_server",
         "--host",
-        scenario.host,
+        scenario.behind_proxy or scenario.host,
         "--port",
         str(PORT),
         "--cert",
@@ -417,8 +497,11 @@ def record(scenario: Scenario, work: Path, cert: Path, key: Path, dh: Path) -> t
         conf = work / "ccm.cnf"
         conf.write_text(_CCM_CONF)
         env["OPENSSL_CONF"] = str(conf)
+    hosts = f"host {scenario.host}"
+    if scenario.behind_proxy:
+        hosts += f" or host {scenario.behind_proxy}"
     capture = Process(
-        ["dumpcap", "-q", "-P", "-i", "lo", "-f", f"host {scenario.host}", "-w", str(pcap)],
+        ["dumpcap", "-q", "-P", "-i", "lo", "-f", hosts, "-w", str(pcap)],
         log_file=work / "dumpcap.log",
     )
     time.sleep(1.5)  # dumpcap prints nothing with -q: give it time to open lo
@@ -444,12 +527,16 @@ def record(scenario: Scenario, work: Path, cert: Path, key: Path, dh: Path) -> t
                 finally:
                     server.stop()
         else:
+            # Behind a proxy the server writes its own key log (nginx writes none):
+            # both legs decrypt with the one file.
+            extra = ("--keylog", str(keylog)) if scenario.behind_proxy else ()
             server = Process(
-                server_args(scenario, cert, key),
+                server_args(scenario, cert, key, extra),
                 env=env,
                 ready="listening",
                 log_file=work / "server.log",
             )
+            proxy = nginx_proxy(scenario, work) if scenario.behind_proxy else None
             try:
                 if scenario.key_update:
                     s_client_key_update(scenario, keylog)
@@ -458,6 +545,8 @@ def record(scenario: Scenario, work: Path, cert: Path, key: Path, dh: Path) -> t
                 else:
                     curl(scenario, keylog, scenario.curl)
             finally:
+                if proxy is not None:
+                    proxy.stop(signal.SIGQUIT)
                 server.stop()
         time.sleep(1.0)
     finally:

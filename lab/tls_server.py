@@ -2,10 +2,13 @@
 a tiny HTTP/1.1 keep-alive handler that asks for Basic or NTLM authentication.
 
 Run by lab/tls.py as its own process: ``python3 -m lab.tls_server --host H --port P
---cert C --key K [--ciphers LIST] [--no-etm] [--keylog FILE] [--max-version 1.2]``.
+--cert C --key K [--ciphers LIST] [--no-etm] [--keylog FILE] [--max-version 1.2]
+[--channel-binding]``.
 Accepts the user `lab\\alice` / `Passw0rd!` (NTLM authenticates the connection);
 `/big` answers a 40 KB body (several
-TLS records); any other path a short one. NTLM is pyspnego's server (NTLM_USER_FILE).
+TLS records); any other path a short one. NTLM is pyspnego's server (NTLM_USER_FILE);
+with --channel-binding it requires the AUTHENTICATE to be bound to this server's own
+certificate (RFC 5929 tls-server-end-point), as IIS with Extended Protection does.
 """
 
 from __future__ import annotations
@@ -82,7 +85,7 @@ class Handler(http.server.BaseHTTPRequestHandler):
         key = self.connection
         context = self.ntlm_contexts.get(key)
         if context is None:
-            context = spnego.server(protocol="ntlm")
+            context = spnego.server(protocol="ntlm", channel_bindings=self.server.bindings)
             self.ntlm_contexts[key] = context
         try:
             answer = context.step(base64.b64decode(token))
@@ -99,6 +102,18 @@ class Handler(http.server.BaseHTTPRequestHandler):
         self._send(401, body, {"WWW-Authenticate": "NTLM " + base64.b64encode(answer).decode()})
 
 
+def _own_bindings(cert_path: str) -> object:
+    """The channel bindings of this server's certificate (RFC 5929 section 4.1:
+    SHA-256 for a SHA-256-signed certificate), as an NTLM acceptor expects them."""
+    import hashlib
+
+    from spnego.channel_bindings import GssChannelBindings
+
+    der = ssl.PEM_cert_to_DER_cert(open(cert_path).read())
+    digest = hashlib.sha256(der).digest()
+    return GssChannelBindings(application_data=b"tls-server-end-point:" + digest)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(prog="python3 -m lab.tls_server")
     parser.add_argument("--host", required=True)
@@ -111,6 +126,7 @@ def main() -> int:
     parser.add_argument("--ntlm", action="store_true")
     parser.add_argument("--max-version", default="")
     parser.add_argument("--dh", default="", help="DH parameters, for DHE suites")
+    parser.add_argument("--channel-binding", action="store_true")
     args = parser.parse_args()
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     context.load_cert_chain(args.cert, args.key)
@@ -131,6 +147,7 @@ def main() -> int:
         os.environ["NTLM_USER_FILE"] = users.name
     server = http.server.ThreadingHTTPServer((args.host, args.port), Handler)
     server.ntlm = args.ntlm  # type: ignore[attr-defined]
+    server.bindings = _own_bindings(args.cert) if args.channel_binding else None  # type: ignore[attr-defined]
     server.socket = context.wrap_socket(server.socket, server_side=True)
     print("listening", flush=True)
     server.serve_forever()

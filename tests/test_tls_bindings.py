@@ -8,7 +8,7 @@ import dataclasses
 from pathlib import Path
 
 from authtrace.handshake.timeline import build_timeline
-from authtrace.pipeline import read_connections
+from authtrace.pipeline import analyze, read_connections
 from authtrace.report.tls import binding_text, channel_bindings
 from authtrace.tcp.events import Endpoint
 from authtrace.tls.bindings import Binding, ntlm_binding_value, server_end_point
@@ -115,3 +115,28 @@ def test_channel_binding_rule_trusts_decrypted_tls_on_any_port() -> None:
 
     assert "channel-binding-missing" not in rules(on_other_port)
     assert "channel-binding-missing" in rules(decrypted)
+
+
+PROXIED = TLS / "tls13-ntlm-proxy-other-certificate.pcap"
+
+
+def test_tls_terminating_proxy_shows_another_certificate() -> None:
+    """Real nginx between client and server (lab/tls.py), each leg its own TLS
+    with its own certificate: the client's binding matches the proxy's
+    certificate on the front leg, and is for another certificate on the
+    upstream leg, where the server (Extended Protection) refused it."""
+    log = KeyLog()
+    log.add_text(PROXIED.with_suffix(".keys").read_bytes(), "keys")
+    front, upstream = read_connections([PROXIED], keylog=log)[0]
+    assert front.tls.certificates[0] != upstream.tls.certificates[0]
+    assert {v for _, v in channel_bindings(front)} == {Binding.MATCHES}
+    assert [v for _, v in channel_bindings(upstream)] == [Binding.OTHER_CERTIFICATE] * 2
+    report = analyze([PROXIED], keylog=log)
+    (finding,) = [f for f in report.findings if f.rule == "channel-binding-other-certificate"]
+    assert finding.connections == (upstream.id,)
+    frames = [frame for frame, _ in channel_bindings(upstream)]
+    assert set(frames) <= set(finding.frames)
+    assert f"on connection {front.id}: that is where the client's TLS ended" in (
+        finding.explanation
+    )
+    assert {f.rule for f in report.findings} == {"channel-binding-other-certificate"}

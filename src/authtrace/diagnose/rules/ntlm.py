@@ -22,7 +22,8 @@ from authtrace.diagnose.finding import Finding, Severity
 from authtrace.diagnose.rule import rule
 from authtrace.handshake.model import Leg, Outcome, State
 from authtrace.handshake.timeline import channel_binding
-from authtrace.tls.bindings import Binding
+from authtrace.http.messages import HttpConnection
+from authtrace.tls.bindings import Binding, ntlm_binding_value, server_end_point
 
 # A NEGOTIATE refused on a connection where another handshake was half done is
 # a symptom of interleaving (topology.ntlm_handshake_split), not of the client.
@@ -285,6 +286,20 @@ def _bound(ctx: RuleContext, verdict: Binding, refused: bool = True) -> list[Loc
     return found
 
 
+def _certificate_owners(ctx: RuleContext) -> dict[bytes, HttpConnection]:
+    """The NTLM channel-binding value of each decrypted connection's server
+    certificate -> the first connection that presented it. O(connections)."""
+    owners: dict[bytes, HttpConnection] = {}
+    for timeline in ctx.view.timelines:
+        tls = timeline.connection.tls
+        if tls is None or not tls.certificates:
+            continue
+        end_point = server_end_point(tls.certificates[0])
+        if end_point is not None:
+            owners.setdefault(ntlm_binding_value(end_point), timeline.connection)
+    return owners
+
+
 @rule(
     "channel-binding-other-certificate",
     Severity.ERROR,
@@ -299,12 +314,20 @@ def channel_binding_other_certificate(ctx: RuleContext) -> Iterator[Finding]:
     inspection device) and the AUTHENTICATE was relayed. An error when the
     server refused it (Extended Protection), a warning when it accepted it (the
     server does not check bindings, so it cannot tell a relayed logon apart).
-    Never without the certificate of the very connection: no guess from ports."""
-    for located in _bound(ctx, Binding.OTHER_CERTIFICATE, refused=False):
+    Never without the certificate of the very connection: no guess from ports.
+    When another decrypted connection of the capture presented the certificate
+    the binding is for (the proxy's front end), the finding names it: one pass
+    over the connections builds a binding -> connection table."""
+    found = _bound(ctx, Binding.OTHER_CERTIFICATE, refused=False)
+    owners = _certificate_owners(ctx) if found else {}
+    for located in found:
         refused = located.step.leg is Leg.NTLM_REJECTED
         frame = request_frame(located.step)
         name = located.timeline.connection.tls
         sni = f" ({name.server_name})" if name is not None and name.server_name else ""
+        message = _authenticate(located)
+        assert message is not None and message.ntlmv2 is not None
+        owner = owners.get(message.ntlmv2.av_pairs.channel_bindings or b"")
         yield make_finding(
             channel_binding_other_certificate,
             "NTLM bound to another TLS certificate: TLS is terminated or inspected in between",
@@ -313,6 +336,13 @@ def channel_binding_other_certificate(ctx: RuleContext) -> Iterator[Finding]:
             "client spoke TLS with another certificate (a TLS-terminating proxy, load "
             "balancer or inspection device between client and server) and the AUTHENTICATE "
             "was passed on over a new TLS connection. "
+            + (
+                f"It is bound to the certificate that {owner.server} presented to "
+                f"{owner.client} on connection {owner.id}: that is where the client's TLS "
+                "ended. "
+                if owner is not None
+                else ""
+            )
             + (
                 "The server refused it: with Extended Protection it only accepts a binding to "
                 "its own TLS channel."
