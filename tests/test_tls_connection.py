@@ -5,6 +5,7 @@ plaintext, while the connection stays listed."""
 
 from __future__ import annotations
 
+import dataclasses
 import random
 from pathlib import Path
 
@@ -12,6 +13,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from authtrace.http.messages import HttpConnection
 from authtrace.net.decoder import PacketDecoder
 from authtrace.net.packets import TcpSegment
 from authtrace.pipeline import Pipeline, read_connections
@@ -20,7 +22,7 @@ from authtrace.tcp.events import Direction, StreamData, StreamEnd, StreamEvent, 
 from authtrace.tcp.reassembly import TcpReassembler
 from authtrace.tls.connection import UNKNOWN_LENGTH, TlsConnection
 from authtrace.tls.keylog import KeyLog
-from authtrace.tls.model import KeyStatus
+from authtrace.tls.model import KeyStatus, TlsFacts
 
 TLS = Path(__file__).resolve().parent.parent / "captures" / "tls"
 TLS13 = TLS / "tls13-aes128gcm-basic.pcap"
@@ -264,15 +266,51 @@ def test_secrets_embedded_in_pcapng_are_used_without_any_option() -> None:
     assert result.keylog.secrets >= 4
 
 
+def _records_summed(connection: HttpConnection) -> HttpConnection:
+    """The connection with its TLS records counted without decrypting (only
+    with the lane on) added to those decrypted."""
+    tls = connection.tls
+    if tls is None:
+        return connection
+    return dataclasses.replace(
+        connection,
+        tls=dataclasses.replace(
+            tls, records_opened=tls.records_opened + tls.records_counted, records_counted=0
+        ),
+    )
+
+
 def test_fast_lane_changes_nothing_with_keys() -> None:
+    """With the lane, segments that only fill an unfinished record skip the
+    normal path, and body-only TLS 1.2 AEAD records are counted, not opened:
+    the HTTP read is the same (only the decrypted / counted split differs)."""
     for capture in sorted(TLS.glob("*.pcap")):
         log_text = capture.with_suffix(".keys").read_bytes()
         results = []
         for lane in (True, False):
             pipeline = Pipeline(fast_lane=lane, keylog=keylog(log_text))
-            connections = list(pipeline.connections([capture]))
+            connections = [_records_summed(c) for c in pipeline.connections([capture])]
             results.append((connections, pipeline.result.encrypted, pipeline.result.anomalies))
         assert results[0] == results[1], capture.name
+
+
+def _tls_facts(name: str, fast_lane: bool) -> list[TlsFacts | None]:
+    path = TLS / name
+    pipeline = Pipeline(fast_lane=fast_lane, keylog=keylog(path.with_suffix(".keys").read_bytes()))
+    return [c.tls for c in pipeline.connections([path])]
+
+
+def test_body_only_tls12_records_are_counted_not_decrypted() -> None:
+    """tls12-ecdhe-aes128gcm-ntlm's 40 KB body spans three records: the ones
+    that only carry body bytes are counted (the last, which ends the body, is
+    opened); TLS 1.3 records are always opened (their type is encrypted)."""
+    (counted,) = _tls_facts("tls12-ecdhe-aes128gcm-ntlm.pcap", True)
+    (opened,) = _tls_facts("tls12-ecdhe-aes128gcm-ntlm.pcap", False)
+    assert counted is not None and opened is not None
+    assert counted.records_counted >= 2 and opened.records_counted == 0
+    assert counted.records_opened + counted.records_counted == opened.records_opened
+    (tls13,) = _tls_facts("tls13-aes256gcm-ntlm.pcap", True)
+    assert tls13 is not None and tls13.records_counted == 0 and tls13.records_opened > 0
 
 
 def _first_response_event(events: list[StreamEvent], log: KeyLog) -> int:
@@ -346,3 +384,22 @@ def test_hostile_bytes_never_raise_and_never_become_plaintext(
     for direction in Direction:
         tls.feed(StreamEnd(0, direction, len(chunks) + 1, 0.0))
     assert tls.facts().records_opened == 0
+
+
+def test_lane_takes_segments_inside_a_record(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A 16 KB record spans a dozen segments: all but the one that ends it only
+    fill the record's buffer, which the TLS layer lets the lane do (any suite)."""
+    from authtrace import lane as lane_module
+
+    lanes: list[lane_module.FastLane] = []
+    original = lane_module.FastLane.__init__
+
+    def recording(self, reassembler):  # type: ignore[no-untyped-def]
+        original(self, reassembler)
+        lanes.append(self)
+
+    monkeypatch.setattr(lane_module.FastLane, "__init__", recording)
+    for name in ("tls13-aes256gcm-ntlm.pcap", "tls12-ecdhe-aes128gcm-ntlm.pcap"):
+        taken_before = sum(lane.taken for lane in lanes)
+        _tls_facts(name, True)
+        assert sum(lane.taken for lane in lanes) - taken_before >= 5, name

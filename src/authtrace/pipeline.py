@@ -159,8 +159,10 @@ class Pipeline:
         fast_lane: bool = True,
         keylog: KeyLog | None = None,
     ) -> None:
-        """fast_lane: let lane.py take the frames whose only effect is counting
-        (the results are the same either way; the tests compare them).
+        """fast_lane: let lane.py take the frames whose only effect is counting,
+        and the TLS layer count the records that only carry body bytes instead
+        of decrypting them (the results are the same either way but for the
+        TLS facts' records_opened / records_counted split; the tests compare them).
         keylog: TLS secrets (--tls-keylog); pcapng Decryption Secrets Blocks
         are added to it (or to a new one) as they are read."""
         self.result = StreamResult()
@@ -402,7 +404,7 @@ class Pipeline:
         if stack is Stack.KERBEROS:
             self._kdc.receive_tcp(opened)
         elif stack is Stack.TLS:
-            live.tls = TlsConnection(opened.connection, self._keylog)
+            live.tls = TlsConnection(opened.connection, self._keylog, self._fast_lane)
         else:
             live.http = self._application(stack, opened)
 
@@ -421,8 +423,12 @@ class Pipeline:
             if live.inner is None:
                 if not isinstance(event, StreamData):
                     continue  # nothing decrypted yet: no HTTP to tell about
-                stack = decide_inner(live.tls.alpn, event.data)  # type: ignore[union-attr]
+                tls = live.tls
+                assert tls is not None
+                stack = decide_inner(tls.alpn, event.data)
                 live.inner = self._application(stack, live.opened)
+                # The records that only carry what it would count need not be opened.
+                tls.read_by(live.inner.lane_sink)
             live.exchanges.extend(live.inner.feed(event))
 
     def _close(self, live: _Live, event: ConnectionClosed) -> HttpConnection | None:

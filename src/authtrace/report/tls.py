@@ -183,6 +183,7 @@ def facts_to_dict(
         "keys": facts.keys.value,
         "records_decrypted": facts.records_opened,
         "records_not_decrypted": facts.records_failed,
+        "records_counted": facts.records_counted,
         "key_updates": facts.key_updates,
         "resumed": facts.resumed,
     }

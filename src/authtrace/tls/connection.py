@@ -15,13 +15,25 @@ Invariants:
 - a record that did not open is "not seen", never "not sent": it is counted
   and reported (`tls-record-undecryptable`), and the connection stays listed;
 - memory per direction: one record (MAX_RECORD) plus one handshake message
-  (handshake.MAX_MESSAGE).
+  (handshake.MAX_MESSAGE);
+- a record is counted without being decrypted only where nothing but its
+  plaintext length matters and the format fixes it: TLS 1.2 AEAD application
+  data (RFC 5246 section 6.2.3.3, RFC 7905) whose plaintext the application
+  reading the direction says it would only count (its LaneSink); TLS 1.3
+  records hide their type and padding (RFC 8446 section 5.2) and CBC records
+  their padding, so those are always decrypted. A counted record's integrity
+  is not checked (the tag is not verified): it changes no HTTP message, only a
+  body's byte count, which its header fixes.
+Fast lane: `lane_sink` gives, per direction, the bytes the normal path would
+only append to an unfinished record (any suite), and everything once the
+connection is `opaque`.
 Frames: a record's plaintext carries the frame that completed the record
 (where Wireshark shows what it decrypted) and the frame of its first byte.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from types import ModuleType
 from typing import TYPE_CHECKING
 
@@ -137,7 +149,10 @@ class TlsConnection:
     `opaque` is True once nothing more can be decrypted on the connection
     (its remaining records need not be read)."""
 
-    def __init__(self, connection: int, keylog: KeyLog | None) -> None:
+    def __init__(self, connection: int, keylog: KeyLog | None, count_bodies: bool = True) -> None:
+        """count_bodies: count the TLS 1.2 AEAD records that only carry body
+        bytes instead of decrypting them (module docstring), once `read_by`
+        named the application reading the plaintext."""
         self.connection = connection
         self.anomalies: list[Anomaly] = []
         self._keylog = keylog
@@ -154,6 +169,12 @@ class TlsConnection:
         self._key_updates = 0
         self._resumed = False
         self.opaque = False
+        self._count_bodies = count_bodies
+        self._reader: Callable[[Direction], LaneSink | None] | None = None
+        self._counted = 0
+        self._lane_sinks = {
+            direction: _UnfinishedRecord(self, side) for direction, side in self._sides.items()
+        }
 
     @property
     def alpn(self) -> str:
@@ -162,8 +183,14 @@ class TlsConnection:
 
     def lane_sink(self, direction: Direction) -> LaneSink | None:
         """What the fast lane may skip (tcp/events.py LaneSink): everything
-        once the connection is `opaque`, else nothing."""
-        return SKIP_ALL if self.opaque else None
+        once the connection is `opaque`, else the bytes of `direction` that
+        only fill an unfinished record (`_UnfinishedRecord`)."""
+        return SKIP_ALL if self.opaque else self._lane_sinks[direction]
+
+    def read_by(self, lane_sink: Callable[[Direction], LaneSink | None]) -> None:
+        """The application reading the plaintext, as the question it answers:
+        what of a direction's next plaintext it would only count."""
+        self._reader = lane_sink
 
     # -- entry point -----------------------------------------------------------------
 
@@ -196,6 +223,7 @@ class TlsConnection:
             keys=status,
             records_opened=self._opened,
             records_failed=failed,
+            records_counted=self._counted,
             key_updates=self._key_updates,
             resumed=self._resumed,
         )
@@ -377,6 +405,8 @@ class TlsConnection:
             if content_type == APPLICATION_DATA and self._status is not KeyStatus.NO_KEY_LOG:
                 out.append(self._hole(direction, UNKNOWN_LENGTH, event.frame, event.timestamp))
             return
+        if content_type == APPLICATION_DATA and self._count_only(event, side, payload):
+            return
         protection, _ = _crypto()
         try:
             inner_type, plain = side.opener.open(content_type, version, payload)
@@ -414,6 +444,24 @@ class TlsConnection:
                 f"the {self._role(direction)} sent a fatal TLS alert ({plain[1]})",
                 event.frame,
             )
+
+    def _count_only(self, event: StreamData, side: _Side, payload: bytes) -> bool:
+        """Count a protected application-data record instead of decrypting it,
+        where the module docstring allows: True when counted (its sequence
+        number is used up as `open` would)."""
+        reader = self._reader
+        opener = side.opener
+        if reader is None or not self._count_bodies or opener is None:
+            return False
+        length = self._plain_length(opener, payload)
+        if length == UNKNOWN_LENGTH:
+            return False
+        sink = reader(event.direction)
+        if sink is None or not sink.count_only(b"", 0, length, event.frame, event.timestamp):
+            return False
+        opener.sequence += 1
+        self._counted += 1
+        return True
 
     @staticmethod
     def _plain_length(opener: RecordOpener, payload: bytes) -> int:
@@ -624,6 +672,32 @@ MAX_SEQUENCE_TRIES = 256
 # The smallest protected record: header, and a 16-byte tag (TLS 1.3 adds the
 # content type byte; TLS 1.2 GCM an 8-byte nonce).
 _MIN_RECORD = HEADER + 17
+
+
+class _UnfinishedRecord:
+    """The fast lane's sink for one direction (tcp/events.py LaneSink): bytes
+    that `_data` would only append to a record whose header is in and whose
+    end these bytes do not reach (the header was checked when it arrived);
+    everything once the direction's framing is lost (`_data` drops it)."""
+
+    __slots__ = ("_tls", "_side")
+
+    def __init__(self, tls: TlsConnection, side: _Side) -> None:
+        self._tls = tls
+        self._side = side
+
+    def count_only(self, buf: bytes, start: int, size: int, frame: int, timestamp: float) -> bool:
+        side = self._side
+        if side.lost or self._tls.opaque:
+            return True
+        buffer = side.buffer
+        have = len(buffer)
+        if have < HEADER or side.lost_bytes:
+            return False
+        if have + size >= HEADER + ((buffer[3] << 8) | buffer[4]):
+            return False  # completes the record: the normal path reads it
+        buffer += buf[start : start + size]
+        return True
 
 
 def _candidates(opener: RecordOpener, lost: int, payload: bytes) -> list[int]:

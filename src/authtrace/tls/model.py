@@ -36,7 +36,9 @@ class TlsFacts:
     encrypted without keys); client_random: hex, to look the connection up in a
     key log (public: it travels in clear in the ClientHello); keys: see
     KeyStatus; records_opened / records_failed: protected records opened and
-    not opened; key_updates: TLS 1.3 KeyUpdate messages followed.
+    not opened; records_counted: TLS 1.2 AEAD records that only carried body
+    bytes, counted without being decrypted (tls/connection.py); key_updates:
+    TLS 1.3 KeyUpdate messages followed.
     """
 
     version: str
@@ -51,6 +53,7 @@ class TlsFacts:
     records_failed: int
     key_updates: int = 0
     resumed: bool = False
+    records_counted: int = 0
 
 
 @dataclass(frozen=True, slots=True)
