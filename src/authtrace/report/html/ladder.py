@@ -1,36 +1,78 @@
 """Ladder diagrams of the HTML report, as data ready to draw in SVG.
 
 This module owns which connections are drawn together (one story per set of
-connections a finding or a split handshake ties together, with the KDC
-exchanges behind their Negotiate steps), which party each address plays
-(client, proxy, server, KDC) and where each arrow goes. Pure functions over
-the Report model; the template only places what is computed here.
-Invariants: every string is made visible (authtrace.visible) before it leaves
-this module, the autoescaping template escapes it; the work is bounded
-(MAX_STORIES ladders, MAX_ARROWS arrows each), and whatever is left out is
-counted, never silently dropped.
+connections a finding, a split handshake or a proxy relay ties together, with
+the KDC exchanges behind their Negotiate steps), which part each address
+plays (client, proxy, server, KDC), where each arrow goes and the id each
+arrow has in the page. Pure functions over the Report model; the template
+only places what is computed here.
+Invariants: one arrow per captured message, each with an id unique in the
+page; every string is made visible (authtrace.visible) before it leaves this
+module, and the autoescaping template escapes it; the work is bounded
+(MAX_STORIES ladders, MAX_ARROWS arrows each, MAX_ROWS rows of details), and
+whatever is left out is counted, never silently dropped.
 """
 
 from __future__ import annotations
 
 import enum
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from authtrace.auth.render import describe_step
 from authtrace.handshake.links import HandshakeView, StepRef
 from authtrace.handshake.model import AuthExchange, Outcome, Realm
 from authtrace.handshake.timeline import ConnectionTimeline
+from authtrace.http.messages import Exchange, HttpConnection, HttpRequest, HttpResponse, Pairing
+from authtrace.kerberos.kdc import KdcExchange
 from authtrace.report.as_text import verdict_words
-from authtrace.report.connections import auth_entry
+from authtrace.report.connections import LOST_TEXT, auth_entry, pairing_note
+from authtrace.report.tls import binding_text, channel_bindings, facts_text
 from authtrace.visible import visible
 
 MAX_STORIES = 40  # ladders drawn per report; the others are counted
 MAX_CONNECTIONS_PER_FINDING = 3  # a finding met on thousands of connections shows its first ones
+MAX_CONNECTIONS_PER_STORY = 12  # a relay or split chain through a busy proxy is cut here
 MAX_ARROWS = 240  # arrows per ladder
-LANE_GAP = 420  # pixels between two lanes
+MAX_ROWS = 400  # rows of one message's details; the decoded dicts are already depth-bounded
+PAGE_WIDTH = 1160  # pixels a ladder may take before it scrolls (the page is 1200 wide)
+LANE_GAP = 430  # pixels between two lanes, at most
+MIN_LANE_GAP = 300  # and at least: more lanes than fit make the ladder scroll sideways
+FIRST_LANE = 190  # x of the first lane; the gutter on its left names each arrow's connection
 ROW = 34  # pixels per arrow
 TOP = 56  # room for the lane heads
-_LABEL_CHARS = 62  # characters of an arrow label before it is cut (the full text is its title)
+CHAR_WIDTH = 6.7  # pixels per character of the 11px monospace labels
+_BODY_CHARS = 300  # characters of an error page shown in a response's details
+
+# Headers shown with their value in a message's details: who sent it and
+# through what (never a credential, a cookie or an application header, which
+# may carry a key: those are listed by name only).
+_CONTEXT_HEADERS = frozenset(
+    {
+        "host",
+        "user-agent",
+        "via",
+        "x-forwarded-for",
+        "forwarded",
+        "connection",
+        "proxy-connection",
+        "server",
+        "persistent-auth",
+        "x-powered-by",
+        "content-type",
+        "content-length",
+        "transfer-encoding",
+    }
+)
+_AUTH_HEADERS = frozenset(
+    {"authorization", "proxy-authorization", "www-authenticate", "proxy-authenticate"}
+)
+
+FrameNames = Callable[[int], str]
+
+
+def _hash(number: int) -> str:
+    return f"#{number}"
 
 
 class Role(enum.Enum):
@@ -54,15 +96,22 @@ class Tone(enum.Enum):
 
 @dataclass(frozen=True, slots=True)
 class Lane:
+    """address: an IP address, or address:port where one machine is both ends
+    of a connection (a loopback call); roles: what it is in this story."""
+
     address: str
-    role: Role
+    roles: tuple[Role, ...]
     x: int
+
+    @property
+    def heading(self) -> str:
+        return " / ".join(role.value for role in self.roles)
 
 
 @dataclass(frozen=True, slots=True)
 class Detail:
-    """One decoded auth header of a message: its summary line and the decoded
-    fields as (key, value) rows, nested rows indented by depth."""
+    """One block of a message's details: its summary line and (key, value)
+    rows, nested rows indented by depth."""
 
     summary: str
     rows: tuple[tuple[int, str, str], ...]
@@ -70,17 +119,25 @@ class Detail:
 
 @dataclass(frozen=True, slots=True)
 class Arrow:
-    """One message: frame is Wireshark's, y its row; label is cut to fit and
-    title holds it whole; verdict is words (colour follows tone)."""
+    """One message. anchor: its id in the page (unique: "f12", "f12-2" for a
+    second message completed by frame 12); frame is Wireshark's number, name
+    how the report writes it ("#12", "a.pcap#12"); y its row; label is cut to
+    fit and title holds it whole; verdict is words (colour follows tone),
+    verdict_label the same cut to fit;
+    gutter names its connection ("conn 3") or "KDC"."""
 
+    anchor: str
     frame: int
+    name: str
     x1: int
     x2: int
     y: int
     label: str
     title: str
     verdict: str
+    verdict_label: str
     tone: Tone
+    gutter: str
     connection: int | None
     details: tuple[Detail, ...]
 
@@ -105,9 +162,14 @@ class Ladder:
 
 @dataclass(frozen=True, slots=True)
 class Ladders:
+    """drawn: the ladders; left_out_connections: authenticating connections
+    not drawn; anchors: frame -> id of the first arrow showing it (evidence
+    links go there); ladder_of: connection -> number of the ladder drawing it."""
+
     drawn: tuple[Ladder, ...]
-    left_out_connections: int  # authenticating connections not drawn
-    frames: frozenset[int]  # every frame that has an arrow (evidence links resolve to these)
+    left_out_connections: int
+    anchors: dict[int, str]
+    ladder_of: dict[int, int]
 
 
 def build_ladders(
@@ -115,66 +177,72 @@ def build_ladders(
     named: list[tuple[int, ...]],
     show_secrets: bool,
     draw_all: bool = False,
+    name: FrameNames = _hash,
 ) -> Ladders:
     """Ladders for the connection groups in `named` (one group per finding, in
-    the findings' order), joined where a split handshake ties two groups
-    together; with draw_all, every connection that carried authentication.
-    Cost: linear in the connections named and the arrows drawn."""
+    the findings' order), joined where a split handshake or a proxy relay ties
+    two connections together; with draw_all, every connection that carried
+    authentication. name: how a frame is written (Report.frame_name).
+    Cost: linear in the timelines, the links and the arrows drawn."""
     parent: dict[int, int] = {}
+    order: list[int] = []
 
     def find(item: int) -> int:
         root = item
-        while parent.get(root, root) != root:
+        while parent[root] != root:
             root = parent[root]
-        parent[item] = root
+        while parent[item] != root:  # path compression keeps later finds short
+            parent[item], item = root, parent[item]
         return root
 
+    def add(connection: int) -> None:
+        if connection not in parent:
+            parent[connection] = connection
+            order.append(connection)
+
     def union(a: int, b: int) -> None:
-        parent.setdefault(a, a)
-        parent.setdefault(b, b)
         ra, rb = find(a), find(b)
         if ra != rb:
             parent[max(ra, rb)] = min(ra, rb)
 
-    order: list[int] = []
     for group in named:
         kept = [c for c in group[:MAX_CONNECTIONS_PER_FINDING] if c in view.by_id]
         for connection in kept:
-            if connection not in parent:
-                parent[connection] = connection
-                order.append(connection)
+            add(connection)
         for a, b in zip(kept, kept[1:], strict=False):
             union(a, b)
     if draw_all:
         for timeline in view.timelines:
-            if _authenticates(timeline) and timeline.connection.id not in parent:
-                parent[timeline.connection.id] = timeline.connection.id
-                order.append(timeline.connection.id)
-    for split in view.splits:
-        a, b = split.challenge.connection, split.authenticate.connection
-        if a in parent or b in parent:
-            if a in view.by_id and b in view.by_id:
-                if a not in parent:
-                    order.append(a)
-                if b not in parent:
-                    order.append(b)
-                union(a, b)
+            if _authenticates(timeline):
+                add(timeline.connection.id)
+    # The other connections of a story: the legs of a split handshake and the
+    # two sides of a proxy relay, where one of them is drawn.
+    ties = [(s.challenge.connection, s.authenticate.connection) for s in view.splits]
+    ties.extend((up.connection, front.connection) for up, front in view.fronts.items())
+    for a, b in ties:
+        if (a in parent) != (b in parent) and a in view.by_id and b in view.by_id:
+            add(b if a in parent else a)
+        if a in parent and b in parent:
+            union(a, b)
     stories: dict[int, list[int]] = {}
     for connection in order:
         stories.setdefault(find(connection), []).append(connection)
     drawn: list[Ladder] = []
-    frames: set[int] = set()
+    anchors: dict[int, str] = {}
+    used: dict[int, int] = {}
     for members in stories.values():
         if len(drawn) >= MAX_STORIES:
             break
-        ladder = _ladder(len(drawn) + 1, sorted(members), view, show_secrets)
+        chosen = sorted(members)[:MAX_CONNECTIONS_PER_STORY]
+        ladder = _ladder(len(drawn) + 1, chosen, view, show_secrets, name, used)
         drawn.append(ladder)
-        frames.update(arrow.frame for arrow in ladder.arrows)
-    shown = {c for ladder in drawn for c in ladder.connections}
+        for arrow in ladder.arrows:
+            anchors.setdefault(arrow.frame, arrow.anchor)
+    ladder_of = {c: ladder.number for ladder in drawn for c in ladder.connections}
     left_out = sum(
-        1 for t in view.timelines if _authenticates(t) and t.connection.id not in shown
+        1 for t in view.timelines if _authenticates(t) and t.connection.id not in ladder_of
     )
-    return Ladders(tuple(drawn), left_out, frozenset(frames))
+    return Ladders(tuple(drawn), left_out, anchors, ladder_of)
 
 
 def _authenticates(timeline: ConnectionTimeline) -> bool:
@@ -190,11 +258,19 @@ class _Message:
     label: str
     verdict: str
     tone: Tone
+    gutter: str
     connection: int | None
     details: tuple[Detail, ...]
 
 
-def _ladder(number: int, members: list[int], view: HandshakeView, show_secrets: bool) -> Ladder:
+def _ladder(
+    number: int,
+    members: list[int],
+    view: HandshakeView,
+    show_secrets: bool,
+    name: FrameNames,
+    used: dict[int, int],
+) -> Ladder:
     messages: list[_Message] = []
     clients: set[str] = set()
     servers: set[str] = set()
@@ -204,149 +280,234 @@ def _ladder(number: int, members: list[int], view: HandshakeView, show_secrets: 
     for connection_id in members:
         timeline = view.by_id[connection_id]
         connection = timeline.connection
-        client, server = connection.client.ip, connection.server.ip
+        client, server = _ends(connection)
         clients.add(client)
         servers.add(server)
-        notes.append(
-            visible(
-                f"connection {connection.id}: {connection.client} -> {connection.server}, "
-                f"frames {connection.first_frame}-{connection.last_frame}, "
-                f"{connection.close_reason.value.replace('_', ' ')}"
-            )
-        )
+        notes.extend(_connection_notes(connection, name))
         steps: dict[int, list[tuple[int, AuthExchange]]] = {}
         for position, step in enumerate(timeline.steps):
             steps.setdefault(step.exchange.index, []).append((position, step))
         for exchange in connection.exchanges:
-            mine = steps.get(exchange.index, [])
-            request, response = exchange.request, exchange.response
-            credentials = [s.credentials for _, s in mine if s.credentials is not None]
-            if request is not None:
-                said = "; ".join(describe_step(c) for c in credentials)
-                proxy = any(s.realm is Realm.PROXY for _, s in mine)
-                messages.append(
-                    _Message(
-                        request.timestamp,
-                        request.shown_frame,
-                        client,
-                        server,
-                        visible(
-                            f"#{request.shown_frame} {request.method} {request.uri}"
-                            + (f" [{said}]" if said else "")
-                            + (" (proxy)" if proxy else "")
-                        ),
-                        "",
-                        Tone.PLAIN,
-                        connection.id,
-                        tuple(
-                            _detail(auth_entry(s.credentials, s.realm.value, show_secrets))
-                            for _, s in mine
-                            if s.credentials is not None
-                        ),
-                    )
-                )
-            if response is not None:
-                offered = "; ".join(describe_step(c) for _, s in mine for c in s.challenges)
-                verdicts = [v for _, s in mine if (v := verdict_words(s))]
-                messages.append(
-                    _Message(
-                        response.timestamp,
-                        response.shown_frame,
-                        server,
-                        client,
-                        visible(
-                            f"#{response.shown_frame} {response.status} {response.reason}"
-                            + (f" [{offered}]" if offered else "")
-                        ),
-                        visible("; ".join(verdicts)),
-                        _tone([s for _, s in mine]),
-                        connection.id,
-                        tuple(
-                            _detail(auth_entry(c, s.realm.value, show_secrets))
-                            for _, s in mine
-                            for c in s.challenges
-                        ),
-                    )
-                )
-            for position, _ in mine:
+            mine = [s for _, s in steps.get(exchange.index, [])]
+            messages.extend(_exchange_messages(exchange, mine, client, server, show_secrets, name))
+            for position, _ in steps.get(exchange.index, []):
                 for kdc in view.kdc_for(StepRef(connection.id, position)):
                     key = (kdc.request_frame, kdc.reply_frame)
                     if key in seen_kdc:
                         continue
                     seen_kdc.add(key)
-                    asker, kdc_address = kdc.client.ip, kdc.kdc.ip
-                    kdcs.add(kdc_address)
-                    clients.add(asker)
-                    kind = kdc.request_type.value if kdc.request_type else "request"
-                    if kdc.request_frame is not None:
-                        messages.append(
-                            _Message(
-                                kdc.request_time or 0.0,
-                                kdc.request_frame,
-                                asker,
-                                kdc_address,
-                                visible(f"#{kdc.request_frame} {kind} for {kdc.service}"),
-                                "",
-                                Tone.PLAIN,
-                                None,
-                                (),
-                            )
-                        )
-                    if kdc.reply_frame is not None:
-                        answer = kdc.error_name or kdc.result.value
-                        messages.append(
-                            _Message(
-                                kdc.reply_time or 0.0,
-                                kdc.reply_frame,
-                                kdc_address,
-                                asker,
-                                visible(f"#{kdc.reply_frame} {answer}"),
-                                "",
-                                Tone.FAILURE if kdc.error_name else Tone.PLAIN,
-                                None,
-                                (),
-                            )
-                        )
+                    kdcs.add(kdc.kdc.ip)
+                    clients.add(kdc.client.ip)
+                    messages.extend(_kdc_messages(kdc, show_secrets, name))
     lanes = _lanes(clients, servers, kdcs)
     x_of = {lane.address: lane.x for lane in lanes}
     messages.sort(key=lambda m: (m.time, m.frame))
     left_out = max(0, len(messages) - MAX_ARROWS)
     arrows = []
     for row, message in enumerate(messages[:MAX_ARROWS]):
+        source, target = visible(message.source), visible(message.target)
+        seen = used.get(message.frame, 0) + 1
+        used[message.frame] = seen
         arrows.append(
             Arrow(
+                anchor=f"f{message.frame}" if seen == 1 else f"f{message.frame}-{seen}",
                 frame=message.frame,
-                x1=x_of[message.source],
-                x2=x_of[message.target],
+                name=visible(name(message.frame)),
+                x1=x_of[source],
+                x2=x_of[target],
                 y=TOP + row * ROW + ROW // 2,
-                label=_cut(message.label),
+                label=_cut(message.label, abs(x_of[target] - x_of[source])),
                 title=message.label,
                 verdict=message.verdict,
+                verdict_label=_cut(message.verdict, abs(x_of[target] - x_of[source])),
                 tone=message.tone,
+                gutter=message.gutter,
                 connection=message.connection,
                 details=message.details,
             )
         )
-    width = max(lanes[-1].x + 120, 640)
+    last = lanes[-1]
+    width = max(last.x + max(80, int(len(last.address) * CHAR_WIDTH / 2) + 12), 640)
     height = TOP + len(arrows) * ROW + 24
     return Ladder(
         number, tuple(members), lanes, tuple(arrows), left_out, tuple(notes), width, height
     )
 
 
+def _ends(connection: HttpConnection) -> tuple[str, str]:
+    """The lanes of a connection's client and server: their addresses, or
+    address:port when both ends are one machine (a loopback call)."""
+    client, server = connection.client, connection.server
+    if client.ip == server.ip:
+        return str(client), str(server)
+    return client.ip, server.ip
+
+
+def _connection_notes(connection: HttpConnection, name: FrameNames) -> list[str]:
+    """The connection as the text ladder heads it, with its TLS facts and
+    what its NTLM channel bindings prove (report/tls.py words)."""
+    first, last = name(connection.first_frame), name(connection.last_frame)
+    notes = [
+        visible(
+            f"connection {connection.id}: {connection.client} -> {connection.server}, "
+            f"frames {first.removeprefix('#')}-{last.rpartition('#')[2]}, "
+            f"{'SYN seen' if connection.syn_seen else 'started before the capture'}, "
+            f"{connection.close_reason.value.replace('_', ' ')}"
+        )
+    ]
+    if connection.tls is not None:
+        notes.append(
+            visible(f"connection {connection.id}: decrypted TLS: " + facts_text(connection.tls))
+        )
+        bindings = binding_text(channel_bindings(connection))
+        if bindings:
+            notes.append(visible(f"connection {connection.id}: {bindings}"))
+    return notes
+
+
+def _exchange_messages(
+    exchange: Exchange,
+    steps: list[AuthExchange],
+    client: str,
+    server: str,
+    show_secrets: bool,
+    name: FrameNames,
+) -> list[_Message]:
+    """The request and the response of one exchange, as arrows to draw."""
+    out: list[_Message] = []
+    request, response = exchange.request, exchange.response
+    gutter = f"conn {exchange.connection}"
+    if request is not None:
+        said = "; ".join(describe_step(s.credentials) for s in steps if s.credentials)
+        proxy = any(s.realm is Realm.PROXY for s in steps)
+        lost = response is None and exchange.pairing is Pairing.RESPONSE_LOST
+        details = [
+            _detail(auth_entry(s.credentials, s.realm.value, show_secrets))
+            for s in steps
+            if s.credentials is not None
+        ]
+        details.append(_headers(request))
+        out.append(
+            _Message(
+                request.timestamp,
+                request.shown_frame,
+                client,
+                server,
+                visible(
+                    f"{name(request.shown_frame)} {request.method} {request.uri}"
+                    + (f" [{said}]" if said else "")
+                    + (" (proxy)" if proxy else "")
+                    # No arrow for an answer not captured: the request says so.
+                    + (f" {LOST_TEXT}" if lost else "")
+                ),
+                "",
+                Tone.PLAIN,
+                gutter,
+                exchange.connection,
+                tuple(details),
+            )
+        )
+    for interim in exchange.interim:
+        out.append(
+            _Message(
+                interim.timestamp,
+                interim.shown_frame,
+                server,
+                client,
+                visible(f"{name(interim.shown_frame)} {interim.status} {interim.reason}"),
+                "",
+                Tone.PLAIN,
+                gutter,
+                exchange.connection,
+                (_headers(interim),),
+            )
+        )
+    if response is not None:
+        offered = "; ".join(describe_step(c) for s in steps for c in s.challenges)
+        verdicts = [v for s in steps if (v := verdict_words(s))]
+        details = [
+            _detail(auth_entry(c, s.realm.value, show_secrets)) for s in steps for c in s.challenges
+        ]
+        details.append(_headers(response))
+        out.append(
+            _Message(
+                response.timestamp,
+                response.shown_frame,
+                server,
+                client,
+                visible(
+                    f"{name(response.shown_frame)} {response.status} {response.reason}"
+                    + (f" [{offered}]" if offered else "")
+                    + pairing_note(exchange)
+                ),
+                visible("; ".join(verdicts)),
+                _tone(steps),
+                gutter,
+                exchange.connection,
+                tuple(details),
+            )
+        )
+    return out
+
+
+def _kdc_messages(kdc: KdcExchange, show_secrets: bool, name: FrameNames) -> list[_Message]:
+    """A KDC request and its reply as arrows; both carry the exchange's record."""
+    out: list[_Message] = []
+    kind = kdc.request_type.value if kdc.request_type else "request"
+    details = (
+        _detail({"summary": f"KDC exchange, {kdc.transport.value}", **kdc.to_dict(show_secrets)}),
+    )
+    if kdc.request_frame is not None:
+        out.append(
+            _Message(
+                kdc.request_time or 0.0,
+                kdc.request_frame,
+                kdc.client.ip,
+                kdc.kdc.ip,
+                visible(f"{name(kdc.request_frame)} {kind} for {kdc.service}"),
+                "",
+                Tone.PLAIN,
+                "KDC",
+                None,
+                details,
+            )
+        )
+    if kdc.reply_frame is not None:
+        answer = kdc.error_name or kdc.result.value
+        out.append(
+            _Message(
+                kdc.reply_time or 0.0,
+                kdc.reply_frame,
+                kdc.kdc.ip,
+                kdc.client.ip,
+                visible(f"{name(kdc.reply_frame)} {answer}"),
+                visible(f"KRB-ERROR {kdc.error_code}") if kdc.error_name else "",
+                Tone.FAILURE if kdc.error_name else Tone.PLAIN,
+                "KDC",
+                None,
+                details,
+            )
+        )
+    return out
+
+
 def _lanes(clients: set[str], servers: set[str], kdcs: set[str]) -> tuple[Lane, ...]:
     """Clients left, proxies (an address that is a server on one connection and
-    a client on another), servers, then KDCs on the right."""
+    a client on another), servers, then KDCs on the right. A server that is
+    also the KDC (IIS on a domain controller) is one lane with both roles."""
     proxies = clients & servers
-    ordered = (
-        [(a, Role.CLIENT) for a in sorted(clients - proxies - kdcs)]
-        + [(a, Role.PROXY) for a in sorted(proxies - kdcs)]
-        + [(a, Role.SERVER) for a in sorted(servers - proxies - kdcs)]
-        + [(a, Role.KDC) for a in sorted(kdcs)]
+    ordered: list[tuple[str, tuple[Role, ...]]] = (
+        [(a, (Role.CLIENT,)) for a in sorted(clients - servers - kdcs)]
+        + [(a, (Role.PROXY,)) for a in sorted(proxies - kdcs)]
+        + [(a, (Role.SERVER,)) for a in sorted(servers - clients - kdcs)]
+        + [(a, (Role.SERVER, Role.KDC)) for a in sorted(servers & kdcs)]
+        + [(a, (Role.KDC,)) for a in sorted(kdcs - servers)]
     )
+    room = (PAGE_WIDTH - FIRST_LANE - 150) // max(1, len(ordered) - 1)
+    gap = max(MIN_LANE_GAP, min(LANE_GAP, room))
     return tuple(
-        Lane(visible(address), role, 110 + index * LANE_GAP)
-        for index, (address, role) in enumerate(ordered)
+        Lane(visible(address), roles, FIRST_LANE + index * gap)
+        for index, (address, roles) in enumerate(ordered)
     )
 
 
@@ -363,25 +524,62 @@ def _tone(steps: list[AuthExchange]) -> Tone:
     return Tone.PLAIN
 
 
-def _cut(text: str) -> str:
-    return text if len(text) <= _LABEL_CHARS else text[: _LABEL_CHARS - 1] + "\u2026"
+def _cut(text: str, span: int) -> str:
+    """The label cut to the arrow's length (its title keeps it whole)."""
+    fits = max(12, int((span - 16) / CHAR_WIDTH))
+    return text if len(text) <= fits else text[: fits - 1] + "\u2026"
 
 
-_MAX_ROWS = 400  # rows of one header's details; the decoded dicts are already depth-bounded
+def _headers(message: HttpRequest | HttpResponse) -> Detail:
+    """Who sent a message and through what: the context headers with their
+    values, every other header by name only (its value may be a secret), and
+    the start of an error page."""
+    rows: list[tuple[int, str, str]] = []
+    others: list[str] = []
+    for header in message.headers:
+        lowered = header.name.lower()
+        if lowered in _CONTEXT_HEADERS:
+            rows.append((0, visible(header.name), visible(header.value)))
+        elif lowered not in _AUTH_HEADERS:
+            others.append(visible(header.name))
+        if len(rows) >= MAX_ROWS:
+            break
+    if others:
+        rows.append((0, "other headers (values not shown)", ", ".join(others[:60])))
+    if message.cut_headers:
+        rows.append(
+            (
+                0,
+                "headers seen but not kept",
+                ", ".join(visible(c.name) for c in message.cut_headers[:60]),
+            )
+        )
+    if isinstance(message, HttpResponse) and message.body and message.status >= 400:
+        text = " ".join(message.body[: _BODY_CHARS * 4].decode("latin-1").split())
+        cut = "\u2026" if len(text) > _BODY_CHARS else ""
+        rows.append(
+            (0, f"body ({message.body_size} bytes), as text", visible(text[:_BODY_CHARS]) + cut)
+        )
+    if isinstance(message, HttpRequest):
+        head = f"{message.method} {message.uri} {message.version}"
+    else:
+        head = f"{message.version} {message.status} {message.reason}"
+    return Detail(visible(head), tuple(rows))
 
 
 def _detail(entry: dict[str, object]) -> Detail:
-    """The JSON form of a decoded header (already redacted by auth_entry) as rows."""
+    """The JSON form of a decoded header or KDC exchange (already redacted by
+    its to-dict function) as rows."""
     rows: list[tuple[int, str, str]] = []
 
     def walk(value: object, key: str, depth: int) -> None:
-        if len(rows) >= _MAX_ROWS:
+        if len(rows) >= MAX_ROWS:
             return
         if isinstance(value, dict):
             if key:
                 rows.append((depth, visible(key), ""))
-            for name, item in value.items():
-                walk(item, str(name), depth + (1 if key else 0))
+            for field_name, item in value.items():
+                walk(item, str(field_name), depth + (1 if key else 0))
         elif isinstance(value, list):
             if not value:
                 rows.append((depth, visible(key), "(none)"))
@@ -394,6 +592,6 @@ def _detail(entry: dict[str, object]) -> Detail:
 
     summary = str(entry.get("summary", ""))
     walk({k: v for k, v in entry.items() if k != "summary"}, "", 0)
-    if len(rows) >= _MAX_ROWS:
-        rows.append((0, "…", "more fields not shown (see --json)"))
+    if len(rows) >= MAX_ROWS:
+        rows.append((0, "\u2026", "more fields not shown (see --json)"))
     return Detail(visible(summary), tuple(rows))

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+from collections.abc import Callable
 from dataclasses import dataclass
 from importlib import resources
 
@@ -49,8 +50,19 @@ MAX_TIMELINE_HOSTS = 50
 
 @dataclass(frozen=True, slots=True)
 class Evidence:
-    frame: int
-    linked: bool  # an arrow of a drawn ladder shows this frame
+    """A frame a finding cites: how the report writes it ("12", "a.pcap#12")
+    and the id of the arrow that shows it ("" when no ladder draws it)."""
+
+    name: str
+    anchor: str
+
+
+@dataclass(frozen=True, slots=True)
+class ConnectionLink:
+    """A connection a finding names, and the ladder that draws it (0: none)."""
+
+    id: int
+    ladder: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,7 +76,8 @@ class FindingView:
     fix: str
     frames: tuple[Evidence, ...]
     frames_left_out: int
-    connections: tuple[int, ...]
+    connections: tuple[ConnectionLink, ...]
+    connections_left_out: int
     fields: tuple[tuple[str, str], ...]
     iis: str
     iis_certain: bool
@@ -101,7 +114,7 @@ class Body:
     timeline_span: str
     encrypted: tuple[str, ...]
     iis_section: str
-    anomalies: tuple[tuple[str, str, str], ...]
+    anomalies: tuple[tuple[str, str, str], ...]  # kind, frame as the report names it, message
     anomalies_left_out: int
     ladders: Ladders
 
@@ -133,7 +146,7 @@ def _body(
     iis_section: str,
 ) -> Body:
     named = [f.connections for f in report.findings]
-    ladders = build_ladders(report.view, named, show_secrets, draw_all)
+    ladders = build_ladders(report.view, named, show_secrets, draw_all, report.frame_name)
     hosts = tuple(summarize(report))
     captures = ", ".join(f"{c.name} ({c.format}, {c.frames} frames)" for c in report.captures)
     counts = tuple(
@@ -141,7 +154,8 @@ def _body(
         for severity in Severity
     )
     anomalies = tuple(
-        (visible(a.kind), str(a.frame) if a.frame else "", visible(a.message))
+        (visible(a.kind), visible(_bare(report.frame_name(a.frame))) if a.frame else "",
+         visible(a.message))
         for a in report.anomalies[:MAX_ANOMALIES]
     )
     timelines, span = _timelines(report)
@@ -151,7 +165,8 @@ def _body(
         captures=visible(captures),
         keylog=visible(keylog_line(report.keylog) or ""),
         findings=tuple(
-            _finding(f, n, ladders.frames) for n, f in enumerate(report.findings, 1)
+            _finding(f, n, ladders, report.frame_name)
+            for n, f in enumerate(report.findings, 1)
         ),
         hosts=tuple(
             HostSummary(
@@ -183,8 +198,16 @@ def _body(
     )
 
 
-def _finding(finding: Finding, number: int, drawn: frozenset[int]) -> FindingView:
+def _bare(name: str) -> str:
+    """ "12" for "#12" (the words around say it is a frame); "a.pcap#12" stays."""
+    return name.removeprefix("#")
+
+
+def _finding(
+    finding: Finding, number: int, ladders: Ladders, name: Callable[[int], str]
+) -> FindingView:
     frames = finding.frames[:_MAX_EVIDENCE]
+    connections = finding.connections[:_MAX_EVIDENCE]
     return FindingView(
         number=number,
         rule=finding.rule,
@@ -193,9 +216,13 @@ def _finding(finding: Finding, number: int, drawn: frozenset[int]) -> FindingVie
         host=visible(finding.host or ""),
         explanation=visible(finding.explanation),
         fix=visible(finding.fix),
-        frames=tuple(Evidence(frame, frame in drawn) for frame in frames),
+        frames=tuple(
+            Evidence(visible(_bare(name(frame))), ladders.anchors.get(frame, ""))
+            for frame in frames
+        ),
         frames_left_out=len(finding.frames) - len(frames),
-        connections=finding.connections[:_MAX_EVIDENCE],
+        connections=tuple(ConnectionLink(c, ladders.ladder_of.get(c, 0)) for c in connections),
+        connections_left_out=len(finding.connections) - len(connections),
         fields=tuple((visible(k), visible(v)) for k, v in finding.fields if v),
         iis=str(finding.iis) if finding.iis else "",
         iis_certain=bool(finding.iis and finding.iis.certain),
