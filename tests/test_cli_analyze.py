@@ -7,6 +7,7 @@ import gzip
 import json
 from pathlib import Path
 
+import pytest
 from _pcap import tcp_capture
 from click.testing import CliRunner
 
@@ -87,9 +88,12 @@ def test_filter_that_matches_nothing_says_what_there_is() -> None:
     assert no_http.stderr.endswith("the capture has no HTTP connection\n")
 
 
-def test_basic_password_is_redacted_unless_asked() -> None:
-    plain = run("analyze", "--json", BASIC).output
-    shown = run("analyze", "--json", "--show-secrets", BASIC).output
+@pytest.mark.parametrize(
+    "output", [("--json",), ("--ladders", "all", "--html", "-")], ids=["json", "html"]
+)
+def test_basic_password_is_redacted_unless_asked(output: tuple[str, ...]) -> None:
+    plain = run("analyze", *output, BASIC).output
+    shown = run("analyze", *output, "--show-secrets", BASIC).output
     password = _basic_password(BASIC)
     assert password and password not in plain
     assert password in shown

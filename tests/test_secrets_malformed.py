@@ -4,7 +4,7 @@ Each form below once leaked, or could: a Basic credential without a colon
 shown as the user name, a token misread as an auth-parameter name and quoted
 in a problem message, and the other damaged forms (junk after base64, a token
 split by a space, NTLM that is not base64, an unterminated Digest response).
-They go through analyze (text, JSON), connections (text, JSON) and decode
+They go through analyze (text, JSON, HTML), connections (text, JSON) and decode
 (tree, JSON); none may show a byte of the secret unless --show-secrets."""
 
 from __future__ import annotations
@@ -78,7 +78,14 @@ def _assert_no_secret(output: str, where: str) -> None:
 
 @pytest.mark.parametrize(
     "args",
-    [("analyze",), ("analyze", "--json"), ("connections",), ("connections", "--json")],
+    [
+        ("analyze",),
+        ("analyze", "--json"),
+        # The page draws every message with its decoded headers (--ladders all).
+        ("analyze", "--ladders", "all", "--html", "-"),
+        ("connections",),
+        ("connections", "--json"),
+    ],
     ids=lambda a: " ".join(a),
 )
 def test_capture_outputs_show_no_secret(capture: Path, args: tuple[str, ...]) -> None:
@@ -104,3 +111,5 @@ def test_basic_without_colon_is_not_a_user_name(capture: Path) -> None:
     assert not any("Pw_NoColon" in title for title in titles)
     shown = _output("analyze", "--json", "--show-secrets", str(capture))
     assert "Pw_NoColon_222" in shown  # asked for: the whole credential, as the password
+    page = _output("analyze", "--ladders", "all", "--show-secrets", "--html", "-", str(capture))
+    assert "Pw_NoColon_222" in page  # the page shows what the JSON shows
