@@ -189,3 +189,40 @@ def test_cli_writes_the_file_and_keeps_the_text_report(tmp_path: Path) -> None:
     )
     assert bad.exit_code == 2 and "Traceback" not in bad.output
     assert bad.stderr.count("\n") == 1 and "--html" in bad.stderr
+
+
+def test_many_findings_get_an_index_by_rule_linking_the_first() -> None:
+    import dataclasses
+
+    report = analyze([str(SCENARIOS / "pooling-proxy.pcap")])
+    many = dataclasses.replace(report, findings=report.findings * 5)
+    text = render_report_html(many)
+    page = parse(text)
+    assert "r-finding-10" in page.ids and all(t in page.ids for t in page.links)
+    rows = re.findall(
+        r'<tr><td><code>([\w-]+)</code></td>.*?<td>(\d+)</td><td><a href="#([\w-]+)"', text
+    )
+    assert rows == [("ntlm-handshake-split", "10", "r-finding-1")]
+    assert 'class="hosts index"' not in render_report_html(report)
+
+
+def test_text_sections_keep_their_lines() -> None:
+    # The diff and the IIS log comparison are the text renderers' lines: shown
+    # as lines, not as one line with escaped line breaks.
+    runner = CliRunner()
+    diff = runner.invoke(
+        main,
+        ["diff", str(SCENARIOS / "healthy-ntlm.pcap"), str(SCENARIOS / "pooling-proxy.pcap"),
+         "--html", "-"],
+    ).output  # fmt: skip
+    comparison = re.search(r'<h2 id="comparison">Comparison</h2>\s*<pre>(.*?)</pre>', diff, re.S)
+    assert comparison and comparison.group(1).count("\n") > 5
+    assert "\\n" not in comparison.group(1)
+    capture = SCENARIOS / "resource-acl-denied-logged.pcap"
+    args = ["analyze", str(capture), "--iis-log", str(capture.with_suffix(".log"))]
+    text = runner.invoke(main, args).output
+    page = runner.invoke(main, [*args, "--html", "-"]).output
+    section = re.search(r'<h2 id="r-iis">IIS log</h2>\s*<pre>(.*?)</pre>', page, re.S)
+    assert section and "\\n" not in section.group(1)
+    first = section.group(1).split("\n")[0]
+    assert first and first in text  # the same lines as the text report's

@@ -12,6 +12,7 @@ template; the only script is _SCRIPT, allowed by its hash.
 from __future__ import annotations
 
 import base64
+import functools
 import hashlib
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -28,7 +29,7 @@ from authtrace.report.html.ladder import Ladders, build_ladders
 from authtrace.report.model import Report
 from authtrace.report.summary import HostSummary, summarize
 from authtrace.report.tls import encrypted_lines, keylog_line
-from authtrace.visible import visible
+from authtrace.visible import visible, visible_lines
 
 # Opens the <details> an arrow or an evidence link points to (a closed
 # <details> would hide its target). Nothing else runs on the page.
@@ -44,6 +45,7 @@ CONTENT_SECURITY_POLICY = (
     f"script-src 'sha256-{_SCRIPT_HASH}'; form-action 'none'; base-uri 'none'"
 )
 MAX_ANOMALIES = 50
+INDEX_AFTER = 8  # more findings than this get an index by rule above them
 TIMELINE_BUCKETS = 120  # columns of a host's 401 timeline, whatever the number of 401s
 MAX_TIMELINE_HOSTS = 50
 
@@ -84,6 +86,17 @@ class FindingView:
 
 
 @dataclass(frozen=True, slots=True)
+class RuleCount:
+    """One line of the findings index: a rule, its findings and the first one."""
+
+    rule: str
+    severity: str
+    title: str
+    count: int
+    first: int
+
+
+@dataclass(frozen=True, slots=True)
 class Bar:
     x: int
     normal: int
@@ -107,6 +120,7 @@ class Body:
     captures: str
     keylog: str
     findings: tuple[FindingView, ...]
+    index: tuple[RuleCount, ...]  # by rule, when there are many findings
     hosts: tuple[HostSummary, ...]
     counts: tuple[tuple[str, int], ...]
     other_connections: int
@@ -122,7 +136,9 @@ class Body:
 _MAX_EVIDENCE = 60  # evidence frames listed per finding (--json lists all)
 
 
+@functools.cache
 def _environment() -> jinja2.Environment:
+    """The templates, read and compiled once per process."""
     source = resources.files("authtrace.report.html") / "templates"
     templates = {
         name: (source / name).read_text(encoding="utf-8")
@@ -154,20 +170,24 @@ def _body(
         for severity in Severity
     )
     anomalies = tuple(
-        (visible(a.kind), visible(_bare(report.frame_name(a.frame))) if a.frame else "",
-         visible(a.message))
+        (
+            visible(a.kind),
+            visible(_bare(report.frame_name(a.frame))) if a.frame else "",
+            visible(a.message),
+        )
         for a in report.anomalies[:MAX_ANOMALIES]
     )
     timelines, span = _timelines(report)
+    findings = tuple(
+        _finding(f, n, ladders, report.frame_name) for n, f in enumerate(report.findings, 1)
+    )
     return Body(
         anchor=anchor,
         heading=heading,
         captures=visible(captures),
         keylog=visible(keylog_line(report.keylog) or ""),
-        findings=tuple(
-            _finding(f, n, ladders, report.frame_name)
-            for n, f in enumerate(report.findings, 1)
-        ),
+        findings=findings,
+        index=_index(findings) if len(findings) > INDEX_AFTER else (),
         hosts=tuple(
             HostSummary(
                 visible(h.host),
@@ -191,10 +211,22 @@ def _body(
                 report.encrypted_groups, report.encrypted_total, report.keylog
             )
         ),
-        iis_section=visible(iis_section.rstrip()) if iis_section else "",
+        iis_section=visible_lines(iis_section.rstrip().split("\n")) if iis_section else "",
         anomalies=anomalies,
         anomalies_left_out=max(0, len(report.anomalies) - MAX_ANOMALIES),
         ladders=ladders,
+    )
+
+
+def _index(findings: tuple[FindingView, ...]) -> tuple[RuleCount, ...]:
+    """The findings counted by rule, in the order of each rule's first finding."""
+    first: dict[str, FindingView] = {}
+    counts: dict[str, int] = {}
+    for finding in findings:
+        first.setdefault(finding.rule, finding)
+        counts[finding.rule] = counts.get(finding.rule, 0) + 1
+    return tuple(
+        RuleCount(rule, f.severity, f.title, counts[rule], f.number) for rule, f in first.items()
     )
 
 
@@ -294,4 +326,7 @@ def render_diff_html(
         _body(failing, "f", "Failing capture", show_secrets, False, ""),
     ]
     title = f"authtrace diff: {bodies[0].captures} vs {bodies[1].captures}"
-    return _render(title, bodies, visible(render_comparison(comparison)), show_secrets)
+    # Lines of a text renderer: made visible one by one (a newline of the
+    # capture is already an escape in them), joined by the page's own breaks.
+    comparison_text = visible_lines(render_comparison(comparison).rstrip().split("\n"))
+    return _render(title, bodies, comparison_text, show_secrets)
