@@ -28,8 +28,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import heapq
-import itertools
 import random
 import struct
 import sys
@@ -43,7 +41,6 @@ from benchmarks.make_capture import (
     _NTLM_VERSION,
     DEFAULT_OUT,
     KRB5,
-    LINKTYPE_ETHERNET,
     MS_KRB5,
     NTLMSSP,
     TcpFlow,
@@ -56,10 +53,12 @@ from benchmarks.make_capture import (
     _ipv4,
     _ones_complement,
     authenticate_message,
+    interleave,
     kerberos_ap_rep,
     ntlm_negotiate,
     spnego_init,
     spnego_resp,
+    write_frames,
 )
 
 PROFILES = ("proxy", "kerberos", "mix")
@@ -425,52 +424,22 @@ def packets(profile: str, connections: int, shape: Shape) -> Iterator[Packet]:
     make = _PROFILE[profile]
     seed = shape.seed
     starts = random.Random(f"{profile}:{seed}:starts")
-    clock = shape.start_us
-    heap: list[tuple[int, int, Iterator[Packet]]] = []
-    tiebreak = itertools.count()
-    next_start = clock
-    started = 0
-    while heap or started < connections:
-        while started < connections and (not heap or next_start <= heap[0][0]):
+
+    def sources() -> Iterator[tuple[int, Iterator[Packet]]]:
+        next_start = shape.start_us
+        for started in range(connections):
             rng = random.Random(f"{profile}:{seed}:{started}")
-            stream = make(rng, started, next_start // 1_000_000, shape)
-            heapq.heappush(heap, (next_start, next(tiebreak), stream))
-            started += 1
+            yield next_start, make(rng, started, next_start // 1_000_000, shape)
             next_start += starts.randint(*START_GAP_US)
-        when, _, stream = heapq.heappop(heap)
-        step = next(stream, None)
-        if step is None:
-            continue
-        delay, frame = step
-        when += delay
-        if frame:
-            yield when, frame
-        heapq.heappush(heap, (when, next(tiebreak), stream))
+
+    return interleave(sources())
 
 
 def write_pcap(
     path: Path, profile: str, connections: int, seed: int = 1, shape: Shape | None = None
 ) -> Stats:
     """Write the capture (classic pcap, Ethernet) and return what it holds."""
-    shape = shape or Shape(seed)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".part")
-    n = 0
-    written = 24
-    with tmp.open("wb") as out:
-        out.write(struct.pack("<IHHiIII", 0xA1B2C3D4, 2, 4, 0, 0, 65535, LINKTYPE_ETHERNET))
-        buffer: list[bytes] = []
-        for when, frame in packets(profile, connections, shape):
-            size = len(frame)
-            buffer.append(struct.pack("<IIII", when // 1_000_000, when % 1_000_000, size, size))
-            buffer.append(frame)
-            written += 16 + size
-            n += 1
-            if len(buffer) > 20_000:
-                out.write(b"".join(buffer))
-                buffer = []
-        out.write(b"".join(buffer))
-    tmp.replace(path)
+    n, written = write_frames(path, packets(profile, connections, shape or Shape(seed)))
     return Stats(n, connections, written)
 
 

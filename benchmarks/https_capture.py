@@ -25,11 +25,8 @@ from __future__ import annotations
 
 import argparse
 import hashlib
-import heapq
 import hmac
-import itertools
 import random
-import struct
 import sys
 import time
 from collections.abc import Iterator
@@ -46,13 +43,14 @@ from benchmarks.auth_dense import (
 )
 from benchmarks.make_capture import (
     DEFAULT_OUT,
-    LINKTYPE_ETHERNET,
     TcpFlow,
     _b64,
+    interleave,
     kerberos_ap_rep,
     ntlm_negotiate,
     spnego_init,
     spnego_resp,
+    write_frames,
 )
 
 SIZES = (2000, 4000)
@@ -371,33 +369,22 @@ def capture_paths(out_dir: Path, connections: int, seed: int = 1) -> tuple[Path,
 
 def packets(
     connections: int, seed: int, keylog: list[str], perturb: bool = True
-) -> Iterator[tuple[int, bytes]]:
+) -> Iterator[Packet]:
     """All frames in time order (µs), merged from the interleaved connections; each
     connection's key log lines are added to `keylog` when it starts."""
     certificate = _certificate()
     starts = random.Random(f"https:{seed}:starts")
-    heap: list[tuple[int, int, Iterator[Packet]]] = []
-    tiebreak = itertools.count()
-    next_start = 1_700_000_000_000_000
-    started = 0
-    while heap or started < connections:
-        while started < connections and (not heap or next_start <= heap[0][0]):
+
+    def sources() -> Iterator[tuple[int, Iterator[Packet]]]:
+        next_start = 1_700_000_000_000_000
+        for started in range(connections):
             rng = random.Random(f"https:{seed}:{started}")
             client = bytes([10, 1, (started >> 8) & 0xFF, (started & 0xFF) or 1])
             flow = TcpFlow(rng, client, SERVER, 20000 + started % 40000, 443)
-            stream = https_connection(rng, flow, started, certificate, keylog, perturb)
-            heapq.heappush(heap, (next_start, next(tiebreak), stream))
-            started += 1
+            yield next_start, https_connection(rng, flow, started, certificate, keylog, perturb)
             next_start += starts.randint(*START_GAP_US)
-        when, _, stream = heapq.heappop(heap)
-        step = next(stream, None)
-        if step is None:
-            continue
-        delay, frame = step
-        when += delay
-        if frame:
-            yield when, frame
-        heapq.heappush(heap, (when, next(tiebreak), stream))
+
+    return interleave(sources())
 
 
 def write_capture(
@@ -405,25 +392,8 @@ def write_capture(
 ) -> tuple[int, int]:
     """Write the capture (classic pcap, Ethernet) and its key log; returns (packets,
     bytes written). perturb: a few segments retransmitted or out of order."""
-    path.parent.mkdir(parents=True, exist_ok=True)
     keylog: list[str] = []
-    count, written = 0, 24
-    tmp = path.with_name(path.name + ".part")
-    with tmp.open("wb") as out:
-        out.write(struct.pack("<IHHiIII", 0xA1B2C3D4, 2, 4, 0, 0, 65535, LINKTYPE_ETHERNET))
-        buffer: list[bytes] = []
-        for when, frame in packets(connections, seed, keylog, perturb):
-            buffer.append(
-                struct.pack("<IIII", when // 1_000_000, when % 1_000_000, *[len(frame)] * 2)
-            )
-            buffer.append(frame)
-            written += 16 + len(frame)
-            count += 1
-            if len(buffer) > 20_000:
-                out.write(b"".join(buffer))
-                buffer = []
-        out.write(b"".join(buffer))
-    tmp.replace(path)
+    count, written = write_frames(path, packets(connections, seed, keylog, perturb))
     keys.write_text("\n".join(keylog) + "\n")
     return count, written
 

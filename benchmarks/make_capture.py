@@ -653,26 +653,18 @@ def _connections(seed: int, scale: float, body: Body, count: Counter) -> Iterato
             yield smb_connection(rng, index)
 
 
-def packets(seed: int, scale: float, stats: Counter, streams: list[int]) -> Iterator[Packet]:
-    """All packets of the capture in timestamp order, merged from interleaved connections.
-
-    A new stream starts every ~1 ms, so a few dozen connections are open at any moment.
-    `streams` gets one element per stream started (a counter the caller can read).
-    """
-    body = Body(seed)
-    starts = random.Random(f"{seed}:starts")
-    clock = 1_717_408_800_000_000  # 2024-06-03 10:00:00 UTC in µs
+def interleave(sources: Iterator[tuple[int, Iterator[Packet]]]) -> Iterator[Packet]:
+    """Frames of many connections in time order: `sources` yields (start µs, the
+    connection's (delay µs, frame) steps) in start order and is read only when its
+    next start is due, so memory holds the connections open at one moment. A step
+    with an empty frame only advances its connection's clock."""
     heap: list[tuple[int, int, Iterator[Packet]]] = []
     tiebreak = itertools.count()
-    source = _connections(seed, scale, body, stats)
-    next_start = clock
-    pending = next(source, None)
+    pending = next(sources, None)
     while heap or pending is not None:
-        while pending is not None and (not heap or next_start <= heap[0][0]):
-            heapq.heappush(heap, (next_start, next(tiebreak), pending))
-            streams.append(1)
-            next_start += starts.randint(200, 1800)
-            pending = next(source, None)
+        while pending is not None and (not heap or pending[0] <= heap[0][0]):
+            heapq.heappush(heap, (pending[0], next(tiebreak), pending[1]))
+            pending = next(sources, None)
         when, _, stream = heapq.heappop(heap)
         step = next(stream, None)
         if step is None:
@@ -684,13 +676,11 @@ def packets(seed: int, scale: float, stats: Counter, streams: list[int]) -> Iter
         heapq.heappush(heap, (when, next(tiebreak), stream))
 
 
-def write_pcap(path: Path, seed: int = 1, scale: float = 1.0) -> Stats:
-    """Write the capture to `path` (classic pcap, LINKTYPE_ETHERNET) and return what it holds."""
+def write_frames(path: Path, frames: Iterator[Packet]) -> tuple[int, int]:
+    """Write (time µs, Ethernet frame) pairs as a classic pcap, through a temporary
+    file renamed at the end; returns (frames, bytes written)."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    count = Counter()
-    streams: list[int] = []
-    written = 0
-    n = 0
+    written = n = 0
     tmp = path.with_name(path.name + ".part")
     with tmp.open("wb") as out:
         header = struct.pack("<IHHiIII", 0xA1B2C3D4, 2, 4, 0, 0, 65535, LINKTYPE_ETHERNET)
@@ -698,7 +688,7 @@ def write_pcap(path: Path, seed: int = 1, scale: float = 1.0) -> Stats:
         written += len(header)
         buffer: list[bytes] = []
         size = 0
-        for when, frame in packets(seed, scale, count, streams):
+        for when, frame in frames:
             record = (
                 struct.pack("<IIII", when // 1_000_000, when % 1_000_000, len(frame), len(frame))
                 + frame
@@ -713,6 +703,33 @@ def write_pcap(path: Path, seed: int = 1, scale: float = 1.0) -> Stats:
         out.write(b"".join(buffer))
         written += size
     tmp.replace(path)
+    return n, written
+
+
+def packets(seed: int, scale: float, stats: Counter, streams: list[int]) -> Iterator[Packet]:
+    """All packets of the capture in timestamp order, merged from interleaved connections.
+
+    A new stream starts every ~1 ms, so a few dozen connections are open at any moment.
+    `streams` gets one element per stream started (a counter the caller can read).
+    """
+    body = Body(seed)
+    starts = random.Random(f"{seed}:starts")
+
+    def sources() -> Iterator[tuple[int, Iterator[Packet]]]:
+        next_start = 1_717_408_800_000_000  # 2024-06-03 10:00:00 UTC in µs
+        for stream in _connections(seed, scale, body, stats):
+            streams.append(1)
+            yield next_start, stream
+            next_start += starts.randint(200, 1800)
+
+    return interleave(sources())
+
+
+def write_pcap(path: Path, seed: int = 1, scale: float = 1.0) -> Stats:
+    """Write the capture to `path` (classic pcap, LINKTYPE_ETHERNET) and return what it holds."""
+    count = Counter()
+    streams: list[int] = []
+    n, written = write_frames(path, packets(seed, scale, count, streams))
     return Stats(n, len(streams), count.requests, count.responses, count.ntlm, written)
 
 

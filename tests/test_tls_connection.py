@@ -384,22 +384,3 @@ def test_hostile_bytes_never_raise_and_never_become_plaintext(
     for direction in Direction:
         tls.feed(StreamEnd(0, direction, len(chunks) + 1, 0.0))
     assert tls.facts().records_opened == 0
-
-
-def test_lane_takes_segments_inside_a_record(monkeypatch: pytest.MonkeyPatch) -> None:
-    """A 16 KB record spans a dozen segments: all but the one that ends it only
-    fill the record's buffer, which the TLS layer lets the lane do (any suite)."""
-    from authtrace import lane as lane_module
-
-    lanes: list[lane_module.FastLane] = []
-    original = lane_module.FastLane.__init__
-
-    def recording(self, reassembler):  # type: ignore[no-untyped-def]
-        original(self, reassembler)
-        lanes.append(self)
-
-    monkeypatch.setattr(lane_module.FastLane, "__init__", recording)
-    for name in ("tls13-aes256gcm-ntlm.pcap", "tls12-ecdhe-aes128gcm-ntlm.pcap"):
-        taken_before = sum(lane.taken for lane in lanes)
-        _tls_facts(name, True)
-        assert sum(lane.taken for lane in lanes) - taken_before >= 5, name
