@@ -4,6 +4,10 @@ traffic on the loopback addresses 127.0.0.40-127.0.0.49 and writes, per scenario
 log it was decrypted with, ``captures/tls/<name>.keys``.
 
 Servers: Python's ssl module (lab/tls_server.py) with Basic or NTLM (pyspnego) inside;
+for what Debian's OpenSSL no longer offers (3DES-CBC suites; TLS 1.0 and 1.1 need
+`@SECLEVEL=0` there, and GnuTLS does both), GnuTLS's `gnutls-serv --http` and
+`gnutls-cli` with SSLKEYLOGFILE (gnutls-serv cannot bind one address, so those scenarios
+run, capture included, in a network namespace of their own with only a loopback interface);
 one scenario puts nginx in front, terminating TLS with its own certificate and opening
 its own TLS connection to the server (both legs captured, both key logs kept).
 Clients: curl with SSLKEYLOGFILE, Python requests + requests_ntlm (channel bindings), and
@@ -42,7 +46,15 @@ APT = {
     "editcap": "tshark",
     "tshark": "tshark",
     "nginx": "nginx",
+    "gnutls-cli": "gnutls-bin",
+    "gnutls-serv": "gnutls-bin",
 }
+# What gnutls-serv accepts: its defaults plus the old versions and 3DES the scenarios ask for
+# (the client's priority string picks one).
+_GNUTLS_SERVER = "NORMAL:+VERS-TLS1.0:+VERS-TLS1.1:+3DES-CBC:+RSA:+SHA1"
+_GNUTLS_BASE = ":+COMP-NULL:+SIGN-ALL:+GROUP-ALL:+CTYPE-X509"
+# gnutls-serv listens on every address: its scenarios run in this namespace (only `lo`).
+NETNS = "authtrace-tls-lab"
 USER = "LAB\\alice:Passw0rd!"
 BASIC_USER = "alice:Passw0rd!"
 
@@ -80,6 +92,8 @@ class Scenario:
     # A TLS-terminating nginx on `host` in front of the server, which listens on this
     # address instead ("" for none).
     behind_proxy: str = ""
+    # A GnuTLS client priority string: gnutls-serv and gnutls-cli instead ("" for none).
+    gnutls: str = ""
 
 
 SCENARIOS = (
@@ -182,6 +196,25 @@ SCENARIOS = (
         python_ntlm=True,
         auth="ntlm",
         behind_proxy="127.0.0.47",
+    ),
+    Scenario(
+        "tls10-rsa-3des-basic",
+        "127.0.0.42",
+        "TLS 1.0 RSA key exchange, 3DES-EDE-CBC with SHA-1 (chained IVs), Basic "
+        "(gnutls-cli to gnutls-serv --http)",
+        gnutls="NONE:+VERS-TLS1.0:+3DES-CBC:+RSA:+SHA1",
+    ),
+    Scenario(
+        "tls11-ecdhe-aes128cbc-basic",
+        "127.0.0.43",
+        "TLS 1.1 ECDHE-RSA AES-128-CBC with SHA-1 (explicit IVs), Basic (GnuTLS)",
+        gnutls="NONE:+VERS-TLS1.1:+AES-128-CBC:+ECDHE-RSA:+SHA1",
+    ),
+    Scenario(
+        "tls12-ecdhe-3des-basic",
+        "127.0.0.44",
+        "TLS 1.2 ECDHE-RSA 3DES-EDE-CBC with SHA-1, Basic (GnuTLS)",
+        gnutls="NONE:+VERS-TLS1.2:+3DES-CBC:+ECDHE-RSA:+SHA1",
     ),
 )
 BY_NAME = {s.name: s for s in SCENARIOS}
@@ -419,6 +452,51 @@ def python_ntlm(scenario: Scenario, keylog: Path) -> None:
     run([sys.executable, "-c", _PYTHON_NTLM, f"https://{scenario.host}", user, password], env=env)
 
 
+def gnutls_basic(scenario: Scenario, keylog: Path, inside: list[str]) -> None:
+    """Two connections of gnutls-cli, each one request with Basic credentials (gnutls-serv
+    --http answers each with a page and closes); GnuTLS writes SSLKEYLOGFILE."""
+    import base64
+
+    token = base64.b64encode(BASIC_USER.encode()).decode()
+    env = dict(os.environ, SSLKEYLOGFILE=str(keylog))
+    for path in ("/", "/big"):
+        request = (
+            f"GET {path} HTTP/1.1\r\nHost: tls-lab.authtrace.test\r\n"
+            f"Authorization: Basic {token}\r\nConnection: close\r\n\r\n"
+        )
+        proc = subprocess.Popen(
+            [
+                *inside,
+                "gnutls-cli",
+                "--insecure",
+                "-p",
+                str(PORT),
+                "--sni-hostname",
+                "tls-lab.authtrace.test",
+                "--priority",
+                scenario.gnutls + _GNUTLS_BASE,
+                scenario.host,
+            ],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            env=env,
+            start_new_session=True,
+        )
+        assert proc.stdin is not None
+        try:
+            time.sleep(0.7)
+            proc.stdin.write(request.encode())
+            proc.stdin.flush()
+            time.sleep(1.0)  # the page arrives, then the server closes
+            proc.stdin.close()
+            proc.wait(timeout=15)
+        finally:
+            if proc.poll() is None:
+                os.killpg(proc.pid, signal.SIGTERM)
+                proc.wait(timeout=10)
+
+
 def s_client_key_update(scenario: Scenario, keylog: Path) -> None:
     """Two requests with a KeyUpdate of both sides (`K`) between them: s_client reads
     its commands at the start of a line of input, so each part is written on its own."""
@@ -500,8 +578,32 @@ def record(scenario: Scenario, work: Path, cert: Path, key: Path, dh: Path) -> t
     hosts = f"host {scenario.host}"
     if scenario.behind_proxy:
         hosts += f" or host {scenario.behind_proxy}"
+    inside: list[str] = []
+    if scenario.gnutls:
+        run(["ip", "netns", "add", NETNS])
+        inside = ["ip", "netns", "exec", NETNS]
+        run([*inside, "ip", "link", "set", "lo", "up"])
+    try:
+        return _record(scenario, work, cert, key, dh, pcap, keylog, env, hosts, inside)
+    finally:
+        if inside:
+            run(["ip", "netns", "delete", NETNS])
+
+
+def _record(
+    scenario: Scenario,
+    work: Path,
+    cert: Path,
+    key: Path,
+    dh: Path,
+    pcap: Path,
+    keylog: Path,
+    env: dict[str, str],
+    hosts: str,
+    inside: list[str],
+) -> tuple[Path, Path]:
     capture = Process(
-        ["dumpcap", "-q", "-P", "-i", "lo", "-f", hosts, "-w", str(pcap)],
+        [*inside, "dumpcap", "-q", "-P", "-i", "lo", "-f", hosts, "-w", str(pcap)],
         log_file=work / "dumpcap.log",
     )
     time.sleep(1.5)  # dumpcap prints nothing with -q: give it time to open lo
@@ -526,6 +628,28 @@ def record(scenario: Scenario, work: Path, cert: Path, key: Path, dh: Path) -> t
                     )
                 finally:
                     server.stop()
+        elif scenario.gnutls:
+            server = Process(
+                [
+                    *inside,
+                    "gnutls-serv",
+                    "--http",
+                    "-p",
+                    str(PORT),
+                    "--x509certfile",
+                    str(cert),
+                    "--x509keyfile",
+                    str(key),
+                    "--priority",
+                    _GNUTLS_SERVER,
+                ],
+                ready="listening",
+                log_file=work / "gnutls-serv.log",
+            )
+            try:
+                gnutls_basic(scenario, keylog, inside)
+            finally:
+                server.stop()
         else:
             # Behind a proxy the server writes its own key log (nginx writes none):
             # both legs decrypt with the one file.
