@@ -46,6 +46,15 @@ PUBLIC = [
 # Responses tshark does not show (see the test); frame = the FIN that ends the body.
 CLOSE_DELIMITED = {
     PUBLIC[0][0]: [("16", "response", "200", ""), ("36", "response", "200", "")],
+    # gnutls-serv --http answers HTTP/1.0 without Content-Length, then close_notify and FIN.
+    **{
+        name: [("16", "response", "200", ""), ("34", "response", "200", "")]
+        for name in (
+            "tls10-rsa-3des-basic.pcap",
+            "tls11-ecdhe-aes128cbc-basic.pcap",
+            "tls12-ecdhe-3des-basic.pcap",
+        )
+    },
 }
 
 
@@ -126,7 +135,13 @@ def test_lab_capture_decrypts_as_tshark_shows(capture: Path) -> None:
     keys = keylog_for(capture)
     expected = tshark_http(capture, keys)
     assert expected, "the lab keeps only captures tshark decrypts"
-    assert ours(capture, keys) == expected
+    found = ours(capture, keys)
+    if capture.name in CLOSE_DELIMITED:
+        # As for the public capture below: tshark shows no close-delimited response.
+        assert [r for r in found if r[1] == "request"] == expected
+        assert [r for r in found if r[1] == "response"] == CLOSE_DELIMITED[capture.name]
+    else:
+        assert found == expected
 
 
 @pytest.mark.oracle
