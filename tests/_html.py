@@ -35,6 +35,7 @@ class Page(HTMLParser):
         self.links: list[str] = []  # local link targets, without '#'
         self.evidence: list[tuple[str, str]] = []  # (finding id, target)
         self.arrows: list[Arrow] = []
+        self.events: dict[str, int] = {}  # id -> frame of a FIN or RST drawn on a lane
         self.rules: list[str] = []
         self.scripts = 0
         self.opened: set[str] = set()  # ids of <details open>
@@ -61,6 +62,8 @@ class Page(HTMLParser):
                     found["id"], int(found["data-frame"]), int(connection) if connection else None
                 )
             )
+        if tag == "g" and "event" in found.get("class", "").split():
+            self.events[found["id"]] = int(found["data-frame"])
         if tag == "details" and "open" in found:
             self.opened.add(found.get("id", ""))
         if tag == "script":

@@ -51,7 +51,14 @@ def _arrow_ids(text: str) -> dict[str, int]:
 
 @pytest.mark.parametrize(
     "name",
-    ["pooling-proxy", "ntlm-logon-failed", "client-ignores-negotiate", "ntlm-handshake-split"],
+    [
+        "pooling-proxy",
+        "ntlm-logon-failed",
+        "client-ignores-negotiate",
+        "ntlm-handshake-split",
+        "handshake-closed-midway",  # cites the FINs
+        "kdc-error-etype",  # cites a KDC exchange with no HTTP behind it
+    ],
 )
 def test_findings_and_evidence_links_resolve_to_arrows(name: str) -> None:
     report = analyze([str(SCENARIOS / f"{name}.pcap")])
@@ -60,7 +67,7 @@ def test_findings_and_evidence_links_resolve_to_arrows(name: str) -> None:
     assert page.rules == [f.rule for f in report.findings] and report.findings
     for target in page.links:
         assert target in page.ids, target
-    arrows = _arrow_ids(text)
+    arrows = _arrow_ids(text) | page.events
     for number, finding in enumerate(report.findings, 1):
         cited = [t for f, t in page.evidence if f == f"r-finding-{number}"]
         # Every evidence link lands on an arrow showing the frame it names.
@@ -79,6 +86,8 @@ def test_one_arrow_per_message_at_wiresharks_frames(name: str) -> None:
     kdc = [a.frame for a in page.arrows if a.connection is None]
     assert set(kdc) <= set(tshark_frames(capture, "kerberos")), kdc
     assert len(set(kdc)) == len(kdc)
+    closes = set(page.events.values())
+    assert closes <= set(tshark_frames(capture, "tcp.flags.fin == 1 || tcp.flags.reset == 1"))
 
 
 def test_a_split_handshake_is_one_ladder_across_its_connections() -> None:
@@ -144,7 +153,8 @@ def test_a_ladder_is_bounded_and_says_what_it_left_out(tmp_path: Path) -> None:
     capture = tcp_capture(tmp_path / "long.pcap", messages)
     text = render_report_html(analyze([str(capture)]), draw_all=True)
     assert len(parse(text).arrows) == MAX_ARROWS
-    assert "20 later message(s) of these connections are not drawn" in text
+    # 20 messages and the FIN that closed the connection.
+    assert "21 later message(s) or close(s) of these connections are not drawn" in text
 
 
 def test_hostile_capture_text_is_shown_escaped_never_as_markup(tmp_path: Path) -> None:

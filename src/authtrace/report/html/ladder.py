@@ -28,6 +28,7 @@ from authtrace.kerberos.kdc import KdcExchange
 from authtrace.report.as_text import verdict_words
 from authtrace.report.connections import LOST_TEXT, auth_entry, pairing_note
 from authtrace.report.tls import binding_text, channel_bindings, facts_text
+from authtrace.tcp.events import CloseReason, Direction
 from authtrace.visible import visible
 
 MAX_STORIES = 40  # ladders drawn per report; the others are counted
@@ -140,6 +141,7 @@ class Arrow:
     gutter: str
     connection: int | None
     details: tuple[Detail, ...]
+    event: bool = False  # the FIN or RST closing a connection, drawn on its sender's lane
 
     @property
     def anchor_x(self) -> int:
@@ -178,12 +180,16 @@ def build_ladders(
     show_secrets: bool,
     draw_all: bool = False,
     name: FrameNames = _hash,
+    kdc: tuple[KdcExchange, ...] = (),
+    cited: frozenset[int] = frozenset(),
 ) -> Ladders:
     """Ladders for the connection groups in `named` (one group per finding, in
     the findings' order), joined where a split handshake or a proxy relay ties
     two connections together; with draw_all, every connection that carried
-    authentication. name: how a frame is written (Report.frame_name).
-    Cost: linear in the timelines, the links and the arrows drawn."""
+    authentication. name: how a frame is written (Report.frame_name); the
+    exchanges of `kdc` whose frames are `cited` by a finding but drawn in no
+    ladder get a ladder of their own (a KDC error with no HTTP behind it).
+    Cost: linear in the timelines, the links, the KDC exchanges and the arrows drawn."""
     parent: dict[int, int] = {}
     order: list[int] = []
 
@@ -238,6 +244,15 @@ def build_ladders(
         drawn.append(ladder)
         for arrow in ladder.arrows:
             anchors.setdefault(arrow.frame, arrow.anchor)
+    alone = tuple(
+        k for k in kdc if {k.request_frame, k.reply_frame} & cited and not
+        {k.request_frame, k.reply_frame} & anchors.keys()
+    )[: MAX_ARROWS // 2]  # fmt: skip
+    if alone:
+        ladder = _ladder(len(drawn) + 1, [], view, show_secrets, name, used, alone)
+        drawn.append(ladder)
+        for arrow in ladder.arrows:
+            anchors.setdefault(arrow.frame, arrow.anchor)
     ladder_of = {c: ladder.number for ladder in drawn for c in ladder.connections}
     left_out = sum(
         1 for t in view.timelines if _authenticates(t) and t.connection.id not in ladder_of
@@ -261,6 +276,7 @@ class _Message:
     gutter: str
     connection: int | None
     details: tuple[Detail, ...]
+    event: bool = False  # not a message: the FIN or RST that closed the connection
 
 
 def _ladder(
@@ -270,7 +286,11 @@ def _ladder(
     show_secrets: bool,
     name: FrameNames,
     used: dict[int, int],
+    kdc_alone: tuple[KdcExchange, ...] = (),
 ) -> Ladder:
+    """One story's ladder: the members' messages, the KDC exchanges behind
+    their steps, and kdc_alone (KDC exchanges a finding cites that no drawn
+    HTTP step leads to)."""
     messages: list[_Message] = []
     clients: set[str] = set()
     servers: set[str] = set()
@@ -299,6 +319,13 @@ def _ladder(
                     kdcs.add(kdc.kdc.ip)
                     clients.add(kdc.client.ip)
                     messages.extend(_kdc_messages(kdc, show_secrets, name))
+        closing = _close_event(connection, client, server, name)
+        if closing is not None:
+            messages.append(closing)
+    for kdc in kdc_alone:
+        kdcs.add(kdc.kdc.ip)
+        clients.add(kdc.client.ip)
+        messages.extend(_kdc_messages(kdc, show_secrets, name))
     lanes = _lanes(clients, servers, kdcs)
     x_of = {lane.address: lane.x for lane in lanes}
     messages.sort(key=lambda m: (m.time, m.frame))
@@ -306,6 +333,7 @@ def _ladder(
     arrows = []
     for row, message in enumerate(messages[:MAX_ARROWS]):
         source, target = visible(message.source), visible(message.target)
+        span = abs(x_of[target] - x_of[source]) or MIN_LANE_GAP
         seen = used.get(message.frame, 0) + 1
         used[message.frame] = seen
         arrows.append(
@@ -316,14 +344,15 @@ def _ladder(
                 x1=x_of[source],
                 x2=x_of[target],
                 y=TOP + row * ROW + ROW // 2,
-                label=_cut(message.label, abs(x_of[target] - x_of[source])),
+                label=_cut(message.label, span),
                 title=message.label,
                 verdict=message.verdict,
-                verdict_label=_cut(message.verdict, abs(x_of[target] - x_of[source])),
+                verdict_label=_cut(message.verdict, span),
                 tone=message.tone,
                 gutter=message.gutter,
                 connection=message.connection,
                 details=message.details,
+                event=message.event,
             )
         )
     last = lanes[-1]
@@ -331,6 +360,37 @@ def _ladder(
     height = TOP + len(arrows) * ROW + 24
     return Ladder(
         number, tuple(members), lanes, tuple(arrows), left_out, tuple(notes), width, height
+    )
+
+
+def _close_event(
+    connection: HttpConnection, client: str, server: str, name: FrameNames
+) -> _Message | None:
+    """The FIN or RST that ended a connection, on the lane of the side that
+    sent it (findings cite it: a handshake closed midway)."""
+    if connection.close_reason not in (CloseReason.FIN, CloseReason.RST):
+        return None
+    if not connection.close_frame:
+        return None
+    kind = connection.close_reason.value.upper()
+    if connection.closed_by is Direction.TO_SERVER:
+        lane, who = client, "from the client"
+    elif connection.closed_by is Direction.TO_CLIENT:
+        lane, who = server, "from the server"
+    else:
+        lane, who = server, "(sender not seen)"
+    return _Message(
+        connection.last_timestamp,
+        connection.close_frame,
+        lane,
+        lane,
+        visible(f"{name(connection.close_frame)} {kind} {who}"),
+        "",
+        Tone.PLAIN,
+        f"conn {connection.id}",
+        connection.id,
+        (),
+        event=True,
     )
 
 

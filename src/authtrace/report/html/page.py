@@ -162,7 +162,10 @@ def _body(
     iis_section: str,
 ) -> Body:
     named = [f.connections for f in report.findings]
-    ladders = build_ladders(report.view, named, show_secrets, draw_all, report.frame_name)
+    cited = frozenset(frame for f in report.findings for frame in f.frames)
+    ladders = build_ladders(
+        report.view, named, show_secrets, draw_all, report.frame_name, report.kdc, cited
+    )
     hosts = tuple(summarize(report))
     captures = ", ".join(f"{c.name} ({c.format}, {c.frames} frames)" for c in report.captures)
     counts = tuple(
