@@ -8,7 +8,7 @@ capture (or reuses it), runs `authtrace analyze`, `authtrace connections` and
         -e tcp.stream -e ntlmssp.messagetype
 
 as child processes in the same run (best of N wall time, each child's own peak RSS through the
-measuring helper of `benchmarks.run`), then prints a table and one verdict line per target. It
+measuring helper of `benchmarks.measure`), then prints a table and one verdict line per target. It
 never fails (exit status 0): a benchmark is not a test.
 
 Usage (from the repository root):
@@ -26,15 +26,23 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import os
 import shutil
 import sys
-import time
 from pathlib import Path
 
 from benchmarks.auth_dense import PROFILES, SIZES, capture_path, write_pcap
 from benchmarks.make_capture import DEFAULT_OUT
-from benchmarks.run import Timing, authtrace_argv, count_packets, time_command
+from benchmarks.measure import (
+    Column,
+    Timing,
+    authtrace_argv,
+    failed_timing,
+    generate_or_reuse,
+    load,
+    probe,
+    time_command,
+)
+from benchmarks.measure import render_table as table
 
 RATIO_TARGET = 0.5
 DOUBLING_TARGET = 2.3
@@ -75,40 +83,20 @@ def commands(path: Path) -> dict[str, list[str]]:
     return out
 
 
+# analyze ends with status 1 when it finds problems: that is a run that did its work.
+OK_STATUSES = {"analyze": (0, 1), "connections": (0,), "tshark": (0,)}
+
+
 def ensure(out_dir: Path, profile: str, connections: int, seed: int) -> tuple[Path, int]:
     path = capture_path(out_dir, profile, connections, seed)
-    if path.exists():
-        return path, count_packets(path)
-    started = time.perf_counter()
-    stats = write_pcap(path, profile, connections, seed)
-    print(
-        f"generated {path.name}: {stats.packets} packets, {stats.bytes_written / 1e6:.0f} MB "
-        f"in {time.perf_counter() - started:.1f} s",
-        flush=True,
-    )
-    return path, stats.packets
+    return path, generate_or_reuse(path, lambda p: write_pcap(p, profile, connections, seed))
+
+
+COLUMNS = (Column("profile", 9, "<"), Column("conns", 6), Column("packets", 8))
 
 
 def render_table(rows: list[Row]) -> str:
-    header = (
-        f"{'profile':<9} {'conns':>6} {'packets':>8} {'command':<12} {'time s':>7} "
-        f"{'tshark s':>8} {'ratio':>6} {'peak MB':>8} {'tshark MB':>9}"
-    )
-    lines = [header, "-" * len(header)]
-    for row in rows:
-        tshark = row.timings.get("tshark")
-        for name, timing in row.timings.items():
-            if name == "tshark":
-                continue
-            ratio = f"{timing.seconds / tshark.seconds:.2f}" if tshark else "-"
-            failed = f"  FAILED: {timing.error}" if timing.exit_status not in (0, 1) else ""
-            lines.append(
-                f"{row.profile:<9} {row.connections:>6} {row.packets:>8} {name:<12} "
-                f"{timing.seconds:>7.2f} {tshark.seconds if tshark else float('nan'):>8.2f} "
-                f"{ratio:>6} {timing.peak_mb:>8.1f} "
-                f"{tshark.peak_mb if tshark else float('nan'):>9.1f}{failed}"
-            )
-    return "\n".join(lines)
+    return table(COLUMNS, [((r.profile, r.connections, r.packets), r.timings) for r in rows])
 
 
 def _holds(ok: bool) -> str:
@@ -116,13 +104,17 @@ def _holds(ok: bool) -> str:
 
 
 def render_verdict(rows: list[Row]) -> list[str]:
-    """One line per target: holds / does NOT hold, with the numbers."""
+    """One line per target: holds / does NOT hold, with the numbers; a failed command gets
+    "no verdict" instead of a figure."""
     out: list[str] = []
     for profile in dict.fromkeys(row.profile for row in rows):
         mine = sorted((r for r in rows if r.profile == profile), key=lambda r: r.connections)
         for row in mine:
             analyze, tshark = row.timings["analyze"], row.timings.get("tshark")
-            if tshark:
+            if analyze.failed:
+                out.append(f"{profile} {row.connections}: analyze failed, no verdict")
+                continue
+            if tshark and not tshark.failed:
                 ratio = analyze.seconds / tshark.seconds
                 out.append(
                     f"{profile} {row.connections}: analyze/tshark {ratio:.2f} <= {RATIO_TARGET}: "
@@ -136,28 +128,24 @@ def render_verdict(rows: list[Row]) -> list[str]:
             if large.connections != 2 * small.connections:
                 continue
             for name in ("analyze", "connections"):
-                growth = large.timings[name].seconds / small.timings[name].seconds
+                before, after = small.timings[name], large.timings[name]
+                if before.failed or after.failed:
+                    continue
+                growth = after.seconds / before.seconds
                 out.append(
                     f"{profile} {name} {small.connections} -> {large.connections}: time x"
                     f"{growth:.2f} <= {DOUBLING_TARGET}: {_holds(growth <= DOUBLING_TARGET)}"
                 )
-        if len(mine) >= 2:
-            first, last = mine[0].timings["analyze"], mine[-1].timings["analyze"]
+        measured = [r for r in mine if not r.timings["analyze"].failed]
+        if len(measured) >= 2:
+            first, last = measured[0].timings["analyze"], measured[-1].timings["analyze"]
             growth = last.peak_mb / first.peak_mb - 1
             out.append(
-                f"{profile} analyze peak {mine[0].connections} -> {mine[-1].connections}: "
+                f"{profile} analyze peak {measured[0].connections} -> "
+                f"{measured[-1].connections}: "
                 f"{growth:+.1%} <= {GROWTH_TARGET:.0%}: {_holds(growth <= GROWTH_TARGET)}"
             )
     return out
-
-
-def load() -> str:
-    """How busy the machine was (others share it): the 1-minute load average and cores."""
-    try:
-        one, five, _fifteen = os.getloadavg()
-    except OSError:
-        return "load average unknown"
-    return f"load average {one:.2f} (1 min), {five:.2f} (5 min) on {os.cpu_count()} cores"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -173,14 +161,22 @@ def main(argv: list[str] | None = None) -> int:
     repeat = 1 if args.quick else max(1, args.repeat)
 
     print(f"before: {load()}", flush=True)
+    # A child that cannot start (no authtrace for this interpreter) exits 1 like an analyze
+    # that found problems: ask once, and show FAILED with its reason instead of its time.
+    broken = probe([*authtrace_argv(), "--version"])
+    if broken:
+        print(f"authtrace does not start: {broken}", flush=True)
     rows: list[Row] = []
     for profile in args.profiles:
         for connections in sizes:
             path, packets = ensure(args.out_dir, profile, connections, args.seed)
             timings: dict[str, Timing] = {}
             for name, command in commands(path).items():
+                if broken and name != "tshark":
+                    timings[name] = failed_timing(broken)
+                    continue
                 print(f"{profile} {connections}: {name} x{repeat} ...", flush=True)
-                timings[name] = time_command(command, repeat)
+                timings[name] = time_command(command, repeat, OK_STATUSES[name])
             rows.append(Row(profile, connections, packets, path.stat().st_size / 1e6, timings))
     print(f"after: {load()}")
     print()

@@ -32,8 +32,17 @@ def _frame(src: int, dst: int, seq: int, ack: int, flags: int, payload: bytes) -
     sport, dport = (50000, 80) if src == 10 else (80, 50000)
     tcp = struct.pack("!HHIIBBHHH", sport, dport, seq, ack, 0x50, flags, 65535, 0, 0)
     ip = struct.pack(
-        "!BBHHHBBH4s4s", 0x45, 0, 40 + len(payload), 0, 0x4000, 64, 6, 0,
-        bytes([192, 0, 2, src]), bytes([192, 0, 2, dst]),
+        "!BBHHHBBH4s4s",
+        0x45,
+        0,
+        40 + len(payload),
+        0,
+        0x4000,
+        64,
+        6,
+        0,
+        bytes([192, 0, 2, src]),
+        bytes([192, 0, 2, dst]),
     )
     return b"\x00\x11\x22\x33\x44\x55\x66\x77\x88\x99\xaa\xbb\x08\x00" + ip + tcp + payload
 
@@ -60,7 +69,9 @@ def write_capture(path: Path, body: bytes, head: bytes) -> int:
     with path.open("wb") as out:
         out.write(struct.pack("<IHHiIII", 0xA1B2C3D4, 2, 4, 0, 0, 262144, 1))
         for number, frame in enumerate(frames):
-            out.write(struct.pack("<IIII", 1_700_000_000, number % 1_000_000, len(frame), len(frame)))
+            out.write(
+                struct.pack("<IIII", 1_700_000_000, number % 1_000_000, len(frame), len(frame))
+            )
             out.write(frame)
     return len(frames)
 
@@ -95,8 +106,10 @@ def main() -> int:
     ]
     args.out_dir.mkdir(parents=True, exist_ok=True)
     tshark = shutil.which("tshark")
-    print(f"{'body framing':26} {'frames':>7} {'authtrace':>10} {'s/MB':>7} {'vs CL':>6} "
-          f"{'tshark':>8} {'ratio':>6}")
+    print(
+        f"{'body framing':26} {'frames':>7} {'authtrace':>10} {'s/MB':>7} {'vs CL':>6} "
+        f"{'tshark':>8} {'ratio':>6}"
+    )
     reference = None
     for name, body, head in cases:
         path = args.out_dir / f"hostile-{name.replace(' ', '-').replace(',', '')}-{args.mb}mb.pcap"
@@ -104,13 +117,17 @@ def main() -> int:
         ours = _best([sys.executable, "-m", "authtrace", "connections", str(path)], args.repeat)
         reference = reference or ours
         theirs = (
-            _best([tshark, "-r", str(path), "-Y", "http", "-T", "fields", "-e", "tcp.stream"],
-                  args.repeat)
+            _best(
+                [tshark, "-r", str(path), "-Y", "http", "-T", "fields", "-e", "tcp.stream"],
+                args.repeat,
+            )
             if tshark
             else float("nan")
         )
-        print(f"{name:26} {frames:7} {ours:9.2f}s {ours / args.mb:7.3f} {ours / reference:6.1f} "
-              f"{theirs:7.2f}s {ours / theirs:6.2f}")
+        print(
+            f"{name:26} {frames:7} {ours:9.2f}s {ours / args.mb:7.3f} {ours / reference:6.1f} "
+            f"{theirs:7.2f}s {ours / theirs:6.2f}"
+        )
     return 0
 
 

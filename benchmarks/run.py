@@ -20,35 +20,27 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import os
 import pstats
 import shutil
-import struct
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
 from benchmarks.make_capture import DEFAULT_OUT, capture_path, write_pcap
+from benchmarks.measure import (
+    Column,
+    Timing,
+    authtrace_argv,
+    generate_or_reuse,
+    probe,
+    time_command,
+)
+from benchmarks.measure import render_table as table
 
 RATIO_TARGET = 0.25
 PEAK_TARGET_MB = 300.0
 GROWTH_TARGET = 0.10
-
-
-@dataclasses.dataclass(frozen=True, slots=True)
-class Timing:
-    """Best-of-N result of one command on one file."""
-
-    seconds: float
-    """Smallest wall time over the runs."""
-    peak_mb: float
-    """Largest child peak RSS over the runs (ru_maxrss, KiB on Linux), in MiB."""
-    exit_status: int
-    """Exit status of the last run; non-zero means the figures are of a failed run."""
-    error: str = ""
-    """Last line the child wrote to stderr when it failed."""
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -60,96 +52,11 @@ class Row:
     timings: dict[str, Timing]
 
 
-def count_packets(path: Path) -> int:
-    """Records in a classic pcap, read from the record headers only (the file can be 1 GB)."""
-    count = 0
-    with path.open("rb") as handle:
-        magic = handle.read(24)[:4]
-        order = "<" if magic in (b"\xd4\xc3\xb2\xa1", b"\x4d\x3c\xb2\xa1") else ">"
-        while True:
-            header = handle.read(16)
-            if len(header) < 16:
-                return count
-            captured = struct.unpack(order + "I", header[8:12])[0]
-            handle.seek(captured, os.SEEK_CUR)
-            count += 1
-
-
-# The measured command runs under this small intermediary, which forks and execs it and reports
-# wait4's rusage of that child on fd 3. Why not wait4 on a direct child: Linux records the
-# memory high-water mark of the address space a process leaves at exec into its ru_maxrss, and a
-# child spawned by vfork (as subprocess does) leaves the *parent's* address space, so the peak of
-# this script (which may just have generated a 1 GB capture) would leak into every figure. The
-# intermediary is a bare interpreter (~10 MB), well below any measured peak.
-_MEASURE = """
-import os, sys, time
-report, argv = int(sys.argv[1]), sys.argv[2:]
-started = time.perf_counter()
-pid = os.fork()
-if pid == 0:
-    os.close(report)
-    try:
-        os.execvp(argv[0], argv)
-    finally:
-        os._exit(127)
-_, status, usage = os.wait4(pid, 0)
-elapsed = time.perf_counter() - started
-os.write(report, b"%r %d %d" % (elapsed, usage.ru_maxrss, os.waitstatus_to_exitcode(status)))
-"""
-
-
-def _measure_once(argv: list[str]) -> tuple[float, int, int, str]:
-    """(wall seconds, child's peak RSS in KiB, exit status, last stderr line when failed)."""
-    read_end, write_end = os.pipe()
-    os.set_inheritable(write_end, True)
-    with tempfile.TemporaryFile() as stderr:
-        try:
-            helper = subprocess.Popen(
-                [sys.executable, "-S", "-E", "-c", _MEASURE, str(write_end), *argv],
-                stdin=subprocess.DEVNULL,
-                stdout=subprocess.DEVNULL,
-                stderr=stderr,
-                pass_fds=(write_end,),
-            )
-        finally:
-            os.close(write_end)
-        with os.fdopen(read_end, "rb") as report:
-            figures = report.read().split()
-        helper.wait()
-        if len(figures) != 3:
-            return float("nan"), 0, helper.returncode or 1, "the measuring helper failed"
-        elapsed, peak_kib, status = float(figures[0]), int(figures[1]), int(figures[2])
-        error = ""
-        if status:
-            stderr.seek(0)
-            lines = stderr.read().decode("utf-8", "replace").strip().splitlines()
-            error = lines[-1] if lines else f"exit status {status}"
-        return elapsed, peak_kib, status, error
-
-
-def time_command(argv: list[str], repeat: int) -> Timing:
-    """Run `argv` `repeat` times with stdout to /dev/null; best wall time, worst peak RSS."""
-    best = float("inf")
-    peak_kib = 0
-    status = 0
-    error = ""
-    for _ in range(repeat):
-        elapsed, peak, status, error = _measure_once(argv)
-        best = min(best, elapsed)
-        peak_kib = max(peak_kib, peak)
-    return Timing(best, peak_kib / 1024, status, error)
-
-
-def authtrace_argv() -> list[str]:
-    # The same interpreter as this script, so a virtualenv's editable install is the one timed.
-    return [sys.executable, "-m", "authtrace"]
-
-
 def connections_available() -> bool:
-    probe = subprocess.run(
-        [*authtrace_argv(), "connections", "--help"], capture_output=True, check=False
-    )
-    return probe.returncode == 0
+    problem = probe([*authtrace_argv(), "connections", "--help"])
+    if problem:
+        print(f"`authtrace connections` does not start: {problem}")
+    return not problem
 
 
 def commands(path: Path, with_authtrace: bool) -> dict[str, list[str]]:
@@ -165,43 +72,18 @@ def commands(path: Path, with_authtrace: bool) -> dict[str, list[str]]:
 
 def ensure_capture(out_dir: Path, scale: float, seed: int) -> tuple[Path, int]:
     path = capture_path(out_dir, scale, seed)
-    if path.exists():
-        return path, count_packets(path)
-    started = time.perf_counter()
-    stats = write_pcap(path, seed, scale)
-    print(
-        f"generated {path.name}: {stats.packets} packets, {stats.bytes_written / 1e6:.0f} MB "
-        f"in {time.perf_counter() - started:.1f} s",
-        flush=True,
-    )
-    return path, stats.packets
+    return path, generate_or_reuse(path, lambda p: write_pcap(p, seed, scale))
+
+
+COLUMNS = (Column("size", 5), Column("packets", 9), Column("MB", 6))
 
 
 def render_table(rows: list[Row]) -> str:
-    header = (
-        f"{'size':>5} {'packets':>9} {'MB':>6} {'command':<17} {'time s':>8} {'tshark s':>8} "
-        f"{'ratio':>6} {'peak MB':>8} {'tshark MB':>9}"
+    return table(
+        COLUMNS,
+        [((r.label, r.packets, f"{r.size_mb:.0f}"), r.timings) for r in rows],
+        ratio_digits=3,
     )
-    lines = [header, "-" * len(header)]
-    for row in rows:
-        tshark = row.timings.get("tshark")
-        for name, timing in row.timings.items():
-            if name == "tshark":
-                continue
-            ratio = f"{timing.seconds / tshark.seconds:.3f}" if tshark else "-"
-            failed = f"  FAILED: {timing.error}" if timing.exit_status else ""
-            lines.append(
-                f"{row.label:>5} {row.packets:>9} {row.size_mb:>6.0f} {name:<17} "
-                f"{timing.seconds:>8.2f} {tshark.seconds if tshark else float('nan'):>8.2f} "
-                f"{ratio:>6} {timing.peak_mb:>8.1f} "
-                f"{tshark.peak_mb if tshark else float('nan'):>9.1f}{failed}"
-            )
-        if tshark and len(row.timings) == 1:
-            lines.append(
-                f"{row.label:>5} {row.packets:>9} {row.size_mb:>6.0f} {'(tshark only)':<17} "
-                f"{'-':>8} {tshark.seconds:>8.2f} {'-':>6} {'-':>8} {tshark.peak_mb:>9.1f}"
-            )
-    return "\n".join(lines)
 
 
 def render_verdict(rows: list[Row]) -> list[str]:
@@ -211,7 +93,7 @@ def render_verdict(rows: list[Row]) -> list[str]:
     for name in names:
         for row in rows:
             timing, tshark = row.timings[name], row.timings.get("tshark")
-            if timing.exit_status:
+            if timing.failed:
                 out.append(f"{name} at {row.label}: the command failed, no verdict")
                 continue
             if tshark:
@@ -226,7 +108,7 @@ def render_verdict(rows: list[Row]) -> list[str]:
             )
         if len(rows) >= 2:
             first, last = rows[0].timings[name], rows[-1].timings[name]
-            if not (first.exit_status or last.exit_status):
+            if not (first.failed or last.failed):
                 growth = last.peak_mb / first.peak_mb - 1
                 out.append(
                     f"{name}: peak growth {rows[0].label} -> {rows[-1].label} {growth:+.1%} "
@@ -275,7 +157,7 @@ def time_stages(path: Path, repeat: int) -> None:
     for stage in STAGES:
         argv = [sys.executable, "-m", "benchmarks.stages", "--stage", stage, str(path)]
         timing = time_command(argv, repeat)
-        if timing.exit_status:
+        if timing.failed:
             print(f"{stage:<11} not available: {timing.error}")
             break
         print(
@@ -301,7 +183,7 @@ def main(argv: list[str] | None = None) -> int:
     repeat = 1 if args.quick else max(1, args.repeat)
     available = connections_available()
     if not available:
-        print("`authtrace connections` is not available yet: timing tshark only")
+        print("timing tshark only")
 
     if args.stages:
         path, _ = ensure_capture(args.out_dir, scales[0][0], args.seed)

@@ -15,7 +15,8 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from benchmarks.make_capture import write_pcap  # noqa: E402
-from benchmarks.run import Row, Timing, count_packets, render_verdict, time_command  # noqa: E402
+from benchmarks.measure import Timing, count_packets, time_command  # noqa: E402
+from benchmarks.run import Row, render_verdict  # noqa: E402
 
 SCALE = 0.01  # about 6k packets: every connection kind appears, the test stays well under 1 s
 
@@ -116,3 +117,30 @@ def test_verdict_names_each_target_that_fails() -> None:
     bad = render_verdict([row("1x", 3.0, 100.0), row("2x", 5.0, 350.0)])
     failing = [line for line in bad if line.endswith("does NOT hold")]
     assert len(failing) == 3  # 1x ratio 0.3, 2x peak 350 MB, growth +250%
+
+
+def test_a_child_that_does_not_start_is_a_failure_even_where_status_1_is_normal() -> None:
+    # analyze exits 1 when it finds problems; an interpreter without the module exits 1 too.
+    missing = time_command([sys.executable, "-m", "no_such_module_here"], 2, ok_statuses=(0, 1))
+    assert missing.failed and "No module named" in missing.error
+    findings = time_command(
+        [sys.executable, "-c", "import sys; sys.stderr.write('authtrace: note\\n'); sys.exit(1)"],
+        1,
+        ok_statuses=(0, 1),
+    )
+    assert not findings.failed and findings.exit_status == 1
+    quiet = time_command([sys.executable, "-c", "raise SystemExit(1)"], 1, ok_statuses=(0, 1))
+    assert not quiet.failed
+    two = time_command([sys.executable, "-c", "raise SystemExit(2)"], 1, ok_statuses=(0, 1))
+    assert two.failed and two.error == "exit status 2"
+
+
+def test_failure_reasons() -> None:
+    from benchmarks.measure import failure
+
+    assert failure(0, "", (0,)) == ""
+    assert failure(1, "authtrace: 3 frames left out\n", (0, 1)) == ""
+    assert failure(1, "Traceback (most recent call last):\nKeyError: 'x'\n", (0, 1)) == (
+        "KeyError: 'x'"
+    )
+    assert failure(1, "", (0,)) == "exit status 1"

@@ -15,9 +15,9 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from benchmarks.auth import Row, render_verdict  # noqa: E402
+from benchmarks.auth import Row, render_table, render_verdict  # noqa: E402
 from benchmarks.auth_dense import Shape, write_pcap  # noqa: E402
-from benchmarks.run import Timing  # noqa: E402
+from benchmarks.measure import Timing, failed_timing  # noqa: E402
 
 CONNECTIONS = 40
 
@@ -111,3 +111,21 @@ def test_verdicts_follow_the_targets() -> None:
     assert "proxy analyze 4000 -> 8000: time x3.00 <= 2.3: does NOT hold" in lines
     assert "proxy analyze peak 4000 -> 8000: +50.0% <= 10%: does NOT hold" in lines
     assert "proxy 8000: analyze peak 150.0 MB <= 200 MB: holds" in lines
+
+
+def test_a_failed_command_shows_as_failed_and_gets_no_verdict() -> None:
+    broken = failed_timing("/usr/bin/python3: No module named authtrace")
+    row = Row(
+        "mix",
+        4000,
+        10,
+        0.0,
+        {"analyze": broken, "connections": broken, "tshark": Timing(2.0, 100.0, 0)},
+    )
+    table = render_table([row, _row("mix", 8000, 1.0, 4.0, 100.0)])
+    assert table.count("FAILED: /usr/bin/python3: No module named authtrace") == 2
+    assert "nan" not in table
+    lines = render_verdict([row, _row("mix", 8000, 1.0, 4.0, 100.0)])
+    assert "mix 4000: analyze failed, no verdict" in lines
+    assert not [line for line in lines if "4000 ->" in line]
+    assert "mix 8000: analyze/tshark 0.25 <= 0.5: holds" in lines
