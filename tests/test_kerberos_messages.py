@@ -342,3 +342,38 @@ def test_udp_messages_match_tshark(name: str) -> None:
             raise AssertionError(f"frame {frame}: unexpected {type(msg).__name__}")
         compared += 1
     assert compared > 0
+
+
+# --- decoded once: the ticket cache -------------------------------------------
+
+
+def test_a_ticket_seen_again_is_the_same_ticket_decoded_once() -> None:
+    from authtrace.kerberos import messages
+
+    messages._ticket_content.cache_clear()
+    first = decode_kerberos(ap_req())
+    again = decode_kerberos(ap_req())
+    assert isinstance(first, KerberosApReq) and isinstance(again, KerberosApReq)
+    assert again.ticket is first.ticket  # the second AP-REQ reused the decoded ticket
+    info = messages._ticket_content.cache_info()
+    assert info.hits == 1 and info.misses == 1
+    # The cached path gives what decoding the content afresh gives.
+    content = ticket("CONTOSO.COM", "HTTP", "web01.contoso.com")[2:]
+    assert messages._ticket_content(content) == messages._ticket_content.__wrapped__(content)
+
+
+def test_a_bad_ticket_is_reported_every_time_it_is_seen() -> None:
+    bad_ticket = app(1, seq(ctx(0, integer(5)), ctx(1, gstr("CONTOSO.COM"))))  # no sname
+    message = app(
+        14,
+        seq(
+            ctx(0, integer(5)),
+            ctx(1, integer(14)),
+            ctx(2, bits(0)),
+            ctx(3, bad_ticket),
+            ctx(4, encrypted(23, SECRET_CIPHER)),
+        ),
+    )
+    for _ in range(2):
+        result = decode_kerberos(message)
+        assert isinstance(result, Malformed) and "sname" in result.reason

@@ -308,7 +308,7 @@ def _explicit_fields_fast(value: bytes) -> dict[int, Tlv] | None:
 
 
 def decode_integer(tlv: Tlv, what: str = "INTEGER") -> int:
-    if not (tlv.is_universal(INTEGER) or tlv.is_universal(ENUMERATED)):
+    if tlv.tag_class is not TagClass.UNIVERSAL or tlv.number not in (INTEGER, ENUMERATED):
         raise DerError(f"{what}: not an INTEGER")
     if not tlv.value:
         raise DerError(f"{what}: empty INTEGER")

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from authtrace.auth import redact as _redact
-from authtrace.fastinit import field_names
+from authtrace.fastinit import constructor, field_names
 
 # Field names of the dataclasses in kerberos/messages.py and auth/spnego.py
 # whose bytes are secrets, besides auth/redact.py's SECRET_FIELDS: cipher text,
@@ -36,17 +36,30 @@ class Labelled:
         return self.name
 
 
+_make_labelled = constructor(Labelled)
+
+
 def label(table: dict[int, str], value: int) -> Labelled:
-    return Labelled(value, table.get(value, f"UNKNOWN ({value})"))
+    # The UNKNOWN text is built only when needed: every field of every decoded
+    # message is labelled, and almost all are known.
+    name = table.get(value)
+    return _make_labelled(value, f"UNKNOWN ({value})" if name is None else name)
 
 
 def flag_names(table: dict[int, str], value: int, bits: int = 32) -> tuple[str, ...]:
     """Names of the bits set in an RFC 4120 flag BIT STRING, where bit 0 is
     the most significant bit of `value` (`bits` long)."""
+    # Only the set bits are visited, from the most significant down (bit 0
+    # first): a ticket's flags set a handful of 32, and every AP-REQ and
+    # KDC-REQ names its options.
     names = []
-    for bit in range(bits):
-        if value >> (bits - 1 - bit) & 1:
-            names.append(table.get(bit, f"bit-{bit}"))
+    rest = value & ((1 << bits) - 1)
+    while rest:
+        position = rest.bit_length() - 1
+        bit = bits - 1 - position
+        name = table.get(bit)
+        names.append(f"bit-{bit}" if name is None else name)
+        rest ^= 1 << position
     return tuple(names)
 
 

@@ -17,11 +17,13 @@ already names an entry of that table.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from typing import Any
 
 from authtrace.auth.kinds import Mechanism, Message
 from authtrace.auth.malformed import Malformed
+from authtrace.fastinit import constructor
 from authtrace.kerberos import der
 from authtrace.kerberos.der import DerError, DerTruncated, TagClass, Tlv
 from authtrace.kerberos.errors import KerberosError, kerberos_error
@@ -441,6 +443,17 @@ class KerberosOther(_KerberosBase):
 
 KerberosMessage = KerberosApReq | KerberosApRep | KdcRequest | KdcReply | KrbError | KerberosOther
 
+# Decoding a KDC-REQ builds some twenty of these frozen objects; these build the
+# very same objects faster (authtrace/fastinit.py: tests/test_fastinit.py checks
+# the equivalence for any slots dataclass).
+_make_principal = constructor(PrincipalName)
+_make_encrypted = constructor(EncryptedData)
+_make_ticket = constructor(Ticket)
+_make_padata = constructor(PaData)
+_make_ap_req = constructor(KerberosApReq)
+_make_kdc_request = constructor(KdcRequest)
+_make_kdc_reply = constructor(KdcReply)
+
 
 # --- decoding -------------------------------------------------------------
 
@@ -528,7 +541,7 @@ def _principal(tlv: Tlv, what: str) -> PrincipalName:
     fields = der.explicit_fields(tlv, what)
     name_type = _int(fields, 0, f"{what} name-type")
     parts = der.sequence_of(_field(fields, 1, f"{what} name-string"), what)
-    return PrincipalName(
+    return _make_principal(
         label(NAME_TYPES, name_type),
         tuple(der.decode_string(part, what) for part in parts),
     )
@@ -541,7 +554,7 @@ def _opt_principal(fields: dict[int, Tlv], number: int, what: str) -> PrincipalN
 
 def _encrypted(tlv: Tlv, what: str) -> EncryptedData:
     fields = der.explicit_fields(tlv, what)
-    return EncryptedData(
+    return _make_encrypted(
         etype=enctype(_int(fields, 0, f"{what} etype")),
         kvno=_opt_int(fields, 1, f"{what} kvno"),
         cipher=der.decode_octets(_field(fields, 2, f"{what} cipher"), what),
@@ -550,8 +563,20 @@ def _encrypted(tlv: Tlv, what: str) -> EncryptedData:
 
 def _ticket(tlv: Tlv) -> Ticket:
     der.expect(tlv, TagClass.APPLICATION, 1, "Ticket")
-    fields = der.explicit_fields(der.read_single(tlv.value), "Ticket")
-    return Ticket(
+    return _ticket_content(bytes(tlv.value))
+
+
+# A client shows the same ticket again and again: its service ticket in every
+# AP-REQ to that service (one per HTTP connection) after the TGS-REP that
+# carried it, its TGT in every TGS-REQ. A Ticket is immutable, so each distinct
+# one is decoded once; the bound keeps a capture of distinct tickets from
+# growing the cache (a ticket is about 1 KB). Failures raise and are not kept
+# (lru_cache keeps only results), so every malformed ticket is reported.
+@functools.lru_cache(maxsize=512)
+def _ticket_content(content: bytes) -> Ticket:
+    """The Ticket whose [APPLICATION 1] content is `content` (RFC 4120 section 5.3)."""
+    fields = der.explicit_fields(der.read_single(content), "Ticket")
+    return _make_ticket(
         tkt_vno=_int(fields, 0, "tkt-vno"),
         realm=der.decode_string(_field(fields, 1, "ticket realm"), "realm"),
         sname=_principal(_field(fields, 2, "ticket sname"), "ticket sname"),
@@ -566,7 +591,7 @@ def _padata_list(tlv: Tlv | None) -> tuple[PaData, ...]:
     for element in der.sequence_of(tlv, "padata"):
         fields = der.explicit_fields(element, "PA-DATA")
         items.append(
-            PaData(
+            _make_padata(
                 type=label(PADATA_TYPES, _int(fields, 1, "padata-type")),
                 value=der.decode_octets(_field(fields, 2, "padata-value"), "padata-value"),
             )
@@ -593,7 +618,7 @@ def _kdc_request(number: int, inner: Tlv, raw: bytes) -> KdcRequest:
             if isinstance(decoded, KerberosApReq):
                 tgs_ap_req = decoded
             break
-    return KdcRequest(
+    return _make_kdc_request(
         msg_type=label(MESSAGE_TYPES, number),
         padata=padata,
         kdc_options=options,
@@ -616,7 +641,7 @@ def _kdc_reply(number: int, inner: Tlv, raw: bytes) -> KdcReply:
     what = MESSAGE_TYPES[number]
     fields = der.explicit_fields(inner, what)
     _check_header(fields, 0, number, what)
-    return KdcReply(
+    return _make_kdc_reply(
         msg_type=label(MESSAGE_TYPES, number),
         padata=_padata_list(fields.get(2)),
         crealm=der.decode_string(_field(fields, 3, "crealm"), "crealm"),
@@ -631,7 +656,7 @@ def _ap_req(inner: Tlv, raw: bytes) -> KerberosApReq:
     fields = der.explicit_fields(inner, "AP-REQ")
     _check_header(fields, 0, 14, "AP-REQ")
     options, _bits = der.decode_bit_string(_field(fields, 2, "ap-options"), "ap-options")
-    return KerberosApReq(
+    return _make_ap_req(
         ap_options=options,
         ap_option_names=flag_names(AP_OPTIONS, options),
         ticket=_ticket(_field(fields, 3, "ticket")),
