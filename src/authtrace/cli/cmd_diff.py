@@ -26,7 +26,6 @@ from authtrace.compare.diff import compare
 from authtrace.compare.render import comparison_to_dict, render_comparison
 from authtrace.pipeline import CaptureError, analyze
 from authtrace.report.filters import choices, listed
-from authtrace.report.html import render_diff_html
 from authtrace.report.model import Report
 
 
@@ -105,10 +104,12 @@ def diff_command(
             f"hosts in {working}: {listed(choices(left).hosts)}; "
             f"in {failing}: {listed(choices(right).hosts)}"
         )
-    if html is not None and write_html(
-        html, render_diff_html(comparison, left, right, show_secrets)
-    ):
-        sys.exit(EXIT_FINDINGS if comparison.differs else EXIT_OK)
+    if html is not None:
+        # Imported only for --html (the template engine is a tenth of the start-up).
+        from authtrace.report.html import render_diff_html
+
+        if write_html(html, render_diff_html(comparison, left, right, show_secrets)):
+            sys.exit(EXIT_FINDINGS if comparison.differs else EXIT_OK)
     if as_json:
         click.echo(json.dumps(comparison_to_dict(comparison), indent=2))
     else:

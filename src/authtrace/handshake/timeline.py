@@ -248,8 +248,9 @@ def _credentials(request: HttpRequest | None, realm: Realm) -> AuthStep | None:
     if request is None:
         return None
     name = _CREDENTIALS_HEADER[realm]
+    lowered = name.lower()
     for header in request.headers:
-        if header.name.lower() == name.lower():
+        if header.name.lower() == lowered:
             return step_from_credentials_header(header.name, header.value)
     cut = request.cut_header(name)
     if cut is not None:
