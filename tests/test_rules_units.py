@@ -152,7 +152,9 @@ def test_shared_authenticated_connection() -> None:
     other, _ = upstream.exchange([("X-Forwarded-For", "198.51.100.2")], 200)
     finding = only(capture, "shared-authenticated-connection")
     assert finding.field("user") == "CONTOSO\\alice"
-    assert finding.field("clients") == "198.51.100.1, 198.51.100.2"
+    # the other clients, whose requests ran as alice; who authenticated apart
+    assert finding.field("clients") == "198.51.100.2"
+    assert finding.field("authenticated_client") == "198.51.100.1"
     assert frames["authenticate"] in finding.frames and other in finding.frames
     assert f"accepted at frame {frames['final']}" in finding.explanation
 
@@ -213,7 +215,8 @@ def test_shared_authenticated_connection_found_through_the_front_legs() -> None:
     frames = relay(carol_front, upstream, [], 200)
     finding = only(capture, "shared-authenticated-connection")
     assert finding.severity is Severity.ERROR
-    assert finding.field("clients") == "198.51.100.1, 198.51.100.3"
+    assert finding.field("clients") == "198.51.100.3"
+    assert finding.field("authenticated_client") == "198.51.100.1"
     assert frames["upstream_request"] in finding.frames
 
 

@@ -15,12 +15,11 @@ damage into anomalies and the pipeline goes on with what it has.
 
 from __future__ import annotations
 
-import dataclasses
 import enum
 import os
-import re
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from typing import TYPE_CHECKING, BinaryIO
 
 from authtrace.anomalies import Anomaly, AnomalyKind
@@ -33,7 +32,7 @@ from authtrace.net.duplicates import DuplicateFrames
 from authtrace.net.packets import FIN, RST, SYN, TcpSegment, UdpDatagram
 from authtrace.readers.base import CaptureError
 from authtrace.readers.capture import open_capture
-from authtrace.report.model import CaptureInfo, Report, frame_name
+from authtrace.report.model import CaptureInfo, Report, file_frame_name, frame_name
 from authtrace.stack import Application, Stack, decide, decide_inner
 from authtrace.tcp.events import (
     ConnectionClosed,
@@ -172,6 +171,8 @@ class Pipeline:
         self._frames = 0
         self._stream = -1
         self._stream_end: float | None = None
+        # The file being read (its name and the number its frame 1 has).
+        self._reading: tuple[str, int] | None = None
         self._kdc_parts: list[KdcSummary] = []
         self._bytes_total: int | None = None
         self._bytes_before = 0  # bytes of the inputs read before the current one
@@ -246,6 +247,20 @@ class Pipeline:
             self.result.keylog = self._keylog.counts
         self.result.kdc = _combine_kdc(self._kdc_parts)
 
+    def frame_name(self, number: int) -> str:
+        """How a frame of a connection just yielded is named, as `analyze`
+        names it (`Report.frame_name`): "#12", or "capture.pcap#12" (the file's
+        own number) for the streams after the first. `connections` prints as
+        it reads, before a later file can be known to overlap, so the first
+        stream's frames are always "#12": the report's numbers, which are the
+        first file's own while that stream is one file."""
+        if self._stream <= 0:
+            return f"#{number}"
+        files = [(info.name, info.first_frame) for info in self.result.captures]
+        if self._reading is not None and all(start != self._reading[1] for _n, start in files):
+            files.append(self._reading)
+        return file_frame_name(files, number)
+
     def _note_overlap(self, source: Source) -> None:
         name = source if isinstance(source, str) else getattr(source, "name", "<stream>")
         previous = self.result.captures[-1].name if self.result.captures else "the files before"
@@ -264,6 +279,7 @@ class Pipeline:
             source, lane.walker_for if lane is not None else None, self._frames + 1
         )
         name = source if isinstance(source, str) else getattr(source, "name", "<stream>")
+        self._reading = (str(name), self._frames + 1)
         first: float | None = None
         last: float | None = None
         count = 0
@@ -591,8 +607,8 @@ def analyze(
     Captures analysed as separate streams (their times overlap) are linked and
     judged each on its own, then put side by side: a client in one capture is
     never taken for the same client in another, and every finding of each
-    survives. Their frames are then named by file in the findings' words
-    (`Report.frame_name`)."""
+    survives. Their frames are named by file in the findings' citations and
+    words (`Report.frame_name`)."""
     # The judging layers are imported here, not at the top: `connections` and
     # the readers' users need only the reading half of this module.
     from authtrace.diagnose import RuleContext, diagnose
@@ -647,12 +663,14 @@ def analyze(
     tell(Phase.DIAGNOSING)
     findings: list[Finding] = []
     problems: list[Anomaly] = []
+    # With several streams a bare number would not say which file holds the
+    # frame: the rules write it as the file's own ("ntlm-logon-failed.pcap#12").
+    names = str if len(views) == 1 else partial(_file_frame_name, captures)
     for view, own_kdc, own_connects in streams:
-        found, failed = diagnose(RuleContext(view, own_kdc, own_connects, iis_log=logged))
+        context = RuleContext(view, own_kdc, own_connects, iis_log=logged, frame_name=names)
+        found, failed = diagnose(context)
         findings.extend(found)
         problems.extend(failed)
-    if len(views) > 1:
-        findings = [_name_frames(finding, captures) for finding in findings]
     return Report(
         captures=captures,
         view=whole,
@@ -689,30 +707,8 @@ def _side_by_side(views: list[HandshakeView]) -> HandshakeView:
     )
 
 
-# "frame 38", "frames 38, 40" and "frames 38-40" in a finding's words.
-_FRAME_WORDS = re.compile(r"\b(frames?) (\d+(?:(?:, |-)\d+)*)")
-
-
-def _name_frames(finding: Finding, captures: tuple[CaptureInfo, ...]) -> Finding:
-    """A finding whose words cite frames by file ("ntlm-logon-failed.pcap#12"):
-    with several streams, a bare number would not say which file holds it."""
-
-    def named(match: re.Match[str]) -> str:
-        numbers = re.split(r"(, |-)", match.group(2))
-        return (
-            match.group(1)
-            + " "
-            + "".join(
-                frame_name(captures, int(part)).lstrip("#") if part.isdigit() else part
-                for part in numbers
-            )
-        )
-
-    return dataclasses.replace(
-        finding,
-        explanation=_FRAME_WORDS.sub(named, finding.explanation),
-        title=_FRAME_WORDS.sub(named, finding.title),
-    )
+def _file_frame_name(captures: tuple[CaptureInfo, ...], number: int) -> str:
+    return frame_name(captures, number).removeprefix("#")
 
 
 __all__ = [

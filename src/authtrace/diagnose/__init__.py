@@ -75,6 +75,7 @@ def merge_repeats(findings: list[Finding]) -> list[Finding]:
         if len(repeats) == 1:
             merged.append(first)
             continue
+        citations = {(c.frame, c.role): c for finding in repeats for c in finding.citations}
         frames = sorted({f for finding in repeats for f in finding.frames})
         connections = sorted({c for finding in repeats for c in finding.connections})
         merged.append(
@@ -85,6 +86,7 @@ def merge_repeats(findings: list[Finding]) -> list[Finding]:
                 f"time(s), on {len(connections)} connection(s) in all (listed in the evidence).",
                 frames=tuple(frames),
                 connections=tuple(connections),
+                citations=tuple(citations.values()),
             )
         )
     return merged

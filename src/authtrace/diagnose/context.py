@@ -1,23 +1,28 @@
 """What every rule reads: the judged handshakes, the KDC exchanges, and small
 helpers that turn judged steps into evidence. Rules never parse bytes.
+
+Invariant: a rule names a frame only through `Words` (a typed `Citation`,
+written as the report names frames), so every frame in a finding's words is
+one of its citations, and the report never rewrites the words afterwards.
 """
 
 from __future__ import annotations
 
 import ipaddress
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 
 from authtrace.auth.basic import BasicCredentials
 from authtrace.auth.digest import DigestResponse
-from authtrace.auth.kinds import Mechanism
+from authtrace.auth.kinds import Mechanism, Message
 from authtrace.auth.ntlm import NtlmAuthenticate
-from authtrace.diagnose.finding import Finding, Severity
+from authtrace.diagnose.finding import Citation, Finding, Role, Severity
 from authtrace.diagnose.rule import Rule
 from authtrace.handshake.index import TimeIndex
 from authtrace.handshake.links import HandshakeView, StepRef, host_of, request_time
 from authtrace.handshake.model import AuthExchange, IisTriple, Realm, Sent
 from authtrace.handshake.timeline import ConnectionTimeline
+from authtrace.http.messages import GapMark, HttpConnection
 from authtrace.iis.category import Category, CategoryEvidence, LoggedLine, Source, decide
 from authtrace.kerberos.kdc import KdcConnectAttempt, KdcExchange
 from authtrace.kerberos.messages import KerberosApReq
@@ -61,6 +66,9 @@ class RuleContext:
     # The IIS log line of each exchange the log recorded, by (connection id,
     # exchange index); empty without --iis-log.
     iis_log: Mapping[tuple[int, int], LoggedLine] = field(default_factory=dict)
+    # How the report writes a frame number: "12", or "capture.pcap#12" when
+    # the captures were analysed as separate streams (Report.frame_name).
+    frame_name: Callable[[int], str] = str
     _located: tuple[Located, ...] = field(init=False, repr=False, compare=False)
     _kdc_times: TimeIndex[tuple[int, KdcExchange]] = field(init=False, repr=False, compare=False)
 
@@ -74,6 +82,10 @@ class RuleContext:
         timed = [(n, k) for n, k in enumerate(self.kdc) if k.request_time is not None]
         entries = [(key, k.request_time, (n, k)) for n, k in timed for key in (None, k.client.ip)]
         object.__setattr__(self, "_kdc_times", TimeIndex(entries))  # type: ignore[arg-type]
+
+    def words(self) -> Words:
+        """A fresh set of citations for one finding's words."""
+        return Words(self.frame_name)
 
     def steps(self, realm: Realm | None = None) -> Iterator[Located]:
         if realm is None:
@@ -122,15 +134,133 @@ class RuleContext:
         return [exchange for _n, exchange in sorted(found, key=lambda item: item[0])]
 
 
+def _challenge_message(step: AuthExchange) -> str | None:
+    """The authentication message a response carries: a token's kind before a
+    bare offer (a 401 offering "Negotiate, NTLM" carries no message)."""
+    messages = [c.message for c in step.challenges]
+    for message in messages:
+        if message is not Message.OFFER:
+            return message.value
+    return None
+
+
+class Words:
+    """The frames one finding names, as typed citations. Each method returns
+    the Citation (which formats as the frame's name in an f-string) and
+    remembers it for the finding; a step whose message the capture lacks is
+    written "?" and cites nothing (not seen is not cited)."""
+
+    def __init__(self, frame_name: Callable[[int], str] = str) -> None:
+        self._name = frame_name
+        self._cited: dict[tuple[int, Role], Citation] = {}
+
+    @property
+    def citations(self) -> tuple[Citation, ...]:
+        return tuple(self._cited.values())
+
+    def cite(
+        self, frame: int, role: Role, connection: int | None, message: str | None, proves: str
+    ) -> Citation:
+        key = (frame, role)
+        known = self._cited.get(key)
+        if known is not None:
+            return known
+        citation = Citation(frame, self._name(frame), connection, role, message, proves)
+        self._cited[key] = citation
+        return citation
+
+    def request(self, located: Located | AuthExchange, proves: str = "") -> Citation | str:
+        step = located.step if isinstance(located, Located) else located
+        request = step.exchange.request
+        if request is None:
+            return "?"
+        credentials = step.credentials
+        message = credentials.message.value if credentials is not None else None
+        said = f"{credentials.header} {credentials.scheme}" if credentials else "no credentials"
+        return self.cite(
+            request.shown_frame,
+            Role.REQUEST,
+            step.exchange.connection,
+            message,
+            proves or f"{request.method} with {said}",
+        )
+
+    def response(self, located: Located | AuthExchange, proves: str = "") -> Citation | str:
+        step = located.step if isinstance(located, Located) else located
+        response = step.exchange.response
+        if response is None:
+            return "?"
+        offered = ", ".join(c.scheme for c in step.challenges)
+        return self.cite(
+            response.shown_frame,
+            Role.RESPONSE,
+            step.exchange.connection,
+            _challenge_message(step),
+            proves or f"{response.status}" + (f" offering {offered}" if offered else ""),
+        )
+
+    def kdc_request(self, exchange: KdcExchange) -> Citation | str:
+        if not exchange.request_frame:
+            return "?"
+        kind = exchange.request_type.value if exchange.request_type is not None else None
+        return self.cite(
+            exchange.request_frame,
+            Role.KDC_REQUEST,
+            exchange.connection,
+            kind,
+            f"{kind or 'request'} for {exchange.service or 'a service'}",
+        )
+
+    def kdc_reply(self, exchange: KdcExchange) -> Citation | str:
+        if not exchange.reply_frame:
+            return "?"
+        answer = exchange.error_name or exchange.result.value
+        return self.cite(
+            exchange.reply_frame,
+            Role.KDC_REPLY,
+            exchange.connection,
+            "KRB_ERROR" if exchange.error_code is not None else None,
+            f"KDC answer: {answer}",
+        )
+
+    def kdc(self, exchange: KdcExchange) -> None:
+        """Cite both frames of a KDC exchange (those the capture has)."""
+        self.kdc_request(exchange)
+        self.kdc_reply(exchange)
+
+    def connect(self, attempt: KdcConnectAttempt) -> Citation:
+        return self.cite(
+            attempt.first_frame, Role.KDC_CONNECT, None, None, f"SYN to the KDC {attempt.kdc}"
+        )
+
+    def close(self, connection: HttpConnection) -> Citation | str:
+        if not connection.close_frame:
+            return "?"
+        return self.cite(
+            connection.close_frame,
+            Role.CLOSE,
+            connection.id,
+            None,
+            f"connection {connection.id} ended ({connection.close_reason.value})",
+        )
+
+    def gap(self, connection: HttpConnection, mark: GapMark) -> Citation:
+        return self.cite(
+            mark.frame, Role.GAP, connection.id, None, f"{mark.length} bytes not captured there"
+        )
+
+    def steps(self, steps: Iterable[Located | AuthExchange]) -> None:
+        """Cite the request and response of each step (those the capture has)."""
+        for step in steps:
+            self.request(step)
+            self.response(step)
+
+
 def frames_of(steps: Iterable[AuthExchange]) -> list[int]:
     """The Wireshark frames that show these exchanges (request and response heads)."""
-    frames: list[int] = []
-    for step in steps:
-        if step.exchange.request is not None:
-            frames.append(step.exchange.request.shown_frame)
-        if step.exchange.response is not None:
-            frames.append(step.exchange.response.shown_frame)
-    return frames
+    words = Words()
+    words.steps(steps)
+    return sorted({citation.frame for citation in words.citations})
 
 
 def make_finding(
@@ -140,16 +270,19 @@ def make_finding(
     fix: str,
     located: Iterable[Located],
     *,
+    words: Words | None = None,
     severity: Severity | None = None,
-    extra_frames: Iterable[int] = (),
     fields: Iterable[tuple[str, str]] = (),
     iis: IisTriple | None = None,
     host: str | None = None,
 ) -> Finding:
-    """A finding of `rule` whose host, connections and frames come from the steps
-    that prove it; its severity is the rule's unless a lower one is given."""
+    """A finding of `rule` whose host, connections and citations come from the
+    steps that prove it (their request and response heads) and from what its
+    words named (`words`); its severity is the rule's unless a lower one is given."""
     located = list(located)
-    frames = sorted(set(frames_of(item.step for item in located)) | set(extra_frames))
+    cited = words if words is not None else Words()
+    cited.steps(located)
+    citations = cited.citations
     connections = sorted({item.timeline.connection.id for item in located})
     return Finding(
         rule=rule.id,
@@ -159,9 +292,10 @@ def make_finding(
         fix=fix,
         host=host if host is not None else (located[0].host if located else None),
         connections=tuple(connections),
-        frames=tuple(frames),
+        frames=tuple(sorted({citation.frame for citation in citations})),
         fields=tuple(fields),
         iis=iis,
+        citations=citations,
     )
 
 
@@ -231,14 +365,3 @@ def party(located: Located, capital: bool = False) -> str:
     where = ", ".join(x for x in (str(located.timeline.connection.server), product) if x)
     named = f"the proxy {name} ({where})" if name else f"the proxy at {where}"
     return f"T{named[1:]}" if capital else named
-
-
-def request_frame(step: AuthExchange) -> int | str:
-    """Frame showing the request head, or '?' when the request is not in the capture."""
-    request = step.exchange.request
-    return request.shown_frame if request is not None else "?"
-
-
-def response_frame(step: AuthExchange) -> int | str:
-    response = step.exchange.response
-    return response.shown_frame if response is not None else "?"

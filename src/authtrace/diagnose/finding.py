@@ -1,6 +1,12 @@
 """A finding: one thing that went wrong (or deserves a look), with the frames
 that prove it and the fix. Rule ids and field names are part of the JSON
 interface; users script against them.
+
+Invariant: every frame a finding names is a typed `Citation` (which frame,
+on which connection, which message it shows, what that proves); `frames` is
+derived from the citations, and the words name frames only through them
+(`diagnose.context.Words`), so that a checker can hold each one against what
+Wireshark shows without reading prose.
 """
 
 from __future__ import annotations
@@ -29,12 +35,51 @@ class Severity(enum.Enum):
 _RANK = {Severity.ERROR: 0, Severity.WARNING: 1, Severity.INFO: 2}
 
 
+class Role(enum.Enum):
+    """What a cited frame shows, as Wireshark shows it there."""
+
+    REQUEST = "request"  # an HTTP request head
+    RESPONSE = "response"  # an HTTP response head
+    KDC_REQUEST = "kdc-request"  # an AS-REQ or TGS-REQ
+    KDC_REPLY = "kdc-reply"  # an AS-REP, TGS-REP or KRB-ERROR from the KDC
+    KDC_CONNECT = "kdc-connect"  # a SYN to the KDC's port 88
+    CLOSE = "close"  # the FIN or RST that ended a connection
+    GAP = "gap"  # the frame after which TCP lost bytes
+
+
+@dataclass(frozen=True, slots=True)
+class Citation:
+    """One frame a finding cites.
+
+    frame: the report's frame number (stream-wide: with several streams the
+        file's own number is in `name`);
+    name: how the report writes it ("12", or "capture.pcap#12" when the
+        captures were analysed as separate streams);
+    connection: the connection id it belongs to (None for a KDC frame whose
+        connection is not an HTTP one);
+    role: what the frame shows;
+    message: the authentication message in it (NTLM_CHALLENGE, AP_REQ ...),
+        None when it carries none or the role is not an HTTP one;
+    proves: what this frame shows for the finding, in a few words."""
+
+    frame: int
+    name: str
+    connection: int | None
+    role: Role
+    message: str | None
+    proves: str
+
+    def __format__(self, spec: str) -> str:
+        return format(self.name, spec)
+
+
 @dataclass(frozen=True, slots=True)
 class Finding:
     """rule: stable id; host: the server as the client named it; frames: the
-    Wireshark frame numbers that prove it; fields: decoded evidence (user, spn,
-    kdc error ...) as (name, value) pairs; iis: the IIS log triple the failing
-    response most likely produced."""
+    Wireshark frame numbers that prove it (those of `citations`, sorted);
+    fields: decoded evidence (user, spn, kdc error ...) as (name, value) pairs;
+    iis: the IIS log triple the failing response most likely produced;
+    citations: what each frame shows and proves, in the order first named."""
 
     rule: str
     severity: Severity
@@ -46,6 +91,14 @@ class Finding:
     frames: tuple[int, ...]
     fields: tuple[tuple[str, str], ...] = ()
     iis: IisTriple | None = None
+    citations: tuple[Citation, ...] = ()
+
+    def name_of(self, frame: int) -> str:
+        """How the report writes `frame` ("12" or "capture.pcap#12")."""
+        for citation in self.citations:
+            if citation.frame == frame:
+                return citation.name
+        return str(frame)
 
     def field(self, name: str) -> str | None:
         for key, value in self.fields:

@@ -7,7 +7,7 @@ from __future__ import annotations
 from typing import Any
 
 from authtrace.anomalies import Anomaly
-from authtrace.diagnose.finding import Finding, Severity
+from authtrace.diagnose.finding import Citation, Finding, Severity
 from authtrace.handshake.links import HandshakeView, StepRef
 from authtrace.handshake.model import AuthExchange
 from authtrace.handshake.timeline import ConnectionTimeline
@@ -46,6 +46,18 @@ def finding_to_dict(finding: Finding) -> dict[str, Any]:
         "fields": dict(finding.fields),
         "iis": str(finding.iis) if finding.iis else None,
         "iis_certain": finding.iis.certain if finding.iis else None,
+        "citations": [citation_to_dict(c) for c in finding.citations],
+    }
+
+
+def citation_to_dict(citation: Citation) -> dict[str, Any]:
+    return {
+        "frame": citation.frame,
+        "name": citation.name,
+        "connection": citation.connection,
+        "role": citation.role.value,
+        "message": citation.message,
+        "proves": citation.proves,
     }
 
 

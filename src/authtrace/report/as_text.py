@@ -91,7 +91,7 @@ def render_report(
         lines.append(f"Findings ({len(report.findings)})")
         lines.append("")
         for number, finding in enumerate(report.findings, 1):
-            lines.extend(render_finding(finding, number, report.frame_name))
+            lines.extend(render_finding(finding, number))
             lines.append("")
     else:
         lines.append("No authentication problem found.")
@@ -202,9 +202,9 @@ def _bare(name: str) -> str:
     return name[1:] if name.startswith("#") else name
 
 
-def render_finding(finding: Finding, number: int, name: FrameNames = _hash) -> list[str]:
-    """name: how a frame number is written (Report.frame_name: by file when the
-    captures were analysed as separate streams)."""
+def render_finding(finding: Finding, number: int) -> list[str]:
+    """Frames are written as the finding's citations name them (by file when
+    the captures were analysed as separate streams)."""
     head = f"{number}. [{finding.severity.value.upper()}] {finding.title}  ({finding.rule})"
     lines = [head]
     if finding.host:
@@ -218,7 +218,7 @@ def render_finding(finding: Finding, number: int, name: FrameNames = _hash) -> l
     )
     evidence = []
     if finding.frames:
-        evidence.append(_some("frames", tuple(_bare(name(f)) for f in finding.frames), 12))
+        evidence.append(_some("frames", tuple(finding.name_of(f) for f in finding.frames), 12))
     if finding.connections:
         evidence.append(_some("connections", finding.connections, 8))
     evidence.extend(f"{name} {value}" for name, value in finding.fields if value)

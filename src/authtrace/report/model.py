@@ -83,10 +83,19 @@ def frame_name(captures: tuple[CaptureInfo, ...], number: int) -> str:
     """See `Report.frame_name`."""
     if not captures or captures[-1].stream == 0:
         return f"#{number}"
-    for info in captures:
-        if info.first_frame <= number < info.first_frame + info.frames:
-            return f"{_base_name(info.name)}#{number - info.first_frame + 1}"
-    return f"#{number}"
+    return file_frame_name([(info.name, info.first_frame) for info in captures], number)
+
+
+def file_frame_name(files: list[tuple[str, int]], number: int) -> str:
+    """ "capture.pcap#12": frame `number` of the report named by the file that
+    holds it, files given as (name, the number their frame 1 has) in order."""
+    holder = None
+    for name, first_frame in files:
+        if first_frame <= number:
+            holder = (name, first_frame)
+    if holder is None:
+        return f"#{number}"
+    return f"{_base_name(holder[0])}#{number - holder[1] + 1}"
 
 
 def _base_name(name: str) -> str:

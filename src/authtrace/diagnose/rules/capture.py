@@ -14,6 +14,7 @@ from authtrace.diagnose.rule import rule
 from authtrace.handshake.links import StepRef
 from authtrace.handshake.model import Leg, Outcome
 from authtrace.handshake.timeline import ConnectionTimeline
+from authtrace.http.messages import GapMark
 from authtrace.tcp.events import CloseReason
 
 # Legs that continue a handshake begun earlier on the same connection.
@@ -32,14 +33,20 @@ def capture_incomplete(ctx: RuleContext) -> Iterator[Finding]:
     (outcome incomplete), that began mid-handshake before the capture (no SYN),
     that lost bytes (TCP gaps), or whose last request the capture cut before the
     answer. One note per host, listing what each of its connections is missing."""
-    by_host: dict[str, list[tuple[int, list[str], list[Located], list[int]]]] = defaultdict(list)
+    by_host: dict[str, list[tuple[int, list[str], list[Located], list[GapMark]]]] = defaultdict(
+        list
+    )
     split = frozenset(sp.authenticate for sp in ctx.view.splits)  # once, not per connection
     for timeline in ctx.view.timelines:
         found = _missing(split, timeline)
         if found is not None:
-            problems, located, frames = found
-            by_host[located[0].host].append((timeline.connection.id, problems, located, frames))
+            problems, located, marks = found
+            by_host[located[0].host].append((timeline.connection.id, problems, located, marks))
     for host, items in by_host.items():
+        words = ctx.words()
+        for _connection, _problems, located, marks in items[:5]:
+            for mark in marks:
+                words.gap(located[0].timeline.connection, mark)
         described = "; ".join(
             f"connection {connection}: " + ", ".join(problems)
             for connection, problems, _located, _frames in items[:5]
@@ -53,14 +60,14 @@ def capture_incomplete(ctx: RuleContext) -> Iterator[Finding]:
             "the client side if possible.",
             "Capture again: start before reproducing, stop after the failure, no snaplen limit.",
             [loc for _c, _p, located, _f in items[:5] for loc in located[:2]],
-            extra_frames=[f for _c, _p, _l, frames in items[:5] for f in frames],
+            words=words,
             host=host,
         )
 
 
 def _missing(
     split: frozenset[StepRef], timeline: ConnectionTimeline
-) -> tuple[list[str], list[Located], list[int]] | None:
+) -> tuple[list[str], list[Located], list[GapMark]] | None:
     """What the capture lacks for this connection's authentication, if anything."""
     connection = timeline.connection
     located = [
@@ -98,7 +105,7 @@ def _missing(
         problems.append("the capture ends before the server's answer")
     if not problems:
         return None
-    return problems, (incomplete or located)[:3], [gap.frame for gap in connection.gaps[:5]]
+    return problems, (incomplete or located)[:3], list(connection.gaps[:5])
 
 
 RULES = (capture_incomplete,)

@@ -13,8 +13,6 @@ from authtrace.diagnose.context import (
     is_proxy,
     make_finding,
     party,
-    request_frame,
-    response_frame,
     user_of,
 )
 from authtrace.diagnose.finding import Finding, Severity
@@ -42,17 +40,19 @@ def basic_over_cleartext(ctx: RuleContext) -> Iterator[Finding]:
         ):
             groups[(located.host, user_of(located.step) or "?")].append(located)
     for (host, user), legs in groups.items():
+        words = ctx.words()
         yield make_finding(
             basic_over_cleartext,
             f"Basic credentials sent in clear text ({user})",
             f"{len(legs)} request(s) to {host} carried `{_header_of(legs[0])}: Basic` for {user} "
             "over "
             "unencrypted HTTP (first at frame "
-            f"{request_frame(legs[0].step)}): anyone on the path can read the password "
+            f"{words.request(legs[0])}): anyone on the path can read the password "
             "(authtrace redacts it; --show-secrets reveals it).",
             "Serve the site over HTTPS only, or use Negotiate/Kerberos; change the password, "
             "it has been exposed.",
             legs[:5],
+            words=words,
             fields=[("user", user)],
             host=host,
         )
@@ -162,14 +162,16 @@ def _rejected(
                     f" ({description})." if description else "."
                 )
         times = f" ({len(legs)} times)" if len(legs) > 1 else ""
+        words = ctx.words()
         yield make_finding(
             declared,
             title + (" at the proxy" if proxy else "") + (f" for {user}" if user else "") + times,
-            f"Frame {request_frame(first)}{', and later ones' if len(legs) > 1 else ''}: "
+            f"Frame {words.request(first)}{', and later ones' if len(legs) > 1 else ''}: "
             + explanation.format(party=party(legs[0], capital=True))
             + extra,
             fix,
             legs[:5],
+            words=words,
             fields=fields,
             iis=first.iis,
         )
@@ -227,10 +229,11 @@ def auth_header_too_large(ctx: RuleContext) -> Iterator[Finding]:
         said = too_large_text(response)
         server = (response.header("Server") if response is not None else None) or ""
         limits = _limits_of(server)
+        words = ctx.words()
         yield make_finding(
             auth_header_too_large,
             "Request headers too large (authentication token too big)",
-            f"The request at frame {request_frame(step)} has {size} bytes of headers"
+            f"The request at frame {words.request(step)} has {size} bytes of headers"
             + (
                 f", the largest of them its {token}-byte {header} header"
                 if token and largest_credentials_field(request) is not None
@@ -238,7 +241,7 @@ def auth_header_too_large(ctx: RuleContext) -> Iterator[Finding]:
             )
             + ", and the "
             + ("proxy" if step.realm is Realm.PROXY else "server")
-            + f" answered 400 (frame {response_frame(step)})"
+            + f" answered 400 (frame {words.response(step)})"
             + (f" saying '{said}'" if said else " without saying why")
             + ". A header larger than the server's limit is refused before authentication; "
             "large Kerberos tickets (users in many groups: a big PAC) are the usual cause.",
@@ -247,6 +250,7 @@ def auth_header_too_large(ctx: RuleContext) -> Iterator[Finding]:
             + ". Or make the token smaller: reduce the user's group memberships, enable "
             "resource SID compression.",
             [located],
+            words=words,
             fields=[("header_bytes", str(size)), ("token_bytes", str(token))]
             + ([("server", server)] if server else []),
         )

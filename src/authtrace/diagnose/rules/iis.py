@@ -24,9 +24,8 @@ from authtrace.auth.kinds import Mechanism
 from authtrace.diagnose.context import (
     Located,
     RuleContext,
+    Words,
     make_finding,
-    request_frame,
-    response_frame,
     user_of,
 )
 from authtrace.diagnose.finding import Finding, Severity
@@ -171,11 +170,12 @@ def anonymous_logon_failed(ctx: RuleContext) -> Iterator[Finding]:
         evidence = _strongest(items)
         first = items[0][0]
         offered = sorted({c.scheme for located, _ in items for c in located.step.challenges})
+        words = ctx.words()
         yield make_finding(
             anonymous_logon_failed,
             "The anonymous account cannot log on (IIS 401.1 to anonymous requests)",
             f"{len(items)} request(s) without credentials to {host} got 401 (the first at "
-            f"frame {response_frame(first.step)})"
+            f"frame {words.response(first.step)})"
             + (
                 f", and the server offered {', '.join(offered)} to answer with"
                 if offered
@@ -199,6 +199,7 @@ def anonymous_logon_failed(ctx: RuleContext) -> Iterator[Finding]:
                 ("anonymous_requests", str(len(items))),
             ],
             iis=evidence.triple,
+            words=words,
         )
 
 
@@ -219,10 +220,11 @@ def _after_logon(ctx: RuleContext, category: Category, declared: Rule) -> Iterat
         evidence = _strongest(items)
         first = items[0][0]
         anonymous = not user and first.step.sent is Sent.NOTHING
+        words = ctx.words()
         yield make_finding(
             declared,
             _TITLE[category] + (f" for {user}" if user else ""),
-            _story(ctx, first, len(items), host)
+            _story(ctx, words, first, len(items), host)
             + " "
             + _meaning(category, anonymous=anonymous)
             + _category_note(category, first)
@@ -241,10 +243,11 @@ def _after_logon(ctx: RuleContext, category: Category, declared: Rule) -> Iterat
             ],
             iis=evidence.triple,
             host=host,
+            words=words,
         )
 
 
-def _story(ctx: RuleContext, located: Located, count: int, host: str) -> str:
+def _story(ctx: RuleContext, words: Words, located: Located, count: int, host: str) -> str:
     """What the wire shows: who authenticated how, and the 401 that followed."""
     user, mechanism = _authenticated_as(ctx, located)
     uri = _path(located)
@@ -254,12 +257,12 @@ def _story(ctx: RuleContext, located: Located, count: int, host: str) -> str:
         how = f" with {mechanism}" if mechanism else ""
         return (
             f"The client authenticated {who}{how} (request at frame "
-            f"{request_frame(located.step)}) and {host} answered 401 for {uri} at frame "
-            f"{response_frame(located.step)}{times}."
+            f"{words.request(located.step)}) and {host} answered 401 for {uri} at frame "
+            f"{words.response(located.step)}{times}."
         )
     return (
         f"A request without credentials for {uri} got 401 from {host} at frame "
-        f"{response_frame(located.step)}{times}."
+        f"{words.response(located.step)}{times}."
     )
 
 
@@ -382,10 +385,11 @@ def denied_after_authentication(ctx: RuleContext) -> Iterator[Finding]:
                 "names no authentication scheme to answer with: the refusal is not a request "
                 "for other credentials"
             )
+        words = ctx.words()
         yield make_finding(
             denied_after_authentication,
             "Authenticated, but the server refused the request" + (f" for {user}" if user else ""),
-            _story(ctx, first, len(items), host)
+            _story(ctx, words, first, len(items), host)
             + f" The 401 {proof}. "
             + (
                 f"The server says it is {server}; the 401 is its application's own, not a "
@@ -407,6 +411,7 @@ def denied_after_authentication(ctx: RuleContext) -> Iterator[Finding]:
             items[:MAX_CITED],
             fields=[("server", server), *([("user", user)] if user else [])],
             host=host,
+            words=words,
         )
 
 
@@ -466,11 +471,12 @@ def refused_without_challenge(ctx: RuleContext) -> Iterator[Finding]:
                 "layer refused: its configuration or the application expects credentials the "
                 "client was never asked for."
             )
+        words = ctx.words()
         yield make_finding(
             refused_without_challenge,
             "401 without any authentication scheme to answer with",
             f"{len(items)} request(s) without credentials to {host} got 401 (the first at frame "
-            f"{response_frame(first.step)}) without a WWW-Authenticate header, and the client "
+            f"{words.response(first.step)}) without a WWW-Authenticate header, and the client "
             "never came back with credentials. A 401 must name the schemes that may answer it "
             "(RFC 9110 section 11.6.1); this one names none, so no client can authenticate. "
             + who
@@ -485,6 +491,7 @@ def refused_without_challenge(ctx: RuleContext) -> Iterator[Finding]:
             items[:MAX_CITED],
             fields=[("server", server or "?"), ("anonymous_requests", str(len(items)))],
             host=host,
+            words=words,
         )
 
 

@@ -5,6 +5,7 @@ in kerberos/errors.py).
 
 from __future__ import annotations
 
+import dataclasses
 from collections import defaultdict
 from collections.abc import Iterator
 
@@ -12,9 +13,9 @@ from authtrace.auth.kinds import Mechanism, Message
 from authtrace.diagnose.context import (
     Located,
     RuleContext,
+    Words,
     is_ip_literal,
     make_finding,
-    request_frame,
     spn_of,
 )
 from authtrace.diagnose.finding import Finding, Severity
@@ -70,6 +71,7 @@ def kerberos_fallback_to_ntlm(ctx: RuleContext) -> Iterator[Finding]:
     did not ask": the KDC may be off the capture's path). One per client and host."""
     for (client, host), legs in _fallbacks(ctx).items():
         first = legs[0]
+        words = ctx.words()
         name, port = _bare_host(host)
         spn = f"HTTP/{name}"
         kdc = ctx.kdc_from(client, first.time)
@@ -85,12 +87,11 @@ def kerberos_fallback_to_ntlm(ctx: RuleContext) -> Iterator[Finding]:
         http_spns = sorted(
             {k.service for k in kdc if k.service and k.service.upper().startswith("HTTP/")}
         )
-        evidence: list[int] = []
         fields = [("host", host), ("spn", spn)]
         if unknown:
             cause = (
                 f"the KDC answered the ticket request for {spn} with KDC_ERR_S_PRINCIPAL_UNKNOWN "
-                f"(frame {unknown[0].reply_frame}): no account has that SPN registered"
+                f"(frame {words.kdc_reply(unknown[0])}): no account has that SPN registered"
             )
             fix = (
                 f"Register the SPN on the account the site runs as: `setspn -S {spn} "
@@ -98,7 +99,8 @@ def kerberos_fallback_to_ntlm(ctx: RuleContext) -> Iterator[Finding]:
                 "the service account for a custom identity) and check for duplicates with "
                 "`setspn -X`."
             )
-            evidence += [f for k in unknown for f in (k.request_frame, k.reply_frame) if f]
+            for k in unknown:
+                words.kdc(k)
             fields.append(("kdc_error", "KDC_ERR_S_PRINCIPAL_UNKNOWN (7)"))
         elif is_ip_literal(name):
             cause = (
@@ -117,13 +119,16 @@ def kerberos_fallback_to_ntlm(ctx: RuleContext) -> Iterator[Finding]:
                 "Make the domain controllers reachable on TCP and UDP port 88 from the client, "
                 "and check that DNS finds them (_kerberos._tcp SRV records)."
             )
-            evidence += [k.request_frame for k in unanswered if k.request_frame]
-            evidence += [c.first_frame for c in connects]
+            for k in unanswered:
+                words.kdc_request(k)
+            for c in connects:
+                words.connect(c)
         elif other_errors:
             error = kerberos_error(other_errors[0].error_code or 0)
             cause = f"the KDC refused the ticket for {spn} with {error.name}: {error.meaning}"
             fix = "Resolve the KDC error above; then the client will use Kerberos."
-            evidence += [f for k in other_errors for f in (k.request_frame, k.reply_frame) if f]
+            for k in other_errors:
+                words.kdc(k)
             fields.append(("kdc_error", f"{error.name} ({error.code})"))
         elif http_spns:
             cause = (
@@ -153,12 +158,12 @@ def kerberos_fallback_to_ntlm(ctx: RuleContext) -> Iterator[Finding]:
             kerberos_fallback_to_ntlm,
             "Negotiate fell back to NTLM instead of Kerberos",
             f"The client answered the Negotiate challenge with an NTLM token (frame "
-            f"{request_frame(first.step)}) instead of a Kerberos ticket because {cause}. NTLM "
+            f"{words.request(first)}) instead of a Kerberos ticket because {cause}. NTLM "
             "works only where connection-based authentication survives every hop and is "
             "slower and weaker than Kerberos.",
             fix,
             legs[:3],
-            extra_frames=evidence,
+            words=words,
             fields=fields,
         )
 
@@ -183,6 +188,7 @@ def kerberos_ticket_rejected(ctx: RuleContext) -> Iterator[Finding]:
         if code == _SKEW:
             continue  # kerberos-clock-skew
         spn = spn_of(step) or "the service"
+        words = ctx.words()
         issued = [k for k in ctx.view.kdc_for(located.ref) if k.result is KdcResult.TICKET]
         fields = [("spn", spn)]
         detail = ""
@@ -195,8 +201,8 @@ def kerberos_ticket_rejected(ctx: RuleContext) -> Iterator[Finding]:
         yield make_finding(
             kerberos_ticket_rejected,
             "The server rejected the client's Kerberos ticket",
-            f"The client presented a Kerberos ticket for {spn} (frame {request_frame(step)})"
-            + (f", issued by the KDC at frame {issued[-1].reply_frame}," if issued else "")
+            f"The client presented a Kerberos ticket for {spn} (frame {words.request(step)})"
+            + (f", issued by the KDC at frame {words.kdc_reply(issued[-1])}," if issued else "")
             + " and the server answered 401 again without accepting it."
             + detail
             + " The usual cause is that the SPN is registered on a different account than the "
@@ -208,7 +214,7 @@ def kerberos_ticket_rejected(ctx: RuleContext) -> Iterator[Finding]:
             "authentication set useAppPoolCredentials=true; remove duplicates (`setspn -X`). "
             "IIS logs 401.1 for this.",
             [located],
-            extra_frames=[f for k in issued[-1:] for f in (k.request_frame, k.reply_frame) if f],
+            words=_with_kdc(words, issued[-1:]),
             fields=fields,
             iis=step.iis,
         )
@@ -234,20 +240,23 @@ def kerberos_clock_skew(ctx: RuleContext) -> Iterator[Finding]:
     for located in ctx.steps():
         if _response_krb_error(located) != _SKEW or ctx.relayed(located):
             continue
+        words = ctx.words()
         yield make_finding(
             kerberos_clock_skew,
             "Kerberos failed: client and server clocks differ too much",
             f"The server answered the client's Kerberos ticket (frame "
-            f"{request_frame(located.step)}) with KRB_AP_ERR_SKEW: the clocks of client and "
+            f"{words.request(located)}) with KRB_AP_ERR_SKEW: the clocks of client and "
             "server differ by more than the allowed skew (5 minutes by default).",
             "Synchronise the clocks (w32tm /resync, NTP) of client, server and domain controllers.",
             [located],
+            words=words,
             fields=[("krb_error", "KRB_AP_ERR_SKEW (37)")],
             iis=CLOCK_SKEW_TRIPLE,
         )
     for exchange in ctx.kdc:
         if exchange.error_code == _SKEW:
             yield _kdc_finding(
+                ctx,
                 kerberos_clock_skew,
                 "Kerberos failed: client and KDC clocks differ too much",
                 exchange,
@@ -282,6 +291,7 @@ def kdc_error(ctx: RuleContext) -> Iterator[Finding]:
         seen.add(key)
         error = kerberos_error(code)
         yield _kdc_finding(
+            ctx,
             kdc_error,
             f"The KDC refused a ticket request: {error.name}",
             exchange,
@@ -302,28 +312,35 @@ _KDC_FIXES = {
 }
 
 
-def _kdc_finding(declared: Rule, title: str, exchange: KdcExchange, fix: str) -> Finding:
+def _with_kdc(words: Words, exchanges: list[KdcExchange]) -> Words:
+    for exchange in exchanges:
+        words.kdc(exchange)
+    return words
+
+
+def _kdc_finding(
+    ctx: RuleContext, declared: Rule, title: str, exchange: KdcExchange, fix: str
+) -> Finding:
     error = kerberos_error(exchange.error_code or 0)
-    frames = [f for f in (exchange.request_frame, exchange.reply_frame) if f]
-    return Finding(
-        rule=declared.id,
-        severity=declared.severity,
-        title=title,
-        explanation=(
-            f"The KDC {exchange.kdc.ip} answered the {_kind(exchange)} of {exchange.client.ip}"
-            f" for {exchange.service or 'a service'} with {error.name} ({error.code}): "
-            f"{error.meaning}" + (f" (e-text: {exchange.e_text})" if exchange.e_text else "") + "."
-        ),
-        fix=fix,
+    words = _with_kdc(ctx.words(), [exchange])
+    finding = make_finding(
+        declared,
+        title,
+        f"The KDC {exchange.kdc.ip} answered the {_kind(exchange)} of {exchange.client.ip}"
+        f" for {exchange.service or 'a service'} with {error.name} ({error.code}): "
+        f"{error.meaning}" + (f" (e-text: {exchange.e_text})" if exchange.e_text else "") + ".",
+        fix,
+        [],
+        words=words,
         host=exchange.service,
-        connections=(exchange.connection,) if exchange.connection is not None else (),
-        frames=tuple(frames),
         fields=(
             ("kdc_error", f"{error.name} ({error.code})"),
             ("service", exchange.service or ""),
             ("client_principal", exchange.client_principal or ""),
         ),
     )
+    connections = (exchange.connection,) if exchange.connection is not None else ()
+    return dataclasses.replace(finding, connections=connections)
 
 
 def _kind(exchange: KdcExchange) -> str:

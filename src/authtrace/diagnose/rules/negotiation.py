@@ -14,8 +14,6 @@ from authtrace.diagnose.context import (
     is_proxy,
     make_finding,
     party,
-    request_frame,
-    response_frame,
 )
 from authtrace.diagnose.finding import Finding, Severity
 from authtrace.diagnose.rule import rule
@@ -68,11 +66,12 @@ def client_ignores_negotiate(ctx: RuleContext) -> Iterator[Finding]:
         proxy_fields = [("proxy", proxy)] if is_proxy(first) else []
         schemes = ", ".join(sorted({c.scheme for loc in legs for c in loc.step.challenges}))
         body = next((loc.step.iis_from_body for loc in legs if loc.step.iis_from_body), None)
+        words = ctx.words()
         yield make_finding(
             client_ignores_negotiate,
             "The client never answered the Windows authentication challenge",
             f"{party(first, capital=True)} offered {schemes} ({len(legs)} time(s), first at frame "
-            f"{response_frame(first.step)})"
+            f"{words.response(first)})"
             f" and the client {client} never sent credentials: it repeated the request without "
             "an Authorization header or gave up. This is the classic 401.2 (denied by server "
             "configuration): the client does not speak, or is not configured to use, "
@@ -85,6 +84,7 @@ def client_ignores_negotiate(ctx: RuleContext) -> Iterator[Finding]:
             "`--ntlm`; for non-browser clients, enable Windows/Negotiate authentication in the "
             "HTTP library. Or enable an authentication scheme this client supports.",
             legs,
+            words=words,
             fields=[("offered", schemes), ("client", client), *proxy_fields],
             iis=first.step.iis,
         )
@@ -106,16 +106,18 @@ def no_common_scheme(ctx: RuleContext) -> Iterator[Finding]:
         credentials = step.credentials
         assert credentials is not None
         offered = ", ".join(c.scheme for c in _last_offer(located)) or "other schemes"
+        words = ctx.words()
         yield make_finding(
             no_common_scheme,
             f"The client answered with {credentials.scheme}, which the server did not offer",
             f"The server offered {offered}; the client sent `{credentials.header}: "
-            f"{credentials.scheme} ...` (frame {request_frame(step)}) "
+            f"{credentials.scheme} ...` (frame {words.request(step)}) "
             "and was refused. Client and server have no authentication scheme in common.",
             "Enable on the server a scheme this client can use, or configure the client for one "
             "the server offers (for Negotiate/NTLM see the client's Windows-authentication "
             "settings).",
             [located],
+            words=words,
             fields=[("offered", offered), ("sent", credentials.scheme)],
             iis=step.iis,
         )

@@ -15,7 +15,6 @@ from authtrace.diagnose.context import (
     is_proxy,
     make_finding,
     party,
-    request_frame,
     user_of,
 )
 from authtrace.diagnose.finding import Finding, Severity
@@ -93,13 +92,14 @@ def ntlm_logon_failed(ctx: RuleContext) -> Iterator[Finding]:
         )
         proxy = is_proxy(located)
         who = party(located)
+        words = ctx.words()
         yield make_finding(
             ntlm_logon_failed,
             f"NTLM logon failed{' at the proxy' if proxy else ''} for {user}",
             f"The client completed the NTLM handshake on connection "
             f"{located.timeline.connection.id} as {user}"
             + (f" from workstation {workstation}" if workstation else "")
-            + f" (AUTHENTICATE at frame {request_frame(located.step)}) and {who} answered "
+            + f" (AUTHENTICATE at frame {words.request(located.step)}) and {who} answered "
             f"{located.step.status}: {who} (or its domain controller) refused the credentials "
             "— wrong password, unknown, disabled, expired or locked-out account, or a logon "
             "right removed by policy."
@@ -126,6 +126,7 @@ def ntlm_logon_failed(ctx: RuleContext) -> Iterator[Finding]:
             + ([("workstation", workstation)] if workstation else [])
             + ([("proxy", who.removeprefix("the proxy "))] if proxy else []),
             iis=located.step.iis,
+            words=words,
         )
 
 
@@ -153,6 +154,7 @@ def repeated_logon_failures(ctx: RuleContext) -> Iterator[Finding]:
         if len(failures) < LOCKOUT_RISK_FAILURES:
             continue
         user = user_of(failures[0].step) or "?"
+        words = ctx.words()
         yield make_finding(
             repeated_logon_failures,
             f"{len(failures)} failed logons for {user}: account lockout risk",
@@ -163,6 +165,7 @@ def repeated_logon_failures(ctx: RuleContext) -> Iterator[Finding]:
             "that retries (often a saved credential, a mapped drive, a service or a phone).",
             failures,
             fields=[("user", user), ("failures", str(len(failures)))],
+            words=words,
         )
 
 
@@ -188,14 +191,15 @@ def ntlmv1_response(ctx: RuleContext) -> Iterator[Finding]:
         message = _authenticate(first)
         assert message is not None
         refused = [leg for leg in legs if leg.step.leg is Leg.NTLM_REJECTED]
+        words = ctx.words()
         yield make_finding(
             ntlmv1_response,
             f"NTLMv1 response from {user}" + (f" ({len(legs)} times)" if len(legs) > 1 else ""),
             (
                 f"{len(legs)} AUTHENTICATE messages (the first at frame "
-                f"{request_frame(first.step)}) carry 24-byte NTLMv1 responses"
+                f"{words.request(first.step)}) carry 24-byte NTLMv1 responses"
                 if len(legs) > 1
-                else f"The AUTHENTICATE at frame {request_frame(first.step)} carries a 24-byte "
+                else f"The AUTHENTICATE at frame {words.request(first.step)} carries a 24-byte "
                 "NTLMv1 response"
             )
             + (" (with extended session security)" if message.extended_session_security else "")
@@ -207,6 +211,7 @@ def ntlmv1_response(ctx: RuleContext) -> Iterator[Finding]:
             legs[:5],
             fields=[("user", user), ("response", "NTLMv1"), ("count", str(len(legs)))],
             iis=(refused[0] if refused else first).step.iis,
+            words=words,
         )
 
 
@@ -218,16 +223,18 @@ def ntlm_anonymous(ctx: RuleContext) -> Iterator[Finding]:
         message = _authenticate(located)
         if message is None or not message.anonymous or ctx.relayed(located):
             continue
+        words = ctx.words()
         yield make_finding(
             ntlm_anonymous,
             "Anonymous NTLM authentication",
-            f"The AUTHENTICATE at frame {request_frame(located.step)} is anonymous (no user, "
+            f"The AUTHENTICATE at frame {words.request(located.step)} is anonymous (no user, "
             "empty responses): the client had no credentials to offer for this server, "
             "or was told to log on anonymously.",
             "Check why the client has no credentials for this site (not logged on to the "
             "domain, a service running as a local account, credential delegation settings).",
             [located],
             iis=located.step.iis,
+            words=words,
         )
 
 
@@ -247,10 +254,11 @@ def channel_binding_missing(ctx: RuleContext) -> Iterator[Finding]:
         assert message is not None and message.ntlmv2 is not None
         missing = not message.ntlmv2.channel_bindings_present
         body = located.step.iis_from_body
+        words = ctx.words()
         yield make_finding(
             channel_binding_missing,
             "NTLM without channel binding refused (Extended Protection)",
-            f"The AUTHENTICATE at frame {request_frame(located.step)} "
+            f"The AUTHENTICATE at frame {words.request(located.step)} "
             + ("has no MsvAvChannelBindings" if missing else "has an all-zero channel binding")
             + " and the server refused it. With Extended Protection for Authentication the "
             "server requires a binding to its own TLS channel; a client that does not send one, "
@@ -262,6 +270,7 @@ def channel_binding_missing(ctx: RuleContext) -> Iterator[Finding]:
             [located],
             fields=[("user", user_of(located.step) or "?")],
             iis=located.step.iis,
+            words=words,
         )
 
 
@@ -393,11 +402,12 @@ def ntlm_negotiate_rejected(ctx: RuleContext) -> Iterator[Finding]:
         later = min(after, key=lambda a: a.time) if after else None
         used = later.step.credentials if later is not None else None
         mechanism = used.mechanism.value if used is not None else ""
+        words = ctx.words()
         yield make_finding(
             ntlm_negotiate_rejected,
             "The server refused the client's NTLM NEGOTIATE without a CHALLENGE",
             f"The client {client} opened an NTLM handshake ({size}-byte NEGOTIATE at frame "
-            f"{request_frame(legs[0].step)}) and the server answered 401 without a CHALLENGE"
+            f"{words.request(legs[0].step)}) and the server answered 401 without a CHALLENGE"
             f" ({len(legs)} time(s)), so no password was ever checked. The server's NTLM "
             "implementation does not accept this client's NEGOTIATE (message version or flags "
             "it requires, e.g. gss-ntlmssp refusing curl's 32-byte NEGOTIATE), or NTLM is "
@@ -411,7 +421,7 @@ def ntlm_negotiate_rejected(ctx: RuleContext) -> Iterator[Finding]:
             )
             + (
                 f" The client then authenticated with {mechanism} (credentials at frame "
-                f"{request_frame(later.step)}), so nothing failed here; NTLM stays broken for "
+                f"{words.request(later.step)}), so nothing failed here; NTLM stays broken for "
                 "this client where that is not available."
                 if later is not None
                 else ""
@@ -423,6 +433,7 @@ def ntlm_negotiate_rejected(ctx: RuleContext) -> Iterator[Finding]:
             fields=[("client", client), ("negotiate_bytes", str(size))],
             iis=legs[0].step.iis,
             host=host,
+            words=words,
         )
 
 

@@ -14,15 +14,15 @@ from collections.abc import Iterator
 from authtrace.diagnose.context import (
     Located,
     RuleContext,
+    Words,
     make_finding,
-    request_frame,
-    response_frame,
     user_of,
 )
 from authtrace.diagnose.finding import Finding, Severity
 from authtrace.diagnose.rule import rule
 from authtrace.handshake.links import closed_by_server
 from authtrace.handshake.model import Leg, Outcome, Realm, Sent, State
+from authtrace.http.messages import HttpConnection
 from authtrace.tcp.events import CloseReason, Direction
 
 _SPLIT_FIX = (
@@ -65,11 +65,12 @@ def _split_handshakes(ctx: RuleContext) -> Iterator[Finding]:
             else f"another client ({authenticate.client_ip}, not {challenge.client_ip})"
         )
         failed = authenticate.step.outcome is Outcome.FAILURE
+        words = ctx.words()
         explanation = (
             f"The NTLM CHALLENGE went out on connection {challenge.timeline.connection.id} "
-            f"(frame {response_frame(challenge.step)}), but its AUTHENTICATE came from {who} on "
+            f"(frame {words.response(challenge.step)}), but its AUTHENTICATE came from {who} on "
             f"connection {authenticate.timeline.connection.id} (frame "
-            f"{request_frame(authenticate.step)})"
+            f"{words.request(authenticate.step)})"
             + (
                 " — the AUTHENTICATE names that CHALLENGE by the server timestamp it copies "
                 "(MsvAvTimestamp)"
@@ -92,6 +93,7 @@ def _split_handshakes(ctx: RuleContext) -> Iterator[Finding]:
             severity=None if failed else Severity.WARNING,
             fields=_user_fields(authenticate),
             iis=authenticate.step.iis,
+            words=words,
         )
 
 
@@ -110,11 +112,12 @@ def _interleaved_handshakes(ctx: RuleContext) -> Iterator[Finding]:
             continue
         first = hits[0]
         clients = sorted({ctx.client_of(h) for h in hits} | {first.client_ip})
+        words = ctx.words()
         yield make_finding(
             ntlm_handshake_split,
             "NTLM handshakes of different requests interleaved on one connection",
             f"On connection {timeline.connection.id} a new NTLM NEGOTIATE (frame "
-            f"{request_frame(first.step)}) arrived while the previous handshake on that "
+            f"{words.request(first.step)}) arrived while the previous handshake on that "
             f"connection was still waiting for its AUTHENTICATE ({len(hits)} time(s)); the "
             "server dropped the "
             "half-done handshake"
@@ -125,6 +128,7 @@ def _interleaved_handshakes(ctx: RuleContext) -> Iterator[Finding]:
             hits[:3],
             fields=[("clients", ", ".join(clients))],
             iis=first.step.iis,
+            words=words,
         )
 
 
@@ -159,15 +163,16 @@ def handshake_closed_midway(ctx: RuleContext) -> Iterator[Finding]:
 def _closed_finding(ctx: RuleContext, challenge: Located, legs: list[Located]) -> Finding:
     connection = challenge.timeline.connection
     response = challenge.step.exchange.response
-    how = _close_reason(challenge)
+    words = ctx.words()
+    how = _close_reason(challenge, words)
     front = ctx.view.fronts.get(challenge.ref)
     if front is not None:
-        return _closed_by_proxy(ctx, challenge, ctx.locate(front), legs, how)
+        return _closed_by_proxy(ctx, challenge, ctx.locate(front), legs, how, words)
     return make_finding(
         handshake_closed_midway,
         "Connection closed in the middle of the handshake",
         f"The server's challenge on connection {connection.id} (frame "
-        f"{response_frame(challenge.step)}) was followed by {how}, so the client could not "
+        f"{words.response(challenge.step)}) was followed by {how}, so the client could not "
         "send the next leg on the same connection. "
         "Connection-based authentication must finish on the connection that started it; a new "
         "connection starts a new handshake, which ends the same way.",
@@ -175,8 +180,8 @@ def _closed_finding(ctx: RuleContext, challenge: Located, legs: list[Located]) -
         "responses (check proxies and load balancers that rewrite it, HTTP/1.0 hops, idle "
         "timeouts shorter than the handshake), and let the client reuse the connection.",
         legs,
-        extra_frames=[connection.close_frame] if connection.close_frame else [],
         iis=challenge.step.iis if response is not None else None,
+        words=_closing(words, connection),
     )
 
 
@@ -188,7 +193,12 @@ _CLOSED_BY: dict[Direction | None, str] = {
 
 
 def _closed_by_proxy(
-    ctx: RuleContext, challenge: Located, front: Located, legs: list[Located], how: str
+    ctx: RuleContext,
+    challenge: Located,
+    front: Located,
+    legs: list[Located],
+    how: str,
+    words: Words,
 ) -> Finding:
     """The front-end connection stayed open while the proxy's upstream one closed
     after the challenge: the proxy, not the client, split the handshake."""
@@ -202,19 +212,19 @@ def _closed_by_proxy(
         "The proxy closes the upstream connection in the middle of the handshake",
         f"The client {ctx.client_of(challenge)} kept one connection to the proxy "
         f"(connection {front.timeline.connection.id}) and answered every challenge on it "
-        f"(request at frame {request_frame(front.step)}), but the proxy relayed that request on "
+        f"(request at frame {words.request(front.step)}), but the proxy relayed that request on "
         f"upstream connection {connection.id}"
         + (
             f" asking the server to close it (`Connection: close` in the proxy's request at "
-            f"frame {request_frame(challenge.step)})"
+            f"frame {words.request(challenge.step)})"
             if asked
             else ""
         )
-        + f": the server's challenge there (frame {response_frame(challenge.step)}) was "
+        + f": the server's challenge there (frame {words.response(challenge.step)}) was "
         f"followed by {how}"
         + (
             f", and the next leg went out on a new upstream connection "
-            f"{later[0].timeline.connection.id} (request at frame {request_frame(later[0].step)})"
+            f"{later[0].timeline.connection.id} (request at frame {words.request(later[0].step)})"
             if later
             else ""
         )
@@ -229,13 +239,19 @@ def _closed_by_proxy(
         "with client affinity, or pass TCP through. Or make Kerberos work, which needs no "
         "connection-based handshake.",
         [*legs, *fronts],
-        extra_frames=[connection.close_frame] if connection.close_frame else [],
         fields=[("closed_by", "proxy")],
         iis=challenge.step.iis if challenge.step.exchange.response is not None else None,
+        words=_closing(words, connection),
     )
 
 
-def _close_reason(located: Located) -> str:
+def _closing(words: Words, connection: HttpConnection) -> Words:
+    """Cite the FIN or RST that ended the connection, named or not."""
+    words.close(connection)
+    return words
+
+
+def _close_reason(located: Located, words: Words) -> str:
     response = located.step.exchange.response
     connection = located.timeline.connection
     if response is not None and "close" in (response.header("Connection") or "").lower():
@@ -243,10 +259,10 @@ def _close_reason(located: Located) -> str:
     if response is not None and response.version == "HTTP/1.0":
         return "an HTTP/1.0 response that ends the connection"
     if connection.close_reason is CloseReason.RST:
-        return f"a reset (RST) at frame {connection.close_frame}"
+        return f"a reset (RST) at frame {words.close(connection)}"
     by = _CLOSED_BY.get(connection.closed_by, "")
     source = f" from {by}" if by else ""
-    return f"the connection closing (FIN{source}) at frame {connection.close_frame}"
+    return f"the connection closing (FIN{source}) at frame {words.close(connection)}"
 
 
 def _closes(located: Located) -> bool:
@@ -289,21 +305,22 @@ def shared_authenticated_connection(ctx: RuleContext) -> Iterator[Finding]:
         if authenticated_by is not None and len(origins) > 1:
             others = [loc for key, loc in origins.items() if loc is not authenticated_by]
             user = user_of(authenticated_by.step) or "the first user"
-            clients = ", ".join(sorted(origins))
             first_client = ctx.client_of(authenticated_by)
             other_clients = ", ".join(sorted(k for k in origins if k != first_client))
             fronts = [ctx.locate(ref) for o in others if (ref := ctx.view.fronts.get(o.ref))]
+            words = ctx.words()
+            accepted = _accepted(authenticated_by, words)
             yield make_finding(
                 shared_authenticated_connection,
                 "One authenticated connection carries several clients' requests",
                 f"Connection {timeline.connection.id} was authenticated as {user} for "
-                f"{first_client} ({_accepted(authenticated_by)}) and then carried requests of "
+                f"{first_client} ({accepted}) and then carried requests of "
                 f"other clients ({other_clients}; the first at frame "
-                f"{request_frame(others[0].step)}) that the server answered without asking them "
+                f"{words.request(others[0].step)}) that the server answered without asking them "
                 "to authenticate: they ran as the first user."
                 + (
                     f" The proxy relayed them from the clients' own connections to it (request "
-                    f"at frame {request_frame(fronts[0].step)} on connection "
+                    f"at frame {words.request(fronts[0].step)} on connection "
                     f"{fronts[0].timeline.connection.id})."
                     if fronts
                     else ""
@@ -314,7 +331,14 @@ def shared_authenticated_connection(ctx: RuleContext) -> Iterator[Finding]:
                 "or make the server authenticate every request (Kerberos with "
                 "authPersistNonNTLM=false / Persistent-Auth: false, or authPersistSingleRequest).",
                 [authenticated_by, *others, *fronts],
-                fields=[("user", user), ("clients", clients)],
+                # clients: the others, whose requests ran as `user`;
+                # authenticated_client: the one whose credentials those were.
+                fields=[
+                    ("user", user),
+                    ("authenticated_client", first_client),
+                    ("clients", other_clients),
+                ],
+                words=words,
             )
 
 
@@ -349,12 +373,13 @@ def auth_lost_on_new_connection(ctx: RuleContext) -> Iterator[Finding]:
             or step.outcome is not Outcome.FAILURE
         ):
             continue
+        words = ctx.words()
         yield make_finding(
             auth_lost_on_new_connection,
             "Request without credentials on a new connection after authenticating another",
             f"The client authenticated connection {earlier.timeline.connection.id} "
-            f"({_accepted(earlier)}), then sent a request without credentials on connection "
-            f"{located.timeline.connection.id} (request at frame {request_frame(located.step)}), "
+            f"({_accepted(earlier, words)}), then sent a request without credentials on connection "
+            f"{located.timeline.connection.id} (request at frame {words.request(located.step)}), "
             "got 401 and did not "
             "authenticate again. It (or a proxy in between) assumed the request would travel on "
             "the authenticated connection.",
@@ -363,6 +388,7 @@ def auth_lost_on_new_connection(ctx: RuleContext) -> Iterator[Finding]:
             "site; clients: enable re-authentication / pre-authentication).",
             [earlier, located],
             iis=step.iis,
+            words=words,
         )
         del authenticated[key]
 
@@ -380,11 +406,12 @@ def reauth_on_authenticated_connection(ctx: RuleContext) -> Iterator[Finding]:
         if step.leg is not Leg.REAUTH_CHALLENGED:
             continue
         via = step.exchange.request.header("Via") if step.exchange.request else None
+        words = ctx.words()
         yield make_finding(
             reauth_on_authenticated_connection,
             "401 on a connection that had already authenticated",
             f"Connection {located.timeline.connection.id} had completed authentication, yet the "
-            f"request at frame {request_frame(located.step)} was answered 401"
+            f"request at frame {words.request(located.step)} was answered 401"
             + (f" (it came through a proxy: Via {via})." if via else ".")
             + " Either the server authenticates every request (Persistent-Auth not honoured, "
             "authPersistSingleRequest) or something in the middle changed the connection under "
@@ -393,14 +420,15 @@ def reauth_on_authenticated_connection(ctx: RuleContext) -> Iterator[Finding]:
             "proxy or load balancer that moves requests between upstream connections.",
             [located],
             iis=step.iis,
+            words=words,
         )
 
 
-def _accepted(located: Located) -> str:
+def _accepted(located: Located, words: Words) -> str:
     """Where a connection's authentication completed, as cited in explanations."""
     return (
-        f"credentials at frame {request_frame(located.step)}, accepted at frame "
-        f"{response_frame(located.step)}"
+        f"credentials at frame {words.request(located.step)}, accepted at frame "
+        f"{words.response(located.step)}"
     )
 
 
