@@ -214,3 +214,17 @@ def test_ladders_by_default_only_for_connections_a_finding_names() -> None:
     for none in (run("analyze", "--ladders", "none", SPLIT), run("analyze", "--no-ladders", SPLIT)):
         assert "Connection 0 " not in none.output and none.exit_code == 1
     assert run("analyze", "--ladders", "some", SPLIT).exit_code == 2
+
+
+def test_connections_names_frames_of_a_separate_stream_by_file_as_analyze_does() -> None:
+    """issue 11 (b): the second capture overlaps the first, so its frames are
+    named by file in `connections` as in `analyze` (the first stream, printed
+    before the overlap is known, keeps the numbers that are its file's own)."""
+    paths = [HEALTHY, str(CAPTURES / "scenarios" / "ntlm-logon-failed.pcap")]
+    listed = run("connections", *paths)
+    analyzed = run("analyze", *paths)
+    assert "ntlm-logon-failed.pcap#12 GET /" in listed.output
+    assert "frames ntlm-logon-failed.pcap#1-17" in listed.output
+    assert "#27" not in listed.output  # no stream-wide number for the second file
+    assert "ntlm-logon-failed.pcap#12 GET /" in analyzed.output
+    assert "  #4 GET / -> 401 #6" in listed.output

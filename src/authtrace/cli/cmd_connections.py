@@ -77,7 +77,7 @@ def connections_command(
                     + json.dumps(connection_json(connection, show_secrets))
                 )
             else:
-                out.write(connection_text(connection) + "\n")
+                out.write(connection_text(connection, pipeline.frame_name) + "\n")
             first = False
     except CaptureError as error:
         fail(str(error))

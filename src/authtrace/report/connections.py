@@ -8,6 +8,7 @@ of the judging layers as_json imports."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from authtrace.auth.render import describe_step, step_to_dict
@@ -51,11 +52,19 @@ def exchange_steps(exchange: Exchange) -> tuple[list[AuthStep], list[AuthStep]]:
     return credentials, challenges
 
 
-def connection_text(connection: HttpConnection) -> str:
+def _hash(number: int) -> str:
+    return f"#{number}"
+
+
+def connection_text(connection: HttpConnection, name: Callable[[int], str] = _hash) -> str:
+    """name: how a frame is written ("#12", or "capture.pcap#12" when the
+    captures are separate streams: Pipeline.frame_name), as `analyze` writes it."""
     closing = connection.close_reason.value.replace("_", " ")
+    first = name(connection.first_frame).removeprefix("#")
+    last = name(connection.last_frame).rpartition("#")[2]
     lines = [
         f"connection {connection.id}: {connection.client} -> {connection.server}  "
-        f"frames {connection.first_frame}-{connection.last_frame}, "
+        f"frames {first}-{last}, "
         f"{len(connection.exchanges)} exchange(s), {closing}"
         + (f", {sum(g.length for g in connection.gaps)} bytes missing" if connection.gaps else "")
     ]
@@ -65,15 +74,15 @@ def connection_text(connection: HttpConnection) -> str:
         if bindings:
             lines.append("  " + bindings)
     for exchange in connection.exchanges:
-        lines.append("  " + exchange_line(exchange))
+        lines.append("  " + exchange_line(exchange, name))
     return visible_lines(lines)
 
 
-def exchange_line(exchange: Exchange) -> str:
+def exchange_line(exchange: Exchange, name: Callable[[int], str] = _hash) -> str:
     request, response = exchange.request, exchange.response
     credentials, challenges = exchange_steps(exchange)
     left = (
-        f"#{request.shown_frame} {request.method} {_short(request.uri)}"
+        f"{name(request.shown_frame)} {request.method} {_short(request.uri)}"
         if request is not None
         else "#? (request not captured)"
     )
@@ -82,7 +91,7 @@ def exchange_line(exchange: Exchange) -> str:
     if response is None:
         right = "(no response)" if exchange.pairing is not Pairing.RESPONSE_LOST else LOST_TEXT
     else:
-        right = f"{response.status} #{response.shown_frame}"
+        right = f"{response.status} {name(response.shown_frame)}"
         if challenges:
             right += "  [" + "; ".join(describe_step(s) for s in challenges) + "]"
     return f"{left} -> {right}{pairing_note(exchange)}"
