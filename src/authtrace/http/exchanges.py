@@ -23,7 +23,7 @@ import enum
 import re
 from dataclasses import dataclass
 
-from authtrace.anomalies import Anomaly
+from authtrace.anomalies import Anomaly, AnomalyKind
 from authtrace.http.messages import Exchange, HttpRequest, HttpResponse, Pairing, make_exchange
 from authtrace.http.parser import HttpParser, MessageComplete, ParserEvent, RequestHead, Role
 from authtrace.strict import internal_error
@@ -197,7 +197,7 @@ class HttpConnectionTracker:
             internal_error(error)
             self.anomalies.append(
                 Anomaly(
-                    "http-internal-error",
+                    AnomalyKind.HTTP_INTERNAL_ERROR,
                     f"event skipped: {error!r}",
                     getattr(event, "frame", None),
                     self.connection,
@@ -225,7 +225,12 @@ class HttpConnectionTracker:
         except Exception as error:
             internal_error(error)
             self.anomalies.append(
-                Anomaly("http-internal-error", f"close failed: {error!r}", frame, self.connection)
+                Anomaly(
+                    AnomalyKind.HTTP_INTERNAL_ERROR,
+                    f"close failed: {error!r}",
+                    frame,
+                    self.connection,
+                )
             )
         self._closed = True
         self._early = []
@@ -312,7 +317,7 @@ class HttpConnectionTracker:
         if swapped:
             self.anomalies.append(
                 Anomaly(
-                    "http-roles-swapped",
+                    AnomalyKind.HTTP_ROLES_SWAPPED,
                     "the side taken for the client sends responses: roles swapped",
                     self._frame or None,
                     self.connection,

@@ -18,7 +18,7 @@ from authtrace.tls.model import TlsFacts
 # A DNS name is at most 253 characters; with "[" IPv6 "]" and ":port" a
 # little more.
 MAX_HOST = 270
-_HOST = re.compile(r"[^ \t\r\n]{1,%d}" % MAX_HOST)
+_HOST = re.compile(rf"[^ \t\r\n]{{1,{MAX_HOST}}}")
 
 
 @dataclass(frozen=True, slots=True)

@@ -299,7 +299,7 @@ class HttpParser:
             self._run(data)
         except Exception as error:  # garbage must never escape the parser
             internal_error(error)
-            self._anomaly("http-parser-error", f"parser reset after {error!r}")
+            self._anomaly(AnomalyKind.HTTP_PARSER_ERROR, f"parser reset after {error!r}")
             self._buf.clear()
             self._reset_message()
             self._state = _State.RESYNC
@@ -390,7 +390,7 @@ class HttpParser:
         events, self._events = self._events, []
         return events
 
-    def _anomaly(self, kind: str, message: str) -> None:
+    def _anomaly(self, kind: AnomalyKind, message: str) -> None:
         if len(self.anomalies) < 1000:
             self.anomalies.append(Anomaly(kind, message, self._frame, self.connection))
 
@@ -496,7 +496,7 @@ class HttpParser:
         if match is None:
             if len(buf) > MAX_HEAD:
                 self._anomaly(
-                    "http-header-too-large",
+                    AnomalyKind.HTTP_HEADER_TOO_LARGE,
                     f"{self.role.value} header block larger than {MAX_HEAD} bytes",
                 )
                 block = bytes(buf[:MAX_HEAD])
@@ -527,7 +527,7 @@ class HttpParser:
         self._head_bytes = size
         if size > MAX_HEAD:
             self._anomaly(
-                "http-header-too-large",
+                AnomalyKind.HTTP_HEADER_TOO_LARGE,
                 f"{self.role.value} header block of {size} bytes (over {MAX_HEAD})",
             )
             block = data[start : start + MAX_HEAD]
@@ -554,7 +554,7 @@ class HttpParser:
                 cut.feed(data[pos:] if pos else data)
             if self._head_bytes > MAX_OVERSIZED_HEAD:
                 self._anomaly(
-                    "http-resync",
+                    AnomalyKind.HTTP_RESYNC,
                     f"{self.role.value} header block never ended after {self._head_bytes} "
                     "bytes; its first lines are kept, the next message is searched for",
                 )
@@ -595,7 +595,9 @@ class HttpParser:
         return _REQUEST_PREFIX.match(prefix) is not None
 
     def _garbage_start(self) -> None:
-        self._anomaly("http-garbage", f"bytes that do not start an HTTP {self.role.value}")
+        self._anomaly(
+            AnomalyKind.HTTP_GARBAGE, f"bytes that do not start an HTTP {self.role.value}"
+        )
         self._bad_start(bytes(self._buf))
 
     def _bad_start(self, data: bytes) -> None:
@@ -616,14 +618,14 @@ class HttpParser:
         if self.role is Role.REQUEST:
             match = _REQUEST_LINE_TEXT.match(start)
             if match is None:
-                self._anomaly("http-bad-start-line", "request line not understood")
+                self._anomaly(AnomalyKind.HTTP_BAD_START_LINE, "request line not understood")
                 return False
             method, target, version = match.groups()
             self._start_line = (method, target, version)
         else:
             match = _STATUS_LINE_TEXT.match(start)
             if match is None:
-                self._anomaly("http-bad-start-line", "status line not understood")
+                self._anomaly(AnomalyKind.HTTP_BAD_START_LINE, "status line not understood")
                 return False
             version, status, reason = match.groups()
             self._start_line = (version, status, reason or "")
@@ -647,7 +649,7 @@ class HttpParser:
                     elif lowered == "transfer-encoding":
                         codings[-1] = folded
                     continue
-                self._anomaly("http-bad-header", "folded line before any header")
+                self._anomaly(AnomalyKind.HTTP_BAD_HEADER, "folded line before any header")
                 continue
             header = _SEEN_HEADERS.get(line)
             if header is not None:
@@ -657,7 +659,9 @@ class HttpParser:
             else:
                 name, colon, value = line.partition(":")
                 if not colon or not name:
-                    self._anomaly("http-bad-header", "header line without a name and colon")
+                    self._anomaly(
+                        AnomalyKind.HTTP_BAD_HEADER, "header line without a name and colon"
+                    )
                     continue
                 name = name.rstrip(" \t")
                 value = value.strip(" \t")
@@ -738,7 +742,7 @@ class HttpParser:
                 self._state = _State.CHUNK_SIZE
                 return
             # RFC 9112 section 6.3 (item 4): a request body it cannot frame.
-            self._anomaly("http-bad-framing", "request Transfer-Encoding is not chunked")
+            self._anomaly(AnomalyKind.HTTP_BAD_FRAMING, "request Transfer-Encoding is not chunked")
             self._finish_current(complete=False)
             self._state = _State.RESYNC
             return
@@ -764,11 +768,13 @@ class HttpParser:
         # RFC 9110 section 8.6: a list of identical values is one value.
         parts = {p.strip() for v in values for p in v.split(",")}
         if len(parts) != 1:
-            self._anomaly("http-bad-framing", "conflicting Content-Length values")
+            self._anomaly(AnomalyKind.HTTP_BAD_FRAMING, "conflicting Content-Length values")
             return None
         text = parts.pop()
         if not _DIGITS.fullmatch(text):
-            self._anomaly("http-bad-framing", f"Content-Length {text[:20]!r} is not a number")
+            self._anomaly(
+                AnomalyKind.HTTP_BAD_FRAMING, f"Content-Length {text[:20]!r} is not a number"
+            )
             return None
         return int(text)
 
@@ -883,7 +889,7 @@ class HttpParser:
         self._state = _State.TUNNEL
 
     def _bad_chunking(self, reason: str) -> None:
-        self._anomaly("http-bad-chunk", reason)
+        self._anomaly(AnomalyKind.HTTP_BAD_CHUNK, reason)
         self._finish_current(complete=False)
         self._buf.clear()
         self._state = _State.RESYNC
@@ -960,7 +966,9 @@ class HttpParser:
         if self._skipped_after_gap is not None:
             self._skipped_after_gap += skipped
         # Reported even when nothing was skipped: a gap may have eaten whole messages.
-        self._anomaly("http-resync", f"skipped {skipped} bytes to the next {self.role.value}")
+        self._anomaly(
+            AnomalyKind.HTTP_RESYNC, f"skipped {skipped} bytes to the next {self.role.value}"
+        )
         self._state = _State.START
         # The caller's position moves past all of `data`; the rest is parsed next.
         self._pending = window[match.start() :]

@@ -12,13 +12,13 @@ from __future__ import annotations
 from typing import Any
 
 from authtrace.iis.codes import (
-    status_code,
     Explanation,
     NtlmFlagsExplanation,
     StatusCode,
     TripleExplanation,
     Verdict,
     Win32Code,
+    status_code,
 )
 from authtrace.iis.w3c import ClientUrl, Count, LogSummary, ParseReport, TripleGroup
 from authtrace.kerberos.errors import KerberosError

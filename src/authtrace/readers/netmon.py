@@ -19,7 +19,7 @@ import struct
 from collections.abc import Iterator
 from typing import BinaryIO
 
-from authtrace.anomalies import Anomaly
+from authtrace.anomalies import Anomaly, AnomalyKind
 from authtrace.readers.base import Frame, make_frame
 from authtrace.readers.linktypes import LINKTYPE_ETHERNET, LINKTYPE_NETMON_MEDIA
 from authtrace.readers.pcap import MAX_RECORD
@@ -129,7 +129,7 @@ def frames(
             if rel + header_size > len(buf):
                 anomalies.append(
                     Anomaly(
-                        "capture-truncated",
+                        AnomalyKind.CAPTURE_TRUNCATED,
                         f"{label}: frame {number + 1} lies beyond the end of the file",
                         number + 1,
                     )
@@ -139,7 +139,7 @@ def frames(
             if captured > MAX_RECORD:
                 anomalies.append(
                     Anomaly(
-                        "capture-corrupt",
+                        AnomalyKind.CAPTURE_CORRUPT,
                         f"{label}: frame {number + 1} claims {captured} bytes; reading stopped",
                         number + 1,
                     )
@@ -153,7 +153,7 @@ def frames(
                 if need > len(buf):
                     anomalies.append(
                         Anomaly(
-                            "capture-truncated",
+                            AnomalyKind.CAPTURE_TRUNCATED,
                             f"{label}: file ends inside frame {number + 1}",
                             number + 1,
                         )
@@ -176,5 +176,5 @@ def frames(
     except Exception as exc:  # noqa: BLE001 - a reader never raises after the header
         internal_error(exc)
         anomalies.append(
-            Anomaly("capture-corrupt", f"{label}: reading stopped: {exc!r}", number + 1)
+            Anomaly(AnomalyKind.CAPTURE_CORRUPT, f"{label}: reading stopped: {exc!r}", number + 1)
         )

@@ -15,7 +15,7 @@ from __future__ import annotations
 import struct
 from collections.abc import Iterator
 
-from authtrace.anomalies import Anomaly
+from authtrace.anomalies import Anomaly, AnomalyKind
 from authtrace.readers.base import Frame, RecordLayout, Tally, WalkerFor, make_frame
 from authtrace.readers.source import CHUNK, Input
 from authtrace.strict import internal_error
@@ -107,7 +107,7 @@ def frames(
             if captured > MAX_RECORD:
                 anomalies.append(
                     Anomaly(
-                        "capture-corrupt",
+                        AnomalyKind.CAPTURE_CORRUPT,
                         f"{label}: record {number + 1} claims {captured} bytes "
                         f"(more than {MAX_RECORD}); reading stopped",
                         number + 1,
@@ -131,7 +131,7 @@ def frames(
     except Exception as exc:  # noqa: BLE001 - a reader never raises after the header
         internal_error(exc)
         anomalies.append(
-            Anomaly("capture-corrupt", f"{label}: reading stopped: {exc!r}", number + 1)
+            Anomaly(AnomalyKind.CAPTURE_CORRUPT, f"{label}: reading stopped: {exc!r}", number + 1)
         )
     finally:
         if tally is not None:
@@ -147,7 +147,7 @@ def report_end(
     elif leftover:
         anomalies.append(
             Anomaly(
-                "capture-truncated",
+                AnomalyKind.CAPTURE_TRUNCATED,
                 f"{label}: file ends inside record {number + 1} "
                 f"({leftover} bytes of it present); earlier frames were read",
                 number + 1,

@@ -23,7 +23,7 @@ from __future__ import annotations
 import struct
 from collections.abc import Iterator
 
-from authtrace.anomalies import Anomaly
+from authtrace.anomalies import Anomaly, AnomalyKind
 from authtrace.readers.base import BlockLayout, Frame, Tally, Walker, WalkerFor, make_frame
 from authtrace.readers.linktypes import LINKTYPE_PCAPNG_CUSTOM, LINKTYPE_SYSTEMD_JOURNAL
 from authtrace.readers.pcap import MAX_RECORD, report_end
@@ -194,7 +194,7 @@ def frames(
                 if block_type == _DSB:
                     anomalies.append(
                         Anomaly(
-                            "tls-secrets-too-large",
+                            AnomalyKind.TLS_SECRETS_TOO_LARGE,
                             f"{label}: a decryption secrets block of {length} bytes after frame "
                             f"{number} was skipped (give its key log with --tls-keylog instead)",
                             number + 1,
@@ -314,7 +314,7 @@ def frames(
 def _stop(anomalies: list[Anomaly], label: str, number: int, reason: str) -> None:
     anomalies.append(
         Anomaly(
-            "capture-corrupt",
+            AnomalyKind.CAPTURE_CORRUPT,
             f"{label}: {reason} after frame {number}; reading stopped",
             number + 1,
         )

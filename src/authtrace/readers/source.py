@@ -18,7 +18,7 @@ import tempfile
 import zlib
 from typing import BinaryIO
 
-from authtrace.anomalies import Anomaly
+from authtrace.anomalies import Anomaly, AnomalyKind
 
 # Read size. Large enough that the per-record cost is parsing alone, small
 # enough that each read's fresh buffer (and the join with the previous
@@ -48,9 +48,11 @@ class Input:
         except EOFError as exc:
             # gzip: the compressed stream stops before its end marker, i.e. the
             # file was copied while it was still being written.
-            self.error = Anomaly("capture-truncated", f"compressed data ends early: {exc}")
+            self.error = Anomaly(
+                AnomalyKind.CAPTURE_TRUNCATED, f"compressed data ends early: {exc}"
+            )
         except (OSError, zlib.error, ValueError) as exc:
-            self.error = Anomaly("capture-corrupt", f"cannot read further: {exc}")
+            self.error = Anomaly(AnomalyKind.CAPTURE_CORRUPT, f"cannot read further: {exc}")
         return b""
 
     def close(self) -> None:

@@ -38,7 +38,9 @@ def exchange_steps(exchange: Exchange) -> tuple[list[AuthStep], list[AuthStep]]:
         for cut in exchange.request.cut_headers:
             if cut.name.lower() in _CREDENTIALS:
                 credentials.append(
-                    step_not_kept(cut.name, StepKind.CREDENTIALS, cut.first_word, cut.size, cut.whole)
+                    step_not_kept(
+                        cut.name, StepKind.CREDENTIALS, cut.first_word, cut.size, cut.whole
+                    )
                 )
     if exchange.response is not None:
         for header in exchange.response.headers:
@@ -201,7 +203,6 @@ def _cut_to_dict(message: HttpRequest | HttpResponse) -> dict[str, Any]:
         "head_cut": True,
         "header_bytes": message.header_bytes,
         "cut_headers": [
-            {"name": cut.name, "bytes": cut.size, "whole": cut.whole}
-            for cut in message.cut_headers
+            {"name": cut.name, "bytes": cut.size, "whole": cut.whole} for cut in message.cut_headers
         ],
     }

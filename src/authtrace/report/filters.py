@@ -72,7 +72,7 @@ def choices(report: Report) -> Choices:
         connection = timeline.connection
         server = str(connection.server)
         named = {host_of(step, connection) for step in timeline.steps} - {server}
-        for name in sorted(named) or [None]:
+        for name in sorted(named) or [""]:
             hosts.setdefault(f"{name} ({server})" if name else server)
         clients.setdefault(connection.client.ip)
     return Choices(tuple(hosts), tuple(clients))

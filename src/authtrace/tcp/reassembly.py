@@ -23,7 +23,7 @@ from __future__ import annotations
 
 from collections import OrderedDict
 
-from authtrace.anomalies import Anomaly
+from authtrace.anomalies import Anomaly, AnomalyKind
 from authtrace.net.packets import ACK, FIN, RST, SYN, TcpSegment
 from authtrace.strict import internal_error
 from authtrace.tcp.events import (
@@ -207,7 +207,9 @@ class TcpReassembler:
         except Exception as error:  # hostile input must never escape this layer
             internal_error(error)
             self.anomalies.append(
-                Anomaly("tcp-internal-error", f"segment skipped: {error!r}", segment.frame)
+                Anomaly(
+                    AnomalyKind.TCP_INTERNAL_ERROR, f"segment skipped: {error!r}", segment.frame
+                )
             )
         return events
 
@@ -227,7 +229,9 @@ class TcpReassembler:
             except Exception as error:
                 internal_error(error)
                 self.anomalies.append(
-                    Anomaly("tcp-internal-error", f"close failed: {error!r}", None, conn.id)
+                    Anomaly(
+                        AnomalyKind.TCP_INTERNAL_ERROR, f"close failed: {error!r}", None, conn.id
+                    )
                 )
         self._live.clear()
         events.sort(key=_close_order)
@@ -373,7 +377,7 @@ class TcpReassembler:
             return conn
         self.anomalies.append(
             Anomaly(
-                "tcp-port-reused",
+                AnomalyKind.TCP_PORT_REUSED,
                 "a new SYN reused the 4-tuple of a connection that was still open",
                 seg.frame,
                 conn.id,
@@ -567,7 +571,7 @@ class TcpReassembler:
             return  # a capture full of loss must not grow this list without bound
         self.anomalies.append(
             Anomaly(
-                "tcp-gap",
+                AnomalyKind.TCP_GAP,
                 f"{length} bytes {direction.value} were not captured",
                 frame,
                 conn.id,

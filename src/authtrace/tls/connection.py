@@ -37,7 +37,7 @@ from collections.abc import Callable
 from types import ModuleType
 from typing import TYPE_CHECKING
 
-from authtrace.anomalies import Anomaly
+from authtrace.anomalies import Anomaly, AnomalyKind
 from authtrace.tcp.events import (
     SKIP_ALL,
     Direction,
@@ -281,7 +281,7 @@ class TlsConnection:
             side.lost = True
             later = "its later records cannot be framed"
         self._anomaly(
-            "tls-gap",
+            AnomalyKind.TLS_GAP,
             f"{event.length} bytes of the {self._role(event.direction)}'s TLS stream were not "
             f"captured: {later} (what it held is not seen, not necessarily not sent)",
             event.frame,
@@ -317,7 +317,7 @@ class TlsConnection:
                     side.lost_bytes = 0
                     side.start_frame = event.frame
                     self._anomaly(
-                        "tls-resynchronised",
+                        AnomalyKind.TLS_RESYNCHRONISED,
                         f"the {self._role(event.direction)}'s TLS records were found again after "
                         f"the gap: {lost_records} record(s) were lost in it",
                         event.frame,
@@ -335,7 +335,7 @@ class TlsConnection:
         side = self._sides[event.direction]
         if side.buffer and not side.lost:
             self._anomaly(
-                "tls-record-truncated",
+                AnomalyKind.TLS_RECORD_TRUNCATED,
                 f"the {self._role(event.direction)}'s last TLS record is cut "
                 f"({len(side.buffer)} bytes of it captured)",
                 event.frame,
@@ -355,7 +355,7 @@ class TlsConnection:
         side.lost = True
         side.buffer.clear()
         self._anomaly(
-            "tls-record-malformed",
+            AnomalyKind.TLS_RECORD_MALFORMED,
             f"the {self._role(direction)}'s TLS stream holds {what}: the rest of that "
             "direction cannot be read",
             event.frame,
@@ -440,7 +440,7 @@ class TlsConnection:
             self._handshake_bytes(direction, side, plain, event)
         elif inner_type == ALERT and len(plain) >= 2 and plain[0] == 2:
             self._anomaly(
-                "tls-alert",
+                AnomalyKind.TLS_ALERT,
                 f"the {self._role(direction)} sent a fatal TLS alert ({plain[1]})",
                 event.frame,
             )
@@ -479,7 +479,7 @@ class TlsConnection:
         side.failed += 1
         if side.failed == 1:
             self._anomaly(
-                "tls-record-undecryptable",
+                AnomalyKind.TLS_RECORD_UNDECRYPTABLE,
                 f"a TLS record from the {self._role(direction)} did not decrypt ({reason}); "
                 "its content is not seen (later failures on this direction are counted in "
                 "the connection's TLS facts)",
@@ -498,13 +498,13 @@ class TlsConnection:
             messages = hs.split_messages(side.handshake)
         except hs.HandshakeError as error:
             side.handshake.clear()
-            self._anomaly("tls-handshake-malformed", str(error), event.frame)
+            self._anomaly(AnomalyKind.TLS_HANDSHAKE_MALFORMED, str(error), event.frame)
             return
         for message in messages:
             try:
                 self._message(direction, side, message)
             except hs.HandshakeError as error:
-                self._anomaly("tls-handshake-malformed", str(error), event.frame)
+                self._anomaly(AnomalyKind.TLS_HANDSHAKE_MALFORMED, str(error), event.frame)
 
     def _message(self, direction: Direction, side: _Side, message: hs.Message) -> None:
         kind = message.type
@@ -558,7 +558,7 @@ class TlsConnection:
         if suite is None or server.version < 0x0301 or suite.tls13 != (server.version == hs.TLS13):
             self._status = KeyStatus.UNSUPPORTED
             self._anomaly(
-                "tls-unsupported",
+                AnomalyKind.TLS_UNSUPPORTED,
                 f"{version_name(server.version)} with {suite_name(server.cipher_suite)}: "
                 "authtrace cannot decrypt this connection",
             )
@@ -627,7 +627,7 @@ class TlsConnection:
     def _missing(self, hello: hs.ClientHello, labels: str, what: str = "this connection") -> None:
         self._status = KeyStatus.KEY_MISSING
         self._anomaly(
-            "tls-key-missing",
+            AnomalyKind.TLS_KEY_MISSING,
             f"the key log has no {labels} line for client random {hello.random.hex()[:16]}…: "
             f"{what} stays encrypted (not seen)",
         )
@@ -662,7 +662,7 @@ class TlsConnection:
     def _hole(self, direction: Direction, length: int, frame: int, timestamp: float) -> StreamGap:
         return StreamGap(self.connection, direction, length, frame, timestamp)
 
-    def _anomaly(self, kind: str, message: str, frame: int | None = None) -> None:
+    def _anomaly(self, kind: AnomalyKind, message: str, frame: int | None = None) -> None:
         self.anomalies.append(Anomaly(kind, message, frame, self.connection))
 
 
