@@ -331,7 +331,8 @@ def channel_binding_other_certificate(ctx: RuleContext) -> Iterator[Finding]:
     owners = _certificate_owners(ctx) if found else {}
     for located in found:
         refused = located.step.leg is Leg.NTLM_REJECTED
-        frame = request_frame(located.step)
+        words = ctx.words()
+        frame = words.request(located)
         name = located.timeline.connection.tls
         sni = f" ({name.server_name})" if name is not None and name.server_name else ""
         message = _authenticate(located)
@@ -366,6 +367,7 @@ def channel_binding_other_certificate(ctx: RuleContext) -> Iterator[Finding]:
             else "Turn on Extended Protection (tokenChecking Require) once clients reach the "
             "server without TLS inspection in between, or use Kerberos.",
             [located],
+            words=words,
             severity=None if refused else Severity.WARNING,
             fields=[("user", user_of(located.step) or "?"), ("binding", "other_certificate")],
             iis=located.step.iis,
