@@ -12,6 +12,7 @@ scripts/captures/scenario_tokens.py (the scenario captures' own factories).
 from __future__ import annotations
 
 import base64
+import dataclasses
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,7 +22,15 @@ from authtrace.diagnose.context import RuleContext
 from authtrace.diagnose.finding import Finding
 from authtrace.handshake.links import link
 from authtrace.handshake.timeline import build_timeline
-from authtrace.http.messages import Exchange, Header, HttpConnection, HttpRequest, HttpResponse
+from authtrace.http.messages import (
+    Exchange,
+    GapMark,
+    Header,
+    HttpConnection,
+    HttpRequest,
+    HttpResponse,
+    Pairing,
+)
 from authtrace.kerberos.kdc import KdcConnectAttempt, KdcExchange
 from authtrace.tcp.events import CloseReason, Direction, Endpoint
 from authtrace.tls.model import TlsFacts
@@ -82,6 +91,15 @@ class Conn:
     close_frame: int = 0
     syn_seen: bool = True
     tls: TlsFacts | None = None  # the TLS the connection's HTTP was decrypted from
+    gaps: list[GapMark] = field(default_factory=list)
+
+    def unsure(self) -> None:
+        """A gap just before the last exchange's response: its pairing is
+        uncertain (http/exchanges.py: the response may answer another request)."""
+        last = self.exchanges[-1]
+        assert last.response is not None
+        self.exchanges[-1] = dataclasses.replace(last, pairing=Pairing.UNCERTAIN)
+        self.gaps.append(GapMark(Direction.TO_CLIENT, 600, last.response.frame))
 
     def exchange(
         self,
@@ -193,7 +211,7 @@ class Conn:
             closed_by=self.closed_by,
             close_frame=self.close_frame,
             packets=len(self.exchanges) * 2,
-            gaps=(),
+            gaps=tuple(self.gaps),
             exchanges=tuple(self.exchanges),
             is_http=True,
             tls=self.tls,

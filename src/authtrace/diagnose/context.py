@@ -8,6 +8,7 @@ one of its citations, and the report never rewrites the words afterwards.
 
 from __future__ import annotations
 
+import copy
 import ipaddress
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
@@ -22,7 +23,7 @@ from authtrace.handshake.index import TimeIndex
 from authtrace.handshake.links import HandshakeView, StepRef, host_of, request_time
 from authtrace.handshake.model import AuthExchange, IisTriple, Realm, Sent
 from authtrace.handshake.timeline import ConnectionTimeline
-from authtrace.http.messages import GapMark, HttpConnection
+from authtrace.http.messages import GapMark, HttpConnection, Pairing
 from authtrace.iis.category import Category, CategoryEvidence, LoggedLine, Source, decide
 from authtrace.kerberos.kdc import KdcConnectAttempt, KdcExchange
 from authtrace.kerberos.messages import KerberosApReq
@@ -69,7 +70,12 @@ class RuleContext:
     # How the report writes a frame number: "12", or "capture.pcap#12" when
     # the captures were analysed as separate streams (Report.frame_name).
     frame_name: Callable[[int], str] = str
+    # True while a rule that judges answers runs (Rule.needs_pairing): steps()
+    # then leaves out exchanges whose pairing a gap made uncertain.
+    needs_pairing: bool = True
     _located: tuple[Located, ...] = field(init=False, repr=False, compare=False)
+    _sure: tuple[Located, ...] = field(init=False, repr=False, compare=False)
+    _unsure_heads: frozenset[tuple[int, int]] = field(init=False, repr=False, compare=False)
     _kdc_times: TimeIndex[tuple[int, KdcExchange]] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -79,6 +85,17 @@ class RuleContext:
             for position, step in enumerate(timeline.steps)
         )
         object.__setattr__(self, "_located", located)
+        sure = tuple(item for item in located if is_sure(item.step))
+        object.__setattr__(self, "_sure", sure if len(sure) != len(located) else located)
+        unsure = frozenset(
+            (exchange.connection, message.shown_frame)
+            for timeline in self.view.timelines
+            for exchange in timeline.connection.exchanges
+            if exchange.pairing is Pairing.UNCERTAIN
+            for message in (exchange.request, exchange.response)
+            if message is not None
+        )
+        object.__setattr__(self, "_unsure_heads", unsure)
         timed = [(n, k) for n, k in enumerate(self.kdc) if k.request_time is not None]
         entries = [(key, k.request_time, (n, k)) for n, k in timed for key in (None, k.client.ip)]
         object.__setattr__(self, "_kdc_times", TimeIndex(entries))  # type: ignore[arg-type]
@@ -87,10 +104,32 @@ class RuleContext:
         """A fresh set of citations for one finding's words."""
         return Words(self.frame_name)
 
+    def judging(self, needs_pairing: bool) -> RuleContext:
+        """This context as a rule sees it: one that judges answers
+        (needs_pairing) never gets a step whose pairing is uncertain."""
+        if needs_pairing is self.needs_pairing:
+            return self
+        other = copy.copy(self)
+        object.__setattr__(other, "needs_pairing", needs_pairing)
+        return other
+
     def steps(self, realm: Realm | None = None) -> Iterator[Located]:
+        """Every judged step in capture order; without those whose pairing is
+        uncertain (a gap may have hidden messages: the response may answer
+        another request, http/exchanges.py) while a rule that judges answers runs."""
+        located = self._sure if self.needs_pairing else self._located
         if realm is None:
-            return iter(self._located)
-        return (located for located in self._located if located.step.realm is realm)
+            return iter(located)
+        return (item for item in located if item.step.realm is realm)
+
+    def builds_on_uncertain_pairing(self, finding: Finding) -> bool:
+        """The finding cites a request or response of an exchange whose pairing
+        is uncertain: a rule that walked the timelines itself met one."""
+        return any(
+            (citation.connection, citation.frame) in self._unsure_heads
+            for citation in finding.citations
+            if citation.role in (Role.REQUEST, Role.RESPONSE)
+        )
 
     def locate(self, ref: StepRef) -> Located:
         timeline = self.view.by_id[ref.connection]
@@ -132,6 +171,11 @@ class RuleContext:
         order they were given."""
         found = self._kdc_times.between(client_ip, before - window, before + 5.0)
         return [exchange for _n, exchange in sorted(found, key=lambda item: item[0])]
+
+
+def is_sure(step: AuthExchange) -> bool:
+    """The step's response surely answers its request (not Pairing.UNCERTAIN)."""
+    return step.exchange.pairing is not Pairing.UNCERTAIN
 
 
 def _challenge_message(step: AuthExchange) -> str | None:

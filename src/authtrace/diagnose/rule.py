@@ -36,12 +36,16 @@ class Rule:
     severity: the most severe a finding of this rule can be (a rule may report
     less, e.g. a split handshake that still succeeded is a warning);
     meaning: one line for `authtrace rules` and the README;
-    check: reads a RuleContext, yields Findings (its docstring: the evidence)."""
+    check: reads a RuleContext, yields Findings (its docstring: the evidence);
+    needs_pairing: the check judges responses, so it must never build on an
+    exchange whose pairing is uncertain (False: it reads requests only, or
+    reports what the capture lacks)."""
 
     id: str
     severity: Severity
     meaning: str
     check: Check
+    needs_pairing: bool = True
 
     @property
     def family(self) -> str:
@@ -54,7 +58,14 @@ class Rule:
         return inspect.getdoc(self.check) or ""
 
     def __call__(self, context: RuleContext) -> Iterator[Finding]:
-        for finding in self.check(context):
+        """The check's findings. Uncertain pairing is a fact every rule
+        respects here, not in each check: a check that judges responses sees
+        no step whose pairing is uncertain (RuleContext.steps), and a finding
+        it built on one anyway (walking the timelines itself) is left out."""
+        judged = context.judging(self.needs_pairing)
+        for finding in self.check(judged):
+            if self.needs_pairing and context.builds_on_uncertain_pairing(finding):
+                continue
             if finding.rule != self.id:
                 raise RuleDeclarationError(
                     f"rule {self.id} yielded a finding with id {finding.rule!r}"
@@ -67,11 +78,13 @@ class Rule:
             yield finding
 
 
-def rule(rule_id: str, severity: Severity, meaning: str) -> Callable[[Check], Rule]:
+def rule(
+    rule_id: str, severity: Severity, meaning: str, *, needs_pairing: bool = True
+) -> Callable[[Check], Rule]:
     """Declare the decorated check as rule `rule_id`; the name it is bound to is
     the Rule, which the check passes to `make_finding` for its findings."""
 
     def declare(check: Check) -> Rule:
-        return Rule(rule_id, severity, meaning, check)
+        return Rule(rule_id, severity, meaning, check, needs_pairing)
 
     return declare

@@ -8,7 +8,7 @@ from collections import defaultdict
 from collections.abc import Iterator
 
 from authtrace.auth.steps import is_not_kept
-from authtrace.diagnose.context import Located, RuleContext, make_finding
+from authtrace.diagnose.context import Located, RuleContext, is_sure, make_finding
 from authtrace.diagnose.finding import Finding, Severity
 from authtrace.diagnose.rule import rule
 from authtrace.handshake.links import StepRef
@@ -27,6 +27,7 @@ _MIDWAY_LEGS = frozenset(
     "capture-incomplete",
     Severity.INFO,
     "gaps, one-sided traffic or a handshake cut by the capture",
+    needs_pairing=False,  # says what the capture lacks, uncertain pairings included
 )
 def capture_incomplete(ctx: RuleContext) -> Iterator[Finding]:
     """Needs a connection with authentication headers whose legs cannot be judged
@@ -100,6 +101,12 @@ def _missing(
     if connection.gaps:
         lost = sum(gap.length for gap in connection.gaps)
         problems.append(f"{lost} bytes were not captured ({len(connection.gaps)} gap(s))")
+    unsure = [loc for loc in located if not is_sure(loc.step)]
+    if unsure:
+        problems.append(
+            f"after a gap, {len(unsure)} answer(s) may belong to another request (pairing "
+            "uncertain), so no rule judged them"
+        )
     unanswered = [loc for loc in located if loc.step.exchange.response is None]
     if unanswered and connection.close_reason is CloseReason.END_OF_CAPTURE:
         problems.append("the capture ends before the server's answer")

@@ -25,6 +25,7 @@ from authtrace.handshake.timeline import largest_credentials_field, too_large_te
     "basic-over-cleartext",
     Severity.WARNING,
     "Basic credentials over unencrypted HTTP",
+    needs_pairing=False,  # the request alone exposes the password
 )
 def basic_over_cleartext(ctx: RuleContext) -> Iterator[Finding]:
     """Needs a request carrying Basic credentials (RFC 7617 section 4: the password

@@ -61,6 +61,7 @@ def _fallbacks(ctx: RuleContext) -> dict[tuple[str, str], list[Located]]:
     Severity.WARNING,
     "Negotiate carried NTLM where Kerberos was expected, with the cause (unknown SPN, host "
     "by IP, KDC unreachable, no KDC traffic)",
+    needs_pairing=False,  # the client's Negotiate header and the KDC traffic show it
 )
 def kerberos_fallback_to_ntlm(ctx: RuleContext) -> Iterator[Finding]:
     """Needs an `Authorization: Negotiate` header whose token decodes to NTLM. The

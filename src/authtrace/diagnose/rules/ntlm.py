@@ -13,6 +13,7 @@ from authtrace.diagnose.context import (
     Located,
     RuleContext,
     is_proxy,
+    is_sure,
     make_finding,
     party,
     user_of,
@@ -173,6 +174,7 @@ def repeated_logon_failures(ctx: RuleContext) -> Iterator[Finding]:
     "ntlmv1-response",
     Severity.WARNING,
     "NTLMv1 (24-byte) response, weak and refused where NTLMv2 is required",
+    needs_pairing=False,  # the AUTHENTICATE alone shows it; refusals counted if sure
 )
 def ntlmv1_response(ctx: RuleContext) -> Iterator[Finding]:
     """Needs a non-anonymous NTLM AUTHENTICATE whose NT response is 24 bytes
@@ -190,7 +192,7 @@ def ntlmv1_response(ctx: RuleContext) -> Iterator[Finding]:
         first = legs[0]
         message = _authenticate(first)
         assert message is not None
-        refused = [leg for leg in legs if leg.step.leg is Leg.NTLM_REJECTED]
+        refused = [leg for leg in legs if leg.step.leg is Leg.NTLM_REJECTED and is_sure(leg.step)]
         words = ctx.words()
         yield make_finding(
             ntlmv1_response,
@@ -215,7 +217,12 @@ def ntlmv1_response(ctx: RuleContext) -> Iterator[Finding]:
         )
 
 
-@rule("ntlm-anonymous", Severity.WARNING, "anonymous NTLM AUTHENTICATE")
+@rule(
+    "ntlm-anonymous",
+    Severity.WARNING,
+    "anonymous NTLM AUTHENTICATE",
+    needs_pairing=False,  # the AUTHENTICATE alone shows it
+)
 def ntlm_anonymous(ctx: RuleContext) -> Iterator[Finding]:
     """Needs an NTLM AUTHENTICATE that is anonymous (MS-NLMP 3.2.5.1.2: empty
     user and responses, or the anonymous flag)."""
