@@ -409,3 +409,10 @@ def party(located: Located, capital: bool = False) -> str:
     where = ", ".join(x for x in (str(located.timeline.connection.server), product) if x)
     named = f"the proxy {name} ({where})" if name else f"the proxy at {where}"
     return f"T{named[1:]}" if capital else named
+
+
+def proxy_fields(located: Located) -> list[tuple[str, str]]:
+    """[("proxy", its name, address and product)] for a proxy's step, else []."""
+    if not is_proxy(located):
+        return []
+    return [("proxy", party(located).removeprefix("the proxy ").removeprefix("at "))]

@@ -15,7 +15,10 @@ from authtrace.diagnose.context import (
     RuleContext,
     Words,
     is_ip_literal,
+    is_proxy,
     make_finding,
+    party,
+    proxy_fields,
     spn_of,
 )
 from authtrace.diagnose.finding import Finding, Severity
@@ -199,25 +202,46 @@ def kerberos_ticket_rejected(ctx: RuleContext) -> Iterator[Finding]:
             detail = f" The server's answer carries {error.name}: {error.meaning}."
             if code in TICKET_UNDECRYPTABLE_ERRORS:
                 detail += " The ticket was encrypted for a key the server does not have."
+        proxy = is_proxy(located)
+        who = party(located)
+        if proxy:
+            detail = detail.replace("The server's answer", "The proxy's answer").replace(
+                "the server does not have", "the proxy does not have"
+            )
         yield make_finding(
             kerberos_ticket_rejected,
-            "The server rejected the client's Kerberos ticket",
+            f"{'The proxy' if proxy else 'The server'} rejected the client's Kerberos ticket",
             f"The client presented a Kerberos ticket for {spn} (frame {words.request(step)})"
             + (f", issued by the KDC at frame {words.kdc_reply(issued[-1])}," if issued else "")
-            + " and the server answered 401 again without accepting it."
+            + f" and {who} answered {step.status} again without accepting it."
             + detail
-            + " The usual cause is that the SPN is registered on a different account than the "
-            "one the site runs as: a custom application-pool identity with kernel-mode "
-            "authentication off (or useAppPoolCredentials missing), a duplicate SPN, or a "
-            "service account whose password (key version) changed.",
-            f"Find the account holding the SPN (`setspn -Q {spn}`) and make the site run as it, "
-            "or move the SPN to the app-pool identity; with a custom identity and kernel-mode "
-            "authentication set useAppPoolCredentials=true; remove duplicates (`setspn -X`). "
-            "IIS logs 401.1 for this.",
+            + (
+                " The usual cause is that the proxy's keytab does not hold the current key of "
+                "the SPN the client asked for: the SPN is registered on another account than the "
+                "one the keytab was made for, or that account's password (key version) changed "
+                "since."
+                if proxy
+                else " The usual cause is that the SPN is registered on a different account "
+                "than the one the site runs as: a custom application-pool identity with "
+                "kernel-mode authentication off (or useAppPoolCredentials missing), a duplicate "
+                "SPN, or a service account whose password (key version) changed."
+            ),
+            (
+                f"On the proxy, check its keytab against the directory: `klist -k` lists the "
+                f"principals and key versions it holds (squid: the keytab negotiate_kerberos_auth "
+                f"reads, KRB5_KTNAME); find the account holding {spn} (`setspn -Q {spn}`) and "
+                "export a fresh keytab for it (ktpass / msktutil) after any password change; "
+                "remove duplicate SPNs (`setspn -X`)."
+                if proxy
+                else f"Find the account holding the SPN (`setspn -Q {spn}`) and make the site run "
+                "as it, or move the SPN to the app-pool identity; with a custom identity and "
+                "kernel-mode authentication set useAppPoolCredentials=true; remove duplicates "
+                "(`setspn -X`). IIS logs 401.1 for this."
+            ),
             [located],
             words=_with_kdc(words, issued[-1:]),
-            fields=fields,
-            iis=step.iis,
+            fields=fields + proxy_fields(located),
+            iis=None if proxy else step.iis,
         )
 
 
@@ -242,17 +266,20 @@ def kerberos_clock_skew(ctx: RuleContext) -> Iterator[Finding]:
         if _response_krb_error(located) != _SKEW or ctx.relayed(located):
             continue
         words = ctx.words()
+        proxy = is_proxy(located)
+        side = "proxy" if proxy else "server"
         yield make_finding(
             kerberos_clock_skew,
-            "Kerberos failed: client and server clocks differ too much",
-            f"The server answered the client's Kerberos ticket (frame "
+            f"Kerberos failed: client and {side} clocks differ too much",
+            f"{party(located, capital=True)} answered the client's Kerberos ticket (frame "
             f"{words.request(located)}) with KRB_AP_ERR_SKEW: the clocks of client and "
-            "server differ by more than the allowed skew (5 minutes by default).",
-            "Synchronise the clocks (w32tm /resync, NTP) of client, server and domain controllers.",
+            f"{side} differ by more than the allowed skew (5 minutes by default).",
+            f"Synchronise the clocks (w32tm /resync, NTP) of client, {side} and domain "
+            "controllers.",
             [located],
             words=words,
-            fields=[("krb_error", "KRB_AP_ERR_SKEW (37)")],
-            iis=CLOCK_SKEW_TRIPLE,
+            fields=[("krb_error", "KRB_AP_ERR_SKEW (37)"), *proxy_fields(located)],
+            iis=None if proxy else CLOCK_SKEW_TRIPLE,
         )
     for exchange in ctx.kdc:
         if exchange.error_code == _SKEW:

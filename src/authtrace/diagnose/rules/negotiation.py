@@ -14,6 +14,7 @@ from authtrace.diagnose.context import (
     is_proxy,
     make_finding,
     party,
+    proxy_fields,
 )
 from authtrace.diagnose.finding import Finding, Severity
 from authtrace.diagnose.rule import rule
@@ -62,8 +63,7 @@ def client_ignores_negotiate(ctx: RuleContext) -> Iterator[Finding]:
         groups[key].append(located)
     for (client, _server), legs in groups.items():
         first = legs[0]
-        proxy = party(first).removeprefix("the proxy ")
-        proxy_fields = [("proxy", proxy)] if is_proxy(first) else []
+        proxy = is_proxy(first)
         schemes = ", ".join(sorted({c.scheme for loc in legs for c in loc.step.challenges}))
         body = next((loc.step.iis_from_body for loc in legs if loc.step.iis_from_body), None)
         words = ctx.words()
@@ -73,11 +73,25 @@ def client_ignores_negotiate(ctx: RuleContext) -> Iterator[Finding]:
             f"{party(first, capital=True)} offered {schemes} ({len(legs)} time(s), first at frame "
             f"{words.response(first)})"
             f" and the client {client} never sent credentials: it repeated the request without "
-            "an Authorization header or gave up. This is the classic 401.2 (denied by server "
-            "configuration): the client does not speak, or is not configured to use, "
-            "Negotiate/NTLM for this host"
-            + (f"; the server's error page says {body}." if body else "."),
-            "Configure the client to send Windows credentials to this host: Internet Options > "
+            + (
+                "a Proxy-Authorization header or gave up: the client does not speak, or is not "
+                "configured to use, Negotiate/NTLM with its proxy."
+                if proxy
+                else "an Authorization header or gave up. This is the classic 401.2 (denied by "
+                "server configuration): the client does not speak, or is not configured to use, "
+                "Negotiate/NTLM for this host"
+                + (f"; the server's error page says {body}." if body else ".")
+            ),
+            (
+                "Configure the client to send Windows credentials to the proxy: its proxy "
+                "settings (WinHTTP/WinINet use the logged-on user's credentials only for a proxy "
+                "they trust for it; Firefox network.negotiate-auth.trusted-uris and "
+                "network.automatic-ntlm-auth.allow-proxies; `curl --proxy-negotiate -U :` or "
+                "`--proxy-ntlm`); or offer on the proxy a scheme this client supports. "
+                if proxy
+                else ""
+            )
+            + "Configure the client to send Windows credentials to this host: Internet Options > "
             "Local intranet sites (IE/Edge/Chrome on Windows), the AuthServerAllowlist policy "
             "(Chrome/Edge elsewhere), network.negotiate-auth.trusted-uris and "
             "network.automatic-ntlm-auth.trusted-uris (Firefox), `curl --negotiate -u :` or "
@@ -85,8 +99,8 @@ def client_ignores_negotiate(ctx: RuleContext) -> Iterator[Finding]:
             "HTTP library. Or enable an authentication scheme this client supports.",
             legs,
             words=words,
-            fields=[("offered", schemes), ("client", client), *proxy_fields],
-            iis=first.step.iis,
+            fields=[("offered", schemes), ("client", client), *proxy_fields(first)],
+            iis=None if proxy else first.step.iis,
         )
 
 
@@ -107,19 +121,33 @@ def no_common_scheme(ctx: RuleContext) -> Iterator[Finding]:
         assert credentials is not None
         offered = ", ".join(c.scheme for c in _last_offer(located)) or "other schemes"
         words = ctx.words()
+        proxy = is_proxy(located)
         yield make_finding(
             no_common_scheme,
-            f"The client answered with {credentials.scheme}, which the server did not offer",
-            f"The server offered {offered}; the client sent `{credentials.header}: "
-            f"{credentials.scheme} ...` (frame {words.request(step)}) "
-            "and was refused. Client and server have no authentication scheme in common.",
-            "Enable on the server a scheme this client can use, or configure the client for one "
-            "the server offers (for Negotiate/NTLM see the client's Windows-authentication "
-            "settings).",
+            f"The client answered with {credentials.scheme}, which the "
+            f"{'proxy' if proxy else 'server'} did not offer",
+            f"{party(located, capital=True)} offered {offered}; the client sent "
+            f"`{credentials.header}: {credentials.scheme} ...` (frame {words.request(step)}) "
+            f"and was refused ({step.status}). "
+            + (
+                "Client and proxy have no authentication scheme in common; the web server was "
+                "not asked."
+                if proxy
+                else "Client and server have no authentication scheme in common."
+            ),
+            (
+                "Enable on the proxy a scheme this client can use (squid: an auth_param line for "
+                "it), or configure the client's proxy credentials for one the proxy offers (for "
+                "Negotiate/NTLM: the client's Windows-authentication settings for the proxy)."
+                if proxy
+                else "Enable on the server a scheme this client can use, or configure the client "
+                "for one the server offers (for Negotiate/NTLM see the client's "
+                "Windows-authentication settings)."
+            ),
             [located],
             words=words,
-            fields=[("offered", offered), ("sent", credentials.scheme)],
-            iis=step.iis,
+            fields=[("offered", offered), ("sent", credentials.scheme), *proxy_fields(located)],
+            iis=None if proxy else step.iis,
         )
 
 

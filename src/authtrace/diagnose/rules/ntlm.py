@@ -16,6 +16,7 @@ from authtrace.diagnose.context import (
     is_sure,
     make_finding,
     party,
+    proxy_fields,
     user_of,
 )
 from authtrace.diagnose.finding import Finding, Severity
@@ -262,21 +263,38 @@ def channel_binding_missing(ctx: RuleContext) -> Iterator[Finding]:
         missing = not message.ntlmv2.channel_bindings_present
         body = located.step.iis_from_body
         words = ctx.words()
+        proxy = is_proxy(located)
+        who = party(located)
         yield make_finding(
             channel_binding_missing,
-            "NTLM without channel binding refused (Extended Protection)",
+            "NTLM without channel binding refused"
+            + (" by the proxy" if proxy else " (Extended Protection)"),
             f"The AUTHENTICATE at frame {words.request(located.step)} "
             + ("has no MsvAvChannelBindings" if missing else "has an all-zero channel binding")
-            + " and the server refused it. With Extended Protection for Authentication the "
-            "server requires a binding to its own TLS channel; a client that does not send one, "
-            "or a TLS-terminating proxy or load balancer in front of the server, fails it"
-            + (f" (the server's page says {body})." if body else "."),
-            "Terminate TLS on the server itself (TLS pass-through on the balancer), or set "
-            "extendedProtection tokenChecking to Allow (with the proxy's SPN in spnList), update "
-            "the client so it sends channel bindings, or use Kerberos.",
+            + f" and {who} refused it ({located.step.status}). "
+            + (
+                "The proxy requires a binding to the TLS channel the client opened to it; a "
+                "client that does not send one, or a TLS-inspecting device between client and "
+                "proxy, fails it; the web server was not asked."
+                if proxy
+                else "With Extended Protection for Authentication the server requires a binding "
+                "to its own TLS channel; a client that does not send one, or a TLS-terminating "
+                "proxy or load balancer in front of the server, fails it"
+                + (f" (the server's page says {body})." if body else ".")
+            ),
+            (
+                "Let the client reach the proxy over TLS with nothing inspecting it in between, "
+                "update the client so it sends channel bindings, or relax the proxy's channel-"
+                "binding (Extended Protection) setting for these clients; or authenticate to the "
+                "proxy with Kerberos."
+                if proxy
+                else "Terminate TLS on the server itself (TLS pass-through on the balancer), or "
+                "set extendedProtection tokenChecking to Allow (with the proxy's SPN in spnList), "
+                "update the client so it sends channel bindings, or use Kerberos."
+            ),
             [located],
-            fields=[("user", user_of(located.step) or "?")],
-            iis=located.step.iis,
+            fields=[("user", user_of(located.step) or "?"), *proxy_fields(located)],
+            iis=None if proxy else located.step.iis,
             words=words,
         )
 
@@ -393,34 +411,43 @@ def ntlm_negotiate_rejected(ctx: RuleContext) -> Iterator[Finding]:
     warning when the same client then authenticated to that host another way
     (Chromium falls back to Kerberos): NTLM is still broken for it, but nothing
     failed."""
-    groups: dict[tuple[str, str], list[Located]] = defaultdict(list)
-    authenticated: dict[tuple[str, str], list[Located]] = defaultdict(list)
+    groups: dict[tuple[str, str, bool], list[Located]] = defaultdict(list)
+    authenticated: dict[tuple[str, str, bool], list[Located]] = defaultdict(list)
     for located in ctx.steps():
+        key = (ctx.client_of(located), located.host, is_proxy(located))
         if located.step.state_after is State.AUTHENTICATED and located.step.credentials:
-            authenticated[(ctx.client_of(located), located.host)].append(located)
+            authenticated[key].append(located)
         if (
             located.step.leg is Leg.NTLM_NEGOTIATE_REJECTED
             and located.step.state_before not in _MIDWAY
             and not ctx.relayed(located)
         ):
-            groups[(ctx.client_of(located), located.host)].append(located)
-    for (client, host), legs in groups.items():
+            groups[key].append(located)
+    for (client, host, proxy), legs in groups.items():
         credentials = legs[0].step.credentials
         size = len(credentials.raw) if credentials is not None else 0
-        after = [a for a in authenticated.get((client, host), ()) if a.time >= legs[0].time]
+        after = [a for a in authenticated.get((client, host, proxy), ()) if a.time >= legs[0].time]
         later = min(after, key=lambda a: a.time) if after else None
         used = later.step.credentials if later is not None else None
         mechanism = used.mechanism.value if used is not None else ""
         words = ctx.words()
+        who = party(legs[0])
         yield make_finding(
             ntlm_negotiate_rejected,
-            "The server refused the client's NTLM NEGOTIATE without a CHALLENGE",
+            f"The {'proxy' if proxy else 'server'} refused the client's NTLM NEGOTIATE without "
+            "a CHALLENGE",
             f"The client {client} opened an NTLM handshake ({size}-byte NEGOTIATE at frame "
-            f"{words.request(legs[0].step)}) and the server answered 401 without a CHALLENGE"
-            f" ({len(legs)} time(s)), so no password was ever checked. The server's NTLM "
-            "implementation does not accept this client's NEGOTIATE (message version or flags "
-            "it requires, e.g. gss-ntlmssp refusing curl's 32-byte NEGOTIATE), or NTLM is "
-            "disabled for this site or by policy (Restrict NTLM)."
+            f"{words.request(legs[0].step)}) and {who} answered {legs[0].step.status} without a "
+            f"CHALLENGE ({len(legs)} time(s)), so no password was ever checked. "
+            + (
+                "The proxy's NTLM helper does not accept this client's NEGOTIATE (message "
+                "version or flags it requires), or NTLM is turned off in the proxy's "
+                "authentication setup; the web server was not asked."
+                if proxy
+                else "The server's NTLM implementation does not accept this client's NEGOTIATE "
+                "(message version or flags it requires, e.g. gss-ntlmssp refusing curl's 32-byte "
+                "NEGOTIATE), or NTLM is disabled for this site or by policy (Restrict NTLM)."
+            )
             + (
                 " This capture also shows a proxy splitting NTLM handshakes: a NEGOTIATE "
                 "forwarded on an upstream connection that another client's handshake is using "
@@ -435,12 +462,19 @@ def ntlm_negotiate_rejected(ctx: RuleContext) -> Iterator[Finding]:
                 if later is not None
                 else ""
             ),
-            "Use a client whose NTLM the server accepts (or Kerberos); check the server's "
-            "NTLM provider logs and the 'Network security: Restrict NTLM' policies.",
+            (
+                "On the proxy, check its NTLM helper and its domain membership (squid: "
+                "auth_param ntlm with ntlm_auth from Samba; `wbinfo -t` checks the machine "
+                "account's trust), and that the helper accepts this client's NEGOTIATE; or "
+                "authenticate to the proxy with Kerberos (negotiate_kerberos_auth)."
+                if proxy
+                else "Use a client whose NTLM the server accepts (or Kerberos); check the "
+                "server's NTLM provider logs and the 'Network security: Restrict NTLM' policies."
+            ),
             [*legs[:3], *([later] if later is not None else [])],
             severity=Severity.WARNING if later is not None else None,
-            fields=[("client", client), ("negotiate_bytes", str(size))],
-            iis=legs[0].step.iis,
+            fields=[("client", client), ("negotiate_bytes", str(size)), *proxy_fields(legs[0])],
+            iis=None if proxy else legs[0].step.iis,
             host=host,
             words=words,
         )
