@@ -299,13 +299,18 @@ def relay(
     *,
     upstream_headers: Headers = (),  # type: ignore[assignment]
     upstream_response: Headers | None = None,
+    uri: str = "/",
+    upstream_uri: str | None = None,
 ) -> dict[str, int | None]:
     """One request through a proxy, both legs: the client's request on `front`,
     the proxy's copy on `upstream` (with `upstream_headers` added), the server's
     answer, then the proxy's copy of it (`upstream_response` defaults to
-    `response`). Returns the four frames."""
-    front_request = front.request(headers)
-    upstream_request = upstream.request([*headers, *upstream_headers])
+    `response`; `upstream_uri` to `uri`: a proxy that rewrites paths). Returns
+    the four frames."""
+    front_request = front.request(headers, uri=uri)
+    upstream_request = upstream.request(
+        [*headers, *upstream_headers], uri=uri if upstream_uri is None else upstream_uri
+    )
     server_answer = upstream.response(
         status, response if upstream_response is None else upstream_response
     )

@@ -173,17 +173,21 @@ def test_shared_authenticated_connection_not_for_one_client() -> None:
 PROXY_FRONT = PROXY_BACK = "192.0.2.17"
 
 
-def _proxied_handshake(front: Conn, upstream: Conn, final: int = 200) -> None:
+def _proxied_handshake(
+    front: Conn, upstream: Conn, final: int = 200, uri: str = "/", upstream_uri: str = "/"
+) -> None:
     legs = ntlm_legs()
-    relay(front, upstream, [], 401, OFFER_WINDOWS)
+    paths = {"uri": uri, "upstream_uri": upstream_uri}
+    relay(front, upstream, [], 401, OFFER_WINDOWS, **paths)
     relay(
         front,
         upstream,
         [("Authorization", f"NTLM {b64(legs.negotiate)}")],
         401,
         [("WWW-Authenticate", f"NTLM {b64(legs.challenge)}")],
+        **paths,
     )
-    relay(front, upstream, [("Authorization", f"NTLM {b64(legs.authenticate)}")], final)
+    relay(front, upstream, [("Authorization", f"NTLM {b64(legs.authenticate)}")], final, **paths)
 
 
 def test_auth_lost_on_new_connection_not_for_a_second_client_behind_a_proxy() -> None:
@@ -218,6 +222,39 @@ def test_shared_authenticated_connection_found_through_the_front_legs() -> None:
     assert finding.field("clients") == "198.51.100.3"
     assert finding.field("authenticated_client") == "198.51.100.1"
     assert frames["upstream_request"] in finding.frames
+
+
+def test_shared_authenticated_connection_behind_a_proxy_that_rewrites_paths() -> None:
+    """issue 11 (d): Apache `ProxyPass /app/ http://backend/` relays /app/x as /x;
+    the front legs are still found by method, timing, hop and the URI suffix,
+    so carol's request answered on alice's connection is user substitution."""
+    capture = Capture()
+    alice_front = capture.conn(client="198.51.100.1", server=PROXY_FRONT)
+    carol_front = capture.conn(client="198.51.100.3", server=PROXY_FRONT)
+    upstream = capture.conn(client=PROXY_BACK)
+    _proxied_handshake(alice_front, upstream, uri="/app/", upstream_uri="/")
+    frames = relay(
+        carol_front, upstream, [], 200, uri="/app/report?id=7", upstream_uri="/report?id=7"
+    )
+    finding = only(capture, "shared-authenticated-connection")
+    assert finding.field("clients") == "198.51.100.3"
+    assert finding.field("authenticated_client") == "198.51.100.1"
+    assert frames["front_request"] in finding.frames
+
+
+def test_a_rewritten_path_is_not_taken_for_another_resource() -> None:
+    """A suffix at a "/" with the same query, nothing looser: /app/report?id=8
+    is not the front copy of /report?id=7, nor /apreport of /report."""
+    capture = Capture()
+    alice_front = capture.conn(client="198.51.100.1", server=PROXY_FRONT)
+    carol_front = capture.conn(client="198.51.100.3", server=PROXY_FRONT)
+    upstream = capture.conn(client=PROXY_BACK)
+    _proxied_handshake(alice_front, upstream, uri="/app/", upstream_uri="/")
+    relay(carol_front, upstream, [], 200, uri="/app/report?id=8", upstream_uri="/report?id=7")
+    relay(carol_front, upstream, [], 200, uri="/apreport", upstream_uri="/report")
+    context = capture.context()
+    carol = {conn.id for conn in [carol_front]}
+    assert not [ref for ref in context.view.fronts.values() if ref.connection in carol]
 
 
 def test_auth_lost_on_new_connection_behind_a_proxy_that_names_its_clients() -> None:

@@ -7,17 +7,23 @@ Owns: that attribution and the client identity of a step; links.py and the
 rules ask here instead of reading X-Forwarded-For or addresses themselves.
 
 Invariant: an exchange is attributed only on evidence that it is a proxy's copy:
-the same method and path, sent while the front request was waiting for its answer
-(and answered before it), on a hop a proxy makes: the upstream connection comes
-from the front connection's server address, or its X-Forwarded-For / Forwarded
-names the front connection's client. Each front exchange is relayed at most once.
-Without a front leg the identity is the first X-Forwarded-For / Forwarded
-address, else the connection's client address.
+the same method and the same resource, sent while the front request was waiting
+for its answer (and answered before it), on a hop a proxy makes: the upstream
+connection comes from the front connection's server address, or its
+X-Forwarded-For / Forwarded names the front connection's client. The same
+resource is the same path, else (a path-rewriting reverse proxy: Apache
+`ProxyPass /app/ http://backend/`, an nginx location with a URI in proxy_pass)
+one path ending with the other at a "/" with the same query, and the upstream
+request's X-Forwarded-Host, if any, naming the front request's Host. Each front
+exchange is relayed at most once, and an exact path is preferred. Without a
+front leg the identity is the first X-Forwarded-For / Forwarded address, else
+the connection's client address.
 
 Cost: O(n log n) to index the n requests by (method, path, client address) and
-(method, path, server address); O(log n + r) per request, r being the unclaimed
-requests of the same client (or to the same proxy address) for that path inside
-`FRONT_WINDOW`.
+(method, path, server address), and again without the path; O(log n + r) per
+request, r being the unclaimed requests of the same client (or to the same
+proxy address) for that path inside `FRONT_WINDOW`, or at most `MAX_REWRITE_WALK`
+requests of that method when the path was rewritten.
 """
 
 from __future__ import annotations
@@ -34,6 +40,8 @@ from authtrace.http.messages import Exchange, HttpConnection, HttpRequest
 FRONT_WINDOW = 30.0
 # At most this many X-Forwarded-For entries are read (the header is client-controlled).
 MAX_FORWARDED = 8
+# At most this many front requests are looked at for a rewritten path.
+MAX_REWRITE_WALK = 64
 # RFC 7239 section 4: for=192.0.2.43, for="[2001:db8:cafe::17]:4711"
 _FORWARDED_FOR = re.compile(r'for="?\[?([0-9A-Fa-f.:]+?)\]?(?::\d+)?"?(?:[;,\s]|$)', re.IGNORECASE)
 
@@ -78,6 +86,23 @@ def _path(uri: str) -> str:
     return uri
 
 
+def _rewritten(front: HttpRequest, upstream: HttpRequest) -> bool:
+    """The upstream request is the front one with its path rewritten by a
+    prefix (added or taken away) and nothing else: one path ends with the other
+    at a "/", the queries are equal, and X-Forwarded-Host (which Apache and
+    nginx set to the front request's Host) does not name another host."""
+    front_path, _, front_query = _path(front.uri).partition("?")
+    path, _, query = _path(upstream.uri).partition("?")
+    if front_query != query or front_path == path:
+        return False
+    longer, shorter = (front_path, path) if len(front_path) > len(path) else (path, front_path)
+    if not shorter.startswith("/") or not longer.endswith(shorter):
+        return False
+    named = upstream.header("X-Forwarded-Host")
+    host = front.header("Host")
+    return named is None or host is None or named.split(",")[0].strip() == host
+
+
 def _relays(front: _Candidate, upstream: Exchange, connection: HttpConnection) -> bool:
     """`upstream` (on `connection`) went out while `front` waited for its answer."""
     if front.connection.id == connection.id or front.connection.server == connection.server:
@@ -111,8 +136,10 @@ def attribute_upstream(timelines: list[ConnectionTimeline]) -> dict[ExchangeRef,
     by_server: list[tuple[object, float, _Candidate]] = []
     for connection, exchange, request, key in _requests(timelines):
         candidate = _Candidate(connection, exchange)
-        by_client.append(((key, connection.client.ip), request.timestamp, candidate))
-        by_server.append(((key, connection.server.ip), request.timestamp, candidate))
+        # Filed by (method, path) and, for rewritten paths, by method alone.
+        for filed in (key, key[0]):
+            by_client.append(((filed, connection.client.ip), request.timestamp, candidate))
+            by_server.append(((filed, connection.server.ip), request.timestamp, candidate))
     client_index = TimeIndex(by_client)
     server_index = TimeIndex(by_server)
     fronts: dict[ExchangeRef, ExchangeRef] = {}
@@ -124,19 +151,35 @@ def attribute_upstream(timelines: list[ConnectionTimeline]) -> dict[ExchangeRef,
         ) -> bool:
             return _relays(front, upstream, on)
 
+        def accept_rewritten(
+            front: _Candidate, upstream: Exchange = exchange, on: HttpConnection = connection
+        ) -> bool:
+            front_request = front.exchange.request
+            assert front_request is not None and upstream.request is not None
+            return _rewritten(front_request, upstream.request) and _relays(front, upstream, on)
+
         found = None
-        for address in forwarded_clients(request):
-            found = client_index.latest((key, address), start, end, accept)
+        addresses = forwarded_clients(request)
+        for filed, check, limit in (
+            (key, accept, None),
+            (key[0], accept_rewritten, MAX_REWRITE_WALK),
+        ):
+            for address in addresses:
+                found = client_index.latest((filed, address), start, end, check, limit)
+                if found is not None:
+                    break
+            if found is None:
+                found = server_index.latest((filed, connection.client.ip), start, end, check, limit)
             if found is not None:
                 break
-        if found is None:
-            found = server_index.latest((key, connection.client.ip), start, end, accept)
         if found is None:
             continue
         front_request = found.exchange.request
         assert front_request is not None
-        client_index.take((key, found.connection.client.ip), front_request.timestamp, found)
-        server_index.take((key, found.connection.server.ip), front_request.timestamp, found)
+        front_key = (front_request.method, _path(front_request.uri))
+        for filed in (front_key, front_key[0]):
+            client_index.take((filed, found.connection.client.ip), front_request.timestamp, found)
+            server_index.take((filed, found.connection.server.ip), front_request.timestamp, found)
         fronts[ExchangeRef(connection.id, exchange.index)] = ExchangeRef(
             found.connection.id, found.exchange.index
         )

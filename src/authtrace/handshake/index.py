@@ -82,19 +82,23 @@ class TimeIndex(Generic[Item]):
         start: float,
         end: float,
         accept: Callable[[Item], bool] = lambda item: True,
+        limit: int | None = None,
     ) -> Item | None:
         """The latest available (not taken) item under `key` in [start, end] that
-        `accept` admits. O(log n + r) where r counts the rejected items walked
-        over; callers keep r bounded (it is the caller's own connection)."""
+        `accept` admits, looking at `limit` items at most. O(log n + r) where r
+        counts the rejected items walked over; callers keep r bounded (it is the
+        caller's own connection, or `limit`)."""
         run = self._runs.get(key)
         if run is None:
             return None
         low = bisect_left(run.times, start)
         index = run._find(bisect_right(run.times, end) - 1)
-        while index >= low:
+        walked = 0
+        while index >= low and (limit is None or walked < limit):
             item = run.items[index]
             if accept(item):
                 return item
+            walked += 1
             index = run._find(index - 1)
         return None
 
