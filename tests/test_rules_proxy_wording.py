@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import pytest
-from _timelines import Capture, Conn, b64, kerberos_ap_req, ntlm_legs
+from _timelines import ALICE, Capture, Conn, b64, kerberos_ap_req, ntlm_legs
 
 PROXY = "192.0.2.3"
 NAMED = "the proxy proxy.lab.test (192.0.2.3:"
@@ -28,9 +28,10 @@ def _proxy(capture: Capture, port: int = 3128) -> Conn:
     return conn
 
 
-def _ntlm_logon_failed(capture: Capture) -> None:
-    conn = _proxy(capture)
-    legs = ntlm_legs(WRONG)
+def _ntlm_refused(capture: Capture, port: int = 3128, user: tuple[str, str] = WRONG) -> None:
+    """A whole NTLM handshake with the proxy, its AUTHENTICATE refused (407)."""
+    conn = _proxy(capture, port)
+    legs = ntlm_legs(user)
     conn.exchange(
         [("Proxy-Authorization", f"NTLM {b64(legs.negotiate)}")],
         407,
@@ -46,17 +47,6 @@ def _ntlm_negotiate_rejected(capture: Capture) -> None:
         407,
         _offer("Negotiate", "NTLM"),
     )
-
-
-def _channel_binding_missing(capture: Capture) -> None:
-    conn = _proxy(capture, port=443)
-    legs = ntlm_legs()
-    conn.exchange(
-        [("Proxy-Authorization", f"NTLM {b64(legs.negotiate)}")],
-        407,
-        [("Proxy-Authenticate", f"NTLM {b64(legs.challenge)}"), *SQUID],
-    )
-    conn.exchange([("Proxy-Authorization", f"NTLM {b64(legs.authenticate)}")], 407, _offer("NTLM"))
 
 
 def _kerberos_ticket_rejected(capture: Capture) -> None:
@@ -85,9 +75,10 @@ def _basic_logon_failed(capture: Capture) -> None:
 
 
 CASES: dict[str, Callable[[Capture], None]] = {
-    "ntlm-logon-failed": _ntlm_logon_failed,
+    "ntlm-logon-failed": _ntlm_refused,
     "ntlm-negotiate-rejected": _ntlm_negotiate_rejected,
-    "channel-binding-missing": _channel_binding_missing,
+    # over TLS (port 443) and no channel binding: refused for that, not the password
+    "channel-binding-missing": lambda capture: _ntlm_refused(capture, 443, ALICE),
     "kerberos-ticket-rejected": _kerberos_ticket_rejected,
     "no-common-scheme": _no_common_scheme,
     "client-ignores-negotiate": _client_ignores_negotiate,
