@@ -449,6 +449,18 @@ def check_modproxy_substitution(packets: list[Packet]) -> list[str]:
     return p
 
 
+def check_modproxy_rewrite_substitution(packets: list[Packet]) -> list[str]:
+    """As check_modproxy_substitution, through the /app/ mount: the front
+    requests ask for /app/..., their upstream copies for the path without it."""
+    p = check_modproxy_substitution(packets)
+    pairs = _requests_and_responses(packets)
+    front = _leg(pairs, dst=APACHE_PROXY.address)
+    upstream = _leg(pairs, src=MODPROXY_UPSTREAM_SOURCE, dst=WEB.address)
+    _expect(p, all(q.uri.startswith("/app/") for q, _ in front), "a front path without /app/")
+    _expect(p, not any(q.uri.startswith("/app/") for q, _ in upstream), "an upstream /app/ path")
+    return p
+
+
 def check_haproxy_server_close(packets: list[Packet]) -> list[str]:
     p: list[str] = []
     pairs = _requests_and_responses(packets)
@@ -603,6 +615,8 @@ NTLM_URL = url(WEB.name, "/ntlm/ok.txt")
 BALANCER_URL = url(BALANCER.name, "/ntlm/ok.txt")
 BALANCER_CLOSE_URL = url(f"{BALANCER.name}:{BALANCER_CLOSE_PORT}", "/ntlm/ok.txt")
 APACHE_PROXY_URL = url(APACHE_PROXY.name, "/ntlm/ok.txt")
+# The same resource through the proxy's rewriting mount (ProxyPass /app/ -> /).
+APACHE_PROXY_REWRITE_URL = url(APACHE_PROXY.name, "/app/ntlm/ok.txt")
 # Chromium on Linux has no logged-on user's credentials: the URL's are the only ones it has
 # without a prompt. It strips them from the request; they never reach the wire.
 CHROMIUM_URL = url(f"{NTLM_DOMAIN}%5C{USER}:{PASSWORD}@{WEB.name}", "/ntlm/ok.txt")
@@ -727,6 +741,13 @@ SCENARIOS: tuple[Scenario, ...] = (
         frozenset({APACHE, MODPROXY}),
         lambda lab: python_client(lab, "second-anonymous", APACHE_PROXY_URL),
         check_modproxy_substitution,
+        attempts=4,
+    ),
+    Scenario(
+        "modproxy-rewrite-user-substitution",
+        frozenset({APACHE, MODPROXY}),
+        lambda lab: python_client(lab, "second-anonymous", APACHE_PROXY_REWRITE_URL),
+        check_modproxy_rewrite_substitution,
         attempts=4,
     ),
     Scenario(

@@ -495,6 +495,9 @@ MaxRequestWorkers 16
 KeepAlive On
 KeepAliveTimeout 5
 ProxyRequests Off
+# A path-rewriting mount as well (issue 11 d): /app/x is relayed as /x.
+ProxyPass /app/ http://{WEB.name}:{HTTP_PORT}/
+ProxyPassReverse /app/ http://{WEB.name}:{HTTP_PORT}/
 ProxyPass / http://{WEB.name}:{HTTP_PORT}/
 ProxyPassReverse / http://{WEB.name}:{HTTP_PORT}/
 """,

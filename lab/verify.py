@@ -31,6 +31,7 @@ FIELDS: tuple[str, ...] = (
     "http.x_forwarded_for",
     "http.connection",
     "http.user_agent",
+    "http.request.uri",
 )
 KDC_PORT = "88"
 
@@ -63,6 +64,8 @@ class Packet:
     connection: str
     """The Connection header ("" when absent)."""
     user_agent: str
+    uri: str
+    """The request target ("" for a response)."""
 
 
 def _ints(text: str) -> tuple[int, ...]:
@@ -116,6 +119,7 @@ def read_packets(pcap: Path, timeout: float = 60.0) -> list[Packet]:
                 forwarded_for=row["http.x_forwarded_for"],
                 connection=row["http.connection"],
                 user_agent=row["http.user_agent"],
+                uri=row["http.request.uri"],
             )
         )
     return packets

@@ -55,6 +55,10 @@ EXPECTED: dict[str, tuple[set[str], set[str]]] = {
         {"shared-authenticated-connection"},
         {"auth-lost-on-new-connection", "client-ignores-negotiate", "ntlm-handshake-split"},
     ),
+    "modproxy-rewrite-user-substitution": (
+        {"shared-authenticated-connection"},
+        {"auth-lost-on-new-connection", "client-ignores-negotiate", "ntlm-handshake-split"},
+    ),
     # Issue 11 item 7: Chromium retries once without credentials after the refused NEGOTIATE;
     # it did try, so only ntlm-negotiate-rejected.
     "chromium-ntlm-type1-rejected": (
@@ -148,6 +152,31 @@ def test_modproxy_substitution_names_the_first_user_and_the_second_client(
     assert finding.field("user") == "LAB\\alice"
     assert "127.0.0.19" in (finding.field("clients") or "")
     assert finding.host == "web.lab.test"
+
+
+def test_modproxy_rewriting_paths_still_relays_each_request_for_its_client(
+    reports: dict[str, Report],
+) -> None:
+    """issue 11 (d): Apache `ProxyPass /app/ http://web.lab.test/` relays
+    /app/ntlm/ok.txt as /ntlm/ok.txt (tshark: front frames 4, 15, 19, 26, 32, 36;
+    upstream 9, 16, 20, 28, 33, 37); every upstream request is attributed to the
+    front request it relays, by method, timing, hop and the path suffix, so the
+    finding cites the second client's own request to the proxy (frame 26)."""
+    report = reports["modproxy-rewrite-user-substitution"]
+    upstream = [t for t in report.view.timelines if t.connection.server.ip == "127.0.0.10"]
+    assert len(upstream) == 1
+    relayed = {
+        (t.connection.id, position)
+        for t in upstream
+        for position, step in enumerate(t.steps)
+        if step.exchange.request is not None
+    }
+    fronts = {(ref.connection, ref.position) for ref in report.view.fronts}
+    assert relayed <= fronts
+    (finding,) = [f for f in report.findings if f.rule == "shared-authenticated-connection"]
+    assert finding.field("clients") == "127.0.0.19"
+    assert finding.field("authenticated_client") == "127.0.0.20"
+    assert 26 in finding.frames
 
 
 def test_chromium_authenticates_with_kerberos_after_the_refused_ntlm(

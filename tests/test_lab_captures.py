@@ -165,6 +165,8 @@ TABLE = {
                              set()),
     "modproxy-user-substitution": ([401] * 4 + [200] * 8, {"negotiate", "ntlm"}, {"ntlm"},
                                    {1, 2, 3}, set(), set(), set()),
+    "modproxy-rewrite-user-substitution": ([401] * 4 + [200] * 8, {"negotiate", "ntlm"},
+                                           {"ntlm"}, {1, 2, 3}, set(), set(), set()),
     "chromium-ntlm-type1-rejected": ([401, 401, 401], {"negotiate", "ntlm"}, {"ntlm"}, {1},
                                      set(), set(), set()),
     "chromium-ntlm-refused-kerberos-works": ([401, 401, 200], {"negotiate", "ntlm"},
