@@ -214,3 +214,20 @@ def test_citations_of_separate_streams_name_each_file_and_its_own_frame() -> Non
                 finding, citations=tuple(mine), frames=tuple(sorted({c.frame for c in mine}))
             )
             assert not _problems(part, shown, gaps, _ends(report), own)
+
+
+def test_rules_write_frame_numbers_only_through_their_citations() -> None:
+    """The words name frames only through Words (a Citation formats as the
+    frame's name): no rule interpolates a frame attribute (shown_frame,
+    close_frame, reply_frame ...) into its text itself."""
+    import ast
+
+    rules = ROOT / "src" / "authtrace" / "diagnose" / "rules"
+    direct = []
+    for path in sorted(rules.glob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.FormattedValue):
+                for inner in ast.walk(node.value):
+                    if isinstance(inner, ast.Attribute) and inner.attr.endswith("frame"):
+                        direct.append(f"{path.name}:{node.lineno}: .{inner.attr}")
+    assert not direct, direct
