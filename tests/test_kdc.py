@@ -393,3 +393,24 @@ def test_http_spn_ticket_and_errors_in_captures() -> None:
     unknown = [e for e in summary.exchanges if e.error_code == 7]
     assert len(unknown) == 1 and unknown[0].transport is Transport.TCP
     assert unknown[0].service and unknown[0].request_type is Message.TGS_REQ
+
+
+def test_finished_exchange_keeps_facts_and_spools_its_decoded_messages() -> None:
+    """Issue 10: a KdcExchange keeps only the facts rules read; the whole
+    decoded messages (tickets: ~8 KB) wait in the spool for --json, and the
+    exchange pickles self-contained (the messages inline)."""
+    import pickle
+
+    from authtrace.spool import Inline, Spool, Spooled
+
+    spool = Spool()
+    tracker = KdcTracker(spool)
+    tracker.receive_udp(udp(1, CLIENT, KDC, B.tgs_req()))
+    (done,) = tracker.receive_udp(udp(2, KDC, CLIENT, tgs_rep()))
+    assert isinstance(done.messages, Spooled) and spool.size >= done.messages.length > 0
+    assert done.request is not None and done.request.spn == done.service
+    assert done.reply is not None and done.reply.message is Message.TGS_REP
+    copy = pickle.loads(pickle.dumps(done))
+    assert isinstance(copy.messages, Inline)
+    assert copy == done and copy.to_dict() == done.to_dict()
+    assert copy.to_dict()["reply"]["type"] == "KdcReply"

@@ -26,9 +26,10 @@ from authtrace.auth.kinds import Message
 from authtrace.auth.malformed import Malformed
 from authtrace.kerberos import der
 from authtrace.kerberos.der import DerError, TagClass
-from authtrace.kerberos.fields import Labelled, dataclass_to_dict
+from authtrace.kerberos.fields import Labelled, dataclass_to_dict, render
 from authtrace.kerberos.messages import KdcReply, KdcRequest, KrbError, decode_kerberos
 from authtrace.net.packets import ACK, RST, SYN, TcpSegment, UdpDatagram
+from authtrace.spool import Held, Spool
 from authtrace.strict import internal_error
 from authtrace.tcp.events import (
     ConnectionClosed,
@@ -69,6 +70,11 @@ class KdcResult(enum.Enum):
     UNANSWERED = "unanswered"  # no reply before the connection or capture ended
 
 
+# A KDC exchange's decoded request and reply, as the spool keeps them.
+KdcMessages = tuple[KdcRequest | None, KdcReply | KrbError | None]
+_NOT_RENDERED = frozenset({"messages"})
+
+
 @dataclass(frozen=True, slots=True)
 class KdcExchange:
     """One request to a KDC and its reply (either may be missing).
@@ -81,6 +87,9 @@ class KdcExchange:
     service: the requested sname ("krbtgt/REALM", "HTTP/web01.contoso.com").
     retransmissions: identical UDP requests (same nonce) folded into this one.
     connection: the TCP connection id for TCP exchanges.
+    messages: the whole decoded request and reply (about 8 KB with tickets),
+        which only --json prints: kept in the run's spool (authtrace.spool),
+        read back by `request` and `reply`. The rules read the facts above.
     """
 
     transport: Transport
@@ -102,8 +111,17 @@ class KdcExchange:
     e_text: str | None = None
     connection: int | None = None
     retransmissions: int = 0
-    request: KdcRequest | None = None
-    reply: KdcReply | KrbError | None = None
+    messages: Held[KdcMessages] | None = None
+
+    @property
+    def request(self) -> KdcRequest | None:
+        """The decoded request (read back from the spool), None if not captured."""
+        return self.messages.get()[0] if self.messages is not None else None
+
+    @property
+    def reply(self) -> KdcReply | KrbError | None:
+        """The decoded reply (read back from the spool), None if not captured."""
+        return self.messages.get()[1] if self.messages is not None else None
 
     @property
     def spn(self) -> str | None:
@@ -116,7 +134,10 @@ class KdcExchange:
         return self.spn is not None and self.spn == spn.split("@", 1)[0].lower()
 
     def to_dict(self, show_secrets: bool = False) -> dict[str, Any]:
-        out = dataclass_to_dict(self, show_secrets)
+        out = dataclass_to_dict(self, show_secrets, skip=_NOT_RENDERED)
+        request, reply = self.messages.get() if self.messages is not None else (None, None)
+        out["request"] = render(request, show_secrets, 1)
+        out["reply"] = render(reply, show_secrets, 1)
         out["client"] = str(self.client)
         out["kdc"] = str(self.kdc)
         return out
@@ -246,9 +267,12 @@ class KdcTracker:
     """Feed UDP datagrams, TCP stream events and SYN segments; call `finish()`.
 
     `receive_udp` and `receive_tcp` return the exchanges they completed.
+    spool: where the whole decoded messages of finished exchanges go (a new
+    one by default); the exchanges themselves keep only their facts.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, spool: Spool | None = None) -> None:
+        self._spool = spool if spool is not None else Spool()
         self._udp: dict[tuple[Endpoint, Endpoint], deque[_Pending]] = {}
         self._tcp: dict[int, _Connection] = {}
         self._attempts: dict[tuple[Endpoint, Endpoint], _Attempt] = {}
@@ -591,7 +615,7 @@ class KdcTracker:
             result=KdcResult.UNANSWERED,
             connection=pending.connection,
             retransmissions=pending.retransmissions,
-            request=request,
+            messages=self._spool.put((request, None)),
         )
 
     def _complete(
@@ -647,8 +671,7 @@ class KdcTracker:
             e_text=reply.e_text if isinstance(reply, KrbError) else None,
             connection=connection,
             retransmissions=pending.retransmissions if pending is not None else 0,
-            request=request,
-            reply=reply,
+            messages=self._spool.put((request, reply)),
         )
         self._exchanges.append(exchange)
         return exchange

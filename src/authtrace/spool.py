@@ -1,0 +1,129 @@
+"""A spool for large values that a run keeps only to print them at the end.
+
+This module owns keeping such values out of memory: `Spool.put` pickles a value
+to an anonymous temporary file (deleted when the last handle goes) and returns
+a `Spooled` handle of a few dozen bytes; `Held.get` reads it back. A handle
+pickles as an `Inline` holding the value itself, so a record that carries
+handles stays self-contained when it is pickled (to another process, a file):
+only the process that wrote the spool reads the spool.
+
+Invariant: memory holds a fixed few bytes per value put, whatever its size;
+`get` returns a value equal to the one put. The file is bounded by
+`MAX_SPOOL_BYTES`; past that (or when no temporary file can be made), values
+are held in memory as `Inline`, so nothing put is ever lost.
+
+The spool reads back only what it wrote itself (its own temporary file), so
+unpickling it trusts no outside input.
+"""
+
+from __future__ import annotations
+
+import os
+import pickle
+import tempfile
+import threading
+from dataclasses import dataclass
+from typing import IO, Any, Generic, TypeVar
+
+T = TypeVar("T")
+
+# Disk the spool may use before it falls back to memory (4 GiB: far above what
+# the KDC messages and whole HTTP messages of a day's capture take).
+MAX_SPOOL_BYTES = 4 << 30
+
+
+class Spool:
+    """One append-only temporary file of pickled values."""
+
+    def __init__(self, limit: int = MAX_SPOOL_BYTES) -> None:
+        self._limit = limit
+        self._file: IO[bytes] | None = None
+        self._size = 0
+        self._failed = False
+        self._lock = threading.Lock()
+
+    @property
+    def size(self) -> int:
+        """Bytes written to the file so far."""
+        return self._size
+
+    def put(self, value: T) -> Held[T]:
+        """Keep `value` on disk; return the handle that reads it back."""
+        data = pickle.dumps(value, protocol=pickle.HIGHEST_PROTOCOL)
+        with self._lock:
+            file = self._open()
+            if file is None or self._size + len(data) > self._limit:
+                return Inline(value)
+            offset = self._size
+            file.seek(offset)
+            file.write(data)
+            self._size += len(data)
+        return Spooled(self, offset, len(data))
+
+    def read(self, offset: int, length: int) -> Any:
+        with self._lock:
+            file = self._file
+            if file is None:  # pragma: no cover - handles exist only after a write
+                raise ValueError("spool read before any write")
+            file.flush()
+            data = os.pread(file.fileno(), length, offset)
+        return pickle.loads(data)
+
+    def _open(self) -> IO[bytes] | None:
+        if self._file is None and not self._failed:
+            try:
+                self._file = tempfile.TemporaryFile(prefix="authtrace-spool-")
+            except OSError:
+                # No writable temporary directory: keep values in memory.
+                self._failed = True
+        return self._file
+
+
+class Held(Generic[T]):
+    """A value kept by the spool (`Spooled`) or in memory (`Inline`)."""
+
+    __slots__ = ()
+
+    def get(self) -> T:
+        raise NotImplementedError
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Held):
+            return NotImplemented
+        return bool(self.get() == other.get())
+
+    def __hash__(self) -> int:
+        return hash(self.get())
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class Spooled(Held[T]):
+    """A value pickled in `spool` at `offset`, `length` bytes long."""
+
+    spool: Spool
+    offset: int
+    length: int
+
+    def get(self) -> T:
+        value: T = self.spool.read(self.offset, self.length)
+        return value
+
+    def __reduce__(self) -> tuple[Any, tuple[Any, ...]]:
+        # Pickled, a handle becomes its value: the spool file stays private.
+        return (Inline, (self.get(),))
+
+    def __repr__(self) -> str:
+        return f"Spooled(offset={self.offset}, length={self.length})"
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class Inline(Held[T]):
+    """A value held in memory (pickled records, or a spool that is full)."""
+
+    value: T
+
+    def get(self) -> T:
+        return self.value
+
+
+__all__ = ["MAX_SPOOL_BYTES", "Held", "Inline", "Spool", "Spooled"]

@@ -1,0 +1,44 @@
+"""The spool (spool.py): values put come back equal, handles pickle as their
+values (records stay self-contained), and a full or unavailable spool keeps
+values in memory rather than losing them."""
+
+from __future__ import annotations
+
+import pickle
+
+from authtrace.spool import Inline, Spool, Spooled
+
+
+def test_values_come_back_equal_in_any_order() -> None:
+    spool = Spool()
+    values = [(n, b"x" * n, {"n": str(n)}) for n in range(0, 3000, 301)]
+    handles = [spool.put(value) for value in values]
+    assert all(isinstance(handle, Spooled) for handle in handles)
+    assert [handle.get() for handle in reversed(handles)] == list(reversed(values))
+    assert spool.size == sum(handle.length for handle in handles)  # type: ignore[attr-defined]
+
+
+def test_a_handle_pickles_as_its_value() -> None:
+    handle = Spool().put(("ticket", b"\x01" * 500))
+    copy = pickle.loads(pickle.dumps(handle))
+    assert isinstance(copy, Inline) and copy.get() == ("ticket", b"\x01" * 500)
+    assert copy == handle and hash(copy) == hash(handle)
+
+
+def test_a_full_spool_holds_values_in_memory() -> None:
+    spool = Spool(limit=100)
+    small = spool.put(b"a" * 10)
+    large = spool.put(b"b" * 1000)
+    assert isinstance(small, Spooled) and isinstance(large, Inline)
+    assert large.get() == b"b" * 1000 and small.get() == b"a" * 10
+
+
+def test_no_temporary_directory_holds_values_in_memory(monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    import tempfile
+
+    def refuse(*_args: object, **_kwargs: object) -> None:
+        raise OSError("read-only file system")
+
+    monkeypatch.setattr(tempfile, "TemporaryFile", refuse)
+    handle = Spool().put([1, 2, 3])
+    assert isinstance(handle, Inline) and handle.get() == [1, 2, 3]
