@@ -567,3 +567,27 @@ def test_request_and_response_frames_match_tshark(capture: Path) -> None:
     expected_clean = {k: sorted(v) for k, v in expected.items() if v}
     ours_clean = {k: sorted(v) for k, v in ours.items() if v}
     assert ours_clean == expected_clean
+
+
+def test_what_every_connection_repeats_is_kept_once() -> None:
+    """Issue 10: memory per kept message. Start lines, header tuples made of
+    short lines and short error bodies that repeat across connections are one
+    object each; a head holding a long line (a token) is not shared, and a
+    request line never stands for a status line."""
+    head = b"GET /app/ HTTP/1.1\r\nHost: web01\r\nAccept: */*\r\n\r\n"
+    page = b"<html>401 - Unauthorized: Access is denied</html>"
+    answer = b"HTTP/1.1 401 Unauthorized\r\nContent-Length: %d\r\n\r\n%s" % (len(page), page)
+    first, second = (messages(parse(Role.REQUEST, head))[0] for _ in range(2))
+    assert isinstance(first, HttpRequest) and isinstance(second, HttpRequest)
+    assert first == second and first.headers is second.headers
+    assert first.method is second.method and first.uri is second.uri
+    one, two = (messages(parse(Role.RESPONSE, answer, ("GET",)))[0] for _ in range(2))
+    assert isinstance(one, HttpResponse) and isinstance(two, HttpResponse)
+    assert one.body == page and one.body is two.body and one.reason is two.reason
+    token = b"Authorization: Negotiate " + b"A" * 400 + b"\r\n"
+    long_head = head.replace(b"\r\n\r\n", b"\r\n" + token + b"\r\n")
+    third, fourth = (messages(parse(Role.REQUEST, long_head))[0] for _ in range(2))
+    assert third == fourth and third.headers is not fourth.headers
+    # The same text as a response start is not a status line, shared or not.
+    events = parse(Role.RESPONSE, head, ("GET",))
+    assert not messages(events)

@@ -23,6 +23,7 @@ import functools
 import re
 from collections import deque
 from dataclasses import dataclass
+from typing import Any
 
 from authtrace.anomalies import Anomaly, AnomalyKind
 from authtrace.http.messages import (
@@ -58,6 +59,26 @@ MAX_CUT_SCAN = 256
 _SHARED_LINES = 4096
 _SHARED_LINE_CHARS = 256
 _SEEN_HEADERS: dict[str, Header] = {}
+# The same for what a run keeps of every message until its report (issue 10):
+# start lines ("GET / HTTP/1.1", "HTTP/1.1 401 Unauthorized"), whole header
+# tuples (the anonymous request of every connection) and short bodies (the
+# same error page): one copy of each, under the same bounds.
+_SEEN_STARTS: dict[bool, dict[str, tuple[str, str, str]]] = {True: {}, False: {}}
+_SEEN_HEADER_TUPLES: dict[tuple[Header, ...], tuple[Header, ...]] = {}
+_SEEN_BODIES: dict[bytes, bytes] = {}
+_SHARED_BODY_BYTES = 4096
+_SHARED_BODIES = 256  # at most 1 MiB of bodies held for sharing
+
+
+def _shared(table: dict[Any, Any], value: Any, limit: int = _SHARED_LINES) -> Any:
+    """`value`, or the equal one `table` already holds (bounded: it starts over when full)."""
+    seen = table.get(value)
+    if seen is not None:
+        return seen
+    if len(table) >= limit:
+        table.clear()
+    table[value] = value
+    return value
 
 
 class Role(enum.Enum):
@@ -600,6 +621,27 @@ class HttpParser:
         )
         self._bad_start(bytes(self._buf))
 
+    def _share_start(self, line: str, parts: tuple[str, str, str]) -> tuple[str, str, str]:
+        """The parts of a well-formed start line, shared with earlier equal lines."""
+        if len(line) > _SHARED_LINE_CHARS:
+            return parts
+        table = _SEEN_STARTS[self.role is Role.REQUEST]
+        if len(table) >= _SHARED_LINES:
+            table.clear()
+        table[line] = parts
+        return parts
+
+    @staticmethod
+    def _share_body(body: bytearray | None) -> bytes | None:
+        """A kept body (error pages, capped), shared with earlier equal ones."""
+        if body is None:
+            return None
+        data = bytes(body)
+        if len(data) > _SHARED_BODY_BYTES:
+            return data
+        shared: bytes = _shared(_SEEN_BODIES, data, _SHARED_BODIES)
+        return shared
+
     def _bad_start(self, data: bytes) -> None:
         """What looked like a message start was not: search again from its second byte."""
         after_gap = self._message_after_gap  # a false start after a gap is skipped bytes
@@ -615,21 +657,25 @@ class HttpParser:
         # every byte as one character, so the wire truth survives decoding.
         lines = block.decode("latin-1").split("\n")
         start = lines[0].rstrip("\r")
-        if self.role is Role.REQUEST:
+        known = _SEEN_STARTS[self.role is Role.REQUEST].get(start)
+        if known is not None:
+            self._start_line = known
+        elif self.role is Role.REQUEST:
             match = _REQUEST_LINE_TEXT.match(start)
             if match is None:
                 self._anomaly(AnomalyKind.HTTP_BAD_START_LINE, "request line not understood")
                 return False
             method, target, version = match.groups()
-            self._start_line = (method, target, version)
+            self._start_line = self._share_start(start, (method, target, version))
         else:
             match = _STATUS_LINE_TEXT.match(start)
             if match is None:
                 self._anomaly(AnomalyKind.HTTP_BAD_START_LINE, "status line not understood")
                 return False
             version, status, reason = match.groups()
-            self._start_line = (version, status, reason or "")
+            self._start_line = self._share_start(start, (version, status, reason or ""))
         headers: list[Header] = []
+        all_short = True
         lengths: list[str] = []
         codings: list[str] = []
         for raw in lines[1:]:
@@ -667,7 +713,9 @@ class HttpParser:
                 value = value.strip(" \t")
                 header = make_header(name, value)
                 headers.append(header)
-                if len(line) <= _SHARED_LINE_CHARS:
+                if len(line) > _SHARED_LINE_CHARS:
+                    all_short = False
+                else:
                     if len(_SEEN_HEADERS) >= _SHARED_LINES:
                         _SEEN_HEADERS.clear()
                     _SEEN_HEADERS[line] = header
@@ -677,7 +725,9 @@ class HttpParser:
                     lengths.append(value)
                 elif lowered == "transfer-encoding":
                     codings.append(value)
-        self._headers = tuple(headers)
+        # Only tuples of shared lines are shared: a tuple holding a token is unique.
+        kept = tuple(headers)
+        self._headers = _shared(_SEEN_HEADER_TUPLES, kept) if kept and all_short else kept
         self._lengths = lengths
         self._codings = codings
         self._head_frame = self._frame
@@ -930,7 +980,7 @@ class HttpParser:
                 timestamp=self._start_ts,
                 header_bytes=self._head_bytes,
                 body_size=self._body_size,
-                body=bytes(body) if body is not None else None,
+                body=self._share_body(body),
                 complete=complete,
                 end_frame=self._frame,
                 head_cut=cut is not None,
