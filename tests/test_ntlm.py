@@ -304,3 +304,18 @@ def test_fuzz_mutated_vectors(data: st.DataObject) -> None:
         index = data.draw(st.integers(0, len(original) - 1))
         original[index] = data.draw(st.integers(0, 255))
     decode_ntlm(bytes(original))  # must not raise
+
+
+def test_what_tokens_repeat_is_kept_once() -> None:
+    """Issue 10: a run keeps every decoded token until its report. Two
+    different tokens naming the same domain and server hold one copy of each
+    name and of each equal AV pair (sharing.py); equality is unchanged."""
+    challenge = decode_ntlm(vector("ms-nlmp_4.2.4.3_challenge.hex"))
+    authenticate = decode_ntlm(vector("ms-nlmp_4.2.4.3_authenticate.hex"))
+    assert isinstance(challenge, NtlmChallenge) and isinstance(authenticate, NtlmAuthenticate)
+    assert challenge.target_info is not None and authenticate.ntlmv2 is not None
+    offered, echoed = challenge.target_info, authenticate.ntlmv2.av_pairs
+    assert offered.nb_domain_name == "Domain" and offered.nb_domain_name is echoed.nb_domain_name
+    assert authenticate.domain is offered.nb_domain_name
+    same = [(a, b) for a in offered.pairs for b in echoed.pairs if a == b]
+    assert same and all(a is b for a, b in same)

@@ -42,3 +42,15 @@ def test_no_temporary_directory_holds_values_in_memory(monkeypatch) -> None:  # 
     monkeypatch.setattr(tempfile, "TemporaryFile", refuse)
     handle = Spool().put([1, 2, 3])
     assert isinstance(handle, Inline) and handle.get() == [1, 2, 3]
+
+
+def test_a_shared_table_gives_one_copy_and_stays_bounded() -> None:
+    from authtrace.sharing import SharedTable
+
+    table: SharedTable[str] = SharedTable(limit=3)
+    first = "".join(["HTTP/", "1.1"])
+    again = "".join(["HTTP/", "1.1"])
+    assert first is not again and table.share(first) is first and table.share(again) is first
+    for n in range(10):
+        assert table.share(f"value {n}") == f"value {n}"
+        assert len(table) <= 3

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from authtrace.auth.kinds import Mechanism, Message
 from authtrace.auth.malformed import Malformed
 from authtrace.buffer import Buffer, BufferReadError, Fields
+from authtrace.sharing import SharedTable
 
 
 class NegotiateFlags(enum.IntFlag):
@@ -337,8 +338,21 @@ def _oem(data: bytes) -> str:
 def _text(data: bytes, flags: int) -> str:
     # MS-NLMP 2.2.2.5 flag A: Unicode when negotiated, else OEM.
     if flags & _UNICODE:
-        return _unicode(data)
-    return _oem(data)
+        return _name(_unicode(data))
+    return _name(_oem(data))
+
+
+# What a run keeps of every NTLM message repeats across connections (the same
+# users, domains, servers and versions): one copy of each (sharing.py). Long
+# values are not shared: they are unique anyway.
+_SHARED_CHARS = 256
+_NAMES: SharedTable[str] = SharedTable()
+_PAIRS: SharedTable[AvPair] = SharedTable()
+_VERSIONS: SharedTable[NtlmVersion] = SharedTable(256)
+
+
+def _name(text: str) -> str:
+    return _NAMES.share(text) if len(text) <= _SHARED_CHARS else text
 
 
 # Fixed parts of the messages, each read with one unpack (buffer.Fields);
@@ -374,7 +388,7 @@ class _Truncated(BufferReadError):
 
 def _version(data: bytes, offset: int) -> NtlmVersion:
     major, minor, build, _reserved, revision = _VERSION.unpack_from(data, offset)
-    return NtlmVersion(major, minor, build, revision)
+    return _VERSIONS.share(NtlmVersion(major, minor, build, revision))
 
 
 def decode_av_pairs(data: bytes) -> TargetInfo:
@@ -411,7 +425,8 @@ def decode_av_pairs(data: bytes) -> TargetInfo:
         if av_id == _MSV_AV_EOL:
             terminated = True
             break
-        pairs.append(AvPair(av_id, value))
+        pair = AvPair(av_id, value)
+        pairs.append(_PAIRS.share(pair) if length <= _SHARED_CHARS else pair)
         _name_pair(av_id, value, named)
     return TargetInfo(
         pairs=tuple(pairs),
@@ -445,7 +460,7 @@ def _name_pair(av_id: int, value: bytes, named: dict[str, object]) -> None:
     # duplicate is kept in pairs but does not override the decoded field.
     text_field = _TEXT_PAIRS.get(av_id)
     if text_field is not None:
-        named.setdefault(text_field, _unicode(value))
+        named.setdefault(text_field, _name(_unicode(value)))
     elif av_id == _MSV_AV_FLAGS and len(value) == 4:
         named.setdefault("av_flags", int.from_bytes(value, "little"))
     elif av_id == _MSV_AV_TIMESTAMP and len(value) == 8:

@@ -23,7 +23,6 @@ import functools
 import re
 from collections import deque
 from dataclasses import dataclass
-from typing import Any
 
 from authtrace.anomalies import Anomaly, AnomalyKind
 from authtrace.http.messages import (
@@ -35,6 +34,7 @@ from authtrace.http.messages import (
     make_request,
     make_response,
 )
+from authtrace.sharing import SharedTable
 from authtrace.strict import internal_error
 
 MAX_HEAD = 64 * 1024
@@ -64,21 +64,9 @@ _SEEN_HEADERS: dict[str, Header] = {}
 # tuples (the anonymous request of every connection) and short bodies (the
 # same error page): one copy of each, under the same bounds.
 _SEEN_STARTS: dict[bool, dict[str, tuple[str, str, str]]] = {True: {}, False: {}}
-_SEEN_HEADER_TUPLES: dict[tuple[Header, ...], tuple[Header, ...]] = {}
-_SEEN_BODIES: dict[bytes, bytes] = {}
+_SEEN_HEADER_TUPLES: SharedTable[tuple[Header, ...]] = SharedTable(_SHARED_LINES)
 _SHARED_BODY_BYTES = 4096
-_SHARED_BODIES = 256  # at most 1 MiB of bodies held for sharing
-
-
-def _shared(table: dict[Any, Any], value: Any, limit: int = _SHARED_LINES) -> Any:
-    """`value`, or the equal one `table` already holds (bounded: it starts over when full)."""
-    seen = table.get(value)
-    if seen is not None:
-        return seen
-    if len(table) >= limit:
-        table.clear()
-    table[value] = value
-    return value
+_SEEN_BODIES: SharedTable[bytes] = SharedTable(256)  # at most 1 MiB of bodies
 
 
 class Role(enum.Enum):
@@ -639,8 +627,7 @@ class HttpParser:
         data = bytes(body)
         if len(data) > _SHARED_BODY_BYTES:
             return data
-        shared: bytes = _shared(_SEEN_BODIES, data, _SHARED_BODIES)
-        return shared
+        return _SEEN_BODIES.share(data)
 
     def _bad_start(self, data: bytes) -> None:
         """What looked like a message start was not: search again from its second byte."""
@@ -727,7 +714,7 @@ class HttpParser:
                     codings.append(value)
         # Only tuples of shared lines are shared: a tuple holding a token is unique.
         kept = tuple(headers)
-        self._headers = _shared(_SEEN_HEADER_TUPLES, kept) if kept and all_short else kept
+        self._headers = _SEEN_HEADER_TUPLES.share(kept) if kept and all_short else kept
         self._lengths = lengths
         self._codings = codings
         self._head_frame = self._frame
