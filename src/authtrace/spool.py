@@ -18,7 +18,6 @@ unpickling it trusts no outside input.
 
 from __future__ import annotations
 
-import os
 import pickle
 import tempfile
 import threading
@@ -65,8 +64,9 @@ class Spool:
             file = self._file
             if file is None:  # pragma: no cover - handles exist only after a write
                 raise ValueError("spool read before any write")
-            file.flush()
-            data = os.pread(file.fileno(), length, offset)
+            # seek and read under the lock (os.pread is not on Windows).
+            file.seek(offset)
+            data = file.read(length)
         return pickle.loads(data)
 
     def _open(self) -> IO[bytes] | None:
