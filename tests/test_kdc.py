@@ -414,3 +414,18 @@ def test_finished_exchange_keeps_facts_and_spools_its_decoded_messages() -> None
     assert isinstance(copy.messages, Inline)
     assert copy == done and copy.to_dict() == done.to_dict()
     assert copy.to_dict()["reply"]["type"] == "KdcReply"
+
+
+def test_exchanges_share_the_facts_they_repeat() -> None:
+    """Issue 10: what a run keeps of each KDC exchange is one copy of the KDC,
+    realm, service and offered enc-types that every exchange repeats."""
+    tracker = KdcTracker()
+    done = []
+    for frame in (1, 3):
+        tracker.receive_udp(udp(frame, CLIENT, KDC, B.tgs_req()))
+        done += tracker.receive_udp(udp(frame + 1, KDC, CLIENT, tgs_rep()))
+    first, second = done
+    assert first.request_frame == 1 and second.request_frame == 3
+    assert first.etypes and first.etypes is second.etypes
+    assert first.kdc is second.kdc and first.service is second.service
+    assert first.realm is second.realm

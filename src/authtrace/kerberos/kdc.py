@@ -29,6 +29,7 @@ from authtrace.kerberos.der import DerError, TagClass
 from authtrace.kerberos.fields import Labelled, dataclass_to_dict, render
 from authtrace.kerberos.messages import KdcReply, KdcRequest, KrbError, decode_kerberos
 from authtrace.net.packets import ACK, RST, SYN, TcpSegment, UdpDatagram
+from authtrace.sharing import SharedTable
 from authtrace.spool import Held, Spool
 from authtrace.strict import internal_error
 from authtrace.tcp.events import (
@@ -68,6 +69,17 @@ class KdcResult(enum.Enum):
     TICKET = "ticket"  # AS-REP / TGS-REP
     ERROR = "error"  # KRB-ERROR
     UNANSWERED = "unanswered"  # no reply before the connection or capture ended
+
+
+# The facts every exchange keeps repeat (the same KDC, realm, service, offered
+# enc-types, often the same client): one copy of each (sharing.py).
+_ENDPOINTS: SharedTable[Endpoint] = SharedTable()
+_TEXTS: SharedTable[str] = SharedTable()
+_ETYPES: SharedTable[tuple[Labelled, ...]] = SharedTable(256)
+
+
+def _text(text: str | None) -> str | None:
+    return _TEXTS.share(text) if text is not None and len(text) <= 256 else text
 
 
 # A KDC exchange's decoded request and reply, as the spool keeps them.
@@ -601,13 +613,13 @@ class KdcTracker:
         request = pending.request
         return KdcExchange(
             transport=pending.transport,
-            client=pending.client,
-            kdc=pending.kdc,
+            client=_ENDPOINTS.share(pending.client),
+            kdc=_ENDPOINTS.share(pending.kdc),
             request_type=request.message,
-            client_principal=str(request.cname) if request.cname is not None else None,
-            realm=request.realm,
-            service=request.spn,
-            etypes=request.etypes,
+            client_principal=_text(str(request.cname) if request.cname is not None else None),
+            realm=_text(request.realm),
+            service=_text(request.spn),
+            etypes=_ETYPES.share(request.etypes),
             request_frame=pending.frame,
             request_time=pending.timestamp,
             reply_frame=None,
@@ -653,13 +665,13 @@ class KdcTracker:
             client_principal = reply_client
         exchange = KdcExchange(
             transport=transport,
-            client=client,
-            kdc=kdc,
+            client=_ENDPOINTS.share(client),
+            kdc=_ENDPOINTS.share(kdc),
             request_type=request.message if request is not None else inferred,
-            client_principal=client_principal,
-            realm=request.realm if request is not None else reply_realm,
-            service=(request.spn if request is not None else None) or reply_service,
-            etypes=request.etypes if request is not None else (),
+            client_principal=_text(client_principal),
+            realm=_text(request.realm if request is not None else reply_realm),
+            service=_text((request.spn if request is not None else None) or reply_service),
+            etypes=_ETYPES.share(request.etypes) if request is not None else (),
             request_frame=pending.frame if pending is not None else None,
             request_time=pending.timestamp if pending is not None else None,
             reply_frame=frame,
