@@ -54,3 +54,25 @@ def test_a_shared_table_gives_one_copy_and_stays_bounded() -> None:
     for n in range(10):
         assert table.share(f"value {n}") == f"value {n}"
         assert len(table) <= 3
+
+
+def test_a_full_disk_keeps_the_value_and_what_was_written() -> None:
+    spool = Spool()
+    before = spool.put(b"first")
+    assert isinstance(before, Spooled)
+    file = spool._file  # noqa: SLF001 - the test stands in for the disk
+    assert file is not None
+
+    class FullDisk:
+        def __getattr__(self, name: str) -> object:
+            return getattr(file, name)
+
+        def write(self, _data: bytes) -> int:
+            raise OSError(28, "No space left on device")
+
+    spool._file = FullDisk()  # type: ignore[assignment]  # noqa: SLF001
+    after = spool.put(b"second")
+    spool._file = file  # noqa: SLF001
+    assert isinstance(after, Inline) and after.get() == b"second"
+    assert before.get() == b"first"
+    assert isinstance(spool.put(b"third"), Inline)  # the spool stops growing

@@ -9,8 +9,9 @@ only the process that wrote the spool reads the spool.
 
 Invariant: memory holds a fixed few bytes per value put, whatever its size;
 `get` returns a value equal to the one put. The file is bounded by
-`MAX_SPOOL_BYTES`; past that (or when no temporary file can be made), values
-are held in memory as `Inline`, so nothing put is ever lost.
+`MAX_SPOOL_BYTES`; past that (or when no temporary file can be made, or the
+disk is full), values are held in memory as `Inline`, so nothing put is ever
+lost.
 
 The spool reads back only what it wrote itself (its own temporary file), so
 unpickling it trusts no outside input.
@@ -54,8 +55,14 @@ class Spool:
             if file is None or self._size + len(data) > self._limit:
                 return Inline(value)
             offset = self._size
-            file.seek(offset)
-            file.write(data)
+            try:
+                file.seek(offset)
+                file.write(data)
+                file.flush()  # a full disk is met here, not at a later read
+            except OSError:
+                # The value stays in memory; what was written before stays readable.
+                self._limit = offset
+                return Inline(value)
             self._size += len(data)
         return Spooled(self, offset, len(data))
 
