@@ -15,7 +15,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 # Distribution name -> the top-level module it provides, where they differ.
-MODULE_OF = {"pyspnego": "spnego"}
+MODULE_OF = {"pyspnego": "spnego", "dissect.etl": "dissect"}
 LOCAL = {"authtrace", "tests", "benchmarks", "lab", "scripts"}
 
 

@@ -159,10 +159,17 @@ def test_ethernet_padding_is_not_payload() -> None:
     assert isinstance(segment, TcpSegment) and segment.payload == b"" and segment.missing == 0
 
 
-def test_netmon_event_frames_are_skipped_and_counted() -> None:
-    _, decoder = decode_file(CAPTURES / "netmon23-media-types.cap")
-    assert [a.kind for a in decoder.anomalies] == ["net-link-skipped"]
-    assert decoder.anomalies[0].message.startswith("1 frame(s) of NetMon event")
+def test_netmon_event_frames_never_reach_the_net_layer() -> None:
+    """An ETW event record of a NetMon file is unwrapped by the reader (issue 14):
+    the 40-byte one in this file is too short to be an event, so the reader
+    reports it and the net layer never sees a frame it would have to skip."""
+    capture = open_capture(CAPTURES / "netmon23-media-types.cap")
+    decoder = PacketDecoder()
+    for frame in capture:
+        decoder.decode(frame)
+    decoder.finish()
+    assert decoder.anomalies == []
+    assert [a.kind for a in capture.anomalies] == ["etw-event-malformed"]
 
 
 def test_udp_datagram() -> None:
@@ -274,15 +281,29 @@ def test_tshark_agrees_on_frames_and_tcp_ports(path: Path) -> None:
     rows = [line.split("\t") for line in run.stdout.splitlines()]
     if not rows and run.returncode != 0:
         pytest.skip("tshark cannot read this file")
-    results, decoder = decode_file(path)
-    assert len(results) == len(rows)
+    decoder = PacketDecoder()
+    capture = open_capture(path)
+    results = {frame.number: decoder.decode(frame) for frame in capture}
+    decoder.finish()
+    # A NetMon file of ETW events yields only the frames its packet events carry,
+    # at their NetMon numbers (issue 14); every other record yields nothing.
+    etw = capture.format.startswith("netmon") and len(results) < len(rows)
+    if not etw:
+        assert len(results) == len(rows)
+    assert set(results) <= {int(row[0]) for row in rows}
     flagged = {a.frame for a in decoder.anomalies if a.kind in ("net-malformed", "net-truncated")}
-    for row, result in zip(rows, results, strict=True):
+    for row in rows:
         number = int(row[0])
+        result = results.get(number)
         # Tunnelled frames list every TCP layer; the innermost is what we return.
         expected = (int(row[1].split(",")[-1]), int(row[2].split(",")[-1])) if row[1] else None
         mine = (result.src_port, result.dst_port) if isinstance(result, TcpSegment) else None
         if mine != expected:
+            if etw and expected is None and number in results:
+                # Where we know better: tshark does not decode the packets inside
+                # PktMon events (tests/test_etl_shared.py checks these frames'
+                # bytes against the events' user data as tshark shows them).
+                continue
             # Allowed only where both sides call the header malformed.
             assert number in flagged and _ERROR_SEVERITY in row[3], (number, row, mine)
 

@@ -22,6 +22,14 @@ class AnomalyKind(enum.StrEnum):
     CAPTURE_TRUNCATED = "capture-truncated"  # the file ends inside a record
     CAPTURE_CORRUPT = "capture-corrupt"  # a record that cannot be right; reading stopped
     CAPTURE_OVERLAP = "capture-overlap"  # several captures whose times overlap
+    # readers: Windows traces (ETL files, Network Monitor files of ETW events)
+    ETL_BUFFER_DAMAGED = "etl-buffer-damaged"  # a buffer that cannot be right; the next is read
+    ETL_EVENTS_LOST = "etl-events-lost"  # the trace says it lost events or buffers
+    ETL_OUT_OF_ORDER = "etl-out-of-order"  # packets not in time order (numbering differs)
+    ETW_EVENTS_SKIPPED = "etw-events-skipped"  # events that carry no packet, counted
+    ETW_EVENT_MALFORMED = "etw-event-malformed"  # a packet event that does not parse
+    ETW_PACKETS_TRUNCATED = "etw-packets-truncated"  # netsh / pktmon kept the first bytes only
+    PKTMON_APPEARANCES_FOLDED = "pktmon-appearances-folded"  # one packet, several components
     # net: link, IP and transport headers
     NET_TRUNCATED = "net-truncated"  # a header cut short by the snap length
     NET_MALFORMED = "net-malformed"  # a header that cannot be decoded

@@ -30,7 +30,7 @@ from authtrace.lane import FastLane
 from authtrace.net.decoder import PacketDecoder
 from authtrace.net.duplicates import DuplicateFrames
 from authtrace.net.packets import FIN, RST, SYN, TcpSegment, UdpDatagram
-from authtrace.readers.base import CaptureError
+from authtrace.readers.base import DEFAULT_READ, CaptureError, ReadOptions
 from authtrace.readers.capture import open_capture
 from authtrace.report.model import CaptureInfo, Report, file_frame_name, frame_name
 from authtrace.stack import Application, Stack, decide, decide_inner
@@ -157,14 +157,17 @@ class Pipeline:
         progress: Progress | None = None,
         fast_lane: bool = True,
         keylog: KeyLog | None = None,
+        read_options: ReadOptions = DEFAULT_READ,
     ) -> None:
         """fast_lane: let lane.py take the frames whose only effect is counting,
         and the TLS layer count the records that only carry body bytes instead
         of decrypting them (the results are the same either way but for the
         TLS facts' records_opened / records_counted split; the tests compare them).
         keylog: TLS secrets (--tls-keylog); pcapng Decryption Secrets Blocks
-        are added to it (or to a new one) as they are read."""
+        are added to it (or to a new one) as they are read.
+        read_options: how the readers make frames (readers/base.py)."""
         self.result = StreamResult()
+        self._read_options = read_options
         self._keylog = keylog
         self._progress = progress
         self._fast_lane = fast_lane
@@ -276,7 +279,10 @@ class Pipeline:
         lane = self._lane
         # CaptureError propagates: nothing read yet.
         capture = open_capture(
-            source, lane.walker_for if lane is not None else None, self._frames + 1
+            source,
+            lane.walker_for if lane is not None else None,
+            self._frames + 1,
+            self._read_options,
         )
         name = source if isinstance(source, str) else getattr(source, "name", "<stream>")
         self._reading = (str(name), self._frames + 1)
@@ -583,10 +589,13 @@ def in_time_order_with_starts(sources: list[Source]) -> list[tuple[Source, float
 
 
 def read_connections(
-    sources: Iterable[Source], progress: Progress | None = None, keylog: KeyLog | None = None
+    sources: Iterable[Source],
+    progress: Progress | None = None,
+    keylog: KeyLog | None = None,
+    read_options: ReadOptions = DEFAULT_READ,
 ) -> tuple[list[HttpConnection], StreamResult]:
     """All HTTP connections of the captures, with what was learnt on the way."""
-    pipeline = Pipeline(progress, keylog=keylog)
+    pipeline = Pipeline(progress, keylog=keylog, read_options=read_options)
     connections = list(pipeline.connections(sources))
     return connections, pipeline.result
 
@@ -596,6 +605,7 @@ def analyze(
     progress: Progress | None = None,
     keylog: KeyLog | None = None,
     iis_log: Sequence[LogEntry] = (),
+    read_options: ReadOptions = DEFAULT_READ,
 ) -> Report:
     """Read the captures and judge every authentication handshake in them
     (TLS decrypted with `keylog` and any secrets the captures embed).
@@ -619,7 +629,7 @@ def analyze(
         if progress is not None:
             progress(ProgressReport(phase, done, total))
 
-    connections, result = read_connections(sources, progress, keylog)
+    connections, result = read_connections(sources, progress, keylog, read_options)
     kdc = result.kdc
     exchanges = kdc.exchanges if kdc is not None else ()
     connects = kdc.unanswered_connects if kdc is not None else ()

@@ -13,11 +13,13 @@ from authtrace.cli import main
 from authtrace.cli.common import (
     EXIT_FINDINGS,
     EXIT_OK,
+    all_appearances_option,
     capture_argument,
     fail,
     progress_option,
     progress_printer,
     read_keylogs,
+    read_options,
     show_secrets_option,
     tls_keylog_option,
     wants_progress,
@@ -76,6 +78,7 @@ from authtrace.visible import visible
     "the HTML to stdout instead of the text report.",
 )
 @tls_keylog_option()
+@all_appearances_option()
 @show_secrets_option()
 @progress_option()
 def analyze_command(
@@ -87,6 +90,7 @@ def analyze_command(
     no_ladders: bool,
     iis_logs: tuple[Path, ...],
     tls_keylogs: tuple[str, ...],
+    all_appearances: bool,
     show_secrets: bool,
     progress: bool | None,
     html: Path | None,
@@ -117,6 +121,7 @@ def analyze_command(
       authtrace analyze trace.pcap --iis-log u_ex231114.log
       authtrace analyze https.pcapng --tls-keylog sslkeys.log
       authtrace analyze trace.pcap --html report.html
+      authtrace analyze NetTrace.etl
     """
     if iis_logs and (problems := unopenable(iis_logs)):
         # The capture's findings still stand: say which log is left out, once.
@@ -136,6 +141,7 @@ def analyze_command(
             display,
             read_keylogs(tls_keylogs),
             iis_log=entries,
+            read_options=read_options(all_appearances),
         )
     except CaptureError as error:
         fail(str(error))

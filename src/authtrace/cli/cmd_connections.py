@@ -11,11 +11,13 @@ import click
 from authtrace.cli import main
 from authtrace.cli.common import (
     EXIT_OK,
+    all_appearances_option,
     capture_argument,
     fail,
     progress_option,
     progress_printer,
     read_keylogs,
+    read_options,
     show_secrets_option,
     tls_keylog_option,
     wants_progress,
@@ -33,12 +35,14 @@ from authtrace.visible import visible, visible_lines
     "--json", "as_json", is_flag=True, help="Print a JSON object (schema authtrace.connections/1)."
 )
 @tls_keylog_option()
+@all_appearances_option()
 @show_secrets_option()
 @progress_option()
 def connections_command(
     captures: tuple[str, ...],
     as_json: bool,
     tls_keylogs: tuple[str, ...],
+    all_appearances: bool,
     show_secrets: bool,
     progress: bool | None,
 ) -> None:
@@ -47,9 +51,10 @@ def connections_command(
     \b
     One line per exchange: frame of the request, method and URI, the decoded
     Authorization step, the status and frame of the response, the decoded
-    WWW-Authenticate steps. CAPTURE is a pcap, pcapng or Network Monitor file
-    (optionally gzip'd), or - for standard input. HTTP is found by content on
-    any port. Frame numbers are Wireshark's.
+    WWW-Authenticate steps. CAPTURE is a pcap, pcapng, Network Monitor or ETL
+    file (netsh trace, pktmon; optionally gzip'd), or - for standard input.
+    HTTP is found by content on any port. Frame numbers are Wireshark's (an
+    ETL's as etl2pcapng numbers them).
 
     \b
     Examples:
@@ -63,7 +68,9 @@ def connections_command(
     display = progress_printer(
         wants_progress(progress) and (progress is True or not sys.stdout.isatty())
     )
-    pipeline = Pipeline(display, keylog=read_keylogs(tls_keylogs))
+    pipeline = Pipeline(
+        display, keylog=read_keylogs(tls_keylogs), read_options=read_options(all_appearances)
+    )
     out = sys.stdout
     first = True
     try:

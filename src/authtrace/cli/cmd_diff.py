@@ -14,10 +14,12 @@ from authtrace.cli.common import (
     EXIT_FINDINGS,
     EXIT_OK,
     ProgressDisplay,
+    all_appearances_option,
     fail,
     progress_printer,
     read_keylogs,
     show_secrets_option,
+    read_options,
     tls_keylog_option,
     wants_progress,
     write_html,
@@ -25,6 +27,7 @@ from authtrace.cli.common import (
 from authtrace.compare.diff import compare
 from authtrace.compare.render import comparison_to_dict, render_comparison
 from authtrace.pipeline import CaptureError, analyze
+from authtrace.readers.base import ReadOptions
 from authtrace.report.filters import choices, listed
 from authtrace.report.model import Report
 
@@ -54,6 +57,7 @@ from authtrace.report.model import Report
 )
 @show_secrets_option()
 @tls_keylog_option()
+@all_appearances_option()
 def diff_command(
     working: str,
     failing: str,
@@ -63,6 +67,7 @@ def diff_command(
     tls_keylogs: tuple[str, ...],
     html: Path | None,
     show_secrets: bool,
+    all_appearances: bool,
 ) -> None:
     """Compare a WORKING capture with a FAILING one.
 
@@ -92,8 +97,9 @@ def diff_command(
     show = progress_printer(wants_progress(progress))
     # Key logs are read once per capture: a KeyLog is only read from after loading.
     try:
-        left = _read(working, show, tls_keylogs)
-        right = _read(failing, show, tls_keylogs)
+        options = read_options(all_appearances)
+        left = _read(working, show, tls_keylogs, options)
+        right = _read(failing, show, tls_keylogs, options)
     finally:
         if show is not None:
             show.close()
@@ -117,9 +123,11 @@ def diff_command(
     sys.exit(EXIT_FINDINGS if comparison.differs else EXIT_OK)
 
 
-def _read(path: str, show: ProgressDisplay | None, keylogs: tuple[str, ...]) -> Report:
+def _read(
+    path: str, show: ProgressDisplay | None, keylogs: tuple[str, ...], options: ReadOptions
+) -> Report:
     try:
-        report = analyze([path], show, read_keylogs(keylogs))
+        report = analyze([path], show, read_keylogs(keylogs), read_options=options)
     except CaptureError as error:
         fail(str(error))  # names the file already
     except OSError as error:

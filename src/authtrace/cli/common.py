@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, TextIO
 import click
 
 from authtrace.pipeline import Phase, ProgressReport
+from authtrace.readers.base import ReadOptions
 from authtrace.visible import visible
 
 if TYPE_CHECKING:
@@ -150,6 +151,21 @@ def wants_progress(flag: bool | None) -> bool:
 
 def capture_argument() -> Callable:
     return click.argument("captures", nargs=-1, required=True, metavar="CAPTURE...")
+
+
+def all_appearances_option() -> Callable:
+    return click.option(
+        "--all-appearances",
+        is_flag=True,
+        help="pktmon traces: keep every appearance of a packet (pktmon logs one per "
+        "component it passes: NIC, vSwitch, filter drivers). By default the first is kept "
+        "and the others are folded and counted; frame numbers are the same either way.",
+    )
+
+
+def read_options(all_appearances: bool) -> ReadOptions:
+    """What the capture options ask of the readers."""
+    return ReadOptions(all_appearances=all_appearances)
 
 
 def show_secrets_option() -> Callable:

@@ -43,6 +43,22 @@ make_frame = constructor(Frame)
 
 
 @dataclass(frozen=True, slots=True)
+class ReadOptions:
+    """How the readers turn a file's records into frames, as the user asked.
+
+    all_appearances: keep every appearance pktmon logged of one packet (once per
+        component it passed through: NIC, vSwitch, filter drivers) instead of
+        the first one only (`--all-appearances`).
+    """
+
+    all_appearances: bool = False
+
+
+# What a reader does when nobody asked otherwise.
+DEFAULT_READ = ReadOptions()
+
+
+@dataclass(frozen=True, slots=True)
 class RecordLayout:
     """How a classic pcap file lays out its records, for a `Walker`.
 

@@ -17,8 +17,15 @@ from struct import error as struct_error
 from typing import BinaryIO
 
 from authtrace.anomalies import Anomaly
-from authtrace.readers import netmon, pcap, pcapng
-from authtrace.readers.base import CaptureError, Frame, Tally, WalkerFor
+from authtrace.readers import etl, netmon, pcap, pcapng
+from authtrace.readers.base import (
+    DEFAULT_READ,
+    CaptureError,
+    Frame,
+    ReadOptions,
+    Tally,
+    WalkerFor,
+)
 from authtrace.readers.source import (
     CHUNK,
     GZIP_MAGIC,
@@ -33,12 +40,15 @@ from authtrace.readers.source import (
 class Capture:
     """A capture being read. Iterate it once for its frames (lazily).
 
-    format: "pcap", "pcap-ns", "pcap-modified", "pcapng", "netmon1", "netmon2",
+    format: "pcap", "pcap-ns", "pcap-modified", "pcapng", "netmon1", "netmon2", "etl",
         with "+gzip" when the file was gzip-compressed.
-    anomalies: damage met while reading (capture-truncated, capture-corrupt).
-    tally: for a reader that honours claims (pcap, pcapng), the count and first/last
-        timestamps of every record read, claimed or not, once iteration ended;
-        None for the other readers (every record of theirs is a yielded Frame).
+    anomalies: damage met while reading (capture-truncated, capture-corrupt), and
+        what a Windows trace says about itself (etw-*, etl-*, pktmon-*).
+    tally: the count (the frame numbers given) and first/last timestamps of every
+        record read, once iteration ended, for the readers that number records
+        they do not yield as frames (pcap and pcapng whose records a walker
+        claimed, ETL and NetMon whose events carry no packet); None for a reader
+        whose every record is a yielded Frame.
     secrets: pcapng Decryption Secrets Blocks met so far, as (secrets type, data,
         number of the last frame before the block); the consumer takes them out.
     """
@@ -89,8 +99,9 @@ def open_capture(
     source: str | os.PathLike[str] | BinaryIO,
     walker_for: WalkerFor | None = None,
     first_number: int = 1,
+    options: ReadOptions = DEFAULT_READ,
 ) -> Capture:
-    """Open a pcap, pcapng or Network Monitor capture (optionally gzip-compressed).
+    """Open a pcap, pcapng, Network Monitor or ETL capture (optionally gzip-compressed).
 
     `source` is a path, "-" for standard input (read as a stream), or an open
     binary file. Raises CaptureError when nothing can be read from it.
@@ -98,6 +109,7 @@ def open_capture(
     is built; the pcap and pcapng readers offer it (then `Capture.tally` counts them).
     `first_number`: the number of the first frame (several files read as one
     stream continue the numbering).
+    `options`: how records become frames (readers/base.py ReadOptions).
     """
     label = _describe(source)
     try:
@@ -106,7 +118,7 @@ def open_capture(
         raise CaptureError(f"{label}: cannot open: {exc.strerror or exc}") from None
     closing: list[BinaryIO] = [stream] if owned else []
     try:
-        return _open(stream, seekable, closing, label, walker_for, first_number)
+        return _open(stream, seekable, closing, label, walker_for, first_number, options)
     except _DamagedGzip as exc:
         Input(stream, closing).close()
         raise CaptureError(
@@ -134,6 +146,7 @@ def _open(
     label: str,
     walker_for: WalkerFor | None = None,
     first_number: int = 1,
+    options: ReadOptions = DEFAULT_READ,
 ) -> Capture:
     head = read_up_to(stream, CHUNK)
     suffix = ""
@@ -152,14 +165,16 @@ def _open(
         if source.error is not None and not head:
             raise _DamagedGzip(source.error)
         try:
-            return _open_format(source, head, seekable, label, walker_for, first_number, suffix)
+            return _open_format(
+                source, head, seekable, label, walker_for, first_number, suffix, options
+            )
         except CaptureError:
             # What was decompressed is too short to read: the damage is the reason.
             if source.error is not None:
                 raise _DamagedGzip(source.error) from None
             raise
     source = Input(stream, closing)
-    return _open_format(source, head, seekable, label, walker_for, first_number, suffix)
+    return _open_format(source, head, seekable, label, walker_for, first_number, suffix, options)
 
 
 def _open_format(
@@ -170,6 +185,7 @@ def _open_format(
     walker_for: WalkerFor | None,
     first_number: int,
     suffix: str,
+    options: ReadOptions = DEFAULT_READ,
 ) -> Capture:
     """The record reader for the format the first bytes name."""
     if not head:
@@ -223,8 +239,32 @@ def _open_format(
         capture = Capture(name + suffix, iter(()), source)
         if damage is not None:
             capture.anomalies.append(damage)
+        capture.tally = Tally()
         capture._frames = netmon.frames(
-            source.stream, table, capture.anomalies, label, first_number
+            source.stream,
+            table,
+            capture.anomalies,
+            label,
+            first_number,
+            capture.tally,
+            options.all_appearances,
+        )
+        return capture
+    if etl.looks_like_etl(head):
+        try:
+            etl.parse_logfile_header(head)
+        except etl.EtlHeaderError as exc:
+            raise CaptureError(f"{label}: ETL trace header damaged: {exc}") from None
+        capture = Capture("etl" + suffix, iter(()), source)
+        capture.tally = Tally()
+        capture._frames = etl.frames(
+            source,
+            head,
+            capture.anomalies,
+            label,
+            capture.tally,
+            first_number,
+            options.all_appearances,
         )
         return capture
     first = head[:4].hex()

@@ -5,9 +5,18 @@ Owns: the file header, the frame table (file offsets of every frame, which
 NetMon writes at the end of the file), the per-frame header and, from 2.1 on,
 the per-frame trailer whose media type says what each frame holds.
 
-Invariant: frames are yielded in frame-table order, numbered 1.. (or from a given first number) like
-Wireshark; a frame's media type becomes a LINKTYPE value when one exists
-(Ethernet, or "pcap link type + 0xE000"), else the private
+A frame of the "event" media type (0xFFE0, what Network Monitor and Message
+Analyzer write when they convert an ETL file) holds one ETW event: its
+EVENT_HEADER (80 bytes, time stamp already a FILETIME), the buffer context (4),
+ExtendedDataCount and UserDataLength (2 each), one byte, the extended data items
+(Reserved1, ExtType, Linkage, DataSize, then DataSize bytes each) and the user
+data. Events of the packet providers become the frames they carry
+(readers/etw.py decides); the other events are counted and skipped.
+
+Invariant: frames are numbered in frame-table order, 1.. (or from a given
+first number) like Wireshark and Network Monitor: every record counts, also an
+event that carries no packet. A frame's media type becomes a LINKTYPE value
+when one exists (Ethernet, or "pcap link type + 0xE000"), else the private
 LINKTYPE_NETMON_MEDIA + media type, which the net layer skips and counts.
 Memory: the frame table (4 bytes a frame, capped) plus one read chunk.
 """
@@ -20,7 +29,8 @@ from collections.abc import Iterator
 from typing import BinaryIO
 
 from authtrace.anomalies import Anomaly, AnomalyKind
-from authtrace.readers.base import Frame, make_frame
+from authtrace.readers import etw
+from authtrace.readers.base import Frame, Tally, make_frame
 from authtrace.readers.linktypes import LINKTYPE_ETHERNET, LINKTYPE_NETMON_MEDIA
 from authtrace.readers.pcap import MAX_RECORD
 from authtrace.readers.source import CHUNK
@@ -39,6 +49,9 @@ _FILETIME = struct.Struct("<Q")
 MAX_FRAMES = 16 * 1024 * 1024  # a frame table larger than 64 MiB is not believed
 
 _NETMON_ETHERNET = 1
+_NETMON_EVENT = 0xFFE0  # an ETW event (NetMon "NetEvent")
+_EVENT_FIXED = 89  # EVENT_HEADER, buffer context, two counts, one byte
+_EXTENDED_ITEM = struct.Struct("<HHHH")
 _NETMON_PCAP_BASE = 0xE000  # media type = LINKTYPE value + 0xE000 (NetMon 3.x)
 _FILETIME_UNIX_EPOCH = 116444736000000000  # 1601-01-01 to 1970-01-01 in 100 ns units
 
@@ -100,15 +113,49 @@ class NetmonFile:
         self.trailer = _trailer_size(self.major, self.minor)
 
 
+def event_of(data: bytes, fallback: float) -> etw.EtwEvent:
+    """The ETW event a NetMon event frame holds. Raises etw.EtwDecodeError.
+
+    fallback: the frame's own time stamp, for an event whose header has none."""
+    if len(data) < _EVENT_FIXED:
+        raise etw.EtwDecodeError(f"an event record of {len(data)} bytes")
+    (filetime,) = _FILETIME.unpack_from(data, 0x10)
+    event_id, version = struct.unpack_from("<HB", data, 0x28)
+    (keywords,) = struct.unpack_from("<Q", data, 0x30)
+    extended, user_length = struct.unpack_from("<HH", data, 84)
+    offset = _EVENT_FIXED
+    for _ in range(extended):
+        if offset + _EXTENDED_ITEM.size > len(data):
+            raise etw.EtwDecodeError("extended data items run past the end of the event")
+        size = _EXTENDED_ITEM.unpack_from(data, offset)[3]
+        offset += _EXTENDED_ITEM.size + size
+    if offset + user_length > len(data):
+        raise etw.EtwDecodeError(f"user data of {user_length} bytes run past the end of the event")
+    timestamp = (
+        (filetime - _FILETIME_UNIX_EPOCH) / 1e7 if filetime > _FILETIME_UNIX_EPOCH else fallback
+    )
+    return etw.EtwEvent(
+        bytes(data[0x18:0x28]), event_id, version, keywords, timestamp,
+        bytes(data[offset : offset + user_length]),
+    )  # fmt: skip
+
+
 def frames(
     stream: BinaryIO,
     netmon: NetmonFile,
     anomalies: list[Anomaly],
     label: str,
     first_number: int = 1,
+    tally: Tally | None = None,
+    all_appearances: bool = False,
 ) -> Iterator[Frame]:
-    """The frames of the table, in table order, numbered from `first_number`."""
+    """The frames of the table, in table order, numbered from `first_number`;
+    a frame of ETW events yields the packet its event carries, if any."""
     number = first_number - 1
+    first: float | None = None
+    last: float | None = None
+    assembler = etw.PacketAssembler(label, all_appearances)
+    event_link = LINKTYPE_NETMON_MEDIA + _NETMON_EVENT
     try:
         header = _FRAME_2X if netmon.major == 2 else _FRAME_1X
         header_size = header.size
@@ -172,9 +219,37 @@ def frames(
                     if filetime > _FILETIME_UNIX_EPOCH:
                         timestamp = (filetime - _FILETIME_UNIX_EPOCH) / 1e7
             number += 1
+            if first is None:
+                first = timestamp
+            last = timestamp
+            if link_type == event_link:
+                try:
+                    event = event_of(buf[data_start:data_end], timestamp)
+                except etw.EtwDecodeError as exc:
+                    if len(anomalies) < 1000:
+                        anomalies.append(
+                            Anomaly(
+                                AnomalyKind.ETW_EVENT_MALFORMED,
+                                f"{label}: frame {number} holds a damaged ETW event: {exc}",
+                                number,
+                            )
+                        )
+                    continue
+                taken = assembler.take(event, number)
+                packet = taken.packet
+                if packet is not None:
+                    yield make_frame(
+                        number, event.timestamp, packet.link_type, packet.data,
+                        packet.original_length,
+                    )  # fmt: skip
+                continue
             yield make_frame(number, timestamp, link_type, buf[data_start:data_end], original)
     except Exception as exc:  # noqa: BLE001 - a reader never raises after the header
         internal_error(exc)
         anomalies.append(
             Anomaly(AnomalyKind.CAPTURE_CORRUPT, f"{label}: reading stopped: {exc!r}", number + 1)
         )
+    finally:
+        anomalies.extend(assembler.finish())
+        if tally is not None:
+            tally.settle(number - first_number + 1, first, last)
