@@ -2,8 +2,9 @@
 
 Public API: `open_capture(source) -> Capture` (iterable of `Frame`, with
 `.format` and `.anomalies`) and `CaptureError`. Formats: pcap (all byte
-orders and resolutions), pcapng, Network Monitor 1.x/2.x, each optionally
-gzip-compressed; detection is by magic, never by file name.
+orders and resolutions), pcapng, Network Monitor 1.x/2.x (its ETW event frames
+unwrapped), Windows ETL traces (netsh trace, pktmon), each optionally
+gzip-compressed; detection is by content, never by file name.
 """
 
 from authtrace.readers.base import CaptureError, Frame
