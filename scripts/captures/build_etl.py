@@ -408,7 +408,9 @@ def pktmon_trace(name: str, out: str, *, components: int = 3, size: int = 0) -> 
     trace.write(OUT / out, frames[-1].time + 1.0, 0)
 
 
-def netmon_event(provider: bytes, event_id: int, keywords: int, seconds: float, user: bytes) -> bytes:
+def netmon_event(
+    provider: bytes, event_id: int, keywords: int, seconds: float, user: bytes
+) -> bytes:
     """One NetMon "event" frame (media type 0xFFE0): EVENT_HEADER with a FILETIME,
     ETW_BUFFER_CONTEXT, ExtendedDataCount, UserDataLength, one byte, user data."""
     header = struct.pack(
