@@ -314,8 +314,19 @@ def pktmon_packet(
     logged = frame if size == 0 else frame[:size]
     return (
         struct.pack(
-            "<QHHHHHHHIIHH", group, 1, appearance, 4 if send else 3, 1, component, 1, 0, 0, 0,
-            len(frame), len(logged),
+            "<QHHHHHHHIIHH",
+            group,
+            1,
+            appearance,
+            4 if send else 3,
+            1,
+            component,
+            1,
+            0,
+            0,
+            0,
+            len(frame),
+            len(logged),
         )  # fmt: skip
         + logged
     )
