@@ -18,7 +18,9 @@ pktmon --pkt-size); several interfaces (a packet logged at a miniport and at
 a filter above it); pktmon appearances of one packet at several components;
 a damaged buffer between good ones; events that are not packets (another
 provider's manifest events, classic events, system events, the providers'
-own configuration events); a 32-bit trace whose clock is the system time.
+own configuration events); a 32-bit trace whose clock is the system time;
+a trace of two processors whose buffers are out of time order in the file;
+buffers compressed as in compressed mode.
 """
 
 from __future__ import annotations
@@ -74,6 +76,9 @@ class Trace:
     compressed: bool = False  # EVENT_TRACE_COMPRESSED_MODE: data buffers LZ77-compressed
     buffers: list[bytes] = field(default_factory=list)
     _current: bytearray = field(default_factory=bytearray)
+    processor: int = 0  # whose buffer records go into (each processor has its own)
+    processors: int = 1
+    _open: dict[int, bytearray] = field(default_factory=dict)
     _sequence: int = 0
 
     def stamp(self, seconds: float) -> int:
@@ -140,6 +145,16 @@ class Trace:
         )  # fmt: skip
         self._add(record + payload)
 
+    def on(self, processor: int) -> None:
+        """Log the next records on this processor: ETW keeps a buffer per
+        processor and writes each to the file when it is full, so a trace of
+        several processors has buffers out of time order."""
+        if processor != self.processor:
+            self._open[self.processor] = self._current
+            self.processor = processor
+            self._current = self._open.pop(processor, bytearray())
+            self.processors = max(self.processors, processor + 1)
+
     def _add(self, record: bytes) -> None:
         aligned = record + b"\x00" * (-len(record) % 8)
         if BUFFER_HEADER + len(self._current) + len(aligned) > self.buffer_size:
@@ -155,6 +170,8 @@ class Trace:
             return
         records = bytes(self._current)
         flag = 0x0001  # FLUSH_MARKER
+        if self.processors > 1:
+            flag |= 0x0020  # PROC_INDEX: the buffer context holds ProcessorIndex
         if self.compressed and buffer_type == 0:
             records = xpress_compress(records)
             flag |= 0x0040  # COMPRESSED
@@ -169,8 +186,8 @@ class Trace:
             filetime(self.start),  # TimeStamp
             self._sequence,
             0,  # ClockType / Frequency
-            0,  # processor number
-            0,  # alignment
+            self.processor,  # ProcessorIndex (low byte)
+            0,  # ProcessorIndex (high byte) / alignment
             1,  # logger id
             0,  # state
             filled,  # Offset: the filled bytes
@@ -222,6 +239,10 @@ class Trace:
 
     def write(self, path: Path, end: float, events: int) -> None:
         self.flush()
+        for processor in sorted(self._open):
+            self.on(processor)
+            self.flush()
+        self.on(0)
         data = self.buffers
         head = bytearray(self.logfile_header(end, events, len(data) + 1))
         head += b"\x00" * (-len(head) % 8)
@@ -373,12 +394,14 @@ def ndis_trace(
     system_time: bool = False,
     buffer_size: int = 8192,
     compressed: bool = False,
+    processors: int = 1,
 ) -> Trace:
     frames = packets(name)
     trace = Trace(frames[0].time - 1.0, buffer_size, wide, system_time, compressed=compressed)
     trace.event(NDIS, 1016, 0x800000C000000000, trace.start, bytes([1, 1, 2, 0]) + b"\x08\x00")
     events = 1
     for index, packet in enumerate(frames):
+        trace.on(index % processors)
         keywords = KW_ETHERNET | KW_START | KW_END | KW_NDIS_PACKET
         keywords |= KW_SEND if packet.send else KW_RECEIVE
         data = packet.data
@@ -489,6 +512,10 @@ def main() -> None:
         system_time=True,
     )
     ndis_trace("healthy-ntlm.pcap", "healthy-ntlm-compressed.netsh.etl", compressed=True)
+    ndis_trace(
+        "pooling-proxy.pcap", "pooling-proxy-two-processors.netsh.etl", buffer_size=2048,
+        processors=2,
+    )  # fmt: skip
     ndis_trace("pooling-proxy.pcap", "pooling-proxy-damaged.netsh.etl", buffer_size=4096)
     damage_middle_buffer(OUT / "pooling-proxy-damaged.netsh.etl", 4096)
     pktmon_trace("pooling-proxy.pcap", "pooling-proxy.pktmon.etl")

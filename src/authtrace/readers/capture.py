@@ -265,6 +265,7 @@ def _open_format(
             capture.tally,
             first_number,
             options.all_appearances,
+            seekable,
         )
         return capture
     first = head[:4].hex()

@@ -28,6 +28,7 @@ buffer (at most MAX_BUFFER bytes) plus what readers/etw.py keeps.
 from __future__ import annotations
 
 import enum
+import heapq
 import struct
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -51,7 +52,10 @@ _U64 = struct.Struct("<Q")
 # WMI_BUFFER_HEADER BufferFlag bits.
 _FLAG_EVENTS_LOST = 0x0002
 _FLAG_BUFFER_LOST = 0x0004
+_FLAG_PROC_INDEX = 0x0020
 _FLAG_COMPRESSED = 0x0040
+# Buffers held at once when the processors' streams are merged (one each).
+MAX_HELD = 256 * 1024 * 1024
 
 # Header types (the third byte of a record's marker) and their fixed sizes.
 _SYSTEM = {0x01: 0x20, 0x02: 0x20, 0x03: 0x18, 0x04: 0x18, 0x10: 0x10, 0x11: 0x10}
@@ -282,7 +286,198 @@ def _event(data: bytes, position: int, size: int, clock: TraceClock) -> etw.EtwE
         keywords,
         clock.seconds(raw_time),
         bytes(data[start:stop]),
+        raw_time,
     )
+
+
+@dataclass
+class _Reading:
+    """What the event sources and the frame loop share while a trace is read."""
+
+    number: int  # the last frame number given
+    lost_buffers: int = 0  # buffers marked EVENTS_LOST / BUFFER_LOST
+
+
+def _buffer_events(
+    buffer: bytes,
+    index: int,
+    offset: int,
+    size: int,
+    clock: TraceClock,
+    assembler: etw.PacketAssembler,
+    reading: _Reading,
+    anomalies: list[Anomaly],
+    label: str,
+) -> Iterator[etw.EtwEvent]:
+    """The packet-provider events of one buffer (its header and filled part);
+    damage is reported once the events before it were taken (so the anomaly
+    names the frame the damage comes before) and what came before it is kept."""
+    fields = _BUFFER.unpack_from(buffer)
+    claimed, filled, buffer_flags = fields[0], fields[10], fields[11]
+    damage = None
+    if claimed != size:
+        damage = f"it claims {claimed} bytes where the trace's buffers have {size}"
+    elif not BUFFER_HEADER <= filled <= size:
+        damage = f"it claims {filled} filled bytes of {size}"
+    else:
+        if buffer_flags & (_FLAG_EVENTS_LOST | _FLAG_BUFFER_LOST):
+            reading.lost_buffers += 1
+        body = buffer[BUFFER_HEADER:filled]
+        if buffer_flags & _FLAG_COMPRESSED:
+            try:
+                body = xpress.decompress(body, size)
+            except xpress.XpressError as exc:
+                damage = f"its compressed data do not decompress ({exc})"
+                body = b""
+        try:
+            yield from records(body, clock, assembler)
+        except _Damage as exc:
+            damage = str(exc)
+    if damage is not None:
+        anomalies.append(
+            Anomaly(
+                AnomalyKind.ETL_BUFFER_DAMAGED,
+                f"{label}: buffer {index} (offset {offset}) is damaged: {damage}; what "
+                "it held after that is not read, reading went on at the next buffer",
+                reading.number + 1,
+            )
+        )
+
+
+def _filled(buffer: bytes, size: int) -> int:
+    """How much of a buffer to read: its filled bytes when they can be right."""
+    (claimed,) = _U32.unpack_from(buffer, 0)
+    (filled,) = _U32.unpack_from(buffer, 0x30)
+    return filled if claimed == size and BUFFER_HEADER <= filled <= size else BUFFER_HEADER
+
+
+def _cut(anomalies: list[Anomaly], label: str, index: int, offset: int, number: int) -> None:
+    anomalies.append(
+        Anomaly(
+            AnomalyKind.CAPTURE_TRUNCATED,
+            f"{label}: the file ends inside buffer {index} (offset {offset}); "
+            "earlier packets were read",
+            number + 1,
+        )
+    )
+
+
+def _in_file_order(
+    source: Input,
+    head: bytes,
+    header: LogfileHeader,
+    assembler: etw.PacketAssembler,
+    reading: _Reading,
+    anomalies: list[Anomaly],
+    label: str,
+) -> Iterator[etw.EtwEvent]:
+    """Every buffer in file order, streaming (a pipe, gzip): one buffer held."""
+    size = header.buffer_size
+    pending = head
+    index = 0
+    while True:
+        if len(pending) < BUFFER_HEADER:
+            pending += _read_exact(source, BUFFER_HEADER - len(pending))
+        if not pending:
+            return
+        offset = index * size
+        index += 1
+        if len(pending) < BUFFER_HEADER:
+            _cut(anomalies, label, index, offset, reading.number)
+            return
+        want = _filled(pending, size)
+        if len(pending) < want:
+            pending += _read_exact(source, want - len(pending))
+        cut = len(pending) < want
+        buffer = pending[:want]
+        if len(pending) >= size:
+            pending = pending[size:]
+        else:
+            tail = size - len(pending)
+            pending = b""
+            if not cut and _skip(source, tail) < tail:
+                cut = True
+        if not cut:
+            yield from _buffer_events(
+                buffer, index, offset, size, header.clock, assembler, reading, anomalies, label
+            )
+        else:
+            # The records wholly inside the part that is there are still read
+            # (the one the end of the file cuts is reported as damage).
+            (filled,) = _U32.unpack_from(buffer, 0x30)
+            if BUFFER_HEADER <= filled <= size:
+                present = bytearray(buffer)
+                struct.pack_into("<I", present, 0x30, len(present))
+                yield from _buffer_events(
+                    bytes(present), index, offset, size, header.clock, assembler, reading,
+                    anomalies, label,
+                )  # fmt: skip
+            _cut(anomalies, label, index, offset, reading.number)
+            return
+
+
+def _read_at(source: Input, offset: int, size: int) -> bytes:
+    try:
+        source.stream.seek(offset)
+    except (OSError, ValueError):
+        return b""
+    return _read_exact(source, size)
+
+
+def _streams(source: Input, size: int) -> list[list[int]] | None:
+    """The buffers of each processor, in file order, from a first pass over the
+    buffer headers (72 bytes each); None when the file cannot be searched."""
+    try:
+        end = source.stream.seek(0, 2)
+    except (OSError, ValueError):
+        return None
+    by_processor: dict[int, list[int]] = {}
+    for offset in range(0, end, size):
+        buffer = _read_at(source, offset, BUFFER_HEADER)
+        if len(buffer) < BUFFER_HEADER:
+            by_processor.setdefault(-1, []).append(offset)
+            break
+        (flags,) = _U16.unpack_from(buffer, 0x34)
+        # ETW_BUFFER_CONTEXT: ProcessorIndex (16 bits) when the buffer says so,
+        # else ProcessorNumber (8 bits) and an alignment byte.
+        if flags & _FLAG_PROC_INDEX:
+            (processor,) = _U16.unpack_from(buffer, 0x28)
+        else:
+            processor = buffer[0x28]
+        by_processor.setdefault(processor, []).append(offset)
+    return list(by_processor.values())
+
+
+def _one_processor(
+    source: Input,
+    offsets: list[int],
+    header: LogfileHeader,
+    assembler: etw.PacketAssembler,
+    reading: _Reading,
+    anomalies: list[Anomaly],
+    label: str,
+    order: int,
+) -> Iterator[tuple[int, int, int, etw.EtwEvent]]:
+    """One processor's buffers, read where they are: (raw time, stream, place, event)."""
+    size = header.buffer_size
+    place = 0
+    for offset in offsets:
+        index = offset // size + 1
+        buffer = _read_at(source, offset, BUFFER_HEADER)
+        if len(buffer) == BUFFER_HEADER:
+            want = _filled(buffer, size)
+            buffer += _read_at(source, offset + BUFFER_HEADER, want - BUFFER_HEADER)
+            if len(buffer) == want:
+                events = _buffer_events(
+                    buffer, index, offset, size, header.clock, assembler, reading, anomalies,
+                    label,
+                )  # fmt: skip
+                for event in events:
+                    place += 1
+                    yield (event.raw_time, order, place, event)
+                continue
+        _cut(anomalies, label, index, offset, reading.number)
+        return
 
 
 def frames(
@@ -293,121 +488,77 @@ def frames(
     tally: Tally | None = None,
     first_number: int = 1,
     all_appearances: bool = False,
+    seekable: bool = False,
 ) -> Iterator[Frame]:
-    """The packets of the trace whose first bytes are `head`, reading on from `source`."""
+    """The packets of the trace whose first bytes are `head`, reading on from `source`.
+
+    Events come in time order as Windows' ProcessTrace (and so etl2pcapng)
+    delivers them: each processor's buffers hold its events in time order, and
+    the processors' streams are merged by time stamp. That needs the file to be
+    searched (one buffer per processor held); a stream (pipe, gzip) is read in
+    file order, and packets out of time order are reported (`etl-out-of-order`).
+    """
     start = first_number - 1
-    number = start
+    reading = _Reading(start)
     first: float | None = None
     last: float | None = None
     assembler = etw.PacketAssembler(label, all_appearances)
     try:
         header = parse_logfile_header(head)
-        size = header.buffer_size
-        clock = header.clock
-        pending = head
-        index = 0
-        lost_buffers = 0
+        streams = _streams(source, header.buffer_size) if seekable else None
+        searched = streams is not None
+        if streams is not None and len(streams) * header.buffer_size > MAX_HELD:
+            streams = None  # too many processors to hold a buffer of each: file order
+        events: Iterator[etw.EtwEvent]
+        if streams is not None and len(streams) > 1:
+            merged = heapq.merge(
+                *(
+                    _one_processor(
+                        source, offsets, header, assembler, reading, anomalies, label, order
+                    )
+                    for order, offsets in enumerate(streams)
+                )
+            )
+            events = (item[3] for item in merged)
+        else:
+            if searched:
+                source.stream.seek(len(head))  # where reading the head left it
+            events = _in_file_order(source, head, header, assembler, reading, anomalies, label)
         out_of_order = 0
         first_out_of_order: int | None = None
         latest = float("-inf")
-        while True:
-            # One buffer: its header, its filled part, then its unused tail dropped.
-            if len(pending) < BUFFER_HEADER:
-                pending += _read_exact(source, BUFFER_HEADER - len(pending))
-            if not pending:
-                break
-            offset = index * size
-            index += 1
-            if len(pending) < BUFFER_HEADER:
-                anomalies.append(
-                    Anomaly(
-                        AnomalyKind.CAPTURE_TRUNCATED,
-                        f"{label}: the file ends inside the header of buffer {index} "
-                        f"(offset {offset}); earlier packets were read",
-                        number + 1,
-                    )
-                )
-                break
-            fields = _BUFFER.unpack_from(pending)
-            claimed, filled, buffer_flags = fields[0], fields[10], fields[11]
-            damage = None
-            if claimed != size:
-                damage = f"it claims {claimed} bytes where the trace's buffers have {size}"
-            elif not BUFFER_HEADER <= filled <= size:
-                damage = f"it claims {filled} filled bytes of {size}"
-            want = filled if damage is None else BUFFER_HEADER
-            if len(pending) < want:
-                pending += _read_exact(source, want - len(pending))
-            body = pending[BUFFER_HEADER:want]
-            cut = len(pending) < want
-            if len(pending) >= size:
-                pending = pending[size:]
+        for event in events:
+            taken = assembler.take(event, reading.number + 1)
+            if taken.outcome is etw.Outcome.NOTHING:
+                continue
+            reading.number += 1
+            number = reading.number
+            stamp = event.timestamp
+            if first is None:
+                first = stamp
+            last = stamp
+            if stamp < latest:
+                out_of_order += 1
+                if first_out_of_order is None:
+                    first_out_of_order = number
             else:
-                tail = size - len(pending)
-                pending = b""
-                if not cut and _skip(source, tail) < tail:
-                    cut = True
-            if damage is None and buffer_flags & (_FLAG_EVENTS_LOST | _FLAG_BUFFER_LOST):
-                lost_buffers += 1
-            if damage is None and buffer_flags & _FLAG_COMPRESSED:
-                try:
-                    body = xpress.decompress(body, size)
-                except xpress.XpressError as exc:
-                    damage = f"its compressed data do not decompress ({exc})"
-            if damage is None:
-                try:
-                    for event in records(body, clock, assembler):
-                        taken = assembler.take(event, number + 1)
-                        if taken.outcome is etw.Outcome.NOTHING:
-                            continue
-                        number += 1
-                        stamp = event.timestamp
-                        if first is None:
-                            first = stamp
-                        last = stamp
-                        if stamp < latest:
-                            out_of_order += 1
-                            if first_out_of_order is None:
-                                first_out_of_order = number
-                        else:
-                            latest = stamp
-                        packet = taken.packet
-                        if packet is not None:
-                            yield make_frame(
-                                number, stamp, packet.link_type, packet.data, packet.original_length
-                            )
-                except _Damage as exc:
-                    damage = f"{exc}"
-            if damage is not None:
-                anomalies.append(
-                    Anomaly(
-                        AnomalyKind.ETL_BUFFER_DAMAGED,
-                        f"{label}: buffer {index} (offset {offset}) is damaged: {damage}; what "
-                        "it held after that is not read, reading went on at the next buffer",
-                        number + 1,
-                    )
+                latest = stamp
+            packet = taken.packet
+            if packet is not None:
+                yield make_frame(
+                    number, stamp, packet.link_type, packet.data, packet.original_length
                 )
-            if cut:
-                anomalies.append(
-                    Anomaly(
-                        AnomalyKind.CAPTURE_TRUNCATED,
-                        f"{label}: the file ends inside buffer {index} (offset {offset}); "
-                        "earlier packets were read",
-                        number + 1,
-                    )
-                )
-                break
         if source.error is not None:
             error = source.error
-            anomalies.append(Anomaly(error.kind, f"{label}: {error.message}", number + 1))
-        if header.events_lost or header.buffers_lost or lost_buffers:
+            anomalies.append(Anomaly(error.kind, f"{label}: {error.message}", reading.number + 1))
+        if header.events_lost or header.buffers_lost or reading.lost_buffers:
             anomalies.append(
                 Anomaly(
                     AnomalyKind.ETL_EVENTS_LOST,
                     f"{label}: the trace lost events ({header.events_lost} event(s) and "
-                    f"{header.buffers_lost} buffer(s) by its header, {lost_buffers} buffer(s) "
-                    "marked): packets may be missing where the connections show gaps; "
-                    "they were not seen, which does not mean they were not sent",
+                    f"{header.buffers_lost} buffer(s) by its header, {reading.lost_buffers} "
+                    "buffer(s) marked): packets may be missing where the connections show "
+                    "gaps; they were not seen, which does not mean they were not sent",
                 )
             )
         if out_of_order:
@@ -415,18 +566,22 @@ def frames(
                 Anomaly(
                     AnomalyKind.ETL_OUT_OF_ORDER,
                     f"{label}: {out_of_order} packet(s) are earlier than a packet before them "
-                    "in the file (buffers of several processors): authtrace numbers packets in "
-                    "file order, etl2pcapng in time order, so from this frame on the numbers "
-                    "may differ from its pcapng",
+                    "(read from a stream, in file order, or within one processor's buffers): "
+                    "etl2pcapng orders them by time, so from this frame on its numbers may "
+                    "differ",
                     first_out_of_order,
                 )
             )
     except Exception as exc:  # noqa: BLE001 - a reader never raises after the header
         internal_error(exc)
         anomalies.append(
-            Anomaly(AnomalyKind.CAPTURE_CORRUPT, f"{label}: reading stopped: {exc!r}", number + 1)
+            Anomaly(
+                AnomalyKind.CAPTURE_CORRUPT,
+                f"{label}: reading stopped: {exc!r}",
+                reading.number + 1,
+            )
         )
     finally:
         anomalies.extend(assembler.finish())
         if tally is not None:
-            tally.settle(number - start, first, last)
+            tally.settle(reading.number - start, first, last)

@@ -90,6 +90,8 @@ class EtwEvent:
     keywords: EventDescriptor.Keyword (the provider's keyword bits).
     timestamp: seconds since the epoch, UTC, from the trace's clock.
     user_data: the event's payload (after any extended data items).
+    raw_time: the time stamp as the container holds it (the trace's clock
+        ticks in an ETL file), for ordering events exactly.
     """
 
     provider: bytes
@@ -98,6 +100,7 @@ class EtwEvent:
     keywords: int
     timestamp: float
     user_data: bytes
+    raw_time: int = 0
 
 
 @dataclass(frozen=True, slots=True)
