@@ -300,6 +300,25 @@ def test_buffers_of_several_processors_are_merged_by_time() -> None:
     assert "etl2pcapng" in note.message and note.frame is not None
 
 
+def test_a_circular_trace_that_wrapped_is_read_in_the_order_it_was_written(
+    tmp_path: Path,
+) -> None:
+    """netsh trace writes a circular file by default: once full, the logger goes
+    on at the start, so the oldest data buffer can sit in the middle of the
+    file. The buffers' sequence numbers give the order they were written in."""
+    data = (ETL_DIR / "pooling-proxy.pktmon.etl").read_bytes()
+    size = struct.unpack_from("<I", data)[0]
+    buffers = [data[offset : offset + size] for offset in range(0, len(data), size)]
+    assert len(buffers) >= 3
+    header, rest = buffers[0], buffers[1:]
+    wrapped = tmp_path / "wrapped.etl"
+    wrapped.write_bytes(header + b"".join(rest[1:] + rest[:1]))  # the oldest data buffer last
+    original, _ = frames_of(ETL_DIR / "pooling-proxy.pktmon.etl")
+    mine, capture = frames_of(wrapped)
+    assert [(f.number, f.data) for f in mine] == [(f.number, f.data) for f in original]
+    assert AnomalyKind.ETL_OUT_OF_ORDER not in kinds(capture)
+
+
 def test_a_damaged_buffer_is_reported_and_the_next_buffer_is_read() -> None:
     path = ETL_DIR / "pooling-proxy-damaged.netsh.etl"
     mine, capture = frames_of(path)

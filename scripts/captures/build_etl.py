@@ -247,7 +247,9 @@ class Trace:
         head = bytearray(self.logfile_header(end, events, len(data) + 1))
         head += b"\x00" * (-len(head) % 8)
         saved, self._current = self._current, head
+        written, self._sequence = self._sequence, -1  # the header buffer is the first, 0
         self.flush(buffer_type=4)  # BufferType HEADER
+        self._sequence = written
         first = self.buffers.pop()
         self._current = saved
         path.write_bytes(first + b"".join(data))

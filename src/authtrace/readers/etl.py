@@ -17,12 +17,16 @@ pointer size. Facts from Microsoft's evntrace.h / evntcons.h documentation,
 Geoff Chappell's notes on the ETW buffer and trace headers, and dissect.etl,
 which the tests use as an independent reader of the same files.
 
-Invariant: frames are one per packet, numbered in file order from
-`first_number` as Microsoft's etl2pcapng numbers them (fragments of one packet
-joined; pktmon appearances numbered each, also when folded). A buffer that
-cannot be right is reported (`etl-buffer-damaged`) and reading goes on at the
-next buffer; nothing is raised once the first buffer was accepted. Memory: one
-buffer (at most MAX_BUFFER bytes) plus what readers/etw.py keeps.
+Invariant: frames are one per packet, numbered from `first_number` in the
+order Windows' ProcessTrace delivers the events, as Microsoft's etl2pcapng
+numbers them: each processor's buffers in the order the logger wrote them
+(SequenceNumber), the processors merged by time stamp (fragments of one packet
+joined; pktmon appearances numbered each, also when folded). A stream that
+cannot be searched is read in file order, and says so when that is not time
+order. A buffer that cannot be right is reported (`etl-buffer-damaged`) and
+reading goes on at the next buffer; nothing is raised once the first buffer
+was accepted. Memory: one buffer per processor (at most MAX_HELD bytes in all,
+each at most MAX_BUFFER) plus what readers/etw.py keeps.
 """
 
 from __future__ import annotations
@@ -402,18 +406,35 @@ def _in_file_order(
                 buffer, index, offset, size, header.clock, assembler, reading, anomalies, label
             )
         else:
-            # The records wholly inside the part that is there are still read
-            # (the one the end of the file cuts is reported as damage).
-            (filled,) = _U32.unpack_from(buffer, 0x30)
-            if BUFFER_HEADER <= filled <= size:
-                present = bytearray(buffer)
-                struct.pack_into("<I", present, 0x30, len(present))
-                yield from _buffer_events(
-                    bytes(present), index, offset, size, header.clock, assembler, reading,
-                    anomalies, label,
-                )  # fmt: skip
-            _cut(anomalies, label, index, offset, reading.number)
+            yield from _cut_buffer(
+                buffer, index, offset, header, assembler, reading, anomalies, label
+            )
             return
+
+
+def _cut_buffer(
+    buffer: bytes,
+    index: int,
+    offset: int,
+    header: LogfileHeader,
+    assembler: etw.PacketAssembler,
+    reading: _Reading,
+    anomalies: list[Anomaly],
+    label: str,
+) -> Iterator[etw.EtwEvent]:
+    """A buffer the end of the file cuts: the records wholly inside the part
+    that is there are still read (the one cut is reported as damage)."""
+    size = header.buffer_size
+    if len(buffer) >= BUFFER_HEADER:
+        (filled,) = _U32.unpack_from(buffer, 0x30)
+        if BUFFER_HEADER <= filled <= size:
+            present = bytearray(buffer)
+            struct.pack_into("<I", present, 0x30, len(present))
+            yield from _buffer_events(
+                bytes(present), index, offset, size, header.clock, assembler, reading,
+                anomalies, label,
+            )  # fmt: skip
+    _cut(anomalies, label, index, offset, reading.number)
 
 
 def _read_at(source: Input, offset: int, size: int) -> bytes:
@@ -425,18 +446,22 @@ def _read_at(source: Input, offset: int, size: int) -> bytes:
 
 
 def _streams(source: Input, size: int) -> list[list[int]] | None:
-    """The buffers of each processor, in file order, from a first pass over the
-    buffer headers (72 bytes each); None when the file cannot be searched."""
+    """The buffers of each processor, in the order the logger wrote them (their
+    sequence numbers, then file order), from a first pass over the buffer
+    headers (72 bytes each); None when the file cannot be searched."""
     try:
         end = source.stream.seek(0, 2)
     except (OSError, ValueError):
         return None
-    by_processor: dict[int, list[int]] = {}
+    by_processor: dict[int, list[tuple[int, int]]] = {}
     for offset in range(0, end, size):
         buffer = _read_at(source, offset, BUFFER_HEADER)
         if len(buffer) < BUFFER_HEADER:
-            by_processor.setdefault(-1, []).append(offset)
+            by_processor.setdefault(-1, []).append((1 << 63, offset))
             break
+        # SequenceNumber: the order the logger wrote its buffers in, which a
+        # circular trace that wrapped around no longer has in the file.
+        (sequence,) = struct.unpack_from("<q", buffer, 0x18)
         (flags,) = _U16.unpack_from(buffer, 0x34)
         # ETW_BUFFER_CONTEXT: ProcessorIndex (16 bits) when the buffer says so,
         # else ProcessorNumber (8 bits) and an alignment byte.
@@ -444,8 +469,8 @@ def _streams(source: Input, size: int) -> list[list[int]] | None:
             (processor,) = _U16.unpack_from(buffer, 0x28)
         else:
             processor = buffer[0x28]
-        by_processor.setdefault(processor, []).append(offset)
-    return list(by_processor.values())
+        by_processor.setdefault(processor, []).append((sequence, offset))
+    return [[offset for _, offset in sorted(stream)] for stream in by_processor.values()]
 
 
 def _one_processor(
@@ -464,20 +489,24 @@ def _one_processor(
     for offset in offsets:
         index = offset // size + 1
         buffer = _read_at(source, offset, BUFFER_HEADER)
-        if len(buffer) == BUFFER_HEADER:
+        cut = len(buffer) < BUFFER_HEADER
+        if not cut:
             want = _filled(buffer, size)
             buffer += _read_at(source, offset + BUFFER_HEADER, want - BUFFER_HEADER)
-            if len(buffer) == want:
-                events = _buffer_events(
-                    buffer, index, offset, size, header.clock, assembler, reading, anomalies,
-                    label,
-                )  # fmt: skip
-                for event in events:
-                    place += 1
-                    yield (event.raw_time, order, place, event)
-                continue
-        _cut(anomalies, label, index, offset, reading.number)
-        return
+            cut = len(buffer) < want
+        if cut:
+            events = _cut_buffer(
+                buffer, index, offset, header, assembler, reading, anomalies, label
+            )
+        else:
+            events = _buffer_events(
+                buffer, index, offset, size, header.clock, assembler, reading, anomalies, label
+            )
+        for event in events:
+            place += 1
+            yield (event.raw_time, order, place, event)
+        if cut:
+            return
 
 
 def frames(
@@ -510,7 +539,7 @@ def frames(
         if streams is not None and len(streams) * header.buffer_size > MAX_HELD:
             streams = None  # too many processors to hold a buffer of each: file order
         events: Iterator[etw.EtwEvent]
-        if streams is not None and len(streams) > 1:
+        if streams is not None:
             merged = heapq.merge(
                 *(
                     _one_processor(
