@@ -7,6 +7,9 @@ http.response in the same tcp.stream). A message whose end was forced (body cut
 by a gap, a FIN, a RST or the end of the capture) is never dissected by tshark:
 it must be cited at a frame of its tcp.stream whose summary line shows its
 start line (its head), never the frame that cut it (often an ACK of the peer).
+An HTTP/2 message is cited at the frame where tshark shows its HEADERS frame
+(http2.type 1) on the same stream (tests/test_http2_oracle.py compares the
+fields, with the key logs of captures/h2).
 """
 
 from __future__ import annotations
@@ -55,19 +58,27 @@ def _captures() -> list[Path]:
 
 @functools.cache
 def _tshark(path: Path) -> dict[int, tuple[int, bool, bool, str]]:
-    """frame -> (tcp.stream, carries an HTTP request, a response, summary line)."""
+    """frame -> (tcp.stream, carries an HTTP request, a response, summary line).
+    For HTTP/2, "request" and "response" both mean: an HTTP/2 HEADERS frame."""
     from _tcp_segments import TSHARK_OPTIONS
 
     command = ["tshark", "-r", str(path), *TSHARK_OPTIONS.get(path.name, ())]
-    command += ["-T", "fields", "-E", "occurrence=f", "-Y", "tcp"]
-    for name in ("frame.number", "tcp.stream", "http.request", "http.response", "_ws.col.Info"):
+    command += ["-T", "fields", "-E", "occurrence=a", "-E", "aggregator=;", "-Y", "tcp"]
+    for name in ("frame.number", "tcp.stream", "http.request", "http.response", "_ws.col.Info",
+                 "http2.type"):
         command += ["-e", name]
     result = subprocess.run(command, capture_output=True, text=True, check=False)
     rows: dict[int, tuple[int, bool, bool, str]] = {}
     for line in result.stdout.splitlines():
-        fields = (line.split("\t") + [""] * 5)[:5]
+        fields = (line.split("\t") + [""] * 6)[:6]
         if fields[0] and fields[1]:
-            rows[int(fields[0])] = (int(fields[1]), bool(fields[2]), bool(fields[3]), fields[4])
+            headers = "1" in fields[5].split(";")
+            rows[int(fields[0])] = (
+                int(fields[1].split(";")[0]),
+                bool(fields[2]) or headers,
+                bool(fields[3]) or headers,
+                fields[4],
+            )
     return rows
 
 

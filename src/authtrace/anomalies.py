@@ -64,6 +64,16 @@ class AnomalyKind(enum.StrEnum):
     HTTP_ANOMALIES_SUPPRESSED = "http-anomalies-suppressed"  # past 10,000 in one run
     HTTP_PARSER_ERROR = "http-parser-error"  # a bug, contained
     HTTP_INTERNAL_ERROR = "http-internal-error"  # a bug, contained
+    # http2: frames, HPACK and streams (http2/)
+    HTTP2_PREFACE_MISSING = "http2-preface-missing"  # the client did not start with the preface
+    HTTP2_FRAME_MALFORMED = "http2-frame-malformed"  # a frame breaks its type's layout
+    HTTP2_FRAME_TOO_LARGE = "http2-frame-too-large"  # a header block or control frame not kept
+    HTTP2_FRAMING_LOST = "http2-framing-lost"  # a gap hid frame boundaries
+    HTTP2_RESYNC = "http2-resync"  # frames found again after a gap
+    HTTP2_HEADERS_NOT_DECODABLE = "http2-headers-not-decodable"  # HPACK state lost: not seen
+    HTTP2_GOAWAY = "http2-goaway"  # GOAWAY with an error code
+    HTTP2_TOO_MANY_STREAMS = "http2-too-many-streams"  # past the open-stream bound
+    HTTP2_INTERNAL_ERROR = "http2-internal-error"  # a bug, contained
     # kerberos: KDC traffic
     KERBEROS_MALFORMED = "kerberos-malformed"
     KERBEROS_STREAM_GAP = "kerberos-stream-gap"

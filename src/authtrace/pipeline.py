@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, BinaryIO
 from authtrace.anomalies import Anomaly, AnomalyKind
 from authtrace.http.exchanges import HttpConnectionTracker
 from authtrace.http.messages import Exchange, GapMark, HttpConnection
+from authtrace.http2.connection import Http2Connection
 from authtrace.kerberos.kdc import KERBEROS_PORT, KdcSummary, KdcTracker, looks_like_kerberos
 from authtrace.lane import FastLane
 from authtrace.net.decoder import PacketDecoder
@@ -37,6 +38,7 @@ from authtrace.stack import Application, Stack, decide, decide_inner
 from authtrace.tcp.events import (
     ConnectionClosed,
     ConnectionOpened,
+    Direction,
     StreamData,
     StreamEvent,
     StreamGap,
@@ -428,13 +430,16 @@ class Pipeline:
         elif stack is Stack.TLS:
             live.tls = TlsConnection(opened.connection, self._keylog, self._fast_lane)
         else:
-            live.http = self._application(stack, opened)
+            live.http = self._application(stack, opened, event.direction)
 
     @staticmethod
-    def _application(stack: Stack, opened: ConnectionOpened) -> Application:
-        """The layer that reads an application stack's stream events. HTTP/2
-        has no reader of its own yet: the HTTP/1 tracker finds it is not
-        HTTP/1, and the connection is listed as such."""
+    def _application(stack: Stack, opened: ConnectionOpened, client: Direction) -> Application:
+        """The layer that reads an application stack's stream events: HTTP/2
+        (http2/connection.py; `client`: the direction the client sends in, the
+        preface's or the TLS ClientHello's) or the HTTP/1 tracker (which also
+        hands an `Upgrade: h2c` connection on to HTTP/2)."""
+        if stack is Stack.HTTP2:
+            return Http2Connection(opened.connection, client)
         return HttpConnectionTracker(opened.connection, opened.syn_seen)
 
     def _through_tls(self, live: _Live, events: list[StreamEvent]) -> None:
@@ -448,7 +453,7 @@ class Pipeline:
                 tls = live.tls
                 assert tls is not None
                 stack = decide_inner(tls.alpn, event.data)
-                live.inner = self._application(stack, live.opened)
+                live.inner = self._application(stack, live.opened, tls.client_direction)
                 # The records that only carry what it would count need not be opened.
                 tls.read_by(live.inner.lane_sink)
             live.exchanges.extend(live.inner.feed(event))

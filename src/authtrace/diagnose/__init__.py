@@ -15,6 +15,7 @@ from authtrace.diagnose.rule import Rule, RuleDeclarationError
 from authtrace.diagnose.rules import (
     capture,
     credentials,
+    http2,
     iis,
     kerberos,
     negotiation,
@@ -30,6 +31,7 @@ ALL_RULES: tuple[Rule, ...] = (
     *negotiation.RULES,
     *kerberos.RULES,
     *ntlm.RULES,
+    *http2.RULES,
     *credentials.RULES,
     *iis.RULES,
     *capture.RULES,

@@ -8,7 +8,10 @@
   section 9.3.2), with interim 1xx responses attached to the waiting request;
   after a gap in the responses, what TCP knows re-aligns the pairing
   (`_realign`), and a pairing it cannot prove is marked `Pairing.UNCERTAIN`;
-- when an exchange is finished (both messages complete, or the connection ended).
+- when an exchange is finished (both messages complete, or the connection ended);
+- when the connection leaves HTTP/1 for HTTP/2 (`Upgrade: h2c` answered 101, RFC
+  9113 section 3.2 of RFC 7540): from then on its events go to an
+  `Http2Connection`, whose stream 1 is the answer to the upgraded request.
 
 `HttpDemux` routes a whole capture's stream events to per-connection trackers
 and frees each tracker when its connection closes.
@@ -26,6 +29,7 @@ from dataclasses import dataclass
 from authtrace.anomalies import Anomaly, AnomalyKind
 from authtrace.http.messages import Exchange, HttpRequest, HttpResponse, Pairing, make_exchange
 from authtrace.http.parser import HttpParser, MessageComplete, ParserEvent, RequestHead, Role
+from authtrace.http2.connection import Http2Connection
 from authtrace.strict import internal_error
 from authtrace.tcp.events import (
     SKIP_ALL,
@@ -148,6 +152,9 @@ class HttpConnectionTracker:
         self._request_gap = False
         # Another alignment is still possible after an uncertain re-alignment.
         self._uncertain = False
+        # After an h2c upgrade: the HTTP/2 reader every later event goes to.
+        self.h2: Http2Connection | None = None
+        self._upgrade: _Slot | None = None
 
     @property
     def is_http(self) -> bool | None:
@@ -164,6 +171,8 @@ class HttpConnectionTracker:
         undecided, nothing."""
         if self._closed:
             return None
+        if self.h2 is not None:  # after an h2c upgrade HTTP/2 answers for itself
+            return self.h2.lane_sink(direction)
         if self.detection is Detection.NOT_HTTP:
             return SKIP_ALL
         if self.detection is not Detection.HTTP or self._responses_start_unseen:
@@ -175,6 +184,8 @@ class HttpConnectionTracker:
 
     def feed(self, event: StreamEvent) -> list[Exchange]:
         try:
+            if self.h2 is not None:
+                return self._after_upgrade(event)
             # Fast path for the common event, data on a connection known to be
             # HTTP: straight to the parser of that direction (what _dispatch does).
             if (
@@ -209,6 +220,9 @@ class HttpConnectionTracker:
         """The connection ended: flush partial messages and unanswered requests."""
         if self._closed:
             return []
+        if self.h2 is not None:
+            self._closed = True
+            return self.h2.close(frame, timestamp)
         out: list[Exchange] = []
         try:
             if self.detection is Detection.UNKNOWN:
@@ -418,7 +432,43 @@ class HttpConnectionTracker:
                 slot.request_done = True
             else:
                 self._place_response(message, item)
+        if self._upgrade is not None:
+            self._start_h2(out)
+            return
         out += self._flush(everything=False)
+
+    # -- h2c upgrade ---------------------------------------------------------------------
+
+    def _start_h2(self, out: list[Exchange]) -> None:
+        """RFC 7540 section 3.2 (kept by RFC 9113 section 3.1's reference): after
+        the 101, both sides speak HTTP/2; the upgraded request is stream 1, its
+        response comes in HTTP/2 frames. The exchanges before it are handed on;
+        the bytes that came with the 101 are the first HTTP/2 bytes."""
+        slot, self._upgrade = self._upgrade, None
+        assert slot is not None and self._requests is not None and self._responses is not None
+        self._slots.remove(slot)
+        out += self._flush(everything=True)
+        h2 = Http2Connection(self.connection, self._request_direction())
+        h2.upgraded(slot.request, slot.response, self._index)
+        self.h2 = h2
+        for parser, direction in (
+            (self._responses, self._response_direction()),
+            (self._requests, self._request_direction()),
+        ):
+            if parser.tunnel_data:
+                first, frame, timestamp = parser.tunnel_frames
+                data = bytes(parser.tunnel_data)
+                parser.tunnel_data = bytearray()
+                out += h2.feed(StreamData(self.connection, direction, data, first, frame, timestamp))
+
+    def _after_upgrade(self, event: StreamEvent) -> list[Exchange]:
+        assert self.h2 is not None
+        if isinstance(event, ConnectionClosed):
+            self._closed = True
+        out = self.h2.feed(event)
+        self.anomalies += self.h2.anomalies
+        self.h2.anomalies = []
+        return out
 
     # -- pairing after a gap in the responses ---------------------------------------------
 
@@ -532,7 +582,10 @@ class HttpConnectionTracker:
         if response.status == 101 or (method == "CONNECT" and 200 <= response.status < 300):
             # RFC 9110 section 9.3.6 / 15.2.2: the connection becomes a tunnel.
             assert self._requests is not None
-            self._requests.enter_tunnel()
+            h2c = response.status == 101 and _upgrades_to_h2c(slot.request, response)
+            self._requests.enter_tunnel(keep=h2c)
+            if h2c:
+                self._upgrade = slot
 
     def _flush(self, everything: bool) -> list[Exchange]:
         out: list[Exchange] = []
@@ -562,6 +615,16 @@ class HttpConnectionTracker:
             if parser is not None:
                 self.anomalies += parser.anomalies
                 parser.anomalies = []
+
+
+def _upgrades_to_h2c(request: HttpRequest | None, response: HttpResponse) -> bool:
+    """A 101 whose Upgrade names h2c, answering a request that asked for it
+    (RFC 7540 section 3.2: `Upgrade: h2c` with an HTTP2-Settings header)."""
+    chosen = (response.header("Upgrade") or "").strip().lower()
+    if chosen != "h2c":
+        return False
+    asked = (request.header("Upgrade") or "") if request is not None else ""
+    return request is None or "h2c" in asked.lower()
 
 
 class HttpDemux:

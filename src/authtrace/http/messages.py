@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 
 from authtrace.anomalies import Anomaly
 from authtrace.fastinit import constructor
+from authtrace.http2.model import StreamInfo
 from authtrace.tcp.events import CloseReason, Direction, Endpoint
 from authtrace.tls.model import TlsFacts
 
@@ -63,12 +64,16 @@ class _Message:
 
     @property
     def host(self) -> str | None:
-        """The Host header as a host (RFC 9110 section 7.2: uri-host [":" port]):
+        """The Host header as a host (RFC 9110 section 7.2: uri-host [":" port]),
+        or an HTTP/2 request's `:authority` when it has no Host (RFC 9113
+        section 8.3.1):
         the value up to its first whitespace, at most MAX_HOST characters;
         None when absent. A damaged head can run another header (an
         Authorization, say) into the Host line after a bare CR: that is not
         shown. Other control characters stay (renderers make them visible)."""
-        value = _first(self.headers, "Host")  # type: ignore[attr-defined]
+        value = _first(self.headers, "Host")
+        if value is None:
+            value = _first(self.headers, ":authority")
         if value is None:
             return None
         match = _HOST.match(value)
@@ -159,6 +164,8 @@ class Exchange:
     connection: TCP connection id; index: 0-based position on that connection.
     Either side may be None (response without a request seen, or no answer;
     `pairing` RESPONSE_LOST says the answer was sent but not captured).
+    stream: the HTTP/2 stream (its id, reset, header blocks not decodable);
+    None for HTTP/1.
     """
 
     connection: int
@@ -167,6 +174,7 @@ class Exchange:
     response: HttpResponse | None
     interim: tuple[HttpResponse, ...] = field(default=())
     pairing: Pairing = Pairing.IN_ORDER
+    stream: StreamInfo | None = None
 
 
 # The parser builds a Header per header line and a message and an Exchange per

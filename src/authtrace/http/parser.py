@@ -242,6 +242,10 @@ class _CutLines:
         return tuple(self.lines)
 
 
+# What a tunnel's first bytes may make the parser hold (see `tunnel_data`).
+MAX_TUNNEL_KEPT = 16 * 1024
+
+
 class HttpParser:
     """Parses one direction: requests (Role.REQUEST) or responses (Role.RESPONSE).
 
@@ -269,6 +273,12 @@ class HttpParser:
         # Bytes to parse again from the current state once the current data is
         # done (set when a resync found a start, or a start turned out bad).
         self._pending: bytes | None = None
+        # The first bytes after the connection became a tunnel (a 101's new
+        # protocol, RFC 9110 section 7.8), up to MAX_TUNNEL_KEPT, with the frames
+        # of the chunk that brought them: what an h2c upgrade hands to HTTP/2.
+        self.tunnel_data = bytearray()
+        self.tunnel_frames = (0, 0, 0.0)
+        self._keep_tunnel = False  # set by a 101 (or enter_tunnel), not by a cost cap
         self._tail = b""
         self._reset_message()
 
@@ -292,10 +302,12 @@ class HttpParser:
         if not self._in_message:
             self._skipped_after_gap = 0
 
-    def enter_tunnel(self) -> None:
-        """The connection became a tunnel (CONNECT 2xx, 101): stop parsing."""
+    def enter_tunnel(self, keep: bool = False) -> None:
+        """The connection became a tunnel (CONNECT 2xx, 101): stop parsing
+        (`keep`: hold the first bytes after it in `tunnel_data`)."""
         self._finish_current(complete=self._state in (_State.UNTIL_CLOSE,))
         self._state = _State.TUNNEL
+        self._keep_tunnel = keep
         self._buf.clear()
 
     def feed(
@@ -469,6 +481,14 @@ class HttpParser:
             elif state is _State.RESYNC:
                 pos = self._resync(data, pos)
             else:  # TUNNEL, CLOSED: opaque or late bytes are dropped
+                if (
+                    state is _State.TUNNEL
+                    and self._keep_tunnel
+                    and len(self.tunnel_data) < MAX_TUNNEL_KEPT
+                ):
+                    if not self.tunnel_data:
+                        self.tunnel_frames = (self._first_frame, self._frame, self._ts)
+                    self.tunnel_data += data[pos : pos + MAX_TUNNEL_KEPT - len(self.tunnel_data)]
                 pos = end
 
     def _read_start(self, data: bytes, pos: int) -> int:
@@ -742,6 +762,7 @@ class HttpParser:
             if status == 101:
                 self._finish_current(complete=True)
                 self._state = _State.TUNNEL
+                self._keep_tunnel = True
                 return
             self._finish_current(complete=True)
             self._state = _State.START

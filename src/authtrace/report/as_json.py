@@ -17,6 +17,7 @@ from authtrace.report.connections import (
     connection_to_dict,
     request_to_dict,
     response_to_dict,
+    stream_to_dict,
 )
 from authtrace.report.model import Report
 from authtrace.report.summary import summarize
@@ -108,6 +109,7 @@ def exchanges_to_dicts(
                 "connection": exchange.connection,
                 "index": exchange.index,
                 "pairing": exchange.pairing.value,
+                "stream": stream_to_dict(exchange.stream),
                 "request": request_to_dict(request),
                 "response": response_to_dict(response),
                 "auth": auth,

@@ -15,7 +15,7 @@ from authtrace.handshake.model import AuthExchange, Leg, Outcome, Realm
 from authtrace.handshake.timeline import ConnectionTimeline
 from authtrace.http.messages import Pairing
 from authtrace.kerberos.kdc import KdcExchange
-from authtrace.report.connections import LOST_TEXT, pairing_note
+from authtrace.report.connections import LOST_TEXT, pairing_note, stream_note
 from authtrace.report.model import Report
 from authtrace.report.summary import summarize
 from authtrace.report.tls import (
@@ -292,14 +292,17 @@ def ladder_line(step: AuthExchange, name: FrameNames = _hash) -> str:
     left = f"{request.method} {_short(request.uri)}" if request else "(request not captured)"
     frame = name(request.shown_frame) if request else "#?"
     sent = f"  [{describe_step(step.credentials)}]" if step.credentials else ""
-    if response is None:
+    reset = exchange.stream.reset if exchange.stream is not None else None
+    if response is None and reset is not None:
+        right = f"RST_STREAM {reset.name} {name(reset.frame)}"
+    elif response is None:
         right = "no response" if exchange.pairing is not Pairing.RESPONSE_LOST else LOST_TEXT
     else:
         right = f"{response.status} {name(response.shown_frame)}"
         offered = [describe_step(c) for c in step.challenges]
         if offered:
             right += "  [" + "; ".join(offered) + "]"
-    right += pairing_note(exchange)
+    right += pairing_note(exchange) + stream_note(exchange.stream)
     verdict = _verdict(step)
     realm = " (proxy)" if step.realm is Realm.PROXY else ""
     return f"{frame:>7} {left}{sent}{realm} -> {right}{verdict}"

@@ -20,6 +20,7 @@ from authtrace.auth.steps import (
     steps_from_challenge_header,
 )
 from authtrace.http.messages import Exchange, HttpConnection, HttpRequest, HttpResponse, Pairing
+from authtrace.http2.model import StreamInfo
 from authtrace.report.tls import binding_text, channel_bindings, facts_text, facts_to_dict
 from authtrace.visible import visible_lines
 
@@ -83,20 +84,55 @@ def connection_text(connection: HttpConnection, name: Callable[[int], str] = _ha
 def exchange_line(exchange: Exchange, name: Callable[[int], str] = _hash) -> str:
     request, response = exchange.request, exchange.response
     credentials, challenges = exchange_steps(exchange)
-    left = (
-        f"{name(request.shown_frame)} {request.method} {_short(request.uri)}"
-        if request is not None
-        else "#? (request not captured)"
-    )
+    stream = exchange.stream
+    if request is not None:
+        left = f"{name(request.shown_frame)} {request.method} {_short(request.uri)}"
+    elif stream is not None and stream.request_not_decodable:
+        left = f"{name(stream.request_frame)} (headers not decodable)"
+    else:
+        left = "#? (request not captured)"
     if credentials:
         left += "  [" + "; ".join(describe_step(s) for s in credentials) + "]"
-    if response is None:
-        right = "(no response)" if exchange.pairing is not Pairing.RESPONSE_LOST else LOST_TEXT
-    else:
+    if response is not None:
         right = f"{response.status} {name(response.shown_frame)}"
         if challenges:
             right += "  [" + "; ".join(describe_step(s) for s in challenges) + "]"
-    return f"{left} -> {right}{pairing_note(exchange)}"
+    elif stream is not None and stream.response_not_decodable:
+        right = f"{name(stream.response_frame)} (headers not decodable)"
+    elif stream is not None and stream.reset is not None:
+        reset = stream.reset
+        right = f"RST_STREAM {reset.name} {name(reset.frame)} (by the {reset.by.value})"
+    else:
+        right = "(no response)" if exchange.pairing is not Pairing.RESPONSE_LOST else LOST_TEXT
+    return f"{left} -> {right}{pairing_note(exchange)}{stream_note(stream)}"
+
+
+def stream_note(stream: StreamInfo | None) -> str:
+    """The HTTP/2 stream an exchange travelled on, after its line."""
+    if stream is None:
+        return ""
+    note = f"  (HTTP/2 stream {stream.id}"
+    if stream.pushed_by:
+        note += f", pushed by stream {stream.pushed_by}"
+    return note + ")"
+
+
+def stream_to_dict(stream: StreamInfo | None) -> dict[str, Any] | None:
+    """An exchange's HTTP/2 stream (docs/json.md `stream`), None for HTTP/1."""
+    if stream is None:
+        return None
+    reset = stream.reset
+    return {
+        "id": stream.id,
+        "request_frame": stream.request_frame,
+        "response_frame": stream.response_frame,
+        "reset": None
+        if reset is None
+        else {"code": reset.code, "name": reset.name, "by": reset.by.value, "frame": reset.frame},
+        "request_not_decodable": stream.request_not_decodable,
+        "response_not_decodable": stream.response_not_decodable,
+        "pushed_by": stream.pushed_by,
+    }
 
 
 # What the text reports say of an exchange whose pairing a gap made unsure.
@@ -121,6 +157,7 @@ def exchange_json(exchange: Exchange, show_secrets: bool = False) -> dict[str, A
     return {
         "index": exchange.index,
         "pairing": exchange.pairing.value,
+        "stream": stream_to_dict(exchange.stream),
         "request": request_to_dict(exchange.request),
         "response": response_to_dict(exchange.response),
         "auth": [

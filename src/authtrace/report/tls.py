@@ -41,8 +41,7 @@ _REASONS = {
     KeyStatus.UNSUPPORTED: "a TLS version or cipher suite authtrace cannot decrypt",
     KeyStatus.WRONG_KEY: "the key log's keys do not open their records (wrong key log?)",
     KeyStatus.PENDING: "the handshake did not finish in the capture",
-    KeyStatus.DECRYPTED: "decrypted, but not HTTP/1 (HTTP/2 is not decoded yet) or no "
-    "complete message",
+    KeyStatus.DECRYPTED: "decrypted, but neither HTTP/1 nor HTTP/2, or no complete message",
 }
 
 

@@ -204,6 +204,11 @@ class TlsConnection:
             self._end(event, out)
         return out
 
+    @property
+    def client_direction(self) -> Direction:
+        """The direction that sent the ClientHello (TO_SERVER until one is seen)."""
+        return self._client or Direction.TO_SERVER
+
     def facts(self) -> TlsFacts:
         hello, server = self._hello, self._server_hello
         status = self._status

@@ -46,8 +46,9 @@ def _failed_logons(ctx: RuleContext) -> list[Located]:
     """Refused AUTHENTICATE messages that answered their own CHALLENGE: a split
     handshake (ntlm-handshake-split) or an anonymous logon (ntlm-anonymous) is
     explained by its own rule, and so is a refusal of an unbound AUTHENTICATE
-    over TLS (channel-binding-missing) or of one bound to another certificate
-    (channel-binding-other-certificate)."""
+    over TLS (channel-binding-missing), of one bound to another certificate
+    (channel-binding-other-certificate), or of one sent across HTTP/2 streams
+    (ntlm-over-http2)."""
     split = {s.authenticate for s in ctx.view.splits}
     split |= {located.ref for located in _bound(ctx, Binding.NOT_SENT)}
     split |= {located.ref for located in _bound(ctx, Binding.OTHER_CERTIFICATE)}
@@ -59,6 +60,7 @@ def _failed_logons(ctx: RuleContext) -> list[Located]:
             or ctx.relayed(located)
             or located.ref in split
             or ctx.overruled(located)
+            or located.step.exchange.stream is not None
         ):
             continue
         message = _authenticate(located)

@@ -1,0 +1,87 @@
+"""The HTTP/2 rules (diagnose/rules/http2.py) on the hand-built captures of
+captures/h2 (scripts/captures/build_h2.py: IIS's RST_STREAM HTTP_1_1_REQUIRED
+cannot be recorded from Debian software) and on the real lab captures."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from authtrace.diagnose.finding import Severity
+from authtrace.pipeline import analyze
+from authtrace.tls.keylog import KeyLog
+
+REPO = Path(__file__).resolve().parent.parent
+H2 = REPO / "captures" / "h2"
+TSHARK = shutil.which("tshark")
+
+
+def _findings(name: str, keys: bool = False):  # type: ignore[no-untyped-def]
+    keylog = None
+    if keys:
+        keylog = KeyLog()
+        path = (H2 / name).with_suffix(".keys")
+        keylog.add_text(path.read_bytes(), path.name)
+    report = analyze([H2 / name], keylog=keylog)
+    assert not report.anomalies
+    return report.findings
+
+
+def test_a_reset_retried_over_http1_is_a_note() -> None:
+    findings = _findings("built-iis-http11-required-retried.pcap")
+    (finding,) = findings
+    assert (finding.rule, finding.severity) == ("http2-http11-required", Severity.INFO)
+    assert finding.field("retried") == "yes"
+    # The request on stream 1, the RST_STREAM, the HTTP/1.1 retry and its 401.
+    assert finding.frames == (10, 12, 22, 24)
+    assert finding.connections == (0, 1)
+
+
+def test_a_reset_never_retried_is_an_error() -> None:
+    findings = _findings("built-iis-http11-required-no-retry.pcap")
+    (finding,) = findings
+    assert (finding.rule, finding.severity) == ("http2-http11-required", Severity.ERROR)
+    assert finding.field("retried") == "no"
+    assert finding.frames == (10, 12)
+
+
+def test_ntlm_across_streams_is_its_own_finding_not_a_wrong_password() -> None:
+    findings = _findings("built-ntlm-across-h2-streams.pcap")
+    assert [f.rule for f in findings] == ["ntlm-over-http2"]
+    (finding,) = findings
+    assert finding.field("challenge_stream") == "3"
+    assert finding.field("authenticate_stream") == "5"
+    assert finding.frames == (14, 16, 18, 20)
+    assert finding.field("user") == "CONTOSO\\alice"
+
+
+def test_basic_and_anonymous_over_h2_raise_nothing() -> None:
+    for name in ("h2-apache-basic.pcap", "h2-nginx-basic.pcap"):
+        assert not [f for f in _findings(name, keys=True) if f.severity.is_problem]
+
+
+@pytest.mark.oracle
+@pytest.mark.skipif(TSHARK is None, reason="tshark is not installed")
+def test_the_reset_frame_is_where_tshark_shows_rst_stream_http_1_1_required() -> None:
+    out = subprocess.run(
+        [TSHARK or "tshark", "-r", str(H2 / "built-iis-http11-required-retried.pcap"),
+         "-Y", "http2.type == 3", "-T", "fields", "-e", "frame.number", "-e", "http2.streamid",
+         "-e", "http2.rst_stream.error"],
+        capture_output=True, text=True, check=True, timeout=60,
+    ).stdout.split()
+    assert out == ["12", "1", "13"]
+
+
+def test_the_built_captures_are_rebuilt_byte_for_byte(tmp_path: Path) -> None:
+    subprocess.run(
+        [sys.executable, str(REPO / "scripts" / "captures" / "build_h2.py"), str(tmp_path)],
+        check=True, capture_output=True, timeout=300,
+    )
+    built = sorted(p.name for p in tmp_path.glob("*.pcap"))
+    assert built == sorted(p.name for p in H2.glob("built-*.pcap"))
+    for name in built:
+        assert (tmp_path / name).read_bytes() == (H2 / name).read_bytes(), name
