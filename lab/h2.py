@@ -8,7 +8,8 @@ mod_auth_basic and NTLM through mod_auth_gssapi with gss-ntlmssp (NTLM users in
 NTLM_USER_FILE; `GssapiConnectionBound On`, which mod_http2 defeats: each stream runs on its
 own secondary connection), and nginx with `http2 on` and auth_basic.
 Clients: curl with SSLKEYLOGFILE (`--http2` over TLS, `--http2-prior-knowledge` and the
-`Upgrade: h2c` of `--http2` in cleartext). Capture: dumpcap on `lo`, filtered to the
+`Upgrade: h2c` of `--http2` in cleartext), and a small Python client (the `h2` library and
+pyspnego, installed from PyPI when missing) that does NTLM over one HTTP/2 connection. Capture: dumpcap on `lo`, filtered to the
 scenario's address. A capture is kept only when tshark (given the key log) shows HTTP/2
 HEADERS in it.
 
@@ -24,6 +25,7 @@ has a timeout.
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import os
 import shutil
 import signal
@@ -70,6 +72,7 @@ class Scenario:
     auth: tuple[str, ...] = ("--basic", "-u", f"{USER}:{PASSWORD}")
     paths: tuple[str, ...] = ("/basic/index.html", "/basic/big")
     anonymous_first: bool = True
+    python_h2: bool = False
 
 
 SCENARIOS = (
@@ -112,6 +115,20 @@ SCENARIOS = (
         anonymous_first=False,
     ),
     Scenario(
+        "h2-apache-ntlm-streams",
+        "127.0.0.55",
+        "Apache mod_http2 + mod_auth_gssapi (gss-ntlmssp, GssapiConnectionBound On), a Python "
+        "h2 client doing NTLM with pyspnego, one stream per leg on one connection: the "
+        "AUTHENTICATE on stream 5 is refused (mod_http2 runs each stream on its own "
+        "secondary connection)",
+        "apache",
+        True,
+        ("--http2",),
+        auth=("--ntlm", "-u", f"{NTLM_DOMAIN}\\{USER}:{PASSWORD}"),
+        paths=("/ntlm/index.html",),
+        python_h2=True,
+    ),
+    Scenario(
         "h2c-upgrade-basic",
         "127.0.0.54",
         "Apache mod_http2 cleartext, curl --http2 on http:// (Upgrade: h2c, 101, then frames)",
@@ -139,6 +156,15 @@ def ensure_installed() -> None:
         env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
         subprocess.run(["apt-get", "update"], check=True, timeout=600, env=env)
         subprocess.run(["apt-get", "install", "-y", *missing], check=True, timeout=900, env=env)
+    missing_pip = [
+        package
+        for module, package in (("h2", "h2"), ("spnego", "pyspnego"))
+        if importlib.util.find_spec(module) is None
+    ]
+    if missing_pip:
+        subprocess.run(
+            [sys.executable, "-m", "pip", "install", *missing_pip], check=True, timeout=600
+        )
 
 
 def _apache_conf(root: Path, scenario: Scenario, cert: Path, key: Path) -> str:
@@ -264,6 +290,69 @@ def start_server(scenario: Scenario, work: Path, cert: Path, key: Path) -> Proce
     raise RuntimeError(f"{scenario.server} did not start: {(root / 'server.out').read_text()}")
 
 
+# An HTTP/2 client doing NTLM (pyspnego) over one connection, one stream per leg, as a
+# browser would if it sent NTLM over HTTP/2: curl does not (gss-ntlmssp refuses its
+# NEGOTIATE, and it falls back to HTTP/1.1). Python's ssl writes SSLKEYLOGFILE.
+_H2_NTLM = """
+import base64, os, socket, ssl, sys
+import h2.config, h2.connection, h2.events, spnego
+host, address, path, user, password = sys.argv[1:6]
+context = ssl.create_default_context()
+context.check_hostname = False
+context.verify_mode = ssl.CERT_NONE
+context.set_alpn_protocols(["h2"])
+context.keylog_filename = os.environ["SSLKEYLOGFILE"]
+sock = context.wrap_socket(socket.create_connection((address, 443), timeout=10),
+                           server_hostname=host)
+assert sock.selected_alpn_protocol() == "h2"
+conn = h2.connection.H2Connection(h2.config.H2Configuration(client_side=True))
+conn.initiate_connection()
+sock.sendall(conn.data_to_send())
+ntlm = spnego.client(user, password, hostname=host, service="HTTP", protocol="ntlm")
+
+def ask(authorization):
+    stream = conn.get_next_available_stream_id()
+    headers = [(":method", "GET"), (":scheme", "https"), (":authority", host), (":path", path),
+               ("user-agent", "lab-h2-ntlm")]
+    if authorization:
+        headers.append(("authorization", authorization))
+    conn.send_headers(stream, headers, end_stream=True)
+    sock.sendall(conn.data_to_send())
+    answer = {}
+    while True:
+        data = sock.recv(65535)
+        if not data:
+            return answer
+        for event in conn.receive_data(data):
+            if isinstance(event, h2.events.ResponseReceived) and event.stream_id == stream:
+                answer = {k.decode(): v.decode() for k, v in event.headers}
+            if isinstance(event, h2.events.DataReceived):
+                conn.acknowledge_received_data(event.flow_controlled_length, event.stream_id)
+            if isinstance(event, h2.events.StreamEnded) and event.stream_id == stream:
+                sock.sendall(conn.data_to_send())
+                return answer
+        sock.sendall(conn.data_to_send())
+
+ask(None)
+answer = ask("NTLM " + base64.b64encode(ntlm.step()).decode())
+challenge = answer.get("www-authenticate", "")
+if challenge.startswith("NTLM "):
+    ask("NTLM " + base64.b64encode(ntlm.step(base64.b64decode(challenge[5:]))).decode())
+conn.close_connection()
+sock.sendall(conn.data_to_send())
+sock.close()
+"""
+
+
+def h2_ntlm(scenario: Scenario, keylog: Path) -> None:
+    user, _, password = scenario.auth[-1].partition(":")
+    env = dict(os.environ, SSLKEYLOGFILE=str(keylog))
+    subprocess.run(
+        [sys.executable, "-c", _H2_NTLM, NAME, scenario.host, scenario.paths[0], user, password],
+        env=env, timeout=60, check=True, capture_output=True,
+    )
+
+
 def record(scenario: Scenario, work: Path, cert: Path, key: Path) -> tuple[Path, Path]:
     pcap = work / f"{scenario.name}.pcap"
     keylog = work / f"{scenario.name}.keys"
@@ -287,7 +376,10 @@ def record(scenario: Scenario, work: Path, cert: Path, key: Path) -> tuple[Path,
             for url in urls:
                 args += ["-o", "/dev/null", url]
             env = dict(os.environ, SSLKEYLOGFILE=str(keylog))
-            subprocess.run(args, env=env, timeout=60, capture_output=True)
+            if scenario.python_h2:
+                h2_ntlm(scenario, keylog)
+            else:
+                subprocess.run(args, env=env, timeout=60, capture_output=True)
             time.sleep(1.0)
         finally:
             capture.stop(signal.SIGINT)

@@ -115,7 +115,7 @@ def test_header_blocks_are_where_and_what_tshark_shows(capture: Path) -> None:
 def test_the_lab_captures_cover_alpn_prior_knowledge_and_upgrade() -> None:
     names = {p.stem for p in LAB}
     assert {"h2-apache-basic", "h2-nginx-basic", "h2c-prior-knowledge-basic",
-            "h2c-upgrade-basic", "h2-apache-ntlm"} <= names
+            "h2c-upgrade-basic", "h2-apache-ntlm", "h2-apache-ntlm-streams"} <= names
     upgrade, _ = read_connections([H2 / "h2c-upgrade-basic.pcap"])
     (connection,) = upgrade
     versions = [

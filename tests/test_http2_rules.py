@@ -59,6 +59,18 @@ def test_ntlm_across_streams_is_its_own_finding_not_a_wrong_password() -> None:
     assert finding.field("user") == "CONTOSO\\alice"
 
 
+def test_real_apache_mod_http2_loses_the_ntlm_context_between_streams() -> None:
+    # lab/h2.py: a Python h2 client (pyspnego) against Apache mod_http2 and
+    # mod_auth_gssapi with gss-ntlmssp; Apache logs "gss_accept_sec_context()
+    # failed: Invalid token" for the AUTHENTICATE on stream 5. No channel binding
+    # was sent, but the refusal is the lost context, not Extended Protection.
+    findings = _findings("h2-apache-ntlm-streams.pcap", keys=True)
+    assert [f.rule for f in findings] == ["ntlm-over-http2"]
+    (finding,) = findings
+    assert (finding.field("challenge_stream"), finding.field("authenticate_stream")) == ("3", "5")
+    assert finding.frames == (20, 22, 24, 25)
+
+
 def test_basic_and_anonymous_over_h2_raise_nothing() -> None:
     for name in ("h2-apache-basic.pcap", "h2-nginx-basic.pcap"):
         assert not [f for f in _findings(name, keys=True) if f.severity.is_problem]

@@ -202,7 +202,7 @@ def ntlm_over_http2(ctx: RuleContext) -> Iterator[Finding]:
             or ctx.relayed(located)
         ):
             continue
-        challenge = _challenge_before(located)
+        challenge = challenge_on_another_stream(located)
         if challenge is None:
             continue
         challenge_stream = challenge.step.exchange.stream
@@ -234,7 +234,7 @@ def ntlm_over_http2(ctx: RuleContext) -> Iterator[Finding]:
         )
 
 
-def _challenge_before(located: Located) -> Located | None:
+def challenge_on_another_stream(located: Located) -> Located | None:
     """The step just before on the same connection when it is the NTLM CHALLENGE
     on another HTTP/2 stream."""
     if located.position == 0:

@@ -21,6 +21,7 @@ from authtrace.diagnose.context import (
 )
 from authtrace.diagnose.finding import Finding, Severity
 from authtrace.diagnose.rule import rule
+from authtrace.diagnose.rules.http2 import challenge_on_another_stream
 from authtrace.handshake.model import Leg, Outcome, State
 from authtrace.handshake.timeline import channel_binding
 from authtrace.http.messages import HttpConnection
@@ -305,7 +306,9 @@ def _bound(ctx: RuleContext, verdict: Binding, refused: bool = True) -> list[Loc
     """NTLMv2 AUTHENTICATEs whose channel binding has this verdict
     (handshake/timeline.py `channel_binding`: proved from the server
     certificate when the TLS was decrypted, else from hints), refused ones
-    only unless `refused` is False."""
+    only unless `refused` is False. One sent on another HTTP/2 stream than its
+    CHALLENGE is ntlm-over-http2's: the context was lost before any binding
+    could be checked."""
     found = []
     for located in ctx.steps():
         message = _authenticate(located)
@@ -314,6 +317,7 @@ def _bound(ctx: RuleContext, verdict: Binding, refused: bool = True) -> list[Loc
             or ctx.relayed(located)
             or (refused and located.step.leg is not Leg.NTLM_REJECTED)
             or ctx.overruled(located)
+            or (refused and challenge_on_another_stream(located) is not None)
         ):
             continue
         connection = located.timeline.connection
