@@ -47,6 +47,7 @@ def test_every_rule_is_declared_once_with_its_evidence() -> None:
             "negotiation",
             "kerberos",
             "ntlm",
+            "http2",
             "credentials",
             "capture",
             "iis",

@@ -65,13 +65,14 @@ def kdc_exchange(
 
 
 # The IIS category family (diagnose/rules/iis.py) has its own tests on
-# hand-made variants of scenarios: tests/test_iis_categories.py.
+# hand-made variants of scenarios: tests/test_iis_categories.py; the HTTP/2
+# family (diagnose/rules/http2.py) on HTTP/2 captures: tests/test_http2_rules.py.
 FAMILIES_HERE = {"topology", "negotiation", "kerberos", "ntlm", "credentials", "capture"}
 
 
 def test_every_declared_rule_has_a_unit_test_here() -> None:
     names = {name for name in globals() if name.startswith("test_")}
-    assert {declared.family for declared in ALL_RULES} - FAMILIES_HERE <= {"iis"}
+    assert {declared.family for declared in ALL_RULES} - FAMILIES_HERE <= {"iis", "http2"}
     for declared in ALL_RULES:
         if declared.family not in FAMILIES_HERE:
             continue

@@ -186,9 +186,9 @@ def _ntlm_steps(timeline: ConnectionTimeline) -> bool:
     "TCP connection (Apache mod_http2 runs each stream on its own internal connection)",
 )
 def ntlm_over_http2(ctx: RuleContext) -> Iterator[Finding]:
-    """Needs, on one HTTP/2 connection, an NTLM AUTHENTICATE (in NTLM or
-    Negotiate) on one stream answering a CHALLENGE sent on an earlier stream,
-    refused with a 401 that ended up a failure. Every NTLM leg over HTTP/2
+    """Needs an NTLM AUTHENTICATE (in NTLM or Negotiate) on one stream of an
+    HTTP/2 connection, answering the CHALLENGE sent just before on another
+    stream of it, refused with a 401 that ended up a failure. Every NTLM leg over HTTP/2
     travels on a stream of its own, so a server that binds the context to its
     connection object loses it whenever that object is per stream."""
     for located in ctx.steps():
