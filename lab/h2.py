@@ -9,9 +9,9 @@ NTLM_USER_FILE; `GssapiConnectionBound On`, which mod_http2 defeats: each stream
 own secondary connection), and nginx with `http2 on` and auth_basic.
 Clients: curl with SSLKEYLOGFILE (`--http2` over TLS, `--http2-prior-knowledge` and the
 `Upgrade: h2c` of `--http2` in cleartext), and a small Python client (the `h2` library and
-pyspnego, installed from PyPI when missing) that does NTLM over one HTTP/2 connection. Capture: dumpcap on `lo`, filtered to the
-scenario's address. A capture is kept only when tshark (given the key log) shows HTTP/2
-HEADERS in it.
+pyspnego, installed from PyPI when missing) that does NTLM over one HTTP/2 connection.
+Capture: dumpcap on `lo`, filtered to the scenario's address. A capture is kept only when
+tshark (given the key log) shows HTTP/2 HEADERS in it.
 
 The RST_STREAM HTTP_1_1_REQUIRED answers of IIS / HTTP.sys and Kestrel cannot be recorded
 from Debian software: those captures are hand-built by scripts/captures/build_scenarios.py.
@@ -279,8 +279,13 @@ def start_server(scenario: Scenario, work: Path, cert: Path, key: Path) -> Proce
     deadline = time.monotonic() + 15
     while time.monotonic() < deadline:
         probe = subprocess.run(
-            ["curl", "-sk", "-o", "/dev/null", f"{'https' if scenario.tls else 'http'}://"
-             f"{scenario.host}:{port}/"],
+            [
+                "curl",
+                "-sk",
+                "-o",
+                "/dev/null",
+                f"{'https' if scenario.tls else 'http'}://{scenario.host}:{port}/",
+            ],
             timeout=5,
         )
         if probe.returncode == 0:
@@ -349,7 +354,10 @@ def h2_ntlm(scenario: Scenario, keylog: Path) -> None:
     env = dict(os.environ, SSLKEYLOGFILE=str(keylog))
     subprocess.run(
         [sys.executable, "-c", _H2_NTLM, NAME, scenario.host, scenario.paths[0], user, password],
-        env=env, timeout=60, check=True, capture_output=True,
+        env=env,
+        timeout=60,
+        check=True,
+        capture_output=True,
     )
 
 

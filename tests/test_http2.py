@@ -40,8 +40,9 @@ def data(direction: Direction, payload: bytes, frame: int) -> StreamData:
 
 
 def closed(frame: int) -> ConnectionClosed:
-    return ConnectionClosed(0, CloseReason.FIN, None, frame, float(frame), 1, frame, True, True,
-                            False, 0, frame)
+    return ConnectionClosed(
+        0, CloseReason.FIN, None, frame, float(frame), 1, frame, True, True, False, 0, frame
+    )
 
 
 def run(events: list[StreamEvent], **kwargs: object) -> tuple[list[Exchange], Http2Connection]:
@@ -84,7 +85,11 @@ def test_streams_become_exchanges_in_stream_order() -> None:
     assert [e.index for e in exchanges] == [0, 1]
     first, second = exchanges
     assert first.request is not None and first.response is not None
-    assert (first.request.method, first.request.uri, first.request.version) == ("GET", "/", "HTTP/2")
+    assert (first.request.method, first.request.uri, first.request.version) == (
+        "GET",
+        "/",
+        "HTTP/2",
+    )
     assert first.request.host == "web01"  # :authority stands for Host (RFC 9113 8.3.1)
     assert first.response.status == 401 and first.response.body_size == len(b"denied")
     assert second.request is not None and second.request.header("authorization") == NTLM_NEGOTIATE
@@ -120,8 +125,12 @@ def test_rst_stream_http_1_1_required_is_kept_with_its_name_and_frame() -> None:
     assert exchange.response is None and exchange.stream is not None
     reset = exchange.stream.reset
     assert reset is not None
-    assert (reset.code, reset.name, reset.by, reset.frame) == (0xD, "HTTP_1_1_REQUIRED",
-                                                                Side.SERVER, 6)
+    assert (reset.code, reset.name, reset.by, reset.frame) == (
+        0xD,
+        "HTTP_1_1_REQUIRED",
+        Side.SERVER,
+        6,
+    )
 
 
 def test_error_codes_keep_their_number_and_unknown_ones_say_so() -> None:
@@ -133,7 +142,10 @@ def test_padded_priority_and_continuation_frames_decode() -> None:
     client, server = h2kit.Endpoint(), h2kit.Endpoint()
     long_header = [("authorization", "Negotiate " + "A" * 3000)]
     up = h2kit.PREFACE + client.headers(
-        1, h2kit.request_fields("POST", "/upload", "w", long_header), pad=7, priority=True,
+        1,
+        h2kit.request_fields("POST", "/upload", "w", long_header),
+        pad=7,
+        priority=True,
         split=1000,
     )
     up += h2kit.data(1, b"x" * 100, pad=20)
@@ -168,8 +180,9 @@ def test_a_capture_started_inside_the_connection_lists_streams_as_not_decodable(
     # Blocks that lean on the dynamic table built before the capture began.
     client.block(h2kit.request_fields("GET", "/", "w", [("authorization", NTLM_NEGOTIATE)]))
     server.block(h2kit.response_fields(401, [("www-authenticate", "NTLM")]))
-    up = client.headers(5, h2kit.request_fields("GET", "/", "w", [("authorization",
-                                                                     NTLM_NEGOTIATE)]), True)
+    up = client.headers(
+        5, h2kit.request_fields("GET", "/", "w", [("authorization", NTLM_NEGOTIATE)]), True
+    )
     down = server.headers(5, h2kit.response_fields(401, [("www-authenticate", "NTLM")]), True)
     exchanges, connection = run([data(UP, up, 10), data(DOWN, down, 11)], start_unseen=True)
     (exchange,) = exchanges
@@ -219,8 +232,10 @@ def test_frames_are_found_again_after_a_gap() -> None:
     # Garbage, then two well-formed frames.
     events = reader.feed(b"\xff" * 13 + frames, 3, 3, 3.0)
     assert isinstance(events[0], fr.FramingFound) and events[0].skipped == 13
-    assert [e.type for e in events[1:] if isinstance(e, fr.Frame)] == [fr.FrameType.SETTINGS,
-                                                                     fr.FrameType.PING]
+    assert [e.type for e in events[1:] if isinstance(e, fr.Frame)] == [
+        fr.FrameType.SETTINGS,
+        fr.FrameType.PING,
+    ]
 
 
 def test_an_hpack_bomb_is_bounded_and_reported() -> None:
@@ -250,7 +265,9 @@ def test_hostile_frames_give_anomalies_never_a_traceback() -> None:
         + h2kit.frame(h2kit.CONTINUATION, h2kit.END_HEADERS, 9, b"\x82")  # no block open
         + h2kit.frame(h2kit.HEADERS, h2kit.PADDED | h2kit.END_HEADERS, 11, b"\xff\x82")
         + h2kit.frame(h2kit.GOAWAY, 0, 0, b"\0\0")
-        + (2**24 - 1).to_bytes(3, "big") + bytes([h2kit.HEADERS, 0]) + b"\0\0\0\x0d"
+        + (2**24 - 1).to_bytes(3, "big")
+        + bytes([h2kit.HEADERS, 0])
+        + b"\0\0\0\x0d"
         + b"\0" * 1000
     )
     exchanges, connection = run([data(UP, up, 4)])
@@ -310,7 +327,7 @@ def test_how_frames_are_split_or_coalesced_changes_nothing(
 @given(st.binary(max_size=400), st.integers(min_value=0, max_value=3))
 def test_any_bytes_after_the_preface_never_raise(garbage: bytes, where: int) -> None:
     up, down = two_requests()
-    spliced = up[: len(h2kit.PREFACE) + where * 7] + garbage + up[len(h2kit.PREFACE) + where * 7:]
+    spliced = up[: len(h2kit.PREFACE) + where * 7] + garbage + up[len(h2kit.PREFACE) + where * 7 :]
     # Strict mode (conftest) turns any internal error into a test failure.
     exchanges, connection = run([data(UP, spliced, 4), data(DOWN, garbage + down, 5)])
     for exchange in exchanges:

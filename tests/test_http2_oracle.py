@@ -14,10 +14,10 @@ from collections import defaultdict
 from pathlib import Path
 
 import pytest
+from test_tls_oracle import keylog_for, load
 
 from authtrace.http.messages import HttpRequest, HttpResponse
 from authtrace.pipeline import analyze, read_connections
-from authtrace.tls.keylog import KeyLog
 
 REPO = Path(__file__).resolve().parent.parent
 H2 = REPO / "captures" / "h2"
@@ -30,19 +30,6 @@ HEADERS = "1"
 Block = tuple[int, tuple[tuple[str, str], ...]]
 
 
-def keylog_for(capture: Path) -> Path | None:
-    keys = capture.with_suffix(".keys")
-    return keys if keys.exists() else None
-
-
-def load(path: Path | None) -> KeyLog | None:
-    if path is None:
-        return None
-    keylog = KeyLog()
-    keylog.add_text(path.read_bytes(), path.name)
-    return keylog
-
-
 def tshark_blocks(capture: Path, keys: Path | None) -> dict[int, list[Block]]:
     """frame -> the (stream, fields) of every HEADERS frame tshark decodes in it."""
     args = [TSHARK or "tshark", "-r", str(capture)]
@@ -50,16 +37,22 @@ def tshark_blocks(capture: Path, keys: Path | None) -> dict[int, list[Block]]:
         args += ["-o", f"tls.keylog_file:{keys}"]
     args += ["-Y", "http2.type == 1", "-T", "fields", "-E", f"aggregator={_AGGREGATOR}"]
     args += ["-E", "occurrence=a"]
-    for name in ("frame.number", "http2.streamid", "http2.type", "http2.header.name",
-                 "http2.header.value"):
+    for name in (
+        "frame.number",
+        "http2.streamid",
+        "http2.type",
+        "http2.header.name",
+        "http2.header.value",
+    ):
         args += ["-e", name]
     out = subprocess.run(args, capture_output=True, text=True, check=True, timeout=120).stdout
     blocks: dict[int, list[Block]] = defaultdict(list)
     for line in out.splitlines():
         frame, streams, types, names, values = line.split("\t")
         headers_on = [
-            int(s) for s, t in zip(streams.split(_AGGREGATOR), types.split(_AGGREGATOR),
-                                   strict=True) if t == HEADERS
+            int(s)
+            for s, t in zip(streams.split(_AGGREGATOR), types.split(_AGGREGATOR), strict=True)
+            if t == HEADERS
         ]
         fields = list(zip(names.split(_AGGREGATOR), values.split(_AGGREGATOR), strict=True))
         # Each block starts with its pseudo-header fields (RFC 9113 section 8.3):
@@ -114,8 +107,14 @@ def test_header_blocks_are_where_and_what_tshark_shows(capture: Path) -> None:
 
 def test_the_lab_captures_cover_alpn_prior_knowledge_and_upgrade() -> None:
     names = {p.stem for p in LAB}
-    assert {"h2-apache-basic", "h2-nginx-basic", "h2c-prior-knowledge-basic",
-            "h2c-upgrade-basic", "h2-apache-ntlm", "h2-apache-ntlm-streams"} <= names
+    assert {
+        "h2-apache-basic",
+        "h2-nginx-basic",
+        "h2c-prior-knowledge-basic",
+        "h2c-upgrade-basic",
+        "h2-apache-ntlm",
+        "h2-apache-ntlm-streams",
+    } <= names
     upgrade, _ = read_connections([H2 / "h2c-upgrade-basic.pcap"])
     (connection,) = upgrade
     versions = [

@@ -10,10 +10,10 @@ import sys
 from pathlib import Path
 
 import pytest
+from test_tls_oracle import keylog_for, load
 
 from authtrace.diagnose.finding import Severity
 from authtrace.pipeline import analyze
-from authtrace.tls.keylog import KeyLog
 
 REPO = Path(__file__).resolve().parent.parent
 H2 = REPO / "captures" / "h2"
@@ -21,11 +21,7 @@ TSHARK = shutil.which("tshark")
 
 
 def _findings(name: str, keys: bool = False):  # type: ignore[no-untyped-def]
-    keylog = None
-    if keys:
-        keylog = KeyLog()
-        path = (H2 / name).with_suffix(".keys")
-        keylog.add_text(path.read_bytes(), path.name)
+    keylog = load(keylog_for(H2 / name)) if keys else None
     report = analyze([H2 / name], keylog=keylog)
     assert not report.anomalies
     return report.findings
@@ -80,10 +76,25 @@ def test_basic_and_anonymous_over_h2_raise_nothing() -> None:
 @pytest.mark.skipif(TSHARK is None, reason="tshark is not installed")
 def test_the_reset_frame_is_where_tshark_shows_rst_stream_http_1_1_required() -> None:
     out = subprocess.run(
-        [TSHARK or "tshark", "-r", str(H2 / "built-iis-http11-required-retried.pcap"),
-         "-Y", "http2.type == 3", "-T", "fields", "-e", "frame.number", "-e", "http2.streamid",
-         "-e", "http2.rst_stream.error"],
-        capture_output=True, text=True, check=True, timeout=60,
+        [
+            TSHARK or "tshark",
+            "-r",
+            str(H2 / "built-iis-http11-required-retried.pcap"),
+            "-Y",
+            "http2.type == 3",
+            "-T",
+            "fields",
+            "-e",
+            "frame.number",
+            "-e",
+            "http2.streamid",
+            "-e",
+            "http2.rst_stream.error",
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=60,
     ).stdout.split()
     assert out == ["12", "1", "13"]
 
@@ -91,9 +102,36 @@ def test_the_reset_frame_is_where_tshark_shows_rst_stream_http_1_1_required() ->
 def test_the_built_captures_are_rebuilt_byte_for_byte(tmp_path: Path) -> None:
     subprocess.run(
         [sys.executable, str(REPO / "scripts" / "captures" / "build_h2.py"), str(tmp_path)],
-        check=True, capture_output=True, timeout=300,
+        check=True,
+        capture_output=True,
+        timeout=300,
     )
     built = sorted(p.name for p in tmp_path.glob("*.pcap"))
     assert built == sorted(p.name for p in H2.glob("built-*.pcap"))
     for name in built:
         assert (tmp_path / name).read_bytes() == (H2 / name).read_bytes(), name
+
+
+@pytest.mark.parametrize("command", ["analyze", "connections"])
+@pytest.mark.parametrize("json_flag", [[], ["--json"]])
+def test_credentials_sent_over_h2_stay_redacted(command: str, json_flag: list[str]) -> None:
+    from click.testing import CliRunner
+
+    from authtrace.cli import main
+
+    capture = H2 / "h2-apache-basic.pcap"
+    keys = capture.with_suffix(".keys")
+    args = [command, str(capture), "--tls-keylog", str(keys), "--ladders", "all", *json_flag]
+    if command == "connections":
+        args.remove("--ladders")
+        args.remove("all")
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == 0, result.output
+    assert "HTTP/2 stream" in result.output or '"stream": {' in result.output
+    # The password and the whole Basic token (base64 of alice:Passw0rd!) never show.
+    assert "Passw0rd!" not in result.output
+    assert "YWxpY2U6UGFzc3cwcmQh" not in result.output
+    if json_flag:
+        # The control: the JSON carries the secret only when asked.
+        shown = CliRunner().invoke(main, [*args, "--show-secrets"])
+        assert "Passw0rd!" in shown.output or "YWxpY2U6UGFzc3cwcmQh" in shown.output

@@ -46,8 +46,21 @@ def _open_h2(capture: CaptureBuilder, server: tuple[str, int], port: int):
 
 
 def _get(host: str, extra: list[tuple[str, str]] | None = None) -> list[tuple[str, str]]:
-    return h2kit.request_fields("GET", "/", host, [("user-agent", EDGE_UA), *(extra or [])],
-                                scheme="https")
+    return h2kit.request_fields(
+        "GET", "/", host, [("user-agent", EDGE_UA), *(extra or [])], scheme="https"
+    )
+
+
+def _ntlm_legs(ntlm: NtlmFactory, workstation: str) -> tuple[bytes, bytes, bytes]:
+    """NEGOTIATE, CHALLENGE and AUTHENTICATE of alice, which pyspnego's acceptor
+    accepts (so a refusal in a capture is the server's context, not the password)."""
+    initiator, negotiate = ntlm.client(ALICE[0], ALICE[1], HOST, workstation)
+    acceptor, challenge = ntlm.server(negotiate)
+    authenticate = ntlm.answer(initiator, challenge, workstation)
+    accepted, reason = ntlm.verify(acceptor, authenticate)
+    if not accepted:
+        raise SystemExit(f"the NTLM acceptor refused the AUTHENTICATE: {reason}")
+    return negotiate, challenge, authenticate
 
 
 def iis_http11_required(retry: bool) -> CaptureBuilder:
@@ -75,23 +88,24 @@ def iis_http11_required(retry: bool) -> CaptureBuilder:
     browser = [("User-Agent", EDGE_UA), ("Connection", "keep-alive")]
     retried.send(http_request("GET", "/", HOST, browser))
     retried.reply(
-        http_response(401, "Unauthorized", [("WWW-Authenticate", "Negotiate"),
-                                            ("WWW-Authenticate", "NTLM"), *iis[:1]])
+        http_response(
+            401,
+            "Unauthorized",
+            [("WWW-Authenticate", "Negotiate"), ("WWW-Authenticate", "NTLM"), *iis[:1]],
+        )
     )
-    initiator, negotiate = ntlm.client(ALICE[0], ALICE[1], HOST, "WS60")
-    acceptor, challenge = ntlm.server(negotiate)
-    authenticate = ntlm.answer(initiator, challenge, "WS60")
-    accepted, reason = ntlm.verify(acceptor, authenticate)
-    if not accepted:
-        raise SystemExit(f"the NTLM acceptor refused the retry: {reason}")
-    retried.send(http_request("GET", "/", HOST, [("Authorization", f"NTLM {b64(negotiate)}"),
-                                                  *browser]))
+    negotiate, challenge, authenticate = _ntlm_legs(ntlm, "WS60")
+    retried.send(
+        http_request("GET", "/", HOST, [("Authorization", f"NTLM {b64(negotiate)}"), *browser])
+    )
     retried.reply(
-        http_response(401, "Unauthorized", [("WWW-Authenticate", f"NTLM {b64(challenge)}"),
-                                            *iis[:1]])
+        http_response(
+            401, "Unauthorized", [("WWW-Authenticate", f"NTLM {b64(challenge)}"), *iis[:1]]
+        )
     )
-    retried.send(http_request("GET", "/", HOST, [("Authorization",
-                                                  f"NTLM {b64(authenticate)}"), *browser]))
+    retried.send(
+        http_request("GET", "/", HOST, [("Authorization", f"NTLM {b64(authenticate)}"), *browser])
+    )
     retried.reply(http_response(200, "OK", [*iis[:1], ("Persistent-Auth", "true")], b"hello"))
     retried.close()
     return capture
@@ -111,26 +125,22 @@ def ntlm_across_streams() -> CaptureBuilder:
         server.headers(1, h2kit.response_fields(401, [("www-authenticate", "NTLM"), *apache]))
         + h2kit.data(1, b"<h1>Unauthorized</h1>")
     )
-    initiator, negotiate = ntlm.client(ALICE[0], ALICE[1], HOST, "WS61")
-    acceptor, challenge = ntlm.server(negotiate)
-    authenticate = ntlm.answer(initiator, challenge, "WS61")
-    accepted, reason = ntlm.verify(acceptor, authenticate)
-    if not accepted:
-        raise SystemExit(f"the NTLM acceptor refused the AUTHENTICATE: {reason}")
+    negotiate, challenge, authenticate = _ntlm_legs(ntlm, "WS61")
     conv.send(
-        client.headers(3, _get(HOST, [("authorization", f"NTLM {b64(negotiate)}")]),
-                       end_stream=True)
+        client.headers(
+            3, _get(HOST, [("authorization", f"NTLM {b64(negotiate)}")]), end_stream=True
+        )
     )
     conv.reply(
         server.headers(
-            3, h2kit.response_fields(401, [("www-authenticate", f"NTLM {b64(challenge)}"),
-                                           *apache])
+            3, h2kit.response_fields(401, [("www-authenticate", f"NTLM {b64(challenge)}"), *apache])
         )
         + h2kit.data(3, b"<h1>Unauthorized</h1>")
     )
     conv.send(
-        client.headers(5, _get(HOST, [("authorization", f"NTLM {b64(authenticate)}")]),
-                       end_stream=True)
+        client.headers(
+            5, _get(HOST, [("authorization", f"NTLM {b64(authenticate)}")]), end_stream=True
+        )
     )
     conv.reply(
         server.headers(5, h2kit.response_fields(401, [("www-authenticate", "NTLM"), *apache]))

@@ -89,7 +89,10 @@ class Endpoint:
 
 
 def request_fields(
-    method: str, path: str, authority: str, extra: list[tuple[str, str]] | None = None,
+    method: str,
+    path: str,
+    authority: str,
+    extra: list[tuple[str, str]] | None = None,
     scheme: str = "https",
 ) -> list[tuple[str, str]]:
     return [
@@ -101,5 +104,7 @@ def request_fields(
     ]
 
 
-def response_fields(status: int, extra: list[tuple[str, str]] | None = None) -> list[tuple[str, str]]:
+def response_fields(
+    status: int, extra: list[tuple[str, str]] | None = None
+) -> list[tuple[str, str]]:
     return [(":status", str(status)), *(extra or [])]

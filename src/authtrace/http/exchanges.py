@@ -459,7 +459,8 @@ class HttpConnectionTracker:
                 first, frame, timestamp = parser.tunnel_frames
                 data = bytes(parser.tunnel_data)
                 parser.tunnel_data = bytearray()
-                out += h2.feed(StreamData(self.connection, direction, data, first, frame, timestamp))
+                event = StreamData(self.connection, direction, data, first, frame, timestamp)
+                out += h2.feed(event)
 
     def _after_upgrade(self, event: StreamEvent) -> list[Exchange]:
         assert self.h2 is not None

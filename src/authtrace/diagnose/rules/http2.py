@@ -73,9 +73,7 @@ def _http1_by_client(ctx: RuleContext) -> dict[tuple[str, str], list[Located]]:
     return found
 
 
-def _retry_of(
-    located: Located, candidates: dict[tuple[str, str], list[Located]]
-) -> Located | None:
+def _retry_of(located: Located, candidates: dict[tuple[str, str], list[Located]]) -> Located | None:
     """The HTTP/1.1 request that retried a reset one: same client, same server
     address, a later connection, the same method and path, within RETRY_WINDOW.
     Cost: O(k) over that client's HTTP/1 connections to that server."""
@@ -154,7 +152,7 @@ def http2_http11_required(ctx: RuleContext) -> Iterator[Finding]:
             base
             + (
                 f" The capture ends less than {RETRY_WINDOW:.0f} seconds later: a retry "
-                "over HTTP/1.1 may have come after it (not seen, not \"not sent\")."
+                'over HTTP/1.1 may have come after it (not seen, not "not sent").'
                 if unseen
                 else f" The client did not retry it over HTTP/1.1 within {RETRY_WINDOW:.0f} "
                 "seconds: it shows an error (curl: 'HTTP/2 stream was not closed cleanly: "
@@ -221,15 +219,17 @@ def ntlm_over_http2(ctx: RuleContext) -> Iterator[Finding]:
             "keeps the NTLM context per connection object loses it when each stream gets its "
             "own (Apache mod_http2 runs every stream on a secondary connection), so the "
             "AUTHENTICATE answers a CHALLENGE the server no longer knows. This is not a wrong "
-            "password."
-            + (f" Server: {server[:64]}." if server else ""),
+            "password." + (f" Server: {server[:64]}." if server else ""),
             "Serve the authenticated location over HTTP/1.1 (Apache: `Protocols http/1.1` in "
             "that virtual host, or H2Upgrade off and no h2 in ALPN), use Kerberos (Negotiate "
             "with a ticket authenticates each request by itself) or Basic over TLS, or make "
             "the server answer such requests with RST_STREAM HTTP_1_1_REQUIRED as IIS does.",
             [challenge, located],
-            fields=[("user", user), ("challenge_stream", str(challenge_stream.id)),
-                    ("authenticate_stream", str(stream.id))],
+            fields=[
+                ("user", user),
+                ("challenge_stream", str(challenge_stream.id)),
+                ("authenticate_stream", str(stream.id)),
+            ],
             iis=step.iis,
         )
 
