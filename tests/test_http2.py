@@ -283,6 +283,18 @@ def test_a_missing_preface_is_reported_and_headers_are_not_guessed() -> None:
     assert AnomalyKind.HTTP2_PREFACE_MISSING in {a.kind for a in connection.anomalies}
 
 
+def test_frames_are_recognised_inside_a_stream_begun_before_the_capture() -> None:
+    tail = b"x" * 50 + h2kit.data(1, b"") + h2kit.frame(h2kit.PING, 0, 0, b"12345678")
+    assert fr.looks_like_frames(tail)
+    assert not fr.looks_like_frames(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n")
+    assert not fr.looks_like_frames(b"\x00" * 8)
+    from authtrace.stack import Stack, decide
+
+    assert decide(50000, 80, tail, start_seen=False) is Stack.HTTP2
+    # With the SYN seen, only the preface makes a connection HTTP/2.
+    assert decide(50000, 80, tail, start_seen=True) is Stack.HTTP1
+
+
 def _cut(payload: bytes, cuts: list[int]) -> list[bytes]:
     points = sorted({c % (len(payload) + 1) for c in cuts})
     pieces, last = [], 0

@@ -135,3 +135,22 @@ def test_credentials_sent_over_h2_stay_redacted(command: str, json_flag: list[st
         # The control: the JSON carries the secret only when asked.
         shown = CliRunner().invoke(main, [*args, "--show-secrets"])
         assert "Passw0rd!" in shown.output or "YWxpY2U6UGFzc3cwcmQh" in shown.output
+
+
+def test_a_capture_begun_inside_an_h2c_connection_lists_its_streams_undecoded() -> None:
+    from authtrace.anomalies import AnomalyKind
+    from authtrace.pipeline import read_connections
+
+    capture = H2 / "built-h2c-capture-starts-midway.pcap"
+    (connection,), result = read_connections([capture])
+    streams = [e.stream for e in connection.exchanges]
+    assert [s.id for s in streams if s] == [1, 3]
+    third = connection.exchanges[1]
+    assert third.request is None and third.response is None  # nothing invented
+    assert third.stream is not None and third.stream.not_decodable
+    assert (third.stream.request_frame, third.stream.response_frame) == (3, 5)
+    kinds = {a.kind for a in result.anomalies}
+    assert AnomalyKind.HTTP2_HEADERS_NOT_DECODABLE in kinds
+    assert AnomalyKind.HTTP2_FRAME_MALFORMED not in kinds
+    report = analyze([capture])
+    assert report.findings == ()  # nothing judged from headers not seen

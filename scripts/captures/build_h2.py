@@ -151,7 +151,38 @@ def ntlm_across_streams() -> CaptureBuilder:
     return capture
 
 
+def capture_starts_midway() -> CaptureBuilder:
+    """The capture begins inside an h2c connection (no SYN, no preface): its
+    first octets are the end of a DATA frame, and the header blocks after it
+    lean on HPACK dynamic table entries made before the capture began. The
+    streams must be listed as not decodable, with their frames, and judged
+    by no rule."""
+    capture = CaptureBuilder(start=START + 200)
+    client, server = h2kit.Endpoint(), h2kit.Endpoint()
+    ntlm = NtlmFactory(63, START + 200)
+    negotiate, challenge, _ = _ntlm_legs(ntlm, "WS62")
+    # Before the capture: stream 1 taught both encoders these fields.
+    asked = _get(HOST, [("authorization", f"NTLM {b64(negotiate)}")])
+    client.block(asked)
+    server.block(h2kit.response_fields(401, [("www-authenticate", f"NTLM {b64(challenge)}")]))
+    conv = capture.tcp((CLIENT, 50200), APACHE, handshake=False)
+    body = h2kit.data(1, b"x" * 300, end_stream=False)
+    # The capture starts here: the tail of stream 1's body, its closing empty
+    # DATA frame, and a PING.
+    conv.reply(body[200:] + h2kit.data(1, b"") + h2kit.frame(h2kit.PING, 0, 0, b"12345678"))
+    conv.send(client.headers(3, asked, end_stream=True))
+    conv.reply(
+        server.headers(
+            3, h2kit.response_fields(401, [("www-authenticate", f"NTLM {b64(challenge)}")])
+        )
+        + h2kit.data(3, b"<h1>Unauthorized</h1>")
+    )
+    conv.close()
+    return capture
+
+
 SCENARIOS = {
+    "built-h2c-capture-starts-midway": capture_starts_midway,
     "built-iis-http11-required-retried": lambda: iis_http11_required(retry=True),
     "built-iis-http11-required-no-retry": lambda: iis_http11_required(retry=False),
     "built-ntlm-across-h2-streams": ntlm_across_streams,

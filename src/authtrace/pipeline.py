@@ -424,7 +424,9 @@ class Pipeline:
         """Build the layers of the connection's stack, which stack.py decides
         from its first bytes (either direction)."""
         opened = live.opened
-        live.stack = stack = decide(opened.client.port, opened.server.port, event.data)
+        live.stack = stack = decide(
+            opened.client.port, opened.server.port, event.data, start_seen=opened.syn_seen
+        )
         if stack is Stack.KERBEROS:
             self._kdc.receive_tcp(opened)
         elif stack is Stack.TLS:
@@ -439,6 +441,10 @@ class Pipeline:
         preface's or the TLS ClientHello's) or the HTTP/1 tracker (which also
         hands an `Upgrade: h2c` connection on to HTTP/2)."""
         if stack is Stack.HTTP2:
+            if not opened.syn_seen:
+                # Begun before the capture: TCP's guess of the client stands
+                # (the preface, if it comes first after all, agrees).
+                return Http2Connection(opened.connection, start_unseen=True)
             return Http2Connection(opened.connection, client)
         return HttpConnectionTracker(opened.connection, opened.syn_seen)
 

@@ -18,6 +18,7 @@ from __future__ import annotations
 import enum
 from typing import TYPE_CHECKING, Protocol
 
+from authtrace.http2.frames import looks_like_frames
 from authtrace.kerberos.kdc import KERBEROS_PORT, looks_like_kerberos
 from authtrace.tls.connection import looks_like_tls
 
@@ -53,15 +54,17 @@ def _is_h2_preface(data: bytes) -> bool:
     return len(data) >= _PREFACE_DECIDES and H2_PREFACE.startswith(data)
 
 
-def decide(client_port: int, server_port: int, data: bytes) -> Stack:
+def decide(client_port: int, server_port: int, data: bytes, start_seen: bool = True) -> Stack:
     """The stack of a TCP connection from the first bytes either direction
     sent (`data`): Kerberos (port 88 or a KDC message), TLS (a record header),
-    HTTP/2 (its preface), else an HTTP/1 candidate."""
+    HTTP/2 (its preface; or, when the capture began inside the connection —
+    `start_seen` False —, HTTP/2 frames: http2/frames.py `looks_like_frames`),
+    else an HTTP/1 candidate."""
     if KERBEROS_PORT in (client_port, server_port) or looks_like_kerberos(data):
         return Stack.KERBEROS
     if looks_like_tls(data):
         return Stack.TLS
-    if _is_h2_preface(data):
+    if _is_h2_preface(data) or (not start_seen and looks_like_frames(data)):
         return Stack.HTTP2
     return Stack.HTTP1
 

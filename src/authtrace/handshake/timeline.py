@@ -89,9 +89,13 @@ def build_timeline(connection: HttpConnection) -> ConnectionTimeline:
     offered: dict[Realm, frozenset[str]] = {}
     steps: list[AuthExchange] = []
     for exchange in connection.exchanges:
-        if exchange.stream is not None and exchange.stream.not_decodable:
-            # HTTP/2 headers whose HPACK state was lost: not seen, so not judged
-            # (the exchange stays listed on the connection with its frames).
+        stream = exchange.stream
+        if stream is not None and (
+            stream.not_decodable or (exchange.request is None and exchange.response is None)
+        ):
+            # HTTP/2 headers whose HPACK state was lost, or a stream whose
+            # header blocks the capture missed: not seen, so not judged (the
+            # exchange stays listed on the connection with its frames).
             continue
         for realm in _realms_of(exchange):
             step = _judge(exchange, realm, states[realm], offered.get(realm), connection)

@@ -147,15 +147,13 @@ class Http2Connection:
         self._index = 0
         self._closed = False
         self._dropped_anomalies = 0
+        self._start_unseen = start_unseen
         if start_unseen:
+            # Frames are searched for from the first octet; the HPACK state is
+            # unknown, unless the client's first octets turn out to be the preface.
             for half in self._halves.values():
+                half.reader = FrameReader(searching=True)
                 half.decoder.lose(Lost.START_UNSEEN)
-            self._note(
-                AnomalyKind.HTTP2_HEADERS_NOT_DECODABLE,
-                "the capture began inside this HTTP/2 connection: its header blocks "
-                "cannot be decoded (HPACK state unknown); streams are listed without headers",
-                None,
-            )
         else:
             self._halves[Side.CLIENT].preface_left = PREFACE
 
@@ -223,6 +221,8 @@ class Http2Connection:
         half = self._halves[side]
         if isinstance(event, StreamData):
             data = event.data
+            if self._start_unseen:
+                self._first_data(side, data, event.frame)
             if half.preface_left:
                 data = self._take_preface(half, data, event.frame)
                 if not data:
@@ -240,6 +240,24 @@ class Http2Connection:
             half.ended = True
         self._on_events(side, events, out)
         out += self._flush(everything=False)
+
+    def _first_data(self, side: Side, data: bytes, frame: int) -> None:
+        """A connection whose start the capture missed: if the client's first
+        octets are the preface after all (the capture began between the SYN and
+        it), it is read from its start; else its header blocks are not decodable."""
+        self._start_unseen = False
+        if side is Side.CLIENT and PREFACE.startswith(data[: len(PREFACE)]):
+            for half in self._halves.values():
+                half.reader = FrameReader()
+                half.decoder = HeaderDecoder()
+            self._halves[Side.CLIENT].preface_left = PREFACE
+            return
+        self._note(
+            AnomalyKind.HTTP2_HEADERS_NOT_DECODABLE,
+            "the capture began inside this HTTP/2 connection: its header blocks cannot be "
+            "decoded (HPACK state unknown); its streams are listed without headers",
+            frame,
+        )
 
     def _take_preface(self, half: _Half, data: bytes, frame: int) -> bytes:
         """Section 3.4: the client's first octets are the preface, then frames."""

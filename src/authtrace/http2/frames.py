@@ -198,14 +198,33 @@ def plausible_header(header: bytes | bytearray | memoryview) -> bool:
     return not (frame_type is FrameType.GOAWAY and length < 8)
 
 
+def looks_like_frames(data: bytes) -> bool:
+    """The first octets of a direction whose start the capture missed hold
+    HTTP/2 frames: somewhere in the first SEARCH_WINDOW octets, a plausible
+    frame header followed, where its length says, by another one (as the
+    search after a gap finds them). Cost: one pass over at most SEARCH_WINDOW
+    octets, once per connection."""
+    window = data[:SEARCH_WINDOW]
+    for start in range(max(len(window) - 2 * HEADER + 1, 0)):
+        if not plausible_header(window[start : start + HEADER]):
+            continue
+        following = start + HEADER + int.from_bytes(window[start : start + 3], "big")
+        if following + HEADER <= len(window) and plausible_header(
+            window[following : following + HEADER]
+        ):
+            return True
+    return False
+
+
 class FrameReader:
     """Reads the frames of one direction.
 
     `feed(data, first_frame, frame, timestamp)` and `gap(length, frame)` return
     the events they complete; `close()` returns the frame the stream ended
-    inside, if any (marked cut)."""
+    inside, if any (marked cut). searching: begin by looking for a frame
+    boundary (the capture began inside the connection)."""
 
-    def __init__(self) -> None:
+    def __init__(self, searching: bool = False) -> None:
         self._buffer = bytearray()
         self._buffer_first = 0  # capture frame of the buffer's first octet
         # The frame being read: its header fields, once the header is complete.
@@ -217,7 +236,7 @@ class FrameReader:
         self._data_pad: int | None = None  # DATA: the pad length octet, once read
         self._data_seen = 0  # DATA: payload octets seen (for the pad length)
         self._cut = False
-        self._searching = False
+        self._searching = searching
         self._skipped = 0
         self.frames_read = 0
 

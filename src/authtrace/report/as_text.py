@@ -147,6 +147,13 @@ def _summary_lines(report: Report) -> list[str]:
             f"  No HTTP could be read: {report.encrypted_total} TLS connection(s) stay encrypted "
             "(see below)."
         )
+    elif not hosts and report.view.timelines:
+        # HTTP seen, nothing judged (HTTP/2 headers not decodable): not "no HTTP".
+        count = len(report.view.timelines)
+        lines.append(
+            f"  HTTP on {count} connection(s), but no request or response whose headers could "
+            "be read (see the anomalies): nothing to judge."
+        )
     elif not hosts:
         lines.append("  No HTTP traffic found in the capture.")
     for host in hosts:
