@@ -34,6 +34,9 @@ MAX_LENGTH = 2**24 - 1
 MAX_KEPT_PAYLOAD = 256 * 1024
 # What a search for frame boundaries after a gap may hold.
 SEARCH_WINDOW = 64 * 1024
+# Where the first frame boundary of a stream begun before the capture is looked
+# for (looks_like_frames): within the first frame's worth of octets.
+SEARCH_PREFIX = 16 * 1024
 # A frame header is taken as plausible while searching only up to this length.
 SEARCH_MAX_LENGTH = 1 << 20
 
@@ -200,18 +203,22 @@ def plausible_header(header: bytes | bytearray | memoryview) -> bool:
 
 def looks_like_frames(data: bytes) -> bool:
     """The first octets of a direction whose start the capture missed hold
-    HTTP/2 frames: somewhere in the first SEARCH_WINDOW octets, a plausible
-    frame header followed, where its length says, by another one (as the
-    search after a gap finds them). Cost: one pass over at most SEARCH_WINDOW
-    octets, once per connection."""
-    window = data[:SEARCH_WINDOW]
-    for start in range(max(len(window) - 2 * HEADER + 1, 0)):
-        if not plausible_header(window[start : start + HEADER]):
-            continue
-        following = start + HEADER + int.from_bytes(window[start : start + 3], "big")
-        if following + HEADER <= len(window) and plausible_header(
-            window[following : following + HEADER]
-        ):
+    HTTP/2 frames: from some offset in the first SEARCH_PREFIX octets (the
+    rest of a frame begun before the capture), plausible frame headers follow
+    one another, each where the one before says, to the very end of `data`,
+    at least two of them (a sender's segment ends where a frame ends; random
+    or other binary data, SMB or DCE-RPC, does not chain so). Cost: at most
+    SEARCH_PREFIX starts, each a walk that stops at the first implausible
+    header; once per connection."""
+    end = len(data)
+    if end > SEARCH_WINDOW:
+        return False  # a first segment this large is not what we look for
+    for start in range(min(SEARCH_PREFIX, max(end - 2 * HEADER + 1, 0))):
+        position, frames = start, 0
+        while position + HEADER <= end and plausible_header(data[position : position + HEADER]):
+            position += HEADER + int.from_bytes(data[position : position + 3], "big")
+            frames += 1
+        if position == end and frames >= 2:
             return True
     return False
 
