@@ -12,7 +12,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "scripts" / "captures"))
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO / "scripts" / "captures"))
 
 import h2kit  # noqa: E402
 
@@ -361,3 +362,56 @@ def test_a_frame_header_cut_by_the_end_of_the_stream_names_no_stream() -> None:
     up = h2kit.PREFACE + client.headers(1, h2kit.request_fields("GET", "/", "w"), True)
     exchanges, _ = run([data(UP, up[: len(h2kit.PREFACE) + 5], 4)])
     assert exchanges == []
+
+
+def test_the_fast_lane_counts_data_payloads_with_the_same_results(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """HTTP/2 answers the lane (tcp/events.py LaneSink) through its frame reader:
+    the middle of a DATA payload is only counted. Same results with the lane on
+    and off, on h2c with 30 KB bodies (padded and not) and on h2 in TLS."""
+    from pcapkit import CaptureBuilder
+
+    from authtrace.pipeline import Pipeline
+    from authtrace.tls.keylog import KeyLog
+
+    capture = CaptureBuilder()
+    conv = capture.tcp(("192.0.2.1", 40000), ("198.51.100.9", 80))
+    client, server = h2kit.Endpoint(), h2kit.Endpoint()
+    conv.send(h2kit.PREFACE + h2kit.settings())
+    for stream, pad in ((1, 0), (3, 9), (5, 0)):
+        conv.send(client.headers(stream, h2kit.request_fields("GET", f"/{stream}", "w"), True))
+        conv.reply(server.headers(stream, h2kit.response_fields(200)))
+        conv.reply(h2kit.data(stream, b"b" * 30_000, pad=pad))
+    conv.close()
+    path = tmp_path / "h2c-bodies.pcap"
+    capture.write(str(path))
+    taken: list[int] = []
+    original = fr.FrameReader.count_only
+
+    def counting(self, *args):  # type: ignore[no-untyped-def]
+        counted = original(self, *args)
+        taken.append(counted)
+        return counted
+
+    monkeypatch.setattr(fr.FrameReader, "count_only", counting)
+
+    def run_pipeline(source: Path, lane: bool, keys: Path | None = None) -> list[object]:
+        keylog = None
+        if keys is not None:
+            keylog = KeyLog()
+            keylog.add_text(keys.read_bytes(), keys.name)
+        pipeline = Pipeline(fast_lane=lane, keylog=keylog)
+        return [*pipeline.connections([source]), pipeline.result.anomalies]
+
+    with_lane = run_pipeline(path, True)
+    assert sum(taken) > 20, "the lane counted the middle of the DATA payloads"
+    assert with_lane == run_pipeline(path, False)
+    (connection, _anomalies) = with_lane
+    sizes = [e.response.body_size for e in connection.exchanges if e.response]  # type: ignore[attr-defined]
+    assert sizes == [30_000, 30_000, 30_000]
+    # TLS 1.3 (Apache) and TLS 1.2 AEAD (nginx: body-only records are counted).
+    for name in ("h2-apache-basic.pcap", "h2-nginx-basic.pcap"):
+        tls = REPO / "captures" / "h2" / name
+        keys = tls.with_suffix(".keys")
+        assert run_pipeline(tls, True, keys) == run_pipeline(tls, False, keys), name

@@ -166,10 +166,13 @@ class Http2Connection:
         """Nothing to move (the HTTP/1 tracker's interface): anomalies are kept here."""
 
     def lane_sink(self, direction: Direction) -> LaneSink | None:
-        """What the fast lane may skip (tcp/events.py LaneSink): nothing yet; every
-        frame header is read (DATA payloads are only counted, but finding the
-        next frame header needs the octets)."""
-        return None
+        """What the fast lane may skip (tcp/events.py LaneSink): the frame reader
+        of that direction answers for itself (the middle of a DATA payload is
+        only counted); nothing once the connection is closed."""
+        if self._closed:
+            return None
+        side = Side.CLIENT if direction is self._client_direction else Side.SERVER
+        return self._halves[side].reader
 
     def upgraded(
         self, request: HttpRequest | None, switching: HttpResponse | None, index: int

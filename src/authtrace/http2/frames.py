@@ -251,6 +251,23 @@ class FrameReader:
     def searching(self) -> bool:
         return self._searching
 
+    def count_only(self, buf: bytes, start: int, size: int, frame: int, timestamp: float) -> bool:
+        """The fast lane's question (tcp/events.py LaneSink): `size` octets that
+        `feed` would only count — inside a DATA payload that they do not finish,
+        past its pad length octet — are counted as `feed` counts them."""
+        header = self._header
+        if (
+            header is None
+            or self._searching
+            or header[1] != FrameType.DATA
+            or size >= self._remaining
+            or (self._data_seen == 0 and header[2] & PADDED)
+        ):
+            return False
+        self._remaining -= size
+        self._data_seen += size
+        return True
+
     def feed(self, data: bytes, first_frame: int, frame: int, timestamp: float) -> list[FrameEvent]:
         out: list[FrameEvent] = []
         view = memoryview(data)
