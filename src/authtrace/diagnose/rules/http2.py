@@ -22,11 +22,9 @@ from authtrace.diagnose.context import (
     Located,
     RuleContext,
     make_finding,
-    request_frame,
-    response_frame,
     user_of,
 )
-from authtrace.diagnose.finding import Finding, Severity
+from authtrace.diagnose.finding import Finding, Role, Severity
 from authtrace.diagnose.rule import rule
 from authtrace.handshake.links import request_time
 from authtrace.handshake.model import Leg, Outcome, Sent
@@ -117,11 +115,19 @@ def http2_http11_required(ctx: RuleContext) -> Iterator[Finding]:
         assert request is not None and stream is not None and stream.reset is not None
         reset = stream.reset
         retry = _retry_of(located, candidates)
+        words = ctx.words()
+        reset_cited = words.cite(
+            reset.frame,
+            Role.RESPONSE,
+            exchange.connection,
+            None,
+            f"RST_STREAM {reset.name} on stream {stream.id}",
+        )
         base = (
             f"The server reset stream {stream.id} on connection "
             f"{located.timeline.connection.id} (request {request.method} at frame "
-            f"{request_frame(located.step)}) with RST_STREAM HTTP_1_1_REQUIRED at frame "
-            f"{reset.frame}: the request needs authentication that HTTP/2 cannot carry "
+            f"{words.request(located)}) with RST_STREAM HTTP_1_1_REQUIRED at frame "
+            f"{reset_cited}: the request needs authentication that HTTP/2 cannot carry "
             "(IIS / HTTP.sys and Kestrel do this for Windows authentication, NTLM and "
             "Negotiate, which bind to the TCP connection)."
         )
@@ -132,14 +138,14 @@ def http2_http11_required(ctx: RuleContext) -> Iterator[Finding]:
                 http2_http11_required,
                 "HTTP/2 request refused with HTTP_1_1_REQUIRED, retried over HTTP/1.1",
                 base + f" The client retried it over HTTP/1.1 on connection "
-                f"{retry.timeline.connection.id} (frame {request_frame(retry.step)}), as RFC 9113 "
+                f"{retry.timeline.connection.id} (frame {words.request(retry)}), as RFC 9113 "
                 "expects: this is normal.",
                 "Nothing to fix. To avoid the extra round trip, serve the authenticated site "
                 "over HTTP/1.1 (IIS: disable HTTP/2 on that binding, or use Kerberos-only "
                 "authentication where the client supports it).",
                 [located, retry],
+                words=words,
                 severity=Severity.INFO,
-                extra_frames=[reset.frame],
                 fields=[("stream", str(stream.id)), ("retried", "yes")],
             )
             continue
@@ -164,8 +170,8 @@ def http2_http11_required(ctx: RuleContext) -> Iterator[Finding]:
             "binding's 'Disable HTTP/2' option, or the EnableHttp2Tls registry value of "
             "HTTP.sys).",
             [located],
+            words=words,
             severity=Severity.WARNING if unseen else Severity.ERROR,
-            extra_frames=[reset.frame],
             fields=[("stream", str(stream.id)), ("retried", "not seen" if unseen else "no")],
         )
 
@@ -207,14 +213,15 @@ def ntlm_over_http2(ctx: RuleContext) -> Iterator[Finding]:
         assert challenge_stream is not None
         user = user_of(step) or "an unknown user"
         server = step.exchange.response.header("Server") if step.exchange.response else None
+        words = ctx.words()
         yield make_finding(
             ntlm_over_http2,
             f"NTLM over HTTP/2 refused for {user}: the context did not survive between streams",
             f"On HTTP/2 connection {located.timeline.connection.id} the server sent its NTLM "
             f"CHALLENGE on stream {challenge_stream.id} (frame "
-            f"{response_frame(challenge.step)}) and refused the AUTHENTICATE the client sent "
-            f"on stream {stream.id} (frame {request_frame(step)}, answered "
-            f"{step.status} at frame {response_frame(step)}). NTLM authenticates the TCP "
+            f"{words.response(challenge)}) and refused the AUTHENTICATE the client sent "
+            f"on stream {stream.id} (frame {words.request(located)}, answered "
+            f"{step.status} at frame {words.response(located)}). NTLM authenticates the TCP "
             "connection, and HTTP/2 sends each request on a stream of its own: a server that "
             "keeps the NTLM context per connection object loses it when each stream gets its "
             "own (Apache mod_http2 runs every stream on a secondary connection), so the "
