@@ -32,9 +32,12 @@ def _run(*args: str) -> tuple[int, str]:
 
 
 def _big_credentials(tmp_path: Path, value: bytes, name: str = "big.pcap") -> Path:
-    request = b"GET /app HTTP/1.1\r\nHost: web01\r\nAuthorization: " + value + b"\r\nX-Tail: 1\r\n\r\n"
+    request = (
+        b"GET /app HTTP/1.1\r\nHost: web01\r\nAuthorization: " + value + b"\r\nX-Tail: 1\r\n\r\n"
+    )
     return tcp_capture(
-        tmp_path / name, [(True, ANONYMOUS), (False, CHALLENGE), (True, request), (False, CHALLENGE)]
+        tmp_path / name,
+        [(True, ANONYMOUS), (False, CHALLENGE), (True, request), (False, CHALLENGE)],
     )
 
 
@@ -71,7 +74,9 @@ def test_huge_negotiate_answered_401_is_present_not_absent(tmp_path: Path) -> No
 
 
 def test_huge_digest_is_not_an_anonymous_request(tmp_path: Path) -> None:
-    value = b'Digest username="alice", realm="r", nonce="n", uri="/app", response="' + b"0" * 889_000
+    value = (
+        b'Digest username="alice", realm="r", nonce="n", uri="/app", response="' + b"0" * 889_000
+    )
     report = analyze([_big_credentials(tmp_path, value + b'"')])
     step = report.view.timelines[0].steps[1]
     assert step.sent.value != "nothing"
@@ -122,7 +127,10 @@ def _parse(data: bytes, size: int) -> HttpRequest:
 def test_cut_head_names_and_sizes_whatever_the_segmentation(size: int) -> None:
     pad = b"Cookie: " + b"c" * (MAX_HEAD - 100)
     data = (
-        b"GET / HTTP/1.1\r\nHost: h\r\n" + pad + b"\r\nAuthorization: NTLM " + b"T" * 5000
+        b"GET / HTTP/1.1\r\nHost: h\r\n"
+        + pad
+        + b"\r\nAuthorization: NTLM "
+        + b"T" * 5000
         + b"\r\n folded part\r\nX-Last: v\r\n\r\n"
     )
     request = _parse(data, size)

@@ -75,20 +75,16 @@ def iis_detailed_401(
     if code is None:
         code = "80070005" if substatus == 2 else "8009030c"
     return (
-        (
-            "<!DOCTYPE html><html><head>"
-            "<title>IIS 10.0 Detailed Error - 401.{s} - Unauthorized</title>"
-            '</head><body><div id="content"><div class="content-container">'
-            "<h3>HTTP Error 401.{s} - Unauthorized</h3><h4>{h}</h4></div>"
-            '<div class="content-container"><fieldset><h4>Detailed Error Information:</h4>'
-            "<table><tr><th>Module</th><td>{m}</td></tr>"
-            "<tr><th>Notification</th><td>{n}</td></tr>"
-            "<tr><th>Error Code</th><td>0x{code}</td></tr></table></fieldset>"
-            "</div></div></body></html>\r\n"
-        )
-        .format(s=substatus, h=headline, m=module, n=notification, code=code)
-        .encode()
-    )
+        "<!DOCTYPE html><html><head>"
+        f"<title>IIS 10.0 Detailed Error - 401.{substatus} - Unauthorized</title>"
+        '</head><body><div id="content"><div class="content-container">'
+        f"<h3>HTTP Error 401.{substatus} - Unauthorized</h3><h4>{headline}</h4></div>"
+        '<div class="content-container"><fieldset><h4>Detailed Error Information:</h4>'
+        f"<table><tr><th>Module</th><td>{module}</td></tr>"
+        f"<tr><th>Notification</th><td>{notification}</td></tr>"
+        f"<tr><th>Error Code</th><td>0x{code}</td></tr></table></fieldset>"
+        "</div></div></body></html>\r\n"
+    ).encode()
 
 
 def b64(token: bytes) -> str:

@@ -193,13 +193,12 @@ def _read_params(scanner: _Scanner) -> tuple[tuple[tuple[str, str], ...], str | 
                 else:
                     value = scanner.take(_TOKEN) or ""
                     if not value:
-                        problem = problem or f"parameter {number} (offset {start}) has an empty value"
+                        empty = f"parameter {number} (offset {start}) has an empty value"
+                        problem = problem or empty
                     params.append((name, value))
                 scanner.skip(_WS)
                 if not scanner.at_end() and scanner.peek() != ",":
-                    problem = problem or (
-                        f"junk after parameter {number} (offset {scanner.pos})"
-                    )
+                    problem = problem or (f"junk after parameter {number} (offset {scanner.pos})")
                     scanner.skip_to_comma()
         # Empty list elements (",,") are allowed (RFC 9110 section 5.6.1).
         scanner.skip(_WS_COMMA)

@@ -74,7 +74,7 @@ def decode_command(as_json: bool, show_secrets: bool, value: str) -> None:
     if value == "-":
         # Bytes, not text: a binary paste must not fail in the codec. Tokens are
         # ASCII; anything else is replaced and then refused by the decoders.
-        data = click.get_binary_stream("stdin").read(MAX_INPUT + 1)
+        data = sys.stdin.buffer.read(MAX_INPUT + 1)
         value = data.decode("utf-8", "replace")
     if len(value) > MAX_INPUT:
         # Bad input is exit status 2, as for every command (cli/common.py).

@@ -556,13 +556,13 @@ def _lanes(clients: set[str], servers: set[str], kdcs: set[str]) -> tuple[Lane, 
     a client on another), servers, then KDCs on the right. A server that is
     also the KDC (IIS on a domain controller) is one lane with both roles."""
     proxies = clients & servers
-    ordered: list[tuple[str, tuple[Role, ...]]] = (
-        [(a, (Role.CLIENT,)) for a in sorted(clients - servers - kdcs)]
-        + [(a, (Role.PROXY,)) for a in sorted(proxies - kdcs)]
-        + [(a, (Role.SERVER,)) for a in sorted(servers - clients - kdcs)]
-        + [(a, (Role.SERVER, Role.KDC)) for a in sorted(servers & kdcs)]
-        + [(a, (Role.KDC,)) for a in sorted(kdcs - servers)]
-    )
+    ordered: list[tuple[str, tuple[Role, ...]]] = [
+        *[(a, (Role.CLIENT,)) for a in sorted(clients - servers - kdcs)],
+        *[(a, (Role.PROXY,)) for a in sorted(proxies - kdcs)],
+        *[(a, (Role.SERVER,)) for a in sorted(servers - clients - kdcs)],
+        *[(a, (Role.SERVER, Role.KDC)) for a in sorted(servers & kdcs)],
+        *[(a, (Role.KDC,)) for a in sorted(kdcs - servers)],
+    ]
     room = (PAGE_WIDTH - FIRST_LANE - 150) // max(1, len(ordered) - 1)
     gap = max(MIN_LANE_GAP, min(LANE_GAP, room))
     return tuple(
