@@ -34,9 +34,10 @@ import sys
 import tempfile
 import time
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
-from lab.tls import Process, make_certificate, run
+from lab.tls import Process, keep_recorded, make_certificate, run
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 OUT = REPO_ROOT / "captures" / "h2"
@@ -396,26 +397,6 @@ def record(scenario: Scenario, work: Path, cert: Path, key: Path) -> tuple[Path,
     return pcap, keylog
 
 
-def verify(pcap: Path, keylog: Path) -> int:
-    """How many HTTP/2 header blocks tshark decodes (0: do not keep)."""
-    out = run(
-        [
-            "tshark",
-            "-r",
-            str(pcap),
-            "-o",
-            f"tls.keylog_file:{keylog}",
-            "-Y",
-            "http2.type == 1",
-            "-T",
-            "fields",
-            "-e",
-            "frame.number",
-        ]
-    )
-    return len(out.split())
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python3 -m lab.h2",
@@ -442,21 +423,16 @@ def main(argv: list[str] | None = None) -> int:
             work.mkdir(parents=True, exist_ok=True)
         cert, key, _ = make_certificate(work)
         for scenario in chosen:
-            try:
-                pcap, keylog = record(scenario, work, cert, key)
-                blocks = verify(pcap, keylog)
-            except (RuntimeError, OSError, subprocess.TimeoutExpired) as error:
-                log(f"{scenario.name}: NOT KEPT: {error}")
-                failures += 1
-                continue
-            if blocks == 0:
-                log(f"{scenario.name}: NOT KEPT: tshark decodes no HTTP/2 HEADERS")
-                failures += 1
-                continue
-            shutil.copy(pcap, args.out / pcap.name)
-            if scenario.tls:
-                shutil.copy(keylog, args.out / keylog.name)
-            log(f"{scenario.name}: kept ({blocks} HEADERS frames seen by tshark; {scenario.what})")
+            kept = keep_recorded(
+                scenario.name,
+                partial(record, scenario, work, cert, key),
+                "http2.type == 1",
+                args.out,
+                keylog_too=scenario.tls,
+                what=scenario.what,
+                say=log,
+            )
+            failures += not kept
     return 1 if failures else 0
 
 

@@ -33,7 +33,9 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -682,8 +684,9 @@ def _record(
     return pcap, keylog
 
 
-def verify(pcap: Path, keylog: Path) -> int:
-    """How many HTTP requests tshark decrypts with the key log (0: do not keep)."""
+def tshark_count(pcap: Path, keylog: Path, display_filter: str) -> int:
+    """How many frames of `pcap` tshark shows for `display_filter`, decrypting
+    with `keylog` (lab.h2 uses it too)."""
     out = run(
         [
             "tshark",
@@ -692,7 +695,7 @@ def verify(pcap: Path, keylog: Path) -> int:
             "-o",
             f"tls.keylog_file:{keylog}",
             "-Y",
-            "http.request",
+            display_filter,
             "-T",
             "fields",
             "-e",
@@ -700,6 +703,34 @@ def verify(pcap: Path, keylog: Path) -> int:
         ]
     )
     return len(out.split())
+
+
+def keep_recorded(
+    name: str,
+    recording: Callable[[], tuple[Path, Path]],
+    display_filter: str,
+    out: Path,
+    keylog_too: bool,
+    what: str,
+    say: Callable[[str], None] = log,
+) -> bool:
+    """Record one scenario and keep its capture in `out` (with its key log when
+    `keylog_too`) only if tshark shows `display_filter` in it: a capture the
+    oracle cannot read is not kept. Says why through `say`; False when not kept."""
+    try:
+        pcap, keylog = recording()
+        seen = tshark_count(pcap, keylog, display_filter)
+    except (RuntimeError, OSError, subprocess.TimeoutExpired) as error:
+        say(f"{name}: NOT KEPT: {error}")
+        return False
+    if seen == 0:
+        say(f"{name}: NOT KEPT: tshark shows no frame for {display_filter!r}")
+        return False
+    shutil.copy(pcap, out / pcap.name)
+    if keylog_too:
+        shutil.copy(keylog, out / keylog.name)
+    say(f"{name}: kept ({seen} frames match {display_filter!r} in tshark; {what})")
+    return True
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -724,21 +755,15 @@ def main(argv: list[str] | None = None) -> int:
         work = Path(tmp)
         cert, key, dh = make_certificate(work)
         for scenario in chosen:
-            try:
-                pcap, keylog = record(scenario, work, cert, key, dh)
-                requests = verify(pcap, keylog)
-            except (RuntimeError, OSError, subprocess.TimeoutExpired) as error:
-                log(f"{scenario.name}: NOT KEPT: {error}")
-                failures += 1
-                continue
-            if requests == 0:
-                log(f"{scenario.name}: NOT KEPT: tshark decrypts no HTTP request")
-                failures += 1
-                continue
-            shutil.copy(pcap, args.out / pcap.name)
-            if not scenario.pcapng_secrets:
-                shutil.copy(keylog, args.out / keylog.name)
-            log(f"{scenario.name}: kept ({requests} requests seen by tshark; {scenario.what})")
+            kept = keep_recorded(
+                scenario.name,
+                partial(record, scenario, work, cert, key, dh),
+                "http.request",
+                args.out,
+                keylog_too=not scenario.pcapng_secrets,
+                what=scenario.what,
+            )
+            failures += not kept
     return 1 if failures else 0
 
 
