@@ -236,3 +236,24 @@ def test_text_sections_keep_their_lines() -> None:
     assert section and "\\n" not in section.group(1)
     first = section.group(1).split("\n")[0]
     assert first and first in text  # the same lines as the text report's
+
+
+H2 = SCENARIOS.parent / "h2"
+
+
+@pytest.mark.oracle
+@pytest.mark.parametrize(
+    "name", ["built-iis-http11-required-retried", "built-iis-http11-required-no-retry"]
+)
+def test_a_reset_http2_stream_is_drawn_as_its_rst_stream(name: str) -> None:
+    # IIS refuses NTLM over HTTP/2 with RST_STREAM HTTP_1_1_REQUIRED: the ladder
+    # draws that frame from the server's lane, never "no response".
+    capture = H2 / f"{name}.pcap"
+    text = render_report_html(analyze([str(capture)]), draw_all=True)
+    page = parse(text)
+    http = sorted(a.frame for a in page.arrows if a.connection is not None)
+    wanted = "http.request || http.response || http2.type == 1 || http2.type == 3"
+    assert http == tshark_frames(capture, wanted)
+    (reset,) = tshark_frames(capture, "http2.type == 3")
+    assert f"#{reset} RST_STREAM HTTP_1_1_REQUIRED  (HTTP/2 stream 1)" in text
+    assert "stream reset by the server" in text

@@ -371,7 +371,7 @@ class Http2Connection:
                 return
             stream = self._stream(frame.stream_id, side, frame.frame)
             if stream is not None and stream.reset is None:
-                stream.reset = StreamReset(frame.error_code, side, frame.frame)
+                stream.reset = StreamReset(frame.error_code, side, frame.frame, frame.timestamp)
         elif kind == FrameType.SETTINGS:
             for identifier, value in frame.settings:
                 if identifier == SETTINGS_HEADER_TABLE_SIZE:

@@ -53,11 +53,13 @@ class StreamReset:
     """A RST_STREAM ending the stream (RFC 9113 section 6.4).
 
     code: the error code as sent (`name` labels it); by: who sent it; frame: the
-    capture frame where Wireshark shows the RST_STREAM."""
+    capture frame where Wireshark shows the RST_STREAM; timestamp: that frame's
+    time (0.0 when not known), where a ladder draws it."""
 
     code: int
     by: Side
     frame: int
+    timestamp: float = 0.0
 
     @property
     def name(self) -> str:

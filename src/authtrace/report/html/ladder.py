@@ -26,7 +26,8 @@ from authtrace.handshake.timeline import ConnectionTimeline
 from authtrace.http.messages import Exchange, HttpConnection, HttpRequest, HttpResponse, Pairing
 from authtrace.kerberos.kdc import KdcExchange
 from authtrace.report.as_text import verdict_words
-from authtrace.report.connections import LOST_TEXT, auth_entry, pairing_note
+from authtrace.http2.model import Side
+from authtrace.report.connections import LOST_TEXT, auth_entry, pairing_note, stream_note
 from authtrace.report.tls import binding_text, channel_bindings, facts_text
 from authtrace.tcp.events import CloseReason, Direction
 from authtrace.visible import visible
@@ -83,6 +84,11 @@ class Role(enum.Enum):
     PROXY = "proxy"
     SERVER = "server"
     KDC = "KDC"
+
+
+# RST_STREAM codes that end a stream without a failure (RFC 9113 section 7):
+# NO_ERROR, CANCEL (the client no longer needs the response).
+_BENIGN_RESETS = frozenset({0x0, 0x8})
 
 
 class Tone(enum.Enum):
@@ -459,6 +465,7 @@ def _exchange_messages(
                     + (" (proxy)" if proxy else "")
                     # No arrow for an answer not captured: the request says so.
                     + (f" {LOST_TEXT}" if lost else "")
+                    + stream_note(exchange.stream)
                 ),
                 "",
                 Tone.PLAIN,
@@ -499,12 +506,34 @@ def _exchange_messages(
                     f"{name(response.shown_frame)} {response.status} {response.reason}"
                     + (f" [{offered}]" if offered else "")
                     + pairing_note(exchange)
+                    + stream_note(exchange.stream)
                 ),
                 visible("; ".join(verdicts)),
                 _tone(steps),
                 gutter,
                 exchange.connection,
                 tuple(details),
+            )
+        )
+    reset = exchange.stream.reset if exchange.stream is not None else None
+    if reset is not None and response is None:
+        # A stream ended by RST_STREAM (IIS's HTTP_1_1_REQUIRED to NTLM over
+        # HTTP/2): an arrow from whichever side reset it, never "no response".
+        by_client = reset.by is Side.CLIENT
+        out.append(
+            _Message(
+                reset.timestamp or (request.timestamp if request is not None else 0.0),
+                reset.frame,
+                client if by_client else server,
+                server if by_client else client,
+                visible(
+                    f"{name(reset.frame)} RST_STREAM {reset.name}" + stream_note(exchange.stream)
+                ),
+                f"stream reset by the {reset.by.value}",
+                Tone.PLAIN if reset.code in _BENIGN_RESETS else Tone.FAILURE,
+                gutter,
+                exchange.connection,
+                (),
             )
         )
     return out
