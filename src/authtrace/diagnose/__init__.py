@@ -7,10 +7,20 @@ unexpected shape becomes an `analysis-error` anomaly, never a crash."""
 from __future__ import annotations
 
 import dataclasses
+import enum
+import re
+from collections.abc import Callable
 
 from authtrace.anomalies import Anomaly, AnomalyKind
 from authtrace.diagnose.context import RuleContext
-from authtrace.diagnose.finding import Finding, Severity
+from authtrace.diagnose.finding import (
+    Citation,
+    FieldValue,
+    FieldValues,
+    Finding,
+    Severity,
+    plural_of,
+)
 from authtrace.diagnose.rule import Rule, RuleDeclarationError
 from authtrace.diagnose.rules import (
     capture,
@@ -61,42 +71,249 @@ def diagnose(context: RuleContext) -> tuple[list[Finding], list[Anomaly]]:
     return findings, anomalies
 
 
+class Fold(enum.Enum):
+    """What folding does with a field when the occurrences of a finding differ in it."""
+
+    KEY = "key"  # a different value is a different story (and fix): findings stay apart
+    LIST = "list"  # who or what it happened to: the distinct values are listed, with counts
+    SUM = "sum"  # a count of the occurrence: the folded finding adds them up
+
+
+# Every field a rule writes, and how it folds. A field not named here folds as
+# KEY: an unknown field never merges two stories. Decided per field:
+# - people and machines are LIST: a hundred users with a wrong password are one
+#   story (one page to read, one list to hand to the help desk), and so are the
+#   clients, workstations, stream ids and token sizes of one problem;
+# - what decides the fix is KEY: the SPN (each missing or misplaced SPN is its own
+#   `setspn`), the KDC or Kerberos error, the proxy that answered a 407, the IIS
+#   category and how it is known, the schemes offered and sent, the server address
+#   (one bad node behind a balancer), the Bearer error, whether a client retried;
+# - counts are SUM.
+FIELD_FOLDING: dict[str, Fold] = {
+    "user": Fold.LIST,
+    "workstation": Fold.LIST,
+    "client": Fold.LIST,
+    "clients": Fold.LIST,
+    "authenticated_client": Fold.LIST,
+    "client_principal": Fold.LIST,
+    "stream": Fold.LIST,
+    "challenge_stream": Fold.LIST,
+    "authenticate_stream": Fold.LIST,
+    "negotiate_bytes": Fold.LIST,
+    "header_bytes": Fold.LIST,
+    "token_bytes": Fold.LIST,
+    "failures": Fold.SUM,
+    "count": Fold.SUM,
+    "anonymous_requests": Fold.SUM,
+    "spn": Fold.KEY,
+    "host": Fold.KEY,
+    "service": Fold.KEY,
+    "kdc_error": Fold.KEY,
+    "krb_error": Fold.KEY,
+    "proxy": Fold.KEY,
+    "category": Fold.KEY,
+    "evidence": Fold.KEY,
+    "mechanism": Fold.KEY,
+    "server": Fold.KEY,
+    "offered": Fold.KEY,
+    "sent": Fold.KEY,
+    "error": Fold.KEY,
+    "retried": Fold.KEY,
+    "response": Fold.KEY,
+    "binding": Fold.KEY,
+    "closed_by": Fold.KEY,
+}
+# A rule's own count of repeats at the end of a title: "... (3 times)".
+_TIMES = re.compile(r" \((\d{1,9}) times\)$")
+_HOLE = "\x00"
+
+
+def folding_of(name: str) -> Fold:
+    return FIELD_FOLDING.get(name, Fold.KEY)
+
+
+def _title_parts(finding: Finding) -> tuple[str, int]:
+    """The title without its trailing "(N times)", and N (1 when absent)."""
+    matched = _TIMES.search(finding.title)
+    if matched is None:
+        return finding.title, 1
+    return finding.title[: matched.start()], int(matched.group(1))
+
+
+def _template(original: Finding) -> str:
+    """The rule's title with the values of its LIST and SUM fields cut out
+    (longest first, whole words only): what the occurrences must share."""
+    title, _times = _title_parts(original)
+    foldable = [(n, v) for n, v in original.fields if v and folding_of(n) is not Fold.KEY]
+    for name, value in sorted(foldable, key=lambda item: -len(item[1])):
+        pattern = r"(?<![\w\\])" + re.escape(value) + r"(?!\w)"
+        # A function as the replacement: the value is capture text, never a template.
+        title = re.sub(pattern, _hole(name), title)
+    return title
+
+
+def _hole(name: str) -> Callable[[re.Match[str]], str]:
+    hole = f"{_HOLE}{name}{_HOLE}"
+    return lambda _matched: hole
+
+
+def _fold_key(finding: Finding) -> tuple[object, ...]:
+    original = finding.original
+    kept = tuple((n, v) for n, v in original.fields if folding_of(n) is Fold.KEY)
+    return (
+        finding.rule,
+        finding.host,
+        finding.severity,
+        finding.iis,
+        finding.fix,
+        _template(original),
+        kept,
+    )
+
+
+def _order(finding: Finding) -> tuple[object, ...]:
+    """Which occurrence comes first (and tells the story): the earliest frame."""
+    return (finding.frames[:1], finding.connections[:1], finding.title, finding.explanation)
+
+
 def merge_repeats(findings: list[Finding]) -> list[Finding]:
-    """One finding per rule, host and evidence fields: the same problem met again
-    (a client retrying, a proxy splitting every handshake) is one story with a
-    count, not a page of copies. The first occurrence's explanation is kept; the
-    merged finding keeps every frame and connection (the text report shows a
-    count with the first and last ones, --json lists them all)."""
+    """Fold the findings that tell one story into one: same rule, host, severity,
+    IIS triple and fix, the same values of every KEY field (see FIELD_FOLDING),
+    and the same title once the LIST and SUM field values are cut out of it
+    ("NTLM logon failed for A" and "... for B" fold; "... at the proxy for A" does
+    not fold with them). A folded finding keeps its first occurrence's explanation
+    and adds one sentence with the totals; its title names how many values each
+    LIST field took ("NTLM logon failed for 108 users (108 times)"); `fields` keeps
+    what every occurrence shares (SUM fields added up), `values` lists every
+    distinct value of the others with counts and connections; frames, connections
+    and citations are the union of all (the text report shows the first and last,
+    --json lists them all).
+
+    Pure and associative: folding folded findings again (per window of
+    connections, per worker) gives what folding everything at once gives, because
+    a folded finding keeps its first occurrence (`first`) and every aggregate is a
+    sum or a union. The result is in first-seen order of the groups; diagnose()
+    sorts it. Cost: linear in the findings, their frames and their fields."""
     groups: dict[tuple[object, ...], list[Finding]] = {}
     for finding in findings:
-        key = (finding.rule, finding.host, finding.fields, finding.severity)
-        groups.setdefault(key, []).append(finding)
-    merged: list[Finding] = []
-    for repeats in groups.values():
-        first = repeats[0]
-        if len(repeats) == 1:
-            merged.append(first)
+        groups.setdefault(_fold_key(finding), []).append(finding)
+    return [group[0] if len(group) == 1 else _fold(group) for group in groups.values()]
+
+
+def _fold(group: list[Finding]) -> Finding:
+    first = min((f.original for f in group), key=_order)
+    occurrences = sum(f.occurrences for f in group)
+    connections = tuple(sorted({c for f in group for c in f.connections}))
+    frames = tuple(sorted({frame for f in group for frame in f.frames}))
+    citations: dict[tuple[int, str], Citation] = {}
+    for f in group:
+        for citation in f.citations:
+            slot = (citation.frame, citation.role.value)
+            held = citations.get(slot)
+            if held is None or _citation_order(citation) < _citation_order(held):
+                citations[slot] = citation
+    # Per field: value -> (occurrences with it, their connections); SUM fields: totals.
+    seen: dict[str, dict[str, tuple[int, set[int]]]] = {}
+    totals: dict[str, int] = {}
+    for f in group:
+        contributions = [(n, v, f.occurrences, f.connections) for n, v in f.fields]
+        contributions += [
+            (held.name, each.value, each.count, each.connections)
+            for held in f.values
+            for each in held.values
+        ]
+        for name, value, count, where in contributions:
+            if folding_of(name) is Fold.SUM and value.isdigit():
+                totals[name] = totals.get(name, 0) + int(value)
+                continue
+            count_before, connections_before = seen.setdefault(name, {}).get(value, (0, set()))
+            seen[name][value] = (count_before + count, connections_before | set(where))
+    names = [n for n, _v in first.fields]
+    names += sorted((set(seen) | set(totals)) - set(names))
+    shared: list[tuple[str, str]] = []
+    varying: list[FieldValues] = []
+    for name in names:
+        if name in totals and name not in seen:
+            shared.append((name, str(totals[name])))
             continue
-        citations = {(c.frame, c.role): c for finding in repeats for c in finding.citations}
-        frames = sorted({f for finding in repeats for f in finding.frames})
-        connections = sorted({c for finding in repeats for c in finding.connections})
-        merged.append(
-            dataclasses.replace(
-                first,
-                title=f"{first.title} ({len(repeats)} times)",
-                explanation=f"{first.explanation} The same happened {len(repeats) - 1} more "
-                f"time(s), on {len(connections)} connection(s) in all (listed in the evidence).",
-                frames=tuple(frames),
-                connections=tuple(connections),
-                citations=tuple(citations.values()),
+        values = seen.get(name, {})
+        if len(values) == 1 and next(iter(values.values()))[0] == occurrences:
+            shared.append((name, next(iter(values))))
+            continue
+        ordered = sorted(values.items(), key=lambda item: (-item[1][0], item[0]))
+        varying.append(
+            FieldValues(
+                name,
+                tuple(FieldValue(v, count, tuple(sorted(c))) for v, (count, c) in ordered),
             )
         )
-    return merged
+    title = _folded_title(group, first, dict(shared), varying)
+    counted = [f"{len(v.values)} {plural_of(v.name)}" for v in varying if len(v.values) > 1]
+    explanation = (
+        f"{first.explanation} The same happened {occurrences - 1} more time(s): "
+        f"{occurrences} in all, on {len(connections)} connection(s)"
+        + (f", {', '.join(counted)}" if counted else "")
+        + " (listed in the evidence)."
+    )
+    return dataclasses.replace(
+        first,
+        title=title,
+        explanation=explanation,
+        connections=connections,
+        frames=frames,
+        fields=tuple(shared),
+        citations=_citations_in_order(first, citations),
+        occurrences=occurrences,
+        values=tuple(varying),
+        first=first,
+    )
+
+
+def _citations_in_order(
+    first: Finding, citations: dict[tuple[int, str], Citation]
+) -> tuple[Citation, ...]:
+    """The first occurrence's citations in the order its words name them, then
+    the others by frame (an order that does not depend on how folding was split)."""
+    own = [(c.frame, c.role.value) for c in first.citations]
+    head = [citations[slot] for slot in dict.fromkeys(own)]
+    rest = sorted((c for s, c in citations.items() if s not in set(own)), key=_citation_order)
+    return (*head, *rest)
+
+
+def _citation_order(citation: Citation) -> tuple[object, ...]:
+    return (citation.frame, citation.role.value, citation.connection or 0, citation.proves)
+
+
+def _folded_title(
+    group: list[Finding], first: Finding, shared: dict[str, str], varying: list[FieldValues]
+) -> str:
+    """The template with each hole filled: the shared value, the SUM total, or
+    how many values a LIST field took; "(N times)" unless a total says it."""
+    many = {v.name: len(v.values) for v in varying}
+    pieces = _template(first).split(_HOLE)
+    summed = False
+    for index in range(1, len(pieces), 2):
+        name = pieces[index]
+        if folding_of(name) is Fold.SUM and name in shared:
+            summed = True
+            pieces[index] = shared[name]
+        elif name in shared:
+            pieces[index] = shared[name]
+        else:
+            pieces[index] = f"{many.get(name, 0)} {plural_of(name)}"
+    times = sum(_title_parts(f)[1] for f in group)
+    title = "".join(pieces)
+    if summed:
+        return title
+    # "Basic ... in clear text (37 users)" -> "... (37 users, 41 times)"
+    return f"{title[:-1]}, {times} times)" if title.endswith(")") else f"{title} ({times} times)"
 
 
 __all__ = [
     "ALL_RULES",
+    "FIELD_FOLDING",
     "Finding",
+    "Fold",
     "RULES_BY_ID",
     "RULE_DESCRIPTIONS",
     "RULE_IDS",
@@ -104,4 +321,5 @@ __all__ = [
     "RuleContext",
     "Severity",
     "diagnose",
+    "merge_repeats",
 ]

@@ -73,13 +73,60 @@ class Citation:
         return format(self.name, spec)
 
 
+# How a title names several values of a LIST field ("108 users").
+_PLURAL = {
+    "user": "users",
+    "workstation": "workstations",
+    "client": "clients",
+    "clients": "client groups",
+    "authenticated_client": "authenticated clients",
+    "client_principal": "client principals",
+    "stream": "streams",
+    "challenge_stream": "streams",
+    "authenticate_stream": "streams",
+}
+
+
+def plural_of(name: str) -> str:
+    """How the report names several values of field `name` ("users")."""
+    return _PLURAL.get(name, f"{name.replace('_', ' ')} values")
+
+
+@dataclass(frozen=True, slots=True)
+class FieldValue:
+    """One value a field took in the occurrences of a folded finding.
+
+    value: as the rule wrote it; count: how many occurrences carried it;
+    connections: the connections of those occurrences (sorted)."""
+
+    value: str
+    count: int
+    connections: tuple[int, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class FieldValues:
+    """The distinct values of one field across a folded finding's occurrences,
+    most frequent first (then by value): e.g. every user whose logon failed."""
+
+    name: str
+    values: tuple[FieldValue, ...]
+
+
 @dataclass(frozen=True, slots=True)
 class Finding:
     """rule: stable id; host: the server as the client named it; frames: the
     Wireshark frame numbers that prove it (those of `citations`, sorted);
-    fields: decoded evidence (user, spn, kdc error ...) as (name, value) pairs;
+    fields: decoded evidence (user, spn, kdc error ...) as (name, value) pairs
+    (in a folded finding, those every occurrence shares);
     iis: the IIS log triple the failing response most likely produced;
-    citations: what each frame shows and proves, in the order first named."""
+    citations: what each frame shows and proves, in the order first named;
+    occurrences: how many times the rule met this problem (1 unless folded by
+    `diagnose.merge_repeats`);
+    values: in a folded finding, the fields whose value differs between
+    occurrences (or that some occurrences lack), each with its distinct values;
+    first: in a folded finding, its first occurrence as the rule reported it
+    (what folding again starts from), None otherwise."""
 
     rule: str
     severity: Severity
@@ -92,6 +139,14 @@ class Finding:
     fields: tuple[tuple[str, str], ...] = ()
     iis: IisTriple | None = None
     citations: tuple[Citation, ...] = ()
+    occurrences: int = 1
+    values: tuple[FieldValues, ...] = ()
+    first: Finding | None = None
+
+    @property
+    def original(self) -> Finding:
+        """The finding as its rule reported it (the first occurrence when folded)."""
+        return self.first if self.first is not None else self
 
     def name_of(self, frame: int) -> str:
         """How the report writes `frame` ("12" or "capture.pcap#12")."""
