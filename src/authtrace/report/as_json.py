@@ -48,6 +48,14 @@ def finding_to_dict(finding: Finding) -> dict[str, Any]:
         "iis": str(finding.iis) if finding.iis else None,
         "iis_certain": finding.iis.certain if finding.iis else None,
         "citations": [citation_to_dict(c) for c in finding.citations],
+        "occurrences": finding.occurrences,
+        "values": {
+            held.name: [
+                {"value": v.value, "count": v.count, "connections": list(v.connections)}
+                for v in held.values
+            ]
+            for held in finding.values
+        },
     }
 
 

@@ -9,7 +9,7 @@ import textwrap
 from collections.abc import Callable
 
 from authtrace.auth.render import describe_step
-from authtrace.diagnose.finding import Finding
+from authtrace.diagnose.finding import FieldValues, Finding, plural_of
 from authtrace.handshake.links import HandshakeView, StepRef
 from authtrace.handshake.model import AuthExchange, Leg, Outcome, Realm
 from authtrace.handshake.timeline import ConnectionTimeline
@@ -116,24 +116,48 @@ def render_report(
     return visible_lines(lines).rstrip() + "\n"
 
 
+# With --ladders findings, a finding draws the connections of its first occurrence,
+# its first LADDERS_FIRST connections and its last one; `--ladders all` draws all.
+LADDERS_FIRST = 3
+
+
+def ladder_connections(findings: tuple[Finding, ...]) -> tuple[set[int], int]:
+    """The connections the default ladders draw, and how many connections the
+    findings name that are left out. A finding met on thousands of connections
+    draws a few: the story is the same on the others."""
+    drawn: set[int] = set()
+    named: set[int] = set()
+    for finding in findings:
+        named.update(finding.connections)
+        drawn.update(finding.original.connections[: LADDERS_FIRST + 1])
+        drawn.update(finding.connections[:LADDERS_FIRST])
+        drawn.update(finding.connections[-1:])
+    return drawn, len(named - drawn)
+
+
 def _ladder_lines(report: Report, ladders: Ladders) -> list[str]:
     if ladders is Ladders.NONE:
         return []
-    named = {c for finding in report.findings for c in finding.connections}
+    drawn, named_left_out = ladder_connections(report.findings)
     lines: list[str] = []
     left_out = 0
     for timeline in report.view.timelines:
         if not any(s.credentials or s.challenges for s in timeline.steps):
             continue
-        if ladders is Ladders.FINDINGS and timeline.connection.id not in named:
+        if ladders is Ladders.FINDINGS and timeline.connection.id not in drawn:
             left_out += 1
             continue
         lines.extend(render_ladder(timeline, report.view, report.frame_name))
         lines.append("")
-    if left_out:
+    if named_left_out and ladders is Ladders.FINDINGS:
         lines.append(
-            f"({left_out} connection(s) with authentication not drawn: only those a finding "
-            "names are; `--ladders all` draws every one)"
+            f"({named_left_out} connection(s) that findings name not drawn: each finding draws "
+            f"its first {LADDERS_FIRST} and its last; `--ladders all` draws every one)"
+        )
+    if left_out > named_left_out:
+        lines.append(
+            f"({left_out - named_left_out} other connection(s) with authentication not drawn: "
+            "no finding names them; `--ladders all` draws every one)"
         )
     return lines
 
@@ -209,6 +233,29 @@ def _bare(name: str) -> str:
     return name[1:] if name.startswith("#") else name
 
 
+# How many distinct values of a folded field the text names (--json lists all).
+VALUES_SHOWN = 5
+
+
+def values_text(held: FieldValues, limit: int = VALUES_SHOWN) -> str:
+    """'users (87): CONTOSO\\ann (3), CONTOSO\\bob (2), ... and 82 more (--json
+    lists all)': the most frequent values of a folded field first, with the
+    number of occurrences where more than one."""
+    label, listed = values_parts(held, limit)
+    return f"{label}: {listed}"
+
+
+def values_parts(held: FieldValues, limit: int = VALUES_SHOWN) -> tuple[str, str]:
+    """values_text as (label, list), for the HTML page."""
+    shown = [
+        f"{each.value or '(empty)'} ({each.count})" if each.count > 1 else each.value or "(empty)"
+        for each in held.values[:limit]
+    ]
+    more = len(held.values) - limit
+    tail = f" ... and {more} more (--json lists all)" if more > 0 else ""
+    return f"{plural_of(held.name)} ({len(held.values)})", ", ".join(shown) + tail
+
+
 def render_finding(finding: Finding, number: int) -> list[str]:
     """Frames are written as the finding's citations name them (by file when
     the captures were analysed as separate streams)."""
@@ -229,6 +276,7 @@ def render_finding(finding: Finding, number: int) -> list[str]:
     if finding.connections:
         evidence.append(_some("connections", finding.connections, 8))
     evidence.extend(f"{name} {value}" for name, value in finding.fields if value)
+    evidence.extend(values_text(held) for held in finding.values)
     if finding.iis:
         certainty = "" if finding.iis.certain else " (likely)"
         evidence.append(f"IIS log: {finding.iis}{certainty}")
