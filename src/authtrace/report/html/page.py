@@ -25,6 +25,7 @@ from authtrace.compare.diff import Comparison
 from authtrace.compare.render import render_comparison
 from authtrace.diagnose.finding import Finding, Severity
 from authtrace.handshake.model import Outcome
+from authtrace.report.as_text import values_parts
 from authtrace.report.html.ladder import Ladders, build_ladders
 from authtrace.report.model import Report
 from authtrace.report.summary import HostSummary, summarize
@@ -83,6 +84,9 @@ class FindingView:
     fields: tuple[tuple[str, str], ...]
     iis: str
     iis_certain: bool
+    # A folded finding's fields that differ between occurrences: the text
+    # report's words ("users (87): CONTOSO\\ann (3), ... and 82 more").
+    values: tuple[tuple[str, str], ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -134,6 +138,7 @@ class Body:
 
 
 _MAX_EVIDENCE = 60  # evidence frames listed per finding (--json lists all)
+_MAX_VALUES = 20  # values of a folded field listed per finding (--json lists all)
 
 
 @functools.cache
@@ -261,6 +266,10 @@ def _finding(
         fields=tuple((visible(k), visible(v)) for k, v in finding.fields if v),
         iis=str(finding.iis) if finding.iis else "",
         iis_certain=bool(finding.iis and finding.iis.certain),
+        values=tuple(
+            (visible(label), visible(listed))
+            for label, listed in (values_parts(held, _MAX_VALUES) for held in finding.values)
+        ),
     )
 
 
