@@ -59,7 +59,10 @@ class Difference:
 
 @dataclass(frozen=True, slots=True)
 class OneSidedFinding:
-    """A finding (by rule id and host) that only one of the captures raised."""
+    """A finding (by rule id and host) that only one of the captures raised, or,
+    when both raised it, the values only one side's findings name (`values`:
+    field name and those values, e.g. the users whose logon failed only in the
+    failing capture; frames: where that side shows them)."""
 
     side: str  # WORKING or FAILING
     rule: str
@@ -67,6 +70,7 @@ class OneSidedFinding:
     severity: Severity
     title: str
     frames: tuple[int, ...]
+    values: tuple[tuple[str, tuple[str, ...]], ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -209,9 +213,17 @@ def _compare_host(
             f"working: {_join([d.working_says for d in story])}; "
             f"failing: {_join([d.failing_says for d in story])}"
         )
+    elif any(f.severity is not Severity.INFO and not f.values for f in findings):
+        rules = ", ".join(
+            sorted({f.rule for f in findings if f.severity is not Severity.INFO and not f.values})
+        )
+        headline = f"the negotiations look alike, but only one capture raised {rules}"
     elif any(f.severity is not Severity.INFO for f in findings):
         rules = ", ".join(sorted({f.rule for f in findings if f.severity is not Severity.INFO}))
-        headline = f"the negotiations look alike, but only one capture raised {rules}"
+        headline = (
+            f"the negotiations look alike, but {rules} names users in one capture that the "
+            "other's does not"
+        )
     else:
         headline = "authentication does not differ"
     return HostComparison(
@@ -267,13 +279,68 @@ def _join(clauses: list[str]) -> str:
     return ", ".join(clauses[:-1]) + " and " + clauses[-1]
 
 
+# The listed fields a diff compares value by value: who failed. Addresses,
+# workstations, stream ids and token sizes differ between any two captures (two
+# machines, two days) and say nothing about why one fails.
+COMPARED_VALUES = ("user", "client_principal")
+
+
 def _one_sided_findings(host: str, left: Report, right: Report) -> tuple[OneSidedFinding, ...]:
-    """Findings whose (rule, host) pair only one capture raised."""
+    """Findings whose (rule, host) pair only one capture raised; for a pair both
+    raised, the users (COMPARED_VALUES) that only one side's findings name:
+    folding puts a hundred users in one finding, and a user who fails in one
+    capture only must still show as a difference."""
     mine = _by_rule(left.findings, host)
     theirs = _by_rule(right.findings, host)
     found = [_one_sided(WORKING, f) for rule, f in mine.items() if rule not in theirs]
     found += [_one_sided(FAILING, f) for rule, f in theirs.items() if rule not in mine]
+    for rule in (r for r in mine if r in theirs):
+        ours = _listed_values(left.findings, host, rule)
+        other = _listed_values(right.findings, host, rule)
+        for side, this, that, first in (
+            (WORKING, ours, other, mine[rule]),
+            (FAILING, other, ours, theirs[rule]),
+        ):
+            only = tuple(
+                (name, tuple(sorted(v for v in values if v not in that.get(name, {}))))
+                for name, values in this.items()
+            )
+            only = tuple((name, values) for name, values in only if values)
+            if not only:
+                continue
+            where = {c for name, values in only for v in values for c in this[name][v]}
+            frames = tuple(
+                sorted(
+                    {
+                        c.frame
+                        for f in (left if side == WORKING else right).findings
+                        if f.rule == rule and (f.host or "").lower() == host
+                        for c in f.citations
+                        if c.connection in where
+                    }
+                )
+            )
+            found.append(
+                OneSidedFinding(side, rule, first.host, first.severity, first.title, frames, only)
+            )
     return tuple(found)
+
+
+def _listed_values(
+    findings: Iterable[Finding], host: str, rule: str
+) -> dict[str, dict[str, set[int]]]:
+    """Per field of COMPARED_VALUES in the rule's findings for `host` (folded or
+    not): each value and the connections where it occurs."""
+    out: dict[str, dict[str, set[int]]] = {}
+    for finding in findings:
+        if finding.rule != rule or (finding.host or "").lower() != host:
+            continue
+        pairs = [(n, v, finding.connections) for n, v in finding.fields]
+        pairs += [(h.name, e.value, e.connections) for h in finding.values for e in h.values]
+        for name, value, connections in pairs:
+            if value and name in COMPARED_VALUES:
+                out.setdefault(name, {}).setdefault(value, set()).update(connections)
+    return out
 
 
 def _by_rule(findings: Iterable[Finding], host: str) -> dict[str, Finding]:

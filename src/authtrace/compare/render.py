@@ -19,6 +19,7 @@ from authtrace.compare.diff import (
     Presence,
 )
 from authtrace.compare.profile import HostProfile
+from authtrace.diagnose.finding import plural_of
 from authtrace.schemas import Schema, document_head
 from authtrace.visible import visible, visible_lines
 
@@ -72,9 +73,20 @@ def _host_lines(host: HostComparison, lead: bool) -> list[str]:
             )
             lines += _frames_line(difference, "      ")
     if host.findings:
-        lines.append("  findings in one capture only:")
+        lines.append("  findings (or what they name) in one capture only:")
         for finding in host.findings:
             frames = ", ".join(str(f) for f in finding.frames[:12]) or "-"
+            if finding.values:
+                named = "; ".join(
+                    f"{plural_of(name)} {_some_values(values)}" for name, values in finding.values
+                )
+                lines += _wrap(
+                    f"- {finding.rule} [{finding.severity.value}] in both, but only the "
+                    f"{finding.side} capture's names {named} (frames {frames})",
+                    "    ",
+                    "      ",
+                )
+                continue
             lines += _wrap(
                 f"- {finding.side} only: {finding.rule} [{finding.severity.value}] "
                 f"{finding.title} (frames {frames})",
@@ -88,6 +100,11 @@ def _host_lines(host: HostComparison, lead: bool) -> list[str]:
         if profile is not None:
             lines += _wrap(_profile_summary(profile), "  ", "    ")
     return lines
+
+
+def _some_values(values: tuple[str, ...], limit: int = 8) -> str:
+    more = f" and {len(values) - limit} more (--json lists all)" if len(values) > limit else ""
+    return ", ".join(values[:limit]) + more
 
 
 def _frames_line(difference: Difference, indent: str) -> list[str]:
@@ -169,6 +186,7 @@ def _finding_to_dict(finding: OneSidedFinding) -> dict[str, Any]:
         "severity": finding.severity.value,
         "title": finding.title,
         "frames": list(finding.frames),
+        "values": {name: list(values) for name, values in finding.values},
     }
 
 
