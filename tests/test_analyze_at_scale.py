@@ -8,7 +8,7 @@ from __future__ import annotations
 import re
 import struct
 import sys
-from collections import defaultdict
+from collections import Counter, defaultdict
 from pathlib import Path
 
 import pytest
@@ -17,6 +17,7 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
+from authtrace.diagnose import Fold, folding_of  # noqa: E402
 from authtrace.pipeline import analyze  # noqa: E402
 from authtrace.report.as_text import Ladders, render_report  # noqa: E402
 from benchmarks.auth_dense import Shape, write_pcap  # noqa: E402
@@ -52,21 +53,29 @@ def captures(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list[Path]
     return whole, parts
 
 
-def _count(title: str) -> int:
-    found = re.search(r" \((\d+) times\)$", title)
-    return int(found.group(1)) if found else 1
-
-
 def _normalised(findings, frame_offset: int, first_frames: dict[int, int]):  # type: ignore[no-untyped-def]
-    """(rule, host, fields, severity) -> occurrences, frames and connections (by first frame)
-    as they are numbered in the whole capture."""
+    """(rule, host, deciding fields, severity) -> occurrences, frames, connections
+    (by first frame) as they are numbered in the whole capture, and how many
+    occurrences carried each value of each other field (SUM fields: their total)."""
     out: dict[tuple[object, ...], list[object]] = {}
     for finding in findings:
-        key = (finding.rule, finding.host, finding.fields, finding.severity)
+        kept = tuple((n, v) for n, v in finding.fields if folding_of(n) is Fold.KEY)
+        key = (finding.rule, finding.host, kept, finding.severity)
+        values: Counter[tuple[str, str]] = Counter()
+        for name, value in finding.fields:
+            if folding_of(name) is Fold.SUM:
+                values[(name, "total")] += int(value)
+            elif folding_of(name) is Fold.LIST:
+                values[(name, value)] += finding.occurrences
+        for held in finding.values:
+            for each in held.values:
+                values[(held.name, each.value)] += each.count
+        assert key not in out, "one finding per story"
         out[key] = [
-            _count(finding.title),
+            finding.occurrences,
             {frame + frame_offset for frame in finding.frames},
             {first_frames[c] + frame_offset for c in finding.connections},
+            values,
         ]
     return out
 
@@ -76,17 +85,20 @@ def test_findings_of_the_whole_are_those_of_its_parts(captures) -> None:  # type
     whole = analyze([whole_path])
     assert len(whole.view.timelines) > PARTS * PER_PART  # split handshakes add connections
     assert len({t.connection.client.ip for t in whole.view.timelines}) == 1
-    expected: dict[tuple[object, ...], list[object]] = defaultdict(lambda: [0, set(), set()])
+    expected: dict[tuple[object, ...], list[object]] = defaultdict(
+        lambda: [0, set(), set(), Counter()]
+    )
     offset = 0
     for part in parts:
         report = analyze([part])
         firsts = {t.connection.id: t.connection.first_frame for t in report.view.timelines}
-        for key, (count, frames, connections) in _normalised(
+        for key, (count, frames, connections, values) in _normalised(
             report.findings, offset, firsts
         ).items():
             expected[key][0] += count  # type: ignore[operator]
             expected[key][1] |= frames  # type: ignore[operator]
             expected[key][2] |= connections  # type: ignore[operator]
+            expected[key][3] += values  # type: ignore[operator]
         offset += report.captures[0].frames
     firsts = {t.connection.id: t.connection.first_frame for t in whole.view.timelines}
     got = _normalised(whole.findings, 0, firsts)
@@ -101,7 +113,14 @@ def test_big_report_shows_counts_and_ladders_of_named_connections(captures) -> N
     text = render_report(report)
     named = {c for f in report.findings for c in f.connections}
     drawn = set(map(int, re.findall(r"^Connection (\d+) ", text, re.MULTILINE)))
-    assert drawn == named
+    # Each finding draws the connections of its first occurrence, its first three
+    # and its last: a bounded number, whatever the number of occurrences.
+    for finding in report.findings:
+        assert set(finding.connections[:3]) | set(finding.connections[-1:]) <= drawn
+        assert set(finding.original.connections) <= drawn
+    assert drawn < named
+    assert len(drawn) <= sum(4 + len(f.original.connections) for f in report.findings)
+    assert f"({len(named - drawn)} connection(s) that findings name not drawn" in text
     assert "`--ladders all` draws every one" in text
     merged = [f for f in report.findings if len(f.connections) > 8]
     assert merged, "the mix profile repeats some finding on many connections"
@@ -112,3 +131,6 @@ def test_big_report_shows_counts_and_ladders_of_named_connections(captures) -> N
         [t for t in report.view.timelines if any(s.credentials or s.challenges for s in t.steps)]
     )
     assert len(text.splitlines()) < len(everything.splitlines()) / 5
+    # One finding per story, a few ladders each: a few hundred lines for 2,400
+    # connections (before folding, one finding per user and pair: thousands).
+    assert len(text.splitlines()) < 400

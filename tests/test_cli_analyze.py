@@ -206,7 +206,7 @@ def test_no_match_lists_capture_hosts_escaped(tmp_path: Path) -> None:
 def test_ladders_by_default_only_for_connections_a_finding_names() -> None:
     healthy = run("analyze", HEALTHY).output
     assert "Connection 0 " not in healthy
-    assert "1 connection(s) with authentication not drawn" in healthy
+    assert "1 other connection(s) with authentication not drawn: no finding names" in healthy
     every = run("analyze", "--ladders", "all", HEALTHY).output
     assert "Connection 0 " in every and "not drawn" not in every
     split = run("analyze", SPLIT).output

@@ -205,7 +205,8 @@ def test_many_findings_get_an_index_by_rule_linking_the_first() -> None:
     import dataclasses
 
     report = analyze([str(SCENARIOS / "pooling-proxy.pcap")])
-    many = dataclasses.replace(report, findings=report.findings * 5)
+    assert len(report.findings) == 1  # the two split handshakes fold into one finding
+    many = dataclasses.replace(report, findings=report.findings * 10)
     text = render_report_html(many)
     page = parse(text)
     assert "r-finding-10" in page.ids and all(t in page.ids for t in page.links)
