@@ -129,6 +129,14 @@ def test_counts_are_added_up_in_title_and_fields() -> None:
     (one,) = merge_repeats(findings)
     assert one.title == "9 failed logons for 3 users: account lockout risk"
     assert one.field("failures") == "9"
+    # Each user keeps their own number of failures (the lockout risk is per account).
+    (users,) = [held for held in one.values if held.name == "user"]
+    assert [(v.value, v.count) for v in users.values] == [
+        ("CONTOSO\\u3", 4),
+        ("CONTOSO\\u2", 3),
+        ("CONTOSO\\u1", 2),
+    ]
+    assert merge_repeats([*merge_repeats(findings[:2]), findings[2]]) == [one]  # associative
     # A rule's own "(N times)" is added up too.
     basic = [
         _finding(n, f"u{n}", rule="basic-logon-failed", title=f"Basic logon refused for u{n}")

@@ -185,7 +185,9 @@ def merge_repeats(findings: list[Finding]) -> list[Finding]:
     and adds one sentence with the totals; its title names how many values each
     LIST field took ("NTLM logon failed for 108 users (108 times)"); `fields` keeps
     what every occurrence shares (SUM fields added up), `values` lists every
-    distinct value of the others with counts and connections; frames, connections
+    distinct value of the others with how many times it was met (occurrences,
+    or the rule's own count where it keeps one: failures per user) and its
+    connections; frames, connections
     and citations are the union of all (the text report shows the first and last,
     --json lists them all).
 
@@ -212,11 +214,11 @@ def _fold(group: list[Finding]) -> Finding:
             held = citations.get(slot)
             if held is None or _citation_order(citation) < _citation_order(held):
                 citations[slot] = citation
-    # Per field: value -> (occurrences with it, their connections); SUM fields: totals.
+    # Per field: value -> (times met with it, their connections); SUM fields: totals.
     seen: dict[str, dict[str, tuple[int, set[int]]]] = {}
     totals: dict[str, int] = {}
     for f in group:
-        contributions = [(n, v, f.occurrences, f.connections) for n, v in f.fields]
+        contributions = [(n, v, _times_of(f), f.connections) for n, v in f.fields]
         contributions += [
             (held.name, each.value, each.count, each.connections)
             for held in f.values
@@ -228,6 +230,7 @@ def _fold(group: list[Finding]) -> Finding:
                 continue
             count_before, connections_before = seen.setdefault(name, {}).get(value, (0, set()))
             seen[name][value] = (count_before + count, connections_before | set(where))
+    times = sum(_times_of(f) for f in group)
     names = [n for n, _v in first.fields]
     names += sorted((set(seen) | set(totals)) - set(names))
     shared: list[tuple[str, str]] = []
@@ -237,7 +240,7 @@ def _fold(group: list[Finding]) -> Finding:
             shared.append((name, str(totals[name])))
             continue
         values = seen.get(name, {})
-        if len(values) == 1 and next(iter(values.values()))[0] == occurrences:
+        if len(values) == 1 and next(iter(values.values()))[0] == times:
             shared.append((name, next(iter(values))))
             continue
         ordered = sorted(values.items(), key=lambda item: (-item[1][0], item[0]))
@@ -267,6 +270,17 @@ def _fold(group: list[Finding]) -> Finding:
         values=tuple(varying),
         first=first,
     )
+
+
+def _times_of(finding: Finding) -> int:
+    """How many times a finding (folded or not) met its problem: the total of its
+    SUM field when its rule counts its own repeats ("3 failed logons for ann"),
+    else its occurrences. A value's count in `values` adds these up, so that
+    each user of a folded lockout warning keeps the number of their failures."""
+    for name, value in finding.fields:
+        if folding_of(name) is Fold.SUM and value.isdigit():
+            return int(value)
+    return finding.occurrences
 
 
 def _citations_in_order(

@@ -96,7 +96,9 @@ def plural_of(name: str) -> str:
 class FieldValue:
     """One value a field took in the occurrences of a folded finding.
 
-    value: as the rule wrote it; count: how many occurrences carried it;
+    value: as the rule wrote it; count: how many times the problem was met with
+    it (the occurrences that carried it, or, for a rule that counts its own
+    repeats in a SUM field such as `failures`, their total);
     connections: the connections of those occurrences (sorted)."""
 
     value: str
