@@ -14,6 +14,7 @@ from collections.abc import Callable
 from authtrace.anomalies import Anomaly, AnomalyKind
 from authtrace.diagnose.context import RuleContext
 from authtrace.diagnose.finding import (
+    EXAMPLES_FIRST,
     Citation,
     FieldValue,
     FieldValues,
@@ -173,7 +174,15 @@ def _fold_key(finding: Finding) -> tuple[object, ...]:
 
 def _order(finding: Finding) -> tuple[object, ...]:
     """Which occurrence comes first (and tells the story): the earliest frame."""
-    return (finding.frames[:1], finding.connections[:1], finding.title, finding.explanation)
+    return (
+        finding.frames[:1],
+        finding.connections[:1],
+        finding.title,
+        finding.explanation,
+        finding.frames,
+        finding.connections,
+        finding.fields,
+    )
 
 
 def merge_repeats(findings: list[Finding]) -> list[Finding]:
@@ -193,8 +202,8 @@ def merge_repeats(findings: list[Finding]) -> list[Finding]:
 
     Pure and associative: folding folded findings again (per window of
     connections, per worker) gives what folding everything at once gives, because
-    a folded finding keeps its first occurrence (`first`) and every aggregate is a
-    sum or a union. The result is in first-seen order of the groups; diagnose()
+    a folded finding keeps its first occurrences and its last (`examples`) and
+    every aggregate is a sum or a union. The result is in first-seen order of the groups; diagnose()
     sorts it. Cost: linear in the findings, their frames and their fields."""
     groups: dict[tuple[object, ...], list[Finding]] = {}
     for finding in findings:
@@ -203,7 +212,11 @@ def merge_repeats(findings: list[Finding]) -> list[Finding]:
 
 
 def _fold(group: list[Finding]) -> Finding:
-    first = min((f.original for f in group), key=_order)
+    kept = sorted((o for f in group for o in f.occurrences_kept), key=_order)
+    # The first few and the last: associative, since the first few of a union are
+    # among the first few of its parts, and its last is the last of one part.
+    examples = tuple(kept[:EXAMPLES_FIRST] + kept[EXAMPLES_FIRST:][-1:])
+    first = examples[0]
     occurrences = sum(f.occurrences for f in group)
     connections = tuple(sorted({c for f in group for c in f.connections}))
     frames = tuple(sorted({frame for f in group for frame in f.frames}))
@@ -268,7 +281,7 @@ def _fold(group: list[Finding]) -> Finding:
         citations=_citations_in_order(first, citations),
         occurrences=occurrences,
         values=tuple(varying),
-        first=first,
+        examples=examples,
     )
 
 

@@ -92,6 +92,10 @@ def plural_of(name: str) -> str:
     return _PLURAL.get(name, f"{name.replace('_', ' ')} values")
 
 
+# A folded finding keeps its first EXAMPLES_FIRST occurrences and its last one whole.
+EXAMPLES_FIRST = 3
+
+
 @dataclass(frozen=True, slots=True)
 class FieldValue:
     """One value a field took in the occurrences of a folded finding.
@@ -127,8 +131,10 @@ class Finding:
     `diagnose.merge_repeats`);
     values: in a folded finding, the fields whose value differs between
     occurrences (or that some occurrences lack), each with its distinct values;
-    first: in a folded finding, its first occurrence as the rule reported it
-    (what folding again starts from), None otherwise."""
+    examples: in a folded finding, its first occurrences (up to EXAMPLES_FIRST)
+    and its last one, in order, as the rule reported them: what folding again
+    starts from (the first tells the story) and what the default ladders draw;
+    () otherwise."""
 
     rule: str
     severity: Severity
@@ -143,12 +149,17 @@ class Finding:
     citations: tuple[Citation, ...] = ()
     occurrences: int = 1
     values: tuple[FieldValues, ...] = ()
-    first: Finding | None = None
+    examples: tuple[Finding, ...] = ()
 
     @property
     def original(self) -> Finding:
         """The finding as its rule reported it (the first occurrence when folded)."""
-        return self.first if self.first is not None else self
+        return self.examples[0] if self.examples else self
+
+    @property
+    def occurrences_kept(self) -> tuple[Finding, ...]:
+        """The occurrences this finding keeps whole: its examples, or itself."""
+        return self.examples or (self,)
 
     def name_of(self, frame: int) -> str:
         """How the report writes `frame` ("12" or "capture.pcap#12")."""

@@ -9,7 +9,7 @@ import textwrap
 from collections.abc import Callable
 
 from authtrace.auth.render import describe_step
-from authtrace.diagnose.finding import FieldValues, Finding, plural_of
+from authtrace.diagnose.finding import EXAMPLES_FIRST, FieldValues, Finding, plural_of
 from authtrace.handshake.links import HandshakeView, StepRef
 from authtrace.handshake.model import AuthExchange, Leg, Outcome, Realm
 from authtrace.handshake.timeline import ConnectionTimeline
@@ -116,22 +116,18 @@ def render_report(
     return visible_lines(lines).rstrip() + "\n"
 
 
-# With --ladders findings, a finding draws the connections of its first occurrence,
-# its first LADDERS_FIRST connections and its last one; `--ladders all` draws all.
-LADDERS_FIRST = 3
-
-
 def ladder_connections(findings: tuple[Finding, ...]) -> tuple[set[int], int]:
     """The connections the default ladders draw, and how many connections the
-    findings name that are left out. A finding met on thousands of connections
-    draws a few: the story is the same on the others."""
+    findings name that are left out. A folded finding draws the connections of
+    the occurrences it keeps whole (its first EXAMPLES_FIRST and its last: both
+    connections of a split handshake, not one of each): the story is the same on
+    the others."""
     drawn: set[int] = set()
     named: set[int] = set()
     for finding in findings:
         named.update(finding.connections)
-        drawn.update(finding.original.connections[: LADDERS_FIRST + 1])
-        drawn.update(finding.connections[:LADDERS_FIRST])
-        drawn.update(finding.connections[-1:])
+        for occurrence in finding.occurrences_kept:
+            drawn.update(occurrence.connections)
     return drawn, len(named - drawn)
 
 
@@ -151,8 +147,9 @@ def _ladder_lines(report: Report, ladders: Ladders) -> list[str]:
         lines.append("")
     if named_left_out and ladders is Ladders.FINDINGS:
         lines.append(
-            f"({named_left_out} connection(s) that findings name not drawn: each finding draws "
-            f"its first {LADDERS_FIRST} and its last; `--ladders all` draws every one)"
+            f"({named_left_out} connection(s) that findings name not drawn: a finding met many "
+            f"times draws its first {EXAMPLES_FIRST} occurrences and its last; `--ladders all` "
+            "draws every one)"
         )
     if left_out > named_left_out:
         lines.append(
