@@ -116,9 +116,10 @@ def test_big_report_shows_counts_and_ladders_of_named_connections(captures) -> N
     # Each finding draws the connections of its first three occurrences and its
     # last: a bounded number, whatever the number of occurrences.
     for finding in report.findings:
-        assert len(finding.occurrences_kept) <= 4
+        assert len(finding.examples) <= 4
+        assert len(finding.occurrences_kept) == finding.occurrences
         assert finding.connections[0] in drawn and finding.connections[-1] in drawn
-        for occurrence in finding.occurrences_kept:
+        for occurrence in finding.examples:
             assert set(occurrence.connections) <= drawn
     assert drawn < named
     assert len(drawn) <= sum(4 * 2 for f in report.findings)

@@ -291,3 +291,23 @@ def test_every_field_the_rules_write_has_a_folding_decision() -> None:
             names |= {held.name for held in finding.values}
     assert names, "the scenario captures raise findings with fields"
     assert names <= set(FIELD_FOLDING), sorted(names - set(FIELD_FOLDING))
+
+
+def test_a_client_filter_keeps_that_clients_occurrences_only(tmp_path: Path) -> None:
+    """`--client X` on a folded finding: X's users and counts, not everyone's."""
+    from authtrace.report.filters import filter_report
+
+    path = tmp_path / "clients.pcap"
+    _logon_failures(path, [f"user{n}" for n in range(12)])
+    report = analyze([path])
+    (whole,) = [f for f in report.findings if f.rule == "ntlm-logon-failed"]
+    assert whole.occurrences == 12
+    client = report.view.by_id[whole.parts[5].connections[0]].connection.client.ip
+    narrowed = filter_report(report, (), (client,))
+    (one,) = [f for f in narrowed.findings if f.rule == "ntlm-logon-failed"]
+    assert one == whole.parts[5]  # a single occurrence is the rule's own finding
+    assert one.title == "NTLM logon failed for CONTOSO\\user5"
+    two = filter_report(report, (), (client, "10.30.0.3"))
+    (folded,) = [f for f in two.findings if f.rule == "ntlm-logon-failed"]
+    assert folded.occurrences == 2 and folded.title == "NTLM logon failed for 2 users (2 times)"
+    assert folded == merge_repeats([whole.parts[2], whole.parts[5]])[0]

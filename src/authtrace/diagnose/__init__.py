@@ -14,7 +14,6 @@ from collections.abc import Callable
 from authtrace.anomalies import Anomaly, AnomalyKind
 from authtrace.diagnose.context import RuleContext
 from authtrace.diagnose.finding import (
-    EXAMPLES_FIRST,
     Citation,
     FieldValue,
     FieldValues,
@@ -182,6 +181,7 @@ def _order(finding: Finding) -> tuple[object, ...]:
         finding.frames,
         finding.connections,
         finding.fields,
+        tuple(_citation_order(c) + (c.message or "",) for c in finding.citations),
     )
 
 
@@ -202,7 +202,7 @@ def merge_repeats(findings: list[Finding]) -> list[Finding]:
 
     Pure and associative: folding folded findings again (per window of
     connections, per worker) gives what folding everything at once gives, because
-    a folded finding keeps its first occurrences and its last (`examples`) and
+    a folded finding keeps its occurrences (`parts`, in one total order) and
     every aggregate is a sum or a union. The result is in first-seen order of the groups; diagnose()
     sorts it. Cost: linear in the findings, their frames and their fields."""
     groups: dict[tuple[object, ...], list[Finding]] = {}
@@ -212,11 +212,8 @@ def merge_repeats(findings: list[Finding]) -> list[Finding]:
 
 
 def _fold(group: list[Finding]) -> Finding:
-    kept = sorted((o for f in group for o in f.occurrences_kept), key=_order)
-    # The first few and the last: associative, since the first few of a union are
-    # among the first few of its parts, and its last is the last of one part.
-    examples = tuple(kept[:EXAMPLES_FIRST] + kept[EXAMPLES_FIRST:][-1:])
-    first = examples[0]
+    parts = tuple(sorted((o for f in group for o in f.occurrences_kept), key=_order))
+    first = parts[0]
     occurrences = sum(f.occurrences for f in group)
     connections = tuple(sorted({c for f in group for c in f.connections}))
     frames = tuple(sorted({frame for f in group for frame in f.frames}))
@@ -281,7 +278,7 @@ def _fold(group: list[Finding]) -> Finding:
         citations=_citations_in_order(first, citations),
         occurrences=occurrences,
         values=tuple(varying),
-        examples=examples,
+        parts=parts,
     )
 
 

@@ -92,7 +92,7 @@ def plural_of(name: str) -> str:
     return _PLURAL.get(name, f"{name.replace('_', ' ')} values")
 
 
-# A folded finding keeps its first EXAMPLES_FIRST occurrences and its last one whole.
+# The occurrences of a folded finding a report draws: the first few and the last.
 EXAMPLES_FIRST = 3
 
 
@@ -131,10 +131,11 @@ class Finding:
     `diagnose.merge_repeats`);
     values: in a folded finding, the fields whose value differs between
     occurrences (or that some occurrences lack), each with its distinct values;
-    examples: in a folded finding, its first occurrences (up to EXAMPLES_FIRST)
-    and its last one, in order, as the rule reported them: what folding again
-    starts from (the first tells the story) and what the default ladders draw;
-    () otherwise."""
+    parts: in a folded finding, every occurrence as its rule reported it, in
+    order (the first tells the story): what folding again starts from, and what
+    a `--host`/`--client` filter folds again from the occurrences it keeps;
+    () otherwise. (The findings as the rules reported them, as before folding:
+    folding adds the aggregates, it does not multiply the memory of findings.)"""
 
     rule: str
     severity: Severity
@@ -149,17 +150,23 @@ class Finding:
     citations: tuple[Citation, ...] = ()
     occurrences: int = 1
     values: tuple[FieldValues, ...] = ()
-    examples: tuple[Finding, ...] = ()
+    parts: tuple[Finding, ...] = ()
 
     @property
     def original(self) -> Finding:
         """The finding as its rule reported it (the first occurrence when folded)."""
-        return self.examples[0] if self.examples else self
+        return self.parts[0] if self.parts else self
 
     @property
     def occurrences_kept(self) -> tuple[Finding, ...]:
-        """The occurrences this finding keeps whole: its examples, or itself."""
-        return self.examples or (self,)
+        """Every occurrence as its rule reported it: its parts, or itself."""
+        return self.parts or (self,)
+
+    @property
+    def examples(self) -> tuple[Finding, ...]:
+        """The occurrences a report draws: the first EXAMPLES_FIRST and the last."""
+        kept = self.occurrences_kept
+        return kept[:EXAMPLES_FIRST] + kept[EXAMPLES_FIRST:][-1:]
 
     def name_of(self, frame: int) -> str:
         """How the report writes `frame` ("12" or "capture.pcap#12")."""

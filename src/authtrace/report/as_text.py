@@ -119,14 +119,14 @@ def render_report(
 def ladder_connections(findings: tuple[Finding, ...]) -> tuple[set[int], int]:
     """The connections the default ladders draw, and how many connections the
     findings name that are left out. A folded finding draws the connections of
-    the occurrences it keeps whole (its first EXAMPLES_FIRST and its last: both
+    its examples (its first EXAMPLES_FIRST occurrences and its last: both
     connections of a split handshake, not one of each): the story is the same on
     the others."""
     drawn: set[int] = set()
     named: set[int] = set()
     for finding in findings:
         named.update(finding.connections)
-        for occurrence in finding.occurrences_kept:
+        for occurrence in finding.examples:
             drawn.update(occurrence.connections)
     return drawn, len(named - drawn)
 

@@ -10,6 +10,8 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass
 
+from authtrace.diagnose import merge_repeats
+from authtrace.diagnose.finding import Finding
 from authtrace.handshake.links import host_of
 from authtrace.handshake.timeline import ConnectionTimeline
 from authtrace.report.model import Report
@@ -37,7 +39,8 @@ def _names(timeline: ConnectionTimeline) -> set[str]:
 
 
 def filter_report(report: Report, hosts: tuple[str, ...], clients: tuple[str, ...]) -> Report:
-    """Keep the connections (and findings) of these hosts and client addresses."""
+    """Keep the connections (and findings) of these hosts and client addresses;
+    a folded finding is folded again from the occurrences that touch them."""
     wanted_hosts = {h.strip().lower() for h in hosts}
     wanted_clients = {c.strip() for c in clients}
 
@@ -49,18 +52,27 @@ def filter_report(report: Report, hosts: tuple[str, ...], clients: tuple[str, ..
 
     timelines = tuple(t for t in report.view.timelines if keep(t))
     kept = {t.connection.id for t in timelines}
-    findings = tuple(
-        f
-        for f in report.findings
-        if (f.connections and set(f.connections) & kept)
-        or (not f.connections and (not wanted_hosts or (f.host or "").lower() in wanted_hosts))
-    )
+
+    def wanted(finding: Finding) -> bool:
+        if finding.connections:
+            return bool(set(finding.connections) & kept)
+        return not wanted_hosts or (finding.host or "").lower() in wanted_hosts
+
+    findings: list[Finding] = []
+    for finding in report.findings:
+        # A folded finding keeps the occurrences the filter keeps, folded again:
+        # `--client X` shows X's users and counts, not every client's.
+        occurrences = [o for o in finding.occurrences_kept if wanted(o)]
+        if len(occurrences) == len(finding.occurrences_kept):
+            findings.append(finding)
+        elif occurrences:
+            findings.extend(merge_repeats(occurrences))
     view = dataclasses.replace(
         report.view,
         timelines=timelines,
         by_id={t.connection.id: t for t in timelines},
     )
-    return dataclasses.replace(report, view=view, findings=findings)
+    return dataclasses.replace(report, view=view, findings=tuple(findings))
 
 
 def choices(report: Report) -> Choices:
