@@ -79,16 +79,9 @@ class Fold(enum.Enum):
     SUM = "sum"  # a count of the occurrence: the folded finding adds them up
 
 
-# Every field a rule writes, and how it folds. A field not named here folds as
-# KEY: an unknown field never merges two stories. Decided per field:
-# - people and machines are LIST: a hundred users with a wrong password are one
-#   story (one page to read, one list to hand to the help desk), and so are the
-#   clients, workstations, stream ids and token sizes of one problem;
-# - what decides the fix is KEY: the SPN (each missing or misplaced SPN is its own
-#   `setspn`), the KDC or Kerberos error, the proxy that answered a 407, the IIS
-#   category and how it is known, the schemes offered and sent, the server address
-#   (one bad node behind a balancer), the Bearer error, whether a client retried;
-# - counts are SUM.
+# Every field a rule writes, and how it folds (merge_repeats' docstring says why,
+# field by field). A field not named here folds as KEY: an unknown field never
+# merges two stories.
 FIELD_FOLDING: dict[str, Fold] = {
     "user": Fold.LIST,
     "workstation": Fold.LIST,
@@ -190,21 +183,37 @@ def merge_repeats(findings: list[Finding]) -> list[Finding]:
     IIS triple and fix, the same values of every KEY field (see FIELD_FOLDING),
     and the same title once the LIST and SUM field values are cut out of it
     ("NTLM logon failed for A" and "... for B" fold; "... at the proxy for A" does
-    not fold with them). A folded finding keeps its first occurrence's explanation
-    and adds one sentence with the totals; its title names how many values each
-    LIST field took ("NTLM logon failed for 108 users (108 times)"); `fields` keeps
-    what every occurrence shares (SUM fields added up), `values` lists every
-    distinct value of the others with how many times it was met (occurrences,
-    or the rule's own count where it keeps one: failures per user) and its
-    connections; frames, connections
-    and citations are the union of all (the text report shows the first and last,
-    --json lists them all).
+    not fold with them).
+
+    Which fields keep findings apart (decided per field, FIELD_FOLDING):
+    - LIST, folded and listed: who or what it happened to — user, workstation,
+      client(s), authenticated_client, client_principal, stream ids, token and
+      header sizes. A hundred users with a wrong password are one page to read
+      and one list for the help desk, not a hundred findings.
+    - KEY, never folded together: what decides the fix — spn (each missing or
+      misplaced SPN is its own setspn), service, kdc_error, krb_error, proxy (the
+      proxy that answered a 407 is where to look), category and evidence (the
+      IIS 401.x and how it is known), mechanism, server (one bad node behind a
+      balancer), offered and sent (the schemes), error (Bearer), retried,
+      response, binding, closed_by. A field not in the table is KEY.
+    - SUM, added up: failures, count, anonymous_requests.
+
+    A folded finding keeps its first occurrence's explanation and adds one
+    sentence with the totals; its title names how many values each LIST field
+    took ("NTLM logon failed for 108 users (108 times)"); `fields` keeps what
+    every occurrence shares (SUM fields added up); `values` lists every distinct
+    value of the others with how many times it was met (occurrences, or the
+    rule's own count where it keeps one: failures per user) and its connections;
+    frames, connections and citations are the union of all (the text report
+    shows the first and last, --json lists them all); `parts` keeps every
+    occurrence as its rule reported it.
 
     Pure and associative: folding folded findings again (per window of
     connections, per worker) gives what folding everything at once gives, because
     a folded finding keeps its occurrences (`parts`, in one total order) and
-    every aggregate is a sum or a union. The result is in first-seen order of the groups; diagnose()
-    sorts it. Cost: linear in the findings, their frames and their fields."""
+    every aggregate is a sum or a union. The result is in first-seen order of the
+    groups; diagnose() sorts it. Cost: linear in the findings, their frames and
+    their fields (n log n to order the occurrences)."""
     groups: dict[tuple[object, ...], list[Finding]] = {}
     for finding in findings:
         groups.setdefault(_fold_key(finding), []).append(finding)
