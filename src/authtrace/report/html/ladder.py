@@ -24,9 +24,9 @@ from authtrace.handshake.links import HandshakeView, StepRef
 from authtrace.handshake.model import AuthExchange, Outcome, Realm
 from authtrace.handshake.timeline import ConnectionTimeline
 from authtrace.http.messages import Exchange, HttpConnection, HttpRequest, HttpResponse, Pairing
+from authtrace.http2.model import Side
 from authtrace.kerberos.kdc import KdcExchange
 from authtrace.report.as_text import verdict_words
-from authtrace.http2.model import Side
 from authtrace.report.connections import LOST_TEXT, auth_entry, pairing_note, stream_note
 from authtrace.report.tls import binding_text, channel_bindings, facts_text
 from authtrace.tcp.events import CloseReason, Direction
