@@ -258,3 +258,21 @@ def test_a_reset_http2_stream_is_drawn_as_its_rst_stream(name: str) -> None:
     (reset,) = tshark_frames(capture, "http2.type == 3")
     assert f"#{reset} RST_STREAM HTTP_1_1_REQUIRED  (HTTP/2 stream 1)" in text
     assert "stream reset by the server" in text
+
+
+def test_a_folded_finding_draws_its_first_occurrences_and_its_last(tmp_path: Path) -> None:
+    # Twelve users refused on twelve connections fold into one finding; its
+    # ladders are those of the occurrences the text report draws too (the first
+    # three and the last), not just the first connections.
+    from test_fold import _logon_failures
+
+    path = tmp_path / "many-users.pcap"
+    _logon_failures(path, [f"user{n}" for n in range(12)])
+    report = analyze([path])
+    (failed,) = [f for f in report.findings if f.rule == "ntlm-logon-failed"]
+    assert len(failed.connections) == 12
+    text = render_report_html(report)
+    ladders = re.findall(r'class="ladder" id="r-ladder-\d+" data-connections="([\d ]+)"', text)
+    drawn = {int(c) for group in ladders for c in group.split()}
+    wanted = {c for occurrence in failed.examples for c in occurrence.connections}
+    assert drawn == wanted and failed.connections[-1] in drawn

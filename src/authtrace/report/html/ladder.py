@@ -33,7 +33,7 @@ from authtrace.tcp.events import CloseReason, Direction
 from authtrace.visible import visible
 
 MAX_STORIES = 40  # ladders drawn per report; the others are counted
-MAX_CONNECTIONS_PER_FINDING = 3  # a finding met on thousands of connections shows its first ones
+MAX_CONNECTIONS_PER_GROUP = 3  # connections drawn of one occurrence that names many
 MAX_CONNECTIONS_PER_STORY = 12  # a relay or split chain through a busy proxy is cut here
 MAX_ARROWS = 240  # arrows per ladder
 MAX_ROWS = 400  # rows of one message's details; the decoded dicts are already depth-bounded
@@ -189,8 +189,9 @@ def build_ladders(
     kdc: tuple[KdcExchange, ...] = (),
     cited: frozenset[int] = frozenset(),
 ) -> Ladders:
-    """Ladders for the connection groups in `named` (one group per finding, in
-    the findings' order), joined where a split handshake or a proxy relay ties
+    """Ladders for the connection groups in `named` (one group per occurrence a
+    finding draws, in the findings' order: a folded finding draws its first
+    occurrences and its last, `Finding.examples`), joined where a split handshake or a proxy relay ties
     two connections together; with draw_all, every connection that carried
     authentication. name: how a frame is written (Report.frame_name); the
     exchanges of `kdc` whose frames are `cited` by a finding but drawn in no
@@ -218,7 +219,7 @@ def build_ladders(
             parent[max(ra, rb)] = min(ra, rb)
 
     for group in named:
-        kept = [c for c in group[:MAX_CONNECTIONS_PER_FINDING] if c in view.by_id]
+        kept = [c for c in group[:MAX_CONNECTIONS_PER_GROUP] if c in view.by_id]
         for connection in kept:
             add(connection)
         for a, b in zip(kept, kept[1:], strict=False):

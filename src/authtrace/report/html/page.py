@@ -166,7 +166,9 @@ def _body(
     draw_all: bool,
     iis_section: str,
 ) -> Body:
-    named = [f.connections for f in report.findings]
+    # One group per story: each drawn occurrence of a folded finding (its first
+    # ones and its last, as the text report draws them) is a ladder of its own.
+    named = [o.connections for f in report.findings for o in f.examples]
     cited = frozenset(frame for f in report.findings for frame in f.frames)
     ladders = build_ladders(
         report.view, named, show_secrets, draw_all, report.frame_name, report.kdc, cited
