@@ -122,6 +122,11 @@ class HttpRequest(_Message):
     """the header block was larger than the parser keeps (or never ended):
     `headers` holds the whole lines before the cut, `cut_headers` the rest."""
     cut_headers: tuple[CutHeader, ...] = ()
+    rest_not_seen: bool = False
+    """the end of the header block was never seen (a gap, a snap length or an
+    ETW packet truncation, the end of the capture, a head that never ended):
+    any header after `headers` and `cut_headers` may have been sent and is not
+    known. Never read such a head's missing header as "not sent"."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -145,6 +150,8 @@ class HttpResponse(_Message):
     head_cut: bool = False
     """as for HttpRequest"""
     cut_headers: tuple[CutHeader, ...] = ()
+    rest_not_seen: bool = False
+    """as for HttpRequest"""
 
 
 class Pairing(enum.Enum):

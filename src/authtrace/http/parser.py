@@ -384,8 +384,9 @@ class HttpParser:
             if state is _State.HEAD:
                 self._salvage_head()
             elif state is not _State.START and state is not _State.RESYNC:
-                # The hole ate the end of this message and maybe more.
-                self._finish_current(complete=False)
+                # The hole ate the end of this message and maybe more (inside
+                # an oversized head: the rest of its headers too).
+                self._finish_current(complete=False, rest_not_seen=state is _State.OVERSIZED_HEAD)
             self._buf.clear()
             self._state = _State.RESYNC
             self._resync_skipped = 0
@@ -400,7 +401,7 @@ class HttpParser:
         elif self._state is _State.HEAD:
             self._salvage_head()
         elif self._state not in (_State.START, _State.RESYNC, _State.TUNNEL, _State.CLOSED):
-            self._finish_current(complete=False)
+            self._finish_current(complete=False, rest_not_seen=self._state is _State.OVERSIZED_HEAD)
         self._state = _State.CLOSED
         self._buf.clear()
         return self._take()
@@ -589,7 +590,7 @@ class HttpParser:
                 )
                 # The request or status line and the lines kept are still worth
                 # showing: the message is cut, not absent.
-                self._finish_current(complete=False)
+                self._finish_current(complete=False, rest_not_seen=True)
                 self._state = _State.RESYNC
                 self._resync_skipped = 0
             return len(data)
@@ -603,17 +604,19 @@ class HttpParser:
     def _salvage_head(self) -> None:
         """A header block cut by a gap (snaplen, loss) or the end: keep the whole
         lines that were seen as an incomplete message, so a truncated capture
-        still shows its request and status lines."""
+        still shows its request and status lines. The head is cut wherever the
+        bytes stopped, on a line end too: the message says so (`head_cut`,
+        `rest_not_seen`), so that a header after the cut is "not seen", never
+        "not sent"."""
         seen = bytes(self._buf)
         self._buf.clear()
         block = seen[: seen.rfind(b"\n") + 1]
         if block and self._parse_head(block):
             self._head_bytes = len(seen)
-            if len(block) < len(seen):
-                # The line being read when the bytes stopped: its name survives.
-                self._cut = _CutLines()
-                self._cut.feed(seen[len(block) :])
-            self._finish_current(complete=False)
+            self._cut = _CutLines()
+            # The line being read when the bytes stopped, if any: its name survives.
+            self._cut.feed(seen[len(block) :])
+            self._finish_current(complete=False, rest_not_seen=True)
         else:
             self._reset_message()
 
@@ -953,7 +956,8 @@ class HttpParser:
         self._state = _State.RESYNC
         self._resync_skipped = 0
 
-    def _finish_current(self, complete: bool) -> None:
+    def _finish_current(self, complete: bool, rest_not_seen: bool = False) -> None:
+        """rest_not_seen: the head's end was never seen (see HttpRequest)."""
         if not self._in_message or self._start_line is None:
             self._reset_message()
             return
@@ -976,6 +980,7 @@ class HttpParser:
                 end_frame=self._frame,
                 head_cut=cut is not None,
                 cut_headers=cut_headers,
+                rest_not_seen=rest_not_seen,
             )
         else:
             message = make_response(
@@ -993,6 +998,7 @@ class HttpParser:
                 end_frame=self._frame,
                 head_cut=cut is not None,
                 cut_headers=cut_headers,
+                rest_not_seen=rest_not_seen,
             )
         self._events.append(MessageComplete(message, self._message_after_gap))
         self._reset_message()

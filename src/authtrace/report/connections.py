@@ -233,12 +233,14 @@ def response_to_dict(response: HttpResponse | None) -> dict[str, Any] | None:
 
 
 def _cut_to_dict(message: HttpRequest | HttpResponse) -> dict[str, Any]:
-    """`head_cut` always; for a cut head, the headers seen but not kept."""
+    """`head_cut` always; for a cut head, the headers seen but not kept and
+    whether its end was seen at all."""
     if not message.head_cut:
         return {"head_cut": False}
     return {
         "head_cut": True,
         "header_bytes": message.header_bytes,
+        "rest_not_seen": message.rest_not_seen,
         "cut_headers": [
             {"name": cut.name, "bytes": cut.size, "whole": cut.whole} for cut in message.cut_headers
         ],
