@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime
+import enum
 from collections import defaultdict
 from dataclasses import dataclass, field
 
@@ -49,6 +50,7 @@ SPLIT_WINDOW = 120.0
 # back with credentials (even to a 401 that named no scheme: an API client may
 # know what to send), failures otherwise.
 _ANONYMOUS_REFUSALS = frozenset({Leg.ANONYMOUS_CHALLENGED, Leg.ANONYMOUS_REFUSED})
+_NOT_SEEN_LEGS = frozenset({Leg.NOT_SEEN, Leg.AFTER_NOT_SEEN})
 # A 401 this close to the end of the capture may simply have had its answer cut off.
 END_OF_CAPTURE_MARGIN = 1.0
 
@@ -564,9 +566,16 @@ def _outcome(
         # A gap may have hidden messages: this 401 may answer another request
         # (http/exchanges.py), so nothing is concluded from it.
         return Outcome.INCOMPLETE
+    if step.leg in _NOT_SEEN_LEGS:
+        # The capture cut this leg, or one it depends on: not seen, not judged.
+        return Outcome.INCOMPLETE
     if step.leg in _ANONYMOUS_REFUSALS:
-        if came_back.after(step, timeline):
+        came = came_back.after(step, timeline)
+        if came is _CameBack.WITH_CREDENTIALS:
             return Outcome.NORMAL
+        if came is _CameBack.NOT_SEEN:
+            # A later request whose head the capture cut may have carried them.
+            return Outcome.INCOMPLETE
         if (
             connection.close_reason is CloseReason.END_OF_CAPTURE
             and capture_end - response.timestamp <= END_OF_CAPTURE_MARGIN
@@ -601,12 +610,22 @@ def _later_requests(step: AuthExchange, timeline: ConnectionTimeline, position: 
     return any(s.realm is step.realm for s in timeline.steps[position + 1 :])
 
 
+class _CameBack(enum.Enum):
+    """Whether a client came back to a server after an anonymous 401."""
+
+    WITH_CREDENTIALS = "with_credentials"
+    NOT_SEEN = "not_seen"  # only with requests whose credentials the capture cut
+    NO = "no"
+
+
 class _CredentialsIndex:
     """When each client sent credentials to each server: answers "did the same
     client send credentials to the same server (this realm) later?" for an
     anonymous 401 — on its own connection at any later time, on another one
     within `FOLLOW_UP_WINDOW`. Behind a proxy the client is the one the request
-    was relayed for (attribution.py), not the proxy's address.
+    was relayed for (attribution.py), not the proxy's address. A request whose
+    credentials the capture cut (Sent.NOT_SEEN) may have carried some: it is
+    indexed apart, so that the answer is "not seen", never "no".
 
     Cost: O(n log n) to build over n steps, O(log n) per question.
     """
@@ -614,31 +633,39 @@ class _CredentialsIndex:
     __slots__ = ("_times", "_latest_on", "_identities")
 
     def __init__(self, timelines: list[ConnectionTimeline], identities: Identities) -> None:
-        entries: list[tuple[tuple[str, object, Realm], float, None]] = []
-        latest_on: dict[tuple[int, Realm], float] = {}
+        entries: list[tuple[tuple[str, object, Realm, bool], float, None]] = []
+        latest_on: dict[tuple[int, Realm, bool], float] = {}
         self._identities = identities
         for timeline in timelines:
             connection = timeline.connection
             for step in timeline.steps:
                 if step.sent is Sent.NOTHING:
                     continue
+                seen = step.sent is not Sent.NOT_SEEN
                 when = request_time(step)
                 client = identities.of(connection, step.exchange)
-                entries.append(((client, connection.server, step.realm), when, None))
-                mark = (connection.id, step.realm)
+                entries.append(((client, connection.server, step.realm, seen), when, None))
+                mark = (connection.id, step.realm, seen)
                 latest_on[mark] = max(when, latest_on.get(mark, when))
         self._times: TimeIndex[None] = TimeIndex(entries)
         self._latest_on = latest_on
 
-    def after(self, step: AuthExchange, timeline: ConnectionTimeline) -> bool:
+    def after(self, step: AuthExchange, timeline: ConnectionTimeline) -> _CameBack:
+        if self._after(step, timeline, seen=True):
+            return _CameBack.WITH_CREDENTIALS
+        if self._after(step, timeline, seen=False):
+            return _CameBack.NOT_SEEN
+        return _CameBack.NO
+
+    def _after(self, step: AuthExchange, timeline: ConnectionTimeline, seen: bool) -> bool:
         response = step.exchange.response
         after = response.timestamp if response is not None else request_time(step)
         connection = timeline.connection
-        latest_here = self._latest_on.get((connection.id, step.realm))
+        latest_here = self._latest_on.get((connection.id, step.realm, seen))
         if latest_here is not None and latest_here >= after:
             return True
-        key = (self._identities.of(connection, step.exchange), connection.server, step.realm)
-        first = self._times.first_at_or_after(key, after)
+        client = self._identities.of(connection, step.exchange)
+        first = self._times.first_at_or_after((client, connection.server, step.realm, seen), after)
         return first is not None and first - after <= FOLLOW_UP_WINDOW
 
 

@@ -54,6 +54,9 @@ _CONTINUES: Final[dict[Sent, frozenset[Answer]]] = {
     Sent.KERBEROS: frozenset({Answer.CONTINUE, Answer.NTLM_CHALLENGE, Answer.COMPLETED}),
     Sent.SPNEGO_CONTINUE: frozenset({Answer.CONTINUE, Answer.COMPLETED}),
     Sent.DIGEST: frozenset({Answer.STALE}),
+    # Credentials the capture cut may have been anything: every continuation
+    # is written for them.
+    Sent.NOT_SEEN: _CONTINUATIONS,
 }
 UNWRITTEN: Final = frozenset(
     (state, sent, answer)
@@ -99,6 +102,7 @@ def _rows() -> list[Row]:
 
     not_authenticated = (State.FRESH, State.OFFERED, State.FAILED)
     midway = (State.NTLM_CHALLENGED, State.CONTINUING)
+    unknown = (State.UNKNOWN,)
 
     # --- no credentials -----------------------------------------------------
     # Each state group once: fresh/offered/failed, authenticated, midway.
@@ -113,6 +117,11 @@ def _rows() -> list[Row]:
     # must follow the CHALLENGE on the same connection).
     every(midway, Sent.NOTHING, _REFUSED, (Leg.ABANDONED, State.OFFERED))
     every(midway, Sent.NOTHING, _ACCEPTED, (Leg.ABANDONED, State.FRESH))
+    # After a leg the capture cut, a request without credentials may be an
+    # anonymous one, a reuse of an authenticated connection or an abandoned
+    # handshake: not judged. An offer still says where the state is now.
+    every(unknown, Sent.NOTHING, (*_ACCEPTED, Answer.DENIED), (Leg.AFTER_NOT_SEEN, _KEEP))
+    every(unknown, Sent.NOTHING, _OFFERS, (Leg.AFTER_NOT_SEEN, State.OFFERED))
     # --- NTLM ---------------------------------------------------------------
     every(
         _ALL_STATES,
@@ -141,15 +150,23 @@ def _rows() -> list[Row]:
         (Leg.REFUSED_AFTER_LOGON, State.AUTHENTICATED),
     )
     others = tuple(s for s in _ALL_STATES if s is not State.NTLM_CHALLENGED)
+    seen = tuple(s for s in others if s is not State.UNKNOWN)
     # An AUTHENTICATE on a connection that never carried its CHALLENGE: the
     # server has no context for it (SEC_E_INVALID_TOKEN on IIS).
-    every(others, Sent.NTLM_AUTHENTICATE, _REFUSED, (Leg.NTLM_OUT_OF_SEQUENCE, State.FAILED))
+    every(seen, Sent.NTLM_AUTHENTICATE, _REFUSED, (Leg.NTLM_OUT_OF_SEQUENCE, State.FAILED))
     every(
-        others,
+        seen,
         Sent.NTLM_AUTHENTICATE,
         _ACCEPTED,
         (Leg.NTLM_OUT_OF_SEQUENCE_ACCEPTED, State.AUTHENTICATED),
     )
+    # After a leg the capture cut, its CHALLENGE may be in the cut: neither a
+    # failed logon nor an AUTHENTICATE out of sequence. A refusal naming
+    # schemes leaves the connection unauthenticated either way; one naming
+    # none may come from behind a logon that went through.
+    every(unknown, Sent.NTLM_AUTHENTICATE, _OFFERS, (Leg.AFTER_NOT_SEEN, State.FAILED))
+    every(unknown, Sent.NTLM_AUTHENTICATE, (Answer.DENIED,), (Leg.AFTER_NOT_SEEN, _KEEP))
+    every(unknown, Sent.NTLM_AUTHENTICATE, _ACCEPTED, (Leg.AFTER_NOT_SEEN, State.AUTHENTICATED))
     # The server completed a context it had for this AUTHENTICATE (its CHALLENGE
     # went out elsewhere), then refused the request behind authentication.
     every(
@@ -205,10 +222,45 @@ def _rows() -> list[Row]:
     every(_ALL_STATES, Sent.MALFORMED, _ACCEPTED, (Leg.ANONYMOUS, _KEEP))
     every(_ALL_STATES, Sent.MALFORMED, _REFUSED, (Leg.DENIED, State.FAILED))
 
+    # --- a head the capture cut: "not seen", never "not sent" -----------------
+    # Credentials not seen (Sent.NOT_SEEN): the answer alone is judged where it
+    # says what the client must have sent, whatever the rest: a CHALLENGE
+    # answers only a NEGOTIATE (MS-NLMP 3.2.5.1.1) and accept-incomplete only
+    # a SPNEGO token (RFC 4178 section 4.2.2), both normal legs. Anything
+    # else is not judged, and the state is known only where every reading of
+    # the request leads to the same one.
+    every(
+        _ALL_STATES,
+        Sent.NOT_SEEN,
+        (Answer.NTLM_CHALLENGE,),
+        (Leg.NTLM_CHALLENGE, State.NTLM_CHALLENGED),
+    )
+    every(_ALL_STATES, Sent.NOT_SEEN, (Answer.CONTINUE,), (Leg.SPNEGO_CONTINUE, State.CONTINUING))
+    every(_ALL_STATES, Sent.NOT_SEEN, (Answer.COMPLETED,), (Leg.NOT_SEEN, State.AUTHENTICATED))
+    every((State.AUTHENTICATED,), Sent.NOT_SEEN, _ACCEPTED, (Leg.NOT_SEEN, _KEEP))
+    every(
+        tuple(s for s in _ALL_STATES if s is not State.AUTHENTICATED),
+        Sent.NOT_SEEN,
+        _ACCEPTED,
+        (Leg.NOT_SEEN, State.UNKNOWN),
+    )
+    # A 401 that names schemes (or a stale nonce) leaves the connection
+    # unauthenticated and asked for credentials, whatever was sent.
+    every(_ALL_STATES, Sent.NOT_SEEN, (*_OFFERS, Answer.STALE), (Leg.NOT_SEEN, State.OFFERED))
+    every(
+        _ALL_STATES,
+        Sent.NOT_SEEN,
+        (Answer.DENIED, Answer.TOO_LARGE),
+        (Leg.NOT_SEEN, State.UNKNOWN),
+    )
+    # A challenge not seen (Answer.NOT_SEEN), whatever the request carried.
+    for sent in Sent:
+        every(_ALL_STATES, sent, (Answer.NOT_SEEN,), (Leg.NOT_SEEN, State.UNKNOWN))
+
     # --- answers that end any leg the same way ---------------------------------
     for sent in Sent:
         every(_ALL_STATES, sent, (Answer.NONE,), (Leg.UNANSWERED, _KEEP))
-        if sent is not Sent.NOTHING:
+        if sent not in (Sent.NOTHING, Sent.NOT_SEEN):
             every(_ALL_STATES, sent, (Answer.TOO_LARGE,), (Leg.HEADER_TOO_LARGE, State.FAILED))
     every(_ALL_STATES, Sent.NOTHING, (Answer.TOO_LARGE,), (Leg.ANONYMOUS, _KEEP))
     return rows
@@ -241,7 +293,9 @@ def transition(
        AUTHENTICATE after its CHALLENGE, a Kerberos ticket, a later SPNEGO leg).
        Then the logon went through and something behind it asks for another
        scheme (an API wanting a Bearer token after Windows authentication):
-       `Leg.REFUSED_AFTER_LOGON`, the connection authenticated.
+       `Leg.REFUSED_AFTER_LOGON`, the connection authenticated. After a leg
+       the capture cut (`State.UNKNOWN`) an AUTHENTICATE may or may not have
+       had its CHALLENGE: `Leg.AFTER_NOT_SEEN`, the state still unknown.
     2. `keeps_authentication=False`: the response says `Persistent-Auth:
        false` (MS-N2HT section 3.2.5): the connection does not stay
        authenticated, so an `AUTHENTICATED` next state becomes `FRESH`.
@@ -252,14 +306,21 @@ def transition(
     else:
         leg, written = target
         next_state = state if written is None else written
-    if not scheme_offered and sent is not Sent.NOTHING and answer is Answer.OFFER:
+    if not scheme_offered and sent not in _NO_SCHEME and answer is Answer.OFFER:
         if offered_before and _finishes_logon(state, sent):
             leg, next_state = Leg.REFUSED_AFTER_LOGON, State.AUTHENTICATED
+        elif offered_before and state is State.UNKNOWN and sent is Sent.NTLM_AUTHENTICATE:
+            # Its CHALLENGE may be in what the capture cut: the logon may
+            # have gone through, or not.
+            leg, next_state = Leg.AFTER_NOT_SEEN, State.UNKNOWN
         else:
             leg, next_state = Leg.SCHEME_NOT_OFFERED, State.FAILED
     if not keeps_authentication and next_state is State.AUTHENTICATED:
         next_state = State.FRESH
     return leg, next_state
+
+
+_NO_SCHEME: Final = frozenset({Sent.NOTHING, Sent.NOT_SEEN})  # no scheme to compare
 
 
 def _finishes_logon(state: State, sent: Sent) -> bool:

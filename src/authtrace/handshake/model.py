@@ -33,6 +33,10 @@ class Sent(enum.Enum):
     BEARER = "bearer"
     OTHER = "other"  # a scheme authtrace does not follow
     MALFORMED = "malformed"
+    # The request's head was cut (a gap, a snap length, an ETW packet
+    # truncation, the end of the capture) before any credentials header: they
+    # may have been sent. Not seen is never NOTHING.
+    NOT_SEEN = "not_seen"
 
 
 class Answer(enum.Enum):
@@ -52,6 +56,10 @@ class Answer(enum.Enum):
     FORBIDDEN = "forbidden"  # 403
     TOO_LARGE = "too_large"  # 400 because the request headers were too long
     NONE = "none"  # no response in the capture
+    # A 401/407 whose head was cut before the end of its challenges (or whose
+    # only challenge the capture cut inside its value): it may have offered a
+    # scheme or carried a token. Not seen is never DENIED nor OFFER.
+    NOT_SEEN = "not_seen"
 
 
 class State(enum.Enum):
@@ -63,6 +71,10 @@ class State(enum.Enum):
     CONTINUING = "continuing"  # SPNEGO needs another leg
     AUTHENTICATED = "authenticated"  # connection-based auth completed
     FAILED = "failed"  # last credentials were rejected
+    # The capture cut a leg that decides the state (its credentials or its
+    # challenge not seen): where the handshake stands is not known, and the
+    # legs after it are judged only where they do not depend on it.
+    UNKNOWN = "unknown"
 
 
 class Leg(enum.Enum):
@@ -103,6 +115,13 @@ class Leg(enum.Enum):
     DENIED = "denied"  # credentials answered by 401/403 without a challenge
     UNANSWERED = "unanswered"
     UNFOLLOWED = "unfollowed"  # a pair the state machine has no rule for
+    # The capture cut this exchange's credentials or challenge (Sent.NOT_SEEN,
+    # Answer.NOT_SEEN): not judged, never a failure.
+    NOT_SEEN = "not_seen"
+    # What this exchange means depends on an earlier leg the capture cut
+    # (State.UNKNOWN): an AUTHENTICATE whose CHALLENGE may be in the cut, a
+    # request without credentials on a connection that may have authenticated.
+    AFTER_NOT_SEEN = "after_not_seen"
 
 
 NORMAL_LEGS = frozenset(

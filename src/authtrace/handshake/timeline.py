@@ -20,6 +20,7 @@ from authtrace.auth.spnego import NegState, SpnegoResp
 from authtrace.auth.steps import (
     AuthStep,
     StepKind,
+    is_not_kept,
     step_from_credentials_header,
     step_not_kept,
     steps_from_challenge_header,
@@ -100,7 +101,10 @@ def build_timeline(connection: HttpConnection) -> ConnectionTimeline:
         for realm in _realms_of(exchange):
             step = _judge(exchange, realm, states[realm], offered.get(realm), connection)
             states[realm] = step.state_after
-            if step.challenges:
+            if step.answer is Answer.NOT_SEEN:
+                # Its challenges were cut: what it offered is not known.
+                offered.pop(realm, None)
+            elif step.challenges:
                 offered[realm] = frozenset(c.scheme.lower() for c in step.challenges)
             steps.append(step)
     return ConnectionTimeline(connection, tuple(steps))
@@ -128,13 +132,13 @@ def _judge(
 ) -> AuthExchange:
     credentials = _credentials(exchange.request, realm)
     challenges = _challenges(exchange.response, realm)
-    sent = classify_sent(credentials)
+    sent = classify_sent(credentials, exchange.request)
     answer = classify_answer(exchange, realm, challenges)
     reason = ""
     offered_before = (
         credentials is not None and offered is not None and _scheme_offered(credentials, offered)
     )
-    if challenges:
+    if challenges and answer is not Answer.NOT_SEEN:
         # The refusal itself names what the server accepts (RFC 9110 11.6.1).
         offered = frozenset(c.scheme.lower() for c in challenges)
     scheme_offered = credentials is None or offered is None or _scheme_offered(credentials, offered)
@@ -283,9 +287,14 @@ def _challenges(response: HttpResponse | None, realm: Realm) -> tuple[AuthStep, 
     return tuple(steps)
 
 
-def classify_sent(credentials: AuthStep | None) -> Sent:
-    """What the client sent, by the decoded content (never the scheme word)."""
+def classify_sent(credentials: AuthStep | None, request: HttpRequest | None) -> Sent:
+    """What the client sent, by the decoded content (never the scheme word).
+    No credentials header in a request the capture lacks, or in a head whose
+    end it cut, is `NOT_SEEN`: they may have been sent (never NOTHING from
+    missing data)."""
     if credentials is None:
+        if request is None or request.rest_not_seen:
+            return Sent.NOT_SEEN
         return Sent.NOTHING
     sent = _SENT_BY_MESSAGE.get(credentials.message)
     if sent is not None:
@@ -322,6 +331,10 @@ def classify_answer(exchange: Exchange, realm: Realm, challenges: tuple[AuthStep
     # RFC 6750 section 3: a Bearer challenge with an error refuses the token sent.
     if any(isinstance(step.token, BearerChallenge) and step.token.error for step in challenges):
         return Answer.REJECT
+    # Nothing above was seen, but the capture cut the head before its end, or
+    # cut a challenge inside its value: it may have carried any of them.
+    if response.rest_not_seen or any(is_not_kept(step) for step in challenges):
+        return Answer.NOT_SEEN
     return Answer.OFFER if challenges else Answer.DENIED
 
 

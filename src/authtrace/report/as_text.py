@@ -51,6 +51,8 @@ _LEG_WORDS = {
     Leg.HEADER_TOO_LARGE: "headers too large",
     Leg.REFUSED_AFTER_LOGON: "refused after the logon (behind authentication)",
     Leg.UNFOLLOWED: "not followed",
+    Leg.NOT_SEEN: "headers cut by the capture, not seen",
+    Leg.AFTER_NOT_SEEN: "after a leg the capture cut",
 }
 _AUTHENTICATED = {
     Leg.NTLM_ACCEPTED: "authenticated (NTLM)",

@@ -12,7 +12,7 @@ from authtrace.diagnose.context import Located, RuleContext, is_sure, make_findi
 from authtrace.diagnose.finding import Finding, Severity
 from authtrace.diagnose.rule import rule
 from authtrace.handshake.links import StepRef
-from authtrace.handshake.model import Leg, Outcome
+from authtrace.handshake.model import Answer, Leg, Outcome, Sent
 from authtrace.handshake.timeline import ConnectionTimeline
 from authtrace.http.messages import GapMark
 from authtrace.tcp.events import CloseReason
@@ -30,10 +30,12 @@ _MIDWAY_LEGS = frozenset(
     needs_pairing=False,  # says what the capture lacks, uncertain pairings included
 )
 def capture_incomplete(ctx: RuleContext) -> Iterator[Finding]:
-    """Needs a connection with authentication headers whose legs cannot be judged
-    (outcome incomplete), that began mid-handshake before the capture (no SYN),
-    that lost bytes (TCP gaps), or whose last request the capture cut before the
-    answer. One note per host, listing what each of its connections is missing."""
+    """Needs a connection with authentication headers (or heads cut before
+    them) whose legs cannot be judged (outcome incomplete), whose heads the
+    capture cut (snap length, ETW packet truncation, a gap: their count), that
+    began mid-handshake before the capture (no SYN), that lost bytes (TCP
+    gaps), or whose last request the capture cut before the answer. One note
+    per host, listing what each of its connections is missing."""
     by_host: dict[str, list[tuple[int, list[str], list[Located], list[GapMark]]]] = defaultdict(
         list
     )
@@ -74,7 +76,10 @@ def _missing(
     located = [
         Located(timeline, position, step)
         for position, step in enumerate(timeline.steps)
-        if step.credentials is not None or step.challenges
+        if step.credentials is not None
+        or step.challenges
+        or step.sent is Sent.NOT_SEEN
+        or step.answer is Answer.NOT_SEEN
     ]
     if not located:
         return None
@@ -82,6 +87,12 @@ def _missing(
     incomplete = [loc for loc in located if loc.step.outcome is Outcome.INCOMPLETE]
     if incomplete:
         problems.append(f"{len(incomplete)} authentication leg(s) cannot be judged")
+    cut = cut_heads(timeline)
+    if cut:
+        problems.append(
+            f"the capture cut {cut} message head(s) before their end (snap length, packet "
+            "truncation or a gap), so their authentication headers were not seen"
+        )
     not_kept = [loc for loc in located if is_not_kept(loc.step.credentials)]
     if not_kept:
         problems.append(
@@ -113,6 +124,17 @@ def _missing(
     if not problems:
         return None
     return problems, (incomplete or located)[:3], list(connection.gaps[:5])
+
+
+def cut_heads(timeline: ConnectionTimeline) -> int:
+    """The requests and responses of this connection whose head's end the
+    capture did not show (`rest_not_seen`), each counted once."""
+    return sum(
+        1
+        for exchange in timeline.connection.exchanges
+        for message in (exchange.request, exchange.response)
+        if message is not None and message.rest_not_seen
+    )
 
 
 RULES = (capture_incomplete,)

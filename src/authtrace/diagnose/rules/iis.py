@@ -128,12 +128,13 @@ def _anonymous_logon_failures(
             and evidence.source is not Source.SEQUENCE
         ):
             groups[located.host].append((located, evidence))
-    served = _anonymous_served_hosts(ctx)
+    served = _anonymous_served_hosts(ctx, or_not_seen=True)
     for host, items in list(groups.items()):
         if _strongest(items).source is not Source.WIRE:
             continue
         # The wire alone: only if IIS says it is IIS and no anonymous request
-        # to the host was served (else this URL, not the account, refuses).
+        # to the host was served (else this URL, not the account, refuses) —
+        # nor one whose credentials the capture cut (it may have been one).
         response = items[0][0].step.exchange.response
         server = (response.header("Server") or "") if response is not None else ""
         if host in served or "microsoft-iis" not in server.lower():
@@ -141,12 +142,14 @@ def _anonymous_logon_failures(
     return groups
 
 
-def _anonymous_served_hosts(ctx: RuleContext) -> frozenset[str]:
-    """Hosts that served a request carrying no credentials (2xx/3xx)."""
+def _anonymous_served_hosts(ctx: RuleContext, or_not_seen: bool = False) -> frozenset[str]:
+    """Hosts that served a request carrying no credentials (2xx/3xx); with
+    `or_not_seen`, or one whose credentials the capture cut (Sent.NOT_SEEN)."""
+    sent = (Sent.NOTHING, Sent.NOT_SEEN) if or_not_seen else (Sent.NOTHING,)
     return frozenset(
         located.host
         for located in ctx.steps(Realm.ORIGIN)
-        if located.step.sent is Sent.NOTHING
+        if located.step.sent in sent
         and located.step.status is not None
         and 200 <= located.step.status < 400
     )

@@ -18,7 +18,7 @@ from authtrace.diagnose.context import (
 )
 from authtrace.diagnose.finding import Finding, Severity
 from authtrace.diagnose.rule import rule
-from authtrace.handshake.model import Leg, Outcome
+from authtrace.handshake.model import Leg, Outcome, Sent
 
 _WINDOWS_SCHEMES = {"negotiate", "ntlm", "kerberos"}
 
@@ -33,16 +33,18 @@ def client_ignores_negotiate(ctx: RuleContext) -> Iterator[Finding]:
     """Needs anonymous requests answered by a 401 offering Negotiate, NTLM or
     Kerberos that ended up failures (the client never came back with credentials
     to that server), from a client that sent no credentials at all to that server
-    in the capture. One finding per client and server: the same browser repeats
-    the same mistake."""
+    in the capture (nor a request whose head the capture cut before its
+    credentials could be seen). One finding per client and server: the same
+    browser repeats the same mistake."""
     groups: dict[tuple[str, str], list[Located]] = defaultdict(list)
     # A client that sent any credentials to the server did answer it: what went
     # wrong then has its own rule (ntlm-negotiate-rejected, no-common-scheme,
-    # auth-lost-on-new-connection, a logon failure).
+    # auth-lost-on-new-connection, a logon failure). One whose request head the
+    # capture cut may have: "never sent" cannot be said of it.
     answered_somewhere = {
         (ctx.client_of(loc), str(loc.timeline.connection.server))
         for loc in ctx.steps()
-        if loc.step.credentials is not None
+        if loc.step.credentials is not None or loc.step.sent is Sent.NOT_SEEN
     }
     for located in ctx.steps():
         step = located.step
@@ -111,12 +113,17 @@ def client_ignores_negotiate(ctx: RuleContext) -> Iterator[Finding]:
 )
 def no_common_scheme(ctx: RuleContext) -> Iterator[Finding]:
     """Needs credentials in a scheme absent from the server's last offer on the
-    connection, answered by a 401 offering other schemes;
+    connection, answered by a 401 offering other schemes that stayed a failure
+    (never credentials the capture cut: they may have finished a logon);
     the upstream copy is judged when a proxy relayed the request."""
     for located in ctx.steps():
         step = located.step
-        if step.leg is not Leg.SCHEME_NOT_OFFERED or ctx.relayed(located):
-            continue
+        if (
+            step.leg is not Leg.SCHEME_NOT_OFFERED
+            or step.outcome is not Outcome.FAILURE
+            or ctx.relayed(located)
+        ):
+            continue  # (credentials the capture cut are not judged: links.py)
         credentials = step.credentials
         assert credentials is not None
         offered = ", ".join(c.scheme for c in _last_offer(located)) or "other schemes"

@@ -1,0 +1,322 @@
+"""A head cut by the capture (snap length, netsh/pktmon packet truncation, a
+gap, the end of the capture) is "not seen", never "not sent" (issue 14).
+
+From the parser's flag (`rest_not_seen`) through the handshake table's
+not-seen values (Sent.NOT_SEEN, Answer.NOT_SEEN, State.UNKNOWN) to the rules:
+no finding that claims something was absent (no credentials, no challenge, no
+scheme in common) cites a message whose head the capture cut, and the
+capture-incomplete note says how many heads were cut. The scenario captures
+are cut with editcap at several snap lengths, as an administrator's
+`tcpdump -s 128` or `pktmon --pkt-size 128` would.
+"""
+
+from __future__ import annotations
+
+import itertools
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+from _timelines import OFFER_WINDOWS, Capture, b64, ntlm_legs
+
+from authtrace.handshake.machine import transition
+from authtrace.handshake.model import Answer, Leg, Outcome, Realm, Sent, State
+from authtrace.handshake.timeline import classify_answer, classify_sent
+from authtrace.http.messages import Exchange, Header, HttpRequest, HttpResponse
+from authtrace.http.parser import HttpParser, MessageComplete, Role
+from authtrace.pipeline import analyze
+
+ROOT = Path(__file__).resolve().parent.parent
+SCENARIOS = ROOT / "captures" / "scenarios"
+ETL_DIR = ROOT / "captures" / "etl"
+
+# Findings whose claim is that something was absent from a message: no
+# credentials, no challenge, no scheme the server offered.
+ABSENCE_RULES = frozenset(
+    {
+        "refused-without-challenge",
+        "anonymous-logon-failed",
+        "client-ignores-negotiate",
+        "no-common-scheme",
+        "auth-lost-on-new-connection",
+    }
+)
+SNAP_LENGTHS = (64, 96, 128, 200, 300)
+CUT_SCENARIOS = (
+    "ntlm-logon-failed.pcap",
+    "client-ignores-negotiate.pcap",
+    "no-common-scheme.pcap",
+    "iis-401-2-body.pcap",
+    "anonymous-logon-failed.pcap",
+    "ntlm-negotiate-rejected-retry.pcap",
+    "bearer-after-windows-auth.pcap",
+    "healthy-ntlm.pcap",
+    "healthy-kerberos.pcap",
+    "kerberos-ticket-rejected.pcap",
+    "kerberos-fallback-spn-unknown.pcap",
+    "auth-lost-on-new-connection.pcap",
+)
+
+
+def _messages(events: list[object]) -> list[HttpRequest | HttpResponse]:
+    return [e.message for e in events if isinstance(e, MessageComplete)]
+
+
+# -- the parser's flag ---------------------------------------------------------
+
+
+def test_a_head_cut_on_a_line_end_says_the_rest_was_not_seen() -> None:
+    """The bug: a gap right after a whole header line left `head_cut` False, so
+    the missing Authorization header looked absent."""
+    parser = HttpParser(Role.REQUEST)
+    events = parser.feed(b"GET /app/ HTTP/1.1\r\nHost: web01\r\n", 1, 1, 0.0)
+    events += parser.gap(300, 2, 0.0)
+    (request,) = _messages(events)
+    assert request.headers == (Header("Host", "web01"),)
+    assert request.head_cut and request.rest_not_seen and not request.complete
+    assert request.cut_headers == ()
+
+
+def test_a_head_cut_inside_a_line_keeps_its_name_and_says_the_rest_was_not_seen() -> None:
+    parser = HttpParser(Role.RESPONSE)
+    events = parser.feed(b"HTTP/1.1 401 Unauthorized\r\nWWW-Authenticate: Nego", 1, 1, 0.0)
+    events += parser.gap(500, 2, 0.0)
+    (response,) = _messages(events)
+    assert response.status == 401 and response.rest_not_seen
+    assert [c.name for c in response.cut_headers] == ["WWW-Authenticate"]
+    assert not response.cut_headers[0].whole
+
+
+def test_the_end_of_the_capture_inside_a_head_is_a_cut_too() -> None:
+    parser = HttpParser(Role.REQUEST)
+    events = parser.feed(b"GET / HTTP/1.1\r\nHost: web01\r\n", 1, 1, 0.0)
+    events += parser.close(2, 0.0)
+    (request,) = _messages(events)
+    assert request.rest_not_seen and request.head_cut
+
+
+def test_a_whole_head_is_not_cut_and_an_oversized_one_was_seen_to_its_end() -> None:
+    parser = HttpParser(Role.REQUEST)
+    events = parser.feed(b"GET / HTTP/1.1\r\nHost: web01\r\n\r\n", 1, 1, 0.0)
+    (request,) = _messages(events)
+    assert not request.head_cut and not request.rest_not_seen
+    # Past the parser's limit the lines are seen (named in cut_headers) to the
+    # head's end: kept or not, nothing was missed.
+    big = b"GET / HTTP/1.1\r\nHost: web01\r\nX-Big: " + b"a" * 70_000 + b"\r\n"
+    parser = HttpParser(Role.REQUEST)
+    events = parser.feed(big + b"Authorization: NTLM TlRMTVNTUAABAAAA\r\n\r\n", 1, 1, 0.0)
+    (request,) = _messages(events)
+    assert request.head_cut and not request.rest_not_seen
+    assert request.cut_header("Authorization") is not None
+    # An oversized head that a gap ends: what came after the gap was not seen.
+    parser = HttpParser(Role.REQUEST)
+    events = parser.feed(big, 1, 1, 0.0) + parser.gap(100, 2, 0.0)
+    (request,) = _messages(events)
+    assert request.head_cut and request.rest_not_seen
+
+
+# -- classification and the table ------------------------------------------------
+
+
+def _request(headers: tuple[Header, ...], rest_not_seen: bool) -> HttpRequest:
+    return HttpRequest("GET", "/", "HTTP/1.1", headers, 1, 1, 0.0, 40, rest_not_seen=rest_not_seen)
+
+
+def _response(status: int, headers: tuple[Header, ...], rest_not_seen: bool) -> HttpResponse:
+    return HttpResponse("HTTP/1.1", status, "", headers, 2, 2, 0.1, 40, rest_not_seen=rest_not_seen)
+
+
+def test_missing_credentials_in_a_cut_head_are_not_seen_not_nothing() -> None:
+    host = (Header("Host", "web01"),)
+    assert classify_sent(None, _request(host, rest_not_seen=True)) is Sent.NOT_SEEN
+    assert classify_sent(None, None) is Sent.NOT_SEEN  # the request was not captured
+    assert classify_sent(None, _request(host, rest_not_seen=False)) is Sent.NOTHING
+
+
+def test_a_401_whose_challenges_were_cut_is_not_seen_not_denied() -> None:
+    def answer(headers: tuple[Header, ...], cut: bool) -> Answer:
+        from authtrace.handshake.timeline import _challenges
+
+        response = _response(401, headers, cut)
+        exchange = Exchange(0, 0, _request((), False), response)
+        return classify_answer(exchange, Realm.ORIGIN, _challenges(response, Realm.ORIGIN))
+
+    assert answer((), cut=True) is Answer.NOT_SEEN
+    assert answer((), cut=False) is Answer.DENIED
+    offer = (Header("WWW-Authenticate", "Negotiate"),)
+    # One challenge seen, the next may have been cut: what it offered is not known.
+    assert answer(offer, cut=True) is Answer.NOT_SEEN
+    assert answer(offer, cut=False) is Answer.OFFER
+    challenge = (Header("WWW-Authenticate", f"NTLM {b64(ntlm_legs().challenge)}"),)
+    assert answer(challenge, cut=True) is Answer.NTLM_CHALLENGE  # seen is seen
+
+
+# Legs that conclude from what a request or response lacked, or from a
+# handshake state built on every leg before.
+_CONCLUSIONS = frozenset(
+    {
+        Leg.ANONYMOUS,
+        Leg.ANONYMOUS_CHALLENGED,
+        Leg.ANONYMOUS_REFUSED,
+        Leg.REUSED,
+        Leg.REAUTH_CHALLENGED,
+        Leg.ABANDONED,
+        Leg.NTLM_REJECTED,
+        Leg.NTLM_OUT_OF_SEQUENCE,
+        Leg.NTLM_OUT_OF_SEQUENCE_ACCEPTED,
+        Leg.SCHEME_NOT_OFFERED,
+        Leg.DENIED,
+        Leg.REFUSED_AFTER_LOGON,
+        Leg.HEADER_TOO_LARGE,
+    }
+)
+
+
+@pytest.mark.parametrize(("state", "answer"), list(itertools.product(State, Answer)))
+def test_credentials_not_seen_never_conclude(state: State, answer: Answer) -> None:
+    leg, _next = transition(state, Sent.NOT_SEEN, answer)
+    assert leg not in _CONCLUSIONS
+    assert leg in (Leg.NOT_SEEN, Leg.NTLM_CHALLENGE, Leg.SPNEGO_CONTINUE, Leg.UNANSWERED)
+
+
+@pytest.mark.parametrize(("state", "sent"), list(itertools.product(State, Sent)))
+def test_a_challenge_not_seen_is_never_judged(state: State, sent: Sent) -> None:
+    assert transition(state, sent, Answer.NOT_SEEN) == (Leg.NOT_SEEN, State.UNKNOWN)
+
+
+@pytest.mark.parametrize("answer", list(Answer))
+def test_after_a_cut_leg_state_dependent_legs_are_not_judged(answer: Answer) -> None:
+    for sent in (Sent.NOTHING, Sent.NTLM_AUTHENTICATE):
+        leg, _next = transition(State.UNKNOWN, sent, answer)
+        # (a 400 for the headers' size, a final token in the 401: seen facts)
+        seen = {Leg.ANONYMOUS, Leg.REFUSED_AFTER_LOGON, Leg.HEADER_TOO_LARGE}
+        assert leg not in _CONCLUSIONS - seen, (sent, leg)
+    # Legs that do not depend on the state are judged as anywhere.
+    assert transition(State.UNKNOWN, Sent.NTLM_NEGOTIATE, Answer.NTLM_CHALLENGE) == (
+        Leg.NTLM_CHALLENGE,
+        State.NTLM_CHALLENGED,
+    )
+    assert transition(State.UNKNOWN, Sent.BASIC, Answer.OFFER)[0] is Leg.BASIC_REJECTED
+    # A scheme the refusal does not name, after a cut leg: its CHALLENGE may be
+    # in the cut, so the logon may have gone through.
+    assert transition(
+        State.UNKNOWN,
+        Sent.NTLM_AUTHENTICATE,
+        Answer.OFFER,
+        scheme_offered=False,
+        offered_before=True,
+    ) == (Leg.AFTER_NOT_SEEN, State.UNKNOWN)
+
+
+def test_a_challenge_to_a_request_not_seen_is_still_a_challenge_leg() -> None:
+    # MS-NLMP 3.2.5.1.1: a CHALLENGE answers only a NEGOTIATE.
+    assert transition(State.FRESH, Sent.NOT_SEEN, Answer.NTLM_CHALLENGE) == (
+        Leg.NTLM_CHALLENGE,
+        State.NTLM_CHALLENGED,
+    )
+    assert transition(State.FRESH, Sent.NOT_SEEN, Answer.OFFER) == (Leg.NOT_SEEN, State.OFFERED)
+
+
+# -- rules over hand-made timelines -----------------------------------------------
+
+
+def test_a_later_request_whose_head_was_cut_may_have_carried_credentials() -> None:
+    capture = Capture()
+    conn = capture.conn()
+    conn.exchange([], 401, OFFER_WINDOWS)
+    cut = conn.request([])
+    conn.add(HttpRequest(**{**_fields(cut), "rest_not_seen": True}), None)
+    context = capture.context()
+    first = context.view.timelines[0].steps[0]
+    assert first.leg is Leg.ANONYMOUS_CHALLENGED
+    assert first.outcome is Outcome.INCOMPLETE  # not a failure: not seen
+    assert "client-ignores-negotiate" not in capture.rules()
+    # The same without the cut: the client did come back without credentials.
+    capture = Capture()
+    conn = capture.conn()
+    conn.exchange([], 401, OFFER_WINDOWS)
+    conn.exchange([], None)
+    assert "client-ignores-negotiate" in capture.rules()
+
+
+def _fields(message: HttpRequest) -> dict[str, object]:
+    return {name: getattr(message, name) for name in HttpRequest.__dataclass_fields__}
+
+
+# -- the scenario captures cut by editcap -----------------------------------------
+
+needs_editcap = pytest.mark.skipif(shutil.which("editcap") is None, reason="editcap missing")
+
+
+def _cut(tmp_path: Path, name: str, snap: int) -> Path:
+    out = tmp_path / f"{snap}-{name}"
+    subprocess.run(
+        ["editcap", "-s", str(snap), str(SCENARIOS / name), str(out)],
+        check=True,
+        capture_output=True,
+    )
+    return out
+
+
+def _absence_claims_on_cut_heads(report: object) -> list[tuple[str, int]]:
+    """(rule, frame) of every absence finding citing a message whose head the
+    capture cut."""
+    cut: set[tuple[int, int]] = set()
+    for timeline in report.view.timelines:  # type: ignore[attr-defined]
+        for exchange in timeline.connection.exchanges:
+            for message in (exchange.request, exchange.response):
+                if message is not None and message.rest_not_seen:
+                    cut.add((exchange.connection, message.shown_frame))
+    return [
+        (finding.rule, citation.frame)
+        for finding in report.findings  # type: ignore[attr-defined]
+        if finding.rule in ABSENCE_RULES
+        for citation in finding.citations
+        if (citation.connection, citation.frame) in cut
+    ]
+
+
+@needs_editcap
+@pytest.mark.parametrize("snap", SNAP_LENGTHS)
+@pytest.mark.parametrize("name", CUT_SCENARIOS)
+def test_no_absence_is_concluded_from_a_cut_head(tmp_path: Path, name: str, snap: int) -> None:
+    report = analyze([_cut(tmp_path, name, snap)])
+    assert _absence_claims_on_cut_heads(report) == []
+    whole = {f.rule for f in analyze([SCENARIOS / name]).findings}
+    rules = {f.rule for f in report.findings}
+    assert (rules & ABSENCE_RULES) <= whole, rules
+    cut = sum(
+        1
+        for timeline in report.view.timelines
+        for exchange in timeline.connection.exchanges
+        for message in (exchange.request, exchange.response)
+        if message is not None and message.rest_not_seen
+    )
+    # The notes (one per host, each connection's count) say how many were cut.
+    notes = " ".join(f.explanation for f in report.findings if f.rule == "capture-incomplete")
+    assert sum(int(n) for n in re.findall(r"the capture cut (\d+) message head", notes)) == cut
+
+
+@needs_editcap
+def test_ntlm_logon_failed_cut_at_128_bytes_refuses_nothing(tmp_path: Path) -> None:
+    report = analyze([_cut(tmp_path, "ntlm-logon-failed.pcap", 128)])
+    rules = {f.rule for f in report.findings}
+    assert "refused-without-challenge" not in rules
+    assert rules == {"capture-incomplete"}
+    steps = [s for t in report.view.timelines for s in t.steps]
+    assert [s.outcome for s in steps] == [Outcome.INCOMPLETE] * 3
+    assert all(s.sent is Sent.NOT_SEEN and s.answer is Answer.NOT_SEEN for s in steps)
+
+
+@pytest.mark.parametrize(
+    "name", ["ntlm-logon-failed-truncated.netsh.etl", "ntlm-logon-failed-truncated.pktmon.etl"]
+)
+def test_truncated_etw_packets_conclude_no_absence(name: str) -> None:
+    report = analyze([ETL_DIR / name])
+    assert _absence_claims_on_cut_heads(report) == []
+    rules = {f.rule for f in report.findings}
+    assert not rules & ABSENCE_RULES
+    (note,) = [f for f in report.findings if f.rule == "capture-incomplete"]
+    assert "the capture cut 6 message head(s)" in note.explanation
