@@ -19,14 +19,15 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from _timelines import OFFER_WINDOWS, Capture, b64, ntlm_legs
+from _timelines import OFFER_WINDOWS, Capture, b64, challenge_leg, ntlm_legs
 
 from authtrace.handshake.machine import transition
 from authtrace.handshake.model import Answer, Leg, Outcome, Realm, Sent, State
 from authtrace.handshake.timeline import classify_answer, classify_sent
-from authtrace.http.messages import Exchange, Header, HttpRequest, HttpResponse
+from authtrace.http.messages import Exchange, GapMark, Header, HttpRequest, HttpResponse
 from authtrace.http.parser import HttpParser, MessageComplete, Role
 from authtrace.pipeline import analyze
+from authtrace.tcp.events import Direction
 
 ROOT = Path(__file__).resolve().parent.parent
 SCENARIOS = ROOT / "captures" / "scenarios"
@@ -245,6 +246,44 @@ def _fields(message: HttpRequest) -> dict[str, object]:
     return {name: getattr(message, name) for name in HttpRequest.__dataclass_fields__}
 
 
+def test_an_authenticate_that_names_another_challenge_is_not_a_failed_logon() -> None:
+    """The ETL bug: after a lost buffer, bob's AUTHENTICATE answered a CHALLENGE
+    the capture lost, yet followed alice's CHALLENGE on its connection."""
+    from _timelines import BOB, HOST
+    from scenario_tokens import NtlmFactory
+
+    alice = ntlm_legs()
+    bob = NtlmFactory(2, 1_700_000_100.0).handshake(BOB[0], BOB[1], HOST, "WS02")
+    capture = Capture()
+    conn = capture.conn()
+    challenge_leg(conn, alice)
+    conn.exchange([("Authorization", f"NTLM {b64(bob.authenticate)}")], 401, OFFER_WINDOWS)
+    step = capture.context().view.timelines[0].steps[-1]
+    assert step.leg is Leg.NTLM_REJECTED and step.outcome is Outcome.INCOMPLETE
+    assert "ntlm-logon-failed" not in capture.rules()
+    # Its own CHALLENGE's answer: the logon failed.
+    capture = Capture()
+    conn = capture.conn()
+    challenge_leg(conn, alice)
+    conn.exchange([("Authorization", f"NTLM {b64(alice.authenticate)}")], 401, OFFER_WINDOWS)
+    assert "ntlm-logon-failed" in capture.rules()
+
+
+def test_without_timestamps_a_gap_between_challenge_and_authenticate_leaves_it_unjudged() -> None:
+    legs = ntlm_legs(lm_compat=1)  # NTLMv1: no MsvAvTimestamp to prove anything
+    capture = Capture()
+    conn = capture.conn()
+    challenge_leg(conn, legs)
+    conn.gaps.append(GapMark(Direction.TO_SERVER, 700, capture.frame))
+    conn.exchange([("Authorization", f"NTLM {b64(legs.authenticate)}")], 401, OFFER_WINDOWS)
+    assert "ntlm-logon-failed" not in capture.rules()
+    capture = Capture()
+    conn = capture.conn()
+    challenge_leg(conn, legs)
+    conn.exchange([("Authorization", f"NTLM {b64(legs.authenticate)}")], 401, OFFER_WINDOWS)
+    assert "ntlm-logon-failed" in capture.rules()
+
+
 # -- the scenario captures cut by editcap -----------------------------------------
 
 needs_editcap = pytest.mark.skipif(shutil.which("editcap") is None, reason="editcap missing")
@@ -320,3 +359,17 @@ def test_truncated_etw_packets_conclude_no_absence(name: str) -> None:
     assert not rules & ABSENCE_RULES
     (note,) = [f for f in report.findings if f.rule == "capture-incomplete"]
     assert "the capture cut 6 message head(s)" in note.explanation
+
+
+def test_a_lost_buffer_does_not_make_a_failed_logon() -> None:
+    """pooling-proxy-damaged.netsh.etl: the buffer lost holds the request of
+    bob's CHALLENGE on connection 1; bob's AUTHENTICATE went out on
+    connection 0 after alice's CHALLENGE there. Its MsvAvTimestamp names the
+    CHALLENGE it answers: a split, never a wrong password."""
+    report = analyze([ETL_DIR / "pooling-proxy-damaged.netsh.etl"])
+    rules = [f.rule for f in report.findings]
+    assert "ntlm-logon-failed" not in rules
+    assert "repeated-logon-failures" not in rules
+    splits = [f for f in report.findings if f.rule == "ntlm-handshake-split"]
+    users = sorted(dict(f.fields).get("user", "") for f in splits)
+    assert users == ["CONTOSO\\alice", "CONTOSO\\bob"]

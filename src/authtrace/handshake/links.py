@@ -589,6 +589,13 @@ def _outcome(
         ref = StepRef(connection.id, position)
         if ref not in split_targets and _start_missing(timeline, position):
             return Outcome.INCOMPLETE
+    if (
+        step.leg is Leg.NTLM_REJECTED
+        and StepRef(connection.id, position) not in split_targets
+        and _challenge_unsure(timeline, position)
+    ):
+        # (A split names the CHALLENGE it answers: that refusal is judged.)
+        return Outcome.INCOMPLETE
     if step.leg is Leg.UNFOLLOWED:
         return Outcome.INCOMPLETE
     if step.leg is not Leg.HEADER_TOO_LARGE and is_not_kept(step.credentials):
@@ -596,6 +603,32 @@ def _outcome(
         # (a 400 for the size is judged: that is what it refused).
         return Outcome.INCOMPLETE
     return Outcome.FAILURE
+
+
+def _challenge_unsure(timeline: ConnectionTimeline, position: int) -> bool:
+    """A refused AUTHENTICATE may not answer the CHALLENGE just before it on its
+    connection, so its refusal says nothing about the password. Proof first:
+    an NTLMv2 AUTHENTICATE copies the MsvAvTimestamp of the CHALLENGE it
+    answers (MS-NLMP 3.1.5.1.2); equal stamps prove that CHALLENGE, different
+    ones prove another (on a connection whose CHALLENGE the capture lost, or
+    in a gap: a split `_find_splits` could not see). Without both stamps, the
+    capture must have lost nothing of the connection between the CHALLENGE
+    and the AUTHENTICATE (a gap there may hide another handshake's legs).
+    Cost: O(k) in the steps and gaps of this connection."""
+    step = timeline.steps[position]
+    own = _own_challenge(timeline, position)
+    if own is None:
+        return False
+    challenge = timeline.steps[own.position]
+    sent, given = _authenticate_timestamp(step), _challenge_timestamp(challenge)
+    if sent is not None and given is not None:
+        return sent != given
+    response, request = challenge.exchange.response, step.exchange.request
+    if response is None or request is None:
+        return True
+    return any(
+        response.frame <= gap.frame <= request.shown_frame for gap in timeline.connection.gaps
+    )
 
 
 def _start_missing(timeline: ConnectionTimeline, position: int) -> bool:
