@@ -254,34 +254,30 @@ def test_an_authenticate_that_names_another_challenge_is_not_a_failed_logon() ->
 
     alice = ntlm_legs()
     bob = NtlmFactory(2, 1_700_000_100.0).handshake(BOB[0], BOB[1], HOST, "WS02")
-    capture = Capture()
-    conn = capture.conn()
-    challenge_leg(conn, alice)
-    conn.exchange([("Authorization", f"NTLM {b64(bob.authenticate)}")], 401, OFFER_WINDOWS)
+    capture = _after_challenge(alice, bob.authenticate)
     step = capture.context().view.timelines[0].steps[-1]
     assert step.leg is Leg.NTLM_REJECTED and step.outcome is Outcome.INCOMPLETE
     assert "ntlm-logon-failed" not in capture.rules()
     # Its own CHALLENGE's answer: the logon failed.
-    capture = Capture()
-    conn = capture.conn()
-    challenge_leg(conn, alice)
-    conn.exchange([("Authorization", f"NTLM {b64(alice.authenticate)}")], 401, OFFER_WINDOWS)
-    assert "ntlm-logon-failed" in capture.rules()
+    assert "ntlm-logon-failed" in _after_challenge(alice, alice.authenticate).rules()
 
 
 def test_without_timestamps_a_gap_between_challenge_and_authenticate_leaves_it_unjudged() -> None:
     legs = ntlm_legs(lm_compat=1)  # NTLMv1: no MsvAvTimestamp to prove anything
+    gapped = _after_challenge(legs, legs.authenticate, gap=True)
+    assert "ntlm-logon-failed" not in gapped.rules()
+    assert "ntlm-logon-failed" in _after_challenge(legs, legs.authenticate).rules()
+
+
+def _after_challenge(legs: object, authenticate: bytes, gap: bool = False) -> Capture:
+    """NEGOTIATE -> 401 CHALLENGE of `legs`, (a gap,) `authenticate` -> 401."""
     capture = Capture()
     conn = capture.conn()
-    challenge_leg(conn, legs)
-    conn.gaps.append(GapMark(Direction.TO_SERVER, 700, capture.frame))
-    conn.exchange([("Authorization", f"NTLM {b64(legs.authenticate)}")], 401, OFFER_WINDOWS)
-    assert "ntlm-logon-failed" not in capture.rules()
-    capture = Capture()
-    conn = capture.conn()
-    challenge_leg(conn, legs)
-    conn.exchange([("Authorization", f"NTLM {b64(legs.authenticate)}")], 401, OFFER_WINDOWS)
-    assert "ntlm-logon-failed" in capture.rules()
+    challenge_leg(conn, legs)  # type: ignore[arg-type]
+    if gap:
+        conn.gaps.append(GapMark(Direction.TO_SERVER, 700, capture.frame))
+    conn.exchange([("Authorization", f"NTLM {b64(authenticate)}")], 401, OFFER_WINDOWS)
+    return capture
 
 
 # -- the scenario captures cut by editcap -----------------------------------------
