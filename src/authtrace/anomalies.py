@@ -84,6 +84,8 @@ class AnomalyKind(enum.StrEnum):
     KERBEROS_TOO_MANY_PENDING = "kerberos-too-many-pending"
     KERBEROS_ANOMALIES_SUPPRESSED = "kerberos-anomalies-suppressed"
     KERBEROS_INTERNAL_ERROR = "kerberos-internal-error"  # a bug, contained
+    # handshake: links between connections
+    LINKS_OUT_OF_TIME_ORDER = "links-out-of-time-order"  # a connection began back in time
     # diagnose
     ANALYSIS_ERROR = "analysis-error"  # a rule failed, contained
     # the pipeline's fast lane (lane.py)

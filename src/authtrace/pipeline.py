@@ -50,7 +50,7 @@ from authtrace.tls.model import EncryptedConnection, NotReadTally, TlsFacts
 
 if TYPE_CHECKING:
     from authtrace.diagnose.finding import Finding
-    from authtrace.handshake.links import HandshakeView, StepRef
+    from authtrace.handshake.links import HandshakeView, LinkedBlock, StepRef
     from authtrace.handshake.timeline import ConnectionTimeline
     from authtrace.iis.category import LoggedLine
     from authtrace.iis.w3c import LogEntry
@@ -63,8 +63,7 @@ Source = str | os.PathLike[str] | BinaryIO
 class Phase(enum.Enum):
     """The steps of a run, as a progress display names them."""
 
-    READING = "reading"
-    JUDGING = "judging connections"
+    READING = "reading"  # and judging each connection as it closes
     LINKING = "linking connections"
     DIAGNOSING = "finding problems"
 
@@ -72,8 +71,8 @@ class Phase(enum.Enum):
 @dataclass(frozen=True, slots=True)
 class ProgressReport:
     """How far a run got: `done` of `total` bytes while reading (total None when
-    an input's size is unknown: standard input), connections while judging; the
-    later phases report only that they started (done 0, total None)."""
+    an input's size is unknown: standard input); the later phases report only
+    that they started (done 0, total None)."""
 
     phase: Phase
     done: int
@@ -85,8 +84,6 @@ Progress = Callable[[ProgressReport], None]
 _OPEN_CLOSE = SYN | FIN | RST
 # How often (in frames) the progress callback is told how far reading got.
 PROGRESS_EVERY = 2_000
-# How often (in connections) judging reports progress.
-JUDGING_EVERY = 500
 # The HTTP anomalies of all connections listed in a run (each parser caps its
 # own); past this they are counted in one `http-anomalies-suppressed`.
 MAX_HTTP_ANOMALIES = 10_000
@@ -633,45 +630,60 @@ def analyze(
     # The judging layers are imported here, not at the top: `connections` and
     # the readers' users need only the reading half of this module.
     from authtrace.diagnose import RuleContext, diagnose
-    from authtrace.handshake.links import link
+    from authtrace.handshake.links import LINK_HORIZON, join_links
     from authtrace.handshake.timeline import build_timeline
 
     def tell(phase: Phase, done: int = 0, total: int | None = None) -> None:
         if progress is not None:
             progress(ProgressReport(phase, done, total))
 
-    connections, result = read_connections(sources, progress, keylog, read_options)
+    pipeline = Pipeline(progress, keylog=keylog, read_options=read_options)
+    result = pipeline.result
+    # Each connection is judged as it closes and linked over a sliding window
+    # of capture time (one window per stream): no list of every connection.
+    windows: list[_StreamWindow] = []
+    for connection in pipeline.connections(sources):
+        stream = len(result.stream_first_ids) - 1
+        while len(windows) <= stream:
+            if windows:
+                windows[-1].finish(_stream_span(result.captures, len(windows) - 1)[1])
+            windows.append(_StreamWindow())
+        windows[stream].add(build_timeline(connection))
+    tell(Phase.LINKING)
+    while len(windows) < len(result.stream_first_ids or [0]):
+        windows.append(_StreamWindow())  # a stream without HTTP
+    windows[-1].finish(_stream_span(result.captures, len(windows) - 1)[1])
     kdc = result.kdc
     exchanges = kdc.exchanges if kdc is not None else ()
     connects = kdc.unanswered_connects if kdc is not None else ()
     captures = tuple(result.captures)
-    firsts = result.stream_first_ids or [0]
-    judged = 0
+    several = len(windows) > 1
     streams: list[tuple[HandshakeView, tuple[_KdcExchange, ...], tuple[_KdcConnect, ...]]] = []
-    for stream, first_id in enumerate(firsts):
-        end_id = firsts[stream + 1] if stream + 1 < len(firsts) else None
-        mine = [c for c in connections if c.id >= first_id and (end_id is None or c.id < end_id)]
+    late = 0
+    for stream, window in enumerate(windows):
         infos = [i for i in captures if i.stream == stream]
-        times = [t for info in infos for t in (info.first_time, info.last_time) if t]
-        start, end = min(times, default=0.0), max(times, default=0.0)
+        start, end = _stream_span(captures, stream)
         # KDC exchanges belong to the stream whose frames hold them.
         first_frame = infos[0].first_frame if infos else 0
         last_frame = infos[-1].first_frame + infos[-1].frames if infos else 0
 
         def own(frame: int | None, low: int = first_frame, high: int = last_frame) -> bool:
-            return len(firsts) == 1 or low <= (frame or 0) < high
+            return not several or low <= (frame or 0) < high
 
         own_kdc = tuple(e for e in exchanges if own(e.request_frame or e.reply_frame))
         own_connects = tuple(c for c in connects if own(c.first_frame))
-        timelines = []
-        for connection in mine:
-            if judged % JUDGING_EVERY == 0:
-                tell(Phase.JUDGING, judged, len(connections))
-            judged += 1
-            timelines.append(build_timeline(connection))
-        tell(Phase.LINKING)
-        view = link(timelines, start, end, own_kdc)
+        view = join_links(window.blocks, start, end, own_kdc)
+        late += window.late
         streams.append((view, own_kdc, own_connects))
+    if late:
+        result.anomalies.append(
+            Anomaly(
+                AnomalyKind.LINKS_OUT_OF_TIME_ORDER,
+                f"{late} connection(s) began earlier than connections already judged "
+                f"(time stamps go back in the capture by more than {LINK_HORIZON:.0f} s): "
+                "their links to those connections were not looked for",
+            )
+        )
     views = [view for view, _, _ in streams]
     whole = views[0] if len(views) == 1 else _side_by_side(views)
     join = None
@@ -706,6 +718,43 @@ def analyze(
         keylog=result.keylog,
         iis_log=join,
     )
+
+
+class _StreamWindow:
+    """One stream's connections being linked (handshake/links.py LinkWindow)
+    and the blocks of them already linked."""
+
+    def __init__(self) -> None:
+        from authtrace.handshake.links import LinkWindow
+
+        self.window = LinkWindow()
+        self.blocks: list[LinkedBlock] = []
+
+    @property
+    def late(self) -> int:
+        return self.window.late
+
+    def add(self, timeline: ConnectionTimeline) -> None:
+        block = self.window.add(timeline)
+        if block is not None:
+            self.blocks.append(block)
+
+    def finish(self, capture_end: float) -> None:
+        block = self.window.finish(capture_end)
+        if block is not None:
+            self.blocks.append(block)
+
+
+def _stream_span(captures: Sequence[CaptureInfo], stream: int) -> tuple[float, float]:
+    """The first and last time stamps of a stream's captures (0.0 when none)."""
+    times = [
+        t
+        for info in captures
+        if info.stream == stream
+        for t in (info.first_time, info.last_time)
+        if t
+    ]
+    return min(times, default=0.0), max(times, default=0.0)
 
 
 def _side_by_side(views: list[HandshakeView]) -> HandshakeView:

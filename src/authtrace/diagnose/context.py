@@ -20,7 +20,14 @@ from authtrace.auth.ntlm import NtlmAuthenticate
 from authtrace.diagnose.finding import Citation, Finding, Role, Severity
 from authtrace.diagnose.rule import Rule
 from authtrace.handshake.index import TimeIndex
-from authtrace.handshake.links import HandshakeView, StepRef, host_of, request_time
+from authtrace.handshake.links import (
+    KDC_CLOCK_SLACK,
+    KDC_WINDOW,
+    HandshakeView,
+    StepRef,
+    host_of,
+    request_time,
+)
 from authtrace.handshake.model import AuthExchange, IisTriple, Realm, Sent
 from authtrace.handshake.timeline import ConnectionTimeline
 from authtrace.http.messages import GapMark, HttpConnection, Pairing
@@ -164,12 +171,12 @@ class RuleContext:
         return self.view.client_of(located.ref)
 
     def kdc_from(
-        self, client_ip: str | None, before: float, window: float = 600.0
+        self, client_ip: str | None, before: float, window: float = KDC_WINDOW
     ) -> list[KdcExchange]:
         """KDC exchanges the client (any client for None) made in the `window`
-        seconds before `before` (or up to 5 s after: two capture points), in the
-        order they were given."""
-        found = self._kdc_times.between(client_ip, before - window, before + 5.0)
+        seconds before `before` (or up to KDC_CLOCK_SLACK after: two capture
+        points), in the order they were given."""
+        found = self._kdc_times.between(client_ip, before - window, before + KDC_CLOCK_SLACK)
         return [exchange for _n, exchange in sorted(found, key=lambda item: item[0])]
 
 

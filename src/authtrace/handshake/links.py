@@ -12,6 +12,12 @@ O(n log n) in the n judged steps of all connections, never O(n²): each step's
 docstring gives its own cost. The decisions are a pure function of the
 timelines and KDC exchanges given, so per-connection results made elsewhere
 (another process) can be linked in one call.
+
+Every cross-connection step has a time bound (its `..._WINDOW` constant below,
+`attribution.FRONT_WINDOW`), so two connections further apart than the largest,
+`LINK_HORIZON`, never link. `LinkWindow` uses that to link a capture as it is
+read: it holds only the timelines of a sliding window of capture time and hands
+each one on, judged, once no connection still to come can link to it.
 """
 
 from __future__ import annotations
@@ -20,12 +26,13 @@ import dataclasses
 import datetime
 import enum
 from collections import defaultdict
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from authtrace.auth.kinds import Message
 from authtrace.auth.ntlm import NtlmAuthenticate, NtlmChallenge
 from authtrace.auth.steps import is_not_kept
-from authtrace.handshake.attribution import Identities, attribute_upstream
+from authtrace.handshake.attribution import FRONT_WINDOW, Identities, attribute_upstream
 from authtrace.handshake.index import TimeIndex
 from authtrace.handshake.model import (
     NORMAL_LEGS,
@@ -136,6 +143,29 @@ def link(
     """Find proxy relays (by token, then by attributing upstream requests to
     their front-end clients), split handshakes and the KDC exchanges behind each
     Negotiate step, then give every 401/407 its outcome. O(n log n) in steps."""
+    return join_links([_link_block(timelines, capture_end)], capture_start, capture_end, kdc)
+
+
+@dataclass(frozen=True, slots=True)
+class LinkedBlock:
+    """The linked results of some connections (a block of `LinkWindow`, or a
+    whole capture): their judged timelines and the links that belong to them
+    (a split to the block holding its AUTHENTICATE, a relayed copy, an
+    attributed client and an upstream step's front to the block holding the
+    step). Linked blocks of disjoint connections join into one view (`join_links`)."""
+
+    timelines: tuple[ConnectionTimeline, ...]
+    splits: tuple[SplitHandshake, ...]
+    relayed: frozenset[StepRef]
+    clients: dict[StepRef, str]
+    fronts: dict[StepRef, StepRef]
+
+
+def _link_block(
+    timelines: list[ConnectionTimeline], capture_end: float, keep: frozenset[int] | None = None
+) -> LinkedBlock:
+    """Link `timelines` together; keep the results of the connections in `keep`
+    (all for None), the others being only there to link to. O(n log n) in steps."""
     relayed = _find_relays(timelines)
     identities = Identities(timelines, attribute_upstream(timelines))
     clients, fronts = _attributed(timelines, identities, relayed)
@@ -145,17 +175,54 @@ def link(
     resolved = [_resolve(timeline, came_back, split_targets, capture_end) for timeline in timelines]
     resolved = [_mark_split_iis(timeline, split_targets) for timeline in resolved]
     resolved = _relayed_iis(resolved, fronts, relayed)
+    if keep is None:
+        return LinkedBlock(tuple(resolved), tuple(splits), frozenset(relayed), clients, fronts)
+    return LinkedBlock(
+        tuple(t for t in resolved if t.connection.id in keep),
+        tuple(s for s in splits if s.authenticate.connection in keep),
+        frozenset(r for r in relayed if r.connection in keep),
+        {ref: client for ref, client in clients.items() if ref.connection in keep},
+        {ref: front for ref, front in fronts.items() if ref.connection in keep},
+    )
+
+
+def join_links(
+    blocks: Iterable[LinkedBlock],
+    capture_start: float,
+    capture_end: float,
+    kdc: tuple[KdcExchange, ...] = (),
+) -> HandshakeView:
+    """One view of linked blocks of disjoint connections, in connection order
+    (the order `link` gives), with the KDC exchanges behind each Negotiate step.
+    O(n log n) in steps."""
+    timelines: list[ConnectionTimeline] = []
+    splits: list[SplitHandshake] = []
+    relayed: set[StepRef] = set()
+    clients: dict[StepRef, str] = {}
+    fronts: dict[StepRef, StepRef] = {}
+    for block in blocks:
+        timelines.extend(block.timelines)
+        splits.extend(block.splits)
+        relayed.update(block.relayed)
+        clients.update(block.clients)
+        fronts.update(block.fronts)
+    timelines.sort(key=lambda timeline: timeline.connection.id)
+    splits.sort(key=lambda split: (split.authenticate.connection, split.authenticate.position))
     return HandshakeView(
-        tuple(resolved),
+        tuple(timelines),
         tuple(splits),
         frozenset(relayed),
         capture_start,
         capture_end,
-        {timeline.connection.id: timeline for timeline in resolved},
-        _link_kdc(resolved, kdc),
-        clients,
-        fronts,
+        {timeline.connection.id: timeline for timeline in timelines},
+        _link_kdc(timelines, kdc),
+        dict(sorted(clients.items(), key=_ref_order)),
+        dict(sorted(fronts.items(), key=_ref_order)),
     )
+
+
+def _ref_order(item: tuple[StepRef, object]) -> tuple[int, int]:
+    return (item[0].connection, item[0].position)
 
 
 def _relayed_iis(
@@ -700,6 +767,111 @@ class _CredentialsIndex:
         client = self._identities.of(connection, step.exchange)
         first = self._times.first_at_or_after((client, connection.server, step.realm, seen), after)
         return first is not None and first - after <= FOLLOW_UP_WINDOW
+
+
+# The largest time bound of a step that links two connections (follow-up,
+# split, relay, front: the constants above and attribution.FRONT_WINDOW): two
+# connections further apart in capture time never link. KDC exchanges are not
+# connections: they are linked to the Negotiate steps once reading ends
+# (`join_links`, within KDC_WINDOW before each step).
+LINK_HORIZON = max(FOLLOW_UP_WINDOW, SPLIT_WINDOW, RELAY_WINDOW, FRONT_WINDOW)
+
+
+class LinkWindow:
+    """Links a capture's timelines as they are read, holding only those of a
+    sliding window of capture time (issue 10: memory bounded by what is open).
+
+    Timelines are added in connection order, which is the order their first
+    frames were read. A timeline is final once a connection has started more
+    than `horizon` after its last frame: every connection still to come starts
+    later still, so none can link to it. Final timelines are linked in blocks
+    (about `horizon` seconds of capture each), together with every timeline
+    kept within `horizon` of them before and after; a final timeline is kept
+    only while a timeline not yet final may link to it.
+
+    Invariant: with `horizon` >= LINK_HORIZON and frames in time order, each
+    block is linked with every connection that can link to it, so the blocks
+    joined (`join_links`) give what `link` gives over the whole capture. Two
+    decisions are greedy (one CHALLENGE answers one AUTHENTICATE; one front
+    request is relayed once), and a block weighs only the competitors within
+    `horizon` of it: a chain of competitors longer than that could end
+    otherwise. A connection that starts before a block it could link to was
+    already final (time stamps going back) is counted in `late`: the links it
+    may have had to that block are not looked for.
+
+    Cost: every timeline takes part in about three block links, each O(n log n)
+    in its n steps, so O(n log n) in all.
+    """
+
+    __slots__ = ("_horizon", "_pending", "_kept", "_newest", "_flush_at", "_cut", "late", "blocks")
+
+    def __init__(self, horizon: float = LINK_HORIZON) -> None:
+        self._horizon = horizon
+        self._pending: list[ConnectionTimeline] = []
+        self._kept: list[ConnectionTimeline] = []
+        self._newest = float("-inf")  # the latest connection start seen
+        self._flush_at: float | None = None
+        self._cut = float("-inf")  # every timeline that ended before this is final
+        self.late = 0
+        self.blocks = 0  # how many blocks were linked
+
+    def __len__(self) -> int:
+        """How many timelines the window holds."""
+        return len(self._pending) + len(self._kept)
+
+    def add(self, timeline: ConnectionTimeline) -> LinkedBlock | None:
+        """Take the next timeline; return the block that became final, if any."""
+        start = timeline.connection.first_timestamp
+        if start < self._cut + self._horizon:
+            self.late += 1
+        if start > self._newest:
+            self._newest = start
+        self._pending.append(timeline)
+        if self._flush_at is None:
+            self._flush_at = timeline.connection.last_timestamp + 2 * self._horizon
+        if self._newest <= self._flush_at:
+            return None
+        return self._flush(self._newest - self._horizon)
+
+    def finish(self, capture_end: float) -> LinkedBlock | None:
+        """Everything left is final: link it (capture_end: for the 401s that
+        the end of the capture may have cut off)."""
+        if not self._pending:
+            return None
+        window = _in_order(self._kept + self._pending)
+        keep = frozenset(t.connection.id for t in self._pending)
+        self._pending, self._kept = [], []
+        self.blocks += 1
+        return _link_block(window, capture_end, keep)
+
+    def _flush(self, cut: float) -> LinkedBlock | None:
+        horizon = self._horizon
+        final = [
+            t
+            for t in self._pending
+            if t.connection.last_timestamp < cut
+            and t.connection.close_reason is not CloseReason.END_OF_CAPTURE
+        ]
+        self._flush_at = self._newest + horizon
+        if not final:
+            return None
+        self._cut = cut
+        keep = frozenset(t.connection.id for t in final)
+        # Not yet final: no 401 among them is judged here, so no capture end is needed.
+        block = _link_block(_in_order(self._kept + self._pending), float("inf"), keep)
+        self.blocks += 1
+        self._pending = [t for t in self._pending if t.connection.id not in keep]
+        oldest = min((t.connection.first_timestamp for t in self._pending), default=self._newest)
+        oldest = min(oldest, self._newest)
+        self._kept = [
+            t for t in self._kept + final if t.connection.last_timestamp >= oldest - horizon
+        ]
+        return block
+
+
+def _in_order(timelines: list[ConnectionTimeline]) -> list[ConnectionTimeline]:
+    """Connection order, in which `link` weighs greedy decisions."""
+    return sorted(timelines, key=lambda timeline: timeline.connection.id)
 
 
 def realm_label(realm: Realm) -> str:

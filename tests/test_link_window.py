@@ -1,0 +1,138 @@
+"""Linking over a sliding window of capture time (handshake/links.py
+LinkWindow, issue 10): the blocks it hands on, joined, are exactly what `link`
+finds over the whole capture, and the findings are the same; a split handshake
+whose two connections are judged in different blocks is still found; a
+connection that begins back in time is counted, not silently mislinked."""
+
+from __future__ import annotations
+
+import dataclasses
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+from authtrace.diagnose import RuleContext, diagnose  # noqa: E402
+from authtrace.handshake.links import (  # noqa: E402
+    FOLLOW_UP_WINDOW,
+    LINK_HORIZON,
+    SPLIT_WINDOW,
+    HandshakeView,
+    LinkedBlock,
+    LinkWindow,
+    join_links,
+    link,
+)
+from authtrace.handshake.timeline import ConnectionTimeline, build_timeline  # noqa: E402
+from authtrace.kerberos.kdc import KdcExchange  # noqa: E402
+from authtrace.pipeline import read_connections  # noqa: E402
+from benchmarks.auth_dense import Shape, write_pcap  # noqa: E402
+
+CONNECTIONS = 2000
+# Far shorter than the capture (about 80 s) and than the links' own bounds, but
+# longer than any link in the generated capture (its split handshakes and
+# follow-ups are a few hundred milliseconds apart).
+SHORT_HORIZON = 2.0
+
+
+@pytest.fixture(scope="module")
+def capture(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> tuple[list[ConnectionTimeline], tuple[KdcExchange, ...], float, float]:
+    path = tmp_path_factory.mktemp("window") / "mix.pcap"
+    write_pcap(path, "mix", CONNECTIONS, shape=Shape(seed=5, clients=1))
+    connections, result = read_connections([path])
+    assert result.kdc is not None
+    times = [t for info in result.captures for t in (info.first_time, info.last_time) if t]
+    timelines = [build_timeline(connection) for connection in connections]
+    return timelines, result.kdc.exchanges, min(times), max(times)
+
+
+def _windowed(
+    timelines: list[ConnectionTimeline], horizon: float, end: float
+) -> tuple[list[LinkedBlock], LinkWindow]:
+    window = LinkWindow(horizon)
+    blocks = [block for t in timelines if (block := window.add(t)) is not None]
+    last = window.finish(end)
+    if last is not None:
+        blocks.append(last)
+    return blocks, window
+
+
+def _findings(view: HandshakeView, kdc: tuple[KdcExchange, ...]) -> list[tuple[object, ...]]:
+    found, problems = diagnose(RuleContext(view, kdc))
+    assert not problems
+    return [(f.rule, f.severity, f.title, f.host, f.fields, f.connections, f.frames) for f in found]
+
+
+def _same_view(got: HandshakeView, expected: HandshakeView) -> None:
+    for name in ("timelines", "splits", "relayed", "by_id", "kdc_links", "clients", "fronts"):
+        assert getattr(got, name) == getattr(expected, name), name
+    assert list(got.clients) == list(expected.clients)  # the same order too
+    assert list(got.fronts) == list(expected.fronts)
+
+
+def test_horizon_covers_every_link_kind() -> None:
+    from authtrace.handshake.attribution import FRONT_WINDOW
+    from authtrace.handshake.links import RELAY_WINDOW
+
+    assert LINK_HORIZON == max(FOLLOW_UP_WINDOW, SPLIT_WINDOW, RELAY_WINDOW, FRONT_WINDOW)
+
+
+def test_blocks_joined_are_the_whole_capture_linked(capture) -> None:  # type: ignore[no-untyped-def]
+    timelines, kdc, start, end = capture
+    expected = link(timelines, start, end, kdc)
+    blocks, window = _windowed(timelines, SHORT_HORIZON, end)
+    # The window really slid: many blocks, and it never held the whole capture.
+    assert window.blocks == len(blocks) > 20
+    assert window.late == 0
+    got = join_links(blocks, start, end, kdc)
+    _same_view(got, expected)
+    assert _findings(got, kdc) == _findings(expected, kdc)
+    assert {f[0] for f in _findings(got, kdc)} >= {"ntlm-handshake-split", "ntlm-logon-failed"}
+
+
+def test_each_connection_is_judged_in_one_block(capture) -> None:  # type: ignore[no-untyped-def]
+    timelines, _kdc, _start, end = capture
+    blocks, _window = _windowed(timelines, SHORT_HORIZON, end)
+    ids = [t.connection.id for block in blocks for t in block.timelines]
+    assert sorted(ids) == [t.connection.id for t in timelines]
+    splits = [split for block in blocks for split in block.splits]
+    assert len(splits) == len({split.authenticate for split in splits})
+
+
+def test_split_judged_across_a_block_boundary_is_found(capture) -> None:  # type: ignore[no-untyped-def]
+    timelines, kdc, start, end = capture
+    blocks, _window = _windowed(timelines, SHORT_HORIZON, end)
+    block_of = {t.connection.id: n for n, block in enumerate(blocks) for t in block.timelines}
+    splits = [split for block in blocks for split in block.splits]
+    across = [
+        s for s in splits if block_of[s.challenge.connection] != block_of[s.authenticate.connection]
+    ]
+    assert across, "some split handshake has its CHALLENGE judged in an earlier block"
+    whole = {(s.challenge, s.authenticate) for s in link(timelines, start, end, kdc).splits}
+    assert {(s.challenge, s.authenticate) for s in across} <= whole
+
+
+def test_a_horizon_too_short_for_the_links_loses_them(capture) -> None:  # type: ignore[no-untyped-def]
+    """The test above can fail: a window shorter than the links differs."""
+    timelines, kdc, start, end = capture
+    blocks, _window = _windowed(timelines, 0.0, end)
+    assert join_links(blocks, start, end, kdc).splits != link(timelines, start, end, kdc).splits
+
+
+def test_a_connection_back_in_time_is_counted(capture) -> None:  # type: ignore[no-untyped-def]
+    timelines, _kdc, _start, end = capture
+    window = LinkWindow(SHORT_HORIZON)
+    for timeline in timelines:
+        window.add(timeline)
+    assert window.blocks and not window.late
+    first = timelines[0]
+    back = dataclasses.replace(first, connection=dataclasses.replace(first.connection, id=10**6))
+    window.add(back)
+    assert window.late == 1
+    window.finish(end)
