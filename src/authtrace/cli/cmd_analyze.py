@@ -3,7 +3,6 @@ that prove it, and the fix."""
 
 from __future__ import annotations
 
-import json
 import sys
 from pathlib import Path
 
@@ -29,7 +28,7 @@ from authtrace.cli.logfiles import read_log_entries, unopenable
 from authtrace.iis.capture_log import log_join_to_dict, render_log_join
 from authtrace.iis.w3c import LogEntry
 from authtrace.pipeline import CaptureError, analyze
-from authtrace.report.as_json import report_to_dict
+from authtrace.report.as_json import write_report_json
 from authtrace.report.as_text import Ladders, render_report
 from authtrace.report.filters import choices, filter_report, no_match_message
 from authtrace.visible import visible
@@ -37,14 +36,18 @@ from authtrace.visible import visible
 
 @main.command("analyze")
 @capture_argument()
-@click.option("--json", "as_json", is_flag=True, help="Print JSON (schema authtrace.analyze/1).")
+@click.option(
+    "--json", "as_json", is_flag=True, help="Print JSON (schema authtrace.analyze/1)."
+)
 @click.option(
     "--host",
     "hosts",
     multiple=True,
     help="Only this server host (Host header or address); repeatable.",
 )
-@click.option("--client", "clients", multiple=True, help="Only this client address; repeatable.")
+@click.option(
+    "--client", "clients", multiple=True, help="Only this client address; repeatable."
+)
 @click.option(
     "--ladders",
     "ladders",
@@ -169,16 +172,41 @@ def analyze_command(
         if write_html(html, page):
             sys.exit(EXIT_FINDINGS if report.has_problems else EXIT_OK)
     if as_json:
-        data = report_to_dict(report, show_secrets)
-        if join is not None:
-            data["iis_log"] = log_join_to_dict(join)
-        click.echo(json.dumps(data, indent=2))
+        extra = [("iis_log", log_join_to_dict(join))] if join is not None else []
+        out = _Echo()
+        write_report_json(report, out.write, show_secrets, extra)
+        out.flush()
     else:
         section = render_log_join(join) if join is not None else ""
         click.echo(
             render_report(
-                report, Ladders.NONE if no_ladders else Ladders(ladders), after_findings=section
+                report,
+                Ladders.NONE if no_ladders else Ladders(ladders),
+                after_findings=section,
             ),
             nl=False,
         )
     sys.exit(EXIT_FINDINGS if report.has_problems else EXIT_OK)
+
+
+class _Echo:
+    """Text for standard output gathered into pieces of about 64 KiB, each
+    written with click.echo (a document written one entry at a time would
+    otherwise be hundreds of thousands of writes)."""
+
+    LIMIT = 1 << 16
+
+    def __init__(self) -> None:
+        self._pieces: list[str] = []
+        self._size = 0
+
+    def write(self, text: str) -> None:
+        self._pieces.append(text)
+        self._size += len(text)
+        if self._size >= self.LIMIT:
+            self.flush()
+
+    def flush(self) -> None:
+        if self._pieces:
+            click.echo("".join(self._pieces), nl=False)
+            self._pieces, self._size = [], 0

@@ -4,6 +4,8 @@ version. Secrets are redacted unless show_secrets is set."""
 
 from __future__ import annotations
 
+import json
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 from authtrace.anomalies import Anomaly
@@ -96,10 +98,16 @@ def exchanges_to_dicts(
         auth: list[dict[str, Any]] = []
         judgements = []
         for position, step in steps:
-            kdc = view.kdc_for(StepRef(timeline.connection.id, position)) if view else ()
+            kdc = (
+                view.kdc_for(StepRef(timeline.connection.id, position)) if view else ()
+            )
             if step.credentials is not None:
-                auth.append(auth_entry(step.credentials, step.realm.value, show_secrets))
-            auth.extend(auth_entry(c, step.realm.value, show_secrets) for c in step.challenges)
+                auth.append(
+                    auth_entry(step.credentials, step.realm.value, show_secrets)
+                )
+            auth.extend(
+                auth_entry(c, step.realm.value, show_secrets) for c in step.challenges
+            )
             judgements.append(
                 {
                     "realm": step.realm.value,
@@ -128,52 +136,126 @@ def exchanges_to_dicts(
 
 
 def report_to_dict(report: Report, show_secrets: bool = False) -> dict[str, Any]:
+    """The whole document as one dict (tests, library callers); `write_report_json`
+    writes the same document without holding it."""
     return {
-        **document_head(Schema.ANALYZE),
-        "captures": [
-            {
-                "name": c.name,
-                "format": c.format,
-                "frames": c.frames,
-                "first_time": c.first_time,
-                "last_time": c.last_time,
-                "first_frame": c.first_frame,
-                "stream": c.stream,
-            }
-            for c in report.captures
-        ],
-        "summary": {
-            "hosts": [
-                {
-                    "host": h.host,
-                    "connections": h.connections,
-                    "exchanges": h.exchanges,
-                    "authenticated_with": dict(h.authenticated_with),
-                    "responses_401": {
-                        "normal": h.normal_401,
-                        "failure": h.failed_401,
-                        "incomplete": h.incomplete_401,
-                    },
-                    "rules": list(h.rules),
-                }
-                for h in summarize(report)
-            ],
-            "findings": {
-                severity.value: sum(1 for f in report.findings if f.severity is severity)
-                for severity in Severity
-            },
-            "other_tcp_connections": report.other_connections,
-        },
-        "findings": [finding_to_dict(f) for f in report.findings],
-        "connections": [connection_to_dict(t.connection) for t in report.view.timelines],
-        "exchanges": [
-            e
-            for t in report.view.timelines
-            for e in exchanges_to_dicts(t, show_secrets, report.view)
-        ],
-        "kdc": [k.to_dict(show_secrets) for k in report.kdc],
-        "anomalies": [anomaly_to_dict(a) for a in report.anomalies],
-        "tls_not_read": [encrypted_to_dict(c) for c in report.encrypted],
-        "tls_not_read_total": report.encrypted_total,
-        "tls_keylog": keylog_to_dict(report.keylog),
+        key: list(value) if isinstance(value, _Listed) else value
+        for key, value in _report_fields(report, show_secrets)
     }
+
+
+class _Listed:
+    """A top-level list of the document made one item at a time (connections,
+    exchanges, KDC exchanges: one entry per thing in the capture)."""
+
+    __slots__ = ("_items",)
+
+    def __init__(self, items: Callable[[], Iterator[Any]]) -> None:
+        self._items = items
+
+    def __iter__(self) -> Iterator[Any]:
+        return self._items()
+
+
+def _report_fields(report: Report, show_secrets: bool) -> list[tuple[str, Any]]:
+    view = report.view
+    return [
+        *document_head(Schema.ANALYZE).items(),
+        (
+            "captures",
+            [
+                {
+                    "name": c.name,
+                    "format": c.format,
+                    "frames": c.frames,
+                    "first_time": c.first_time,
+                    "last_time": c.last_time,
+                    "first_frame": c.first_frame,
+                    "stream": c.stream,
+                }
+                for c in report.captures
+            ],
+        ),
+        (
+            "summary",
+            {
+                "hosts": [
+                    {
+                        "host": h.host,
+                        "connections": h.connections,
+                        "exchanges": h.exchanges,
+                        "authenticated_with": dict(h.authenticated_with),
+                        "responses_401": {
+                            "normal": h.normal_401,
+                            "failure": h.failed_401,
+                            "incomplete": h.incomplete_401,
+                        },
+                        "rules": list(h.rules),
+                    }
+                    for h in summarize(report)
+                ],
+                "findings": {
+                    severity.value: sum(
+                        1 for f in report.findings if f.severity is severity
+                    )
+                    for severity in Severity
+                },
+                "other_tcp_connections": report.other_connections,
+            },
+        ),
+        ("findings", [finding_to_dict(f) for f in report.findings]),
+        (
+            "connections",
+            _Listed(lambda: (connection_to_dict(t.connection) for t in view.timelines)),
+        ),
+        (
+            "exchanges",
+            _Listed(
+                lambda: (
+                    e
+                    for t in view.timelines
+                    for e in exchanges_to_dicts(t, show_secrets, view)
+                )
+            ),
+        ),
+        ("kdc", _Listed(lambda: (k.to_dict(show_secrets) for k in report.kdc))),
+        ("anomalies", [anomaly_to_dict(a) for a in report.anomalies]),
+        ("tls_not_read", [encrypted_to_dict(c) for c in report.encrypted]),
+        ("tls_not_read_total", report.encrypted_total),
+        ("tls_keylog", keylog_to_dict(report.keylog)),
+    ]
+
+
+def write_report_json(
+    report: Report,
+    write: Callable[[str], object],
+    show_secrets: bool = False,
+    extra: Iterable[tuple[str, Any]] = (),
+) -> None:
+    """Write `report_to_dict(report)` (and the `extra` fields after it) as
+    `json.dumps(..., indent=2)` writes it, followed by a newline, one piece at a
+    time: the lists with an entry per connection, exchange and KDC exchange are
+    made and written one entry after the other, never held whole (issue 10:
+    a capture of 16,000 connections made a document of over a gigabyte in memory)."""
+    fields = [*_report_fields(report, show_secrets), *extra]
+    write("{")
+    for number, (key, value) in enumerate(fields):
+        write(("," if number else "") + "\n  " + json.dumps(key) + ": ")
+        if not isinstance(value, _Listed):
+            write(_nested(json.dumps(value, indent=2), 1))
+            continue
+        empty = True
+        for item in value:
+            write(
+                ("[" if empty else ",")
+                + "\n    "
+                + _nested(json.dumps(item, indent=2), 2)
+            )
+            empty = False
+        write("[]" if empty else "\n  ]")
+    write("\n}\n" if fields else "}\n")
+
+
+def _nested(text: str, depth: int) -> str:
+    """A value's indent=2 text as it reads `depth` levels down a document."""
+    return text.replace("\n", "\n" + "  " * depth)
