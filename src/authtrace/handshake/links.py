@@ -195,17 +195,24 @@ def join_links(
     """One view of linked blocks of disjoint connections, in connection order
     (the order `link` gives), with the KDC exchanges behind each Negotiate step.
     O(n log n) in steps."""
+    blocks = list(blocks)
     timelines: list[ConnectionTimeline] = []
     splits: list[SplitHandshake] = []
     relayed: set[StepRef] = set()
-    clients: dict[StepRef, str] = {}
-    fronts: dict[StepRef, StepRef] = {}
     for block in blocks:
         timelines.extend(block.timelines)
         splits.extend(block.splits)
         relayed.update(block.relayed)
-        clients.update(block.clients)
-        fronts.update(block.fronts)
+    if len(blocks) == 1:
+        # One block (a capture shorter than the window): its maps as they are,
+        # not copied (behind a proxy every step has an entry in `clients`).
+        clients, fronts = blocks[0].clients, blocks[0].fronts
+    else:
+        # `clients` is only looked up; `fronts` is walked (ladders), in step order.
+        clients = {ref: client for block in blocks for ref, client in block.clients.items()}
+        fronts = dict(
+            sorted((item for block in blocks for item in block.fronts.items()), key=_ref_order)
+        )
     timelines.sort(key=lambda timeline: timeline.connection.id)
     splits.sort(key=lambda split: (split.authenticate.connection, split.authenticate.position))
     return HandshakeView(
@@ -216,8 +223,8 @@ def join_links(
         capture_end,
         {timeline.connection.id: timeline for timeline in timelines},
         _link_kdc(timelines, kdc),
-        dict(sorted(clients.items(), key=_ref_order)),
-        dict(sorted(fronts.items(), key=_ref_order)),
+        clients,
+        fronts,
     )
 
 
@@ -785,7 +792,7 @@ class LinkWindow:
     frames were read. A timeline is final once a connection has started more
     than `horizon` after its last frame: every connection still to come starts
     later still, so none can link to it. Final timelines are linked in blocks
-    (about `horizon` seconds of capture each), together with every timeline
+    (`BLOCK_HORIZONS` horizons of capture each), together with every timeline
     kept within `horizon` of them before and after; a final timeline is kept
     only while a timeline not yet final may link to it.
 
@@ -799,14 +806,31 @@ class LinkWindow:
     already final (time stamps going back) is counted in `late`: the links it
     may have had to that block are not looked for.
 
-    Cost: every timeline takes part in about three block links, each O(n log n)
-    in its n steps, so O(n log n) in all.
+    Cost: each block link is O(n log n) in its n steps, and a timeline takes
+    part in 1 + 2 / BLOCK_HORIZONS of them on average (its own block, and as
+    context of the next or the one before), so O(n log n) in all; the blocks
+    are long so that linking a long capture costs about what one link of the
+    whole does (1.5 times, against 3 times for blocks of one horizon).
     """
 
-    __slots__ = ("_horizon", "_pending", "_kept", "_newest", "_flush_at", "_cut", "late", "blocks")
+    __slots__ = (
+        "_horizon",
+        "_block",
+        "_pending",
+        "_kept",
+        "_newest",
+        "_flush_at",
+        "_cut",
+        "late",
+        "blocks",
+    )
+
+    # How many horizons of capture time one block covers.
+    BLOCK_HORIZONS = 4
 
     def __init__(self, horizon: float = LINK_HORIZON) -> None:
         self._horizon = horizon
+        self._block = horizon * self.BLOCK_HORIZONS
         self._pending: list[ConnectionTimeline] = []
         self._kept: list[ConnectionTimeline] = []
         self._newest = float("-inf")  # the latest connection start seen
@@ -828,7 +852,7 @@ class LinkWindow:
             self._newest = start
         self._pending.append(timeline)
         if self._flush_at is None:
-            self._flush_at = timeline.connection.last_timestamp + 2 * self._horizon
+            self._flush_at = timeline.connection.last_timestamp + self._horizon + self._block
         if self._newest <= self._flush_at:
             return None
         return self._flush(self._newest - self._horizon)
@@ -839,7 +863,8 @@ class LinkWindow:
         if not self._pending:
             return None
         window = _in_order(self._kept + self._pending)
-        keep = frozenset(t.connection.id for t in self._pending)
+        # Without context kept from earlier blocks, every result is this block's.
+        keep = frozenset(t.connection.id for t in self._pending) if self._kept else None
         self._pending, self._kept = [], []
         self.blocks += 1
         return _link_block(window, capture_end, keep)
@@ -852,7 +877,7 @@ class LinkWindow:
             if t.connection.last_timestamp < cut
             and t.connection.close_reason is not CloseReason.END_OF_CAPTURE
         ]
-        self._flush_at = self._newest + horizon
+        self._flush_at = self._newest + self._block
         if not final:
             return None
         self._cut = cut
