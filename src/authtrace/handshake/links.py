@@ -321,19 +321,17 @@ def _link_kdc(
     Cost: O(m log m) to index the m KDC exchanges by (SPN) and (SPN, client),
     then O(log m + k) for each Negotiate step with k exchanges in its window.
     """
-    entries = [
-        (sequence, exchange)
+    # (service, client address, when, (order given, exchange)) of each timed request.
+    entries: list[tuple[str, str, float, tuple[int, KdcExchange]]] = [
+        (exchange.spn, exchange.client.ip, exchange.request_time, (sequence, exchange))
         for sequence, exchange in enumerate(kdc)
         if exchange.spn and exchange.request_time is not None
     ]
     links: dict[StepRef, tuple[KdcExchange, ...]] = {}
     if not entries:
         return links
-    by_service = TimeIndex((e.spn, e.request_time, (n, e)) for n, e in entries)  # type: ignore[misc]
-    by_client = TimeIndex(
-        ((e.spn, e.client.ip), e.request_time, (n, e))
-        for n, e in entries  # type: ignore[misc]
-    )
+    by_service = TimeIndex((spn, when, item) for spn, _ip, when, item in entries)
+    by_client = TimeIndex(((spn, ip), when, item) for spn, ip, when, item in entries)
     for timeline in timelines:
         client_ip = timeline.connection.client.ip
         for position, step in enumerate(timeline.steps):
