@@ -174,7 +174,32 @@ def test_analyze_reports_connections_that_begin_back_in_time(tmp_path: Path) -> 
     late = [a for a in report.anomalies if a.kind == "links-out-of-time-order"]
     third = analyze([paths[2]])
     assert len(late) == 1
-    assert late[0].message.startswith(f"{len(third.view.timelines)} connection(s) began earlier")
+    assert late[0].message.startswith(f"{len(third.view.timelines)} connection(s) began before")
     in_order = analyze([paths[0], paths[1]])  # two files read in time order: nothing late
     assert not [a for a in in_order.anomalies if a.kind == "links-out-of-time-order"]
     assert {f.rule for f in third.findings} <= {f.rule for f in report.findings}
+
+
+def test_a_stream_without_http_after_one_with_it_loses_nothing(tmp_path: Path) -> None:
+    """Captures of the same time are separate streams; when the last one holds no
+    HTTP, the one before still has every connection judged and linked."""
+    from tests._pcap import tcp_capture
+
+    scenario = ROOT / "captures" / "scenarios" / "ntlm-logon-failed.pcap"
+    ssh = tcp_capture(tmp_path / "ssh.pcap", [(True, b"SSH-2.0-OpenSSH_9.6\r\n")])
+    # Its frames 2 ms later: it starts after the scenario, while the scenario runs.
+    data = ssh.read_bytes()
+    later = bytearray(data[:24])
+    for record in _records(ssh):
+        micros = int.from_bytes(record[4:8], "little") + 2000
+        later += record[:4] + micros.to_bytes(4, "little") + record[8:]
+    other = tmp_path / "ssh-later.pcap"
+    other.write_bytes(bytes(later))
+    alone = analyze([scenario])
+    together = analyze([scenario, other])
+    assert together.streams == 2
+    assert together.captures[0].name.endswith(scenario.name)  # the stream with HTTP first
+    assert len(together.view.timelines) == len(alone.view.timelines) > 0
+    assert [(f.rule, f.frames) for f in together.findings] == [
+        (f.rule, f.frames) for f in alone.findings
+    ]

@@ -650,9 +650,10 @@ def analyze(
             windows.append(_StreamWindow())
         windows[stream].add(build_timeline(connection))
     tell(Phase.LINKING)
+    if windows:
+        windows[-1].finish(_stream_span(result.captures, len(windows) - 1)[1])
     while len(windows) < len(result.stream_first_ids or [0]):
-        windows.append(_StreamWindow())  # a stream without HTTP
-    windows[-1].finish(_stream_span(result.captures, len(windows) - 1)[1])
+        windows.append(_StreamWindow())  # a stream without HTTP: nothing to link
     kdc = result.kdc
     exchanges = kdc.exchanges if kdc is not None else ()
     connects = kdc.unanswered_connects if kdc is not None else ()
@@ -679,9 +680,10 @@ def analyze(
         result.anomalies.append(
             Anomaly(
                 AnomalyKind.LINKS_OUT_OF_TIME_ORDER,
-                f"{late} connection(s) began earlier than connections already judged "
-                f"(time stamps go back in the capture by more than {LINK_HORIZON:.0f} s): "
-                "their links to those connections were not looked for",
+                f"{late} connection(s) began before connections read earlier (time stamps "
+                "go back in the capture): their links to the connections already judged "
+                f"when they came (links are looked for within {LINK_HORIZON:.0f} s) were not "
+                "looked for",
             )
         )
     views = [view for view, _, _ in streams]
