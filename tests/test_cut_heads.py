@@ -20,7 +20,9 @@ from pathlib import Path
 
 import pytest
 from _timelines import OFFER_WINDOWS, Capture, b64, challenge_leg, ntlm_legs
+from click.testing import CliRunner
 
+from authtrace.cli import main
 from authtrace.handshake.machine import transition
 from authtrace.handshake.model import Answer, Leg, Outcome, Realm, Sent, State
 from authtrace.handshake.timeline import classify_answer, classify_sent
@@ -343,6 +345,22 @@ def test_ntlm_logon_failed_cut_at_128_bytes_refuses_nothing(tmp_path: Path) -> N
     steps = [s for t in report.view.timelines for s in t.steps]
     assert [s.outcome for s in steps] == [Outcome.INCOMPLETE] * 3
     assert all(s.sent is Sent.NOT_SEEN and s.answer is Answer.NOT_SEEN for s in steps)
+    # The summary does not say that nothing authenticated: nothing was seen.
+    text = CliRunner().invoke(main, ["analyze", str(_cut(tmp_path, "ntlm-logon-failed.pcap", 128))])
+    assert "authenticated with: nothing seen (legs the capture cut)" in text.output
+    assert "refused-without-challenge" not in text.output
+    if shutil.which("tshark") is not None:
+        # The cut messages are cited where Wireshark shows them (as HTTP,
+        # "[Packet size limited during capture]").
+        shown = subprocess.run(
+            ["tshark", "-r", str(_cut(tmp_path, "ntlm-logon-failed.pcap", 128)), "-Y", "http"]
+            + ["-T", "fields", "-e", "frame.number"],
+            check=True,
+            capture_output=True,
+            text=True,
+        ).stdout.split()
+        (note,) = report.findings
+        assert note.frames and {str(frame) for frame in note.frames} <= set(shown)
 
 
 @pytest.mark.parametrize(

@@ -17,7 +17,7 @@ from authtrace.http.messages import Pairing
 from authtrace.kerberos.kdc import KdcExchange
 from authtrace.report.connections import LOST_TEXT, pairing_note, stream_note
 from authtrace.report.model import Report
-from authtrace.report.summary import summarize
+from authtrace.report.summary import HostSummary, summarize
 from authtrace.report.tls import (
     binding_text,
     channel_bindings,
@@ -161,6 +161,12 @@ def _ladder_lines(report: Report, ladders: Ladders) -> list[str]:
     return lines
 
 
+def _nothing(host: HostSummary) -> str:
+    """No logon seen: where the capture cut legs it could not judge, one may
+    have been there ("not seen", never "none")."""
+    return "nothing seen (legs the capture cut)" if host.incomplete_401 else "nothing"
+
+
 def _summary_lines(report: Report) -> list[str]:
     hosts = summarize(report)
     lines = ["Summary"]
@@ -183,7 +189,7 @@ def _summary_lines(report: Report) -> list[str]:
         mechanisms = ", ".join(f"{name} x{count}" for name, count in host.authenticated_with)
         lines.append(
             f"  {host.host}: {host.connections} connection(s), {host.exchanges} exchange(s); "
-            f"authenticated with: {mechanisms or 'nothing'}"
+            f"authenticated with: {mechanisms or _nothing(host)}"
         )
         total = host.normal_401 + host.failed_401 + host.incomplete_401
         if total:
