@@ -395,23 +395,32 @@ def test_http_spn_ticket_and_errors_in_captures() -> None:
     assert unknown[0].service and unknown[0].request_type is Message.TGS_REQ
 
 
-def test_finished_exchange_keeps_facts_and_spools_its_decoded_messages() -> None:
+def test_finished_exchange_keeps_facts_and_spools_its_messages_wire_bytes() -> None:
     """Issue 10: a KdcExchange keeps only the facts rules read; the whole
-    decoded messages (tickets: ~8 KB) wait in the spool for --json, and the
-    exchange pickles self-contained (the messages inline)."""
+    messages (tickets: ~8 KB decoded) wait in the spool for --json as their
+    wire bytes, decoded again when read (pickling the decoded messages cost
+    half as much again as decoding them), and the exchange pickles
+    self-contained (the bytes inline)."""
     import pickle
 
+    from authtrace.kerberos.kdc import Redecoded
+    from authtrace.kerberos.messages import decode_kerberos
     from authtrace.spool import Inline, Spool, Spooled
 
     spool = Spool()
     tracker = KdcTracker(spool)
-    tracker.receive_udp(udp(1, CLIENT, KDC, B.tgs_req()))
-    (done,) = tracker.receive_udp(udp(2, KDC, CLIENT, tgs_rep()))
-    assert isinstance(done.messages, Spooled) and spool.size >= done.messages.length > 0
+    request, reply = B.tgs_req(), tgs_rep()
+    tracker.receive_udp(udp(1, CLIENT, KDC, request))
+    (done,) = tracker.receive_udp(udp(2, KDC, CLIENT, reply))
+    assert isinstance(done.messages, Redecoded) and isinstance(done.messages.raw, Spooled)
+    assert done.messages.raw.get() == (request, reply)
+    # The bytes and a few dozen bytes of pickle framing, not thirty dataclasses.
+    assert spool.size <= len(request) + len(reply) + 64
     assert done.request is not None and done.request.spn == done.service
+    assert done.request == decode_kerberos(request) and done.reply == decode_kerberos(reply)
     assert done.reply is not None and done.reply.message is Message.TGS_REP
     copy = pickle.loads(pickle.dumps(done))
-    assert isinstance(copy.messages, Inline)
+    assert isinstance(copy.messages, Redecoded) and isinstance(copy.messages.raw, Inline)
     assert copy == done and copy.to_dict() == done.to_dict()
     assert copy.to_dict()["reply"]["type"] == "KdcReply"
 

@@ -82,8 +82,33 @@ def _text(text: str | None) -> str | None:
     return _TEXTS.share(text) if text is not None and len(text) <= 256 else text
 
 
-# A KDC exchange's decoded request and reply, as the spool keeps them.
+# A KDC exchange's decoded request and reply, as `KdcExchange.messages` gives them.
 KdcMessages = tuple[KdcRequest | None, KdcReply | KrbError | None]
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class Redecoded(Held[KdcMessages]):
+    """An exchange's request and reply as the spool keeps them: their wire bytes
+    (`raw`, None for a message not captured), decoded again when read.
+
+    Decoding is deterministic, so `get` gives values equal to the ones the
+    tracker decoded. Why not spool the decoded messages: a TGS-REQ with its
+    TGT is some thirty frozen dataclasses, and pickling them cost about half
+    as much again as decoding them (on a capture of Kerberos logons, one
+    exchange per connection); bytes pickle as one copy, a third of the size.
+    Pickled, the handle inside becomes its value (spool.py), so this stays
+    self-contained too."""
+
+    raw: Held[tuple[bytes | None, bytes | None]]
+
+    def get(self) -> KdcMessages:
+        request_raw, reply_raw = self.raw.get()
+        request = decode_kerberos(request_raw) if request_raw is not None else None
+        reply = decode_kerberos(reply_raw) if reply_raw is not None else None
+        return (
+            request if isinstance(request, KdcRequest) else None,
+            reply if isinstance(reply, KdcReply | KrbError) else None,
+        )
 _NOT_RENDERED = frozenset({"messages"})
 
 
@@ -627,7 +652,7 @@ class KdcTracker:
             result=KdcResult.UNANSWERED,
             connection=pending.connection,
             retransmissions=pending.retransmissions,
-            messages=self._spool.put((request, None)),
+            messages=Redecoded(self._spool.put((request.raw, None))),
         )
 
     def _complete(
@@ -683,7 +708,9 @@ class KdcTracker:
             e_text=reply.e_text if isinstance(reply, KrbError) else None,
             connection=connection,
             retransmissions=pending.retransmissions if pending is not None else 0,
-            messages=self._spool.put((request, reply)),
+            messages=Redecoded(
+                self._spool.put((request.raw if request is not None else None, reply.raw))
+            ),
         )
         self._exchanges.append(exchange)
         return exchange
