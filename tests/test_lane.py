@@ -189,6 +189,35 @@ def test_not_http_connection_is_taken_by_the_lane(tmp_path: Path, claims: Taken)
     assert claims() > 30
 
 
+def test_lane_stays_closed_where_every_message_fits_a_segment(
+    tmp_path: Path, claims: Taken
+) -> None:
+    """Issue 10: where the lane could take only bare ACKs (every message in one
+    segment, as on captures of short authenticated exchanges), its look-up per
+    frame costs more than it saves, so it does not open (`lane_pays`); the
+    results are the same."""
+    connections, *_ = _compare(tmp_path, _frames(_conversation(50)))
+    assert [e.response.body_size for e in connections[0].exchanges] == [50, 50]  # type: ignore[index]
+    assert claims() == 0
+
+
+@pytest.mark.parametrize("profile", ["proxy", "kerberos", "mix"])
+def test_auth_dense_profiles_same_with_the_adaptive_lane(
+    tmp_path: Path, claims: Taken, profile: str
+) -> None:
+    """The benchmark's auth-dense profiles: the same results; on the proxy
+    profile (short bodies, each in one segment) the lane never opens, on the
+    Kerberos one only the few bodies that span segments open it."""
+    from benchmarks.auth_dense import write_pcap
+
+    path = tmp_path / f"{profile}.pcap"
+    stats = write_pcap(path, profile, 60)
+    assert _run(path, True) == _run(path, False)
+    if profile == "proxy":
+        assert claims() == 0
+    assert claims() < stats.packets // 10
+
+
 def test_loss_proven_by_acks_is_a_gap_with_the_lane(tmp_path: Path, claims: Taken) -> None:
     segments = _conversation(3000)
     dropped = 10  # a mid-body segment of the first response

@@ -9,14 +9,24 @@ and the table of lanes it consults (one per live connection and direction,
 installed by the pipeline once the normal path has shown what the connection
 is).
 
+When a lane opens. Looking a frame up in the table costs about as much as
+the normal path of a bare ACK, so a lane that could take only the bare ACKs
+costs more than it saves (on captures where every connection is a short
+authenticated exchange, a third of the frames are ACKs and the lane made
+reading 6-11% slower). So the lanes of a connection open only once the layer
+reading it says they pay (`LaneOwner.lane_pays`: a counted body in progress,
+a connection known not to be HTTP, TLS records that span segments), and stay
+open until it closes; until then, and for connections not routed yet or read
+by the Kerberos tracker, every frame takes the normal path.
+
 Which frames qualify. A lane exists for a direction of a live TCP connection
-(IPv4) once its first segment went through the normal path. Each layer says
-what the lane may do there, and the lane only asks: the reassembler's
-`DirectionLane.take` applies a segment whose effect there is bookkeeping,
-and the layer reading the direction answers `count_only` (tcp/events.py
-LaneSink) through the sink its owner gave (`lane_sink(direction)` of the
-HTTP tracker or of the TLS connection; none for Kerberos or a connection not
-routed yet: ACK-only frames then). Here only the link, IP and TCP headers
+(IPv4) once the connection's lanes opened (above) and a segment of that
+direction went through the normal path. Each layer says what the lane may do
+there, and the lane only asks: the reassembler's `DirectionLane.take` applies
+a segment whose effect there is bookkeeping, and the layer reading the
+direction answers `count_only` (tcp/events.py LaneSink) through the sink its
+owner gave (`lane_sink(direction)` of the HTTP tracker, the HTTP/2 reader or
+the TLS connection; while it gives none, ACK-only frames). Here only the link, IP and TCP headers
 are checked: Ethernet II, IPv4 with a 20-byte header, not a fragment, TCP
 with ACK and without SYN, FIN or RST, a known 4-tuple, and every byte the IP
 length announces captured (so `TcpSegment.missing` would be 0; padding is
@@ -72,6 +82,10 @@ class LaneOwner(Protocol):
 
     def lane_sink(self, direction: Direction) -> LaneSink | None: ...
 
+    def lane_pays(self) -> bool:
+        """Whether the connection's lanes are worth opening now (module docstring)."""
+        ...
+
 
 class FastLane:
     """Lanes for one pipeline's reassembler. `walker_for` is handed to the reader."""
@@ -84,6 +98,8 @@ class FastLane:
         # whose lane is open for data: nothing more for `offer` to do there, so
         # it returns before building the lane key (most of its cost).
         self._settled: dict[int, set[tuple[str, int]]] = {}
+        # The connections whose owner said the lane pays (module docstring).
+        self._paying: set[int] = set()
         # Frames taken so far (the tests check that the lane is really used).
         self.taken = 0
         # Set when the lane met an internal error and switched itself off.
@@ -101,6 +117,7 @@ class FastLane:
             return
         self._lanes.clear()  # claim's table: every later look-up misses
         self._settled.clear()
+        self._paying.clear()
         self._off = True
         self.anomalies.append(
             Anomaly(
@@ -109,15 +126,21 @@ class FastLane:
         )
 
     def offer(self, segment: TcpSegment, connection: int, owner: LaneOwner | None) -> None:
-        """After the normal path handled `segment` of `connection`: open a lane for
-        its direction, for ACK-only frames at first, and for data too once the
-        layer reading the connection (`owner`; None: not routed yet, or
-        Kerberos) gives a sink for that direction. Never raises."""
-        if self._off:
+        """After the normal path handled `segment` of `connection`: once the layer
+        reading the connection (`owner`; None: not routed yet, or Kerberos)
+        says the lane pays, open a lane for the segment's direction, for
+        ACK-only frames at first, and for data too once the owner gives a sink
+        for that direction. Never raises."""
+        if self._off or owner is None:
             return
         settled = self._settled.get(connection)
         if settled is not None and (segment.src, segment.src_port) in settled:
             return
+        if connection not in self._paying:
+            # Only data changes what a layer would count, so a bare ACK need not ask.
+            if not segment.payload or not owner.lane_pays():
+                return
+            self._paying.add(connection)
         try:
             if ":" in segment.src:
                 return
@@ -133,8 +156,6 @@ class FastLane:
                     return
                 self._lanes[key] = entry
                 self._by_connection.setdefault(connection, []).append(key)
-            if owner is None:
-                return
             sink = owner.lane_sink(entry.direction)
             if sink is not None:
                 entry.sink = sink
@@ -148,6 +169,7 @@ class FastLane:
         for key in self._by_connection.pop(connection, ()):
             self._lanes.pop(key, None)
         self._settled.pop(connection, None)
+        self._paying.discard(connection)
 
     def __len__(self) -> int:
         return len(self._lanes)
@@ -212,12 +234,15 @@ class FastLane:
         scale = layout.scale
         max_record = layout.max_record
         lane = self
+        lanes = self._lanes
 
         def walk(buf: bytes, pos: int, end: int, number: int) -> tuple[int, int, float]:
             """Take records from buf[pos:end] while each qualifies (module docstring)."""
             ts = 0.0
             taken = 0
-            if lane._off:  # switched off by an internal error: the normal path reads
+            # No lane open (none pays yet, or switched off by an internal error,
+            # which empties the table): the normal path reads, at the cost of this call.
+            if not lanes:
                 return pos, number, ts
             while end - pos >= record_size:
                 seconds, fraction, captured, _ = record(buf, pos)
@@ -259,12 +284,13 @@ class FastLane:
         max_record = layout.max_record
         max_block = layout.max_block
         lane = self
+        lanes = self._lanes
 
         def walk(buf: bytes, pos: int, end: int, number: int) -> tuple[int, int, float]:
             """Take packet blocks from buf[pos:end] while each qualifies."""
             ts = 0.0
             taken = 0
-            if lane._off:  # switched off by an internal error: the normal path reads
+            if not lanes:  # none open, or switched off (see the record walker)
                 return pos, number, ts
             # 28 bytes: an EPB header; any frame the lane takes is longer.
             while end - pos >= 28:

@@ -100,6 +100,10 @@ class Application(Protocol):
         """What the fast lane may skip of `direction` now (lane.py); None: nothing."""
         ...
 
+    def lane_pays(self) -> bool:
+        """Whether the fast lane is worth opening on the connection now (lane.py)."""
+        ...
+
     def collect_parser_anomalies(self) -> None:
         """Move the anomalies of the layer's parsers into `anomalies` (at close)."""
         ...

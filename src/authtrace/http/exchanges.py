@@ -180,6 +180,24 @@ class HttpConnectionTracker:
         is_request = (direction is Direction.TO_SERVER) != self.swapped
         return self._requests if is_request else self._responses
 
+    def lane_pays(self) -> bool:
+        """Whether the fast lane is worth opening on this connection now (lane.py
+        LaneOwner): where it would take only the bare ACKs, its look-up on every
+        frame costs as much as it saves. So: a body of known length that is not
+        kept is in progress in either direction (its later segments are only
+        counted, and the ACKs come with them), the connection is known not to
+        be HTTP (every byte is skipped), or HTTP/2 reads it after an upgrade."""
+        if self._closed:
+            return False
+        if self.h2 is not None or self.detection is Detection.NOT_HTTP:
+            return True
+        if self.detection is not Detection.HTTP or self._responses_start_unseen:
+            return False
+        requests, responses = self._requests, self._responses
+        return (requests is not None and requests.counting) or (
+            responses is not None and responses.counting
+        )
+
     # -- entry points -----------------------------------------------------------------
 
     def feed(self, event: StreamEvent) -> list[Exchange]:

@@ -335,6 +335,12 @@ class HttpParser:
             return True
         return False
 
+    @property
+    def counting(self) -> bool:
+        """In the middle of a body of known length that is not kept: what
+        `count_only` would take of the next bytes until the body ends."""
+        return self._state is _State.BODY_LENGTH and self._body is None
+
     def _count(self, size: int) -> bool:
         """Fast path, taken by most segments of a capture: the middle of a body of
         known length that these bytes do not finish and that is not kept.

@@ -174,6 +174,11 @@ class Http2Connection:
         side = Side.CLIENT if direction is self._client_direction else Side.SERVER
         return self._halves[side].reader
 
+    def lane_pays(self) -> bool:
+        """Whether the fast lane is worth opening (lane.py LaneOwner): while the
+        connection is open (the middle of a DATA payload is only counted)."""
+        return not self._closed
+
     def upgraded(
         self, request: HttpRequest | None, switching: HttpResponse | None, index: int
     ) -> None:

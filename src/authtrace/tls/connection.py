@@ -187,6 +187,12 @@ class TlsConnection:
         only fill an unfinished record (`_UnfinishedRecord`)."""
         return SKIP_ALL if self.opaque else self._lane_sinks[direction]
 
+    def lane_pays(self) -> bool:
+        """Whether the fast lane is worth opening (lane.py LaneOwner): always,
+        as records span segments (up to 16 KB over segments of an MSS), so the
+        segments inside one are only counted or kept without being opened."""
+        return True
+
     def read_by(self, lane_sink: Callable[[Direction], LaneSink | None]) -> None:
         """The application reading the plaintext, as the question it answers:
         what of a direction's next plaintext it would only count."""
