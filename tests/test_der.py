@@ -115,3 +115,60 @@ def test_explicit_fields_agree_with_reading_every_wrapper(pieces: list[bytes], t
     assert _outcome(der.explicit_fields, tlv, "X") == _outcome(
         _explicit_fields_one_by_one, tlv, "X"
     )
+
+
+def _general_fields(value: bytes) -> object:
+    """explicit_fields' general loop (children, then read_single of each), or its error."""
+    try:
+        fields = {}
+        for child in der.children(value):
+            if child.tag_class is not TagClass.CONTEXT or not child.constructed:
+                raise DerError("not an explicit context tag")
+            if child.number in fields:
+                raise DerError("twice")
+            fields[child.number] = der.read_single(child.value)
+        return fields
+    except DerError as error:
+        return (type(error), str(error))
+
+
+def _wrapped(number: int, inner: bytes, long_form: int) -> bytes:
+    """[number] around `inner`, its length in the short form or long forms of 1-2 octets."""
+    size = len(inner)
+    if long_form == 1 or size > 255:
+        head = b"\x82" + size.to_bytes(2, "big")
+    elif long_form == 2 or size > 127:
+        head = b"\x81" + bytes([size])
+    else:
+        head = bytes([size])
+    return bytes([0xA0 | number]) + head + inner
+
+
+# Inner elements the fast path reads (one identifier octet, lengths of at most
+# two octets), and ones it leaves to the general loop: a high tag number, a
+# length that runs past its wrapper, an empty wrapper.
+_READABLE = [b"\x02\x01\x05", b"\x1b\x03abc", b"\x30\x00", b"\x04\x81\x03xyz"]
+_READABLE += [b"\x04\x82\x00\x01z", b"\x04\x81\x80" + bytes(128)]
+_INNER = st.sampled_from(_READABLE + [b"\x1f\x81\x01\x01a", b"\x02\x02\x01", b""])
+
+
+@given(
+    st.lists(st.tuples(st.integers(0, 31), _INNER, st.integers(0, 2)), max_size=6),
+    st.integers(min_value=0, max_value=60),
+    st.binary(max_size=3),
+)
+def test_explicit_fields_fast_path_agrees_with_the_general_loop(
+    parts: list[tuple[int, bytes, int]], cut: int, tail: bytes
+) -> None:
+    """The fast path gives what the general loop gives, or None (then the general
+    loop answers): well-formed, cut, with trailing bytes, high tags, duplicates;
+    and it does answer for well-formed fields."""
+    value = b"".join(_wrapped(n, inner, form) for n, inner, form in parts)
+    for data in (value, value[: max(0, len(value) - cut)], value + tail):
+        fast = der._explicit_fields_fast(data)
+        if fast is not None:
+            assert fast == _general_fields(data)
+    numbers = [n for n, _, _ in parts]
+    readable = all(inner in _READABLE for _, inner, _ in parts)
+    if readable and 31 not in numbers and len(set(numbers)) == len(numbers):
+        assert der._explicit_fields_fast(value) == _general_fields(value)
