@@ -157,6 +157,26 @@ def test_av_pairs_without_eol_and_too_many() -> None:
     assert decode_av_pairs(b"").problem is None
 
 
+def _pair(av_id: int, value: bytes) -> bytes:
+    return av_id.to_bytes(2, "little") + len(value).to_bytes(2, "little") + value
+
+
+def test_av_pairs_seen_before_decode_the_same_and_the_first_still_wins() -> None:
+    """Pairs are remembered by their wire form (issue 10): a list read again
+    gives an equal TargetInfo, and a duplicate id keeps the first value even
+    when the second one was met (and remembered) in an earlier list."""
+    eol = _pair(0, b"")
+    stamp = _pair(7, (133_600_000_000_000_000).to_bytes(8, "little"))
+    first = _pair(1, "WEB02".encode("utf-16-le")) + _pair(6, b"\x02\0\0\0") + stamp + eol
+    again = decode_av_pairs(first)
+    assert again == decode_av_pairs(first) and again.nb_computer_name == "WEB02"
+    assert again.av_flags == 2 and again.timestamp is not None
+    twice = _pair(1, "WEB01".encode("utf-16-le")) + _pair(1, "WEB02".encode("utf-16-le")) + eol
+    info = decode_av_pairs(twice)
+    assert info.nb_computer_name == "WEB01"
+    assert [p.value.decode("utf-16-le") for p in info.pairs] == ["WEB01", "WEB02"]
+
+
 def test_not_ntlm() -> None:
     assert isinstance(decode_ntlm(b"hello world, not ntlm"), Malformed)
     assert isinstance(decode_ntlm(b"NTLMSSP\0\x09\0\0\0"), Malformed)

@@ -347,7 +347,14 @@ def _text(data: bytes, flags: int) -> str:
 # values are not shared: they are unique anyway.
 _SHARED_CHARS = 256
 _NAMES: SharedTable[str] = SharedTable()
-_PAIRS: SharedTable[AvPair] = SharedTable()
+# AV pairs by their wire form (id, value), with the TargetInfo field each one
+# names and that field's decoded value (None, None for a pair that names none):
+# a pair seen before (the server's names, its flags) costs one look-up keyed by
+# an int and bytes, where sharing the AvPair itself cost its dataclass __hash__
+# and __eq__ and the name its UTF-16 decoding every time. Time stamps are unique
+# to each message and never kept. Bounded: starts over past _SHARED_PAIRS.
+_SHARED_PAIRS = 4096
+_PAIRS: dict[tuple[int, bytes], tuple[AvPair, str | None, object]] = {}
 _VERSIONS: SharedTable[NtlmVersion] = SharedTable(256)
 
 
@@ -425,9 +432,15 @@ def decode_av_pairs(data: bytes) -> TargetInfo:
         if av_id == _MSV_AV_EOL:
             terminated = True
             break
-        pair = AvPair(av_id, value)
-        pairs.append(_PAIRS.share(pair) if length <= _SHARED_CHARS else pair)
-        _name_pair(av_id, value, named)
+        known = _PAIRS.get((av_id, value))
+        if known is None:
+            known = _decode_pair(av_id, value)
+        pair, field, decoded = known
+        pairs.append(pair)
+        # The first occurrence wins: MS-NLMP 2.2.2.1 allows each id once; a
+        # duplicate is kept in pairs but does not override the decoded field.
+        if field is not None and field not in named:
+            named[field] = decoded
     return TargetInfo(
         pairs=tuple(pairs),
         terminated=terminated,
@@ -455,20 +468,30 @@ _TEXT_PAIRS = {
 }
 
 
-def _name_pair(av_id: int, value: bytes, named: dict[str, object]) -> None:
-    # The first occurrence wins: MS-NLMP 2.2.2.1 allows each id once; a
-    # duplicate is kept in pairs but does not override the decoded field.
+def _decode_pair(av_id: int, value: bytes) -> tuple[AvPair, str | None, object]:
+    """The AvPair, the TargetInfo field it names and that field's value (see
+    _PAIRS), remembered unless it is unique anyway (a time stamp, a long value)."""
+    field: str | None = None
+    decoded: object = None
     text_field = _TEXT_PAIRS.get(av_id)
     if text_field is not None:
-        named.setdefault(text_field, _name(_unicode(value)))
+        field, decoded = text_field, _name(_unicode(value))
     elif av_id == _MSV_AV_FLAGS and len(value) == 4:
-        named.setdefault("av_flags", int.from_bytes(value, "little"))
+        field, decoded = "av_flags", int.from_bytes(value, "little")
     elif av_id == _MSV_AV_TIMESTAMP and len(value) == 8:
-        named.setdefault("timestamp", filetime_to_datetime(int.from_bytes(value, "little")))
+        field = "timestamp"
+        decoded = filetime_to_datetime(int.from_bytes(value, "little"))
+        return AvPair(av_id, value), field, decoded
     elif av_id == _MSV_AV_SINGLE_HOST:
-        named.setdefault("single_host", value)
+        field, decoded = "single_host", value
     elif av_id == _MSV_AV_CHANNEL_BINDINGS:
-        named.setdefault("channel_bindings", value)
+        field, decoded = "channel_bindings", value
+    known = (AvPair(av_id, value), field, decoded)
+    if len(value) <= _SHARED_CHARS:
+        if len(_PAIRS) >= _SHARED_PAIRS:
+            _PAIRS.clear()
+        _PAIRS[(av_id, value)] = known
+    return known
 
 
 def _decode_negotiate(data: bytes) -> NtlmNegotiate:
