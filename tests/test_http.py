@@ -600,3 +600,21 @@ def test_what_every_connection_repeats_is_kept_once() -> None:
     # The same text as a response start is not a status line, shared or not.
     events = parse(Role.RESPONSE, head, ("GET",))
     assert not messages(events)
+
+
+@given(
+    st.lists(st.sampled_from([b"\r", b"\n", b"a", b":"]), max_size=24).map(b"".join),
+    st.integers(min_value=0, max_value=26),
+)
+def test_head_end_by_finds_is_where_the_empty_line_pattern_ends(data: bytes, pos: int) -> None:
+    """A head that spans segments is ended by the two finds of the fast path,
+    not the regex \\r?\\n\\r?\\n (issue 10: several times slower): both give the
+    end of the first empty line (RFC 9112 section 2.2, a bare LF accepted)."""
+    import re
+
+    from authtrace.http.parser import _find_head_end
+
+    match = re.compile(rb"\r?\n\r?\n").search(data, pos)
+    expected = match.end() if match is not None else -1
+    assert _find_head_end(data, pos) == expected
+    assert _find_head_end(bytearray(data), pos) == expected

@@ -161,7 +161,7 @@ _FIRST_WORD = re.compile(rb"[ \t]*(" + _TOKEN + rb"{1,32})(?:[ \t]|\Z)")
 _HTTP_PREFIX = b"HTTP/1."
 
 
-def _find_head_end(data: bytes, pos: int) -> int:
+def _find_head_end(data: bytes | bytearray, pos: int) -> int:
     """Index just after the empty line ending a header block, or -1.
 
     RFC 9112 section 2.2: a bare LF is accepted as a line end, so the block
@@ -528,8 +528,11 @@ class HttpParser:
         if before < 40 and not self._plausible_start(bytes(buf[:40])):
             self._garbage_start()
             return len(data)
-        match = _HEAD_END.search(buf, max(0, self._scanned - 3))
-        if match is None:
+        # Two finds, as on the fast path: the regex (\r?\n\r?\n) tried every
+        # position of a head that spans segments (a Negotiate token's), several
+        # times slower; both give the end of the first empty line.
+        head_end = _find_head_end(buf, max(0, self._scanned - 3))
+        if head_end < 0:
             if len(buf) > MAX_HEAD:
                 self._anomaly(
                     AnomalyKind.HTTP_HEADER_TOO_LARGE,
@@ -554,7 +557,7 @@ class HttpParser:
         whole = bytes(buf)
         buf.clear()
         self._scanned = 0
-        return pos + self._complete_head(whole, 0, match.end()) - before
+        return pos + self._complete_head(whole, 0, head_end) - before
 
     def _complete_head(self, data: bytes, start: int, head_end: int) -> int:
         """A header block is data[start:head_end]; returns the position after it
