@@ -109,6 +109,8 @@ class Redecoded(Held[KdcMessages]):
             request if isinstance(request, KdcRequest) else None,
             reply if isinstance(reply, KdcReply | KrbError) else None,
         )
+
+
 _NOT_RENDERED = frozenset({"messages"})
 
 
