@@ -425,6 +425,26 @@ def test_finished_exchange_keeps_facts_and_spools_its_messages_wire_bytes() -> N
     assert copy.to_dict()["reply"]["type"] == "KdcReply"
 
 
+def test_request_then_reply_decodes_the_pair_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    """--json reads an exchange's request and then its reply: the spooled bytes
+    are decoded once for both (one message each), not once per property."""
+    from authtrace.kerberos import kdc
+
+    tracker = KdcTracker()
+    tracker.receive_udp(udp(1, CLIENT, KDC, B.tgs_req()))
+    (done,) = tracker.receive_udp(udp(2, KDC, CLIENT, tgs_rep()))
+    decoded: list[bytes] = []
+    real = kdc.decode_kerberos
+
+    def counting(data: bytes) -> object:
+        decoded.append(data)
+        return real(data)
+
+    monkeypatch.setattr(kdc, "decode_kerberos", counting)
+    assert done.request is not None and done.reply is not None
+    assert done.request.spn == done.service and len(decoded) == 2
+
+
 def test_exchanges_share_the_facts_they_repeat() -> None:
     """Issue 10: what a run keeps of each KDC exchange is one copy of the KDC,
     realm, service and offered enc-types that every exchange repeats."""

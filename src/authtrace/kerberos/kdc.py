@@ -102,13 +102,24 @@ class Redecoded(Held[KdcMessages]):
     raw: Held[tuple[bytes | None, bytes | None]]
 
     def get(self) -> KdcMessages:
+        last = _LAST_DECODED[0]
+        if last is not None and last[0] is self:
+            return last[1]
         request_raw, reply_raw = self.raw.get()
         request = decode_kerberos(request_raw) if request_raw is not None else None
         reply = decode_kerberos(reply_raw) if reply_raw is not None else None
-        return (
+        messages = (
             request if isinstance(request, KdcRequest) else None,
             reply if isinstance(reply, KdcReply | KrbError) else None,
         )
+        _LAST_DECODED[0] = (self, messages)
+        return messages
+
+
+# The pair `Redecoded.get` decoded last, with its handle: a reader of an exchange
+# asks for its request and then its reply (`KdcExchange.request`, `.reply`), and
+# each would decode both. One pair, so memory holds no more than one exchange's.
+_LAST_DECODED: list[tuple[Redecoded, KdcMessages] | None] = [None]
 
 
 _NOT_RENDERED = frozenset({"messages"})
