@@ -377,3 +377,20 @@ def test_a_bad_ticket_is_reported_every_time_it_is_seen() -> None:
     for _ in range(2):
         result = decode_kerberos(message)
         assert isinstance(result, Malformed) and "sname" in result.reason
+
+
+def test_a_principal_seen_again_is_one_object_and_a_bad_one_is_reported_each_time() -> None:
+    """Principal names are decoded once per distinct encoding (issue 10): the
+    same encoding gives one object, equal to what decoding afresh gives; a
+    malformed name (a name-type that is not an INTEGER) is reported every
+    time, with its own field's wording."""
+    from authtrace.kerberos import der, messages
+
+    encoded = principal(2, "HTTP", "web01.contoso.com")
+    element = der.read_single(encoded)
+    assert messages._principal(element, "x") is messages._principal(element, "y")
+    assert messages._principal(element, "x") == messages._decode_principal(element, "x")
+    bad = seq(ctx(0, gstr("two")), ctx(1, seq(gstr("HTTP"))))
+    for what in ("sname", "cname"):
+        with pytest.raises(der.DerError, match=what):
+            messages._principal(der.read_single(bad), what)

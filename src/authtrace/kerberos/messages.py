@@ -537,7 +537,33 @@ def _check_header(fields: dict[int, Tlv], pvno_at: int, expected: int, what: str
         raise DerError(f"{what}: msg-type {msg_type} inside APPLICATION {expected}")
 
 
+# Principal names repeat in every message of a capture (krbtgt/REALM, the
+# HTTP/host services, each user in its requests, replies and tickets): each
+# distinct encoding is decoded once, and one copy is kept. Keyed by the
+# SEQUENCE's content (its identifier is checked first); only successes are
+# kept, so a malformed name is reported every time, worded for its field.
+# Bounded: starts over past _MAX_PRINCIPALS.
+_MAX_PRINCIPALS = 4096
+_MAX_PRINCIPAL_BYTES = 512
+_PRINCIPALS: dict[bytes, PrincipalName] = {}
+
+
 def _principal(tlv: Tlv, what: str) -> PrincipalName:
+    sequence = tlv.tag_class is TagClass.UNIVERSAL and tlv.number == der.SEQUENCE
+    if sequence and tlv.constructed:
+        known = _PRINCIPALS.get(tlv.value)
+        if known is not None:
+            return known
+    principal = _decode_principal(tlv, what)
+    if len(tlv.value) <= _MAX_PRINCIPAL_BYTES:
+        if len(_PRINCIPALS) >= _MAX_PRINCIPALS:
+            _PRINCIPALS.clear()
+        _PRINCIPALS[tlv.value] = principal
+    return principal
+
+
+def _decode_principal(tlv: Tlv, what: str) -> PrincipalName:
+    """RFC 4120 section 5.2.2 PrincipalName, from its SEQUENCE."""
     fields = der.explicit_fields(tlv, what)
     name_type = _int(fields, 0, f"{what} name-type")
     parts = der.sequence_of(_field(fields, 1, f"{what} name-string"), what)
