@@ -39,3 +39,13 @@ def test_label_is_the_labelled_number(value: int) -> None:
     made = label(MESSAGE_TYPES, value)
     assert type(made) is Labelled
     assert made == Labelled(value, MESSAGE_TYPES.get(value, f"UNKNOWN ({value})"))
+
+
+def test_labels_are_made_once_per_table_and_number() -> None:
+    """Issue 10: the same (table, number) gives one Labelled; another table's
+    same number keeps its own name, and an unknown number is still named so."""
+    first = label(MESSAGE_TYPES, 12)
+    assert first is label(MESSAGE_TYPES, 12) and first == Labelled(12, "TGS-REQ")
+    other = {12: "twelve"}
+    assert label(other, 12) == Labelled(12, "twelve")
+    assert label(MESSAGE_TYPES, 999) == Labelled(999, "UNKNOWN (999)")

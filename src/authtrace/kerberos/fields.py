@@ -39,11 +39,26 @@ class Labelled:
 _make_labelled = constructor(Labelled)
 
 
+# Every field of every decoded message is labelled, and the same few numbers
+# recur (message types, enc-types, name types, padata types): one Labelled per
+# (table, number), made once. Keyed by the table's id and checked against the
+# table itself (an id is reused only after its object is gone). Bounded: a
+# capture of hostile numbers starts it over past _MAX_LABELS.
+_MAX_LABELS = 4096
+_LABELS: dict[tuple[int, int], tuple[dict[int, str], Labelled]] = {}
+
+
 def label(table: dict[int, str], value: int) -> Labelled:
-    # The UNKNOWN text is built only when needed: every field of every decoded
-    # message is labelled, and almost all are known.
+    known = _LABELS.get((id(table), value))
+    if known is not None and known[0] is table:
+        return known[1]
+    # The UNKNOWN text is built only when needed: almost all numbers are known.
     name = table.get(value)
-    return _make_labelled(value, f"UNKNOWN ({value})" if name is None else name)
+    made = _make_labelled(value, f"UNKNOWN ({value})" if name is None else name)
+    if len(_LABELS) >= _MAX_LABELS:
+        _LABELS.clear()
+    _LABELS[(id(table), value)] = (table, made)
+    return made
 
 
 def flag_names(table: dict[int, str], value: int, bits: int = 32) -> tuple[str, ...]:
