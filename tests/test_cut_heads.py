@@ -387,3 +387,14 @@ def test_a_lost_buffer_does_not_make_a_failed_logon() -> None:
     splits = [f for f in report.findings if f.rule == "ntlm-handshake-split"]
     users = sorted(dict(f.fields).get("user", "") for f in splits)
     assert users == ["CONTOSO\\alice", "CONTOSO\\bob"]
+
+
+@needs_editcap
+def test_a_resync_right_after_the_missing_bytes_says_so_not_skipped_0(tmp_path: Path) -> None:
+    # A head cut by the snap length is followed at once by the next message:
+    # the anomaly says that messages may have been lost, not "skipped 0 bytes".
+    report = analyze([_cut(tmp_path, "ntlm-logon-failed.pcap", 128)])
+    resyncs = [a.message for a in report.anomalies if a.kind == "http-resync"]
+    assert resyncs
+    assert not [m for m in resyncs if m.startswith("skipped 0 bytes")]
+    assert any("starts where the missing bytes end" in m for m in resyncs)

@@ -1039,9 +1039,14 @@ class HttpParser:
         if self._skipped_after_gap is not None:
             self._skipped_after_gap += skipped
         # Reported even when nothing was skipped: a gap may have eaten whole messages.
-        self._anomaly(
-            AnomalyKind.HTTP_RESYNC, f"skipped {skipped} bytes to the next {self.role.value}"
-        )
+        if skipped:
+            said = f"skipped {skipped} bytes to the next {self.role.value}"
+        else:
+            said = (
+                f"the next {self.role.value} starts where the missing bytes end "
+                "(whole messages may have been in them)"
+            )
+        self._anomaly(AnomalyKind.HTTP_RESYNC, said)
         self._state = _State.START
         # The caller's position moves past all of `data`; the rest is parsed next.
         self._pending = window[match.start() :]
