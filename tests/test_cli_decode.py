@@ -121,6 +121,8 @@ def test_the_authenticate_line_itself_gives_every_challenge() -> None:
 def test_nothing_decodable_is_still_exit_2() -> None:
     code, out, err = run("not a token at all")
     assert (code, out) == (2, "") and err.startswith("authtrace decode: ")
+
+
 def test_over_long_input_is_bad_input_exit_2() -> None:
     """One exit-code rule everywhere: 2 for unusable input (it was 1 here)."""
     from authtrace.cli.cmd_decode import MAX_INPUT

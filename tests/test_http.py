@@ -529,9 +529,7 @@ def _oracle_captures() -> list[Path]:
     # HTTP/2 (captures/h2) is no http.request to tshark: test_http2_oracle.py
     # compares its header blocks with tshark's http2 fields.
     return [
-        p
-        for p in found
-        if p.is_file() and not _embeds_tls_secrets(p) and p.parent.name != "h2"
+        p for p in found if p.is_file() and not _embeds_tls_secrets(p) and p.parent.name != "h2"
     ]
 
 

@@ -64,8 +64,14 @@ def _tshark(path: Path) -> dict[int, tuple[int, bool, bool, str]]:
 
     command = ["tshark", "-r", str(path), *TSHARK_OPTIONS.get(path.name, ())]
     command += ["-T", "fields", "-E", "occurrence=a", "-E", "aggregator=;", "-Y", "tcp"]
-    for name in ("frame.number", "tcp.stream", "http.request", "http.response", "_ws.col.Info",
-                 "http2.type"):
+    for name in (
+        "frame.number",
+        "tcp.stream",
+        "http.request",
+        "http.response",
+        "_ws.col.Info",
+        "http2.type",
+    ):
         command += ["-e", name]
     result = subprocess.run(command, capture_output=True, text=True, check=False)
     rows: dict[int, tuple[int, bool, bool, str]] = {}

@@ -97,9 +97,7 @@ def _not_iis(step: AuthExchange) -> AuthExchange:
     assert response is not None
     headers = tuple(h for h in response.headers if h.name.lower() != "server")
     response = dataclasses.replace(response, headers=(*headers, Header("Server", "nginx/1.24")))
-    return dataclasses.replace(
-        step, exchange=dataclasses.replace(step.exchange, response=response)
-    )
+    return dataclasses.replace(step, exchange=dataclasses.replace(step.exchange, response=response))
 
 
 def _rediagnosed(report, change) -> list:

@@ -182,6 +182,9 @@ def test_another_scheme_asked_after_a_finished_logon_is_after_logon() -> None:
         offered_before=True,
     ) == (Leg.SCHEME_NOT_OFFERED, State.FAILED)
     # Basic is per request: a Bearer demand after it is still "scheme not offered".
-    assert transition(
-        State.OFFERED, Sent.BASIC, Answer.OFFER, scheme_offered=False, offered_before=True
-    )[0] is Leg.SCHEME_NOT_OFFERED
+    assert (
+        transition(
+            State.OFFERED, Sent.BASIC, Answer.OFFER, scheme_offered=False, offered_before=True
+        )[0]
+        is Leg.SCHEME_NOT_OFFERED
+    )

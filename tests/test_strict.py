@@ -68,8 +68,11 @@ def _broken_claimer(self: FastLane):  # type: ignore[no-untyped-def]
 def _exchanges(path: Path, fast_lane: bool) -> tuple[list[tuple[object, ...]], list[str]]:
     pipeline = Pipeline(fast_lane=fast_lane)
     seen = [
-        (e.index, e.response.body_size if e.response else None, e.response.shown_frame
-         if e.response else None)
+        (
+            e.index,
+            e.response.body_size if e.response else None,
+            e.response.shown_frame if e.response else None,
+        )
         for connection in pipeline.connections([path])
         for e in connection.exchanges
     ]

@@ -1661,9 +1661,7 @@ def filter_denied() -> Scene:
     )
     c = s.conn()
     s.request(c, "anonymous GET /portal/", "/portal/")
-    s.iis_401(
-        c, "offers Basic", "401 2 5", [("WWW-Authenticate", f'Basic realm="{WEB_HOST}"')]
-    )
+    s.iis_401(c, "offers Basic", "401 2 5", [("WWW-Authenticate", f'Basic realm="{WEB_HOST}"')])
     s.log_as("CONTOSO\\alice")
     s.request(
         c,
@@ -1852,7 +1850,8 @@ def render_readme(expected: dict[str, dict[str, object]]) -> str:
         log = entry.get("iis_log")
         if log:
             rules += f"<br>with `--iis-log {log['file']}`: " + ", ".join(  # type: ignore[index]
-                f"`{r}`" for r in log["rules"]  # type: ignore[index]
+                f"`{r}`"
+                for r in log["rules"]  # type: ignore[index]
             )
             rules += "<br>not: " + ", ".join(f"`{r}`" for r in log["not_rules"])  # type: ignore[index]
         if entry.get("evidence") or log:

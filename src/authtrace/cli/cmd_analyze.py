@@ -36,18 +36,14 @@ from authtrace.visible import visible
 
 @main.command("analyze")
 @capture_argument()
-@click.option(
-    "--json", "as_json", is_flag=True, help="Print JSON (schema authtrace.analyze/1)."
-)
+@click.option("--json", "as_json", is_flag=True, help="Print JSON (schema authtrace.analyze/1).")
 @click.option(
     "--host",
     "hosts",
     multiple=True,
     help="Only this server host (Host header or address); repeatable.",
 )
-@click.option(
-    "--client", "clients", multiple=True, help="Only this client address; repeatable."
-)
+@click.option("--client", "clients", multiple=True, help="Only this client address; repeatable.")
 @click.option(
     "--ladders",
     "ladders",

@@ -178,4 +178,3 @@ def decide(step: AuthExchange, logged: LoggedLine | None = None) -> CategoryEvid
             step.iis,
         )
     return None
-

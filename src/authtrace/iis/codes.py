@@ -189,8 +189,7 @@ _STATUS: dict[tuple[int, int], tuple[str, str, tuple[str, ...]]] = {
         "refused that user (or the anonymous identity) access to the file or folder. "
         "Of all the 401 substatuses, only this one has anything to do with file ACLs.",
         (
-            "the NTFS ACL of the file or folder does not grant the authenticated user read "
-            "access",
+            "the NTFS ACL of the file or folder does not grant the authenticated user read access",
             "content on a UNC share: the share permissions, or the account IIS uses to reach "
             "the share (pass-through or 'Connect as'), lack access",
             "the user authenticated is not the one expected (a saved credential, another "

@@ -98,16 +98,10 @@ def exchanges_to_dicts(
         auth: list[dict[str, Any]] = []
         judgements = []
         for position, step in steps:
-            kdc = (
-                view.kdc_for(StepRef(timeline.connection.id, position)) if view else ()
-            )
+            kdc = view.kdc_for(StepRef(timeline.connection.id, position)) if view else ()
             if step.credentials is not None:
-                auth.append(
-                    auth_entry(step.credentials, step.realm.value, show_secrets)
-                )
-            auth.extend(
-                auth_entry(c, step.realm.value, show_secrets) for c in step.challenges
-            )
+                auth.append(auth_entry(step.credentials, step.realm.value, show_secrets))
+            auth.extend(auth_entry(c, step.realm.value, show_secrets) for c in step.challenges)
             judgements.append(
                 {
                     "realm": step.realm.value,
@@ -195,9 +189,7 @@ def _report_fields(report: Report, show_secrets: bool) -> list[tuple[str, Any]]:
                     for h in summarize(report)
                 ],
                 "findings": {
-                    severity.value: sum(
-                        1 for f in report.findings if f.severity is severity
-                    )
+                    severity.value: sum(1 for f in report.findings if f.severity is severity)
                     for severity in Severity
                 },
                 "other_tcp_connections": report.other_connections,
@@ -212,9 +204,7 @@ def _report_fields(report: Report, show_secrets: bool) -> list[tuple[str, Any]]:
             "exchanges",
             _Listed(
                 lambda: (
-                    e
-                    for t in view.timelines
-                    for e in exchanges_to_dicts(t, show_secrets, view)
+                    e for t in view.timelines for e in exchanges_to_dicts(t, show_secrets, view)
                 )
             ),
         ),
@@ -246,11 +236,7 @@ def write_report_json(
             continue
         empty = True
         for item in value:
-            write(
-                ("[" if empty else ",")
-                + "\n    "
-                + _nested(json.dumps(item, indent=2), 2)
-            )
+            write(("[" if empty else ",") + "\n    " + _nested(json.dumps(item, indent=2), 2))
             empty = False
         write("[]" if empty else "\n  ]")
     write("\n}\n" if fields else "}\n")
