@@ -193,9 +193,10 @@ def build_ladders(
     finding draws, in the findings' order: a folded finding draws its first
     occurrences and its last, `Finding.examples`), joined where a split
     handshake or a proxy relay ties two connections together; with draw_all,
-    every connection that carried authentication. name: how a frame is written (Report.frame_name); the
-    exchanges of `kdc` whose frames are `cited` by a finding but drawn in no
-    ladder get a ladder of their own (a KDC error with no HTTP behind it).
+    every connection that carried authentication. name: how a frame is
+    written (Report.frame_name); the exchanges of `kdc` whose frames are
+    `cited` by a finding but drawn in no ladder get a ladder of their own (a
+    KDC error with no HTTP behind it).
     Cost: linear in the timelines, the links, the KDC exchanges and the arrows drawn."""
     parent: dict[int, int] = {}
     order: list[int] = []
