@@ -398,3 +398,50 @@ def test_a_resync_right_after_the_missing_bytes_says_so_not_skipped_0(tmp_path: 
     assert resyncs
     assert not [m for m in resyncs if m.startswith("skipped 0 bytes")]
     assert any("starts where the missing bytes end" in m for m in resyncs)
+
+
+# -- Kerberos datagrams cut by the capture --------------------------------------
+
+
+def _tshark_frames(capture: Path, display_filter: str) -> list[int]:
+    out = subprocess.run(
+        ["tshark", "-r", str(capture), "-Y", display_filter, "-T", "fields", "-e", "frame.number"],
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout
+    return [int(line) for line in out.split()]
+
+
+@needs_editcap
+def test_a_kdc_reply_whose_request_was_cut_still_names_the_cause(tmp_path: Path) -> None:
+    # At 700 bytes the TGS-REQ (1,723 bytes) is cut, its KRB-ERROR (140) is whole:
+    # the reply alone proves what the KDC said, never "no Kerberos traffic".
+    report = analyze([_cut(tmp_path, "kerberos-fallback-spn-unknown.pcap", 700)])
+    (fallback,) = [f for f in report.findings if f.rule == "kerberos-fallback-to-ntlm"]
+    assert "KDC_ERR_S_PRINCIPAL_UNKNOWN" in fallback.explanation
+    assert "no Kerberos traffic" not in fallback.explanation
+    assert fallback.field("kdc_error") == "KDC_ERR_S_PRINCIPAL_UNKNOWN (7)"
+
+
+@needs_editcap
+@pytest.mark.skipif(shutil.which("mergecap") is None, reason="mergecap missing")
+def test_kdc_datagrams_cut_by_the_capture_are_not_seen_not_absent(tmp_path: Path) -> None:
+    # Both KDC datagrams cut to 60 bytes, the HTTP frames whole.
+    source = SCENARIOS / "kerberos-fallback-spn-unknown.pcap"
+    kdc, http, out = tmp_path / "kdc.pcap", tmp_path / "http.pcap", tmp_path / "cut-kdc.pcap"
+    for args in (
+        ["editcap", "-r", "-s", "60", str(source), str(kdc), "1-2"],
+        ["editcap", "-r", str(source), str(http), "3-9999"],
+        ["mergecap", "-F", "pcap", "-w", str(out), str(kdc), str(http)],
+    ):
+        subprocess.run(args, check=True, capture_output=True)
+    report = analyze([out])
+    (fallback,) = [f for f in report.findings if f.rule == "kerberos-fallback-to-ntlm"]
+    assert "no Kerberos traffic" not in fallback.explanation
+    assert "is not seen" in fallback.explanation and "Capture again" in fallback.fix
+    kdc_cited = sorted(c.frame for c in fallback.citations if c.role.value.startswith("kdc"))
+    assert kdc_cited == [1, 2]
+    if shutil.which("tshark"):
+        # Wireshark shows a Kerberos message at each cited frame.
+        assert set(kdc_cited) <= set(_tshark_frames(out, "kerberos"))

@@ -56,6 +56,7 @@ if TYPE_CHECKING:
     from authtrace.iis.w3c import LogEntry
     from authtrace.kerberos.kdc import KdcConnectAttempt as _KdcConnect
     from authtrace.kerberos.kdc import KdcExchange as _KdcExchange
+    from authtrace.kerberos.kdc import KdcUnreadable as _KdcUnreadable
 
 Source = str | os.PathLike[str] | BinaryIO
 
@@ -570,6 +571,7 @@ def _combine_kdc(parts: list[KdcSummary]) -> KdcSummary:
         unanswered=tuple(e for part in parts for e in part.unanswered),
         unanswered_connects=tuple(c for part in parts for c in part.unanswered_connects),
         anomalies=tuple(a for part in parts for a in part.anomalies),
+        unreadable=tuple(u for part in parts for u in part.unreadable),
     )
 
 
@@ -657,9 +659,17 @@ def analyze(
     kdc = result.kdc
     exchanges = kdc.exchanges if kdc is not None else ()
     connects = kdc.unanswered_connects if kdc is not None else ()
+    unreadable = kdc.unreadable if kdc is not None else ()
     captures = tuple(result.captures)
     several = len(windows) > 1
-    streams: list[tuple[HandshakeView, tuple[_KdcExchange, ...], tuple[_KdcConnect, ...]]] = []
+    streams: list[
+        tuple[
+            HandshakeView,
+            tuple[_KdcExchange, ...],
+            tuple[_KdcConnect, ...],
+            tuple[_KdcUnreadable, ...],
+        ]
+    ] = []
     late = 0
     for stream, window in enumerate(windows):
         infos = [i for i in captures if i.stream == stream]
@@ -673,9 +683,10 @@ def analyze(
 
         own_kdc = tuple(e for e in exchanges if own(e.request_frame or e.reply_frame))
         own_connects = tuple(c for c in connects if own(c.first_frame))
+        own_unreadable = tuple(u for u in unreadable if own(u.frame))
         view = join_links(window.blocks, start, end, own_kdc)
         late += window.late
-        streams.append((view, own_kdc, own_connects))
+        streams.append((view, own_kdc, own_connects, own_unreadable))
     if late:
         result.anomalies.append(
             Anomaly(
@@ -686,7 +697,7 @@ def analyze(
                 "looked for",
             )
         )
-    views = [view for view, _, _ in streams]
+    views = [view for view, *_ in streams]
     whole = views[0] if len(views) == 1 else _side_by_side(views)
     join = None
     logged: dict[tuple[int, int], LoggedLine] = {}
@@ -701,8 +712,15 @@ def analyze(
     # With several streams a bare number would not say which file holds the
     # frame: the rules write it as the file's own ("ntlm-logon-failed.pcap#12").
     names = str if len(views) == 1 else partial(_file_frame_name, captures)
-    for view, own_kdc, own_connects in streams:
-        context = RuleContext(view, own_kdc, own_connects, iis_log=logged, frame_name=names)
+    for view, own_kdc, own_connects, own_unreadable in streams:
+        context = RuleContext(
+            view,
+            own_kdc,
+            own_connects,
+            iis_log=logged,
+            frame_name=names,
+            kdc_unreadable=own_unreadable,
+        )
         found, failed = diagnose(context)
         findings.extend(found)
         problems.extend(failed)

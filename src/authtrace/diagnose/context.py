@@ -32,7 +32,7 @@ from authtrace.handshake.model import AuthExchange, IisTriple, Realm, Sent
 from authtrace.handshake.timeline import ConnectionTimeline
 from authtrace.http.messages import GapMark, HttpConnection, Pairing
 from authtrace.iis.category import Category, CategoryEvidence, LoggedLine, Source, decide
-from authtrace.kerberos.kdc import KdcConnectAttempt, KdcExchange
+from authtrace.kerberos.kdc import KdcConnectAttempt, KdcExchange, KdcUnreadable
 from authtrace.kerberos.messages import KerberosApReq
 
 
@@ -71,6 +71,9 @@ class RuleContext:
     view: HandshakeView
     kdc: tuple[KdcExchange, ...]
     kdc_connects: tuple[KdcConnectAttempt, ...] = ()  # TCP connects to port 88
+    # Datagrams to or from port 88 the capture cut: Kerberos traffic whose
+    # message is not seen (never "no Kerberos traffic").
+    kdc_unreadable: tuple[KdcUnreadable, ...] = ()
     # The IIS log line of each exchange the log recorded, by (connection id,
     # exchange index); empty without --iis-log.
     iis_log: Mapping[tuple[int, int], LoggedLine] = field(default_factory=dict)
@@ -103,8 +106,9 @@ class RuleContext:
             if message is not None
         )
         object.__setattr__(self, "_unsure_heads", unsure)
-        timed = [(n, k) for n, k in enumerate(self.kdc) if k.request_time is not None]
-        entries = [(key, k.request_time, (n, k)) for n, k in timed for key in (None, k.client.ip)]
+        # A reply whose request was not captured is indexed at its own time.
+        timed = [(n, k, when) for n, k in enumerate(self.kdc) if (when := k.time) is not None]
+        entries = [(key, when, (n, k)) for n, k, when in timed for key in (None, k.client.ip)]
         object.__setattr__(self, "_kdc_times", TimeIndex(entries))  # type: ignore[arg-type]
 
     def words(self) -> Words:
@@ -278,6 +282,14 @@ class Words:
         """Cite both frames of a KDC exchange (those the capture has)."""
         self.kdc_request(exchange)
         self.kdc_reply(exchange)
+
+    def unreadable(self, datagram: KdcUnreadable) -> Citation:
+        """A datagram to or from the KDC that the capture cut."""
+        role = Role.KDC_REQUEST if datagram.to_kdc else Role.KDC_REPLY
+        side = "to" if datagram.to_kdc else "from"
+        return self.cite(
+            datagram.frame, role, None, None, f"Kerberos datagram {side} {datagram.kdc}, cut"
+        )
 
     def connect(self, attempt: KdcConnectAttempt) -> Citation:
         return self.cite(

@@ -321,11 +321,12 @@ def _link_kdc(
     Cost: O(m log m) to index the m KDC exchanges by (SPN) and (SPN, client),
     then O(log m + k) for each Negotiate step with k exchanges in its window.
     """
-    # (service, client address, when, (order given, exchange)) of each timed request.
+    # (service, client address, when, (order given, exchange)) of each timed
+    # exchange (a reply whose request was not captured counts at its own time).
     entries: list[tuple[str, str, float, tuple[int, KdcExchange]]] = [
-        (exchange.spn, exchange.client.ip, exchange.request_time, (sequence, exchange))
+        (exchange.spn, exchange.client.ip, when, (sequence, exchange))
         for sequence, exchange in enumerate(kdc)
-        if exchange.spn and exchange.request_time is not None
+        if exchange.spn and (when := exchange.time) is not None
     ]
     links: dict[StepRef, tuple[KdcExchange, ...]] = {}
     if not entries:

@@ -55,6 +55,9 @@ _UNDECIDED_LIMIT = 64
 MAX_PENDING = 10_000
 MAX_SYN_ATTEMPTS = 10_000
 MAX_ANOMALIES = 1_000
+# Cut datagrams remembered for the rules (each is also an anomaly); past this
+# the first ones are enough to say that Kerberos traffic was there.
+MAX_UNREADABLE = 1_000
 
 # APPLICATION tag numbers of messages a KDC exchange carries (RFC 4120 5.10).
 _KDC_APPLICATION_TAGS = frozenset({10, 11, 12, 13, 14, 15, 30})
@@ -174,6 +177,13 @@ class KdcExchange:
         return self.messages.get()[1] if self.messages is not None else None
 
     @property
+    def time(self) -> float | None:
+        """When the exchange was seen: its request's time, or its reply's when
+        the request was not captured (cut by the snap length, lost in a gap): a
+        reply alone still proves the client asked."""
+        return self.request_time if self.request_time is not None else self.reply_time
+
+    @property
     def spn(self) -> str | None:
         """The requested service principal without its realm, lower-cased: the
         form to compare ("http/web01.contoso.com")."""
@@ -191,6 +201,22 @@ class KdcExchange:
         out["client"] = str(self.client)
         out["kdc"] = str(self.kdc)
         return out
+
+
+@dataclass(frozen=True, slots=True)
+class KdcUnreadable:
+    """A datagram to or from a KDC's port 88 that the capture cut (snap length,
+    packet truncation), so its message could not be read: Kerberos traffic was
+    there, what it said is not seen.
+
+    client: the side that is not port 88; to_kdc: sent by the client (a
+    request), else by the KDC (a reply); frame and time: where Wireshark shows it."""
+
+    client: Endpoint
+    kdc: Endpoint
+    to_kdc: bool
+    frame: int
+    time: float
 
 
 @dataclass(frozen=True, slots=True)
@@ -218,12 +244,15 @@ class KdcSummary:
     unanswered: the exchanges without a reply (also in `exchanges`).
     unanswered_connects: SYNs to port 88 never answered by a SYN-ACK
         (refused ones included, flagged) — KDC unreachable evidence.
+    unreadable: datagrams to or from port 88 the capture cut, in frame order
+        (Kerberos traffic whose message is not seen).
     """
 
     exchanges: tuple[KdcExchange, ...]
     unanswered: tuple[KdcExchange, ...]
     unanswered_connects: tuple[KdcConnectAttempt, ...]
     anomalies: tuple[Anomaly, ...]
+    unreadable: tuple[KdcUnreadable, ...] = ()
 
 
 def looks_like_kerberos(data: bytes) -> bool:
@@ -328,6 +357,7 @@ class KdcTracker:
         self._attempts: dict[tuple[Endpoint, Endpoint], _Attempt] = {}
         self._exchanges: list[KdcExchange] = []
         self._anomalies: list[Anomaly] = []
+        self._unreadable: list[KdcUnreadable] = []
         self._pending_count = 0
         self._finished: KdcSummary | None = None
 
@@ -353,6 +383,12 @@ class KdcTracker:
         if isinstance(message, Malformed):
             if datagram.missing:
                 reason = f"Kerberos datagram cut by the capture ({datagram.missing} bytes missing)"
+                if on_port and len(self._unreadable) < MAX_UNREADABLE:
+                    to_kdc = dst.port == KERBEROS_PORT
+                    client, kdc = (src, dst) if to_kdc else (dst, src)
+                    self._unreadable.append(
+                        KdcUnreadable(client, kdc, to_kdc, datagram.frame, datagram.timestamp)
+                    )
             else:
                 reason = message.reason
             self._anomaly(AnomalyKind.KERBEROS_MALFORMED, reason, datagram.frame)
@@ -621,6 +657,7 @@ class KdcTracker:
             unanswered=tuple(e for e in exchanges if e.result is KdcResult.UNANSWERED),
             unanswered_connects=connects,
             anomalies=tuple(self._anomalies),
+            unreadable=tuple(self._unreadable),
         )
         return self._finished
 

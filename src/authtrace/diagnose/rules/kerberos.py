@@ -23,6 +23,7 @@ from authtrace.diagnose.context import (
 )
 from authtrace.diagnose.finding import Finding, Severity
 from authtrace.diagnose.rule import Rule, rule
+from authtrace.handshake.links import KDC_CLOCK_SLACK
 from authtrace.handshake.model import Leg
 from authtrace.iis.predict import CLOCK_SKEW_TRIPLE
 from authtrace.kerberos.errors import (
@@ -30,7 +31,7 @@ from authtrace.kerberos.errors import (
     TICKET_UNDECRYPTABLE_ERRORS,
     kerberos_error,
 )
-from authtrace.kerberos.kdc import KdcExchange, KdcResult
+from authtrace.kerberos.kdc import KdcExchange, KdcResult, KdcUnreadable
 from authtrace.kerberos.messages import KrbError
 
 _SKEW = 37
@@ -57,6 +58,15 @@ def _fallbacks(ctx: RuleContext) -> dict[tuple[str, str], list[Located]]:
         ):
             groups[(located.client_ip, located.host)].append(located)
     return groups
+
+
+def _cut_kdc_traffic(ctx: RuleContext, client: str, before: float) -> list[KdcUnreadable]:
+    """The cut datagrams between the client and a KDC up to `before` (plus the
+    slack for two capture points), or from any address when none is the
+    client's (a client that asks the KDC from another address)."""
+    seen = [u for u in ctx.kdc_unreadable if u.time <= before + KDC_CLOCK_SLACK]
+    own = [u for u in seen if u.client.ip == client]
+    return own or seen
 
 
 @rule(
@@ -143,6 +153,21 @@ def kerberos_fallback_to_ntlm(ctx: RuleContext) -> Iterator[Finding]:
             fix = (
                 f"Register {spn} on the site's account, or use the name the SPN is registered for."
             )
+        elif cut := _cut_kdc_traffic(ctx, client, first.time):
+            side = "to" if cut[0].to_kdc else "from"
+            cause = (
+                "of something in its Kerberos traffic that the capture did not keep: "
+                f"{len(cut)} datagram(s) between the client and the KDC were cut (first "
+                f"{side} {cut[0].kdc}, frame {words.unreadable(cut[0])}), so whether it asked "
+                f"for {spn} and what the KDC answered is not seen"
+            )
+            fix = (
+                "Capture again without truncation (`netsh trace ... packettruncatebytes=` not "
+                "set or 65535, `pktmon start --pkt-size 0`, tcpdump/dumpcap without -s), "
+                "then run authtrace again: the KDC's answer names the cause."
+            )
+            for datagram in cut[1:3]:
+                words.unreadable(datagram)
         else:
             cause = (
                 "no Kerberos traffic from the client is in the capture: the client did not try "
