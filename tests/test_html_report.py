@@ -258,6 +258,8 @@ def test_a_reset_http2_stream_is_drawn_as_its_rst_stream(name: str) -> None:
     (reset,) = tshark_frames(capture, "http2.type == 3")
     assert f"#{reset} RST_STREAM HTTP_1_1_REQUIRED  (HTTP/2 stream 1)" in text
     assert "stream reset by the server" in text
+    # HTTP_1_1_REQUIRED is a refusal, coloured as one (NO_ERROR and CANCEL are not).
+    assert re.search(rf'<g class="arrow tone-failure"[^>]*data-frame="{reset}"', text)
 
 
 def test_a_folded_finding_draws_its_first_occurrences_and_its_last(tmp_path: Path) -> None:

@@ -65,6 +65,12 @@ class StreamReset:
     def name(self) -> str:
         return error_name(self.code)
 
+    @property
+    def benign(self) -> bool:
+        """The stream ended without a failure: NO_ERROR, or CANCEL (the client
+        no longer needs the response), RFC 9113 section 7."""
+        return self.code in (ErrorCode.NO_ERROR, ErrorCode.CANCEL)
+
 
 @dataclass(frozen=True, slots=True)
 class StreamInfo:

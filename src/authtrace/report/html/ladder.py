@@ -86,11 +86,6 @@ class Role(enum.Enum):
     KDC = "KDC"
 
 
-# RST_STREAM codes that end a stream without a failure (RFC 9113 section 7):
-# NO_ERROR, CANCEL (the client no longer needs the response).
-_BENIGN_RESETS = frozenset({0x0, 0x8})
-
-
 class Tone(enum.Enum):
     """How an arrow's verdict is coloured; its words always say the same."""
 
@@ -532,7 +527,7 @@ def _exchange_messages(
                     f"{name(reset.frame)} RST_STREAM {reset.name}" + stream_note(exchange.stream)
                 ),
                 f"stream reset by the {reset.by.value}",
-                Tone.PLAIN if reset.code in _BENIGN_RESETS else Tone.FAILURE,
+                Tone.PLAIN if reset.benign else Tone.FAILURE,
                 gutter,
                 exchange.connection,
                 (),
