@@ -24,7 +24,6 @@ has a timeout.
 
 from __future__ import annotations
 
-import argparse
 import importlib.util
 import os
 import shutil
@@ -37,7 +36,14 @@ from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 
-from lab.tls import Process, keep_recorded, make_certificate, run
+from lab.tls import (
+    Process,
+    keep_recorded,
+    lab_parser,
+    make_certificate,
+    ready_to_record,
+    run,
+)
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 OUT = REPO_ROOT / "captures" / "h2"
@@ -398,23 +404,12 @@ def record(scenario: Scenario, work: Path, cert: Path, key: Path) -> tuple[Path,
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="python3 -m lab.h2",
-        description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    parser.add_argument("--only", action="append", choices=sorted(BY_NAME), default=[])
-    parser.add_argument("--out", type=Path, default=OUT)
-    parser.add_argument("--no-install", action="store_true")
+    parser = lab_parser("python3 -m lab.h2", __doc__, BY_NAME, OUT)
     parser.add_argument("--keep", type=Path, help="work in this folder and keep it (servers' logs)")
     args = parser.parse_args(argv)
-    if os.geteuid() != 0:
-        log("needs root (it captures on lo)")
+    if not ready_to_record(args, ensure_installed, log):
         return 2
-    if not args.no_install:
-        ensure_installed()
     chosen = [BY_NAME[name] for name in args.only] or list(SCENARIOS)
-    args.out.mkdir(parents=True, exist_ok=True)
     failures = 0
     with tempfile.TemporaryDirectory(prefix="authtrace-h2-lab-") as tmp:
         work = Path(tmp)

@@ -33,7 +33,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
@@ -733,23 +733,38 @@ def keep_recorded(
     return True
 
 
-def main(argv: list[str] | None = None) -> int:
+def lab_parser(
+    prog: str, doc: str | None, names: Iterable[str], out: Path
+) -> argparse.ArgumentParser:
+    """The options every recording module takes (lab.h2 adds its own)."""
     parser = argparse.ArgumentParser(
-        prog="python3 -m lab.tls",
-        description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        prog=prog, description=doc, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--only", action="append", choices=sorted(BY_NAME), default=[])
-    parser.add_argument("--out", type=Path, default=OUT)
+    parser.add_argument("--only", action="append", choices=sorted(names), default=[])
+    parser.add_argument("--out", type=Path, default=out)
     parser.add_argument("--no-install", action="store_true")
-    args = parser.parse_args(argv)
+    return parser
+
+
+def ready_to_record(
+    args: argparse.Namespace, install: Callable[[], None], say: Callable[[str], None] = log
+) -> bool:
+    """Root (dumpcap captures on lo), the Debian packages unless --no-install, and
+    the output folder; False (said why) when recording cannot start."""
     if os.geteuid() != 0:
-        log("needs root (it captures on lo)")
-        return 2
+        say("needs root (it captures on lo)")
+        return False
     if not args.no_install:
-        ensure_installed()
-    chosen = [BY_NAME[name] for name in args.only] or list(SCENARIOS)
+        install()
     args.out.mkdir(parents=True, exist_ok=True)
+    return True
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = lab_parser("python3 -m lab.tls", __doc__, BY_NAME, OUT).parse_args(argv)
+    if not ready_to_record(args, ensure_installed):
+        return 2
+    chosen = [BY_NAME[name] for name in args.only] or list(SCENARIOS)
     failures = 0
     with tempfile.TemporaryDirectory(prefix="authtrace-tls-lab-") as tmp:
         work = Path(tmp)
