@@ -223,7 +223,7 @@ def merge_repeats(findings: list[Finding]) -> list[Finding]:
 def _fold(group: list[Finding]) -> Finding:
     parts = tuple(sorted((o for f in group for o in f.occurrences_kept), key=_order))
     first = parts[0]
-    occurrences = sum(f.occurrences for f in group)
+    occurrences = len(parts)
     connections = tuple(sorted({c for f in group for c in f.connections}))
     frames = tuple(sorted({frame for f in group for frame in f.frames}))
     citations: dict[tuple[int, str], Citation] = {}
@@ -285,7 +285,6 @@ def _fold(group: list[Finding]) -> Finding:
         frames=frames,
         fields=tuple(shared),
         citations=_citations_in_order(first, citations),
-        occurrences=occurrences,
         values=tuple(varying),
         parts=parts,
     )

@@ -148,9 +148,13 @@ class Finding:
     fields: tuple[tuple[str, str], ...] = ()
     iis: IisTriple | None = None
     citations: tuple[Citation, ...] = ()
-    occurrences: int = 1
     values: tuple[FieldValues, ...] = ()
     parts: tuple[Finding, ...] = ()
+
+    @property
+    def occurrences(self) -> int:
+        """How many times the rule met this problem: 1, or its parts when folded."""
+        return len(self.parts) or 1
 
     @property
     def original(self) -> Finding:
