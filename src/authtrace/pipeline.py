@@ -633,7 +633,6 @@ def analyze(
     # the readers' users need only the reading half of this module.
     from authtrace.diagnose import RuleContext, diagnose
     from authtrace.handshake.links import LINK_HORIZON, join_links
-    from authtrace.handshake.timeline import build_timeline
 
     def tell(phase: Phase, done: int = 0, total: int | None = None) -> None:
         if progress is not None:
@@ -644,13 +643,12 @@ def analyze(
     # Each connection is judged as it closes and linked over a sliding window
     # of capture time (one window per stream): no list of every connection.
     windows: list[_StreamWindow] = []
-    for connection in pipeline.connections(sources):
-        stream = len(result.stream_first_ids) - 1
+    for stream, timeline in judged_connections(pipeline, sources):
         while len(windows) <= stream:
             if windows:
                 windows[-1].finish(_stream_span(result.captures, len(windows) - 1)[1])
             windows.append(_StreamWindow())
-        windows[stream].add(build_timeline(connection))
+        windows[stream].add(timeline)
     tell(Phase.LINKING)
     if windows:
         windows[-1].finish(_stream_span(result.captures, len(windows) - 1)[1])
@@ -738,6 +736,22 @@ def analyze(
         keylog=result.keylog,
         iis_log=join,
     )
+
+
+def judged_connections(
+    pipeline: Pipeline, sources: Iterable[Source]
+) -> Iterator[tuple[int, ConnectionTimeline]]:
+    """Every HTTP connection of the captures, judged on its own
+    (`build_timeline`) as it closes, with the stream it belongs to, in
+    connection order. This is the seam between reading and what `analyze`
+    does with the judged connections (linking, rules, report): the reading
+    half may be done elsewhere (other processes) as long as it yields the same
+    pairs in the same order and leaves the same `pipeline.result`."""
+    from authtrace.handshake.timeline import build_timeline
+
+    result = pipeline.result
+    for connection in pipeline.connections(sources):
+        yield len(result.stream_first_ids) - 1, build_timeline(connection)
 
 
 class _StreamWindow:
