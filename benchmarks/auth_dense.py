@@ -369,6 +369,7 @@ class Shape:
 
     seed: int = 1
     clients: int | None = None  # client addresses (None: the profile's own)
+    users: int | None = None  # user names (None: the profile's own number)
     start_us: int = 1_717_408_800_000_000  # first connection: 2024-06-03 10:00:00 UTC
 
     def client(self, index: int, default: int) -> bytes:
@@ -377,7 +378,7 @@ class Shape:
         return bytes([10, 20 + n // (254 * 256), n // 254 % 256, n % 254 + 1])
 
     def user(self, index: int, spread: int) -> str:
-        return f"user{self.seed}x{index % spread}"
+        return f"user{self.seed}x{index % (self.users or spread)}"
 
 
 def proxy_profile(rng: random.Random, index: int, when_s: int, shape: Shape) -> Iterator[Packet]:

@@ -111,7 +111,9 @@ def test_no_capture_of_the_repository_meets_an_internal_error(capture: Path) -> 
 
 def test_a_broken_rule_raises_under_strict(monkeypatch: pytest.MonkeyPatch) -> None:
     import authtrace.diagnose as diagnose_module
+    from authtrace.diagnose import Rule, Severity
 
-    monkeypatch.setattr(diagnose_module, "ALL_RULES", (_bug,))
+    broken = Rule("injected-bug", Severity.INFO, "a rule that raises", _bug)  # type: ignore[arg-type]
+    monkeypatch.setattr(diagnose_module, "ALL_RULES", (broken,))
     with pytest.raises(RuntimeError, match="injected bug"):
         analyze([CAPTURES / "scenarios" / "healthy-ntlm.pcap"])

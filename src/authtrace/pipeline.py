@@ -49,7 +49,6 @@ from authtrace.tls.keylog import DSB_TLS_KEY_LOG, KeyLog, KeyLogCounts
 from authtrace.tls.model import EncryptedConnection, NotReadTally, TlsFacts
 
 if TYPE_CHECKING:
-    from authtrace.diagnose.finding import Finding
     from authtrace.handshake.links import HandshakeView, LinkedBlock, StepRef
     from authtrace.handshake.timeline import ConnectionTimeline
     from authtrace.iis.category import LoggedLine
@@ -631,7 +630,7 @@ def analyze(
     words (`Report.frame_name`)."""
     # The judging layers are imported here, not at the top: `connections` and
     # the readers' users need only the reading half of this module.
-    from authtrace.diagnose import RuleContext, diagnose
+    from authtrace.diagnose import Diagnosis, RuleContext
     from authtrace.handshake.links import LINK_HORIZON, join_links
 
     def tell(phase: Phase, done: int = 0, total: int | None = None) -> None:
@@ -705,23 +704,28 @@ def analyze(
         join = join_log(whole, iis_log)
         logged = logged_lines(join)
     tell(Phase.DIAGNOSING)
-    findings: list[Finding] = []
-    problems: list[Anomaly] = []
     # With several streams a bare number would not say which file holds the
     # frame: the rules write it as the file's own ("ntlm-logon-failed.pcap#12").
     names = str if len(views) == 1 else partial(_file_frame_name, captures)
-    for view, own_kdc, own_connects, own_unreadable in streams:
-        context = RuleContext(
-            view,
-            own_kdc,
-            own_connects,
+    diagnosis = Diagnosis()
+    for (view, own_kdc, own_connects, own_unreadable), window in zip(streams, windows, strict=True):
+        make = partial(
+            RuleContext,
+            kdc=own_kdc,
+            kdc_connects=own_connects,
             iis_log=logged,
             frame_name=names,
             kdc_unreadable=own_unreadable,
         )
-        found, failed = diagnose(context)
-        findings.extend(found)
-        problems.extend(failed)
+        # The per-block rules block by block (each with what it was linked
+        # with), the rules that count across the capture over all of it.
+        if len(window.blocks) == 1:
+            diagnosis.block(make(view))
+        else:
+            for block in window.blocks:
+                diagnosis.block(make(view.around(block.context)), block.own)
+        diagnosis.capture(make(view))
+    findings, problems = diagnosis.finish()
     return Report(
         captures=captures,
         view=whole,

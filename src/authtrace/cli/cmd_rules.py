@@ -10,7 +10,7 @@ import textwrap
 import click
 
 from authtrace.cli import main
-from authtrace.diagnose import ALL_RULES, RULES_BY_ID, Rule
+from authtrace.diagnose import ALL_RULES, RULES_BY_ID, Across, Rule
 from authtrace.schemas import Schema, document_head
 
 
@@ -20,8 +20,8 @@ from authtrace.schemas import Schema, document_head
     "--json",
     "as_json",
     is_flag=True,
-    help="Print JSON (schema authtrace.rules/1): each rule's id, severity, family, meaning and "
-    "the evidence it needs.",
+    help="Print JSON (schema authtrace.rules/1): each rule's id, severity, family, meaning, "
+    "the evidence it needs and how it reads a long capture (across).",
 )
 def rules_command(rule_ids: tuple[str, ...], as_json: bool) -> None:
     """List the finding ids of `authtrace analyze`, the most severe each can be
@@ -52,6 +52,7 @@ def rule_to_dict(declared: Rule) -> dict[str, str | None]:
         "family": declared.family,
         "meaning": declared.meaning,
         "evidence": declared.evidence or None,
+        "across": declared.across.value,
     }
 
 
@@ -64,10 +65,19 @@ def format_rule_list(rules: tuple[Rule, ...]) -> str:
 
 
 def format_rule(declared: Rule) -> str:
-    """One rule in full: id, severity, family, meaning and the evidence it needs."""
+    """One rule in full: id, severity, family, meaning, the evidence it needs
+    and how it reads a long capture."""
     evidence = textwrap.indent(declared.evidence or "(not documented)", "  ")
     return (
         f"{declared.id} ({declared.severity.value} at most; {declared.family} rules)\n"
         f"  {declared.meaning}\n"
-        f"Evidence it needs:\n{evidence}"
+        f"Evidence it needs:\n{evidence}\n"
+        f"Reads: {_ACROSS_WORDS[declared.across]}"
     )
+
+
+_ACROSS_WORDS = {
+    Across.BLOCK: "each stretch of the capture with the connections linked to it "
+    "(its findings are about one connection or linked ones)",
+    Across.CAPTURE: "the whole capture at once (it counts or groups across all connections)",
+}

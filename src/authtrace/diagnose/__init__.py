@@ -1,8 +1,9 @@
 """diagnose: rules that read judged handshakes and KDC exchanges and return
 findings. Each rule is declared once in its family module (diagnose/rule.py);
 this module gathers the declarations, derives the catalogue of ids and
-meanings from them, and `diagnose()` runs every rule; a rule that fails on some
-unexpected shape becomes an `analysis-error` anomaly, never a crash."""
+meanings from them, and `diagnose()` runs every rule (`Diagnosis`, block by
+block where a rule's declaration allows: rule.Across); a rule that fails on
+some unexpected shape becomes an `analysis-error` anomaly, never a crash."""
 
 from __future__ import annotations
 
@@ -21,7 +22,7 @@ from authtrace.diagnose.finding import (
     Severity,
     plural_of,
 )
-from authtrace.diagnose.rule import Rule, RuleDeclarationError
+from authtrace.diagnose.rule import Across, Rule, RuleDeclarationError
 from authtrace.diagnose.rules import (
     capture,
     credentials,
@@ -55,20 +56,81 @@ RULE_DESCRIPTIONS: dict[str, str] = {declared.id: declared.meaning for declared 
 
 
 def diagnose(context: RuleContext) -> tuple[list[Finding], list[Anomaly]]:
-    """Run every rule; findings sorted by severity, then by first frame."""
-    findings: list[Finding] = []
-    anomalies: list[Anomaly] = []
-    for declared in ALL_RULES:
+    """Run every rule over one context; findings sorted by severity, then by first frame."""
+    diagnosis = Diagnosis()
+    diagnosis.block(context)
+    diagnosis.capture(context)
+    return diagnosis.finish()
+
+
+class Diagnosis:
+    """The findings of a capture diagnosed in blocks of connections.
+
+    `block` runs the rules declared Across.BLOCK over one block's context (the
+    block's connections and those it was linked with, `own` naming the
+    block's); a finding is kept by the block that holds its first connection,
+    so a finding met again in a neighbour's context is kept once. `capture`
+    runs the rules declared Across.CAPTURE over a context of every connection.
+    Findings are folded as they come (`merge_repeats` is associative), so the
+    result is what one run of every rule over the whole capture gives.
+
+    Invariant: every rule runs exactly once over each connection it judges;
+    `finish` sorts as `diagnose` always did. Cost: each block's rules are
+    linear (or n log n) in the block's context, and a connection is in the
+    context of at most its own block and its neighbours'."""
+
+    __slots__ = ("_findings", "_anomalies")
+
+    def __init__(self) -> None:
+        self._findings: list[Finding] = []
+        self._anomalies: dict[str, Anomaly] = {}  # one per rule and error, however many blocks
+
+    def block(self, context: RuleContext, own: frozenset[int] | None = None) -> None:
+        """Run the BLOCK rules over `context`, keeping the findings whose first
+        connection is in `own` (every finding for None: the context is one block)."""
+        found = []
+        for declared in ALL_RULES:
+            if declared.across is Across.BLOCK:
+                found.extend(self._run(declared, context, own))
+        self._fold(found)
+
+    def capture(self, context: RuleContext) -> None:
+        """Run the CAPTURE rules over `context`, which holds every connection."""
+        found = []
+        for declared in ALL_RULES:
+            if declared.across is Across.CAPTURE:
+                found.extend(self._run(declared, context))
+        self._fold(found)
+
+    def finish(self) -> tuple[list[Finding], list[Anomaly]]:
+        """Findings sorted by severity, then by first frame; the rules' failures."""
+        findings = merge_repeats(self._findings)
+        findings.sort(key=lambda f: (f.severity.rank, f.frames[0] if f.frames else 0, f.rule))
+        return findings, list(self._anomalies.values())
+
+    def _fold(self, found: list[Finding]) -> None:
+        # Folded per block now (what is kept is small), across blocks in `finish`.
+        self._findings.extend(merge_repeats(found))
+
+    def _run(
+        self, declared: Rule, context: RuleContext, own: frozenset[int] | None = None
+    ) -> list[Finding]:
         try:
-            findings.extend(declared(context))
+            found = list(declared(context))
+            if declared.across is Across.BLOCK:
+                if any(not finding.connections for finding in found):
+                    raise RuleDeclarationError(
+                        f"rule {declared.id} is declared per block but yielded a finding "
+                        "about no connection"
+                    )
+                if own is not None:
+                    found = [f for f in found if f.connections[0] in own]
+            return found
         except Exception as error:  # noqa: BLE001 - one broken rule must not hide the others
             internal_error(error)
-            anomalies.append(
-                Anomaly(AnomalyKind.ANALYSIS_ERROR, f"rule {declared.id} failed: {error!r}")
-            )
-    findings = merge_repeats(findings)
-    findings.sort(key=lambda f: (f.severity.rank, f.frames[0] if f.frames else 0, f.rule))
-    return findings, anomalies
+            anomaly = Anomaly(AnomalyKind.ANALYSIS_ERROR, f"rule {declared.id} failed: {error!r}")
+            self._anomalies.setdefault(anomaly.message, anomaly)
+            return []
 
 
 class Fold(enum.Enum):
@@ -344,6 +406,8 @@ def _folded_title(
 __all__ = [
     "ALL_RULES",
     "FIELD_FOLDING",
+    "Across",
+    "Diagnosis",
     "Finding",
     "Fold",
     "RULES_BY_ID",

@@ -12,6 +12,7 @@ needs; `authtrace rules ID` prints it.
 
 from __future__ import annotations
 
+import enum
 import inspect
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
@@ -23,6 +24,23 @@ if TYPE_CHECKING:
     from authtrace.diagnose.context import RuleContext
 
 Check = Callable[["RuleContext"], Iterable[Finding]]
+
+
+class Across(enum.Enum):
+    """How a rule works on a capture diagnosed in blocks of connections
+    (`diagnose.Diagnosis`; pipeline.analyze hands it the blocks of
+    handshake/links.py LinkWindow)."""
+
+    BLOCK = "block"
+    """Each finding is about one step, one connection, or steps linked within
+    the link horizon (a split, a relay, a retry): the rule runs on each block
+    together with the connections the block was linked with, and a finding is
+    kept by the block that holds its first connection. Exact: every connection
+    a finding can depend on is within the horizon of it."""
+    CAPTURE = "capture"
+    """The rule counts or groups across the whole capture (failures per user,
+    one finding per host or client, a set of what was seen anywhere, the KDC
+    exchanges): it runs once, on every connection."""
 
 
 class RuleDeclarationError(Exception):
@@ -39,13 +57,15 @@ class Rule:
     check: reads a RuleContext, yields Findings (its docstring: the evidence);
     needs_pairing: the check judges responses, so it must never build on an
     exchange whose pairing is uncertain (False: it reads requests only, or
-    reports what the capture lacks)."""
+    reports what the capture lacks);
+    across: how it works on a capture diagnosed in blocks (`Across`)."""
 
     id: str
     severity: Severity
     meaning: str
     check: Check
     needs_pairing: bool = True
+    across: Across = Across.BLOCK
 
     @property
     def family(self) -> str:
@@ -79,12 +99,17 @@ class Rule:
 
 
 def rule(
-    rule_id: str, severity: Severity, meaning: str, *, needs_pairing: bool = True
+    rule_id: str,
+    severity: Severity,
+    meaning: str,
+    *,
+    needs_pairing: bool = True,
+    across: Across = Across.BLOCK,
 ) -> Callable[[Check], Rule]:
     """Declare the decorated check as rule `rule_id`; the name it is bound to is
     the Rule, which the check passes to `make_finding` for its findings."""
 
     def declare(check: Check) -> Rule:
-        return Rule(rule_id, severity, meaning, check, needs_pairing)
+        return Rule(rule_id, severity, meaning, check, needs_pairing, across)
 
     return declare

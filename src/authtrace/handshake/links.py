@@ -111,6 +111,21 @@ class HandshakeView:
         """The KDC exchanges for HTTP/<host> that served this step's client."""
         return self.kdc_links.get(ref, ())
 
+    def around(self, context: frozenset[int]) -> HandshakeView:
+        """The view a block's per-block rules read (diagnose.Diagnosis.block):
+        the timelines of `context` (a block and the connections it was linked
+        with) and the splits among them; every look-up (by id, links, clients,
+        fronts) is the whole view's. O(n) in the context."""
+        return dataclasses.replace(
+            self,
+            timelines=tuple(self.by_id[i] for i in sorted(context) if i in self.by_id),
+            splits=tuple(
+                s
+                for s in self.splits
+                if s.challenge.connection in context and s.authenticate.connection in context
+            ),
+        )
+
 
 def host_of(step: AuthExchange, connection: HttpConnection) -> str:
     """The server as the client named it: the Host header, else the address."""
@@ -152,13 +167,22 @@ class LinkedBlock:
     whole capture): their judged timelines and the links that belong to them
     (a split to the block holding its AUTHENTICATE, a relayed copy, an
     attributed client and an upstream step's front to the block holding the
-    step). Linked blocks of disjoint connections join into one view (`join_links`)."""
+    step). Linked blocks of disjoint connections join into one view (`join_links`).
+
+    context: the connections the block was linked with (its own and those of
+    the window around it): what its per-block rules read (`HandshakeView.around`)."""
 
     timelines: tuple[ConnectionTimeline, ...]
     splits: tuple[SplitHandshake, ...]
     relayed: frozenset[StepRef]
     clients: dict[StepRef, str]
     fronts: dict[StepRef, StepRef]
+    context: frozenset[int] = frozenset()
+
+    @property
+    def own(self) -> frozenset[int]:
+        """The connections whose results this block holds."""
+        return frozenset(timeline.connection.id for timeline in self.timelines)
 
 
 def _link_block(
@@ -175,14 +199,18 @@ def _link_block(
     resolved = [_resolve(timeline, came_back, split_targets, capture_end) for timeline in timelines]
     resolved = [_mark_split_iis(timeline, split_targets) for timeline in resolved]
     resolved = _relayed_iis(resolved, fronts, relayed)
+    context = frozenset(t.connection.id for t in timelines)
     if keep is None:
-        return LinkedBlock(tuple(resolved), tuple(splits), frozenset(relayed), clients, fronts)
+        return LinkedBlock(
+            tuple(resolved), tuple(splits), frozenset(relayed), clients, fronts, context
+        )
     return LinkedBlock(
         tuple(t for t in resolved if t.connection.id in keep),
         tuple(s for s in splits if s.authenticate.connection in keep),
         frozenset(r for r in relayed if r.connection in keep),
         {ref: client for ref, client in clients.items() if ref.connection in keep},
         {ref: front for ref, front in fronts.items() if ref.connection in keep},
+        context,
     )
 
 

@@ -10,7 +10,7 @@ from collections.abc import Iterator
 from authtrace.auth.steps import is_not_kept
 from authtrace.diagnose.context import Located, RuleContext, is_sure, make_finding
 from authtrace.diagnose.finding import Finding, Severity
-from authtrace.diagnose.rule import rule
+from authtrace.diagnose.rule import Across, rule
 from authtrace.handshake.links import StepRef
 from authtrace.handshake.model import Answer, Leg, Outcome, Sent
 from authtrace.handshake.timeline import ConnectionTimeline
@@ -28,6 +28,7 @@ _MIDWAY_LEGS = frozenset(
     Severity.INFO,
     "gaps, one-sided traffic or a handshake cut by the capture",
     needs_pairing=False,  # says what the capture lacks, uncertain pairings included
+    across=Across.CAPTURE,
 )
 def capture_incomplete(ctx: RuleContext) -> Iterator[Finding]:
     """Needs a connection with authentication headers (or heads cut before

@@ -16,7 +16,7 @@ from authtrace.diagnose.context import (
     user_of,
 )
 from authtrace.diagnose.finding import Finding, Severity
-from authtrace.diagnose.rule import Rule, rule
+from authtrace.diagnose.rule import Across, Rule, rule
 from authtrace.handshake.model import Leg, Realm, Sent
 from authtrace.handshake.timeline import largest_credentials_field, too_large_text
 
@@ -26,6 +26,7 @@ from authtrace.handshake.timeline import largest_credentials_field, too_large_te
     Severity.WARNING,
     "Basic credentials over unencrypted HTTP",
     needs_pairing=False,  # the request alone exposes the password
+    across=Across.CAPTURE,
 )
 def basic_over_cleartext(ctx: RuleContext) -> Iterator[Finding]:
     """Needs a request carrying Basic credentials (RFC 7617 section 4: the password
@@ -64,7 +65,7 @@ def _header_of(located: Located) -> str:
     return credentials.header if credentials is not None else "Authorization"
 
 
-@rule("basic-logon-failed", Severity.ERROR, "Basic credentials refused")
+@rule("basic-logon-failed", Severity.ERROR, "Basic credentials refused", across=Across.CAPTURE)
 def basic_logon_failed(ctx: RuleContext) -> Iterator[Finding]:
     """Needs Basic credentials answered by a 401. One finding per
     host and user."""
@@ -87,7 +88,12 @@ def basic_logon_failed(ctx: RuleContext) -> Iterator[Finding]:
     )
 
 
-@rule("digest-failed", Severity.ERROR, "Digest response refused (not a stale nonce)")
+@rule(
+    "digest-failed",
+    Severity.ERROR,
+    "Digest response refused (not a stale nonce)",
+    across=Across.CAPTURE,
+)
 def digest_failed(ctx: RuleContext) -> Iterator[Finding]:
     """Needs a Digest response answered by a 401 without stale=true
     (RFC 7616 section 3.3: stale=true asks for a retry, which is
@@ -110,7 +116,7 @@ def digest_failed(ctx: RuleContext) -> Iterator[Finding]:
     )
 
 
-@rule("bearer-token-rejected", Severity.ERROR, "Bearer token refused")
+@rule("bearer-token-rejected", Severity.ERROR, "Bearer token refused", across=Across.CAPTURE)
 def bearer_token_rejected(ctx: RuleContext) -> Iterator[Finding]:
     """Needs a Bearer token answered by a 401; the challenge's
     error and error_description (RFC 6750 section 3) are quoted when present.

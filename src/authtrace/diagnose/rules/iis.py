@@ -29,7 +29,7 @@ from authtrace.diagnose.context import (
     user_of,
 )
 from authtrace.diagnose.finding import Finding, Severity
-from authtrace.diagnose.rule import Rule, rule
+from authtrace.diagnose.rule import Across, Rule, rule
 from authtrace.handshake.model import Answer, AuthExchange, Leg, Outcome, Realm, Sent
 from authtrace.iis.category import Category, CategoryEvidence, Source
 from authtrace.iis.codes import status_code
@@ -160,6 +160,7 @@ def _anonymous_served_hosts(ctx: RuleContext, or_not_seen: bool = False) -> froz
     Severity.ERROR,
     "IIS 401.1 to requests without credentials: the anonymous account cannot log on (its "
     "password, logon rights, group policy, a full Security log)",
+    across=Across.CAPTURE,
 )
 def anonymous_logon_failed(ctx: RuleContext) -> Iterator[Finding]:
     """Needs 401s of an IIS server to requests without credentials that stayed
@@ -298,6 +299,7 @@ _TITLE = {
     "resource-acl-denied",
     Severity.ERROR,
     "IIS 401.3: authenticated, but the file or share ACL denies the user",
+    across=Across.CAPTURE,
 )
 def resource_acl_denied(ctx: RuleContext) -> Iterator[Finding]:
     """Needs a failed 401 of an IIS server whose category is 401.3: by its IIS
@@ -310,6 +312,7 @@ def resource_acl_denied(ctx: RuleContext) -> Iterator[Finding]:
     "filter-denied",
     Severity.ERROR,
     "IIS 401.4: authenticated, but an ISAPI filter denied the request",
+    across=Across.CAPTURE,
 )
 def filter_denied(ctx: RuleContext) -> Iterator[Finding]:
     """Needs a failed 401 of an IIS server whose category is 401.4 by its IIS
@@ -323,6 +326,7 @@ def filter_denied(ctx: RuleContext) -> Iterator[Finding]:
     Severity.ERROR,
     "IIS 401.5: authenticated, but the ISAPI/CGI application (or a wildcard mapping) denied "
     "the request",
+    across=Across.CAPTURE,
 )
 def application_denied(ctx: RuleContext) -> Iterator[Finding]:
     """Needs a failed 401 of an IIS server whose category is 401.5 by its IIS
@@ -339,6 +343,7 @@ def application_denied(ctx: RuleContext) -> Iterator[Finding]:
     "the credentials were accepted and the request refused anyway where no IIS category "
     "applies (a server that is not IIS, or an application asking for a Bearer token after "
     "Windows authentication)",
+    across=Across.CAPTURE,
 )
 def denied_after_authentication(ctx: RuleContext) -> Iterator[Finding]:
     """Needs a failed 401 judged refused after the logon (it carries the server's
@@ -423,6 +428,7 @@ def denied_after_authentication(ctx: RuleContext) -> Iterator[Finding]:
     Severity.ERROR,
     "requests without credentials answered 401 naming no scheme, where no IIS category "
     "applies: nothing the client could authenticate with",
+    across=Across.CAPTURE,
 )
 def refused_without_challenge(ctx: RuleContext) -> Iterator[Finding]:
     """Needs failed 401s to requests without credentials that name no

@@ -22,7 +22,7 @@ from authtrace.diagnose.context import (
     spn_of,
 )
 from authtrace.diagnose.finding import Finding, Severity
-from authtrace.diagnose.rule import Rule, rule
+from authtrace.diagnose.rule import Across, Rule, rule
 from authtrace.handshake.links import KDC_CLOCK_SLACK
 from authtrace.handshake.model import Leg
 from authtrace.iis.predict import CLOCK_SKEW_TRIPLE
@@ -75,6 +75,7 @@ def _cut_kdc_traffic(ctx: RuleContext, client: str, before: float) -> list[KdcUn
     "Negotiate carried NTLM where Kerberos was expected, with the cause (unknown SPN, host "
     "by IP, KDC unreachable, no KDC traffic)",
     needs_pairing=False,  # the client's Negotiate header and the KDC traffic show it
+    across=Across.CAPTURE,
 )
 def kerberos_fallback_to_ntlm(ctx: RuleContext) -> Iterator[Finding]:
     """Needs an `Authorization: Negotiate` header whose token decodes to NTLM. The
@@ -283,6 +284,7 @@ def _response_krb_error(located: Located) -> int | None:
     "kerberos-clock-skew",
     Severity.ERROR,
     "KRB_AP_ERR_SKEW: clocks differ too much",
+    across=Across.CAPTURE,
 )
 def kerberos_clock_skew(ctx: RuleContext) -> Iterator[Finding]:
     """Needs a KRB-ERROR with code 37 (KRB_AP_ERR_SKEW, RFC 4120 section 7.5.9): in
@@ -321,6 +323,7 @@ def kerberos_clock_skew(ctx: RuleContext) -> Iterator[Finding]:
     "kdc-error",
     Severity.WARNING,
     "the KDC refused a ticket request (errors that are normal are left out)",
+    across=Across.CAPTURE,
 )
 def kdc_error(ctx: RuleContext) -> Iterator[Finding]:
     """Needs a KRB-ERROR reply from the KDC that is not normal (PREAUTH_REQUIRED,

@@ -17,7 +17,7 @@ from authtrace.diagnose.context import (
     proxy_fields,
 )
 from authtrace.diagnose.finding import Finding, Severity
-from authtrace.diagnose.rule import rule
+from authtrace.diagnose.rule import Across, rule
 from authtrace.handshake.model import Leg, Outcome, Sent
 
 _WINDOWS_SCHEMES = {"negotiate", "ntlm", "kerberos"}
@@ -28,6 +28,7 @@ _WINDOWS_SCHEMES = {"negotiate", "ntlm", "kerberos"}
     Severity.ERROR,
     "the server offered Negotiate/NTLM and the client never answered with credentials (the "
     "classic 401.2)",
+    across=Across.CAPTURE,
 )
 def client_ignores_negotiate(ctx: RuleContext) -> Iterator[Finding]:
     """Needs anonymous requests answered by a 401 offering Negotiate, NTLM or

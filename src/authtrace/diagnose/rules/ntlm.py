@@ -20,7 +20,7 @@ from authtrace.diagnose.context import (
     user_of,
 )
 from authtrace.diagnose.finding import Finding, Severity
-from authtrace.diagnose.rule import rule
+from authtrace.diagnose.rule import Across, rule
 from authtrace.diagnose.rules.http2 import challenge_on_another_stream
 from authtrace.handshake.model import Leg, Outcome, State
 from authtrace.handshake.timeline import channel_binding
@@ -139,6 +139,7 @@ def ntlm_logon_failed(ctx: RuleContext) -> Iterator[Finding]:
     "repeated-logon-failures",
     Severity.WARNING,
     "several failed logons for one user: lockout risk",
+    across=Across.CAPTURE,
 )
 def repeated_logon_failures(ctx: RuleContext) -> Iterator[Finding]:
     """Needs at least LOCKOUT_RISK_FAILURES refused NTLM, Basic or Digest logons
@@ -179,6 +180,7 @@ def repeated_logon_failures(ctx: RuleContext) -> Iterator[Finding]:
     Severity.WARNING,
     "NTLMv1 (24-byte) response, weak and refused where NTLMv2 is required",
     needs_pairing=False,  # the AUTHENTICATE alone shows it; refusals counted if sure
+    across=Across.CAPTURE,
 )
 def ntlmv1_response(ctx: RuleContext) -> Iterator[Finding]:
     """Needs a non-anonymous NTLM AUTHENTICATE whose NT response is 24 bytes
@@ -345,6 +347,7 @@ def _certificate_owners(ctx: RuleContext) -> dict[bytes, HttpConnection]:
     Severity.ERROR,
     "NTLM bound to another TLS certificate than the server's: TLS is terminated or "
     "inspected in between",
+    across=Across.CAPTURE,
 )
 def channel_binding_other_certificate(ctx: RuleContext) -> Iterator[Finding]:
     """Needs an NTLMv2 AUTHENTICATE over TLS decrypted in this capture whose
@@ -409,6 +412,7 @@ def channel_binding_other_certificate(ctx: RuleContext) -> Iterator[Finding]:
     "ntlm-negotiate-rejected",
     Severity.ERROR,
     "the server refused the NTLM NEGOTIATE before any challenge",
+    across=Across.CAPTURE,
 )
 def ntlm_negotiate_rejected(ctx: RuleContext) -> Iterator[Finding]:
     """Needs an NTLM NEGOTIATE answered by a 401 without a CHALLENGE on a

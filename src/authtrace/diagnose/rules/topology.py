@@ -19,7 +19,7 @@ from authtrace.diagnose.context import (
     user_of,
 )
 from authtrace.diagnose.finding import Finding, Severity
-from authtrace.diagnose.rule import rule
+from authtrace.diagnose.rule import Across, rule
 from authtrace.handshake.links import closed_by_server
 from authtrace.handshake.model import Leg, Outcome, Realm, Sent, State
 from authtrace.http.messages import HttpConnection
@@ -347,6 +347,7 @@ def shared_authenticated_connection(ctx: RuleContext) -> Iterator[Finding]:
     Severity.ERROR,
     "the client authenticated one connection, then sent requests without credentials on a "
     "new one and got 401",
+    across=Across.CAPTURE,
 )
 def auth_lost_on_new_connection(ctx: RuleContext) -> Iterator[Finding]:
     """Needs a client that completed authentication to a server on one connection
