@@ -25,50 +25,26 @@ from authtrace.handshake.links import (  # noqa: E402
     LINK_HORIZON,
     HandshakeView,
     LinkedBlock,
-    LinkWindow,
     join_links,
     link,
 )
-from authtrace.handshake.timeline import ConnectionTimeline, build_timeline  # noqa: E402
+from authtrace.handshake.timeline import ConnectionTimeline  # noqa: E402
 from authtrace.kerberos.kdc import KdcExchange  # noqa: E402
-from authtrace.pipeline import read_connections  # noqa: E402
-from benchmarks.auth_dense import Shape, write_pcap  # noqa: E402
-
-CONNECTIONS = 2000
-# Far shorter than the capture (about 80 s), longer than any link in it (its
-# split handshakes and follow-ups are a few hundred milliseconds apart).
-SHORT_HORIZON = 2.0
+from benchmarks.auth_dense import Shape  # noqa: E402
+from tests._blocks import SHORT_HORIZON, Judged, judged_capture, windowed  # noqa: E402
 
 
 @pytest.fixture(scope="module")
-def capture(
-    tmp_path_factory: pytest.TempPathFactory,
-) -> tuple[list[ConnectionTimeline], tuple[KdcExchange, ...], float, float]:
-    path = tmp_path_factory.mktemp("blocks") / "mix.pcap"
+def capture(tmp_path_factory: pytest.TempPathFactory) -> Judged:
     # One client address for all (the follow-ups and splits cross connections),
     # seven users (each fails to log on several times, in different blocks).
-    write_pcap(path, "mix", CONNECTIONS, shape=Shape(seed=5, clients=1, users=7))
-    connections, result = read_connections([path])
-    assert result.kdc is not None
-    times = [t for info in result.captures for t in (info.first_time, info.last_time) if t]
-    timelines = [build_timeline(connection) for connection in connections]
-    return timelines, result.kdc.exchanges, min(times), max(times)
-
-
-class _ShortBlocks(LinkWindow):
-    """Blocks of one horizon: many block boundaries for the links to cross."""
-
-    __slots__ = ()
-    BLOCK_HORIZONS = 1
+    path = tmp_path_factory.mktemp("blocks") / "mix.pcap"
+    return judged_capture(path, Shape(seed=5, clients=1, users=7))
 
 
 def _blocks(timelines: list[ConnectionTimeline], end: float) -> list[LinkedBlock]:
-    window = _ShortBlocks(SHORT_HORIZON)
-    blocks = [block for t in timelines if (block := window.add(t)) is not None]
-    last = window.finish(end)
-    if last is not None:
-        blocks.append(last)
-    return blocks
+    """Blocks of one short horizon: many boundaries for the links to cross."""
+    return windowed(timelines, SHORT_HORIZON, end, short_blocks=True)[0]
 
 
 def _by_blocks(

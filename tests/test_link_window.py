@@ -27,47 +27,22 @@ from authtrace.handshake.links import (  # noqa: E402
     join_links,
     link,
 )
-from authtrace.handshake.timeline import ConnectionTimeline, build_timeline  # noqa: E402
+from authtrace.handshake.timeline import ConnectionTimeline  # noqa: E402
 from authtrace.kerberos.kdc import KdcExchange  # noqa: E402
-from authtrace.pipeline import analyze, read_connections  # noqa: E402
+from authtrace.pipeline import analyze  # noqa: E402
 from benchmarks.auth_dense import Shape, write_pcap  # noqa: E402
-
-CONNECTIONS = 2000
-# Far shorter than the capture (about 80 s) and than the links' own bounds, but
-# longer than any link in the generated capture (its split handshakes and
-# follow-ups are a few hundred milliseconds apart).
-SHORT_HORIZON = 2.0
+from tests._blocks import SHORT_HORIZON, Judged, judged_capture, windowed  # noqa: E402
 
 
 @pytest.fixture(scope="module")
-def capture(
-    tmp_path_factory: pytest.TempPathFactory,
-) -> tuple[list[ConnectionTimeline], tuple[KdcExchange, ...], float, float]:
-    path = tmp_path_factory.mktemp("window") / "mix.pcap"
-    write_pcap(path, "mix", CONNECTIONS, shape=Shape(seed=5, clients=1))
-    connections, result = read_connections([path])
-    assert result.kdc is not None
-    times = [t for info in result.captures for t in (info.first_time, info.last_time) if t]
-    timelines = [build_timeline(connection) for connection in connections]
-    return timelines, result.kdc.exchanges, min(times), max(times)
-
-
-class _ShortBlocks(LinkWindow):
-    """Blocks of one horizon: many more block boundaries to cross."""
-
-    __slots__ = ()
-    BLOCK_HORIZONS = 1
+def capture(tmp_path_factory: pytest.TempPathFactory) -> Judged:
+    return judged_capture(tmp_path_factory.mktemp("window") / "mix.pcap", Shape(seed=5, clients=1))
 
 
 def _windowed(
     timelines: list[ConnectionTimeline], horizon: float, end: float, short_blocks: bool = False
 ) -> tuple[list[LinkedBlock], LinkWindow]:
-    window = (_ShortBlocks if short_blocks else LinkWindow)(horizon)
-    blocks = [block for t in timelines if (block := window.add(t)) is not None]
-    last = window.finish(end)
-    if last is not None:
-        blocks.append(last)
-    return blocks, window
+    return windowed(timelines, horizon, end, short_blocks)
 
 
 def _findings(view: HandshakeView, kdc: tuple[KdcExchange, ...]) -> list[tuple[object, ...]]:
