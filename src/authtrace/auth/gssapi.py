@@ -36,7 +36,13 @@ from authtrace.auth.spnego import (
 )
 from authtrace.kerberos import der
 from authtrace.kerberos.der import DerError, DerTruncated, TagClass
-from authtrace.kerberos.fields import Labelled, dataclass_to_dict, label
+from authtrace.kerberos.fields import (
+    Labelled,
+    dataclass_to_dict,
+    keep_one_copy,
+    label,
+    shares_bytes,
+)
 from authtrace.kerberos.messages import (
     KerberosApRep,
     KerberosApReq,
@@ -79,6 +85,7 @@ _NEGOEX_HEADER = struct.Struct("<8sIIII16s")
 MAX_NEGOEX_MESSAGES = 64
 
 
+@shares_bytes("raw")
 @dataclass(frozen=True, slots=True)
 class NegoexToken:
     """NEGOEX messages (MS-NEGOEX section 2.2.6.2 MESSAGE_HEADER), recognised
@@ -101,6 +108,7 @@ class NegoexToken:
         return dataclass_to_dict(self, show_secrets)
 
 
+@shares_bytes("inner_token")
 @dataclass(frozen=True, slots=True)
 class GssToken:
     """A GSS-API InitialContextToken for a mechanism authtrace recognises by
@@ -132,8 +140,15 @@ def decode_gss(data: bytes) -> GssResult:
     Returns SpnegoInit / SpnegoResp (with `.inner` decoded), a Kerberos
     message (AP-REQ, AP-REP, KRB-ERROR...), an NTLM message, NegoexToken,
     GssToken, or Malformed.
+
+    The decoded object holds the token's bytes once: the slices its fields
+    keep (mechToken, the Kerberos message, cipher texts) are parts of `data`
+    (kerberos/fields.py `keep_one_copy`), which the caller keeps as the step's
+    raw token.
     """
-    return _decode(data, 0)
+    decoded = _decode(data, 0)
+    keep_one_copy(decoded, data)
+    return decoded
 
 
 def _decode(data: bytes, depth: int) -> GssResult:
