@@ -17,9 +17,11 @@ from __future__ import annotations
 from bisect import bisect_left, bisect_right
 from collections import defaultdict
 from collections.abc import Callable, Hashable, Iterable, Iterator
+from operator import itemgetter
 from typing import Generic, TypeVar
 
 Item = TypeVar("Item")
+_TIME = itemgetter(0)
 
 
 class _Run(Generic[Item]):
@@ -27,10 +29,11 @@ class _Run(Generic[Item]):
 
     __slots__ = ("times", "items", "skip")
 
-    def __init__(self, entries: list[tuple[float, int, Item]]) -> None:
-        entries.sort(key=lambda entry: (entry[0], entry[1]))
+    def __init__(self, entries: list[tuple[float, Item]]) -> None:
+        # entries come in insertion order and the sort is stable: ties stay in it.
+        entries.sort(key=_TIME)
         self.times = [entry[0] for entry in entries]
-        self.items = [entry[2] for entry in entries]
+        self.items = [entry[1] for entry in entries]
         # skip[i] == i while entry i is available; a taken entry points left.
         self.skip = list(range(len(entries)))
 
@@ -52,9 +55,9 @@ class TimeIndex(Generic[Item]):
 
     def __init__(self, entries: Iterable[tuple[Hashable, float, Item]]) -> None:
         """entries: (key, time, item). Cost O(n log n)."""
-        grouped: dict[Hashable, list[tuple[float, int, Item]]] = defaultdict(list)
-        for sequence, (key, when, item) in enumerate(entries):
-            grouped[key].append((when, sequence, item))
+        grouped: dict[Hashable, list[tuple[float, Item]]] = defaultdict(list)
+        for key, when, item in entries:
+            grouped[key].append((when, item))
         self._runs = {key: _Run(found) for key, found in grouped.items()}
 
     def __bool__(self) -> bool:
