@@ -192,17 +192,31 @@ make_response = constructor(HttpResponse)
 make_exchange = constructor(Exchange)
 
 
+# Header look-ups run for every message many times over (judging, linking,
+# rules), so a name is lower-cased only when it could match: str.lower() keeps
+# the length of every latin-1 string (the wire decoding of header names), so a
+# name of another length never matches, and one written as asked needs no
+# lower-casing at all.
+
+
 def _first(headers: tuple[Header, ...], name: str) -> str | None:
     lowered = name.lower()
+    size = len(name)
     for header in headers:
-        if header.name.lower() == lowered:
+        written = header.name
+        if written == name or (len(written) == size and written.lower() == lowered):
             return header.value
     return None
 
 
 def _all(headers: tuple[Header, ...], name: str) -> list[str]:
     lowered = name.lower()
-    return [header.value for header in headers if header.name.lower() == lowered]
+    size = len(name)
+    return [
+        header.value
+        for header in headers
+        if header.name == name or (len(header.name) == size and header.name.lower() == lowered)
+    ]
 
 
 @dataclass(frozen=True, slots=True)
