@@ -29,7 +29,6 @@ requests of that method when the path was rewritten.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
 from dataclasses import dataclass
 
 from authtrace.handshake.index import TimeIndex
@@ -118,32 +117,71 @@ def _relays(front: _Candidate, upstream: Exchange, connection: HttpConnection) -
     return answer is None or answer.timestamp <= front_response.timestamp
 
 
-def _requests(
-    timelines: list[ConnectionTimeline],
-) -> Iterator[tuple[HttpConnection, Exchange, HttpRequest, tuple[str, str]]]:
+@dataclass(frozen=True, slots=True, eq=False)
+class _Request:
+    """A captured request as attribution reads it, worked out once."""
+
+    connection: HttpConnection
+    exchange: Exchange
+    request: HttpRequest
+    key: tuple[str, str]  # (method, path)
+    forwarded: list[str]  # forwarded_clients(request)
+
+
+def _requests(timelines: list[ConnectionTimeline]) -> list[_Request]:
     """Every captured request with its (method, path) key, in connection order."""
+    out: list[_Request] = []
     for timeline in timelines:
         connection = timeline.connection
         for exchange in connection.exchanges:
             request = exchange.request
             if request is not None:
-                yield connection, exchange, request, (request.method, _path(request.uri))
+                key = (request.method, _path(request.uri))
+                out.append(_Request(connection, exchange, request, key, forwarded_clients(request)))
+    return out
 
 
 def attribute_upstream(timelines: list[ConnectionTimeline]) -> dict[ExchangeRef, ExchangeRef]:
     """upstream exchange -> the front exchange it relays (both legs captured)."""
+    requests = _requests(timelines)
+    # A front request is only ever looked up by a forwarded address naming its
+    # client, or by an upstream client address naming its server: one filed
+    # under another address can never be found, so it is not filed (behind one
+    # reverse proxy, with only the upstream leg captured, that is every one).
+    forwarded_addresses = {address for found in requests for address in found.forwarded}
+    client_addresses = {found.connection.client.ip for found in requests}
     by_client: list[tuple[object, float, _Candidate]] = []
     by_server: list[tuple[object, float, _Candidate]] = []
-    for connection, exchange, request, key in _requests(timelines):
-        candidate = _Candidate(connection, exchange)
+    for found in requests:
+        connection, key, when = found.connection, found.key, found.request.timestamp
+        candidate = _Candidate(connection, found.exchange)
+        client_ip, server_ip = connection.client.ip, connection.server.ip
         # Filed by (method, path) and, for rewritten paths, by method alone.
-        for filed in (key, key[0]):
-            by_client.append(((filed, connection.client.ip), request.timestamp, candidate))
-            by_server.append(((filed, connection.server.ip), request.timestamp, candidate))
+        if client_ip in forwarded_addresses:
+            by_client.append(((key, client_ip), when, candidate))
+            by_client.append(((key[0], client_ip), when, candidate))
+        if server_ip in client_addresses:
+            by_server.append(((key, server_ip), when, candidate))
+            by_server.append(((key[0], server_ip), when, candidate))
+    if not by_client and not by_server:
+        return {}
+    filed_clients = {address for (_filed, address), _when, _c in by_client}
+    filed_servers = {address for (_filed, address), _when, _c in by_server}
     client_index = TimeIndex(by_client)
     server_index = TimeIndex(by_server)
     fronts: dict[ExchangeRef, ExchangeRef] = {}
-    for connection, exchange, request, key in _requests(timelines):
+    for upstream in requests:
+        connection, exchange, request, key = (
+            upstream.connection,
+            upstream.exchange,
+            upstream.request,
+            upstream.key,
+        )
+        addresses = upstream.forwarded
+        if connection.client.ip not in filed_servers and not any(
+            address in filed_clients for address in addresses
+        ):
+            continue  # every look-up below would miss
         start, end = request.timestamp - FRONT_WINDOW, request.timestamp
 
         def accept(
@@ -159,7 +197,6 @@ def attribute_upstream(timelines: list[ConnectionTimeline]) -> dict[ExchangeRef,
             return _rewritten(front_request, upstream.request) and _relays(front, upstream, on)
 
         found = None
-        addresses = forwarded_clients(request)
         for filed, check, limit in (
             (key, accept, None),
             (key[0], accept_rewritten, MAX_REWRITE_WALK),
@@ -190,15 +227,25 @@ class Identities:
     """The client each exchange was made for: the front connection's client when
     the front leg is in the capture, else what the proxy wrote, else the address."""
 
-    __slots__ = ("_fronts", "_clients")
+    __slots__ = ("_fronts", "_clients", "_known")
 
     def __init__(
         self, timelines: list[ConnectionTimeline], fronts: dict[ExchangeRef, ExchangeRef]
     ) -> None:
         self._fronts = fronts
         self._clients = {t.connection.id: t.connection.client.ip for t in timelines}
+        # Each exchange's answer, worked out once: links asks for every step
+        # (an exchange judged in both realms is asked twice) more than once.
+        self._known: dict[tuple[int, int], str] = {}
 
     def of(self, connection: HttpConnection, exchange: Exchange) -> str:
+        mark = (connection.id, exchange.index)
+        known = self._known.get(mark)
+        if known is None:
+            known = self._known[mark] = self._of(connection, exchange)
+        return known
+
+    def _of(self, connection: HttpConnection, exchange: Exchange) -> str:
         ref = ExchangeRef(connection.id, exchange.index)
         front = self._fronts.get(ref)
         if front is None:
