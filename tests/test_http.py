@@ -616,3 +616,29 @@ def test_head_end_by_finds_is_where_the_empty_line_pattern_ends(data: bytes, pos
     expected = match.end() if match is not None else -1
     assert _find_head_end(data, pos) == expected
     assert _find_head_end(bytearray(data), pos) == expected
+
+
+# Header names as the parser decodes them (latin-1), in any case, some of the
+# length of the name asked for and some not; some are the name asked for with
+# its letters' case changed.
+_header_names = st.text(alphabet=st.sampled_from("aAbB-\xe9\xc9\xff\xdf"), max_size=3)
+
+
+@given(
+    _header_names,
+    st.lists(st.tuples(st.one_of(_header_names, st.none()), st.booleans()), max_size=6),
+)
+def test_header_lookup_equals_a_case_insensitive_scan(name, shapes) -> None:  # type: ignore[no-untyped-def]
+    """header()/header_all() answer as comparing every lower-cased name would
+    (RFC 9110 section 5.1), whatever shortcuts they take."""
+    from authtrace.http.messages import Header
+
+    names = [
+        other if other is not None else (name.swapcase() if swap else name)
+        for other, swap in shapes
+    ]
+    headers = tuple(Header(written, str(n)) for n, written in enumerate(names))
+    request = HttpRequest("GET", "/", "HTTP/1.1", headers, 1, 1, 0.0, 0)
+    matching = [h.value for h in headers if h.name.lower() == name.lower()]
+    assert request.header(name) == (matching[0] if matching else None)
+    assert request.header_all(name) == matching
