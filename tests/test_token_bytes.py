@@ -1,8 +1,10 @@
-"""A decoded token holds its bytes once (kerberos/fields.py `keep_one_copy`,
-issue 10): the SPNEGO mechToken, the Kerberos AP-REQ inside it and the cipher
-texts inside that are parts of the step's raw token, read back as the same
-bytes, and a pickled step carries the token once. The token is the auth-dense
-benchmark's SPNEGO init around an AP-REQ (benchmarks/auth_dense.py)."""
+"""A token is held once (issue 10, authtrace/sharing.py): the SPNEGO
+mechToken, the Kerberos AP-REQ inside it and the cipher texts inside that are
+parts of the step's raw token (kerberos/fields.py `keep_one_copy`), the header
+value is that token's base64 (`Header.keep_token_once`), each reads back as the
+same value, and a pickled step or judged timeline carries the token once. The
+token is the auth-dense benchmark's SPNEGO init around an AP-REQ
+(benchmarks/auth_dense.py)."""
 
 from __future__ import annotations
 
@@ -12,6 +14,8 @@ import random
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
@@ -19,10 +23,13 @@ if str(ROOT) not in sys.path:
 from authtrace.auth.render import step_to_dict  # noqa: E402
 from authtrace.auth.spnego import SpnegoInit  # noqa: E402
 from authtrace.auth.steps import step_from_credentials_header  # noqa: E402
+from authtrace.handshake.timeline import build_timeline  # noqa: E402
+from authtrace.http.messages import make_header  # noqa: E402
 from authtrace.kerberos import der  # noqa: E402
 from authtrace.kerberos.fields import Part  # noqa: E402
 from authtrace.kerberos.messages import KerberosApReq  # noqa: E402
-from benchmarks.auth_dense import HOST, kerberos_ap_req  # noqa: E402
+from authtrace.pipeline import read_connections  # noqa: E402
+from benchmarks.auth_dense import HOST, Shape, kerberos_ap_req, write_pcap  # noqa: E402
 from benchmarks.make_capture import KRB5, MS_KRB5, NTLMSSP, spnego_init  # noqa: E402
 
 
@@ -101,3 +108,50 @@ def test_redaction_is_unchanged_by_the_parts() -> None:
     text = repr(shown)
     assert step.raw.hex()[:32] not in text
     assert mech_token.hex()[40:72] not in text
+
+
+def test_a_header_value_is_held_as_the_token_it_carries() -> None:
+    token = _token(seed=13)
+    text = "Negotiate " + base64.b64encode(token).decode()
+    header = make_header("Authorization", text)
+    header.keep_token_once(token)
+    assert header.value == text
+    assert header == make_header("Authorization", text)
+    assert hash(header) == hash(make_header("Authorization", text))
+    held = type(header).value.held(header)
+    assert held.data is token
+    shipped = pickle.dumps((token, header), pickle.HIGHEST_PROTOCOL)
+    assert len(shipped) < len(token) + 200
+    assert pickle.loads(shipped)[1].value == text
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "Negotiate " + base64.b64encode(_token(seed=17)).decode().rstrip("="),  # unpadded
+        "Negotiate " + base64.b64encode(_token(seed=17)).decode() + " ",  # text after it
+        "Negotiate " + base64.b64encode(_token(seed=19)).decode(),  # another token
+    ],
+)
+def test_a_value_that_is_not_exactly_the_token_stays_as_written(text: str) -> None:
+    header = make_header("Authorization", text)
+    header.keep_token_once(_token(seed=17))
+    assert type(header).value.held(header) is text
+
+
+def test_a_judged_timeline_pickles_the_token_once(tmp_path: Path) -> None:
+    path = tmp_path / "kerberos.pcap"
+    write_pcap(path, "kerberos", 3, shape=Shape(seed=5))
+    connections, _ = read_connections([path])
+    timelines = [build_timeline(connection) for connection in connections]
+    steps = [s for t in timelines for s in t.steps if s.credentials and s.credentials.raw]
+    assert steps
+    for timeline in timelines:
+        shipped = pickle.dumps(timeline, pickle.HIGHEST_PROTOCOL)
+        for step in timeline.steps:
+            for auth in (step.credentials, *step.challenges):
+                if auth is None or len(auth.raw) < 200:
+                    continue
+                assert shipped.count(auth.raw[-100:]) == 1
+                assert base64.b64encode(auth.raw)[-100:] not in shipped
+        assert pickle.loads(shipped) == timeline

@@ -45,7 +45,9 @@ def constructor(cls: type[T]) -> Callable[..., T]:
         if keyword.iskeyword(item.name) or not item.name.isidentifier():
             raise TypeError(f"{cls.__name__}.{item.name}: not a plain name")
         # The slot descriptor's __set__, bound once: the whole saving.
-        namespace[f"_set_{item.name}"] = getattr(cls, item.name).__set__
+        # A lazy field (authtrace/sharing.py) wraps its slot: set the slot.
+        descriptor = getattr(cls, item.name)
+        namespace[f"_set_{item.name}"] = getattr(descriptor, "slot", descriptor).__set__
         if item.default is dataclasses.MISSING:
             parameters.append(item.name)
         else:

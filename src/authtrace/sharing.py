@@ -1,20 +1,119 @@
-"""One copy of the small values that repeat across a capture's connections.
+"""One copy of what repeats: values across a capture's connections, and the
+bytes of one token inside the records that hold it.
 
 A run keeps every judged message until its report (issue 10), and much of what
 each holds is the same across connections: start lines, header tuples, error
 pages, NTLM names and AV pairs, version numbers. `SharedTable.share` returns
 the equal value it already holds, so that memory holds one copy of each.
 
-Invariant: a table never holds more than its `limit` values (it starts over
+One token is also held in several places of one record: the header's base64
+text, the step's raw bytes, the SPNEGO mechToken, the Kerberos message and its
+cipher texts inside it. A field that `lazy_fields` declares may hold a `Part`
+(a slice of a buffer kept elsewhere) or a `Base64Of` (the base64 text of bytes
+kept elsewhere) instead of its own copy, and reads as the value either way.
+
+Invariants: a table never holds more than its `limit` values (it starts over
 when full), and `share` returns a value equal to the one given (values are
-immutable: frozen dataclasses, str, bytes, tuples of them).
+immutable: frozen dataclasses, str, bytes, tuples of them). A lazy field reads
+as the very value it was built with: readers, renderers, `==`, `hash`, `repr`
+and `copy` never see a `Part` or a `Base64Of`; `pickle` keeps them (with the
+buffer they refer to once, by pickle's memo) so a record read back is as small.
 """
 
 from __future__ import annotations
 
-from typing import Generic, TypeVar
+import base64
+import dataclasses
+from dataclasses import dataclass
+from typing import Any, Generic, TypeVar
 
 T = TypeVar("T")
+C = TypeVar("C", bound=type)
+
+
+@dataclass(frozen=True, slots=True)
+class Part:
+    """Bytes kept as their place in a buffer that something else keeps too:
+    `source[start:end]`. A `Part` refers to `source` (it holds no copy)."""
+
+    source: bytes
+    start: int
+    end: int
+
+    def resolve(self) -> bytes:
+        return self.source[self.start : self.end]
+
+
+@dataclass(frozen=True, slots=True)
+class Base64Of:
+    """Text that is `prefix` then the base64 (RFC 4648 section 4, padded) of
+    `data`, bytes that something else keeps too (a header value ``Negotiate
+    <token>`` whose token the decoded step keeps)."""
+
+    prefix: str
+    data: bytes
+
+    def resolve(self) -> str:
+        return self.prefix + base64.b64encode(self.data).decode("ascii")
+
+
+_LAZY = (Part, Base64Of)
+
+
+class _LazyField:
+    """A slot that may hold a `Part` or a `Base64Of` and reads as its value.
+
+    slot: the slot's own descriptor (authtrace/fastinit.py builds objects
+    through it, so construction costs what it did)."""
+
+    __slots__ = ("slot", "__name__")
+
+    def __init__(self, slot: Any, name: str) -> None:
+        self.slot = slot
+        self.__name__ = name
+
+    def __get__(self, obj: Any, owner: type | None = None) -> Any:
+        if obj is None:
+            return self
+        value = self.slot.__get__(obj, owner)
+        if type(value) in _LAZY:
+            return value.resolve()
+        return value
+
+    def __set__(self, obj: Any, value: Any) -> None:
+        self.slot.__set__(obj, value)
+
+    def __delete__(self, obj: Any) -> None:
+        self.slot.__delete__(obj)
+
+    def held(self, obj: Any) -> Any:
+        """What the slot holds: the value, a Part or a Base64Of."""
+        return self.slot.__get__(obj, type(obj))
+
+
+def lazy_fields(*names: str) -> Any:
+    """Class decorator for a slots dataclass (put it above ``@dataclass``):
+    the fields `names` may hold a `Part` or a `Base64Of` and read as its value.
+    Pickling keeps what the slot holds."""
+
+    def install(cls: C) -> C:
+        for name in names:
+            setattr(cls, name, _LazyField(cls.__dict__[name], name))
+        every = tuple(item.name for item in dataclasses.fields(cls))
+        lazy = frozenset(names)
+
+        def __getstate__(self: Any) -> list[Any]:
+            return [
+                getattr(cls, name).held(self) if name in lazy else getattr(self, name)
+                for name in every
+            ]
+
+        setattr(cls, "__getstate__", __getstate__)  # noqa: B010 - installed on a made class
+        setattr(cls, "_lazy_fields", lazy)  # noqa: B010 - read by kerberos/fields.py
+        return cls
+
+    return install
+
 
 DEFAULT_LIMIT = 4096
 
@@ -43,4 +142,4 @@ class SharedTable(Generic[T]):
         return len(self._values)
 
 
-__all__ = ["DEFAULT_LIMIT", "SharedTable"]
+__all__ = ["DEFAULT_LIMIT", "Base64Of", "Part", "SharedTable", "lazy_fields"]

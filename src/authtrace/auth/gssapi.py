@@ -41,7 +41,6 @@ from authtrace.kerberos.fields import (
     dataclass_to_dict,
     keep_one_copy,
     label,
-    shares_bytes,
 )
 from authtrace.kerberos.messages import (
     KerberosApRep,
@@ -51,6 +50,7 @@ from authtrace.kerberos.messages import (
     KrbError,
     decode_kerberos,
 )
+from authtrace.sharing import lazy_fields
 
 # SPNEGO inside SPNEGO is not legitimate; the bound only stops hostile nesting.
 MAX_DEPTH = 4
@@ -85,7 +85,7 @@ _NEGOEX_HEADER = struct.Struct("<8sIIII16s")
 MAX_NEGOEX_MESSAGES = 64
 
 
-@shares_bytes("raw")
+@lazy_fields("raw")
 @dataclass(frozen=True, slots=True)
 class NegoexToken:
     """NEGOEX messages (MS-NEGOEX section 2.2.6.2 MESSAGE_HEADER), recognised
@@ -108,7 +108,7 @@ class NegoexToken:
         return dataclass_to_dict(self, show_secrets)
 
 
-@shares_bytes("inner_token")
+@lazy_fields("inner_token")
 @dataclass(frozen=True, slots=True)
 class GssToken:
     """A GSS-API InitialContextToken for a mechanism authtrace recognises by

@@ -20,7 +20,8 @@ from typing import Any
 from authtrace.auth.kinds import Mechanism, Message
 from authtrace.kerberos import der
 from authtrace.kerberos.der import DerError, TagClass, Tlv
-from authtrace.kerberos.fields import dataclass_to_dict, shares_bytes
+from authtrace.kerberos.fields import dataclass_to_dict
+from authtrace.sharing import lazy_fields
 
 OID_SPNEGO = "1.3.6.1.5.5.2"
 OID_KERBEROS = "1.2.840.113554.1.2.2"
@@ -110,7 +111,7 @@ def mech_type(oid: str) -> MechType:
     return MechType(oid, f"UNKNOWN ({oid})")
 
 
-@shares_bytes("mech_token")
+@lazy_fields("mech_token")
 @dataclass(frozen=True, slots=True)
 class SpnegoInit:
     """RFC 4178 section 4.2.1 and MS-SPNG section 2.2.1::
@@ -172,7 +173,7 @@ class SpnegoInit:
         return dataclass_to_dict(self, show_secrets, skip=skip)
 
 
-@shares_bytes("response_token")
+@lazy_fields("response_token")
 @dataclass(frozen=True, slots=True)
 class SpnegoResp:
     """RFC 4178 section 4.2.2::

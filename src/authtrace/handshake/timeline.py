@@ -263,7 +263,10 @@ def _credentials(request: HttpRequest | None, realm: Realm) -> AuthStep | None:
     lowered = name.lower()
     for header in request.headers:
         if header.name.lower() == lowered:
-            return step_from_credentials_header(header.name, header.value)
+            step = step_from_credentials_header(header.name, header.value)
+            if step.raw:
+                header.keep_token_once(step.raw)  # the token held once (issue 10)
+            return step
     cut = request.cut_header(name)
     if cut is not None:
         # Seen in a cut head, not kept: sent all the same.
@@ -278,7 +281,10 @@ def _challenges(response: HttpResponse | None, realm: Realm) -> tuple[AuthStep, 
     steps: list[AuthStep] = []
     for header in response.headers:
         if header.name.lower() == name:
-            steps.extend(steps_from_challenge_header(header.name, header.value))
+            found = steps_from_challenge_header(header.name, header.value)
+            if len(found) == 1 and found[0].raw:
+                header.keep_token_once(found[0].raw)  # the token held once (issue 10)
+            steps.extend(found)
     for cut in response.cut_headers:
         if cut.name.lower() == name:
             steps.append(

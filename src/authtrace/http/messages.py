@@ -6,6 +6,7 @@ names) so the wire truth stays next to any interpretation.
 
 from __future__ import annotations
 
+import base64
 import enum
 import re
 from dataclasses import dataclass, field
@@ -13,6 +14,7 @@ from dataclasses import dataclass, field
 from authtrace.anomalies import Anomaly
 from authtrace.fastinit import constructor
 from authtrace.http2.model import StreamInfo
+from authtrace.sharing import Base64Of, SharedTable, lazy_fields
 from authtrace.tcp.events import CloseReason, Direction, Endpoint
 from authtrace.tls.model import TlsFacts
 
@@ -22,10 +24,38 @@ MAX_HOST = 270
 _HOST = re.compile(rf"[^ \t\r\n]{{1,{MAX_HOST}}}")
 
 
+# A header value that ends with the base64 of a token the auth step keeps is
+# held as that token's encoding (`Header.keep_token_once`): tokens shorter than
+# this are not worth the holder, prefixes longer than this are not a scheme.
+MIN_TOKEN = 48
+MAX_PREFIX = 64
+
+# The prefixes ("Negotiate ", "NTLM ") kept once, bounded (authtrace/sharing.py).
+_PREFIXES: SharedTable[str] = SharedTable(256)
+
+
+@lazy_fields("value")
 @dataclass(frozen=True, slots=True)
 class Header:
+    """One header line as written: name and value (latin-1 decoded)."""
+
     name: str
     value: str
+
+    def keep_token_once(self, token: bytes) -> None:
+        """Hold the value as the base64 of `token` (the decoded token the auth
+        step keeps as its raw bytes) when it is some text followed by exactly
+        that encoding (RFC 4648 section 4, padded), so that the token is held
+        once; otherwise nothing changes. The value reads the same either way.
+        Cost: one base64 encoding and one comparison of the token's size."""
+        value = self.value
+        if len(token) < MIN_TOKEN:
+            return
+        encoded = base64.b64encode(token).decode("ascii")
+        prefix_size = len(value) - len(encoded)
+        if 0 <= prefix_size <= MAX_PREFIX and value.endswith(encoded):
+            prefix = _PREFIXES.share(value[:prefix_size])
+            _set_value(self, Base64Of(prefix, token))
 
 
 @dataclass(frozen=True, slots=True)
@@ -187,6 +217,7 @@ class Exchange:
 # The parser builds a Header per header line and a message and an Exchange per
 # HTTP message: these build the same objects faster (authtrace/fastinit.py).
 make_header = constructor(Header)
+_set_value = vars(Header)["value"].__set__
 make_request = constructor(HttpRequest)
 make_response = constructor(HttpResponse)
 make_exchange = constructor(Exchange)

@@ -2,16 +2,15 @@
 one place where decoded Kerberos/SPNEGO objects are rendered to JSON-ready
 dicts with their secrets redacted.
 
-It also owns how a decoded token holds its bytes once (`Part`, `shares_bytes`,
-`keep_one_copy`): the mechToken of a SPNEGO wrapper, the Kerberos message
-inside it and the cipher texts inside that are all slices of the one token an
-`AuthStep` keeps (issue 10: one copy of each token).
+It also owns how a decoded token holds its bytes once (`keep_one_copy`, with
+authtrace/sharing.py's `Part` and `lazy_fields`): the mechToken of a SPNEGO
+wrapper, the Kerberos message inside it and the cipher texts inside that are
+all slices of the one token an `AuthStep` keeps (issue 10: one copy of each
+token).
 
 Invariants: a field listed in `SECRET_FIELD_NAMES` is never rendered as its
 bytes unless `show_secrets` is true; its presence and length always are. A
-field that `shares_bytes` declares reads as the very bytes it was built with
-(a `Part` is read back through the field, never seen by a reader, a renderer,
-`==`, `hash` or `pickle`).
+field that `lazy_fields` declares reads as the very bytes it was built with.
 """
 
 from __future__ import annotations
@@ -19,10 +18,11 @@ from __future__ import annotations
 import dataclasses
 import enum
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any
 
 from authtrace.auth import redact as _redact
 from authtrace.fastinit import constructor, field_names
+from authtrace.sharing import Part
 
 # Field names of the dataclasses in kerberos/messages.py and auth/spnego.py
 # whose bytes are secrets, besides auth/redact.py's SECRET_FIELDS: cipher text,
@@ -47,16 +47,6 @@ class Labelled:
 _make_labelled = constructor(Labelled)
 
 
-@dataclass(frozen=True, slots=True)
-class Part:
-    """Bytes kept as their place in a buffer that something else keeps too:
-    `source[start:end]`. A `Part` refers to `source` (it holds no copy)."""
-
-    source: bytes
-    start: int
-    end: int
-
-
 # Values shorter than this stay bytes: a Part costs about as much as 64 bytes.
 MIN_SHARED = 64
 
@@ -64,64 +54,9 @@ MIN_SHARED = 64
 # (SPNEGO wrapper, Kerberos message, ticket, encrypted part: four levels).
 MAX_SHARE_DEPTH = 8
 
-C = TypeVar("C", bound=type)
-
-
-class _SharedField:
-    """A slot that may hold a `Part` and reads as bytes either way."""
-
-    __slots__ = ("_slot", "__name__")
-
-    def __init__(self, slot: Any, name: str) -> None:
-        self._slot = slot
-        self.__name__ = name
-
-    def __get__(self, obj: Any, owner: type | None = None) -> Any:
-        if obj is None:
-            return self
-        value = self._slot.__get__(obj, owner)
-        if type(value) is Part:
-            return value.source[value.start : value.end]
-        return value
-
-    def __set__(self, obj: Any, value: Any) -> None:
-        self._slot.__set__(obj, value)
-
-    def __delete__(self, obj: Any) -> None:
-        self._slot.__delete__(obj)
-
-    def held(self, obj: Any) -> Any:
-        """What the slot holds: bytes, a Part or None."""
-        return self._slot.__get__(obj, type(obj))
-
-
-def shares_bytes(*names: str) -> Any:
-    """Class decorator for a slots dataclass: the fields `names` (bytes or
-    None) may hold their bytes as a `Part` of a buffer kept elsewhere
-    (`keep_one_copy` puts them there). Pickling keeps the Part, so the buffer
-    goes once into a pickle that holds it and the token (pickle's memo)."""
-
-    def install(cls: C) -> C:
-        for name in names:
-            setattr(cls, name, _SharedField(cls.__dict__[name], name))
-        every = tuple(item.name for item in dataclasses.fields(cls))
-        shared = frozenset(names)
-
-        def __getstate__(self: Any) -> list[Any]:
-            return [
-                getattr(cls, name).held(self) if name in shared else getattr(self, name)
-                for name in every
-            ]
-
-        setattr(cls, "__getstate__", __getstate__)  # noqa: B010 - installed on a made class
-        setattr(cls, "_shared_bytes", shared)  # noqa: B010 - read by keep_one_copy
-        return cls
-
-    return install
-
 
 def keep_one_copy(obj: Any, source: bytes) -> None:
-    """Let every shared bytes field of `obj` and of the decoded objects inside
+    """Let every lazy bytes field (`lazy_fields`) of `obj` and of the decoded objects inside
     it hold its bytes as a `Part` of `source` where they are a slice of it.
 
     `obj` was just decoded from `source` and is not yet anyone else's (a ticket
@@ -132,7 +67,7 @@ def keep_one_copy(obj: Any, source: bytes) -> None:
     while pending:
         current, depth = pending.pop()
         kind = type(current)
-        shared: frozenset[str] = getattr(kind, "_shared_bytes", frozenset())
+        shared: frozenset[str] = getattr(kind, "_lazy_fields", frozenset())
         if not dataclasses.is_dataclass(current) or depth > MAX_SHARE_DEPTH:
             continue
         for name in field_names(current):

@@ -32,8 +32,8 @@ from authtrace.kerberos.fields import (
     dataclass_to_dict,
     flag_names,
     label,
-    shares_bytes,
 )
+from authtrace.sharing import lazy_fields
 
 # RFC 4120 section 7.5.7 message types (and MS-KILE / user-to-user 16, 17).
 MESSAGE_TYPES: dict[int, str] = {
@@ -167,7 +167,7 @@ class PrincipalName:
         return {"name_type": self.name_type.name, "name": str(self)}
 
 
-@shares_bytes("cipher")
+@lazy_fields("cipher")
 @dataclass(frozen=True, slots=True)
 class EncryptedData:
     """RFC 4120 section 5.2.9::
@@ -243,7 +243,7 @@ class _KerberosBase:
         return dataclass_to_dict(self, show_secrets)
 
 
-@shares_bytes("raw")
+@lazy_fields("raw")
 @dataclass(frozen=True, slots=True)
 class KerberosApReq(_KerberosBase):
     """RFC 4120 section 5.5.1::
@@ -276,7 +276,7 @@ class KerberosApReq(_KerberosBase):
         return str(self.ticket.sname)
 
 
-@shares_bytes("raw")
+@lazy_fields("raw")
 @dataclass(frozen=True, slots=True)
 class KerberosApRep(_KerberosBase):
     """RFC 4120 section 5.5.2::
@@ -386,7 +386,7 @@ class KdcReply(_KerberosBase):
         return Message.AS_REP if self.msg_type.value == 11 else Message.TGS_REP
 
 
-@shares_bytes("e_data", "raw")
+@lazy_fields("e_data", "raw")
 @dataclass(frozen=True, slots=True)
 class KrbError(_KerberosBase):
     """KRB-ERROR, RFC 4120 section 5.9.1::
@@ -437,7 +437,7 @@ class KrbError(_KerberosBase):
         return self.error.name
 
 
-@shares_bytes("raw")
+@lazy_fields("raw")
 @dataclass(frozen=True, slots=True)
 class KerberosOther(_KerberosBase):
     """A Kerberos message recognised by type but not decoded further
