@@ -182,3 +182,46 @@ def test_a_per_block_rule_must_name_a_connection() -> None:
             Diagnosis().block(RuleContext(empty, ()))
     finally:
         diagnose_module.ALL_RULES = saved
+
+
+def test_grouping_rules_need_only_the_steps_they_selected(capture) -> None:  # type: ignore[no-untyped-def]
+    """A rule that groups steps across the capture (rule.grouping_rule) carries
+    from block to block only the steps it selected: its findings, reported over
+    a context that holds no connection at all, are those of the whole."""
+    from authtrace.diagnose.rule import merge_groups
+
+    timelines, kdc, start, end = capture
+    blocks = _blocks(timelines, end)
+    view = join_links(blocks, start, end, kdc)
+    grouping = [r for r in ALL_RULES if r.grouping is not None]
+    assert {"repeated-logon-failures", "basic-over-cleartext", "ntlmv1-response"} <= {
+        r.id for r in grouping
+    }
+    whole = RuleContext(link(timelines, start, end, kdc), kdc)
+    nothing = RuleContext(HandshakeView((), (), frozenset(), start, end, {}), kdc)
+    for declared in grouping:
+        parts = [declared.collect(RuleContext(view.around(b.context), kdc), b.own) for b in blocks]
+        got = list(declared.report(nothing, merge_groups(parts)))
+        assert _told(got) == _told(list(declared(whole))), declared.id
+    assert any(list(r(whole)) for r in grouping)
+
+
+SCENARIOS = sorted((ROOT / "captures" / "scenarios").glob("*.pcap"))
+
+
+@pytest.mark.parametrize("path", SCENARIOS, ids=[p.stem for p in SCENARIOS])
+def test_grouping_rules_report_without_the_timelines(path: Path) -> None:
+    """On every scenario: the groups a grouping rule selected, reported over a
+    view that kept every link but no timeline (what is left once the blocks'
+    timelines are dropped), give the findings of the whole."""
+    from authtrace.diagnose.rule import merge_groups
+    from authtrace.pipeline import analyze
+
+    report = analyze([path])
+    view = report.view
+    context = RuleContext(view, report.kdc, report.kdc_connects)
+    bare = RuleContext(dataclasses.replace(view, timelines=()), report.kdc, report.kdc_connects)
+    for declared in (r for r in ALL_RULES if r.grouping is not None):
+        groups = merge_groups([declared.collect(context)])
+        got = list(declared.report(bare, groups))
+        assert _told(got) == _told(list(declared(context))), declared.id

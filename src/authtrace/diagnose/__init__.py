@@ -22,7 +22,7 @@ from authtrace.diagnose.finding import (
     Severity,
     plural_of,
 )
-from authtrace.diagnose.rule import Across, Rule, RuleDeclarationError
+from authtrace.diagnose.rule import Across, Groups, Rule, RuleDeclarationError, merge_groups
 from authtrace.diagnose.rules import (
     capture,
     credentials,
@@ -69,37 +69,65 @@ class Diagnosis:
     `block` runs the rules declared Across.BLOCK over one block's context (the
     block's connections and those it was linked with, `own` naming the
     block's); a finding is kept by the block that holds its first connection,
-    so a finding met again in a neighbour's context is kept once. `capture`
-    runs the rules declared Across.CAPTURE over a context of every connection.
-    Findings are folded as they come (`merge_repeats` is associative), so the
-    result is what one run of every rule over the whole capture gives.
+    so a finding met again in a neighbour's context is kept once. It also
+    collects, for each CAPTURE rule that groups steps (`Rule.grouping`), the
+    steps of the block's own connections it selects. `capture` runs the other
+    CAPTURE rules over a context of every connection, and the grouping rules
+    over the groups collected (merged as one run would have made them; over
+    `capture`'s context when no block was given). Findings are folded as they
+    come (`merge_repeats` is associative), so the result is what one run of
+    every rule over the whole capture gives.
 
-    Invariant: every rule runs exactly once over each connection it judges;
-    `finish` sorts as `diagnose` always did. Cost: each block's rules are
-    linear (or n log n) in the block's context, and a connection is in the
-    context of at most its own block and its neighbours'."""
+    Invariant: every rule judges each connection once; `finish` sorts as
+    `diagnose` always did. Cost: each block's rules are linear (or n log n) in
+    the block's context, and a connection is in the context of at most its own
+    block and its neighbours'."""
 
-    __slots__ = ("_findings", "_anomalies")
+    __slots__ = ("_findings", "_anomalies", "_groups", "_failed", "_blocks")
 
     def __init__(self) -> None:
         self._findings: list[Finding] = []
         self._anomalies: dict[str, Anomaly] = {}  # one per rule and error, however many blocks
+        self._groups: dict[str, list[Groups]] = {}  # grouping rule -> its groups of each block
+        self._failed: set[str] = set()  # grouping rules that failed in some block
+        self._blocks = 0
 
     def block(self, context: RuleContext, own: frozenset[int] | None = None) -> None:
         """Run the BLOCK rules over `context`, keeping the findings whose first
-        connection is in `own` (every finding for None: the context is one block)."""
+        connection is in `own` (every finding for None: the context is one
+        block), and collect the grouping rules' steps of `own`."""
+        self._blocks += 1
         found = []
         for declared in ALL_RULES:
             if declared.across is Across.BLOCK:
                 found.extend(self._run(declared, context, own))
+            elif declared.grouping is not None and declared.id not in self._failed:
+                try:
+                    groups = declared.collect(context, own)
+                except Exception as error:  # noqa: BLE001 - as in _run
+                    self._failure(declared, error)
+                    continue
+                if groups:
+                    self._groups.setdefault(declared.id, []).append(groups)
         self._fold(found)
 
     def capture(self, context: RuleContext) -> None:
-        """Run the CAPTURE rules over `context`, which holds every connection."""
+        """Run the CAPTURE rules: those that group steps over what the blocks
+        collected (over `context` when no block was given), the others over
+        `context`, which then holds every connection."""
         found = []
         for declared in ALL_RULES:
-            if declared.across is Across.CAPTURE:
+            if declared.across is not Across.CAPTURE:
+                continue
+            if declared.grouping is None or not self._blocks:
                 found.extend(self._run(declared, context))
+            elif declared.id not in self._failed:
+                groups = merge_groups(self._groups.pop(declared.id, []))
+                try:
+                    found.extend(declared.report(context, groups))
+                except Exception as error:  # noqa: BLE001 - as in _run
+                    self._failure(declared, error)
+        self._blocks = 0
         self._fold(found)
 
     def finish(self) -> tuple[list[Finding], list[Anomaly]]:
@@ -111,6 +139,12 @@ class Diagnosis:
     def _fold(self, found: list[Finding]) -> None:
         # Folded per block now (what is kept is small), across blocks in `finish`.
         self._findings.extend(merge_repeats(found))
+
+    def _failure(self, declared: Rule, error: Exception) -> None:
+        internal_error(error)
+        self._failed.add(declared.id)
+        anomaly = Anomaly(AnomalyKind.ANALYSIS_ERROR, f"rule {declared.id} failed: {error!r}")
+        self._anomalies.setdefault(anomaly.message, anomaly)
 
     def _run(
         self, declared: Rule, context: RuleContext, own: frozenset[int] | None = None
@@ -127,9 +161,7 @@ class Diagnosis:
                     found = [f for f in found if f.connections[0] in own]
             return found
         except Exception as error:  # noqa: BLE001 - one broken rule must not hide the others
-            internal_error(error)
-            anomaly = Anomaly(AnomalyKind.ANALYSIS_ERROR, f"rule {declared.id} failed: {error!r}")
-            self._anomalies.setdefault(anomaly.message, anomaly)
+            self._failure(declared, error)
             return []
 
 

@@ -13,17 +13,23 @@ needs; `authtrace rules ID` prints it.
 from __future__ import annotations
 
 import enum
+import functools
 import inspect
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Hashable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from authtrace.diagnose.finding import Finding, Severity
 
 if TYPE_CHECKING:
-    from authtrace.diagnose.context import RuleContext
+    from authtrace.diagnose.context import Located, RuleContext
 
 Check = Callable[["RuleContext"], Iterable[Finding]]
+# A rule that groups steps across the capture, in two halves (`Rule.grouping`):
+# which steps it groups, under which key, and the findings of the groups.
+Select = Callable[["RuleContext"], Iterable[tuple[Hashable, "Located"]]]
+Groups = dict[Hashable, list["Located"]]
+Report = Callable[["RuleContext", Groups], Iterable[Finding]]
 
 
 class Across(enum.Enum):
@@ -58,7 +64,12 @@ class Rule:
     needs_pairing: the check judges responses, so it must never build on an
     exchange whose pairing is uncertain (False: it reads requests only, or
     reports what the capture lacks);
-    across: how it works on a capture diagnosed in blocks (`Across`)."""
+    across: how it works on a capture diagnosed in blocks (`Across`);
+    grouping: for a CAPTURE rule that groups steps, its two halves (which
+    steps under which key; the findings of the groups): its running aggregate
+    over blocks is the selected steps by key (`collect`, `merge_groups`), so
+    it needs only the steps it selects, not every connection (None: the rule
+    reads the whole capture at once)."""
 
     id: str
     severity: Severity
@@ -66,6 +77,7 @@ class Rule:
     check: Check
     needs_pairing: bool = True
     across: Across = Across.BLOCK
+    grouping: tuple[Select, Report] | None = None
 
     @property
     def family(self) -> str:
@@ -83,7 +95,27 @@ class Rule:
         no step whose pairing is uncertain (RuleContext.steps), and a finding
         it built on one anyway (walking the timelines itself) is left out."""
         judged = context.judging(self.needs_pairing)
-        for finding in self.check(judged):
+        return self._checked(context, self.check(judged))
+
+    def collect(self, context: RuleContext, own: frozenset[int] | None = None) -> Groups:
+        """A grouping rule's selected steps of `context` (those of the
+        connections in `own` only, unless None), by key, in capture order."""
+        assert self.grouping is not None
+        select, _report = self.grouping
+        groups: Groups = {}
+        for key, located in select(context.judging(self.needs_pairing)):
+            if own is None or located.timeline.connection.id in own:
+                groups.setdefault(key, []).append(located)
+        return groups
+
+    def report(self, context: RuleContext, groups: Groups) -> Iterator[Finding]:
+        """A grouping rule's findings from the groups of the whole capture."""
+        assert self.grouping is not None
+        _select, report = self.grouping
+        return self._checked(context, report(context.judging(self.needs_pairing), groups))
+
+    def _checked(self, context: RuleContext, findings: Iterable[Finding]) -> Iterator[Finding]:
+        for finding in findings:
             if self.needs_pairing and context.builds_on_uncertain_pairing(finding):
                 continue
             if finding.rule != self.id:
@@ -113,3 +145,47 @@ def rule(
         return Rule(rule_id, severity, meaning, check, needs_pairing, across)
 
     return declare
+
+
+def grouping_rule(
+    rule_id: str,
+    severity: Severity,
+    meaning: str,
+    *,
+    select: Select,
+    needs_pairing: bool = True,
+) -> Callable[[Report], Rule]:
+    """Declare a rule that groups steps across the capture (Across.CAPTURE):
+    `select` yields (key, step) for the steps it groups, in capture order; the
+    decorated function turns the groups ({key: steps in capture order}, keys in
+    the order their first step came) into findings, and its docstring is the
+    rule's evidence. Diagnosed in blocks, only the selected steps are carried
+    from block to block."""
+
+    def declare(report: Report) -> Rule:
+        @functools.wraps(report)
+        def check(context: RuleContext) -> Iterable[Finding]:
+            groups: Groups = {}
+            for key, located in select(context):
+                groups.setdefault(key, []).append(located)
+            return report(context, groups)
+
+        return Rule(
+            rule_id, severity, meaning, check, needs_pairing, Across.CAPTURE, (select, report)
+        )
+
+    return declare
+
+
+def merge_groups(parts: Iterable[Groups]) -> Groups:
+    """The groups of several blocks as one run over all of them would have
+    made them: each key's steps in capture order (connection, position), keys
+    in the order of their first step. O(s log s) in the s steps selected."""
+    merged: Groups = {}
+    for part in parts:
+        for key, steps in part.items():
+            merged.setdefault(key, []).extend(steps)
+    for steps in merged.values():
+        steps.sort(key=lambda located: (located.timeline.connection.id, located.position))
+    first = {key: (s[0].timeline.connection.id, s[0].position) for key, s in merged.items()}
+    return {key: merged[key] for key in sorted(merged, key=first.__getitem__)}

@@ -3,8 +3,8 @@ oversized credentials headers."""
 
 from __future__ import annotations
 
-from collections import defaultdict
 from collections.abc import Iterator
+from typing import cast
 
 from authtrace.auth.bearer import BearerChallenge
 from authtrace.diagnose.context import (
@@ -16,32 +16,36 @@ from authtrace.diagnose.context import (
     user_of,
 )
 from authtrace.diagnose.finding import Finding, Severity
-from authtrace.diagnose.rule import Across, Rule, rule
+from authtrace.diagnose.rule import Groups, Rule, Select, grouping_rule, rule
 from authtrace.handshake.model import Leg, Realm, Sent
 from authtrace.handshake.timeline import largest_credentials_field, too_large_text
 
 
-@rule(
-    "basic-over-cleartext",
-    Severity.WARNING,
-    "Basic credentials over unencrypted HTTP",
-    needs_pairing=False,  # the request alone exposes the password
-    across=Across.CAPTURE,
-)
-def basic_over_cleartext(ctx: RuleContext) -> Iterator[Finding]:
-    """Needs a request carrying Basic credentials (RFC 7617 section 4: the password
-    is only base64-encoded) on a connection that was clear text on the wire: one
-    whose HTTP was decrypted from TLS (`connection.tls`) is left out. One finding
-    per host and user."""
-    groups: dict[tuple[str, str], list[Located]] = defaultdict(list)
+def _basic_in_clear(ctx: RuleContext) -> Iterator[tuple[tuple[str, str], Located]]:
+    """Each request with Basic credentials on a clear-text connection, by host and user."""
     for located in ctx.steps():
         if (
             located.step.sent is Sent.BASIC
             and located.timeline.connection.tls is None
             and not ctx.relayed(located)
         ):
-            groups[(located.host, user_of(located.step) or "?")].append(located)
-    for (host, user), legs in groups.items():
+            yield (located.host, user_of(located.step) or "?"), located
+
+
+@grouping_rule(
+    "basic-over-cleartext",
+    Severity.WARNING,
+    "Basic credentials over unencrypted HTTP",
+    select=_basic_in_clear,
+    needs_pairing=False,  # the request alone exposes the password
+)
+def basic_over_cleartext(ctx: RuleContext, groups: Groups) -> Iterator[Finding]:
+    """Needs a request carrying Basic credentials (RFC 7617 section 4: the password
+    is only base64-encoded) on a connection that was clear text on the wire: one
+    whose HTTP was decrypted from TLS (`connection.tls`) is left out. One finding
+    per host and user."""
+    for key, legs in groups.items():
+        host, user = cast(tuple[str, str], key)
         words = ctx.words()
         yield make_finding(
             basic_over_cleartext,
@@ -65,13 +69,30 @@ def _header_of(located: Located) -> str:
     return credentials.header if credentials is not None else "Authorization"
 
 
-@rule("basic-logon-failed", Severity.ERROR, "Basic credentials refused", across=Across.CAPTURE)
-def basic_logon_failed(ctx: RuleContext) -> Iterator[Finding]:
+def _refusals(leg: Leg) -> Select:
+    """The steps of `leg` (a refused Basic, Digest or Bearer request), by host,
+    realm and user: a person retrying a password is one story."""
+
+    def select(ctx: RuleContext) -> Iterator[tuple[tuple[str, bool, str], Located]]:
+        for located in ctx.steps():
+            if located.step.leg is leg and not ctx.relayed(located) and not ctx.overruled(located):
+                yield (located.host, is_proxy(located), user_of(located.step) or ""), located
+
+    return select
+
+
+@grouping_rule(
+    "basic-logon-failed",
+    Severity.ERROR,
+    "Basic credentials refused",
+    select=_refusals(Leg.BASIC_REJECTED),
+)
+def basic_logon_failed(ctx: RuleContext, groups: Groups) -> Iterator[Finding]:
     """Needs Basic credentials answered by a 401. One finding per
     host and user."""
     yield from _rejected(
         ctx,
-        Leg.BASIC_REJECTED,
+        groups,
         basic_logon_failed,
         "Basic logon failed",
         "{party} refused the user name and password sent with Basic authentication: wrong "
@@ -88,19 +109,19 @@ def basic_logon_failed(ctx: RuleContext) -> Iterator[Finding]:
     )
 
 
-@rule(
+@grouping_rule(
     "digest-failed",
     Severity.ERROR,
     "Digest response refused (not a stale nonce)",
-    across=Across.CAPTURE,
+    select=_refusals(Leg.DIGEST_REJECTED),
 )
-def digest_failed(ctx: RuleContext) -> Iterator[Finding]:
+def digest_failed(ctx: RuleContext, groups: Groups) -> Iterator[Finding]:
     """Needs a Digest response answered by a 401 without stale=true
     (RFC 7616 section 3.3: stale=true asks for a retry, which is
     normal). One finding per host and user."""
     yield from _rejected(
         ctx,
-        Leg.DIGEST_REJECTED,
+        groups,
         digest_failed,
         "Digest authentication failed",
         "{party} refused the Digest response and did not say stale=true, so it was not an "
@@ -116,14 +137,19 @@ def digest_failed(ctx: RuleContext) -> Iterator[Finding]:
     )
 
 
-@rule("bearer-token-rejected", Severity.ERROR, "Bearer token refused", across=Across.CAPTURE)
-def bearer_token_rejected(ctx: RuleContext) -> Iterator[Finding]:
+@grouping_rule(
+    "bearer-token-rejected",
+    Severity.ERROR,
+    "Bearer token refused",
+    select=_refusals(Leg.BEARER_REJECTED),
+)
+def bearer_token_rejected(ctx: RuleContext, groups: Groups) -> Iterator[Finding]:
     """Needs a Bearer token answered by a 401; the challenge's
     error and error_description (RFC 6750 section 3) are quoted when present.
     One finding per host and user."""
     yield from _rejected(
         ctx,
-        Leg.BEARER_REJECTED,
+        groups,
         bearer_token_rejected,
         "Bearer token rejected",
         "{party} refused the access token.",
@@ -138,7 +164,7 @@ def bearer_token_rejected(ctx: RuleContext) -> Iterator[Finding]:
 
 def _rejected(
     ctx: RuleContext,
-    leg: Leg,
+    groups: Groups,
     declared: Rule,
     title: str,
     explanation: str,
@@ -147,13 +173,10 @@ def _rejected(
     proxy_fix: str,
     bearer: bool = False,
 ) -> Iterator[Finding]:
-    """One finding per host, realm and user: a person retrying a password is one
-    story. A proxy's refusal (407) names the proxy and gives proxy-side fixes."""
-    groups: dict[tuple[str, bool, str], list[Located]] = defaultdict(list)
-    for located in ctx.steps():
-        if located.step.leg is leg and not ctx.relayed(located) and not ctx.overruled(located):
-            groups[(located.host, is_proxy(located), user_of(located.step) or "")].append(located)
-    for (_host, proxy, user), legs in groups.items():
+    """One finding per host, realm and user (`_refusals`). A proxy's refusal
+    (407) names the proxy and gives proxy-side fixes."""
+    for key, legs in groups.items():
+        _host, proxy, user = cast(tuple[str, bool, str], key)
         first = legs[0].step
         who = party(legs[0])
         fields: list[tuple[str, str]] = [("user", user)] if user else []

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Iterator
+from typing import cast
 
 from authtrace.auth.kinds import Mechanism
 from authtrace.diagnose.context import (
@@ -29,7 +30,7 @@ from authtrace.diagnose.context import (
     user_of,
 )
 from authtrace.diagnose.finding import Finding, Severity
-from authtrace.diagnose.rule import Across, Rule, rule
+from authtrace.diagnose.rule import Across, Groups, Rule, Select, grouping_rule, rule
 from authtrace.handshake.model import Answer, AuthExchange, Leg, Outcome, Realm, Sent
 from authtrace.iis.category import Category, CategoryEvidence, Source
 from authtrace.iis.codes import status_code
@@ -207,20 +208,33 @@ def anonymous_logon_failed(ctx: RuleContext) -> Iterator[Finding]:
         )
 
 
-def _after_logon(ctx: RuleContext, category: Category, declared: Rule) -> Iterator[Finding]:
-    """One finding per host and authenticated user for the 401s of `category`."""
-    groups: dict[tuple[str, str], list[tuple[Located, CategoryEvidence]]] = defaultdict(list)
-    for located, evidence in _refused(ctx):
-        if evidence.category is not category and not (
-            category is Category.APPLICATION
-            and evidence.category is None
-            and evidence.substatus == 0
-            and evidence.source in (Source.IIS_LOG, Source.ERROR_PAGE)
-        ):
-            continue
-        user, _mechanism = _authenticated_as(ctx, located)
-        groups[(located.host, user or "")].append((located, evidence))
-    for (host, user), items in groups.items():
+def _denied_after_logon(category: Category) -> Select:
+    """The failed 401s of `category`, by host and authenticated user."""
+
+    def select(ctx: RuleContext) -> Iterator[tuple[tuple[str, str], Located]]:
+        for located, evidence in _refused(ctx):
+            if evidence.category is not category and not (
+                category is Category.APPLICATION
+                and evidence.category is None
+                and evidence.substatus == 0
+                and evidence.source in (Source.IIS_LOG, Source.ERROR_PAGE)
+            ):
+                continue
+            user, _mechanism = _authenticated_as(ctx, located)
+            yield (located.host, user or ""), located
+
+    return select
+
+
+def _after_logon(
+    ctx: RuleContext, groups: Groups, category: Category, declared: Rule
+) -> Iterator[Finding]:
+    """One finding per host and authenticated user for the 401s of `category`
+    (grouped by `_denied_after_logon`)."""
+    for key, steps in groups.items():
+        host, user = cast(tuple[str, str], key)
+        # The category's evidence, decided again as `_refused` decided it.
+        items = [(located, evidence) for located in steps if (evidence := ctx.category(located))]
         evidence = _strongest(items)
         first = items[0][0]
         anonymous = not user and first.step.sent is Sent.NOTHING
@@ -295,46 +309,46 @@ _TITLE = {
 }
 
 
-@rule(
+@grouping_rule(
     "resource-acl-denied",
     Severity.ERROR,
     "IIS 401.3: authenticated, but the file or share ACL denies the user",
-    across=Across.CAPTURE,
+    select=_denied_after_logon(Category.RESOURCE_ACL),
 )
-def resource_acl_denied(ctx: RuleContext) -> Iterator[Finding]:
+def resource_acl_denied(ctx: RuleContext, groups: Groups) -> Iterator[Finding]:
     """Needs a failed 401 of an IIS server whose category is 401.3: by its IIS
     log line, its error page, or a Kerberos AP-REP / SPNEGO accept-completed
     inside the 401 (authentication succeeded). One finding per host and user."""
-    yield from _after_logon(ctx, Category.RESOURCE_ACL, resource_acl_denied)
+    yield from _after_logon(ctx, groups, Category.RESOURCE_ACL, resource_acl_denied)
 
 
-@rule(
+@grouping_rule(
     "filter-denied",
     Severity.ERROR,
     "IIS 401.4: authenticated, but an ISAPI filter denied the request",
-    across=Across.CAPTURE,
+    select=_denied_after_logon(Category.FILTER),
 )
-def filter_denied(ctx: RuleContext) -> Iterator[Finding]:
+def filter_denied(ctx: RuleContext, groups: Groups) -> Iterator[Finding]:
     """Needs a failed 401 of an IIS server whose category is 401.4 by its IIS
     log line or its error page (nothing on the wire tells a filter apart from an
     application). One finding per host and user."""
-    yield from _after_logon(ctx, Category.FILTER, filter_denied)
+    yield from _after_logon(ctx, groups, Category.FILTER, filter_denied)
 
 
-@rule(
+@grouping_rule(
     "application-denied",
     Severity.ERROR,
     "IIS 401.5: authenticated, but the ISAPI/CGI application (or a wildcard mapping) denied "
     "the request",
-    across=Across.CAPTURE,
+    select=_denied_after_logon(Category.APPLICATION),
 )
-def application_denied(ctx: RuleContext) -> Iterator[Finding]:
+def application_denied(ctx: RuleContext, groups: Groups) -> Iterator[Finding]:
     """Needs a failed 401 of an IIS server whose category is 401.5 by its IIS
     log line or error page, or a 401 naming no scheme after credentials (IIS
     authentication offers its schemes again when it refuses a logon); a logged
     or shown 401.0 (set by the application, not by IIS) counts too. One finding
     per host and user."""
-    yield from _after_logon(ctx, Category.APPLICATION, application_denied)
+    yield from _after_logon(ctx, groups, Category.APPLICATION, application_denied)
 
 
 @rule(

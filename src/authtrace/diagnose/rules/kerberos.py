@@ -6,8 +6,8 @@ in kerberos/errors.py).
 from __future__ import annotations
 
 import dataclasses
-from collections import defaultdict
 from collections.abc import Iterator
+from typing import cast
 
 from authtrace.auth.kinds import Mechanism, Message
 from authtrace.diagnose.context import (
@@ -22,7 +22,7 @@ from authtrace.diagnose.context import (
     spn_of,
 )
 from authtrace.diagnose.finding import Finding, Severity
-from authtrace.diagnose.rule import Across, Rule, rule
+from authtrace.diagnose.rule import Across, Groups, Rule, grouping_rule, rule
 from authtrace.handshake.links import KDC_CLOCK_SLACK
 from authtrace.handshake.model import Leg
 from authtrace.iis.predict import CLOCK_SKEW_TRIPLE
@@ -45,9 +45,8 @@ def _bare_host(host: str) -> tuple[str, str | None]:
     return name, port
 
 
-def _fallbacks(ctx: RuleContext) -> dict[tuple[str, str], list[Located]]:
-    """Negotiate headers that carried NTLM, grouped by (client, host)."""
-    groups: dict[tuple[str, str], list[Located]] = defaultdict(list)
+def _fallbacks(ctx: RuleContext) -> Iterator[tuple[tuple[str, str], Located]]:
+    """Negotiate headers that carried NTLM, by (client, host)."""
     for located in ctx.steps():
         credentials = located.step.credentials
         if (
@@ -56,8 +55,7 @@ def _fallbacks(ctx: RuleContext) -> dict[tuple[str, str], list[Located]]:
             and credentials.mechanism is Mechanism.NTLM
             and not ctx.relayed(located)
         ):
-            groups[(located.client_ip, located.host)].append(located)
-    return groups
+            yield (located.client_ip, located.host), located
 
 
 def _cut_kdc_traffic(ctx: RuleContext, client: str, before: float) -> list[KdcUnreadable]:
@@ -69,22 +67,23 @@ def _cut_kdc_traffic(ctx: RuleContext, client: str, before: float) -> list[KdcUn
     return own or seen
 
 
-@rule(
+@grouping_rule(
     "kerberos-fallback-to-ntlm",
     Severity.WARNING,
     "Negotiate carried NTLM where Kerberos was expected, with the cause (unknown SPN, host "
     "by IP, KDC unreachable, no KDC traffic)",
+    select=_fallbacks,
     needs_pairing=False,  # the client's Negotiate header and the KDC traffic show it
-    across=Across.CAPTURE,
 )
-def kerberos_fallback_to_ntlm(ctx: RuleContext) -> Iterator[Finding]:
+def kerberos_fallback_to_ntlm(ctx: RuleContext, groups: Groups) -> Iterator[Finding]:
     """Needs an `Authorization: Negotiate` header whose token decodes to NTLM. The
     cause comes from the KDC traffic of that client before it: a
     KDC_ERR_S_PRINCIPAL_UNKNOWN for HTTP/<host>, a host that is an IP address,
     unanswered KDC requests or connects, another KDC error, tickets asked for
     other HTTP/ names, or no KDC traffic at all (said as such, not as "the client
     did not ask": the KDC may be off the capture's path). One per client and host."""
-    for (client, host), legs in _fallbacks(ctx).items():
+    for key, legs in groups.items():
+        client, host = cast(tuple[str, str], key)
         first = legs[0]
         words = ctx.words()
         name, port = _bare_host(host)
@@ -330,7 +329,7 @@ def kdc_error(ctx: RuleContext) -> Iterator[Finding]:
     RESPONSE_TOO_BIG ... are left out), not a clock skew, and not an unknown SPN
     that kerberos-fallback-to-ntlm already explains. One per client, service and
     error code."""
-    explained = {f"HTTP/{_bare_host(host)[0]}".lower() for _client, host in _fallbacks(ctx)}
+    explained = {f"HTTP/{_bare_host(host)[0]}".lower() for (_c, host), _at in _fallbacks(ctx)}
     seen: set[tuple[str, str | None, int]] = set()
     for exchange in ctx.kdc:
         code = exchange.error_code

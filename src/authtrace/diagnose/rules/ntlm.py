@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Iterator
+from typing import cast
 
 from authtrace.auth.kinds import Message
 from authtrace.auth.ntlm import NtlmAuthenticate, NtlmResponseKind
@@ -20,7 +21,7 @@ from authtrace.diagnose.context import (
     user_of,
 )
 from authtrace.diagnose.finding import Finding, Severity
-from authtrace.diagnose.rule import Across, rule
+from authtrace.diagnose.rule import Across, Groups, grouping_rule, rule
 from authtrace.diagnose.rules.http2 import challenge_on_another_stream
 from authtrace.handshake.model import Leg, Outcome, State
 from authtrace.handshake.timeline import channel_binding
@@ -135,16 +136,9 @@ def ntlm_logon_failed(ctx: RuleContext) -> Iterator[Finding]:
         )
 
 
-@rule(
-    "repeated-logon-failures",
-    Severity.WARNING,
-    "several failed logons for one user: lockout risk",
-    across=Across.CAPTURE,
-)
-def repeated_logon_failures(ctx: RuleContext) -> Iterator[Finding]:
-    """Needs at least LOCKOUT_RISK_FAILURES refused NTLM, Basic or Digest logons
-    naming the same user (case-insensitive) in the capture."""
-    by_user: dict[str, list[Located]] = defaultdict(list)
+def _failed_logon_users(ctx: RuleContext) -> Iterator[tuple[str, Located]]:
+    """Each refused NTLM, Basic or Digest logon that names a user, by the user
+    (case-insensitive)."""
     for located in ctx.steps():
         step = located.step
         if step.outcome is not Outcome.FAILURE or ctx.relayed(located):
@@ -155,7 +149,18 @@ def repeated_logon_failures(ctx: RuleContext) -> Iterator[Finding]:
             continue  # authenticated, refused afterwards: not a failed logon
         user = user_of(step)
         if user:
-            by_user[user.lower()].append(located)
+            yield user.lower(), located
+
+
+@grouping_rule(
+    "repeated-logon-failures",
+    Severity.WARNING,
+    "several failed logons for one user: lockout risk",
+    select=_failed_logon_users,
+)
+def repeated_logon_failures(ctx: RuleContext, by_user: Groups) -> Iterator[Finding]:
+    """Needs at least LOCKOUT_RISK_FAILURES refused NTLM, Basic or Digest logons
+    naming the same user (case-insensitive) in the capture."""
     for failures in by_user.values():
         if len(failures) < LOCKOUT_RISK_FAILURES:
             continue
@@ -175,26 +180,30 @@ def repeated_logon_failures(ctx: RuleContext) -> Iterator[Finding]:
         )
 
 
-@rule(
-    "ntlmv1-response",
-    Severity.WARNING,
-    "NTLMv1 (24-byte) response, weak and refused where NTLMv2 is required",
-    needs_pairing=False,  # the AUTHENTICATE alone shows it; refusals counted if sure
-    across=Across.CAPTURE,
-)
-def ntlmv1_response(ctx: RuleContext) -> Iterator[Finding]:
-    """Needs a non-anonymous NTLM AUTHENTICATE whose NT response is 24 bytes
-    (MS-NLMP 3.3.1), accepted or not. One finding per host and user: the
-    client's LM compatibility level is one setting."""
-    groups: dict[tuple[str, str], list[Located]] = defaultdict(list)
+def _ntlmv1_users(ctx: RuleContext) -> Iterator[tuple[tuple[str, str], Located]]:
+    """Each non-anonymous AUTHENTICATE with a 24-byte NT response, by host and user."""
     for located in ctx.steps():
         message = _authenticate(located)
         if message is None or ctx.relayed(located):
             continue
         if message.response_kind is not NtlmResponseKind.NTLMV1 or message.anonymous:
             continue
-        groups[(located.host, user_of(located.step) or "?")].append(located)
-    for (_host, user), legs in groups.items():
+        yield (located.host, user_of(located.step) or "?"), located
+
+
+@grouping_rule(
+    "ntlmv1-response",
+    Severity.WARNING,
+    "NTLMv1 (24-byte) response, weak and refused where NTLMv2 is required",
+    select=_ntlmv1_users,
+    needs_pairing=False,  # the AUTHENTICATE alone shows it; refusals counted if sure
+)
+def ntlmv1_response(ctx: RuleContext, groups: Groups) -> Iterator[Finding]:
+    """Needs a non-anonymous NTLM AUTHENTICATE whose NT response is 24 bytes
+    (MS-NLMP 3.3.1), accepted or not. One finding per host and user: the
+    client's LM compatibility level is one setting."""
+    for key, legs in groups.items():
+        _host, user = cast(tuple[str, str], key)
         first = legs[0]
         message = _authenticate(first)
         assert message is not None
