@@ -17,6 +17,8 @@ from __future__ import annotations
 
 import enum
 import os
+import zlib
+from bisect import bisect_right
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from functools import partial
@@ -37,6 +39,7 @@ from authtrace.report.model import CaptureInfo, Report, file_frame_name, frame_n
 from authtrace.stack import Application, Stack, decide, decide_inner
 from authtrace.tcp.events import (
     ConnectionClosed,
+    ConnectionElsewhere,
     ConnectionOpened,
     Direction,
     StreamData,
@@ -107,9 +110,55 @@ class _Live:
     gaps: list[GapMark] = field(default_factory=list)
 
 
+# Where an anomaly was met in a run, so that the anomalies of readers that each
+# read part of a capture (parallel.py) merge into the order one reader gives:
+# (frame number being read, phase, then what orders within the phase). Phases:
+AT_FRAME = 0  # while reading that frame: the HTTP anomalies of the connection it closed
+AFTER_FILE = 1  # the reader's anomalies of the file that ended at that frame
+AT_FINISH = 2  # a stream's end closes what is open: (.., connection id)
+STREAM_LISTS = 3  # a stream's end: (.., (list, position in it)), the lists below
+AFTER_STREAM = 4  # the note that the next file starts another stream
+# The lists a stream's end adds, in that order.
+DUPLICATES, DECODER, TCP, KDC, LANE = range(5)
+OrderKey = tuple[int, int, object]
+
+
+@dataclass(frozen=True, slots=True)
+class Ownership:
+    """Which part of a capture a reader reads, when `jobs` readers share it
+    (authtrace/parallel.py): reader `index` reassembles, parses and judges the
+    TCP flows whose address/port pair hashes to it (the same for both
+    directions); reader 0 also owns everything that is not one TCP flow's:
+    UDP (Kerberos), TCP to or from port 88 (so that one KDC tracker sees all of
+    port 88), the frames the decoder cannot read and what the readers report
+    about the files. Every reader reads every frame, and gives every
+    connection the id one reader gives (tcp/reassembly.py, `owns`)."""
+
+    index: int
+    jobs: int
+
+    @property
+    def reads_capture(self) -> bool:
+        return self.index == 0
+
+    def owner_of(self, key: tuple[str, int, str, int]) -> int:
+        a, a_port, b, b_port = key
+        if KERBEROS_PORT in (a_port, b_port):
+            return 0
+        low, high = sorted(((a, a_port), (b, b_port)))
+        # crc32, not hash(): the same in every process whatever PYTHONHASHSEED says.
+        return zlib.crc32(f"{low[0]} {low[1]} {high[0]} {high[1]}".encode()) % self.jobs
+
+    def owns(self, key: tuple[str, int, str, int]) -> bool:
+        return self.owner_of(key) == self.index
+
+
 @dataclass
 class StreamResult:
-    """Filled while `Pipeline.connections()` runs; complete once it is exhausted."""
+    """Filled while `Pipeline.connections()` runs; complete once it is exhausted.
+
+    orders: for a reader reading part of a capture (`Ownership`), where each
+    anomaly was met (an `OrderKey` per item of `anomalies`); None otherwise."""
 
     captures: list[CaptureInfo] = field(default_factory=list)
     anomalies: list[Anomaly] = field(default_factory=list)
@@ -122,13 +171,24 @@ class StreamResult:
     # The first connection id of each stream (see Pipeline.connections).
     stream_first_ids: list[int] = field(default_factory=list)
     http_anomalies: int = 0  # how many HTTP-layer anomalies were met, listed or not
+    orders: list[OrderKey] | None = None
+    # Each stream's KDC summary (`kdc` combines them).
+    kdc_streams: list[KdcSummary] = field(default_factory=list)
 
-    def add_http_anomalies(self, anomalies: Iterable[Anomaly]) -> None:
+    def add_anomalies(self, anomalies: Iterable[Anomaly], order: OrderKey) -> None:
+        for anomaly in anomalies:
+            self.anomalies.append(anomaly)
+            if self.orders is not None:
+                self.orders.append(order)
+
+    def add_http_anomalies(self, anomalies: Iterable[Anomaly], order: OrderKey) -> None:
         """Every anomaly the HTTP layer recorded on a connection, up to a cap."""
         for anomaly in anomalies:
             self.http_anomalies += 1
             if self.http_anomalies <= MAX_HTTP_ANOMALIES:
                 self.anomalies.append(anomaly)
+                if self.orders is not None:
+                    self.orders.append(order)
 
     def finish_http_anomalies(self) -> None:
         extra = self.http_anomalies - MAX_HTTP_ANOMALIES
@@ -157,6 +217,8 @@ class Pipeline:
         fast_lane: bool = True,
         keylog: KeyLog | None = None,
         read_options: ReadOptions = DEFAULT_READ,
+        ownership: Ownership | None = None,
+        jobs: int = 1,
     ) -> None:
         """fast_lane: let lane.py take the frames whose only effect is counting,
         and the TLS layer count the records that only carry body bytes instead
@@ -164,8 +226,17 @@ class Pipeline:
         TLS facts' records_opened / records_counted split; the tests compare them).
         keylog: TLS secrets (--tls-keylog); pcapng Decryption Secrets Blocks
         are added to it (or to a new one) as they are read.
-        read_options: how the readers make frames (readers/base.py)."""
-        self.result = StreamResult()
+        read_options: how the readers make frames (readers/base.py).
+        ownership: read only this part of the captures (a worker process of
+            parallel.py); None: all of them.
+        jobs: how many processes `judged_connections` may read with
+            (parallel.py decides whether it pays)."""
+        self.result = StreamResult(orders=[] if ownership is not None else None)
+        self.ownership = ownership
+        self.jobs = jobs
+        # Reader 0, or the only reader: it reports what is not one flow's.
+        self._reads_capture = ownership is None or ownership.reads_capture
+        self._finishing = False
         self._read_options = read_options
         self._keylog = keylog
         self._progress = progress
@@ -188,7 +259,10 @@ class Pipeline:
         self.result.stream_first_ids.append(first_id)
         self._decoder = PacketDecoder()
         self._duplicates = DuplicateFrames()
-        self._tcp = TcpReassembler(first_id=first_id)
+        owns = self.ownership.owns if self.ownership is not None else None
+        self._tcp = TcpReassembler(first_id=first_id, owns=owns)
+        # Where each TCP anomaly was met: (count before it, order) at each change.
+        self._tcp_marks: list[tuple[int, tuple[int, int, int]]] = []
         self._lane = FastLane(self._tcp) if self._fast_lane else None
         self._kdc = KdcTracker()
         self._live: dict[int, _Live] = {}
@@ -197,20 +271,40 @@ class Pipeline:
 
     def _close_stream(self) -> Iterator[HttpConnection]:
         """End the current stream: close what is open and keep what it learnt."""
-        for event in self._tcp.finish():
+        tcp = self._tcp
+        before = len(tcp.anomalies)
+        self._finishing = True
+        for event in tcp.finish():
             self._on_event(event)
+        self._finishing = False
         yield from self._drain()
         self._decoder.finish()
         kdc = self._kdc.finish()
         self._kdc_parts.append(kdc)
-        duplicates = self._duplicates.summary().anomaly()
-        if duplicates is not None:
-            self.result.anomalies.append(duplicates)
-        self.result.anomalies.extend(self._decoder.anomalies)
-        self.result.anomalies.extend(self._tcp.anomalies)
-        self.result.anomalies.extend(kdc.anomalies)
+        result = self.result
+        at = self._frames
+        if self._reads_capture:
+            duplicates = self._duplicates.summary().anomaly()
+            if duplicates is not None:
+                result.add_anomalies([duplicates], (at, STREAM_LISTS, (DUPLICATES, 0)))
+            for n, anomaly in enumerate(self._decoder.anomalies):
+                result.add_anomalies([anomaly], (at, STREAM_LISTS, (DECODER, n)))
+        if result.orders is None:
+            result.anomalies.extend(tcp.anomalies)
+        else:
+            marks = self._tcp_marks
+            starts = [start for start, _order in marks]
+            for n, anomaly in enumerate(tcp.anomalies):
+                if n >= before or not marks:  # met while finishing: by connection id
+                    where = (at, 1, anomaly.connection or 0)
+                else:
+                    where = marks[bisect_right(starts, n) - 1][1]
+                result.add_anomalies([anomaly], (at, STREAM_LISTS, (TCP, where)))
+        for n, anomaly in enumerate(kdc.anomalies):
+            result.add_anomalies([anomaly], (at, STREAM_LISTS, (KDC, n)))
         if self._lane is not None:
-            self.result.anomalies.extend(self._lane.anomalies)
+            for n, anomaly in enumerate(self._lane.anomalies):
+                result.add_anomalies([anomaly], (at, STREAM_LISTS, (LANE, n)))
 
     def connections(self, sources: Iterable[Source]) -> Iterator[HttpConnection]:
         """Yield finished HTTP connections. An unusable input becomes an anomaly;
@@ -229,13 +323,18 @@ class Pipeline:
             if self._stream_end is not None and start is not None and start < self._stream_end:
                 yield from self._close_stream()
                 self._open_stream(self._tcp.next_id)
-                self._note_overlap(source)
+                if self._reads_capture:
+                    self._note_overlap(source)
             read_before = len(self.result.captures)
             try:
                 yield from self._read(source)
             except CaptureError as error:
                 problems.append(str(error))
-                self.result.anomalies.append(Anomaly(AnomalyKind.CAPTURE_UNREADABLE, str(error)))
+                if self._reads_capture:
+                    self.result.add_anomalies(
+                        [Anomaly(AnomalyKind.CAPTURE_UNREADABLE, str(error))],
+                        (self._frames, AFTER_FILE, 1),
+                    )
             if len(self.result.captures) > read_before:
                 last = self.result.captures[-1].last_time
                 if last is not None and (self._stream_end is None or last > self._stream_end):
@@ -244,9 +343,11 @@ class Pipeline:
         if not self.result.captures:
             raise CaptureError("; ".join(problems) or "no capture given")
         yield from self._close_stream()
-        self.result.finish_http_anomalies()
+        if self.ownership is None:  # else: once the parts are merged (parallel.py)
+            self.result.finish_http_anomalies()
         if self._keylog is not None:
             self.result.keylog = self._keylog.counts
+        self.result.kdc_streams = list(self._kdc_parts)
         self.result.kdc = _combine_kdc(self._kdc_parts)
 
     def frame_name(self, number: int) -> str:
@@ -266,12 +367,15 @@ class Pipeline:
     def _note_overlap(self, source: Source) -> None:
         name = source if isinstance(source, str) else getattr(source, "name", "<stream>")
         previous = self.result.captures[-1].name if self.result.captures else "the files before"
-        self.result.anomalies.append(
-            Anomaly(
-                AnomalyKind.CAPTURE_OVERLAP,
-                f"{name} starts before {previous} ends: it is analysed as a separate stream "
-                "(its own connections; its frames are named by file)",
-            )
+        self.result.add_anomalies(
+            [
+                Anomaly(
+                    AnomalyKind.CAPTURE_OVERLAP,
+                    f"{name} starts before {previous} ends: it is analysed as a separate stream "
+                    "(its own connections; its frames are named by file)",
+                )
+            ],
+            (self._frames, AFTER_STREAM, 0),
         )
 
     def _read(self, source: Source) -> Iterator[HttpConnection]:
@@ -299,6 +403,11 @@ class Pipeline:
         progress = self._progress
         next_progress = PROGRESS_EVERY
         secrets = capture.secrets
+        reads_capture = self._reads_capture
+        # A reader of part of the capture notes where each TCP anomaly was met.
+        tcp_anomalies = tcp.anomalies if self.result.orders is not None else None
+        tcp_marks = self._tcp_marks
+        marked = len(tcp.anomalies)
         if progress is not None:
             progress(ProgressReport(Phase.READING, self._bytes_before, self._bytes_total))
         try:
@@ -320,9 +429,10 @@ class Pipeline:
                 ):
                     continue
                 if type(packet) is TcpSegment:
-                    if packet.flags & (SYN | RST) and KERBEROS_PORT in (
-                        packet.src_port,
-                        packet.dst_port,
+                    if (
+                        reads_capture
+                        and packet.flags & (SYN | RST)
+                        and KERBEROS_PORT in (packet.src_port, packet.dst_port)
                     ):
                         kdc.note_tcp_syn(packet)
                     for event in feed(packet):
@@ -335,6 +445,9 @@ class Pipeline:
                                     live.exchanges.extend(exchanges)
                                 continue
                         on_event(event)
+                    if tcp_anomalies is not None and len(tcp_anomalies) != marked:
+                        tcp_marks.append((marked, (frame.number, 0, 0)))
+                        marked = len(tcp_anomalies)
                     if lane is not None:
                         # Once the connection's nature is known, its counting-only
                         # frames may skip all of this (lane.py).
@@ -345,10 +458,14 @@ class Pipeline:
                             lane.offer(packet, live.opened.connection, live.tls or live.http)
                     if done:
                         yield from self._drain()
-                elif isinstance(packet, UdpDatagram) and (
-                    packet.src_port == KERBEROS_PORT
-                    or packet.dst_port == KERBEROS_PORT
-                    or looks_like_kerberos(packet.payload)
+                elif (
+                    reads_capture
+                    and isinstance(packet, UdpDatagram)
+                    and (
+                        packet.src_port == KERBEROS_PORT
+                        or packet.dst_port == KERBEROS_PORT
+                        or looks_like_kerberos(packet.payload)
+                    )
                 ):
                     kdc.receive_udp(packet)
                 # Frame numbers count the frames the lane took too.
@@ -366,7 +483,8 @@ class Pipeline:
                 # The reader also counted the frames the lane took.
                 count, first, last = tally.records, tally.first_timestamp, tally.last_timestamp
             self._frames += count
-            self.result.anomalies.extend(capture.anomalies)
+            if self._reads_capture:
+                self.result.add_anomalies(capture.anomalies, (self._frames, AFTER_FILE, 0))
             self.result.captures.append(
                 CaptureInfo(
                     str(name),
@@ -393,6 +511,9 @@ class Pipeline:
     def _on_event(self, event: StreamEvent) -> None:
         if isinstance(event, ConnectionOpened):
             self._live[event.connection] = _Live(event)
+            return
+        if isinstance(event, ConnectionElsewhere):
+            self._done[event.connection] = None  # another reader hands it on
             return
         live = self._live.get(event.connection)
         if live is None:
@@ -473,7 +594,7 @@ class Pipeline:
         live.exchanges.extend(live.http.feed(event))
         live.http.collect_parser_anomalies()
         # Every anomaly the HTTP layer recorded reaches the report, HTTP or not.
-        self.result.add_http_anomalies(live.http.anomalies)
+        self.result.add_http_anomalies(live.http.anomalies, self._close_order(event))
         if not live.http.is_http:
             self.result.other_connections += 1
             return None
@@ -500,9 +621,17 @@ class Pipeline:
                 last_frame=event.last_frame,
                 facts=facts,
                 anomalies=tuple(tls.anomalies),
-            )
+            ),
+            self._close_order(event) if self.result.orders is not None else None,
         )
         return None
+
+    def _close_order(self, event: ConnectionClosed) -> OrderKey:
+        """Where a connection's close falls in the run (`OrderKey`): at the
+        frame that closed it, or at the stream's end in order of id."""
+        if self._finishing:
+            return (self._frames, AT_FINISH, event.connection)
+        return (event.frame, AT_FRAME, 0)
 
     def _http_connection(
         self,

@@ -109,7 +109,19 @@ class ConnectionClosed:
     packets: int
 
 
-StreamEvent = ConnectionOpened | StreamData | StreamGap | StreamEnd | ConnectionClosed
+@dataclass(frozen=True, slots=True)
+class ConnectionElsewhere:
+    """A new connection the reassembler gave an id but does not read: its flow
+    belongs to another reader of the same capture (a worker process owning
+    other flows, authtrace/parallel.py). No other event follows for it."""
+
+    connection: int
+    frame: int
+
+
+StreamEvent = (
+    ConnectionOpened | StreamData | StreamGap | StreamEnd | ConnectionClosed | ConnectionElsewhere
+)
 
 
 class LaneSink(Protocol):

@@ -17,11 +17,27 @@ Invariants:
   `max_held_bytes` / `max_held_segments` per direction, and a closed
   connection leaves only a small tombstone (bounded in number) used to
   decide port reuse.
+
+Flows read elsewhere (`owns`). Several readers of one capture (worker
+processes, authtrace/parallel.py) each reassemble only the flows they own, yet
+must all give every connection the id one reader gives. Which segment opens a
+connection depends only on the segments of its own 4-tuple: a 4-tuple not known
+yet, or a SYN (without ACK) whose sequence number differs from the first one
+seen from that endpoint (`_starts_anew`), whether the connection is live or
+closed. So for a flow it does not own the reassembler keeps only its identity
+(id, client side, first sequence number of each side: `_Foreign`, the same
+fields as a tombstone), decides with the same `_lookup_new` / `_starts_anew`,
+and emits one `ConnectionElsewhere` instead of the connection's events. A
+foreign flow becomes a tombstone once both FINs or a RST were seen (by then its
+first sequence numbers are all known, or frozen as a closed connection's are),
+so ids are exactly one reader's while the tombstones (`max_tombstones`) are not
+evicted; past that, the order in which the oldest are forgotten may differ.
 """
 
 from __future__ import annotations
 
 from collections import OrderedDict
+from collections.abc import Callable
 
 from authtrace.anomalies import Anomaly, AnomalyKind
 from authtrace.net.packets import ACK, FIN, RST, SYN, TcpSegment
@@ -29,6 +45,7 @@ from authtrace.strict import internal_error
 from authtrace.tcp.events import (
     CloseReason,
     ConnectionClosed,
+    ConnectionElsewhere,
     ConnectionOpened,
     Direction,
     Endpoint,
@@ -117,11 +134,35 @@ class _Tombstone:
 
     __slots__ = ("id", "client_key", "base_to_server", "base_to_client")
 
-    def __init__(self, conn: _Connection) -> None:
-        self.id = conn.id
-        self.client_key = conn.client_key
-        self.base_to_server = conn.to_server.base_seq
-        self.base_to_client = conn.to_client.base_seq
+    def __init__(
+        self, cid: int, client_key: _Key, base_to_server: int | None, base_to_client: int | None
+    ) -> None:
+        self.id = cid
+        self.client_key = client_key
+        self.base_to_server = base_to_server
+        self.base_to_client = base_to_client
+
+    @classmethod
+    def of(cls, conn: _Connection) -> _Tombstone:
+        return cls(conn.id, conn.client_key, conn.to_server.base_seq, conn.to_client.base_seq)
+
+
+class _Foreign(_Tombstone):
+    """A live connection another reader owns: its identity only (see the module
+    docstring), and which sides sent a FIN (bit 1 to the server, 2 to the client)."""
+
+    __slots__ = ("fins",)
+
+    def __init__(self, cid: int, client_key: _Key) -> None:
+        super().__init__(cid, client_key, None, None)
+        self.fins = 0
+
+
+def _starts_anew(flags: int, base: int | None, seq: int) -> bool:
+    """Whether a segment of a known 4-tuple starts a new connection: a SYN
+    without ACK whose sequence number is not the first one seen from its
+    sender (port reuse; Wireshark's rule for a new tcp.stream)."""
+    return flags & (SYN | ACK) == SYN and base is not None and base != (seq & _MASK)
 
 
 class DirectionLane:
@@ -181,9 +222,13 @@ class TcpReassembler:
         max_held_segments: int = 256,
         max_tombstones: int = 65536,
         first_id: int = 0,
+        owns: Callable[[_Key], bool] | None = None,
     ) -> None:
         """first_id: the id of the first connection (several captures analysed
-        as separate streams number their connections on, so ids stay unique)."""
+        as separate streams number their connections on, so ids stay unique).
+        owns: given a new connection's 4-tuple as its client sends it, whether
+        this reassembler reads it (None: every one); it must answer the same
+        for both orientations of a 4-tuple (module docstring)."""
         self.max_held_bytes = max_held_bytes
         self.max_held_segments = max_held_segments
         self.max_tombstones = max_tombstones
@@ -192,6 +237,9 @@ class TcpReassembler:
         # 4-tuple so that a lookup is one dict access.
         self._live: dict[_Key, _Connection] = {}
         self._closed: OrderedDict[_Key, _Tombstone] = OrderedDict()
+        # Live flows another reader owns, under both orientations (`owns`).
+        self._foreign: dict[_Key, _Foreign] = {}
+        self._owns = owns
         self._next_id = first_id
         # The connection id of the segment fed last (Wireshark's tcp.stream of
         # that frame), or None when it belonged to none (dropped straggler).
@@ -234,6 +282,7 @@ class TcpReassembler:
                     )
                 )
         self._live.clear()
+        self._foreign.clear()
         events.sort(key=_close_order)
         return events
 
@@ -264,6 +313,9 @@ class TcpReassembler:
         flags = seg.flags
         conn = self._live.get(key)
         if conn is None:
+            foreign = self._foreign.get(key)
+            if foreign is not None and self._elsewhere(foreign, seg, key, flags):
+                return
             conn = self._lookup_new(seg, key, flags, events)
             if conn is None:
                 return
@@ -333,6 +385,37 @@ class TcpReassembler:
         if conn.first_fin is not None and conn.to_server.fin_done and conn.to_client.fin_done:
             self._close(conn, CloseReason.FIN, conn.first_fin, frame, ts, events)
 
+    def _elsewhere(self, foreign: _Foreign, seg: TcpSegment, key: _Key, flags: int) -> bool:
+        """A segment of a live flow another reader owns: keep its identity up
+        to date and return True, or return False when it starts a new
+        connection (then the flow is a tombstone and `_lookup_new` decides)."""
+        to_server = key == foreign.client_key
+        base = foreign.base_to_server if to_server else foreign.base_to_client
+        if _starts_anew(flags, base, seg.seq):
+            self._retire(foreign)
+            return False
+        self.last_connection = foreign.id
+        if base is None:
+            if to_server:
+                foreign.base_to_server = seg.seq & _MASK
+            else:
+                foreign.base_to_client = seg.seq & _MASK
+        if flags & FIN:
+            foreign.fins |= 1 if to_server else 2
+        if flags & RST or foreign.fins == 3:
+            self._retire(foreign)
+        return True
+
+    def _retire(self, foreign: _Foreign) -> None:
+        """A foreign flow that ended: from now on a tombstone like any other."""
+        key = foreign.client_key
+        rev = (key[2], key[3], key[0], key[1])
+        self._foreign.pop(key, None)
+        self._foreign.pop(rev, None)
+        self._bury(
+            _Tombstone(foreign.id, key, foreign.base_to_server, foreign.base_to_client), key, rev
+        )
+
     def _lookup_new(
         self, seg: TcpSegment, key: _Key, flags: int, events: list[StreamEvent]
     ) -> _Connection | None:
@@ -341,9 +424,8 @@ class TcpReassembler:
         if tomb is not None:
             # Wireshark keeps later segments on the old stream unless a SYN
             # with a new initial sequence number shows the 4-tuple was reused.
-            is_syn = flags & (SYN | ACK) == SYN
             base = tomb.base_to_server if key == tomb.client_key else tomb.base_to_client
-            if not is_syn or base is None or base == (seg.seq & _MASK):
+            if not _starts_anew(flags, base, seg.seq):
                 self.last_connection = tomb.id
                 return None
             self._forget(tomb)
@@ -357,6 +439,13 @@ class TcpReassembler:
             client_key = key if seg.src_port > seg.dst_port else rev
         else:
             client_key = key
+        if self._owns is not None and not self._owns(client_key):
+            foreign = _Foreign(cid, client_key)
+            self._foreign[key] = foreign
+            self._foreign[rev] = foreign
+            events.append(ConnectionElsewhere(cid, seg.frame))
+            self._elsewhere(foreign, seg, key, flags)
+            return None
         conn = _Connection(cid, client_key, seg.frame, bool(flags & SYN))
         self._live[key] = conn
         self._live[rev] = conn
@@ -373,7 +462,7 @@ class TcpReassembler:
         """A SYN on a live connection: a retransmission, or a new connection (port reuse)."""
         direction = TO_SERVER if key == conn.client_key else TO_CLIENT
         base = (conn.to_server if direction is TO_SERVER else conn.to_client).base_seq
-        if base is None or base == (seg.seq & _MASK):
+        if not _starts_anew(seg.flags, base, seg.seq):
             return conn
         self.anomalies.append(
             Anomaly(
@@ -642,7 +731,9 @@ class TcpReassembler:
             del self._live[key]
         if self._live.get(rev) is conn:
             del self._live[rev]
-        tomb = _Tombstone(conn)
+        self._bury(_Tombstone.of(conn), key, rev)
+
+    def _bury(self, tomb: _Tombstone, key: _Key, rev: _Key) -> None:
         self._closed[key] = tomb
         self._closed[rev] = tomb
         self._closed.move_to_end(key)

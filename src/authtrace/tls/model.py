@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass
+from typing import Any
 
 from authtrace.anomalies import Anomaly
 from authtrace.tcp.events import Endpoint
@@ -103,13 +104,33 @@ class NotReadTally:
         self.ungrouped = 0
         self._groups: dict[tuple[object, ...], list[int]] = {}
         self._first: dict[tuple[object, ...], EncryptedConnection] = {}
+        # Where each connection was added in a run (`add`'s order), for `merged`.
+        self._orders: dict[int, Any] = {}
 
-    def add(self, connection: EncryptedConnection) -> None:
+    def add(self, connection: EncryptedConnection, order: Any = None) -> None:
+        """order: where in the run the connection was met, when several
+        tallies of parts of one run are to be `merged` (any comparable value)."""
         self.total += 1
-        if len(self.listed) < self.MAX_LISTED:
+        listed = len(self.listed) < self.MAX_LISTED
+        if listed:
             self.listed.append(connection)
+        key = self._key(connection)
+        counted = self._groups.get(key)
+        if counted is not None:
+            counted[0] += 1
+        elif len(self._groups) < self.MAX_GROUPS:
+            self._groups[key] = [1]
+            self._first[key] = connection
+            listed = True
+        else:
+            self.ungrouped += 1
+        if order is not None and listed:
+            self._orders[connection.id] = order
+
+    @staticmethod
+    def _key(connection: EncryptedConnection) -> tuple[object, ...]:
         facts = connection.facts
-        key = (
+        return (
             facts.server_name,
             connection.server,
             facts.version,
@@ -117,14 +138,36 @@ class NotReadTally:
             facts.alpn_offered,
             facts.keys,
         )
-        counted = self._groups.get(key)
-        if counted is not None:
-            counted[0] += 1
-        elif len(self._groups) < self.MAX_GROUPS:
-            self._groups[key] = [1]
-            self._first[key] = connection
-        else:
-            self.ungrouped += 1
+
+    @classmethod
+    def merged(cls, parts: list[NotReadTally]) -> NotReadTally:
+        """One tally of a run read in parts (each added with its order): the
+        same as one tally of the whole run while the groups of all parts
+        number at most MAX_GROUPS."""
+        whole = cls()
+        orders = {c_id: order for part in parts for c_id, order in part._orders.items()}
+        listed = sorted((c for part in parts for c in part.listed), key=lambda c: orders[c.id])
+        whole.listed = listed[: cls.MAX_LISTED]
+        whole.total = sum(part.total for part in parts)
+        whole.ungrouped = sum(part.ungrouped for part in parts)
+        firsts = sorted(
+            (
+                (orders[first.id], key, part._groups[key][0], first)
+                for part in parts
+                for key, first in part._first.items()
+            ),
+            key=lambda item: item[0],
+        )
+        for _order, key, count, first in firsts:
+            counted = whole._groups.get(key)
+            if counted is not None:
+                counted[0] += count
+            elif len(whole._groups) < cls.MAX_GROUPS:
+                whole._groups[key] = [count]
+                whole._first[key] = first
+            else:
+                whole.ungrouped += count
+        return whole
 
     def groups(self) -> tuple[EncryptedGroup, ...]:
         """The groups in order of their first connection."""
