@@ -45,6 +45,7 @@ from authtrace.tcp.events import (
     StreamData,
     StreamEvent,
     StreamGap,
+    TcpEvent,
 )
 from authtrace.tcp.reassembly import TcpReassembler
 from authtrace.tls.connection import TlsConnection
@@ -250,6 +251,23 @@ class Pipeline:
         self._bytes_total: int | None = None
         self._bytes_before = 0  # bytes of the inputs read before the current one
         self._open_stream(0)
+
+    def sibling(self, ownership: Ownership, progress: Progress | None) -> Pipeline:
+        """A pipeline with this one's settings that reads one part of the
+        captures (a worker process of parallel.py)."""
+        return Pipeline(
+            progress, self._fast_lane, self._keylog, self._read_options, ownership=ownership
+        )
+
+    @property
+    def progress(self) -> Progress | None:
+        return self._progress
+
+    @property
+    def settled_below(self) -> int:
+        """Every connection with a lower id has been handed on by `connections`
+        (or is not this pipeline's to hand on); later ones will have this id or more."""
+        return self._next_out
 
     def _open_stream(self, first_id: int) -> None:
         """Fresh state for a stream: its own decoder, reassembly, KDC tracking
@@ -508,7 +526,7 @@ class Pipeline:
             self._keylog.add_text(data, f"{name}, secrets block after frame {after}")
         secrets.clear()
 
-    def _on_event(self, event: StreamEvent) -> None:
+    def _on_event(self, event: TcpEvent) -> None:
         if isinstance(event, ConnectionOpened):
             self._live[event.connection] = _Live(event)
             return
@@ -744,6 +762,7 @@ def analyze(
     keylog: KeyLog | None = None,
     iis_log: Sequence[LogEntry] = (),
     read_options: ReadOptions = DEFAULT_READ,
+    jobs: int = 1,
 ) -> Report:
     """Read the captures and judge every authentication handshake in them
     (TLS decrypted with `keylog` and any secrets the captures embed).
@@ -756,7 +775,10 @@ def analyze(
     judged each on its own, then put side by side: a client in one capture is
     never taken for the same client in another, and every finding of each
     survives. Their frames are named by file in the findings' citations and
-    words (`Report.frame_name`)."""
+    words (`Report.frame_name`).
+
+    jobs: read in up to that many worker processes (parallel.py: only regular
+    files, where fork is available; the report is the same)."""
     # The judging layers are imported here, not at the top: `connections` and
     # the readers' users need only the reading half of this module.
     from authtrace.diagnose import Diagnosis, RuleContext
@@ -766,7 +788,7 @@ def analyze(
         if progress is not None:
             progress(ProgressReport(phase, done, total))
 
-    pipeline = Pipeline(progress, keylog=keylog, read_options=read_options)
+    pipeline = Pipeline(progress, keylog=keylog, read_options=read_options, jobs=jobs)
     result = pipeline.result
     # Each connection is judged as it closes and linked over a sliding window
     # of capture time (one window per stream): no list of every connection.
@@ -882,8 +904,15 @@ def judged_connections(
     pairs in the same order and leaves the same `pipeline.result`."""
     from authtrace.handshake.timeline import build_timeline
 
+    inputs = list(sources)
+    if pipeline.jobs > 1:
+        from authtrace.parallel import judged_in_workers, splittable
+
+        if splittable(inputs):
+            yield from judged_in_workers(pipeline, inputs)
+            return
     result = pipeline.result
-    for connection in pipeline.connections(sources):
+    for connection in pipeline.connections(inputs):
         yield len(result.stream_first_ids) - 1, build_timeline(connection)
 
 

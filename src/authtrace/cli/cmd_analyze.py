@@ -76,6 +76,19 @@ from authtrace.visible import visible
     "tokens) to this file; the text or JSON report still goes to stdout. `--html -` writes "
     "the HTML to stdout instead of the text report.",
 )
+@click.option(
+    "--jobs",
+    "-j",
+    "jobs",
+    default="auto",
+    show_default=True,
+    metavar="N|auto",
+    callback=lambda _ctx, _param, value: _jobs(value),
+    help="Read the captures in N processes, each reassembling and judging a share of the "
+    "TCP connections (the report is the same as with 1). `auto`: the usable cores, at most "
+    "4, for capture files of 8 MiB or more, else 1. Standard input is always read in one "
+    "process.",
+)
 @tls_keylog_option()
 @all_appearances_option()
 @show_secrets_option()
@@ -93,6 +106,7 @@ def analyze_command(
     show_secrets: bool,
     progress: bool | None,
     html: Path | None,
+    jobs: int | None,
 ) -> None:
     """Explain every HTTP 401/407 in the captures.
 
@@ -121,6 +135,7 @@ def analyze_command(
       authtrace analyze https.pcapng --tls-keylog sslkeys.log
       authtrace analyze trace.pcap --html report.html
       authtrace analyze NetTrace.etl
+      authtrace analyze --jobs 2 big-trace.pcapng
     """
     if iis_logs and (problems := unopenable(iis_logs)):
         # The capture's findings still stand: say which log is left out, once.
@@ -133,6 +148,9 @@ def analyze_command(
         entries = [e for path in iis_logs for e in read_log_entries(path, [], errors)]
         for problem in errors:
             click.echo(f"authtrace: {visible(problem)}", err=True)
+    # Imported here: multiprocessing is not needed by the other commands' start-up.
+    from authtrace.parallel import WorkerFailed, jobs_for
+
     display = progress_printer(wants_progress(progress))
     try:
         report = analyze(
@@ -141,8 +159,9 @@ def analyze_command(
             read_keylogs(tls_keylogs),
             iis_log=entries,
             read_options=read_options(all_appearances),
+            jobs=jobs_for(captures, jobs),
         )
-    except CaptureError as error:
+    except (CaptureError, WorkerFailed) as error:
         fail(str(error))
     finally:
         if display is not None:
@@ -206,3 +225,16 @@ class _Echo:
         if self._pieces:
             click.echo("".join(self._pieces), nl=False)
             self._pieces, self._size = [], 0
+
+
+def _jobs(value: str) -> int | None:
+    """--jobs: a number of processes (1 or more), or `auto` (None)."""
+    if value.strip().lower() == "auto":
+        return None
+    try:
+        jobs = int(value)
+    except ValueError:
+        raise click.BadParameter(f"{value!r} is not a number of processes or 'auto'") from None
+    if jobs < 1:
+        raise click.BadParameter("needs at least 1 process")
+    return jobs

@@ -255,6 +255,11 @@ class KdcSummary:
     unreadable: tuple[KdcUnreadable, ...] = ()
 
 
+def exchange_order(exchange: KdcExchange) -> tuple[int, int]:
+    """The order of `KdcSummary.exchanges`: by first frame, then reply frame."""
+    return (exchange.request_frame or exchange.reply_frame or 0, exchange.reply_frame or 0)
+
+
 def looks_like_kerberos(data: bytes) -> bool:
     """True when `data` starts with a Kerberos KDC/AP message with pvno 5:
     either the message itself (UDP) or a TCP record (4-byte length first).
@@ -634,10 +639,7 @@ class KdcTracker:
                 self._exchanges.append(self._unanswered(pending))
         self._udp.clear()
         self._pending_count = 0
-        exchanges = sorted(
-            self._exchanges,
-            key=lambda e: (e.request_frame or e.reply_frame or 0, e.reply_frame or 0),
-        )
+        exchanges = sorted(self._exchanges, key=exchange_order)
         connects = tuple(
             KdcConnectAttempt(
                 a.client,

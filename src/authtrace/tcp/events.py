@@ -119,9 +119,10 @@ class ConnectionElsewhere:
     frame: int
 
 
-StreamEvent = (
-    ConnectionOpened | StreamData | StreamGap | StreamEnd | ConnectionClosed | ConnectionElsewhere
-)
+StreamEvent = ConnectionOpened | StreamData | StreamGap | StreamEnd | ConnectionClosed
+# What the reassembler emits: the stream events of the connections it reads,
+# and one ConnectionElsewhere for each connection another reader reads.
+TcpEvent = StreamEvent | ConnectionElsewhere
 
 
 class LaneSink(Protocol):

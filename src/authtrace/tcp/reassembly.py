@@ -51,8 +51,8 @@ from authtrace.tcp.events import (
     Endpoint,
     LaneSink,
     StreamEnd,
-    StreamEvent,
     StreamGap,
+    TcpEvent,
     make_stream_data,
 )
 
@@ -247,8 +247,8 @@ class TcpReassembler:
 
     # -- entry points -------------------------------------------------------
 
-    def feed(self, segment: TcpSegment) -> list[StreamEvent]:
-        events: list[StreamEvent] = []
+    def feed(self, segment: TcpSegment) -> list[TcpEvent]:
+        events: list[TcpEvent] = []
         self.last_connection = None
         try:
             self._feed(segment, events)
@@ -261,9 +261,9 @@ class TcpReassembler:
             )
         return events
 
-    def finish(self) -> list[StreamEvent]:
+    def finish(self) -> list[TcpEvent]:
         """Close every live connection (END_OF_CAPTURE unless both FINs were seen)."""
-        events: list[StreamEvent] = []
+        events: list[TcpEvent] = []
         seen: set[int] = set()
         for conn in list(self._live.values()):
             if conn.id in seen:
@@ -308,7 +308,7 @@ class TcpReassembler:
 
     # -- the per-segment path -------------------------------------------------
 
-    def _feed(self, seg: TcpSegment, events: list[StreamEvent]) -> None:
+    def _feed(self, seg: TcpSegment, events: list[TcpEvent]) -> None:
         key = (seg.src, seg.src_port, seg.dst, seg.dst_port)
         flags = seg.flags
         conn = self._live.get(key)
@@ -417,7 +417,7 @@ class TcpReassembler:
         )
 
     def _lookup_new(
-        self, seg: TcpSegment, key: _Key, flags: int, events: list[StreamEvent]
+        self, seg: TcpSegment, key: _Key, flags: int, events: list[TcpEvent]
     ) -> _Connection | None:
         """A segment of no live connection: a new one, or a straggler of a closed one."""
         tomb = self._closed.get(key)
@@ -457,7 +457,7 @@ class TcpReassembler:
         return conn
 
     def _maybe_reused(
-        self, conn: _Connection, seg: TcpSegment, key: _Key, events: list[StreamEvent]
+        self, conn: _Connection, seg: TcpSegment, key: _Key, events: list[TcpEvent]
     ) -> _Connection:
         """A SYN on a live connection: a retransmission, or a new connection (port reuse)."""
         direction = TO_SERVER if key == conn.client_key else TO_CLIENT
@@ -491,7 +491,7 @@ class TcpReassembler:
         missing: int,
         frame: int,
         ts: float,
-        events: list[StreamEvent],
+        events: list[TcpEvent],
     ) -> None:
         nxt = half.next_seq
         assert nxt is not None
@@ -527,7 +527,7 @@ class TcpReassembler:
         first_frame: int,
         frame: int,
         ts: float,
-        events: list[StreamEvent],
+        events: list[TcpEvent],
     ) -> None:
         assert half.next_seq is not None
         if payload:
@@ -544,7 +544,7 @@ class TcpReassembler:
         direction: Direction,
         frame: int,
         ts: float,
-        events: list[StreamEvent],
+        events: list[TcpEvent],
         after_hole: bool = False,
     ) -> None:
         """Deliver every held segment that has become contiguous.
@@ -593,7 +593,7 @@ class TcpReassembler:
         direction: Direction,
         frame: int,
         ts: float,
-        events: list[StreamEvent],
+        events: list[TcpEvent],
     ) -> None:
         """Report the hole before the lowest held segment as lost and move past it."""
         nxt = half.next_seq
@@ -612,7 +612,7 @@ class TcpReassembler:
         ack: int,
         frame: int,
         ts: float,
-        events: list[StreamEvent],
+        events: list[TcpEvent],
     ) -> None:
         """The peer acknowledged bytes of `half` the capture never delivered: they
         were lost by the capture (not by the network, or they would not be ACKed)."""
@@ -652,7 +652,7 @@ class TcpReassembler:
         length: int,
         frame: int,
         ts: float,
-        events: list[StreamEvent],
+        events: list[TcpEvent],
     ) -> None:
         half.gap_bytes += length
         events.append(StreamGap(conn.id, direction, length, frame, ts))
@@ -674,7 +674,7 @@ class TcpReassembler:
         direction: Direction,
         frame: int,
         ts: float,
-        events: list[StreamEvent],
+        events: list[TcpEvent],
     ) -> None:
         if half.fin_seq is not None and not half.fin_done and half.next_seq == half.fin_seq:
             half.fin_done = True
@@ -691,7 +691,7 @@ class TcpReassembler:
         closed_by: Direction | None,
         frame: int,
         ts: float,
-        events: list[StreamEvent],
+        events: list[TcpEvent],
     ) -> None:
         # Whatever is still held is delivered after its hole: the hole will
         # never be filled now.
@@ -747,7 +747,7 @@ class TcpReassembler:
         self._closed.pop((key[2], key[3], key[0], key[1]), None)
 
 
-def _close_order(event: StreamEvent) -> tuple[int, int]:
+def _close_order(event: TcpEvent) -> tuple[int, int]:
     # finish(): the data flushed for a connection stays before its close.
     return (event.connection, 1 if isinstance(event, ConnectionClosed) else 0)
 
