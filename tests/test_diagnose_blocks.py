@@ -225,3 +225,29 @@ def test_grouping_rules_report_without_the_timelines(path: Path) -> None:
         groups = merge_groups([declared.collect(context)])
         got = list(declared.report(bare, groups))
         assert _told(got) == _told(list(declared(context))), declared.id
+
+
+def test_a_client_that_answered_in_another_block_did_answer(tmp_path: Path) -> None:
+    """Many clients (300 addresses): a client whose 401 offering Negotiate
+    stayed a failure in one block sent credentials to the server in another
+    block; client-ignores-negotiate carries that mark across blocks, so the
+    findings by blocks are those of the whole."""
+    timelines, kdc, start, end = judged_capture(tmp_path / "mix.pcap", Shape(seed=6, users=7))
+    blocks = _blocks(timelines, end)
+    view = join_links(blocks, start, end, kdc)
+    # Compared with the rules over the same links in one run: with 300 clients
+    # coming back minutes apart the short horizon links less than `link` would
+    # (test_link_window), which is not what this test is about.
+    whole, problems = diagnose(RuleContext(view, kdc))
+    assert not problems
+    assert _told(_by_blocks(view, blocks, kdc)) == _told(whole)
+    declared = next(r for r in ALL_RULES if r.id == "client-ignores-negotiate")
+    ignored = [
+        key
+        for b in blocks
+        for key in declared.collect(RuleContext(view.around(b.context), kdc), b.own)
+        if key[0] == "ignored"  # type: ignore[index]
+    ]
+    # Some failures were selected, and every one is answered somewhere.
+    assert ignored
+    assert not [f for f in whole if f.rule == "client-ignores-negotiate"]

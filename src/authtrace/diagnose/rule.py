@@ -27,7 +27,9 @@ if TYPE_CHECKING:
 Check = Callable[["RuleContext"], Iterable[Finding]]
 # A rule that groups steps across the capture, in two halves (`Rule.grouping`):
 # which steps it groups, under which key, and the findings of the groups.
-Select = Callable[["RuleContext"], Iterable[tuple[Hashable, "Located"]]]
+# A step under a key; None under a key marks the key as seen, keeping no step
+# (what a rule only asks "was it seen anywhere": a client that sent credentials).
+Select = Callable[["RuleContext"], Iterable[tuple[Hashable, "Located | None"]]]
 Groups = dict[Hashable, list["Located"]]
 Report = Callable[["RuleContext", Groups], Iterable[Finding]]
 
@@ -104,7 +106,9 @@ class Rule:
         select, _report = self.grouping
         groups: Groups = {}
         for key, located in select(context.judging(self.needs_pairing)):
-            if own is None or located.timeline.connection.id in own:
+            if located is None:
+                groups.setdefault(key, [])
+            elif own is None or located.timeline.connection.id in own:
                 groups.setdefault(key, []).append(located)
         return groups
 
@@ -156,18 +160,21 @@ def grouping_rule(
     needs_pairing: bool = True,
 ) -> Callable[[Report], Rule]:
     """Declare a rule that groups steps across the capture (Across.CAPTURE):
-    `select` yields (key, step) for the steps it groups, in capture order; the
-    decorated function turns the groups ({key: steps in capture order}, keys in
-    the order their first step came) into findings, and its docstring is the
-    rule's evidence. Diagnosed in blocks, only the selected steps are carried
-    from block to block."""
+    `select` yields (key, step) for the steps it groups, in capture order, or
+    (key, None) to mark a key as seen without keeping a step; the decorated
+    function turns the groups ({key: steps in capture order}, keys in the order
+    their first step came, marked keys without steps after them) into
+    findings, and its docstring is the rule's evidence. Diagnosed in blocks,
+    only the selected steps and marked keys are carried from block to block."""
 
     def declare(report: Report) -> Rule:
         @functools.wraps(report)
         def check(context: RuleContext) -> Iterable[Finding]:
             groups: Groups = {}
             for key, located in select(context):
-                groups.setdefault(key, []).append(located)
+                steps = groups.setdefault(key, [])
+                if located is not None:
+                    steps.append(located)
             return report(context, groups)
 
         return Rule(
@@ -187,5 +194,9 @@ def merge_groups(parts: Iterable[Groups]) -> Groups:
             merged.setdefault(key, []).extend(steps)
     for steps in merged.values():
         steps.sort(key=lambda located: (located.timeline.connection.id, located.position))
-    first = {key: (s[0].timeline.connection.id, s[0].position) for key, s in merged.items()}
+    last = (float("inf"), 0)  # a key only marked as seen
+    first = {
+        key: (s[0].timeline.connection.id, s[0].position) if s else last
+        for key, s in merged.items()
+    }
     return {key: merged[key] for key in sorted(merged, key=first.__getitem__)}

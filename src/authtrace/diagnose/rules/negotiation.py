@@ -5,8 +5,8 @@ configuration" (DESIGN: what a 401 means).
 
 from __future__ import annotations
 
-from collections import defaultdict
 from collections.abc import Iterator
+from typing import cast
 
 from authtrace.diagnose.context import (
     Located,
@@ -17,38 +17,26 @@ from authtrace.diagnose.context import (
     proxy_fields,
 )
 from authtrace.diagnose.finding import Finding, Severity
-from authtrace.diagnose.rule import Across, rule
+from authtrace.diagnose.rule import Groups, grouping_rule, rule
 from authtrace.handshake.model import Leg, Outcome, Sent
 
 _WINDOWS_SCHEMES = {"negotiate", "ntlm", "kerberos"}
 
 
-@rule(
-    "client-ignores-negotiate",
-    Severity.ERROR,
-    "the server offered Negotiate/NTLM and the client never answered with credentials (the "
-    "classic 401.2)",
-    across=Across.CAPTURE,
-)
-def client_ignores_negotiate(ctx: RuleContext) -> Iterator[Finding]:
-    """Needs anonymous requests answered by a 401 offering Negotiate, NTLM or
-    Kerberos that ended up failures (the client never came back with credentials
-    to that server), from a client that sent no credentials at all to that server
-    in the capture (nor a request whose head the capture cut before its
-    credentials could be seen). One finding per client and server: the same
-    browser repeats the same mistake."""
-    groups: dict[tuple[str, str], list[Located]] = defaultdict(list)
-    # A client that sent any credentials to the server did answer it: what went
-    # wrong then has its own rule (ntlm-negotiate-rejected, no-common-scheme,
-    # auth-lost-on-new-connection, a logon failure). One whose request head the
-    # capture cut may have: "never sent" cannot be said of it.
-    answered_somewhere = {
-        (ctx.client_of(loc), str(loc.timeline.connection.server))
-        for loc in ctx.steps()
-        if loc.step.credentials is not None or loc.step.sent is Sent.NOT_SEEN
-    }
+def _ignored_offers(ctx: RuleContext) -> Iterator[tuple[tuple[object, ...], Located | None]]:
+    """The anonymous requests whose 401 offering a Windows scheme stayed a
+    failure, by ("ignored", client, server); and ("answered", client, server)
+    marked for each client that sent credentials to a server."""
     for located in ctx.steps():
         step = located.step
+        # A client that sent any credentials to the server did answer it: what
+        # went wrong then has its own rule (ntlm-negotiate-rejected,
+        # no-common-scheme, auth-lost-on-new-connection, a logon failure). One
+        # whose request head the capture cut may have: "never sent" cannot be
+        # said of it.
+        pair = (ctx.client_of(located), str(located.timeline.connection.server))
+        if step.credentials is not None or step.sent is Sent.NOT_SEEN:
+            yield ("answered", *pair), None
         if (
             step.leg is not Leg.ANONYMOUS_CHALLENGED
             or step.outcome is not Outcome.FAILURE
@@ -58,12 +46,29 @@ def client_ignores_negotiate(ctx: RuleContext) -> Iterator[Finding]:
         if ctx.overruled(located):
             continue  # the anonymous account's own logon failed (rules.iis)
         offered = {c.scheme.lower() for c in step.challenges}
-        if not offered & _WINDOWS_SCHEMES:
-            continue
-        key = (ctx.client_of(located), str(located.timeline.connection.server))
-        if key in answered_somewhere:
-            continue
-        groups[key].append(located)
+        if offered & _WINDOWS_SCHEMES:
+            yield ("ignored", *pair), located
+
+
+@grouping_rule(
+    "client-ignores-negotiate",
+    Severity.ERROR,
+    "the server offered Negotiate/NTLM and the client never answered with credentials (the "
+    "classic 401.2)",
+    select=_ignored_offers,
+)
+def client_ignores_negotiate(ctx: RuleContext, found: Groups) -> Iterator[Finding]:
+    """Needs anonymous requests answered by a 401 offering Negotiate, NTLM or
+    Kerberos that ended up failures (the client never came back with credentials
+    to that server), from a client that sent no credentials at all to that server
+    in the capture (nor a request whose head the capture cut before its
+    credentials could be seen). One finding per client and server: the same
+    browser repeats the same mistake."""
+    keys = [cast(tuple[str, str, str], key) for key in found]
+    answered = {key[1:] for key in keys if key[0] == "answered"}
+    groups = {
+        key[1:]: found[key] for key in keys if key[0] == "ignored" and key[1:] not in answered
+    }
     for (client, _server), legs in groups.items():
         first = legs[0]
         proxy = is_proxy(first)
