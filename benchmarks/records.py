@@ -66,9 +66,13 @@ def _fields(obj: Any) -> Iterable[tuple[str, Any]]:
             descriptor = cls.__dict__.get(name)
             try:
                 if hasattr(descriptor, "held"):
-                    # A field that may hold a Part (kerberos/fields.py): what it
-                    # holds, not the bytes it reads as (a new copy each time).
+                    # A lazy field (authtrace/sharing.py): what it holds, not
+                    # the value it reads as (a new copy each time).
                     yield name, descriptor.held(obj)
+                elif hasattr(descriptor, "__get__"):
+                    # The slot itself, even where a subclass reads it through
+                    # a property (http/messages.py TokenHeader).
+                    yield name, descriptor.__get__(obj, cls)
                 else:
                     yield name, object.__getattribute__(obj, name)
             except AttributeError:

@@ -91,28 +91,70 @@ class _LazyField:
         return self.slot.__get__(obj, type(obj))
 
 
-def lazy_fields(*names: str) -> Any:
+def lazy_fields(*names: str, inside: tuple[str, ...] = ()) -> Any:
     """Class decorator for a slots dataclass (put it above ``@dataclass``):
     the fields `names` may hold a `Part` or a `Base64Of` and read as its value.
-    Pickling keeps what the slot holds."""
+    Pickling keeps what the slot holds. inside: the fields that hold decoded
+    objects with lazy fields of their own, which `keep_one_copy` follows."""
 
     def install(cls: C) -> C:
         for name in names:
             setattr(cls, name, _LazyField(cls.__dict__[name], name))
-        every = tuple(item.name for item in dataclasses.fields(cls))
-        lazy = frozenset(names)
+        if names:
+            every = tuple(item.name for item in dataclasses.fields(cls))
+            lazy = frozenset(names)
 
-        def __getstate__(self: Any) -> list[Any]:
-            return [
-                getattr(cls, name).held(self) if name in lazy else getattr(self, name)
-                for name in every
-            ]
+            def __getstate__(self: Any) -> list[Any]:
+                return [
+                    getattr(cls, name).held(self) if name in lazy else getattr(self, name)
+                    for name in every
+                ]
 
-        setattr(cls, "__getstate__", __getstate__)  # noqa: B010 - installed on a made class
-        setattr(cls, "_lazy_fields", lazy)  # noqa: B010 - read by kerberos/fields.py
+            setattr(cls, "__getstate__", __getstate__)  # noqa: B010 - installed on a made class
+        setattr(cls, "_lazy_plan", (tuple(cls.__dict__[name] for name in names), inside))  # noqa: B010
         return cls
 
     return install
+
+
+# Values shorter than this stay bytes: a Part costs about as much as 64 bytes.
+MIN_SHARED = 64
+
+# At most this many objects are visited for one token (a SPNEGO wrapper, the
+# Kerberos message, its ticket and encrypted parts are six).
+MAX_SHARED_OBJECTS = 32
+
+
+def keep_one_copy(obj: Any, source: bytes) -> None:
+    """Let every lazy bytes field of `obj` and of the decoded objects its
+    `inside` fields hold hold its bytes as a `Part` of `source` where they are
+    a slice of it.
+
+    `obj` was just decoded from `source` and is not yet anyone else's (a
+    Kerberos ticket from the decoder's cache may be: its fields keep the same
+    values, so every holder reads what it read before; a field already a Part
+    is left as it is). Cost: one `bytes.find` per field of at least
+    MIN_SHARED bytes, over a token of a few KiB, and a few attribute reads per
+    object visited."""
+    pending = [obj]
+    visited = 0
+    while pending and visited < MAX_SHARED_OBJECTS:
+        current = pending.pop()
+        visited += 1
+        plan = getattr(type(current), "_lazy_plan", None)
+        if plan is None:
+            continue
+        lazy, inside = plan
+        for descriptor in lazy:
+            value = descriptor.held(current)
+            if type(value) is bytes and len(value) >= MIN_SHARED and value is not source:
+                start = source.find(value)
+                if start >= 0:
+                    descriptor.slot.__set__(current, Part(source, start, start + len(value)))
+        for name in inside:
+            value = getattr(current, name)
+            if value is not None:
+                pending.append(value)
 
 
 DEFAULT_LIMIT = 4096
@@ -142,4 +184,4 @@ class SharedTable(Generic[T]):
         return len(self._values)
 
 
-__all__ = ["DEFAULT_LIMIT", "Base64Of", "Part", "SharedTable", "lazy_fields"]
+__all__ = ["DEFAULT_LIMIT", "Base64Of", "Part", "SharedTable", "keep_one_copy", "lazy_fields"]

@@ -39,7 +39,6 @@ from authtrace.kerberos.der import DerError, DerTruncated, TagClass
 from authtrace.kerberos.fields import (
     Labelled,
     dataclass_to_dict,
-    keep_one_copy,
     label,
 )
 from authtrace.kerberos.messages import (
@@ -50,7 +49,7 @@ from authtrace.kerberos.messages import (
     KrbError,
     decode_kerberos,
 )
-from authtrace.sharing import lazy_fields
+from authtrace.sharing import keep_one_copy, lazy_fields
 
 # SPNEGO inside SPNEGO is not legitimate; the bound only stops hostile nesting.
 MAX_DEPTH = 4
@@ -143,7 +142,7 @@ def decode_gss(data: bytes) -> GssResult:
 
     The decoded object holds the token's bytes once: the slices its fields
     keep (mechToken, the Kerberos message, cipher texts) are parts of `data`
-    (kerberos/fields.py `keep_one_copy`), which the caller keeps as the step's
+    (authtrace/sharing.py `keep_one_copy`), which the caller keeps as the step's
     raw token.
     """
     decoded = _decode(data, 0)

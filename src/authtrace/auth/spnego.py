@@ -111,7 +111,7 @@ def mech_type(oid: str) -> MechType:
     return MechType(oid, f"UNKNOWN ({oid})")
 
 
-@lazy_fields("mech_token")
+@lazy_fields("mech_token", inside=("inner",))
 @dataclass(frozen=True, slots=True)
 class SpnegoInit:
     """RFC 4178 section 4.2.1 and MS-SPNG section 2.2.1::
@@ -173,7 +173,7 @@ class SpnegoInit:
         return dataclass_to_dict(self, show_secrets, skip=skip)
 
 
-@lazy_fields("response_token")
+@lazy_fields("response_token", inside=("inner",))
 @dataclass(frozen=True, slots=True)
 class SpnegoResp:
     """RFC 4178 section 4.2.2::

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from authtrace.anomalies import Anomaly
 from authtrace.fastinit import constructor
 from authtrace.http2.model import StreamInfo
-from authtrace.sharing import Base64Of, SharedTable, lazy_fields
+from authtrace.sharing import Base64Of, SharedTable
 from authtrace.tcp.events import CloseReason, Direction, Endpoint
 from authtrace.tls.model import TlsFacts
 
@@ -34,7 +34,6 @@ MAX_PREFIX = 64
 _PREFIXES: SharedTable[str] = SharedTable(256)
 
 
-@lazy_fields("value")
 @dataclass(frozen=True, slots=True)
 class Header:
     """One header line as written: name and value (latin-1 decoded)."""
@@ -46,16 +45,53 @@ class Header:
         """Hold the value as the base64 of `token` (the decoded token the auth
         step keeps as its raw bytes) when it is some text followed by exactly
         that encoding (RFC 4648 section 4, padded), so that the token is held
-        once; otherwise nothing changes. The value reads the same either way.
-        Cost: one base64 encoding and one comparison of the token's size."""
-        value = self.value
-        if len(token) < MIN_TOKEN:
+        once: the header becomes a `TokenHeader`, whose value reads the same.
+        Otherwise nothing changes. Cost: one base64 encoding and one
+        comparison of the token's size."""
+        if type(self) is not Header or len(token) < MIN_TOKEN:
             return
+        value = self.value
         encoded = base64.b64encode(token).decode("ascii")
         prefix_size = len(value) - len(encoded)
         if 0 <= prefix_size <= MAX_PREFIX and value.endswith(encoded):
             prefix = _PREFIXES.share(value[:prefix_size])
             _set_value(self, Base64Of(prefix, token))
+            # Same slots, so the object itself changes class: every message
+            # and shared header tuple that holds it keeps holding it.
+            object.__setattr__(self, "__class__", TokenHeader)
+
+
+class TokenHeader(Header):
+    """A header whose value is held as the base64 of a token the auth step
+    keeps (`Header.keep_token_once`). It reads, compares, hashes and prints as
+    the Header of the same name and value; pickling keeps the token form.
+    Ordinary headers stay plain Headers, so reading their values costs nothing
+    more."""
+
+    __slots__ = ()
+
+    @property  # type: ignore[override]
+    def value(self) -> str:
+        held: Base64Of = _get_value(self)
+        return held.resolve()
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, Header):
+            return (self.name, self.value) == (other.name, other.value)
+        return NotImplemented
+
+    def __hash__(self) -> int:
+        return hash((self.name, self.value))
+
+    def __repr__(self) -> str:
+        return f"Header(name={self.name!r}, value={self.value!r})"
+
+    def __getstate__(self) -> list[object]:
+        return [self.name, _get_value(self)]
+
+    def __setstate__(self, state: list[object]) -> None:
+        _set_name(self, state[0])
+        _set_value(self, state[1])
 
 
 @dataclass(frozen=True, slots=True)
@@ -217,7 +253,10 @@ class Exchange:
 # The parser builds a Header per header line and a message and an Exchange per
 # HTTP message: these build the same objects faster (authtrace/fastinit.py).
 make_header = constructor(Header)
+# The slots of Header, for TokenHeader (whose `value` is a property).
+_get_value = vars(Header)["value"].__get__
 _set_value = vars(Header)["value"].__set__
+_set_name = vars(Header)["name"].__set__
 make_request = constructor(HttpRequest)
 make_response = constructor(HttpResponse)
 make_exchange = constructor(Exchange)

@@ -2,15 +2,8 @@
 one place where decoded Kerberos/SPNEGO objects are rendered to JSON-ready
 dicts with their secrets redacted.
 
-It also owns how a decoded token holds its bytes once (`keep_one_copy`, with
-authtrace/sharing.py's `Part` and `lazy_fields`): the mechToken of a SPNEGO
-wrapper, the Kerberos message inside it and the cipher texts inside that are
-all slices of the one token an `AuthStep` keeps (issue 10: one copy of each
-token).
-
-Invariants: a field listed in `SECRET_FIELD_NAMES` is never rendered as its
-bytes unless `show_secrets` is true; its presence and length always are. A
-field that `lazy_fields` declares reads as the very bytes it was built with.
+Invariant: a field listed in `SECRET_FIELD_NAMES` is never rendered as its
+bytes unless `show_secrets` is true; its presence and length always are.
 """
 
 from __future__ import annotations
@@ -22,7 +15,6 @@ from typing import Any
 
 from authtrace.auth import redact as _redact
 from authtrace.fastinit import constructor, field_names
-from authtrace.sharing import Part
 
 # Field names of the dataclasses in kerberos/messages.py and auth/spnego.py
 # whose bytes are secrets, besides auth/redact.py's SECRET_FIELDS: cipher text,
@@ -45,43 +37,6 @@ class Labelled:
 
 
 _make_labelled = constructor(Labelled)
-
-
-# Values shorter than this stay bytes: a Part costs about as much as 64 bytes.
-MIN_SHARED = 64
-
-# How deep `keep_one_copy` follows decoded objects inside decoded objects
-# (SPNEGO wrapper, Kerberos message, ticket, encrypted part: four levels).
-MAX_SHARE_DEPTH = 8
-
-
-def keep_one_copy(obj: Any, source: bytes) -> None:
-    """Let every lazy bytes field (`lazy_fields`) of `obj` and of the decoded objects inside
-    it hold its bytes as a `Part` of `source` where they are a slice of it.
-
-    `obj` was just decoded from `source` and is not yet anyone else's (a ticket
-    from the decoder's cache may be: its fields keep the same values, so every
-    holder reads what it read before). Cost: one `bytes.find` per field of at
-    least MIN_SHARED bytes, over a token of a few KiB."""
-    pending = [(obj, 0)]
-    while pending:
-        current, depth = pending.pop()
-        kind = type(current)
-        shared: frozenset[str] = getattr(kind, "_lazy_fields", frozenset())
-        if not dataclasses.is_dataclass(current) or depth > MAX_SHARE_DEPTH:
-            continue
-        for name in field_names(current):
-            if name in shared:
-                descriptor = getattr(kind, name)
-                value = descriptor.held(current)
-                if type(value) is bytes and len(value) >= MIN_SHARED and value is not source:
-                    start = source.find(value)
-                    if start >= 0:
-                        descriptor.__set__(current, Part(source, start, start + len(value)))
-                continue
-            value = getattr(current, name)
-            if dataclasses.is_dataclass(value) and not isinstance(value, type):
-                pending.append((value, depth + 1))
 
 
 # Every field of every decoded message is labelled, and the same few numbers

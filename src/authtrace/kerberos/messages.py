@@ -189,6 +189,7 @@ class EncryptedData:
         return dataclass_to_dict(self, show_secrets)
 
 
+@lazy_fields(inside=("enc_part",))
 @dataclass(frozen=True, slots=True)
 class Ticket:
     """RFC 4120 section 5.3::
@@ -243,7 +244,7 @@ class _KerberosBase:
         return dataclass_to_dict(self, show_secrets)
 
 
-@lazy_fields("raw")
+@lazy_fields("raw", inside=("ticket", "authenticator"))
 @dataclass(frozen=True, slots=True)
 class KerberosApReq(_KerberosBase):
     """RFC 4120 section 5.5.1::
@@ -276,7 +277,7 @@ class KerberosApReq(_KerberosBase):
         return str(self.ticket.sname)
 
 
-@lazy_fields("raw")
+@lazy_fields("raw", inside=("enc_part",))
 @dataclass(frozen=True, slots=True)
 class KerberosApRep(_KerberosBase):
     """RFC 4120 section 5.5.2::
