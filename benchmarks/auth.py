@@ -60,12 +60,14 @@ class Row:
     timings: dict[str, Timing]
 
 
-def commands(path: Path) -> dict[str, list[str]]:
+def commands(path: Path, jobs: str = "auto", serial_too: bool = False) -> dict[str, list[str]]:
+    """jobs: analyze's --jobs; serial_too: also `analyze --jobs 1`, run right after it (the
+    same moment's load for both)."""
     file = str(path)
-    out = {
-        "analyze": [*authtrace_argv(), "analyze", file],
-        "connections": [*authtrace_argv(), "connections", file],
-    }
+    out = {"analyze": [*authtrace_argv(), "analyze", "--jobs", jobs, file]}
+    if serial_too:
+        out["analyze -j1"] = [*authtrace_argv(), "analyze", "--jobs", "1", file]
+    out["connections"] = [*authtrace_argv(), "connections", file]
     if shutil.which("tshark"):
         out["tshark"] = [
             "tshark",
@@ -84,7 +86,7 @@ def commands(path: Path) -> dict[str, list[str]]:
 
 
 # analyze ends with status 1 when it finds problems: that is a run that did its work.
-OK_STATUSES = {"analyze": (0, 1), "connections": (0,), "tshark": (0,)}
+OK_STATUSES = {"analyze": (0, 1), "analyze -j1": (0, 1), "connections": (0,), "tshark": (0,)}
 
 
 def ensure(out_dir: Path, profile: str, connections: int, seed: int) -> tuple[Path, int]:
@@ -156,6 +158,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--sizes", nargs="+", type=int, default=list(SIZES))
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--out-dir", type=Path, default=DEFAULT_OUT)
+    parser.add_argument("--jobs", default="auto", help="analyze --jobs (default auto)")
+    parser.add_argument(
+        "--serial-too", action="store_true", help="also time analyze --jobs 1 right after"
+    )
     args = parser.parse_args(argv)
     sizes = [300, 600] if args.quick else args.sizes
     repeat = 1 if args.quick else max(1, args.repeat)
@@ -171,7 +177,7 @@ def main(argv: list[str] | None = None) -> int:
         for connections in sizes:
             path, packets = ensure(args.out_dir, profile, connections, args.seed)
             timings: dict[str, Timing] = {}
-            for name, command in commands(path).items():
+            for name, command in commands(path, args.jobs, args.serial_too).items():
                 if broken and name != "tshark":
                     timings[name] = failed_timing(broken)
                     continue
@@ -180,7 +186,10 @@ def main(argv: list[str] | None = None) -> int:
             rows.append(Row(profile, connections, packets, path.stat().st_size / 1e6, timings))
     print(f"after: {load()}")
     print()
-    print(f"best of {repeat}; peak = child's ru_maxrss (worst of the runs), MiB")
+    print(
+        f"best of {repeat}; peak = the child's and its reader processes' peak RSS summed "
+        "(worst of the runs), MiB"
+    )
     print(render_table(rows))
     print()
     for line in render_verdict(rows):

@@ -38,7 +38,8 @@ class Timing:
     seconds: float
     """Smallest wall time over the runs."""
     peak_mb: float
-    """Largest child peak RSS over the runs (ru_maxrss, KiB on Linux), in MiB."""
+    """Largest peak RSS over the runs, in MiB: of the child and all its descendants summed
+    (each one's VmHWM, sampled; at least the child's ru_maxrss)."""
     exit_status: int
     """Exit status of the last run."""
     error: str = ""
@@ -66,7 +67,13 @@ def count_packets(path: Path) -> int:
 
 
 # The measured command runs under this small intermediary, which forks and execs it and reports
-# wait4's rusage of that child on fd 3. Why not wait4 on a direct child: Linux records the
+# wait4's rusage of that child on fd 3, and the sum of the peak RSS (VmHWM) of the child and
+# every process below it (analyze --jobs forks readers): ru_maxrss of a process that waited for
+# its children is the largest of them, not their sum, so the helper samples /proc/PID/status of
+# the whole tree every 20 ms and keeps each process's last high-water mark (a mark only grows,
+# so what a sample can miss is the growth in a process's last 20 ms). Forked readers share
+# pages with their parent until they write them, so the sum counts those pages more than once:
+# an upper bound of what the run takes. Why not wait4 on a direct child: Linux records the
 # memory high-water mark of the address space a process leaves at exec into its ru_maxrss, and a
 # child spawned by vfork (as subprocess does) leaves the *parent's* address space, so the peak of
 # this script (which may just have generated a 1 GB capture) would leak into every figure. The
@@ -82,9 +89,36 @@ if pid == 0:
         os.execvp(argv[0], argv)
     finally:
         os._exit(127)
-_, status, usage = os.wait4(pid, 0)
+marks = {}
+def tree(top):
+    todo, seen = [top], []
+    while todo:
+        p = todo.pop()
+        seen.append(p)
+        try:
+            with open(f"/proc/{p}/task/{p}/children") as f:
+                todo.extend(int(c) for c in f.read().split())
+        except OSError:
+            pass
+    return seen
+def sample():
+    for p in tree(pid):
+        try:
+            with open(f"/proc/{p}/status") as f:
+                for line in f:
+                    if line.startswith("VmHWM:"):
+                        marks[p] = int(line.split()[1])
+        except OSError:
+            pass
+while True:
+    done, status, usage = os.wait4(pid, os.WNOHANG)
+    if done:
+        break
+    sample()
+    time.sleep(0.02)
 elapsed = time.perf_counter() - started
-os.write(report, b"%r %d %d" % (elapsed, usage.ru_maxrss, os.waitstatus_to_exitcode(status)))
+peak = max(usage.ru_maxrss, sum(marks.values()))
+os.write(report, b"%r %d %d" % (elapsed, peak, os.waitstatus_to_exitcode(status)))
 """
 
 

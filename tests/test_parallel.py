@@ -224,7 +224,7 @@ def test_jobs_option(tmp_path: Path) -> None:
     assert "--jobs" in runner.invoke(main, ["analyze", "--help"]).output
 
 
-def test_automatic_jobs(tmp_path: Path) -> None:
+def test_automatic_jobs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     small = tmp_path / "small.pcap"
     write_pcap(small, "mix", 20, shape=Shape(seed=1))
     assert parallel.jobs_for([small], None) == 1  # too small to pay
@@ -235,7 +235,12 @@ def test_automatic_jobs(tmp_path: Path) -> None:
         out.write(small.read_bytes())
         out.truncate(parallel.MIN_SPLIT_BYTES)
     cores = len(os.sched_getaffinity(0))
-    assert parallel.jobs_for([big], None) == max(1, min(cores, parallel.MAX_AUTO_JOBS))
+    wanted = min(cores - 1, parallel.MAX_AUTO_JOBS)
+    assert parallel.jobs_for([big], None) == (wanted if wanted >= 2 else 1)
+    monkeypatch.setattr(os, "sched_getaffinity", lambda _pid: set(range(8)))
+    assert parallel.jobs_for([big], None) == parallel.MAX_AUTO_JOBS
+    monkeypatch.setattr(os, "sched_getaffinity", lambda _pid: {0, 1})
+    assert parallel.jobs_for([big], None) == 1  # the main process needs a core of its own
     # Standard input or an open file is read in one process whatever --jobs says.
     assert not parallel.splittable(["-"])
     with small.open("rb") as handle:

@@ -61,8 +61,12 @@ if TYPE_CHECKING:
 # Below this many bytes of input, one process is faster: every worker reads
 # every frame, and starting them costs more than the split saves.
 MIN_SPLIT_BYTES = 8 << 20
-# Automatic --jobs: the cores this process may use, at most this many (each
-# worker reads the whole capture, so more workers gain less and less).
+# Automatic --jobs: one worker per usable core but one, at most this many (each
+# worker reads the whole capture, so more workers gain less and less). The core
+# left is the main process's: it unpickles every judged connection (about
+# 200 us each, measured on the 4k proxy capture: 0.8 s against 1.4 s of a
+# worker's reading) and links and judges them, so on 2 cores two workers
+# compete with it and the run is slower than one process (README, Performance).
 MAX_AUTO_JOBS = 4
 # Judged connections a worker sends at once (one pickle per batch).
 BATCH = 64
@@ -95,8 +99,8 @@ def splittable(sources: Sequence[Source]) -> bool:
 
 def jobs_for(sources: Sequence[Source], requested: int | None) -> int:
     """How many processes to read with: `requested` when given (1: no workers),
-    else automatic: the usable cores (at most MAX_AUTO_JOBS) for regular files
-    of MIN_SPLIT_BYTES or more, else 1."""
+    else automatic: the usable cores but one (at most MAX_AUTO_JOBS; 1 when that
+    leaves fewer than 2) for regular files of MIN_SPLIT_BYTES or more, else 1."""
     if requested is not None:
         return max(1, requested)
     if not splittable(sources):
@@ -113,7 +117,8 @@ def jobs_for(sources: Sequence[Source], requested: int | None) -> int:
         cores = len(os.sched_getaffinity(0))
     except AttributeError:  # not Linux
         cores = os.cpu_count() or 1
-    return max(1, min(cores, MAX_AUTO_JOBS))
+    jobs = min(cores - 1, MAX_AUTO_JOBS)
+    return jobs if jobs >= 2 else 1
 
 
 @dataclass(frozen=True, slots=True)

@@ -85,9 +85,10 @@ from authtrace.visible import visible
     metavar="N|auto",
     callback=lambda _ctx, _param, value: _jobs(value),
     help="Read the captures in N processes, each reassembling and judging a share of the "
-    "TCP connections (the report is the same as with 1). `auto`: the usable cores, at most "
-    "4, for capture files of 8 MiB or more, else 1. Standard input is always read in one "
-    "process.",
+    "TCP connections (the report is the same as with 1). `auto`: one per usable core but "
+    "one (the main process links and judges), at most 4, for capture files of 8 MiB or "
+    "more; 1 on 2 cores or fewer and for smaller files. Standard input is always read in "
+    "one process.",
 )
 @tls_keylog_option()
 @all_appearances_option()
