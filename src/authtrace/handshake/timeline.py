@@ -28,7 +28,7 @@ from authtrace.auth.steps import (
 from authtrace.handshake.machine import transition
 from authtrace.handshake.model import Answer, AuthExchange, Leg, Realm, Sent, State
 from authtrace.http.messages import Exchange, Header, HttpConnection, HttpRequest, HttpResponse
-from authtrace.iis.predict import WireFacts, predict
+from authtrace.iis.predict import NO_FACTS, WireFacts, predict
 from authtrace.kerberos.messages import KrbError
 from authtrace.tls.bindings import Binding, ntlm_binding
 
@@ -85,7 +85,8 @@ class ConnectionTimeline:
 
 
 def build_timeline(connection: HttpConnection) -> ConnectionTimeline:
-    """Judge every exchange of one connection, for each realm it involves."""
+    """Judge every exchange of one connection, for each realm it involves.
+    Cost: one pass over each message's headers, whatever the realms."""
     states = {Realm.ORIGIN: State.FRESH, Realm.PROXY: State.FRESH}
     offered: dict[Realm, frozenset[str]] = {}
     steps: list[AuthExchange] = []
@@ -98,8 +99,9 @@ def build_timeline(connection: HttpConnection) -> ConnectionTimeline:
             # header blocks the capture missed: not seen, so not judged (the
             # exchange stays listed on the connection with its frames).
             continue
-        for realm in _realms_of(exchange):
-            step = _judge(exchange, realm, states[realm], offered.get(realm), connection)
+        heads = _AuthHeads.of(exchange)
+        for realm in _realms_of(exchange, heads):
+            step = _judge(exchange, realm, states[realm], offered.get(realm), connection, heads)
             states[realm] = step.state_after
             if step.answer is Answer.NOT_SEEN:
                 # Its challenges were cut: what it offered is not known.
@@ -110,11 +112,63 @@ def build_timeline(connection: HttpConnection) -> ConnectionTimeline:
     return ConnectionTimeline(connection, tuple(steps))
 
 
-def _realms_of(exchange: Exchange) -> list[Realm]:
-    request, response = exchange.request, exchange.response
-    proxy = (request is not None and request.header("Proxy-Authorization") is not None) or (
-        response is not None
-        and (response.status == 407 or response.header("Proxy-Authenticate") is not None)
+# The headers judging reads, by lower-cased name: credentials (first of each
+# realm), challenges (all of each realm) and Persistent-Auth (MS-N2HT).
+_CREDENTIALS_REALM = {"authorization": Realm.ORIGIN, "proxy-authorization": Realm.PROXY}
+_CHALLENGE_REALM = {"www-authenticate": Realm.ORIGIN, "proxy-authenticate": Realm.PROXY}
+_PERSISTENT_AUTH = "persistent-auth"
+# Lengths of those names: any other header is passed over without lower-casing
+# its name (str.lower keeps the length of latin-1 text, how names are decoded).
+_REQUEST_NAME_SIZES = frozenset(len(name) for name in _CREDENTIALS_REALM)
+_RESPONSE_NAME_SIZES = frozenset([*(len(name) for name in _CHALLENGE_REALM), len(_PERSISTENT_AUTH)])
+
+
+class _AuthHeads:
+    """The auth headers of one exchange, found in one pass over each head:
+    what `header()` / `header_all()` would return for those names."""
+
+    __slots__ = ("credentials", "challenges", "persistent")
+
+    def __init__(
+        self,
+        credentials: dict[Realm, Header],
+        challenges: dict[Realm, list[Header]],
+        persistent: str | None,
+    ) -> None:
+        self.credentials = credentials
+        self.challenges = challenges
+        self.persistent = persistent
+
+    @staticmethod
+    def of(exchange: Exchange) -> _AuthHeads:
+        credentials: dict[Realm, Header] = {}
+        challenges: dict[Realm, list[Header]] = {}
+        persistent: str | None = None
+        request, response = exchange.request, exchange.response
+        if request is not None:
+            sizes = _REQUEST_NAME_SIZES
+            for header in request.headers:
+                if len(header.name) in sizes:
+                    realm = _CREDENTIALS_REALM.get(header.name.lower())
+                    if realm is not None and realm not in credentials:
+                        credentials[realm] = header
+        if response is not None:
+            sizes = _RESPONSE_NAME_SIZES
+            for header in response.headers:
+                if len(header.name) in sizes:
+                    lowered = header.name.lower()
+                    realm = _CHALLENGE_REALM.get(lowered)
+                    if realm is not None:
+                        challenges.setdefault(realm, []).append(header)
+                    elif lowered == _PERSISTENT_AUTH and persistent is None:
+                        persistent = header.value
+        return _AuthHeads(credentials, challenges, persistent)
+
+
+def _realms_of(exchange: Exchange, heads: _AuthHeads) -> list[Realm]:
+    response = exchange.response
+    proxy = Realm.PROXY in heads.credentials or (
+        response is not None and (response.status == 407 or Realm.PROXY in heads.challenges)
     )
     realms = [Realm.PROXY] if proxy else []
     # A 407 never reached the origin: its origin-side judgement would be invented.
@@ -129,9 +183,10 @@ def _judge(
     state: State,
     offered: frozenset[str] | None,
     connection: HttpConnection,
+    heads: _AuthHeads,
 ) -> AuthExchange:
-    credentials = _credentials(exchange.request, realm)
-    challenges = _challenges(exchange.response, realm)
+    credentials = _credentials(exchange.request, realm, heads)
+    challenges = _challenges(exchange.response, realm, heads)
     sent = classify_sent(credentials, exchange.request)
     answer = classify_answer(exchange, realm, challenges)
     reason = ""
@@ -144,7 +199,7 @@ def _judge(
     scheme_offered = credentials is None or offered is None or _scheme_offered(credentials, offered)
     response = exchange.response
     page = iis_substatus_from_body(response)
-    persistent = "" if response is None else (response.header("Persistent-Auth") or "")
+    persistent = heads.persistent or ""
     leg, next_state = transition(
         state,
         sent,
@@ -182,6 +237,8 @@ def _wire_facts(
     page: str | None,
 ) -> WireFacts:
     """The facts of this exchange that change what IIS logs for it."""
+    if credentials is None and not challenges and page is None:
+        return NO_FACTS  # every fact below is about credentials, challenges or a page
     inner = credentials.innermost if credentials is not None else None
     binding = channel_binding(connection, exchange.request, inner)
     return WireFacts(
@@ -256,40 +313,40 @@ def lacks_channel_binding(message: object) -> bool:
     return not ntlmv2.channel_bindings_present or ntlmv2.channel_bindings_all_zero
 
 
-def _credentials(request: HttpRequest | None, realm: Realm) -> AuthStep | None:
+def _credentials(request: HttpRequest | None, realm: Realm, heads: _AuthHeads) -> AuthStep | None:
     if request is None:
         return None
-    name = _CREDENTIALS_HEADER[realm]
-    lowered = name.lower()
-    for header in request.headers:
-        if header.name.lower() == lowered:
-            step = step_from_credentials_header(header.name, header.value)
-            if step.raw:
-                header.keep_token_once(step.raw)  # the token held once (issue 10)
-            return step
-    cut = request.cut_header(name)
+    header = heads.credentials.get(realm)
+    if header is not None:
+        step = step_from_credentials_header(header.name, header.value)
+        if step.raw:
+            header.keep_token_once(step.raw)  # the token held once (issue 10)
+        return step
+    cut = request.cut_header(_CREDENTIALS_HEADER[realm]) if request.cut_headers else None
     if cut is not None:
         # Seen in a cut head, not kept: sent all the same.
         return step_not_kept(cut.name, StepKind.CREDENTIALS, cut.first_word, cut.size, cut.whole)
     return None
 
 
-def _challenges(response: HttpResponse | None, realm: Realm) -> tuple[AuthStep, ...]:
+def _challenges(
+    response: HttpResponse | None, realm: Realm, heads: _AuthHeads
+) -> tuple[AuthStep, ...]:
     if response is None:
         return ()
-    name = _CHALLENGE_HEADER[realm].lower()
     steps: list[AuthStep] = []
-    for header in response.headers:
-        if header.name.lower() == name:
-            found = steps_from_challenge_header(header.name, header.value)
-            if len(found) == 1 and found[0].raw:
-                header.keep_token_once(found[0].raw)  # the token held once (issue 10)
-            steps.extend(found)
-    for cut in response.cut_headers:
-        if cut.name.lower() == name:
-            steps.append(
-                step_not_kept(cut.name, StepKind.CHALLENGE, cut.first_word, cut.size, cut.whole)
-            )
+    for header in heads.challenges.get(realm, ()):
+        found = steps_from_challenge_header(header.name, header.value)
+        if len(found) == 1 and found[0].raw:
+            header.keep_token_once(found[0].raw)  # the token held once (issue 10)
+        steps.extend(found)
+    if response.cut_headers:
+        name = _CHALLENGE_HEADER[realm].lower()
+        for cut in response.cut_headers:
+            if cut.name.lower() == name:
+                steps.append(
+                    step_not_kept(cut.name, StepKind.CHALLENGE, cut.first_word, cut.size, cut.whole)
+                )
     return tuple(steps)
 
 
