@@ -152,3 +152,45 @@ def test_per_connection_results_pickle_and_link_the_same(name: str) -> None:
     findings, _ = diagnose(RuleContext(view, kdc))
     findings_of_copies, _ = diagnose(RuleContext(view_of_copies, kdc_copies))
     assert findings_of_copies == findings and findings
+
+
+def _request(*headers: tuple[str, str]):  # type: ignore[no-untyped-def]
+    from authtrace.http.messages import Header, HttpRequest
+
+    return HttpRequest(
+        "GET", "/", "HTTP/1.1", tuple(Header(n, v) for n, v in headers), 1, 1, 0.0, 0
+    )
+
+
+def test_forwarded_clients_reads_the_first_of_each_header_in_any_case() -> None:
+    """X-Forwarded-For first (its first occurrence), an empty one falls back to
+    Forwarded's for= (RFC 7239 section 5.2), names in any case."""
+    from authtrace.handshake.attribution import forwarded_clients
+
+    assert forwarded_clients(
+        _request(("x-forwarded-FOR", "10.0.0.1, 10.0.0.2"), ("X-Forwarded-For", "10.9.9.9"))
+    ) == ["10.0.0.1", "10.0.0.2"]
+    assert forwarded_clients(
+        _request(("FORWARDED", 'for="[2001:db8::1]:4711"'), ("X-Forwarded-For", ""))
+    ) == ["2001:db8::1"]
+    assert forwarded_clients(_request(("X-Forwarded-Fox", "10.0.0.1"), ("Forwardee", "x"))) == []
+
+
+@pytest.mark.parametrize("name", ["ntlm-handshake-split", "ntlm-handshake-split-v1"])
+def test_replaced_step_equals_dataclasses_replace(name: str) -> None:
+    """links.replaced (the cheap copy of a step with a verdict) builds what
+    dataclasses.replace builds, field for field."""
+    from authtrace.handshake.model import Outcome
+    from authtrace.iis.predict import SPLIT_TRIPLE
+
+    path = Path(__file__).parent.parent / "captures" / "scenarios" / f"{name}.pcap"
+    connections, _ = read_connections([path])
+    steps = [step for c in connections if c.is_http for step in build_timeline(c).steps]
+    assert steps
+    for step in steps:
+        for changes in ({"outcome": Outcome.FAILURE}, {"iis": SPLIT_TRIPLE}, {}):
+            made = links.replaced(step, **changes)
+            assert made == dataclasses.replace(step, **changes)  # type: ignore[arg-type]
+            assert [getattr(made, f.name) for f in dataclasses.fields(made)] == [
+                changes.get(f.name, getattr(step, f.name)) for f in dataclasses.fields(step)
+            ]

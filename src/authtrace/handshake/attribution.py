@@ -63,17 +63,31 @@ class _Candidate:
 
 def forwarded_clients(request: HttpRequest | None) -> list[str]:
     """The client addresses a proxy wrote, client-most first: X-Forwarded-For
-    (de facto), else Forwarded's for= (RFC 7239 section 5.2)."""
+    (de facto), else Forwarded's for= (RFC 7239 section 5.2). One pass over
+    the headers (names compared case-insensitively, RFC 9110 section 5.1)."""
     if request is None:
         return []
-    forwarded_for = request.header("X-Forwarded-For")
+    forwarded_for: str | None = None
+    forwarded: str | None = None
+    for header in request.headers:
+        name = header.name
+        size = len(name)
+        if size == _FOR_SIZE and forwarded_for is None and name.lower() == "x-forwarded-for":
+            forwarded_for = header.value
+        elif size == _FORWARDED_SIZE and forwarded is None and name.lower() == "forwarded":
+            forwarded = header.value
     if forwarded_for:
         found = [part.strip() for part in forwarded_for.split(",", MAX_FORWARDED)]
         return [address for address in found[:MAX_FORWARDED] if address]
-    forwarded = request.header("Forwarded")
     if forwarded:
         return _FORWARDED_FOR.findall(forwarded[:1024])[:MAX_FORWARDED]
     return []
+
+
+# str.lower keeps the length of latin-1 text (how header names are decoded),
+# so a name of another length is passed over without lower-casing it.
+_FOR_SIZE = len("x-forwarded-for")
+_FORWARDED_SIZE = len("forwarded")
 
 
 def _path(uri: str) -> str:
@@ -143,18 +157,29 @@ def _requests(timelines: list[ConnectionTimeline]) -> list[_Request]:
 
 def attribute_upstream(timelines: list[ConnectionTimeline]) -> dict[ExchangeRef, ExchangeRef]:
     """upstream exchange -> the front exchange it relays (both legs captured)."""
+    return _fronts(_requests(timelines))
+
+
+def identify(timelines: list[ConnectionTimeline]) -> Identities:
+    """The client of every exchange of `timelines` (`Identities` over their
+    attributed fronts), each request's headers read once for both."""
     requests = _requests(timelines)
+    forwarded = {(found.connection.id, found.exchange.index): found.forwarded for found in requests}
+    return Identities(timelines, _fronts(requests), forwarded)
+
+
+def _fronts(requests: list[_Request]) -> dict[ExchangeRef, ExchangeRef]:
     # A front request is only ever looked up by a forwarded address naming its
     # client, or by an upstream client address naming its server: one filed
     # under another address can never be found, so it is not filed (behind one
     # reverse proxy, with only the upstream leg captured, that is every one).
-    forwarded_addresses = {address for found in requests for address in found.forwarded}
-    client_addresses = {found.connection.client.ip for found in requests}
-    by_client: list[tuple[object, float, _Candidate]] = []
-    by_server: list[tuple[object, float, _Candidate]] = []
-    for found in requests:
-        connection, key, when = found.connection, found.key, found.request.timestamp
-        candidate = _Candidate(connection, found.exchange)
+    forwarded_addresses = {address for each in requests for address in each.forwarded}
+    client_addresses = {each.connection.client.ip for each in requests}
+    by_client: list[tuple[tuple[object, str], float, _Candidate]] = []
+    by_server: list[tuple[tuple[object, str], float, _Candidate]] = []
+    for each in requests:
+        connection, key, when = each.connection, each.key, each.request.timestamp
+        candidate = _Candidate(connection, each.exchange)
         client_ip, server_ip = connection.client.ip, connection.server.ip
         # Filed by (method, path) and, for rewritten paths, by method alone.
         if client_ip in forwarded_addresses:
@@ -227,12 +252,18 @@ class Identities:
     """The client each exchange was made for: the front connection's client when
     the front leg is in the capture, else what the proxy wrote, else the address."""
 
-    __slots__ = ("_fronts", "_clients", "_known")
+    __slots__ = ("_fronts", "_clients", "_known", "_forwarded")
 
     def __init__(
-        self, timelines: list[ConnectionTimeline], fronts: dict[ExchangeRef, ExchangeRef]
+        self,
+        timelines: list[ConnectionTimeline],
+        fronts: dict[ExchangeRef, ExchangeRef],
+        forwarded: dict[tuple[int, int], list[str]] | None = None,
     ) -> None:
+        """forwarded: forwarded_clients of each exchange's request by
+        (connection id, exchange index), where already read."""
         self._fronts = fronts
+        self._forwarded = forwarded or {}
         self._clients = {t.connection.id: t.connection.client.ip for t in timelines}
         # Each exchange's answer, worked out once: links asks for every step
         # (an exchange judged in both realms is asked twice) more than once.
@@ -249,7 +280,9 @@ class Identities:
         ref = ExchangeRef(connection.id, exchange.index)
         front = self._fronts.get(ref)
         if front is None:
-            forwarded = forwarded_clients(exchange.request)
+            forwarded = self._forwarded.get((connection.id, exchange.index))
+            if forwarded is None:
+                forwarded = forwarded_clients(exchange.request)
             return forwarded[0] if forwarded else connection.client.ip
         # Through a chain of proxies to the first hop (bounded: a front is never
         # its own upstream, but a hostile capture could still make a long chain).
@@ -259,6 +292,11 @@ class Identities:
                 break
             front = further
         return self._clients[front.connection]
+
+    @property
+    def any_front(self) -> bool:
+        """Some upstream exchange was attributed to a captured front one."""
+        return bool(self._fronts)
 
     def front_of(self, connection: int, index: int) -> ExchangeRef | None:
         """The front exchange this upstream exchange relays, if captured."""

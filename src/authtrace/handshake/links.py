@@ -25,6 +25,7 @@ from __future__ import annotations
 import dataclasses
 import datetime
 import enum
+import operator
 from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -32,7 +33,7 @@ from dataclasses import dataclass, field
 from authtrace.auth.kinds import Message
 from authtrace.auth.ntlm import NtlmAuthenticate, NtlmChallenge
 from authtrace.auth.steps import is_not_kept
-from authtrace.handshake.attribution import FRONT_WINDOW, Identities, attribute_upstream
+from authtrace.handshake.attribution import FRONT_WINDOW, Identities, identify
 from authtrace.handshake.index import TimeIndex
 from authtrace.handshake.model import (
     NORMAL_LEGS,
@@ -191,7 +192,7 @@ def _link_block(
     """Link `timelines` together; keep the results of the connections in `keep`
     (all for None), the others being only there to link to. O(n log n) in steps."""
     relayed = _find_relays(timelines)
-    identities = Identities(timelines, attribute_upstream(timelines))
+    identities = identify(timelines)
     clients, fronts = _attributed(timelines, identities, relayed)
     splits = _find_splits(timelines, relayed)
     split_targets = {split.authenticate for split in splits}
@@ -282,7 +283,7 @@ def _relayed_iis(
         if changes:
             steps = list(timeline.steps)
             for position, iis in changes.items():
-                steps[position] = dataclasses.replace(steps[position], iis=iis)
+                steps[position] = replaced(steps[position], iis=iis)
             timeline = ConnectionTimeline(timeline.connection, tuple(steps))
         out.append(timeline)
     return out
@@ -297,26 +298,35 @@ def _attributed(
     upstream copy, as for relayed tokens. O(n) over steps."""
     clients: dict[StepRef, str] = {}
     fronts: dict[StepRef, StepRef] = {}
-    origin_position = {
-        (t.connection.id, step.exchange.index): position
-        for t in timelines
-        for position, step in enumerate(t.steps)
-        if step.realm is Realm.ORIGIN
-    }
+    # Only an attributed front needs it (none behind a proxy whose front leg
+    # the capture lacks): not built otherwise.
+    origin_position = (
+        {
+            (t.connection.id, step.exchange.index): position
+            for t in timelines
+            for position, step in enumerate(t.steps)
+            if step.realm is Realm.ORIGIN
+        }
+        if identities.any_front
+        else {}
+    )
     by_id = {t.connection.id: t for t in timelines}
+    any_front = identities.any_front
     for timeline in timelines:
         connection = timeline.connection
         for position, step in enumerate(timeline.steps):
-            ref = StepRef(connection.id, position)
             client = identities.of(connection, step.exchange)
             if client != connection.client.ip:
-                clients[ref] = client
+                clients[StepRef(connection.id, position)] = client
+            if not any_front or step.realm is not Realm.ORIGIN:
+                continue
             front = identities.front_of(connection.id, step.exchange.index)
-            if front is None or step.realm is not Realm.ORIGIN:
+            if front is None:
                 continue
             front_position = origin_position.get((front.connection, front.index))
             if front_position is None:
                 continue
+            ref = StepRef(connection.id, position)
             front_ref = StepRef(front.connection, front_position)
             fronts[ref] = front_ref
             front_step = by_id[front.connection].steps[front_position]
@@ -624,14 +634,36 @@ def _find_relays(timelines: list[ConnectionTimeline]) -> set[StepRef]:
     return relayed
 
 
+# dataclasses.replace builds its keyword arguments field by field, about three
+# times the cost of the constructor; every 401's verdict is set on a copy of
+# its step, so a step is copied from its fields in order instead. A field that
+# cannot be passed positionally would make that wrong: then replace it is.
+_STEP_FIELDS = dataclasses.fields(AuthExchange)
+_STEP_POSITION = {f.name: n for n, f in enumerate(_STEP_FIELDS)}
+_step_values = operator.attrgetter(*_STEP_POSITION)
+_POSITIONAL = all(f.init and not f.kw_only for f in _STEP_FIELDS)
+
+
+def replaced(step: AuthExchange, **changes: object) -> AuthExchange:
+    """`dataclasses.replace(step, **changes)`, cheaper."""
+    if not _POSITIONAL:
+        return dataclasses.replace(step, **changes)  # type: ignore[arg-type]
+    values = list(_step_values(step))
+    for name, value in changes.items():
+        values[_STEP_POSITION[name]] = value
+    return AuthExchange(*values)
+
+
 def _mark_split_iis(timeline: ConnectionTimeline, targets: set[StepRef]) -> ConnectionTimeline:
     """A refused AUTHENTICATE of a split handshake is logged as an invalid token."""
+    if not targets:
+        return timeline
     steps = list(timeline.steps)
     changed = False
     for position, step in enumerate(steps):
         ref = StepRef(timeline.connection.id, position)
         if ref in targets and step.iis is not None and step.status == 401:
-            steps[position] = dataclasses.replace(step, iis=SPLIT_TRIPLE)
+            steps[position] = replaced(step, iis=SPLIT_TRIPLE)
             changed = True
     return ConnectionTimeline(timeline.connection, tuple(steps)) if changed else timeline
 
@@ -648,7 +680,7 @@ def _resolve(
         if not step.is_auth_failure_status:
             continue
         outcome = _outcome(step, position, timeline, came_back, split_targets, capture_end)
-        steps[position] = dataclasses.replace(step, outcome=outcome)
+        steps[position] = replaced(step, outcome=outcome)
     return ConnectionTimeline(connection, tuple(steps))
 
 
