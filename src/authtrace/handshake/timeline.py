@@ -141,10 +141,13 @@ class _AuthHeads:
 
     @staticmethod
     def of(exchange: Exchange) -> _AuthHeads:
+        return _AuthHeads.read(exchange.request, exchange.response)
+
+    @staticmethod
+    def read(request: HttpRequest | None, response: HttpResponse | None) -> _AuthHeads:
         credentials: dict[Realm, Header] = {}
         challenges: dict[Realm, list[Header]] = {}
         persistent: str | None = None
-        request, response = exchange.request, exchange.response
         if request is not None:
             sizes = _REQUEST_NAME_SIZES
             for header in request.headers:
@@ -313,9 +316,13 @@ def lacks_channel_binding(message: object) -> bool:
     return not ntlmv2.channel_bindings_present or ntlmv2.channel_bindings_all_zero
 
 
-def _credentials(request: HttpRequest | None, realm: Realm, heads: _AuthHeads) -> AuthStep | None:
+def _credentials(
+    request: HttpRequest | None, realm: Realm, heads: _AuthHeads | None = None
+) -> AuthStep | None:
     if request is None:
         return None
+    if heads is None:
+        heads = _AuthHeads.read(request, None)
     header = heads.credentials.get(realm)
     if header is not None:
         step = step_from_credentials_header(header.name, header.value)
@@ -330,10 +337,12 @@ def _credentials(request: HttpRequest | None, realm: Realm, heads: _AuthHeads) -
 
 
 def _challenges(
-    response: HttpResponse | None, realm: Realm, heads: _AuthHeads
+    response: HttpResponse | None, realm: Realm, heads: _AuthHeads | None = None
 ) -> tuple[AuthStep, ...]:
     if response is None:
         return ()
+    if heads is None:
+        heads = _AuthHeads.read(None, response)
     steps: list[AuthStep] = []
     for header in heads.challenges.get(realm, ()):
         found = steps_from_challenge_header(header.name, header.value)
