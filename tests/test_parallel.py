@@ -283,3 +283,52 @@ def test_reassemblers_owning_parts_give_one_reassemblers_ids(capture: Path) -> N
             (e for events in by_part for e in events), key=lambda e: everything.index(e)
         )
         assert merged == everything
+
+
+def test_ctrl_c_stops_the_readers_and_leaves_no_process(tmp_path: Path) -> None:
+    """Ctrl-C while the readers run: analyze stops at once with click's one-line
+    "Aborted!", no traceback, and its reader processes are stopped with it
+    (they ignore SIGINT themselves; analyze terminates them)."""
+    import signal
+    import time
+
+    path = tmp_path / "proxy.pcap"
+    write_pcap(path, "proxy", 3000, shape=Shape(seed=1))
+    env = dict(os.environ, PYTHONPATH=str(ROOT / "src"))
+    child = subprocess.Popen(
+        [sys.executable, "-m", "authtrace", "analyze", "--jobs", "2", str(path)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env=env,
+        # The test runner may have been started with SIGINT ignored (a
+        # background job): give the child the default, as a terminal would.
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    )
+    try:
+        readers: list[int] = []
+        deadline = time.monotonic() + 30
+        while len(readers) < 2 and child.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.05)
+            readers = [
+                int(pid)
+                for pid in Path(f"/proc/{child.pid}/task/{child.pid}/children").read_text().split()
+            ]
+        assert len(readers) == 2, "the two readers never started (the run ended first?)"
+        child.send_signal(signal.SIGINT)
+        interrupted = time.monotonic()
+        _out, err = child.communicate(timeout=30)
+        stopped = time.monotonic() - interrupted
+    finally:
+        if child.poll() is None:
+            child.kill()
+            child.wait()
+    assert child.returncode != 0
+    assert "Traceback" not in err.decode()
+    assert err.decode().strip().splitlines()[-1] == "Aborted!"
+    # Not a speed figure: a bound on "at once". Readers left running would hold
+    # analyze for seconds (its join's time-out per reader, then the exit's clean-up).
+    assert stopped < 4, f"analyze took {stopped:.1f} s to stop after Ctrl-C"
+    for pid in readers:
+        while Path(f"/proc/{pid}").exists() and time.monotonic() < interrupted + 4:
+            time.sleep(0.05)
+        assert not Path(f"/proc/{pid}").exists(), f"reader process {pid} outlived Ctrl-C"
