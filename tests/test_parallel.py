@@ -305,14 +305,14 @@ def test_ctrl_c_stops_the_readers_and_leaves_no_process(tmp_path: Path) -> None:
         preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
     try:
+        children = Path(f"/proc/{child.pid}/task/{child.pid}/children")
+        if not children.exists():
+            pytest.skip("this kernel does not list a process's children in /proc")
         readers: list[int] = []
         deadline = time.monotonic() + 30
         while len(readers) < 2 and child.poll() is None and time.monotonic() < deadline:
             time.sleep(0.05)
-            readers = [
-                int(pid)
-                for pid in Path(f"/proc/{child.pid}/task/{child.pid}/children").read_text().split()
-            ]
+            readers = [int(pid) for pid in children.read_text().split()]
         assert len(readers) == 2, "the two readers never started (the run ended first?)"
         child.send_signal(signal.SIGINT)
         interrupted = time.monotonic()
