@@ -61,3 +61,20 @@ def test_garbage_collector_setting_is_restored() -> None:
     assert result.exit_code == 0
     assert seen and seen[0] != before and seen[-1] == before
     assert gc.get_threshold() == before and gc.get_freeze_count() == frozen
+
+
+def test_ctrl_c_is_status_130_and_one_line(monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """Ctrl-C in any command (here while analyze reads) is status 130 with one
+    line, not click's "Aborted!" with status 1, which reads as "findings"."""
+    from pathlib import Path
+
+    from authtrace.cli import cmd_analyze
+
+    def interrupted(*_args, **_kwargs):  # type: ignore[no-untyped-def]
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(cmd_analyze, "analyze", interrupted)
+    capture = Path(__file__).resolve().parent.parent / "captures/scenarios/pooling-proxy.pcap"
+    result = CliRunner().invoke(main, ["analyze", str(capture)])
+    assert result.exit_code == 130
+    assert result.output.strip().splitlines() == ["authtrace: interrupted"]

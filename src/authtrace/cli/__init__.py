@@ -4,7 +4,9 @@ Each subcommand lives in its own module (`cmd_<name>`) and registers on the
 `main` group when imported; the group imports only the module of the command
 that runs (importing every command cost `connections` 30 ms of modules it
 does not use), and all of them for `--help`.
-Exit codes: 0 nothing wrong, 1 findings/differences, 2 unusable input.
+Exit codes: 0 nothing wrong, 1 findings/differences, 2 unusable input, 130
+interrupted (Ctrl-C: one line on stderr, never click's "Aborted!" with status 1,
+which a script would take for "findings").
 """
 
 from __future__ import annotations
@@ -16,6 +18,9 @@ import pkgutil
 import click
 
 from authtrace import __version__
+
+# The exit status of a run stopped by Ctrl-C.
+INTERRUPTED = 130
 
 
 class _LazyGroup(click.Group):
@@ -29,6 +34,17 @@ class _LazyGroup(click.Group):
         if module is not None and cmd_name not in self.commands:
             importlib.import_module(f"{__name__}.{module}")
         return super().get_command(ctx, cmd_name)
+
+    def invoke(self, ctx: click.Context) -> object:
+        """Run the command; Ctrl-C ends it with status 130 (128 + SIGINT, as a
+        shell reports it), so that no script reads an interrupted run as
+        "findings" (1). What was being read is not reported: a report of part
+        of a capture would say "not seen" of everything after the cut."""
+        try:
+            return super().invoke(ctx)
+        except KeyboardInterrupt:
+            click.echo("authtrace: interrupted", err=True)
+            ctx.exit(INTERRUPTED)
 
 
 @click.group(
