@@ -50,7 +50,6 @@ from authtrace.pipeline import (
     ProgressReport,
     Source,
     StreamResult,
-    _combine_kdc,
 )
 from authtrace.readers.base import CaptureError
 from authtrace.tls.model import NotReadTally
@@ -313,7 +312,6 @@ def merge_results(into: StreamResult, parts: list[StreamResult]) -> None:
         for s in range(max(len(part.kdc_streams) for part in parts))
     ]
     into.kdc_streams = streams
-    into.kdc = _combine_kdc(streams) if streams else None
 
 
 def _merge_kdc(parts: list[KdcSummary]) -> KdcSummary:

@@ -163,7 +163,6 @@ class StreamResult:
 
     captures: list[CaptureInfo] = field(default_factory=list)
     anomalies: list[Anomaly] = field(default_factory=list)
-    kdc: KdcSummary | None = None
     other_connections: int = 0
     # TLS connections whose HTTP could not be read (also in other_connections):
     # `not_read` counts them all, `encrypted` is its first NotReadTally.MAX_LISTED.
@@ -173,8 +172,13 @@ class StreamResult:
     stream_first_ids: list[int] = field(default_factory=list)
     http_anomalies: int = 0  # how many HTTP-layer anomalies were met, listed or not
     orders: list[OrderKey] | None = None
-    # Each stream's KDC summary (`kdc` combines them).
+    # Each stream's KDC summary, set once reading ends (`kdc` combines them).
     kdc_streams: list[KdcSummary] = field(default_factory=list)
+
+    @property
+    def kdc(self) -> KdcSummary | None:
+        """The KDC exchanges of every stream; None until reading ends."""
+        return _combine_kdc(self.kdc_streams) if self.kdc_streams else None
 
     def add_anomalies(self, anomalies: Iterable[Anomaly], order: OrderKey) -> None:
         for anomaly in anomalies:
@@ -366,7 +370,6 @@ class Pipeline:
         if self._keylog is not None:
             self.result.keylog = self._keylog.counts
         self.result.kdc_streams = list(self._kdc_parts)
-        self.result.kdc = _combine_kdc(self._kdc_parts)
 
     def frame_name(self, number: int) -> str:
         """How a frame of a connection just yielded is named, as `analyze`
