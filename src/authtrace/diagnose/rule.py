@@ -104,13 +104,7 @@ class Rule:
         connections in `own` only, unless None), by key, in capture order."""
         assert self.grouping is not None
         select, _report = self.grouping
-        groups: Groups = {}
-        for key, located in select(context.judging(self.needs_pairing)):
-            if located is None:
-                groups.setdefault(key, [])
-            elif own is None or located.timeline.connection.id in own:
-                groups.setdefault(key, []).append(located)
-        return groups
+        return _grouped(select, context.judging(self.needs_pairing), own)
 
     def report(self, context: RuleContext, groups: Groups) -> Iterator[Finding]:
         """A grouping rule's findings from the groups of the whole capture."""
@@ -170,18 +164,26 @@ def grouping_rule(
     def declare(report: Report) -> Rule:
         @functools.wraps(report)
         def check(context: RuleContext) -> Iterable[Finding]:
-            groups: Groups = {}
-            for key, located in select(context):
-                steps = groups.setdefault(key, [])
-                if located is not None:
-                    steps.append(located)
-            return report(context, groups)
+            return report(context, _grouped(select, context))
 
         return Rule(
             rule_id, severity, meaning, check, needs_pairing, Across.CAPTURE, (select, report)
         )
 
     return declare
+
+
+def _grouped(select: Select, context: RuleContext, own: frozenset[int] | None = None) -> Groups:
+    """The steps `select` yields over `context`, by key in the order they came
+    (those of the connections in `own` only, unless None; a key marked seen
+    without a step is kept, with no step)."""
+    groups: Groups = {}
+    for key, located in select(context):
+        if located is None:
+            groups.setdefault(key, [])
+        elif own is None or located.timeline.connection.id in own:
+            groups.setdefault(key, []).append(located)
+    return groups
 
 
 def merge_groups(parts: Iterable[Groups]) -> Groups:
