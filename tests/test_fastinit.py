@@ -4,13 +4,14 @@ classes build, and refuse classes they could not honour."""
 from __future__ import annotations
 
 import dataclasses
+import pickle
 from dataclasses import dataclass, field
 
 import pytest
 
 from authtrace.auth.kinds import Mechanism, Message
 from authtrace.auth.steps import AuthStep, StepKind, _make_step
-from authtrace.fastinit import constructor, field_names
+from authtrace.fastinit import constructor, dumps, field_names
 from authtrace.http.messages import (
     Exchange,
     Header,
@@ -21,8 +22,11 @@ from authtrace.http.messages import (
     make_request,
     make_response,
 )
+from authtrace.kerberos.fields import Labelled
+from authtrace.kerberos.messages import EncryptedData
 from authtrace.net.packets import TcpSegment, make_tcp_segment
 from authtrace.readers.base import Frame, make_frame
+from authtrace.sharing import Part
 from authtrace.tcp.events import Direction, StreamData, make_stream_data
 
 REQUEST = dict(
@@ -141,3 +145,58 @@ def test_field_names_follow_the_declaration(cls: type) -> None:
 
 def test_field_names_of_an_instance() -> None:
     assert field_names(Header("a", "b")) == ("name", "value")
+
+
+@dataclass(frozen=True, slots=True)
+class _Holder:
+    items: list[object]
+    name: str = "n"
+
+
+@pytest.mark.parametrize(
+    "obj",
+    [
+        make_request(**REQUEST),  # type: ignore[arg-type]
+        _WithFactory([2]),  # refused by constructor: pickled as pickle would
+        _WithPostInit(3),
+        _NotInInit(4),
+        _WithoutSlots(5),
+        Header("a", "b"),
+        [Header("a", "b"), Header, Mechanism.NTLM],
+    ],
+)
+def test_dumps_loads_back_what_pickle_loads(obj: object) -> None:
+    back = pickle.loads(dumps(obj))
+    assert back == obj
+    assert type(back) is type(obj)
+    plain = pickle.loads(pickle.dumps(obj, protocol=pickle.HIGHEST_PROTOCOL))
+    assert pickle.dumps(back) == pickle.dumps(plain)
+
+
+def test_dumps_uses_the_constructor_only_where_it_builds_the_same() -> None:
+    assert b"_rebuild" in dumps(Header("a", "b"))
+    for refused in (_WithFactory([2]), _WithPostInit(3), _NotInInit(4), _WithoutSlots(5)):
+        assert b"_rebuild" not in dumps(refused)
+
+
+def test_dumps_keeps_a_lazy_field_as_it_is_held() -> None:
+    # What a lazy field's slot holds (a Part of a shared buffer) travels as is,
+    # and the buffer once for every Part that refers to it (pickle's memo).
+    source = bytes(range(256)) * 4
+    etype = Labelled(18, "aes256-cts-hmac-sha1-96")
+    parts = [EncryptedData(etype, 2, Part(source, 10, 300)), EncryptedData(etype, 3, b"x")]
+    parts.append(EncryptedData(etype, 4, Part(source, 300, 900)))
+    parts.append(parts[0])
+    back = pickle.loads(dumps(parts))
+    assert back == parts and back[0] is back[3]
+    assert back[0].cipher == source[10:300]
+    assert type(EncryptedData.cipher.held(back[0])) is Part  # type: ignore[attr-defined]
+    assert EncryptedData.cipher.held(back[1]) == b"x"  # type: ignore[attr-defined]
+    assert len(dumps(parts)) < len(source) + 300
+
+
+def test_dumps_an_object_that_holds_itself() -> None:
+    holder = _Holder([])
+    holder.items.append(holder)
+    back = pickle.loads(dumps(holder))
+    assert back.items[0] is back and back.name == "n"

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import pickle
 import shutil
 import subprocess
 import sys
@@ -22,7 +23,7 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from authtrace import parallel  # noqa: E402
+from authtrace import fastinit, parallel  # noqa: E402
 from authtrace.cli import main  # noqa: E402
 from authtrace.pipeline import Ownership, Pipeline, analyze, judged_connections  # noqa: E402
 from authtrace.report.as_json import report_to_dict  # noqa: E402
@@ -76,6 +77,24 @@ def test_two_workers_report_what_one_process_reports(capture: Path) -> None:
     two = _reports([capture], 2, keys)
     assert two[0] == one[0]
     assert two[1] == one[1]
+
+
+@pytest.mark.parametrize("capture", _captures(), ids=lambda path: f"{path.parent.name}/{path.name}")
+def test_what_a_worker_sends_loads_back_equal(capture: Path) -> None:
+    # parallel._send writes with fastinit.dumps: loaded back, every judged
+    # connection equals the reader's, and all it sends (the result too) is
+    # what pickle's own round trip gives, down to what each slot holds (pickle
+    # writes the same bytes for both); the fast form is really used.
+    pipeline = Pipeline(keylog=_keylog(capture))
+    timelines = [timeline for _stream, timeline in judged_connections(pipeline, [capture])]
+    sent = (timelines, pipeline.result)
+    blob = fastinit.dumps(sent)
+    back = pickle.loads(blob)
+    assert back[0] == timelines
+    plain = pickle.loads(pickle.dumps(sent, protocol=5))
+    assert pickle.dumps(back, protocol=5) == pickle.dumps(plain, protocol=5)
+    if timelines:
+        assert b"_rebuild" in blob
 
 
 def test_the_captures_cover_what_the_split_must_handle() -> None:

@@ -39,6 +39,7 @@ from itertools import chain
 from multiprocessing.connection import Connection, wait
 from typing import TYPE_CHECKING, Any
 
+from authtrace.fastinit import dumps
 from authtrace.kerberos.kdc import KdcResult, KdcSummary, exchange_order
 from authtrace.pipeline import (
     AT_FINISH,
@@ -62,10 +63,10 @@ if TYPE_CHECKING:
 MIN_SPLIT_BYTES = 8 << 20
 # Automatic --jobs: one worker per usable core but one, at most this many (each
 # worker reads the whole capture, so more workers gain less and less). The core
-# left is the main process's: it unpickles every judged connection (about
-# 200 us each, measured on the 4k proxy capture: 0.8 s against 1.4 s of a
-# worker's reading) and links and judges them, so on 2 cores two workers
-# compete with it and the run is slower than one process (README, Performance).
+# left is the main process's: it loads every judged connection (fastinit.dumps:
+# 0.27 s for the 4k Kerberos capture's, 0.50 s through pickle's own way) and
+# links and judges them, so on 2 cores two workers compete with it and the run
+# is slower than one process (README, Performance).
 MAX_AUTO_JOBS = 4
 # Judged connections a worker sends at once (one pickle per batch).
 BATCH = 64
@@ -279,7 +280,9 @@ def _read_part(
 
 
 def _send(sender: Connection, message: _Batch | _Done | _Failed) -> None:
-    sender.send_bytes(pickle.dumps(message, protocol=pickle.HIGHEST_PROTOCOL))
+    # fastinit.dumps: what pickle writes, but the judged connections' frozen
+    # dataclasses load through their constructors (main loads every one).
+    sender.send_bytes(dumps(message))
 
 
 def merge_results(into: StreamResult, parts: list[StreamResult]) -> None:
