@@ -21,7 +21,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from authtrace import lane as lane_module
-from authtrace.pipeline import Pipeline
+from authtrace.pipeline import Ownership, Pipeline
 
 REPO = Path(__file__).resolve().parent.parent
 SHARED = REPO.parent / "shared" / "captures"
@@ -83,6 +83,47 @@ def test_benchmark_capture_same_results_and_lane_takes_most_frames(
     with_lane = _run(path, True)
     assert claims() > stats.packets // 2
     assert with_lane == _run(path, False)
+
+
+def _run_part(path: Path, fast_lane: bool, index: int, jobs: int = 2) -> tuple[object, ...]:
+    """What a reader of part of the capture (parallel.py) hands on and keeps."""
+    pipeline = Pipeline(fast_lane=fast_lane, ownership=Ownership(index, jobs))
+    connections = list(pipeline.connections([path]))
+    result = pipeline.result
+    return (
+        [(connection, pipeline.settled_below) for connection in connections],
+        result.anomalies,
+        result.orders,
+        result.captures,
+        result.stream_first_ids,
+        result.other_connections,
+        result.kdc,
+    )
+
+
+@pytest.mark.parametrize("index", [0, 1])
+@pytest.mark.parametrize("capture", _captures(), ids=lambda p: p.name[:60])
+def test_a_reader_of_part_same_with_and_without_the_lane(capture: Path, index: int) -> None:
+    # Its lanes take the frames of the flows another reader owns, too.
+    assert _run_part(capture, True, index) == _run_part(capture, False, index)
+
+
+@pytest.mark.parametrize("profile", ["proxy", "mix"])
+def test_a_reader_of_part_does_not_decode_the_frames_of_flows_it_does_not_own(
+    tmp_path: Path, claims: Taken, profile: str
+) -> None:
+    """On the proxy profile one reader's lanes never open (test below): a reader
+    of a third of the flows takes most of the frames of the other two thirds
+    before decoding them (all but their SYN, FIN and RST frames, and the first
+    of each direction), and reads what it owns as without the lane."""
+    from benchmarks.auth_dense import write_pcap
+
+    path = tmp_path / f"{profile}.pcap"
+    stats = write_pcap(path, profile, 300)
+    for index in range(3):
+        before = claims()
+        assert _run_part(path, True, index, jobs=3) == _run_part(path, False, index, jobs=3)
+        assert claims() - before > stats.packets // 3
 
 
 # -- hand-built connections ---------------------------------------------------------

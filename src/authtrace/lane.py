@@ -32,6 +32,17 @@ with ACK and without SYN, FIN or RST, a known 4-tuple, and every byte the IP
 length announces captured (so `TcpSegment.missing` would be 0; padding is
 not payload). Anything else takes the normal path.
 
+Flows read elsewhere. A reader of part of a capture (authtrace/parallel.py)
+reads every frame, but of a flow another reader owns it keeps only the
+identity (tcp/reassembly.py `_Foreign`), which only its SYN, FIN and RST
+frames can change. Once the reassembler has seen a direction's first
+segment it lends that direction an `ElsewhereLane` (`offer_elsewhere`), and
+the same check of the headers above then takes every frame of it but those
+(and those the check sends to the normal path anyway), before a Frame, a
+TcpSegment or a look-up in the reassembler is made for it; the lanes of a
+flow that ended are dropped at the frame that ended it. Memory: two lanes
+per live flow read elsewhere at most.
+
 Invariant: a claimed frame changes exactly the state the normal path would
 have changed, in the layers' own objects and through their own methods, and
 produces no event, because the normal path would have produced none that
@@ -40,6 +51,7 @@ by the normal path. The only difference: `TcpReassembler.last_connection` is
 not updated. tests/test_lane.py runs captures with and without the lane and
 compares everything.
 Memory: two lanes per live connection at most; removed when it closes.
+Cost: one struct unpack and one dict look-up per frame offered to `claim`.
 """
 
 from __future__ import annotations
@@ -56,7 +68,7 @@ from authtrace.readers.linktypes import LINKTYPE_ETHERNET
 from authtrace.readers.pcapng import TWO_32
 from authtrace.strict import internal_error
 from authtrace.tcp.events import Direction, LaneSink
-from authtrace.tcp.reassembly import DirectionLane, TcpReassembler
+from authtrace.tcp.reassembly import DirectionLane, ElsewhereLane, TcpReassembler
 
 # Ethernet II + IPv4 + TCP at fixed offsets (RFC 791 section 3.1, RFC 9293
 # section 3.1): ethertype, version/IHL, total length, flags/fragment offset,
@@ -71,6 +83,8 @@ _FLAG_MASK = 0x17
 _ACK_ONLY = 0x10
 _AF4 = socket.AF_INET
 _PORTS = struct.Struct("!HH")
+# SYN, FIN, RST: the only frames that can end a flow read elsewhere.
+_ENDS = 0x07
 # pcapng block types (draft-ietf-opsawg-pcapng section 11.1)
 _EPB = 0x00000006
 _SPB = 0x00000003
@@ -92,7 +106,9 @@ class FastLane:
 
     def __init__(self, reassembler: TcpReassembler) -> None:
         self._tcp = reassembler
-        self._lanes: dict[bytes, DirectionLane] = {}
+        # By the 12 bytes of addresses and ports as the packet holds them: the
+        # lanes of this reader's connections, and those of flows read elsewhere.
+        self._lanes: dict[bytes, DirectionLane | ElsewhereLane] = {}
         self._by_connection: dict[int, list[bytes]] = {}
         # Per connection, the (source address, source port) of the directions
         # whose lane is open for data: nothing more for `offer` to do there, so
@@ -150,7 +166,10 @@ class FastLane:
                 + _PORTS.pack(segment.src_port, segment.dst_port)
             )
             entry = self._lanes.get(key)
-            if entry is None:
+            # A flow read elsewhere never shares a 4-tuple with one read here
+            # (pipeline.Ownership decides by the 4-tuple); were one ever found
+            # here, this connection's own lane would replace it.
+            if not isinstance(entry, DirectionLane):
                 entry = self._tcp.lane(segment.src, segment.src_port, segment.dst, segment.dst_port)
                 if entry is None or entry.connection != connection:
                     return
@@ -160,6 +179,37 @@ class FastLane:
             if sink is not None:
                 entry.sink = sink
                 self._settled.setdefault(connection, set()).add((segment.src, segment.src_port))
+        except (OSError, ValueError):
+            return  # not an IPv4 address pair: no lane
+
+    def offer_elsewhere(self, segment: TcpSegment) -> None:
+        """After the normal path handled `segment` of no connection this
+        reader reads (a reader of part of a capture, authtrace/parallel.py):
+        open a lane for its direction when the reassembler says the flow is
+        read elsewhere (`TcpReassembler.elsewhere`), so that the flow's later
+        ACK-only frames (all but its SYN, FIN and RST frames) are taken
+        before they are decoded; drop the lanes of a flow read elsewhere that
+        has ended (only a SYN, FIN or RST frame, which the lane never takes,
+        ends one). Never raises."""
+        if self._off:
+            return
+        try:
+            if ":" in segment.src:
+                return
+            src = socket.inet_pton(_AF4, segment.src)
+            dst = socket.inet_pton(_AF4, segment.dst)
+            key = src + dst + _PORTS.pack(segment.src_port, segment.dst_port)
+            if segment.flags & _ENDS:
+                rev = dst + src + _PORTS.pack(segment.dst_port, segment.src_port)
+                for side in (key, rev):
+                    entry = self._lanes.get(side)
+                    if type(entry) is ElsewhereLane and not entry.live:
+                        del self._lanes[side]
+            if key in self._lanes:
+                return
+            lane = self._tcp.elsewhere(segment.src, segment.src_port, segment.dst, segment.dst_port)
+            if lane is not None:
+                self._lanes[key] = lane
         except (OSError, ValueError):
             return  # not an IPv4 address pair: no lane
 

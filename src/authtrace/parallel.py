@@ -10,7 +10,9 @@ any exit of the reader stops them all).
 
 Each worker runs the ordinary Pipeline over all the inputs with an `Ownership`:
 it reads every frame, gives every connection the id one process gives
-(tcp/reassembly.py keeps the identity of the flows it does not own), and
+(tcp/reassembly.py keeps the identity of the flows it does not own; the fast
+lane takes their frames but the few that can change it before they are
+decoded: lane.py, "Flows read elsewhere"), and
 reassembles, parses and judges only its own flows; worker 0 also owns what is
 not one TCP flow's (UDP, port 88, the frames the decoder cannot read, what the
 readers say about the files). Each anomaly carries where it was met

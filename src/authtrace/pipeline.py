@@ -132,7 +132,8 @@ class Ownership:
     directions); reader 0 also owns everything that is not one TCP flow's:
     UDP (Kerberos), TCP to or from port 88 (so that one KDC tracker sees all of
     port 88), the frames the decoder cannot read and what the readers report
-    about the files. Every reader reads every frame, and gives every
+    about the files. Every reader reads every frame (the headers only of most
+    frames of the flows it does not own: lane.py), and gives every
     connection the id one reader gives (tcp/reassembly.py, `owns`)."""
 
     index: int
@@ -425,6 +426,7 @@ class Pipeline:
         next_progress = PROGRESS_EVERY
         secrets = capture.secrets
         reads_capture = self._reads_capture
+        elsewhere = self.ownership is not None
         # A reader of part of the capture notes where each TCP anomaly was met.
         tcp_anomalies = tcp.anomalies if self.result.orders is not None else None
         tcp_marks = self._tcp_marks
@@ -477,6 +479,10 @@ class Pipeline:
                             # The layer reading the connection's bytes says what
                             # the lane may skip (TLS records, or the application).
                             lane.offer(packet, live.opened.connection, live.tls or live.http)
+                        if elsewhere and (live is None or packet.flags & _OPEN_CLOSE):
+                            # A flow another reader reads: its frames need not
+                            # even be decoded here (lane.py, offer_elsewhere).
+                            lane.offer_elsewhere(packet)
                     if done:
                         yield from self._drain()
                 elif (

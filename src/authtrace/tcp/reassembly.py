@@ -149,13 +149,15 @@ class _Tombstone:
 
 class _Foreign(_Tombstone):
     """A live connection another reader owns: its identity only (see the module
-    docstring), and which sides sent a FIN (bit 1 to the server, 2 to the client)."""
+    docstring), which sides sent a FIN (bit 1 to the server, 2 to the client),
+    and whether it is still live (False once retired: `ElsewhereLane`)."""
 
-    __slots__ = ("fins",)
+    __slots__ = ("fins", "live")
 
     def __init__(self, cid: int, client_key: _Key) -> None:
         super().__init__(cid, client_key, None, None)
         self.fins = 0
+        self.live = True
 
 
 def _starts_anew(flags: int, base: int | None, seq: int) -> bool:
@@ -208,6 +210,31 @@ class DirectionLane:
         conn.last_timestamp = timestamp
         conn.packets += 1
         return True
+
+
+class ElsewhereLane:
+    """One direction of a live flow another reader owns, for the fast lane: a
+    segment with ACK and without SYN, FIN or RST changes nothing here once the
+    direction's first sequence number is known (`_elsewhere` would only set
+    `last_connection`), so `take` accepts it while the flow is live, whatever
+    its payload; once the flow is retired (both FINs, a RST, a SYN that starts
+    anew) it refuses, and the normal path decides."""
+
+    __slots__ = ("_foreign", "connection")
+
+    def __init__(self, foreign: _Foreign) -> None:
+        self._foreign = foreign
+        self.connection = foreign.id
+
+    @property
+    def live(self) -> bool:
+        return self._foreign.live
+
+    def take(
+        self, seq: int, ack: int, buf: bytes, start: int, size: int, frame: int, timestamp: float
+    ) -> bool:
+        """As `DirectionLane.take`, for a segment of a flow read elsewhere."""
+        return self._foreign.live
 
 
 class TcpReassembler:
@@ -282,6 +309,8 @@ class TcpReassembler:
                     )
                 )
         self._live.clear()
+        for foreign in self._foreign.values():
+            foreign.live = False
         self._foreign.clear()
         events.sort(key=_close_order)
         return events
@@ -305,6 +334,17 @@ class TcpReassembler:
         if half.base_seq is None:
             return None
         return DirectionLane(conn, half, other, direction)
+
+    def elsewhere(self, src: str, src_port: int, dst: str, dst_port: int) -> ElsewhereLane | None:
+        """For the pipeline's fast lane: the direction this 4-tuple (as its
+        sender writes it) sends on of a live flow another reader owns, once
+        that direction's first sequence number is known; None otherwise."""
+        key = (src, src_port, dst, dst_port)
+        foreign = self._foreign.get(key)
+        if foreign is None:
+            return None
+        base = foreign.base_to_server if key == foreign.client_key else foreign.base_to_client
+        return None if base is None else ElsewhereLane(foreign)
 
     # -- the per-segment path -------------------------------------------------
 
@@ -408,6 +448,7 @@ class TcpReassembler:
 
     def _retire(self, foreign: _Foreign) -> None:
         """A foreign flow that ended: from now on a tombstone like any other."""
+        foreign.live = False
         key = foreign.client_key
         rev = (key[2], key[3], key[0], key[1])
         self._foreign.pop(key, None)
