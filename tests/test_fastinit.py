@@ -200,3 +200,16 @@ def test_dumps_an_object_that_holds_itself() -> None:
     holder.items.append(holder)
     back = pickle.loads(dumps(holder))
     assert back.items[0] is back and back.name == "n"
+
+
+def test_fast_enum_members_hash_by_identity_and_key_tables_as_before() -> None:
+    from authtrace.handshake.model import Realm, State
+    from authtrace.tcp.events import Direction
+
+    for member in (*Realm, *State, *Direction, *Mechanism, *Message):
+        assert hash(member) == object.__hash__(member)
+        assert type(member).__hash__ is object.__hash__
+    table = {(State.FRESH, Realm.ORIGIN): 1, Direction.TO_SERVER: 2}
+    assert table[(State.FRESH, Realm.ORIGIN)] == 1 and table[Direction.TO_SERVER] == 2
+    assert Realm("origin") is Realm.ORIGIN
+    assert pickle.loads(pickle.dumps(Realm.PROXY)) is Realm.PROXY

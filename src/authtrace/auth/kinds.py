@@ -7,10 +7,10 @@ Their values appear in JSON output and are part of the interface.
 
 from __future__ import annotations
 
-import enum
+from authtrace.fastinit import FastEnum
 
 
-class Mechanism(enum.Enum):
+class Mechanism(FastEnum):
     NTLM = "ntlm"
     KERBEROS = "kerberos"
     SPNEGO = "spnego"  # SPNEGO whose inner mechanism cannot be told (e.g. bare accept)
@@ -22,7 +22,7 @@ class Mechanism(enum.Enum):
     NONE = "none"  # a challenge that only names a scheme, no token
 
 
-class Message(enum.Enum):
+class Message(FastEnum):
     NTLM_NEGOTIATE = "NTLM_NEGOTIATE"
     NTLM_CHALLENGE = "NTLM_CHALLENGE"
     NTLM_AUTHENTICATE = "NTLM_AUTHENTICATE"

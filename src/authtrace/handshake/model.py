@@ -6,21 +6,21 @@ Everything here is data; the transitions live in `machine.py` alone.
 
 from __future__ import annotations
 
-import enum
 from dataclasses import dataclass
 
 from authtrace.auth.steps import AuthStep
+from authtrace.fastinit import FastEnum
 from authtrace.http.messages import Exchange
 
 
-class Realm(enum.Enum):
+class Realm(FastEnum):
     """Who asks for authentication: the origin server (401) or a proxy (407)."""
 
     ORIGIN = "origin"
     PROXY = "proxy"
 
 
-class Sent(enum.Enum):
+class Sent(FastEnum):
     """What the client's credentials header carried, classified by content."""
 
     NOTHING = "nothing"
@@ -39,7 +39,7 @@ class Sent(enum.Enum):
     NOT_SEEN = "not_seen"
 
 
-class Answer(enum.Enum):
+class Answer(FastEnum):
     """What the server's response said about authentication."""
 
     SUCCESS = "success"  # 1xx-3xx, and 4xx/5xx other than those below
@@ -62,7 +62,7 @@ class Answer(enum.Enum):
     NOT_SEEN = "not_seen"
 
 
-class State(enum.Enum):
+class State(FastEnum):
     """Authentication state of one connection for one realm."""
 
     FRESH = "fresh"  # nothing seen yet
@@ -77,7 +77,7 @@ class State(enum.Enum):
     UNKNOWN = "unknown"
 
 
-class Leg(enum.Enum):
+class Leg(FastEnum):
     """The judgement of one exchange. `NORMAL_LEGS` are 401/407s that a healthy
     handshake produces; the others that answer 401/407 are failures."""
 
@@ -129,7 +129,7 @@ NORMAL_LEGS = frozenset(
 )
 
 
-class Outcome(enum.Enum):
+class Outcome(FastEnum):
     """Final verdict on a 401/407 after the whole capture is seen."""
 
     NORMAL = "normal"  # a leg of a handshake that went on

@@ -10,10 +10,10 @@ import enum
 from dataclasses import dataclass
 from typing import Protocol
 
-from authtrace.fastinit import constructor
+from authtrace.fastinit import FastEnum, constructor
 
 
-class Direction(enum.Enum):
+class Direction(FastEnum):
     TO_SERVER = "to_server"
     TO_CLIENT = "to_client"
 
