@@ -351,3 +351,43 @@ def test_ctrl_c_stops_the_readers_and_leaves_no_process(tmp_path: Path) -> None:
         while Path(f"/proc/{pid}").exists() and time.monotonic() < interrupted + 4:
             time.sleep(0.05)
         assert not Path(f"/proc/{pid}").exists(), f"reader process {pid} outlived Ctrl-C"
+
+
+def test_readers_agree_on_every_owner_and_reader_0_takes_fewer_flows_for_its_kerberos() -> None:
+    jobs = 3
+    readers = [Ownership(index, jobs) for index in range(jobs)]
+    keys = [("10.0.0.1", 50000 + n, "10.0.0.2", 80) for n in range(600)]
+    taken = [0] * jobs
+    for n, key in enumerate(keys):
+        if n % 2:  # every reader notes the same Kerberos datagrams, in the same order
+            for reader in readers:
+                reader.note_kerberos()
+        owners = [reader.index for reader in readers if reader.owns(key)]
+        assert len(owners) == 1  # one owner, whichever reader asks
+        taken[owners[0]] += 1
+        port_88 = ("10.0.0.1", 40000 + n, "10.0.0.3", 88)
+        assert [reader.owns(port_88) for reader in readers] == [True, False, False]
+    # Reader 0 also decodes the 300 datagrams, and every port-88 flow is its.
+    assert taken[0] < taken[1] - 20 and taken[0] < taken[2] - 20
+    assert abs(taken[1] - taken[2]) < 20
+    # Without Kerberos, the hash decides (flows keep their reader across runs).
+    plain = [Ownership(index, jobs) for index in range(jobs)]
+    hashed = Ownership(0, jobs)
+    same = 0
+    for key in keys:
+        owners = [reader.index for reader in plain if reader.owns(key)]
+        assert len(owners) == 1
+        same += owners[0] == hashed.owner_of(key)
+    assert same > len(keys) * 0.9
+
+
+def test_kerberos_capture_is_shared_fairly(tmp_path: Path) -> None:
+    # Reader 0 decodes every KDC datagram: it takes fewer of the HTTP flows.
+    path = tmp_path / "kerberos.pcap"
+    write_pcap(path, "kerberos", 400, shape=Shape(seed=2))
+    counts = []
+    for index in range(2):
+        pipeline = Pipeline(ownership=Ownership(index, 2))
+        counts.append(sum(1 for _connection in pipeline.connections([path])))
+    assert sum(counts) == 400
+    assert counts[0] < counts[1] * 0.8

@@ -254,8 +254,10 @@ class TcpReassembler:
         """first_id: the id of the first connection (several captures analysed
         as separate streams number their connections on, so ids stay unique).
         owns: given a new connection's 4-tuple as its client sends it, whether
-        this reassembler reads it (None: every one); it must answer the same
-        for both orientations of a 4-tuple (module docstring)."""
+        this reassembler reads it (None: every one); asked once per new
+        connection, in the order of their ids, so that readers of one capture
+        that answer alike for the same questions in the same order agree
+        (pipeline.Ownership; module docstring)."""
         self.max_held_bytes = max_held_bytes
         self.max_held_segments = max_held_segments
         self.max_tombstones = max_tombstones
