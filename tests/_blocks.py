@@ -49,3 +49,41 @@ def windowed(
     if last is not None:
         blocks.append(last)
     return blocks, window
+
+
+# Clients of `follow_up_capture` (the filler's connections come from FILLER).
+CAME_BACK, CAME_BACK_LATE, NEVER_BACK, FILLER = (bytes([10, 30, 0, n]) for n in (1, 2, 3, 4))
+
+
+def follow_up_capture(path: Path) -> Path:
+    """Anonymous 401s whose answer comes long after the short links' horizon:
+    CAME_BACK's (at 0 s) is answered by an NTLM logon on a new connection at
+    300 s (within FOLLOW_UP_WINDOW: a normal first leg), CAME_BACK_LATE's (at
+    5 s) only at 650 s (too late: a failure), NEVER_BACK's (at 200 s) never;
+    FILLER opens a full NTLM connection every second from 0 s to 700 s, so a
+    short horizon cuts the capture into hundreds of blocks between them."""
+    import random
+
+    from benchmarks.auth_dense import SERVER, ignores_negotiate, ntlm_connection
+    from benchmarks.make_capture import TcpFlow, interleave, write_frames
+
+    start = Shape().start_us
+    plan: list[tuple[float, bytes, bool]] = [
+        (0.0, CAME_BACK, False),
+        (5.0, CAME_BACK_LATE, False),
+        (200.0, NEVER_BACK, False),
+        (300.0, CAME_BACK, True),
+        (655.0, CAME_BACK_LATE, True),
+    ]
+    plan += [(0.5 + second, FILLER, True) for second in range(700)]
+    plan.sort(key=lambda item: item[0])
+
+    def sources():  # type: ignore[no-untyped-def]
+        for n, (at, client, logs_on) in enumerate(plan):
+            rng = random.Random(f"follow-up:{n}")
+            flow = TcpFlow(rng, client, SERVER, 20000 + n, 80)
+            steps = ntlm_connection(rng, flow, "user1") if logs_on else ignores_negotiate(rng, flow)
+            yield start + int(at * 1_000_000), steps
+
+    write_frames(path, interleave(sources()))
+    return path

@@ -27,9 +27,9 @@ from authtrace.handshake.links import (  # noqa: E402
     join_links,
     link,
 )
-from authtrace.handshake.timeline import ConnectionTimeline  # noqa: E402
+from authtrace.handshake.timeline import ConnectionTimeline, build_timeline  # noqa: E402
 from authtrace.kerberos.kdc import KdcExchange  # noqa: E402
-from authtrace.pipeline import analyze  # noqa: E402
+from authtrace.pipeline import analyze, read_connections  # noqa: E402
 from benchmarks.auth_dense import Shape, write_pcap  # noqa: E402
 from tests._blocks import SHORT_HORIZON, Judged, judged_capture, windowed  # noqa: E402
 
@@ -178,3 +178,56 @@ def test_a_stream_without_http_after_one_with_it_loses_nothing(tmp_path: Path) -
     assert [(f.rule, f.frames) for f in together.findings] == [
         (f.rule, f.frames) for f in alone.findings
     ]
+
+
+def test_a_401_waits_for_its_follow_up_beyond_the_horizon(tmp_path: Path) -> None:
+    """An anonymous 401 answered on another connection 300 s later is a
+    normal first leg even though the window keeps timelines 2 s: it waits,
+    held, for the answer and is handed on, final, in a later block. Without
+    the wait it would be judged a failure, which `link` does not say."""
+    from authtrace.handshake.model import Outcome
+    from tests._blocks import CAME_BACK, CAME_BACK_LATE, NEVER_BACK, follow_up_capture
+
+    path = follow_up_capture(tmp_path / "follow-up.pcap")
+    connections, result = read_connections([path])
+    assert result.kdc is not None
+    times = [t for info in result.captures for t in (info.first_time, info.last_time) if t]
+    start, end = min(times), max(times)
+    timelines = [build_timeline(connection) for connection in connections]
+    expected = link(timelines, start, end, result.kdc.exchanges)
+    blocks, window = _windowed(timelines, SHORT_HORIZON, end, short_blocks=True)
+    got = join_links(blocks, start, end, result.kdc.exchanges)
+    _same_view(got, expected)
+    assert _findings(got, ()) == _findings(expected, ())
+
+    def first_401(client: bytes) -> tuple[int, Outcome | None]:
+        address = ".".join(str(octet) for octet in client)
+        for timeline in got.timelines:
+            if timeline.connection.client.ip == address:
+                step = timeline.steps[0]
+                assert step.status == 401 and step.credentials is None
+                return timeline.connection.id, step.outcome
+        raise AssertionError(address)
+
+    block_of = {t.connection.id: n for n, block in enumerate(blocks) for t in block.timelines}
+    came_back, outcome = first_401(CAME_BACK)
+    assert outcome is Outcome.NORMAL
+    late, late_outcome = first_401(CAME_BACK_LATE)
+    assert late_outcome is Outcome.FAILURE
+    never, never_outcome = first_401(NEVER_BACK)
+    assert never_outcome is Outcome.FAILURE
+    # Hundreds of blocks: the 401s were held across them, not the capture.
+    assert len(blocks) > 100 and window.held_peak < 40
+    # Handed on once the answer was known: at its logon 300 s later; when the
+    # capture passed the 401's time + 600 s (before the last block); at the end.
+    logon = next(
+        t.connection.id
+        for t in got.timelines
+        if t.connection.client.ip == "10.30.0.1" and t.connection.id != came_back
+    )
+    assert block_of[came_back] == block_of[logon] > block_of[came_back + 1]
+    assert block_of[late] < len(blocks) - 1
+    assert block_of[never] == len(blocks) - 1
+    # Each block holds final timelines only; its context names the 401's neighbours.
+    assert all(s.outcome is not None for t in got.timelines for s in t.steps if s.status == 401)
+    assert came_back + 1 in blocks[block_of[came_back]].context

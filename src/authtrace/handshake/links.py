@@ -25,9 +25,11 @@ from __future__ import annotations
 import dataclasses
 import datetime
 import enum
+import math
 import operator
+from bisect import bisect_left
 from collections import defaultdict
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
 from authtrace.auth.kinds import Message
@@ -191,28 +193,77 @@ def _link_block(
 ) -> LinkedBlock:
     """Link `timelines` together; keep the results of the connections in `keep`
     (all for None), the others being only there to link to. O(n log n) in steps."""
+    follow_ups = _CredentialsIndex()
+    block, waiting = _link_part(timelines, capture_end, keep, follow_ups, add_all=True)
+    assert not waiting  # every credential is indexed (known_until is +inf)
+    return block
+
+
+def _link_part(
+    timelines: list[ConnectionTimeline],
+    capture_end: float,
+    keep: frozenset[int] | None,
+    follow_ups: _CredentialsIndex,
+    add_all: bool = False,
+) -> tuple[LinkedBlock, list[_Waiting]]:
+    """Link `timelines` (a window: the connections of `keep` and those around
+    them); the results of `keep` (all for None) are the block's, except those
+    of a connection whose anonymous 401 waits for the follow-up answer (it is
+    returned apart, with its links). Its own credentials join `follow_ups`
+    (every timeline's, with add_all). O(n log n) in steps."""
     relayed = _find_relays(timelines)
     identities = identify(timelines)
     clients, fronts = _attributed(timelines, identities, relayed)
     splits = _find_splits(timelines, relayed)
     split_targets = {split.authenticate for split in splits}
-    came_back = _CredentialsIndex(timelines, identities)
-    resolved = [_resolve(timeline, came_back, split_targets, capture_end) for timeline in timelines]
-    resolved = [_mark_split_iis(timeline, split_targets) for timeline in resolved]
-    resolved = _relayed_iis(resolved, fronts, relayed)
+    own = timelines if keep is None else [t for t in timelines if t.connection.id in keep]
+    follow_ups.add(timelines if add_all else own, identities)
+    # Every timeline is marked: a front step copies the IIS line of the upstream
+    # step it relays, which may be one of the window's other connections.
+    marked = [_mark_split_iis(timeline, split_targets) for timeline in timelines]
+    marked = _relayed_iis(marked, fronts, relayed)
     context = frozenset(t.connection.id for t in timelines)
+    resolved: list[ConnectionTimeline] = []
+    waiting: list[_Waiting] = []
+    for timeline in marked:
+        connection = timeline.connection
+        if keep is not None and connection.id not in keep:
+            continue
+
+        def client_of(position: int, on: ConnectionTimeline = timeline) -> str:
+            return identities.of(on.connection, on.steps[position].exchange)
+
+        judged, left = _resolve(timeline, follow_ups, client_of, split_targets, capture_end)
+        if left:
+            waiting.append(_Waiting.of(judged, left, client_of))
+        else:
+            resolved.append(judged)
+    if waiting:
+        keep = frozenset(t.connection.id for t in resolved)
+        for w in waiting:
+            i = w.timeline.connection.id
+            w.links = LinkedBlock(
+                (),
+                tuple(s for s in splits if s.authenticate.connection == i),
+                frozenset(r for r in relayed if r.connection == i),
+                {ref: client for ref, client in clients.items() if ref.connection == i},
+                {ref: front for ref, front in fronts.items() if ref.connection == i},
+                context,
+            )
     if keep is None:
-        return LinkedBlock(
+        block = LinkedBlock(
             tuple(resolved), tuple(splits), frozenset(relayed), clients, fronts, context
         )
-    return LinkedBlock(
-        tuple(t for t in resolved if t.connection.id in keep),
+        return block, waiting
+    block = LinkedBlock(
+        tuple(resolved),
         tuple(s for s in splits if s.authenticate.connection in keep),
         frozenset(r for r in relayed if r.connection in keep),
         {ref: client for ref, client in clients.items() if ref.connection in keep},
         {ref: front for ref, front in fronts.items() if ref.connection in keep},
         context,
     )
+    return block, waiting
 
 
 def join_links(
@@ -670,28 +721,62 @@ def _mark_split_iis(timeline: ConnectionTimeline, targets: set[StepRef]) -> Conn
 
 def _resolve(
     timeline: ConnectionTimeline,
-    came_back: _CredentialsIndex,
+    follow_ups: _CredentialsIndex,
+    client_of: Callable[[int], str],
     split_targets: set[StepRef],
     capture_end: float,
-) -> ConnectionTimeline:
+    positions: Iterable[int] | None = None,
+) -> tuple[ConnectionTimeline, tuple[int, ...]]:
+    """Set the outcome of every 401/407 of `timeline` (of those at `positions`
+    only, when given); return the timeline and the positions whose verdict
+    waits for the follow-up answer (`_CredentialsIndex.after`: None), left as
+    they were. client_of: the client a step at a position was made for."""
     steps = list(timeline.steps)
     connection = timeline.connection
-    for position, step in enumerate(steps):
+    latest: dict[tuple[Realm, bool], float] | None = None
+
+    def came_back(step: AuthExchange, position: int) -> _CameBack | None:
+        nonlocal latest
+        if latest is None:
+            latest = _latest_credentials(timeline)
+        return follow_ups.after(step, client_of(position), connection.server, latest)
+
+    waiting: list[int] = []
+    for position in range(len(steps)) if positions is None else positions:
+        step = steps[position]
         if not step.is_auth_failure_status:
             continue
         outcome = _outcome(step, position, timeline, came_back, split_targets, capture_end)
-        steps[position] = replaced(step, outcome=outcome)
-    return ConnectionTimeline(connection, tuple(steps))
+        if outcome is None:
+            waiting.append(position)
+        else:
+            steps[position] = replaced(step, outcome=outcome)
+    return ConnectionTimeline(connection, tuple(steps)), tuple(waiting)
+
+
+def _latest_credentials(timeline: ConnectionTimeline) -> dict[tuple[Realm, bool], float]:
+    """(realm, seen) -> the latest request on this connection that carried
+    credentials (seen) or may have (a head the capture cut). O(k) in its steps."""
+    latest: dict[tuple[Realm, bool], float] = {}
+    for step in timeline.steps:
+        if step.sent is Sent.NOTHING:
+            continue
+        mark = (step.realm, step.sent is not Sent.NOT_SEEN)
+        when = request_time(step)
+        latest[mark] = max(when, latest.get(mark, when))
+    return latest
 
 
 def _outcome(
     step: AuthExchange,
     position: int,
     timeline: ConnectionTimeline,
-    came_back: _CredentialsIndex,
+    came_back: Callable[[AuthExchange, int], _CameBack | None],
     split_targets: set[StepRef],
     capture_end: float,
-) -> Outcome:
+) -> Outcome | None:
+    """The verdict on one 401/407, or None when it waits for the follow-up
+    answer (came_back: None, not known yet)."""
     connection = timeline.connection
     response = step.exchange.response
     assert response is not None
@@ -703,7 +788,9 @@ def _outcome(
         # The capture cut this leg, or one it depends on: not seen, not judged.
         return Outcome.INCOMPLETE
     if step.leg in _ANONYMOUS_REFUSALS:
-        came = came_back.after(step, timeline)
+        came = came_back(step, position)
+        if came is None:
+            return None
         if came is _CameBack.WITH_CREDENTIALS:
             return Outcome.NORMAL
         if came is _CameBack.NOT_SEEN:
@@ -793,15 +880,36 @@ class _CredentialsIndex:
     credentials the capture cut (Sent.NOT_SEEN) may have carried some: it is
     indexed apart, so that the answer is "not seen", never "no".
 
-    Cost: O(n log n) to build over n steps, O(log n) per question.
+    It is compact (a time per request with credentials, under (client, server,
+    realm, seen)) and carried across the blocks of a `LinkWindow`: each block
+    adds the requests of its own connections. `known_until`: every request
+    before it is indexed; a question whose answer could still come from a
+    later request (no credentials seen yet, and known_until not past the 401's
+    time + FOLLOW_UP_WINDOW) is answered None: not known yet.
+
+    Bound: `prune` drops what no pending question can ask; LinkWindow keeps
+    nothing older than its oldest waiting 401, which is never more than
+    FOLLOW_UP_WINDOW before `known_until`.
+
+    Cost: O(1) amortised per request added (a list per key, sorted when it is
+    next read: timsort over a list nearly in time order), O(log n) per question.
     """
 
-    __slots__ = ("_times", "_latest_on", "_identities")
+    __slots__ = ("_times", "_unsorted", "known_until")
 
-    def __init__(self, timelines: list[ConnectionTimeline], identities: Identities) -> None:
-        entries: list[tuple[tuple[str, object, Realm, bool], float, None]] = []
-        latest_on: dict[tuple[int, Realm, bool], float] = {}
-        self._identities = identities
+    def __init__(self) -> None:
+        self._times: dict[tuple[str, object, Realm, bool], list[float]] = {}
+        self._unsorted: set[tuple[str, object, Realm, bool]] = set()
+        self.known_until = math.inf
+
+    def __len__(self) -> int:
+        """How many request times it holds."""
+        return sum(len(times) for times in self._times.values())
+
+    def add(self, timelines: Iterable[ConnectionTimeline], identities: Identities) -> None:
+        """Index the requests of `timelines` that carried (or may have carried)
+        credentials, each under the client `identities` gives it."""
+        times, unsorted = self._times, self._unsorted
         for timeline in timelines:
             connection = timeline.connection
             for step in timeline.steps:
@@ -810,29 +918,110 @@ class _CredentialsIndex:
                 seen = step.sent is not Sent.NOT_SEEN
                 when = request_time(step)
                 client = identities.of(connection, step.exchange)
-                entries.append(((client, connection.server, step.realm, seen), when, None))
-                mark = (connection.id, step.realm, seen)
-                latest_on[mark] = max(when, latest_on.get(mark, when))
-        self._times: TimeIndex[None] = TimeIndex(entries)
-        self._latest_on = latest_on
+                key = (client, connection.server, step.realm, seen)
+                found = times.get(key)
+                if found is None:
+                    times[key] = [when]
+                else:
+                    if when < found[-1]:
+                        unsorted.add(key)
+                    found.append(when)
 
-    def after(self, step: AuthExchange, timeline: ConnectionTimeline) -> _CameBack:
-        if self._after(step, timeline, seen=True):
+    def _run(self, key: tuple[str, object, Realm, bool]) -> list[float] | None:
+        found = self._times.get(key)
+        if found is not None and key in self._unsorted:
+            found.sort()
+            self._unsorted.discard(key)
+        return found
+
+    def prune(self, before: float) -> None:
+        """Forget the requests made before `before`. O(keys)."""
+        for key in list(self._times):
+            found = self._run(key)
+            assert found is not None
+            cut = bisect_left(found, before)
+            if cut == len(found):
+                del self._times[key]
+            elif cut:
+                del found[:cut]
+
+    def after(
+        self,
+        step: AuthExchange,
+        client: str,
+        server: object,
+        latest_here: dict[tuple[Realm, bool], float],
+    ) -> _CameBack | None:
+        """Whether `client` came back to `server` after the anonymous 401 `step`
+        (latest_here: `_latest_credentials` of its connection); None while a
+        request still to be indexed may answer it."""
+        after = _refused_at(step)
+        if self._after(step.realm, client, server, after, latest_here, seen=True):
             return _CameBack.WITH_CREDENTIALS
-        if self._after(step, timeline, seen=False):
+        if not self.known_until - after > FOLLOW_UP_WINDOW:
+            return None
+        if self._after(step.realm, client, server, after, latest_here, seen=False):
             return _CameBack.NOT_SEEN
         return _CameBack.NO
 
-    def _after(self, step: AuthExchange, timeline: ConnectionTimeline, seen: bool) -> bool:
-        response = step.exchange.response
-        after = response.timestamp if response is not None else request_time(step)
-        connection = timeline.connection
-        latest_here = self._latest_on.get((connection.id, step.realm, seen))
-        if latest_here is not None and latest_here >= after:
+    def _after(
+        self,
+        realm: Realm,
+        client: str,
+        server: object,
+        after: float,
+        latest_here: dict[tuple[Realm, bool], float],
+        seen: bool,
+    ) -> bool:
+        latest = latest_here.get((realm, seen))
+        if latest is not None and latest >= after:
             return True
-        client = self._identities.of(connection, step.exchange)
-        first = self._times.first_at_or_after((client, connection.server, step.realm, seen), after)
-        return first is not None and first - after <= FOLLOW_UP_WINDOW
+        found = self._run((client, server, realm, seen))
+        if not found:
+            return False
+        index = bisect_left(found, after)
+        return index < len(found) and found[index] - after <= FOLLOW_UP_WINDOW
+
+
+def _refused_at(step: AuthExchange) -> float:
+    """When an anonymous 401 was answered: credentials after it came back."""
+    response = step.exchange.response
+    return response.timestamp if response is not None else request_time(step)
+
+
+class _Waiting:
+    """A connection whose anonymous 401s wait for the follow-up answer
+    (`_CredentialsIndex.after` said None), held by `LinkWindow` until it is
+    known: every other verdict of `timeline` is set; `links` holds the links
+    that belong to it (no timelines) and the context it was linked with."""
+
+    __slots__ = ("timeline", "positions", "clients", "since", "links")
+
+    def __init__(
+        self,
+        timeline: ConnectionTimeline,
+        positions: tuple[int, ...],
+        clients: dict[int, str],
+        since: float,
+    ) -> None:
+        self.timeline = timeline
+        self.positions = positions
+        self.clients = clients  # position -> the client its 401 was made for
+        self.since = since  # the earliest time its questions ask from
+        self.links = LinkedBlock((), (), frozenset(), {}, {})
+
+    @classmethod
+    def of(
+        cls,
+        timeline: ConnectionTimeline,
+        positions: tuple[int, ...],
+        client_of: Callable[[int], str],
+    ) -> _Waiting:
+        since = min(_refused_at(timeline.steps[position]) for position in positions)
+        return cls(timeline, positions, {p: client_of(p) for p in positions}, since)
+
+    def client_of(self, position: int) -> str:
+        return self.clients[position]
 
 
 # The largest time bound of a step that links two connections (follow-up,
@@ -841,6 +1030,10 @@ class _CredentialsIndex:
 # connections: they are linked to the Negotiate steps once reading ends
 # (`join_links`, within KDC_WINDOW before each step).
 LINK_HORIZON = max(FOLLOW_UP_WINDOW, SPLIT_WINDOW, RELAY_WINDOW, FRONT_WINDOW)
+# The largest bound of the links that read whole timelines (split, relay,
+# front): what `LinkWindow` keeps timelines for. The follow-up question, the
+# one link that needs FOLLOW_UP_WINDOW, goes through a compact index instead.
+WINDOW_HORIZON = max(SPLIT_WINDOW, RELAY_WINDOW, FRONT_WINDOW)
 
 
 class LinkWindow:
@@ -850,26 +1043,50 @@ class LinkWindow:
     Timelines are added in connection order, which is the order their first
     frames were read. A timeline is final once a connection has started more
     than `horizon` after its last frame: every connection still to come starts
-    later still, so none can link to it. Final timelines are linked in blocks
-    (`BLOCK_HORIZONS` horizons of capture each), together with every timeline
-    kept within `horizon` of them before and after; a final timeline is kept
-    only while a timeline not yet final may link to it.
+    later still, so none can link to it through a split, a relay or a front.
+    Final timelines are linked in blocks (`BLOCK_HORIZONS` horizons of capture
+    each), together with every timeline kept within `horizon` of them before
+    and after; a final timeline is kept only while a timeline not yet final
+    may link to it.
 
-    Invariant: with `horizon` >= LINK_HORIZON and frames in time order, each
-    block is linked with every connection that can link to it, so the blocks
-    joined (`join_links`) give what `link` gives over the whole capture. Two
-    decisions are greedy (one CHALLENGE answers one AUTHENTICATE; one front
-    request is relayed once), and a block weighs only the competitors within
-    `horizon` of it: a chain of competitors longer than that could end
-    otherwise. A connection that starts before a block it could link to was
-    already final (time stamps going back) is counted in `late`: the links it
-    may have had to that block are not looked for.
+    The follow-up question of an anonymous 401 (did the client come back with
+    credentials within FOLLOW_UP_WINDOW) reaches further than `horizon`: it is
+    answered by a `_CredentialsIndex` carried across blocks, which each block
+    feeds with its own connections' requests. A 401 whose client did not come
+    back on its own connection and whose credentials were not seen yet waits:
+    its timeline is held (with its links) until credentials come, the capture
+    passes its time + FOLLOW_UP_WINDOW (every connection that could answer has
+    been linked), or `finish`, and is handed on, final, in the block linked
+    then. So a block holds the final timelines of the connections it was
+    linked with, except those still waiting, and may hold connections that
+    waited since earlier blocks; its context then includes the connections
+    they were linked with.
+
+    Invariant: every timeline handed on is final (every verdict set) and is
+    in exactly one block; with `horizon` >= WINDOW_HORIZON and frames in time
+    order, each block is linked with every connection that can link to it, so
+    the blocks joined (`join_links`) give what `link` gives over the whole
+    capture. Two decisions are greedy (one CHALLENGE answers one
+    AUTHENTICATE; one front request is relayed once), and a block weighs only
+    the competitors within `horizon` of it: a chain of competitors longer
+    than that could end otherwise. `_find_splits` takes an AUTHENTICATE's
+    MsvAvTimestamp as proof when exactly one CHALLENGE within the window holds
+    it. A connection that starts before a block it could link to was already
+    final (time stamps going back) is counted in `late`: the links it may
+    have had to that block are not looked for.
+
+    Memory: the timelines of about BLOCK_HORIZONS + 2 horizons of capture,
+    the ones waiting (anonymous 401s nobody answered yet, at most
+    FOLLOW_UP_WINDOW of them) and the follow-up index (a float per request
+    with credentials, back to the oldest waiting 401). `held_peak` is the
+    most timelines it held at once.
 
     Cost: each block link is O(n log n) in its n steps, and a timeline takes
     part in 1 + 2 / BLOCK_HORIZONS of them on average (its own block, and as
     context of the next or the one before), so O(n log n) in all; the blocks
     are long so that linking a long capture costs about what one link of the
-    whole does (1.5 times, against 3 times for blocks of one horizon).
+    whole does (1.5 times, against 3 times for blocks of one horizon). A
+    waiting timeline is asked again once per block: O(w) per block.
     """
 
     __slots__ = (
@@ -880,14 +1097,17 @@ class LinkWindow:
         "_newest",
         "_flush_at",
         "_cut",
+        "_follow_ups",
+        "_waiting",
         "late",
         "blocks",
+        "held_peak",
     )
 
     # How many horizons of capture time one block covers.
     BLOCK_HORIZONS = 4
 
-    def __init__(self, horizon: float = LINK_HORIZON) -> None:
+    def __init__(self, horizon: float = WINDOW_HORIZON) -> None:
         self._horizon = horizon
         self._block = horizon * self.BLOCK_HORIZONS
         self._pending: list[ConnectionTimeline] = []
@@ -895,12 +1115,20 @@ class LinkWindow:
         self._newest = float("-inf")  # the latest connection start seen
         self._flush_at: float | None = None
         self._cut = float("-inf")  # every timeline that ended before this is final
+        self._follow_ups = _CredentialsIndex()
+        self._waiting: list[_Waiting] = []
         self.late = 0
         self.blocks = 0  # how many blocks were linked
+        self.held_peak = 0  # the most timelines held at once
 
     def __len__(self) -> int:
-        """How many timelines the window holds."""
-        return len(self._pending) + len(self._kept)
+        """How many timelines the window holds (waiting ones included)."""
+        return len(self._pending) + len(self._kept) + len(self._waiting)
+
+    @property
+    def waiting(self) -> int:
+        """How many timelines wait for a follow-up answer."""
+        return len(self._waiting)
 
     def add(self, timeline: ConnectionTimeline) -> LinkedBlock | None:
         """Take the next timeline; return the block that became final, if any."""
@@ -910,6 +1138,9 @@ class LinkWindow:
         if start > self._newest:
             self._newest = start
         self._pending.append(timeline)
+        held = len(self)
+        if held > self.held_peak:
+            self.held_peak = held
         if self._flush_at is None:
             self._flush_at = timeline.connection.last_timestamp + self._horizon + self._block
         if self._newest <= self._flush_at:
@@ -919,14 +1150,14 @@ class LinkWindow:
     def finish(self, capture_end: float) -> LinkedBlock | None:
         """Everything left is final: link it (capture_end: for the 401s that
         the end of the capture may have cut off)."""
-        if not self._pending:
+        if not self._pending and not self._waiting:
             return None
-        window = _in_order(self._kept + self._pending)
+        # Only waiting timelines left: nothing to link, they are handed on.
+        window = _in_order(self._kept + self._pending) if self._pending else []
         # Without context kept from earlier blocks, every result is this block's.
         keep = frozenset(t.connection.id for t in self._pending) if self._kept else None
         self._pending, self._kept = [], []
-        self.blocks += 1
-        return _link_block(window, capture_end, keep)
+        return self._link(window, capture_end, keep, math.inf)
 
     def _flush(self, cut: float) -> LinkedBlock | None:
         horizon = self._horizon
@@ -941,16 +1172,78 @@ class LinkWindow:
             return None
         self._cut = cut
         keep = frozenset(t.connection.id for t in final)
-        # Not yet final: no 401 among them is judged here, so no capture end is needed.
-        block = _link_block(_in_order(self._kept + self._pending), float("inf"), keep)
-        self.blocks += 1
+        window = _in_order(self._kept + self._pending)
         self._pending = [t for t in self._pending if t.connection.id not in keep]
         oldest = min((t.connection.first_timestamp for t in self._pending), default=self._newest)
         oldest = min(oldest, self._newest)
+        # Not yet final: no 401 among them is judged here, so no capture end is
+        # needed. Every request before `oldest` is in the follow-up index once
+        # this block's are: connections still to come start later.
+        block = self._link(window, float("inf"), keep, oldest)
         self._kept = [
             t for t in self._kept + final if t.connection.last_timestamp >= oldest - horizon
         ]
         return block
+
+    def _link(
+        self,
+        window: list[ConnectionTimeline],
+        capture_end: float,
+        keep: frozenset[int] | None,
+        known_until: float,
+    ) -> LinkedBlock:
+        """Link a block over `window`, then hand on with it the waiting
+        timelines whose answer is now known."""
+        follow_ups = self._follow_ups
+        follow_ups.known_until = known_until
+        if window:
+            block, waiting = _link_part(window, capture_end, keep, follow_ups)
+        else:
+            block, waiting = LinkedBlock((), (), frozenset(), {}, {}), []
+        released: list[_Waiting] = []
+        still: list[_Waiting] = []
+        for held in self._waiting:
+            timeline, left = _resolve(
+                held.timeline, follow_ups, held.client_of, set(), capture_end, held.positions
+            )
+            if left:
+                still.append(held)
+            else:
+                held.timeline = timeline
+                released.append(held)
+        self._waiting = still + waiting
+        # No question still to come asks about requests before `known_until`
+        # (their 401s are later), nor a waiting one before its own 401.
+        follow_ups.prune(min([known_until, *(held.since for held in self._waiting)]))
+        self.blocks += 1
+        if not released:
+            return block
+        return _with_released(block, released)
+
+
+def _with_released(block: LinkedBlock, released: list[_Waiting]) -> LinkedBlock:
+    """`block` and the timelines (with their links) that waited until it. O(n log n)."""
+    timelines = list(block.timelines) + [held.timeline for held in released]
+    splits = list(block.splits)
+    relayed = set(block.relayed)
+    clients = dict(block.clients)
+    fronts = dict(block.fronts)
+    context = set(block.context)
+    for held in released:
+        links = held.links
+        splits.extend(links.splits)
+        relayed.update(links.relayed)
+        clients.update(links.clients)
+        fronts.update(links.fronts)
+        context.update(links.context)
+    return LinkedBlock(
+        tuple(_in_order(timelines)),
+        tuple(sorted(splits, key=lambda s: (s.authenticate.connection, s.authenticate.position))),
+        frozenset(relayed),
+        clients,
+        dict(sorted(fronts.items(), key=_ref_order)),
+        frozenset(context),
+    )
 
 
 def _in_order(timelines: list[ConnectionTimeline]) -> list[ConnectionTimeline]:
