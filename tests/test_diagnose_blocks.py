@@ -23,6 +23,7 @@ from authtrace.diagnose.finding import Finding  # noqa: E402
 from authtrace.diagnose.rule import RuleDeclarationError  # noqa: E402
 from authtrace.handshake.links import (  # noqa: E402
     LINK_HORIZON,
+    WINDOW_HORIZON,
     HandshakeView,
     LinkedBlock,
     join_links,
@@ -42,9 +43,11 @@ def capture(tmp_path_factory: pytest.TempPathFactory) -> Judged:
     return judged_capture(path, Shape(seed=5, clients=1, users=7))
 
 
-def _blocks(timelines: list[ConnectionTimeline], end: float) -> list[LinkedBlock]:
+def _blocks(
+    timelines: list[ConnectionTimeline], end: float, horizon: float = SHORT_HORIZON
+) -> list[LinkedBlock]:
     """Blocks of one short horizon: many boundaries for the links to cross."""
-    return windowed(timelines, SHORT_HORIZON, end, short_blocks=True)[0]
+    return windowed(timelines, horizon, end, short_blocks=True)[0]
 
 
 def _by_blocks(
@@ -92,6 +95,19 @@ def test_findings_block_by_block_are_those_of_the_whole(capture) -> None:  # typ
     assert {"ntlm-handshake-split", "ntlm-logon-failed", "repeated-logon-failures"} <= rules
     assert {"basic-over-cleartext", "handshake-closed-midway"} <= rules
     assert any(f.occurrences > 1 for f in whole if f.rule == "ntlm-logon-failed")
+
+
+def test_findings_are_those_of_the_whole_when_no_timeline_is_kept(capture) -> None:  # type: ignore[no-untyped-def]
+    """A window of no horizon keeps no timeline past its block: every split
+    reaches its CHALLENGE through the carried index, and the block's context
+    names the CHALLENGE's connection, so its per-block rules still see both."""
+    timelines, kdc, start, end = capture
+    blocks = _blocks(timelines, end, horizon=0.0)
+    view = join_links(blocks, start, end, kdc)
+    whole, problems = diagnose(RuleContext(link(timelines, start, end, kdc), kdc))
+    assert not problems
+    assert _told(_by_blocks(view, blocks, kdc)) == _told(whole)
+    assert any(f.rule == "ntlm-handshake-split" for f in whole)
 
 
 def test_a_finding_whose_connections_are_in_two_blocks_is_kept_once(capture) -> None:  # type: ignore[no-untyped-def]
@@ -149,9 +165,9 @@ def test_every_rule_declares_how_it_reads_a_long_capture() -> None:
         "ntlm-logon-failed",
         "handshake-closed-midway",
     }
-    # A per-block rule that looks at other connections does so within the link
-    # horizon, so a block's context holds them.
-    assert RETRY_WINDOW <= LINK_HORIZON
+    # A per-block rule that looks at other connections does so within the
+    # horizon the window keeps timelines for, so a block's context holds them.
+    assert RETRY_WINDOW <= WINDOW_HORIZON <= LINK_HORIZON
 
 
 def test_a_per_block_rule_must_name_a_connection() -> None:

@@ -102,10 +102,26 @@ def test_split_judged_across_a_block_boundary_is_found(capture) -> None:  # type
 
 
 def test_a_horizon_too_short_for_the_links_loses_them(capture) -> None:  # type: ignore[no-untyped-def]
-    """The test above can fail: a window shorter than the links differs."""
+    """The tests above can fail: with no timeline kept after its block, the
+    split handshakes across blocks are found only through the CHALLENGEs the
+    window carries (`_Challenges`); a window that forgets them loses splits."""
+    from authtrace.handshake import links
+
+    class Forgetful(LinkWindow):
+        __slots__ = ()
+
+        def _forget(self, known_until: float) -> None:
+            self._challenges = links._Challenges()
+
     timelines, kdc, start, end = capture
+    expected = link(timelines, start, end, kdc).splits
     blocks, _window = _windowed(timelines, 0.0, end)
-    assert join_links(blocks, start, end, kdc).splits != link(timelines, start, end, kdc).splits
+    assert join_links(blocks, start, end, kdc).splits == expected
+    window = Forgetful(0.0)
+    forgetful = [block for t in timelines if (block := window.add(t)) is not None]
+    last = window.finish(end)
+    assert last is not None
+    assert join_links([*forgetful, last], start, end, kdc).splits != expected
 
 
 def test_a_connection_back_in_time_is_counted(capture) -> None:  # type: ignore[no-untyped-def]

@@ -29,7 +29,7 @@ import math
 import operator
 from bisect import bisect_left
 from collections import defaultdict
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 
 from authtrace.auth.kinds import Message
@@ -205,24 +205,51 @@ def _link_part(
     keep: frozenset[int] | None,
     follow_ups: _CredentialsIndex,
     add_all: bool = False,
+    challenges: _Challenges | None = None,
+    committed: frozenset[int] = frozenset(),
 ) -> tuple[LinkedBlock, list[_Waiting]]:
     """Link `timelines` (a window: the connections of `keep` and those around
     them); the results of `keep` (all for None) are the block's, except those
     of a connection whose anonymous 401 waits for the follow-up answer (it is
     returned apart, with its links). Its own credentials join `follow_ups`
-    (every timeline's, with add_all). O(n log n) in steps."""
+    (every timeline's, with add_all), its own CHALLENGEs and claims join
+    `challenges` (the CHALLENGEs linked in earlier blocks; `committed`: the
+    connections of `timelines` linked there). O(n log n) in steps."""
     relayed = _find_relays(timelines)
     identities = identify(timelines)
     clients, fronts = _attributed(timelines, identities, relayed)
-    splits = _find_splits(timelines, relayed)
+    splits, fresh = _find_splits(timelines, relayed, challenges, committed)
     split_targets = {split.authenticate for split in splits}
+    if challenges is not None:
+        mine = keep if keep is not None else frozenset(t.connection.id for t in timelines)
+        own_splits = [s for s in splits if s.authenticate.connection in mine]
+        challenges.entries.extend(c for c in fresh if c.ref.connection in mine)
+        challenges.claimed.update(s.challenge for s in own_splits)
+        challenges.targets.update(s.authenticate for s in own_splits)
+        split_targets |= challenges.targets
+    # Unanswered CHALLENGEs of the block's connections that an AUTHENTICATE
+    # still to come may claim (`_Waiting.challenges`).
+    unclaimed_of: dict[int, tuple[_Challenge, ...]] = {}
+    if challenges is not None:
+        known = follow_ups.known_until
+        for c in fresh:
+            if (
+                c.unanswered
+                and c.ref not in challenges.claimed
+                and known - SPLIT_WINDOW <= c.at
+                and (keep is None or c.ref.connection in keep)
+            ):
+                unclaimed_of[c.ref.connection] = (*unclaimed_of.get(c.ref.connection, ()), c)
     own = timelines if keep is None else [t for t in timelines if t.connection.id in keep]
     follow_ups.add(timelines if add_all else own, identities)
     # Every timeline is marked: a front step copies the IIS line of the upstream
     # step it relays, which may be one of the window's other connections.
     marked = [_mark_split_iis(timeline, split_targets) for timeline in timelines]
     marked = _relayed_iis(marked, fronts, relayed)
-    context = frozenset(t.connection.id for t in timelines)
+    # With the CHALLENGE of a split that the window no longer holds.
+    context = frozenset(t.connection.id for t in timelines) | {
+        s.challenge.connection for s in splits
+    }
     resolved: list[ConnectionTimeline] = []
     waiting: list[_Waiting] = []
     for timeline in marked:
@@ -234,8 +261,11 @@ def _link_part(
             return identities.of(on.connection, on.steps[position].exchange)
 
         judged, left = _resolve(timeline, follow_ups, client_of, split_targets, capture_end)
-        if left:
-            waiting.append(_Waiting.of(judged, left, client_of))
+        unclaimed = unclaimed_of.get(connection.id, ())
+        if left or unclaimed:
+            held = _Waiting.of(judged, left, client_of)
+            held.challenges = unclaimed
+            waiting.append(held)
         else:
             resolved.append(judged)
     if waiting:
@@ -447,16 +477,77 @@ def _link_kdc(
 
 @dataclass(frozen=True, slots=True)
 class _Challenge:
-    """An NTLM CHALLENGE a split AUTHENTICATE may answer (index entry)."""
+    """An NTLM CHALLENGE a split AUTHENTICATE may answer (index entry): what
+    the split search reads of it, so that it outlives its timeline
+    (`_Challenges`). Equal when they name the same step."""
 
     at: float = field(compare=False)
     ref: StepRef
-    timeline: ConnectionTimeline = field(compare=False)
+    key: tuple[str, object] = field(compare=False)  # (realm, server)
+    client: str = field(compare=False)  # its connection's client address
+    unanswered: bool = field(compare=False)  # no AUTHENTICATE after it on its connection
+    closed_after: bool = field(compare=False)  # `_closed_after`
+    stamp: datetime.datetime | None = field(compare=False)  # its MsvAvTimestamp
+
+
+def _challenges_of(timeline: ConnectionTimeline, relayed: set[StepRef]) -> Iterator[_Challenge]:
+    """The CHALLENGEs of a connection a split may answer (client-side copies of
+    relayed ones are left out). O(k) in its steps."""
+    connection = timeline.connection
+    for position, step in enumerate(timeline.steps):
+        response = step.exchange.response
+        if step.leg is not Leg.NTLM_CHALLENGE or response is None:
+            continue
+        ref = StepRef(connection.id, position)
+        if ref in relayed:
+            continue
+        yield _Challenge(
+            response.timestamp,
+            ref,
+            (step.realm.value, connection.server),
+            connection.client.ip,
+            not _answered_on_own_connection(timeline, position),
+            _closed_after(timeline, position),
+            _challenge_timestamp(step),
+        )
+
+
+class _Challenges:
+    """The CHALLENGEs of connections already linked in earlier blocks of a
+    `LinkWindow`, carried so that the split search of a later block reaches
+    SPLIT_WINDOW back while the window keeps timelines only WINDOW_HORIZON:
+    each as a `_Challenge` (no timeline), which of them an AUTHENTICATE of
+    those blocks claimed, and the split AUTHENTICATEs of the connections the
+    window still keeps (their IIS line is marked in every window: `_relayed_iis`).
+
+    Bound: `prune` keeps the CHALLENGEs of the last SPLIT_WINDOW before what
+    is still to be linked. Cost: O(n) per prune over what it holds.
+    """
+
+    __slots__ = ("entries", "claimed", "targets")
+
+    def __init__(self) -> None:
+        self.entries: list[_Challenge] = []
+        self.claimed: set[StepRef] = set()
+        self.targets: set[StepRef] = set()
+
+    def __len__(self) -> int:
+        return len(self.entries)
+
+    def prune(self, before: float, kept: frozenset[int]) -> None:
+        """Forget the CHALLENGEs before `before`, the split targets off `kept`."""
+        self.entries = [c for c in self.entries if c.at >= before]
+        refs = {c.ref for c in self.entries}
+        self.claimed &= refs
+        self.targets = {ref for ref in self.targets if ref.connection in kept}
 
 
 def _find_splits(
-    timelines: list[ConnectionTimeline], relayed: set[StepRef]
-) -> list[SplitHandshake]:
+    timelines: list[ConnectionTimeline],
+    relayed: set[StepRef],
+    carried: _Challenges | None = None,
+    committed: frozenset[int] = frozenset(),
+) -> tuple[list[SplitHandshake], list[_Challenge]]:
     """NTLM AUTHENTICATE messages answering a CHALLENGE that went out on another
     connection (or an earlier exchange than the one just before them).
 
@@ -467,35 +558,41 @@ def _find_splits(
     `SPLIT_WINDOW`, preferring the same client address. Client-side copies of
     proxied exchanges are left out: the judgement belongs to the upstream copy.
 
+    carried: the CHALLENGEs of connections linked before (a LinkWindow's
+    earlier blocks) and which of them are claimed; `committed`: the
+    connections of `timelines` among those, whose AUTHENTICATEs were searched
+    then (they are not again; their CHALLENGEs are the carried ones). Returns
+    the splits found and the CHALLENGEs of the other connections.
+
     Cost: O(n log n) to index the CHALLENGEs by timestamp (a dict), by (realm,
     server) and by (realm, server, client address) in time order; then for each
     AUTHENTICATE O(1) for the proof or O(log n + r) for the timing search, r being
     its own connection's unanswered CHALLENGEs in the window (a claimed CHALLENGE
     is taken out of the index, not walked over again).
     """
-    unanswered: list[tuple[tuple[str, object], str, _Challenge]] = []
-    by_stamp: dict[object, list[StepRef]] = defaultdict(list)
-    for timeline in timelines:
-        for position, step in enumerate(timeline.steps):
-            if step.leg is not Leg.NTLM_CHALLENGE or step.exchange.response is None:
-                continue
-            ref = StepRef(timeline.connection.id, position)
-            if ref in relayed:
-                continue
-            stamp = _challenge_timestamp(step)
-            if stamp is not None:
-                by_stamp[stamp].append(ref)
-            if not _answered_on_own_connection(timeline, position):
-                key = (step.realm.value, timeline.connection.server)
-                challenge = _Challenge(step.exchange.response.timestamp, ref, timeline)
-                unanswered.append((key, timeline.connection.client.ip, challenge))
-    by_server = TimeIndex((key, c.at, c) for key, _ip, c in unanswered)
-    by_client = TimeIndex(((key, ip), c.at, c) for key, ip, c in unanswered)
-    index = {timeline.connection.id: timeline for timeline in timelines}
+    fresh = [
+        challenge
+        for timeline in timelines
+        if timeline.connection.id not in committed
+        for challenge in _challenges_of(timeline, relayed)
+    ]
+    every = fresh if carried is None else carried.entries + fresh
+    claimed: set[StepRef] = set() if carried is None else set(carried.claimed)
+    by_stamp: dict[object, list[_Challenge]] = defaultdict(list)
+    for challenge in every:
+        if challenge.stamp is not None:
+            by_stamp[challenge.stamp].append(challenge)
+    open_ = [c for c in every if c.unanswered and c.ref not in claimed]
+    if carried is not None:
+        # Ties in time are weighed in connection order, as `link` weighs them.
+        open_.sort(key=lambda c: (c.ref.connection, c.ref.position))
+    by_server = TimeIndex((c.key, c.at, c) for c in open_)
+    by_client = TimeIndex(((c.key, c.client), c.at, c) for c in open_)
     splits: list[SplitHandshake] = []
-    claimed: set[StepRef] = set()
     for timeline in timelines:
         connection = timeline.connection
+        if connection.id in committed:
+            continue
         for position, step in enumerate(timeline.steps):
             here = StepRef(connection.id, position)
             if step.sent is not Sent.NTLM_AUTHENTICATE or here in relayed:
@@ -504,12 +601,11 @@ def _find_splits(
             stamp = _authenticate_timestamp(step)
             proven = by_stamp.get(stamp, []) if stamp is not None else []
             if len(proven) == 1:
-                ref = proven[0]
-                if ref == own:
+                found = proven[0]
+                if found.ref == own:
                     continue  # answers the CHALLENGE just before it: a proper handshake
-                other = index[ref.connection]
-                _claim(ref, other, by_server, by_client, claimed)
-                splits.append(_split(ref, here, other, connection, "MsvAvTimestamp"))
+                _claim(found, by_server, by_client, claimed)
+                splits.append(_split(found, here, connection, "MsvAvTimestamp"))
                 continue
             if step.leg not in (Leg.NTLM_OUT_OF_SEQUENCE, Leg.NTLM_OUT_OF_SEQUENCE_ACCEPTED):
                 continue
@@ -520,49 +616,40 @@ def _find_splits(
                 return challenge.ref.connection != own_id
 
             start = when - SPLIT_WINDOW
-            found = by_client.latest((key, connection.client.ip), start, when, elsewhere)
-            if found is None:
-                found = by_server.latest(key, start, when, elsewhere)
-            if found is None:
+            found_ = by_client.latest((key, connection.client.ip), start, when, elsewhere)
+            if found_ is None:
+                found_ = by_server.latest(key, start, when, elsewhere)
+            if found_ is None:
                 continue
-            _claim(found.ref, found.timeline, by_server, by_client, claimed)
-            splits.append(_split(found.ref, here, found.timeline, connection, "timing"))
-    return splits
+            _claim(found_, by_server, by_client, claimed)
+            splits.append(_split(found_, here, connection, "timing"))
+    return splits, fresh
 
 
 def _claim(
-    ref: StepRef,
-    timeline: ConnectionTimeline,
+    challenge: _Challenge,
     by_server: TimeIndex[_Challenge],
     by_client: TimeIndex[_Challenge],
     claimed: set[StepRef],
 ) -> None:
     """One CHALLENGE answers one AUTHENTICATE: take it out of the timing search."""
-    if ref in claimed:
+    if challenge.ref in claimed:
         return
-    claimed.add(ref)
-    step = timeline.steps[ref.position]
-    response = step.exchange.response
-    if response is None or _answered_on_own_connection(timeline, ref.position):
+    claimed.add(challenge.ref)
+    if not challenge.unanswered:
         return  # never indexed
-    challenge = _Challenge(response.timestamp, ref, timeline)
-    key = (step.realm.value, timeline.connection.server)
-    by_server.take(key, challenge.at, challenge)
-    by_client.take((key, timeline.connection.client.ip), challenge.at, challenge)
+    by_server.take(challenge.key, challenge.at, challenge)
+    by_client.take((challenge.key, challenge.client), challenge.at, challenge)
 
 
 def _split(
-    challenge: StepRef,
-    authenticate: StepRef,
-    challenge_timeline: ConnectionTimeline,
-    connection: HttpConnection,
-    proof: str,
+    challenge: _Challenge, authenticate: StepRef, connection: HttpConnection, proof: str
 ) -> SplitHandshake:
     return SplitHandshake(
-        challenge=challenge,
+        challenge=challenge.ref,
         authenticate=authenticate,
-        same_client=challenge_timeline.connection.client.ip == connection.client.ip,
-        challenge_connection_closed=_closed_after(challenge_timeline, challenge.position),
+        same_client=challenge.client == connection.client.ip,
+        challenge_connection_closed=challenge.closed_after,
         proof=proof,
     )
 
@@ -599,10 +686,11 @@ def _authenticate_timestamp(step: AuthExchange) -> datetime.datetime | None:
 
 def _answered_on_own_connection(timeline: ConnectionTimeline, position: int) -> bool:
     """Whether the CHALLENGE at `position` got its AUTHENTICATE on its own connection."""
-    realm = timeline.steps[position].realm
-    for step in timeline.steps[position + 1 :]:
-        if step.realm is realm:
-            return step.sent is Sent.NTLM_AUTHENTICATE
+    steps = timeline.steps
+    realm = steps[position].realm
+    for later in range(position + 1, len(steps)):
+        if steps[later].realm is realm:
+            return steps[later].sent is Sent.NTLM_AUTHENTICATE
     return False
 
 
@@ -617,7 +705,8 @@ def _closed_after(timeline: ConnectionTimeline, position: int) -> bool:
             return True
         if response.version == "HTTP/1.0" and "keep-alive" not in connection_header:
             return True
-    later = [s for s in timeline.steps[position + 1 :] if s.realm is step.realm]
+    steps = timeline.steps
+    later = any(steps[n].realm is step.realm for n in range(position + 1, len(steps)))
     return not later and closed_by_server(timeline.connection)
 
 
@@ -990,12 +1079,16 @@ def _refused_at(step: AuthExchange) -> float:
 
 
 class _Waiting:
-    """A connection whose anonymous 401s wait for the follow-up answer
-    (`_CredentialsIndex.after` said None), held by `LinkWindow` until it is
-    known: every other verdict of `timeline` is set; `links` holds the links
-    that belong to it (no timelines) and the context it was linked with."""
+    """A connection held by `LinkWindow` until what its block cannot know yet
+    is known: its anonymous 401s at `positions` wait for the follow-up answer
+    (`_CredentialsIndex.after` said None); its unanswered CHALLENGEs in
+    `challenges` may still be claimed by a split AUTHENTICATE linked later
+    (the rules of the block holding the CHALLENGE's connection read the split:
+    handshake-closed-midway), until one is or SPLIT_WINDOW has passed. Every
+    other verdict of `timeline` is set; `links` holds the links that belong to
+    it (no timelines) and the context it was linked with."""
 
-    __slots__ = ("timeline", "positions", "clients", "since", "links")
+    __slots__ = ("timeline", "positions", "clients", "since", "links", "challenges")
 
     def __init__(
         self,
@@ -1009,6 +1102,15 @@ class _Waiting:
         self.clients = clients  # position -> the client its 401 was made for
         self.since = since  # the earliest time its questions ask from
         self.links = LinkedBlock((), (), frozenset(), {}, {})
+        self.challenges: tuple[_Challenge, ...] = ()
+
+    def open_challenges(self, carried: _Challenges, known_until: float) -> bool:
+        """Some CHALLENGE of it may still be claimed by an AUTHENTICATE to come
+        (made after `known_until`, it searches back SPLIT_WINDOW)."""
+        return any(
+            c.ref not in carried.claimed and known_until - SPLIT_WINDOW <= c.at
+            for c in self.challenges
+        )
 
     @classmethod
     def of(
@@ -1017,7 +1119,7 @@ class _Waiting:
         positions: tuple[int, ...],
         client_of: Callable[[int], str],
     ) -> _Waiting:
-        since = min(_refused_at(timeline.steps[position]) for position in positions)
+        since = min((_refused_at(timeline.steps[p]) for p in positions), default=math.inf)
         return cls(timeline, positions, {p: client_of(p) for p in positions}, since)
 
     def client_of(self, position: int) -> str:
@@ -1030,10 +1132,11 @@ class _Waiting:
 # connections: they are linked to the Negotiate steps once reading ends
 # (`join_links`, within KDC_WINDOW before each step).
 LINK_HORIZON = max(FOLLOW_UP_WINDOW, SPLIT_WINDOW, RELAY_WINDOW, FRONT_WINDOW)
-# The largest bound of the links that read whole timelines (split, relay,
-# front): what `LinkWindow` keeps timelines for. The follow-up question, the
-# one link that needs FOLLOW_UP_WINDOW, goes through a compact index instead.
-WINDOW_HORIZON = max(SPLIT_WINDOW, RELAY_WINDOW, FRONT_WINDOW)
+# The largest bound of the links that read whole timelines (relay, front):
+# what `LinkWindow` keeps timelines for. The follow-up question (600 s) and the
+# split search (120 s) go through compact indexes carried across blocks instead
+# (`_CredentialsIndex`, `_Challenges`).
+WINDOW_HORIZON = max(RELAY_WINDOW, FRONT_WINDOW)
 
 
 class LinkWindow:
@@ -1098,6 +1201,7 @@ class LinkWindow:
         "_flush_at",
         "_cut",
         "_follow_ups",
+        "_challenges",
         "_waiting",
         "late",
         "blocks",
@@ -1116,6 +1220,7 @@ class LinkWindow:
         self._flush_at: float | None = None
         self._cut = float("-inf")  # every timeline that ended before this is final
         self._follow_ups = _CredentialsIndex()
+        self._challenges = _Challenges()
         self._waiting: list[_Waiting] = []
         self.late = 0
         self.blocks = 0  # how many blocks were linked
@@ -1156,8 +1261,11 @@ class LinkWindow:
         window = _in_order(self._kept + self._pending) if self._pending else []
         # Without context kept from earlier blocks, every result is this block's.
         keep = frozenset(t.connection.id for t in self._pending) if self._kept else None
+        committed = frozenset(t.connection.id for t in self._kept)
         self._pending, self._kept = [], []
-        return self._link(window, capture_end, keep, math.inf)
+        block = self._link(window, capture_end, keep, math.inf, committed)
+        self._challenges = _Challenges()
+        return block
 
     def _flush(self, cut: float) -> LinkedBlock | None:
         horizon = self._horizon
@@ -1179,10 +1287,12 @@ class LinkWindow:
         # Not yet final: no 401 among them is judged here, so no capture end is
         # needed. Every request before `oldest` is in the follow-up index once
         # this block's are: connections still to come start later.
-        block = self._link(window, float("inf"), keep, oldest)
+        committed = frozenset(t.connection.id for t in self._kept)
+        block = self._link(window, float("inf"), keep, oldest, committed)
         self._kept = [
             t for t in self._kept + final if t.connection.last_timestamp >= oldest - horizon
         ]
+        self._forget(oldest)
         return block
 
     def _link(
@@ -1191,13 +1301,17 @@ class LinkWindow:
         capture_end: float,
         keep: frozenset[int] | None,
         known_until: float,
+        committed: frozenset[int],
     ) -> LinkedBlock:
-        """Link a block over `window`, then hand on with it the waiting
-        timelines whose answer is now known."""
+        """Link a block over `window` (`committed`: its connections linked in
+        earlier blocks), then hand on with it the waiting timelines whose
+        answer is now known."""
         follow_ups = self._follow_ups
         follow_ups.known_until = known_until
         if window:
-            block, waiting = _link_part(window, capture_end, keep, follow_ups)
+            block, waiting = _link_part(
+                window, capture_end, keep, follow_ups, False, self._challenges, committed
+            )
         else:
             block, waiting = LinkedBlock((), (), frozenset(), {}, {}), []
         released: list[_Waiting] = []
@@ -1206,19 +1320,27 @@ class LinkWindow:
             timeline, left = _resolve(
                 held.timeline, follow_ups, held.client_of, set(), capture_end, held.positions
             )
-            if left:
+            held.timeline = timeline
+            held.positions = left
+            if left or held.open_challenges(self._challenges, known_until):
                 still.append(held)
             else:
-                held.timeline = timeline
                 released.append(held)
         self._waiting = still + waiting
         # No question still to come asks about requests before `known_until`
         # (their 401s are later), nor a waiting one before its own 401.
-        follow_ups.prune(min([known_until, *(held.since for held in self._waiting)]))
+        follow_ups.prune(
+            min([known_until, *(held.since for held in self._waiting if held.positions)])
+        )
         self.blocks += 1
-        if not released:
-            return block
-        return _with_released(block, released)
+        return block if not released else _with_released(block, released)
+
+    def _forget(self, known_until: float) -> None:
+        """Drop what no AUTHENTICATE still to be linked can reach: they are
+        all made after `known_until`, and the window keeps `_kept`."""
+        self._challenges.prune(
+            known_until - SPLIT_WINDOW, frozenset(t.connection.id for t in self._kept)
+        )
 
 
 def _with_released(block: LinkedBlock, released: list[_Waiting]) -> LinkedBlock:
