@@ -83,29 +83,17 @@ class RuleContext:
     # True while a rule that judges answers runs (Rule.needs_pairing): steps()
     # then leaves out exchanges whose pairing a gap made uncertain.
     needs_pairing: bool = True
-    _located: tuple[Located, ...] = field(init=False, repr=False, compare=False)
-    _sure: tuple[Located, ...] = field(init=False, repr=False, compare=False)
-    _unsure_heads: frozenset[tuple[int, int]] = field(init=False, repr=False, compare=False)
+    # Built on first use (`steps`, `builds_on_uncertain_pairing`), never on
+    # construction: a context whose rules only report over groups collected
+    # block by block (diagnose.Diagnosis.capture) never walks its timelines.
+    # [every step, the sure ones], once listed; shared with `judging`'s copies.
+    _listed_steps: list[tuple[Located, ...]] = field(init=False, repr=False, compare=False)
+    _unsure: dict[int, frozenset[int]] = field(init=False, repr=False, compare=False)
     _kdc_times: TimeIndex[tuple[int, KdcExchange]] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
-        located = tuple(
-            Located(timeline, position, step)
-            for timeline in self.view.timelines
-            for position, step in enumerate(timeline.steps)
-        )
-        object.__setattr__(self, "_located", located)
-        sure = tuple(item for item in located if is_sure(item.step))
-        object.__setattr__(self, "_sure", sure if len(sure) != len(located) else located)
-        unsure = frozenset(
-            (exchange.connection, message.shown_frame)
-            for timeline in self.view.timelines
-            for exchange in timeline.connection.exchanges
-            if exchange.pairing is Pairing.UNCERTAIN
-            for message in (exchange.request, exchange.response)
-            if message is not None
-        )
-        object.__setattr__(self, "_unsure_heads", unsure)
+        object.__setattr__(self, "_unsure", {})
+        object.__setattr__(self, "_listed_steps", [])
         # A reply whose request was not captured is indexed at its own time.
         timed = [(n, k, when) for n, k in enumerate(self.kdc) if (when := k.time) is not None]
         entries = [(key, when, (n, k)) for n, k, when in timed for key in (None, k.client.ip)]
@@ -124,23 +112,55 @@ class RuleContext:
         object.__setattr__(other, "needs_pairing", needs_pairing)
         return other
 
+    def _listed(self) -> tuple[tuple[Located, ...], tuple[Located, ...]]:
+        """Every judged step, and those whose pairing is sure: one walk of the
+        view's timelines, on first use. O(steps)."""
+        if not self._listed_steps:
+            located = tuple(
+                Located(timeline, position, step)
+                for timeline in self.view.timelines
+                for position, step in enumerate(timeline.steps)
+            )
+            sure = tuple(item for item in located if is_sure(item.step))
+            self._listed_steps.extend((located, sure if len(sure) != len(located) else located))
+        every, sure = self._listed_steps
+        return every, sure
+
     def steps(self, realm: Realm | None = None) -> Iterator[Located]:
         """Every judged step in capture order; without those whose pairing is
         uncertain (a gap may have hidden messages: the response may answer
         another request, http/exchanges.py) while a rule that judges answers runs."""
-        located = self._sure if self.needs_pairing else self._located
+        every, sure = self._listed()
+        located = sure if self.needs_pairing else every
         if realm is None:
             return iter(located)
         return (item for item in located if item.step.realm is realm)
 
     def builds_on_uncertain_pairing(self, finding: Finding) -> bool:
         """The finding cites a request or response of an exchange whose pairing
-        is uncertain: a rule that walked the timelines itself met one."""
+        is uncertain: a rule that walked the timelines itself met one. Reads
+        only the cited connections (by_id), each once. O(citations)."""
         return any(
-            (citation.connection, citation.frame) in self._unsure_heads
+            citation.frame in self._unsure_frames(citation.connection)
             for citation in finding.citations
-            if citation.role in (Role.REQUEST, Role.RESPONSE)
+            if citation.role in (Role.REQUEST, Role.RESPONSE) and citation.connection is not None
         )
+
+    def _unsure_frames(self, connection: int) -> frozenset[int]:
+        """The head frames of this connection's exchanges whose pairing is
+        uncertain (none for a connection the view does not hold)."""
+        known = self._unsure.get(connection)
+        if known is None:
+            timeline = self.view.by_id.get(connection)
+            known = frozenset(
+                message.shown_frame
+                for exchange in (timeline.connection.exchanges if timeline is not None else ())
+                if exchange.pairing is Pairing.UNCERTAIN
+                for message in (exchange.request, exchange.response)
+                if message is not None
+            )
+            self._unsure[connection] = known
+        return known
 
     def locate(self, ref: StepRef) -> Located:
         timeline = self.view.by_id[ref.connection]

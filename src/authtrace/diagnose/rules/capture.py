@@ -5,12 +5,13 @@ and they stop other rules from blaming what the capture simply missed."""
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Iterator
+from collections.abc import Hashable, Iterator
+from typing import cast
 
 from authtrace.auth.steps import is_not_kept
 from authtrace.diagnose.context import Located, RuleContext, is_sure, make_finding
 from authtrace.diagnose.finding import Finding, Severity
-from authtrace.diagnose.rule import Across, rule
+from authtrace.diagnose.rule import Groups, grouping_rule
 from authtrace.handshake.links import StepRef
 from authtrace.handshake.model import Answer, Leg, Outcome, Sent
 from authtrace.handshake.timeline import ConnectionTimeline
@@ -23,14 +24,29 @@ _MIDWAY_LEGS = frozenset(
 )
 
 
-@rule(
+def _incomplete_connections(ctx: RuleContext) -> Iterator[tuple[Hashable, Located]]:
+    """Each connection whose authentication the capture lacks something of,
+    under (host, connection id, what it lacks), with the steps that show it.
+    What it lacks is decided in the block (which holds the splits the
+    connection was linked in), so the report reads nothing but the groups."""
+    split = frozenset(sp.authenticate for sp in ctx.view.splits)  # once, not per connection
+    for timeline in ctx.view.timelines:
+        found = _missing(split, timeline)
+        if found is not None:
+            problems, located, _marks = found
+            key = (located[0].host, timeline.connection.id, tuple(problems))
+            for each in located:
+                yield key, each
+
+
+@grouping_rule(
     "capture-incomplete",
     Severity.INFO,
     "gaps, one-sided traffic or a handshake cut by the capture",
+    select=_incomplete_connections,
     needs_pairing=False,  # says what the capture lacks, uncertain pairings included
-    across=Across.CAPTURE,
 )
-def capture_incomplete(ctx: RuleContext) -> Iterator[Finding]:
+def capture_incomplete(ctx: RuleContext, groups: Groups) -> Iterator[Finding]:
     """Needs a connection with authentication headers (or heads cut before
     them) whose legs cannot be judged (outcome incomplete), whose heads the
     capture cut (snap length, ETW packet truncation, a gap: their count), that
@@ -40,12 +56,10 @@ def capture_incomplete(ctx: RuleContext) -> Iterator[Finding]:
     by_host: dict[str, list[tuple[int, list[str], list[Located], list[GapMark]]]] = defaultdict(
         list
     )
-    split = frozenset(sp.authenticate for sp in ctx.view.splits)  # once, not per connection
-    for timeline in ctx.view.timelines:
-        found = _missing(split, timeline)
-        if found is not None:
-            problems, located, marks = found
-            by_host[located[0].host].append((timeline.connection.id, problems, located, marks))
+    for key, located in groups.items():
+        host, connection, problems = cast(tuple[str, int, tuple[str, ...]], key)
+        marks = list(located[0].timeline.connection.gaps[:5])
+        by_host[host].append((connection, list(problems), located, marks))
     for host, items in by_host.items():
         words = ctx.words()
         for _connection, _problems, located, marks in items[:5]:

@@ -17,8 +17,7 @@ wire shows about their refusals.
 
 from __future__ import annotations
 
-from collections import defaultdict
-from collections.abc import Iterator
+from collections.abc import Hashable, Iterator
 from typing import cast
 
 from authtrace.auth.kinds import Mechanism
@@ -30,7 +29,7 @@ from authtrace.diagnose.context import (
     user_of,
 )
 from authtrace.diagnose.finding import Finding, Severity
-from authtrace.diagnose.rule import Across, Groups, Rule, Select, grouping_rule, rule
+from authtrace.diagnose.rule import Groups, Rule, Select, grouping_rule
 from authtrace.handshake.model import Answer, AuthExchange, Leg, Outcome, Realm, Sent
 from authtrace.iis.category import Category, CategoryEvidence, Source
 from authtrace.iis.codes import status_code
@@ -117,20 +116,44 @@ def _kerberos_client(ctx: RuleContext, located: Located) -> str | None:
     return None
 
 
-def _anonymous_logon_failures(
-    ctx: RuleContext,
-) -> dict[str, list[tuple[Located, CategoryEvidence]]]:
-    """The refused anonymous requests anonymous-logon-failed reports, by host."""
-    groups: dict[str, list[tuple[Located, CategoryEvidence]]] = defaultdict(list)
+def _anonymous_marks(ctx: RuleContext) -> Iterator[tuple[Hashable, Located | None]]:
+    """What anonymous-logon-failed and refused-without-challenge group: under
+    ("failed", host) each refused request without credentials whose category
+    is 401.1 by evidence stronger than the sequence; marked ("served", host)
+    a host that served a request without credentials (2xx/3xx), ("served or
+    not seen", host) one that did or whose credentials the capture cut
+    (Sent.NOT_SEEN)."""
     for located, evidence in _refused(ctx):
         if (
             located.step.sent is Sent.NOTHING
             and evidence.category is Category.LOGON_FAILED
             and evidence.source is not Source.SEQUENCE
         ):
-            groups[located.host].append((located, evidence))
-    served = _anonymous_served_hosts(ctx, or_not_seen=True)
-    for host, items in list(groups.items()):
+            yield ("failed", located.host), located
+    for located in ctx.steps(Realm.ORIGIN):
+        step = located.step
+        if step.status is None or not 200 <= step.status < 400:
+            continue
+        if step.sent is Sent.NOTHING:
+            yield ("served", located.host), None
+        if step.sent in (Sent.NOTHING, Sent.NOT_SEEN):
+            yield ("served or not seen", located.host), None
+
+
+def _anonymous_logon_failures(
+    ctx: RuleContext, groups: Groups
+) -> dict[str, list[tuple[Located, CategoryEvidence]]]:
+    """The refused anonymous requests anonymous-logon-failed reports, by host,
+    from the groups `_anonymous_marks` selected."""
+    failed: dict[str, list[tuple[Located, CategoryEvidence]]] = {}
+    for key, steps in groups.items():
+        if key[0] != "failed":  # type: ignore[index]
+            continue
+        host = cast(str, key[1])  # type: ignore[index]
+        # The category's evidence, decided again as `_refused` decided it.
+        failed[host] = [(located, e) for located in steps if (e := ctx.category(located))]
+    served = _served_hosts(groups, "served or not seen")
+    for host, items in list(failed.items()):
         if _strongest(items).source is not Source.WIRE:
             continue
         # The wire alone: only if IIS says it is IIS and no anonymous request
@@ -139,38 +162,34 @@ def _anonymous_logon_failures(
         response = items[0][0].step.exchange.response
         server = (response.header("Server") or "") if response is not None else ""
         if host in served or "microsoft-iis" not in server.lower():
-            del groups[host]
-    return groups
+            del failed[host]
+    return failed
 
 
-def _anonymous_served_hosts(ctx: RuleContext, or_not_seen: bool = False) -> frozenset[str]:
-    """Hosts that served a request carrying no credentials (2xx/3xx); with
-    `or_not_seen`, or one whose credentials the capture cut (Sent.NOT_SEEN)."""
-    sent = (Sent.NOTHING, Sent.NOT_SEEN) if or_not_seen else (Sent.NOTHING,)
+def _served_hosts(groups: Groups, mark: str) -> frozenset[str]:
+    """The hosts `_anonymous_marks` marked so."""
     return frozenset(
-        located.host
-        for located in ctx.steps(Realm.ORIGIN)
-        if located.step.sent in sent
-        and located.step.status is not None
-        and 200 <= located.step.status < 400
+        cast(str, key[1])  # type: ignore[index]
+        for key in groups
+        if key[0] == mark  # type: ignore[index]
     )
 
 
-@rule(
+@grouping_rule(
     "anonymous-logon-failed",
     Severity.ERROR,
     "IIS 401.1 to requests without credentials: the anonymous account cannot log on (its "
     "password, logon rights, group policy, a full Security log)",
-    across=Across.CAPTURE,
+    select=_anonymous_marks,
 )
-def anonymous_logon_failed(ctx: RuleContext) -> Iterator[Finding]:
+def anonymous_logon_failed(ctx: RuleContext, found: Groups) -> Iterator[Finding]:
     """Needs 401s of an IIS server to requests without credentials that stayed
     failures (the client never came back with credentials), whose category is
     401.1 by the IIS log line or the error page, or by the wire: 401s offering no
     scheme from a server that names itself IIS, with no request without
     credentials to that host served in the whole capture (an anonymous account
     that cannot log on fails them all). One finding per host."""
-    groups = _anonymous_logon_failures(ctx)
+    groups = _anonymous_logon_failures(ctx, found)
     for host, items in groups.items():
         evidence = _strongest(items)
         first = items[0][0]
@@ -351,24 +370,9 @@ def application_denied(ctx: RuleContext, groups: Groups) -> Iterator[Finding]:
     yield from _after_logon(ctx, groups, Category.APPLICATION, application_denied)
 
 
-@rule(
-    "denied-after-authentication",
-    Severity.ERROR,
-    "the credentials were accepted and the request refused anyway where no IIS category "
-    "applies (a server that is not IIS, or an application asking for a Bearer token after "
-    "Windows authentication)",
-    across=Across.CAPTURE,
-)
-def denied_after_authentication(ctx: RuleContext) -> Iterator[Finding]:
-    """Needs a failed 401 judged refused after the logon (it carries the server's
-    final authentication token, names no scheme after credentials, or asks for
-    another scheme than the one the logon completed in, e.g. a Bearer token
-    after Windows authentication) from a server whose Server header names
-    something other than IIS, or from IIS asking for another scheme (its
-    application's own demand, none of IIS's categories) unless the IIS log or
-    error page names a category: what the wire shows, without borrowing IIS's
-    substatuses. One finding per host and user."""
-    groups: dict[tuple[str, str], list[Located]] = defaultdict(list)
+def _denied_elsewhere(ctx: RuleContext) -> Iterator[tuple[tuple[str, str], Located]]:
+    """The failed 401s refused after the logon that no IIS category tells, by
+    host and authenticated user."""
     for located in ctx.steps(Realm.ORIGIN):
         step = located.step
         response = step.exchange.response
@@ -384,8 +388,28 @@ def denied_after_authentication(ctx: RuleContext) -> Iterator[Finding]:
         ):
             continue  # an IIS category tells it (rules above)
         user, _mechanism = _authenticated_as(ctx, located)
-        groups[(located.host, user or "")].append(located)
-    for (host, user), items in groups.items():
+        yield (located.host, user or ""), located
+
+
+@grouping_rule(
+    "denied-after-authentication",
+    Severity.ERROR,
+    "the credentials were accepted and the request refused anyway where no IIS category "
+    "applies (a server that is not IIS, or an application asking for a Bearer token after "
+    "Windows authentication)",
+    select=_denied_elsewhere,
+)
+def denied_after_authentication(ctx: RuleContext, groups: Groups) -> Iterator[Finding]:
+    """Needs a failed 401 judged refused after the logon (it carries the server's
+    final authentication token, names no scheme after credentials, or asks for
+    another scheme than the one the logon completed in, e.g. a Bearer token
+    after Windows authentication) from a server whose Server header names
+    something other than IIS, or from IIS asking for another scheme (its
+    application's own demand, none of IIS's categories) unless the IIS log or
+    error page names a category: what the wire shows, without borrowing IIS's
+    substatuses. One finding per host and user."""
+    for key, items in groups.items():
+        host, user = cast(tuple[str, str], key)
         first = items[0]
         response = first.step.exchange.response
         assert response is not None
@@ -437,14 +461,35 @@ def denied_after_authentication(ctx: RuleContext) -> Iterator[Finding]:
         )
 
 
-@rule(
+def _refused_unchallenged(ctx: RuleContext) -> Iterator[tuple[Hashable, Located | None]]:
+    """What `_anonymous_marks` selects (anonymous-logon-failed's own 401s are
+    not refused-without-challenge's), and under ("refused", host) each failed
+    401 naming no scheme to a request without credentials whose category no
+    log line or error page named."""
+    yield from _anonymous_marks(ctx)
+    for located in ctx.steps(Realm.ORIGIN):
+        step = located.step
+        if (
+            step.leg is not Leg.ANONYMOUS_REFUSED
+            or step.outcome is not Outcome.FAILURE
+            or step.exchange.response is None
+            or ctx.relayed(located)
+        ):
+            continue
+        evidence = ctx.category(located)
+        if evidence is not None and evidence.source in (Source.IIS_LOG, Source.ERROR_PAGE):
+            continue  # the log or the page named the category: not ours to guess
+        yield ("refused", located.host), located
+
+
+@grouping_rule(
     "refused-without-challenge",
     Severity.ERROR,
     "requests without credentials answered 401 naming no scheme, where no IIS category "
     "applies: nothing the client could authenticate with",
-    across=Across.CAPTURE,
+    select=_refused_unchallenged,
 )
-def refused_without_challenge(ctx: RuleContext) -> Iterator[Finding]:
+def refused_without_challenge(ctx: RuleContext, found: Groups) -> Iterator[Finding]:
     """Needs failed 401s to requests without credentials that name no
     authentication scheme (RFC 9110 section 11.6.1 wants a WWW-Authenticate in
     every 401) and that anonymous-logon-failed does not explain: a server that
@@ -452,24 +497,17 @@ def refused_without_challenge(ctx: RuleContext) -> Iterator[Finding]:
     without credentials. The client never came back with credentials. One
     finding per host."""
     claimed = {
-        located.ref for items in _anonymous_logon_failures(ctx).values() for located, _ in items
+        located.ref
+        for items in _anonymous_logon_failures(ctx, found).values()
+        for located, _ in items
     }
-    served = _anonymous_served_hosts(ctx)
-    groups: dict[str, list[Located]] = defaultdict(list)
-    for located in ctx.steps(Realm.ORIGIN):
-        step = located.step
-        if (
-            step.leg is not Leg.ANONYMOUS_REFUSED
-            or step.outcome is not Outcome.FAILURE
-            or step.exchange.response is None
-            or located.ref in claimed
-            or ctx.relayed(located)
-        ):
-            continue
-        evidence = ctx.category(located)
-        if evidence is not None and evidence.source in (Source.IIS_LOG, Source.ERROR_PAGE):
-            continue  # the log or the page named the category: not ours to guess
-        groups[located.host].append(located)
+    served = _served_hosts(found, "served")
+    groups: dict[str, list[Located]] = {}
+    for key, steps in found.items():
+        if key[0] == "refused":  # type: ignore[index]
+            kept = [located for located in steps if located.ref not in claimed]
+            if kept:
+                groups[cast(str, key[1])] = kept  # type: ignore[index]
     for host, items in groups.items():
         first = items[0]
         response = first.step.exchange.response

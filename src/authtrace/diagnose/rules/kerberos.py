@@ -6,7 +6,7 @@ in kerberos/errors.py).
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Iterator
+from collections.abc import Hashable, Iterator
 from typing import cast
 
 from authtrace.auth.kinds import Mechanism, Message
@@ -22,7 +22,7 @@ from authtrace.diagnose.context import (
     spn_of,
 )
 from authtrace.diagnose.finding import Finding, Severity
-from authtrace.diagnose.rule import Across, Groups, Rule, grouping_rule, rule
+from authtrace.diagnose.rule import Groups, Rule, grouping_rule, rule
 from authtrace.handshake.links import KDC_CLOCK_SLACK
 from authtrace.handshake.model import Leg
 from authtrace.iis.predict import CLOCK_SKEW_TRIPLE
@@ -279,18 +279,25 @@ def _response_krb_error(located: Located) -> int | None:
     return None
 
 
-@rule(
+def _skewed(ctx: RuleContext) -> Iterator[tuple[Hashable, Located]]:
+    """The server answers that carry KRB_AP_ERR_SKEW, in capture order."""
+    for located in ctx.steps():
+        if _response_krb_error(located) == _SKEW and not ctx.relayed(located):
+            yield "skew", located
+
+
+@grouping_rule(
     "kerberos-clock-skew",
     Severity.ERROR,
     "KRB_AP_ERR_SKEW: clocks differ too much",
-    across=Across.CAPTURE,
+    select=_skewed,
 )
-def kerberos_clock_skew(ctx: RuleContext) -> Iterator[Finding]:
+def kerberos_clock_skew(ctx: RuleContext, groups: Groups) -> Iterator[Finding]:
     """Needs a KRB-ERROR with code 37 (KRB_AP_ERR_SKEW, RFC 4120 section 7.5.9): in
     a server's 401 answering a ticket, or in a KDC reply."""
-    for located in ctx.steps():
-        if _response_krb_error(located) != _SKEW or ctx.relayed(located):
-            continue
+    # The 401s were selected block by block; the KDC replies are the capture's
+    # KDC exchanges: no timeline is read here.
+    for located in groups.get("skew", []):
         words = ctx.words()
         proxy = is_proxy(located)
         side = "proxy" if proxy else "server"
@@ -318,18 +325,26 @@ def kerberos_clock_skew(ctx: RuleContext) -> Iterator[Finding]:
             )
 
 
-@rule(
+def _fallback_services(ctx: RuleContext) -> Iterator[tuple[Hashable, None]]:
+    """Marks the service HTTP/<host> of each Negotiate header that carried NTLM
+    (kerberos-fallback-to-ntlm explains its unknown SPN): no step is kept."""
+    for (_client, host), _located in _fallbacks(ctx):
+        yield f"HTTP/{_bare_host(host)[0]}".lower(), None
+
+
+@grouping_rule(
     "kdc-error",
     Severity.WARNING,
     "the KDC refused a ticket request (errors that are normal are left out)",
-    across=Across.CAPTURE,
+    select=_fallback_services,
 )
-def kdc_error(ctx: RuleContext) -> Iterator[Finding]:
+def kdc_error(ctx: RuleContext, explained: Groups) -> Iterator[Finding]:
     """Needs a KRB-ERROR reply from the KDC that is not normal (PREAUTH_REQUIRED,
     RESPONSE_TOO_BIG ... are left out), not a clock skew, and not an unknown SPN
     that kerberos-fallback-to-ntlm already explains. One per client, service and
     error code."""
-    explained = {f"HTTP/{_bare_host(host)[0]}".lower() for (_c, host), _at in _fallbacks(ctx)}
+    # `explained`: the services the blocks marked; the rest reads the capture's
+    # KDC exchanges, no timeline.
     seen: set[tuple[str, str | None, int]] = set()
     for exchange in ctx.kdc:
         code = exchange.error_code

@@ -4,8 +4,8 @@ response kinds, 2.2.2.1 for MsvAvChannelBindings)."""
 
 from __future__ import annotations
 
-from collections import defaultdict
-from collections.abc import Iterator
+from collections.abc import Hashable, Iterator
+from dataclasses import dataclass
 from typing import cast
 
 from authtrace.auth.kinds import Message
@@ -21,11 +21,10 @@ from authtrace.diagnose.context import (
     user_of,
 )
 from authtrace.diagnose.finding import Finding, Severity
-from authtrace.diagnose.rule import Across, Groups, grouping_rule, rule
+from authtrace.diagnose.rule import Groups, grouping_rule, rule
 from authtrace.diagnose.rules.http2 import challenge_on_another_stream
 from authtrace.handshake.model import Leg, Outcome, State
 from authtrace.handshake.timeline import channel_binding
-from authtrace.http.messages import HttpConnection
 from authtrace.tls.bindings import Binding, ntlm_binding_value, server_end_point
 
 # A NEGOTIATE refused on a connection where another handshake was half done is
@@ -337,28 +336,55 @@ def _bound(ctx: RuleContext, verdict: Binding, refused: bool = True) -> list[Loc
     return found
 
 
-def _certificate_owners(ctx: RuleContext) -> dict[bytes, HttpConnection]:
-    """The NTLM channel-binding value of each decrypted connection's server
-    certificate -> the first connection that presented it. O(connections)."""
-    owners: dict[bytes, HttpConnection] = {}
+def _other_certificate_bindings(ctx: RuleContext) -> Iterator[tuple[Hashable, Located | None]]:
+    """The AUTHENTICATEs bound to another certificate (under "bound"), and,
+    marked without a step, each decrypted connection's server certificate
+    binding with who presented it (under ("owner", binding value, connection
+    id, server, client)): the binding -> connection table carried from block
+    to block is these small keys. O(connections of the block)."""
+    for located in _bound(ctx, Binding.OTHER_CERTIFICATE, refused=False):
+        yield "bound", located
     for timeline in ctx.view.timelines:
         tls = timeline.connection.tls
         if tls is None or not tls.certificates:
             continue
         end_point = server_end_point(tls.certificates[0])
         if end_point is not None:
-            owners.setdefault(ntlm_binding_value(end_point), timeline.connection)
+            connection = timeline.connection
+            value = ntlm_binding_value(end_point)
+            yield (
+                ("owner", value, connection.id, str(connection.server), str(connection.client)),
+                None,
+            )
+
+
+@dataclass(frozen=True, slots=True)
+class _Owner:
+    """The connection that first presented a certificate, as the finding names it."""
+
+    id: int
+    server: str
+    client: str
+
+
+def _certificate_owners(groups: Groups) -> dict[bytes, _Owner]:
+    """The NTLM channel-binding value of each decrypted connection's server
+    certificate -> the first connection that presented it. O(connections)."""
+    owners: dict[bytes, _Owner] = {}
+    marked = [key for key in groups if isinstance(key, tuple) and key[0] == "owner"]
+    for _owner, value, connection, server, client in sorted(marked, key=lambda key: key[2]):
+        owners.setdefault(value, _Owner(connection, server, client))
     return owners
 
 
-@rule(
+@grouping_rule(
     "channel-binding-other-certificate",
     Severity.ERROR,
     "NTLM bound to another TLS certificate than the server's: TLS is terminated or "
     "inspected in between",
-    across=Across.CAPTURE,
+    select=_other_certificate_bindings,
 )
-def channel_binding_other_certificate(ctx: RuleContext) -> Iterator[Finding]:
+def channel_binding_other_certificate(ctx: RuleContext, groups: Groups) -> Iterator[Finding]:
     """Needs an NTLMv2 AUTHENTICATE over TLS decrypted in this capture whose
     MsvAvChannelBindings is not the MD5 of this connection's server certificate
     binding (RFC 5929 tls-server-end-point, MS-NLMP 2.2.2.1): the client spoke
@@ -370,8 +396,9 @@ def channel_binding_other_certificate(ctx: RuleContext) -> Iterator[Finding]:
     When another decrypted connection of the capture presented the certificate
     the binding is for (the proxy's front end), the finding names it: one pass
     over the connections builds a binding -> connection table."""
-    found = _bound(ctx, Binding.OTHER_CERTIFICATE, refused=False)
-    owners = _certificate_owners(ctx) if found else {}
+    # That pass is each block's over its own connections (the marked owners).
+    found = groups.get("bound", [])
+    owners = _certificate_owners(groups) if found else {}
     for located in found:
         refused = located.step.leg is Leg.NTLM_REJECTED
         words = ctx.words()
@@ -417,31 +444,50 @@ def channel_binding_other_certificate(ctx: RuleContext) -> Iterator[Finding]:
         )
 
 
-@rule(
+def _negotiate_rejections(ctx: RuleContext) -> Iterator[tuple[Hashable, Located | None]]:
+    """Under ("rejected", client, host, proxy): each NTLM NEGOTIATE refused
+    without a CHALLENGE; under ("authenticated", client, host, proxy): each
+    step with credentials that left its connection authenticated (whether the
+    client got in another way afterwards); "splits" marked when the block
+    holds a split handshake."""
+    if ctx.view.splits:
+        yield "splits", None
+    for located in ctx.steps():
+        key = (ctx.client_of(located), located.host, is_proxy(located))
+        if located.step.state_after is State.AUTHENTICATED and located.step.credentials:
+            yield ("authenticated", *key), located
+        if (
+            located.step.leg is Leg.NTLM_NEGOTIATE_REJECTED
+            and located.step.state_before not in _MIDWAY
+            and not ctx.relayed(located)
+        ):
+            yield ("rejected", *key), located
+
+
+@grouping_rule(
     "ntlm-negotiate-rejected",
     Severity.ERROR,
     "the server refused the NTLM NEGOTIATE before any challenge",
-    across=Across.CAPTURE,
+    select=_negotiate_rejections,
 )
-def ntlm_negotiate_rejected(ctx: RuleContext) -> Iterator[Finding]:
+def ntlm_negotiate_rejected(ctx: RuleContext, found: Groups) -> Iterator[Finding]:
     """Needs an NTLM NEGOTIATE answered by a 401 without a CHALLENGE on a
     connection that was not in the middle of another handshake (that is
     interleaving: ntlm-handshake-split). One finding per client and host; a
     warning when the same client then authenticated to that host another way
     (Chromium falls back to Kerberos): NTLM is still broken for it, but nothing
     failed."""
-    groups: dict[tuple[str, str, bool], list[Located]] = defaultdict(list)
-    authenticated: dict[tuple[str, str, bool], list[Located]] = defaultdict(list)
-    for located in ctx.steps():
-        key = (ctx.client_of(located), located.host, is_proxy(located))
-        if located.step.state_after is State.AUTHENTICATED and located.step.credentials:
-            authenticated[key].append(located)
-        if (
-            located.step.leg is Leg.NTLM_NEGOTIATE_REJECTED
-            and located.step.state_before not in _MIDWAY
-            and not ctx.relayed(located)
-        ):
-            groups[key].append(located)
+    groups = {
+        cast(tuple[str, str, bool], key[1:]): legs
+        for key, legs in found.items()
+        if isinstance(key, tuple) and key[0] == "rejected"
+    }
+    authenticated = {
+        key[1:]: legs
+        for key, legs in found.items()
+        if isinstance(key, tuple) and key[0] == "authenticated"
+    }
+    splits = "splits" in found
     for (client, host, proxy), legs in groups.items():
         credentials = legs[0].step.credentials
         size = len(credentials.raw) if credentials is not None else 0
@@ -471,7 +517,7 @@ def ntlm_negotiate_rejected(ctx: RuleContext) -> Iterator[Finding]:
                 " This capture also shows a proxy splitting NTLM handshakes: a NEGOTIATE "
                 "forwarded on an upstream connection that another client's handshake is using "
                 "is refused the same way."
-                if ctx.view.splits
+                if splits
                 else ""
             )
             + (

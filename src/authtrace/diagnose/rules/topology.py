@@ -9,7 +9,7 @@ of Negotiate.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Hashable, Iterator
 
 from authtrace.diagnose.context import (
     Located,
@@ -19,7 +19,7 @@ from authtrace.diagnose.context import (
     user_of,
 )
 from authtrace.diagnose.finding import Finding, Severity
-from authtrace.diagnose.rule import Across, rule
+from authtrace.diagnose.rule import Groups, grouping_rule, rule
 from authtrace.handshake.links import closed_by_server
 from authtrace.handshake.model import Leg, Outcome, Realm, Sent, State
 from authtrace.http.messages import HttpConnection
@@ -342,56 +342,63 @@ def shared_authenticated_connection(ctx: RuleContext) -> Iterator[Finding]:
             )
 
 
-@rule(
+_ACCEPTED_LEGS = (Leg.NTLM_ACCEPTED, Leg.KERBEROS_ACCEPTED, Leg.SPNEGO_ACCEPTED)
+
+
+def _authenticated_then_anonymous(ctx: RuleContext) -> Iterator[tuple[Hashable, Located]]:
+    """The steps auth-lost-on-new-connection follows, by client and server:
+    each completed authentication and each anonymous 401 that stayed a
+    failure. The groups are the state carried from block to block (what one
+    client did to one server, in capture order); the report replays them in
+    time order."""
+    for located in ctx.steps(Realm.ORIGIN):
+        step = located.step
+        accepted = step.state_after is State.AUTHENTICATED and step.leg in _ACCEPTED_LEGS
+        lost = step.leg is Leg.ANONYMOUS_CHALLENGED and step.outcome is Outcome.FAILURE
+        if accepted or lost:
+            yield (ctx.client_of(located), str(located.timeline.connection.server)), located
+
+
+@grouping_rule(
     "auth-lost-on-new-connection",
     Severity.ERROR,
     "the client authenticated one connection, then sent requests without credentials on a "
     "new one and got 401",
-    across=Across.CAPTURE,
+    select=_authenticated_then_anonymous,
 )
-def auth_lost_on_new_connection(ctx: RuleContext) -> Iterator[Finding]:
+def auth_lost_on_new_connection(ctx: RuleContext, groups: Groups) -> Iterator[Finding]:
     """Needs a client that completed authentication to a server on one connection
     and later sent a request without credentials on another connection to that
     server, answered by a 401 that ended up a failure (the client never came back
     with credentials). Behind a proxy the client is the one each request was
     relayed for, so a second client's first anonymous request is not it."""
-    authenticated: dict[tuple[str, str], Located] = {}
-    for located in sorted(ctx.steps(Realm.ORIGIN), key=lambda loc: loc.time):
-        step = located.step
-        key = (ctx.client_of(located), str(located.timeline.connection.server))
-        if step.state_after is State.AUTHENTICATED and step.leg in (
-            Leg.NTLM_ACCEPTED,
-            Leg.KERBEROS_ACCEPTED,
-            Leg.SPNEGO_ACCEPTED,
-        ):
-            authenticated[key] = located
-            continue
-        earlier = authenticated.get(key)
-        if (
-            earlier is None
-            or earlier.timeline.connection.id == located.timeline.connection.id
-            or step.leg is not Leg.ANONYMOUS_CHALLENGED
-            or step.outcome is not Outcome.FAILURE
-        ):
-            continue
-        words = ctx.words()
-        yield make_finding(
-            auth_lost_on_new_connection,
-            "Request without credentials on a new connection after authenticating another",
-            f"The client authenticated connection {earlier.timeline.connection.id} "
-            f"({_accepted(earlier, words)}), then sent a request without credentials on connection "
-            f"{located.timeline.connection.id} (request at frame {words.request(located.step)}), "
-            "got 401 and did not "
-            "authenticate again. It (or a proxy in between) assumed the request would travel on "
-            "the authenticated connection.",
-            "Make the client or proxy keep requests on the authenticated connection, or let it "
-            "authenticate each new connection (proxies: disable connection pooling for this "
-            "site; clients: enable re-authentication / pre-authentication).",
-            [earlier, located],
-            iis=step.iis,
-            words=words,
-        )
-        del authenticated[key]
+    for steps in groups.values():
+        earlier: Located | None = None
+        for located in sorted(steps, key=lambda loc: loc.time):  # stable: capture order
+            step = located.step
+            if step.state_after is State.AUTHENTICATED and step.leg in _ACCEPTED_LEGS:
+                earlier = located
+                continue
+            if earlier is None or earlier.timeline.connection.id == located.timeline.connection.id:
+                continue
+            words = ctx.words()
+            yield make_finding(
+                auth_lost_on_new_connection,
+                "Request without credentials on a new connection after authenticating another",
+                f"The client authenticated connection {earlier.timeline.connection.id} "
+                f"({_accepted(earlier, words)}), then sent a request without credentials on "
+                f"connection {located.timeline.connection.id} (request at frame "
+                f"{words.request(located.step)}), got 401 and did not "
+                "authenticate again. It (or a proxy in between) assumed the request would travel "
+                "on the authenticated connection.",
+                "Make the client or proxy keep requests on the authenticated connection, or let "
+                "it authenticate each new connection (proxies: disable connection pooling for "
+                "this site; clients: enable re-authentication / pre-authentication).",
+                [earlier, located],
+                iis=step.iis,
+                words=words,
+            )
+            earlier = None
 
 
 @rule(
