@@ -6,6 +6,7 @@ of them; diff still sees a user who fails in one capture only."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import random
 import sys
@@ -24,7 +25,7 @@ import authtrace.diagnose as diagnose_module  # noqa: E402
 from authtrace.compare.diff import FAILING, compare  # noqa: E402
 from authtrace.compare.render import comparison_to_dict, render_comparison  # noqa: E402
 from authtrace.diagnose import merge_repeats  # noqa: E402
-from authtrace.diagnose.finding import Citation, Finding, Role, Severity  # noqa: E402
+from authtrace.diagnose.finding import Citation, Finding, Role, Severity, counted  # noqa: E402
 from authtrace.handshake.model import IisTriple  # noqa: E402
 from authtrace.pipeline import analyze  # noqa: E402
 from authtrace.report.as_json import report_to_dict  # noqa: E402
@@ -79,7 +80,7 @@ def test_many_users_fold_into_one_finding_listing_them() -> None:
     assert len(one.citations) == sum(len(f.citations) for f in findings)
     # The first occurrence tells the story; one sentence adds the totals.
     assert one.explanation.startswith(findings[0].explanation + " The same happened 49 more")
-    assert "50 in all, on 50 connection(s), 7 users, 3 workstations" in one.explanation
+    assert "50 in all, on 50 connections, 7 users, 3 workstations" in one.explanation
     users = {v.value: v for held in one.values if held.name == "user" for v in held.values}
     assert set(users) == {f"CONTOSO\\user{k}" for k in range(7)}
     assert users["CONTOSO\\user1"].count == 8  # 1, 8, ..., 50
@@ -87,6 +88,33 @@ def test_many_users_fold_into_one_finding_listing_them() -> None:
     assert sum(v.count for v in users.values()) == 50
     assert dict(one.fields) == {}  # no field is shared by every occurrence
     assert one.original == findings[0]
+
+
+def _ann_on(connections: list[int]) -> list[Finding]:
+    """One failure of CONTOSO\\ann, once per entry, on the connection it names
+    (occurrences 1, 4, 7 ...: the same workstation, so nothing but the counts varies)."""
+    return [
+        dataclasses.replace(_finding(3 * k + 1, "CONTOSO\\ann"), connections=(connection,))
+        for k, connection in enumerate(connections)
+    ]
+
+
+def test_the_totals_sentence_counts_in_words() -> None:
+    (twice,) = merge_repeats(_ann_on([1, 1]))
+    assert twice.explanation.endswith(
+        " The same happened once more: 2 in all, on 1 connection (listed in the evidence)."
+    )
+    (five,) = merge_repeats(_ann_on([1, 1, 2, 2, 3]))
+    assert five.explanation.endswith(
+        " The same happened 4 more times: 5 in all, on 3 connections (listed in the evidence)."
+    )
+    assert "(s)" not in twice.explanation + five.explanation
+
+
+def test_counted_writes_the_noun_in_the_plural_unless_one() -> None:
+    assert counted(1, "connection") == "1 connection"
+    assert counted(3, "connection") == "3 connections"
+    assert counted(0, "connection") == "0 connections"
 
 
 def test_hosts_severities_and_deciding_fields_stay_apart() -> None:

@@ -20,6 +20,7 @@ from authtrace.diagnose.finding import (
     FieldValues,
     Finding,
     Severity,
+    counted,
     plural_of,
 )
 from authtrace.diagnose.rule import Across, Groups, Rule, RuleDeclarationError, merge_groups
@@ -364,11 +365,13 @@ def _fold(group: list[Finding]) -> Finding:
             )
         )
     title = _folded_title(group, first, dict(shared), varying)
-    counted = [f"{len(v.values)} {plural_of(v.name)}" for v in varying if len(v.values) > 1]
+    spread = [f"{len(v.values)} {plural_of(v.name)}" for v in varying if len(v.values) > 1]
+    # A folded finding has two occurrences at least: "once more", "4 more times".
+    again = "once more" if occurrences == 2 else f"{occurrences - 1} more times"
     explanation = (
-        f"{first.explanation} The same happened {occurrences - 1} more time(s): "
-        f"{occurrences} in all, on {len(connections)} connection(s)"
-        + (f", {', '.join(counted)}" if counted else "")
+        f"{first.explanation} The same happened {again}: "
+        f"{occurrences} in all, on {counted(len(connections), 'connection')}"
+        + (f", {', '.join(spread)}" if spread else "")
         + " (listed in the evidence)."
     )
     return dataclasses.replace(
