@@ -179,6 +179,7 @@ def _report_fields(report: Report, show_secrets: bool) -> list[tuple[str, Any]]:
                         "connections": h.connections,
                         "exchanges": h.exchanges,
                         "authenticated_with": dict(h.authenticated_with),
+                        "logon_seen": h.logon_seen,
                         "responses_401": {
                             "normal": h.normal_401,
                             "failure": h.failed_401,

@@ -164,7 +164,7 @@ def _ladder_lines(report: Report, ladders: Ladders) -> list[str]:
 def _nothing(host: HostSummary) -> str:
     """No logon seen: where the capture cut legs it could not judge, one may
     have been there ("not seen", never "none")."""
-    return "nothing seen (legs the capture cut)" if host.incomplete_401 else "nothing"
+    return "nothing seen (legs the capture cut)" if host.logon_seen == "not seen" else "nothing"
 
 
 def _summary_lines(report: Report) -> list[str]:

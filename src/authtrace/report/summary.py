@@ -35,6 +35,16 @@ class HostSummary:
     incomplete_401: int
     rules: tuple[str, ...]
 
+    @property
+    def logon_seen(self) -> str:
+        """Whether a logon to this host succeeded in the capture: "yes" (some
+        mechanism authenticated), "no" (none did, and no leg was cut), "not
+        seen" (none did, but the capture cut legs that could not be judged: a
+        cut capture means "not seen", never "not sent")."""
+        if self.authenticated_with:
+            return "yes"
+        return "not seen" if self.incomplete_401 else "no"
+
 
 def summarize(report: Report) -> list[HostSummary]:
     connections: dict[str, set[int]] = defaultdict(set)

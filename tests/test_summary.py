@@ -1,0 +1,78 @@
+"""The per-host summary (report/summary.py) says whether a logon was seen:
+`logon_seen` is "yes" when some mechanism authenticated, "no" when none did
+and the capture cut nothing, "not seen" when none did but the capture cut legs
+it could not judge (a cut capture means "not seen", never "not sent"). The
+text report and `analyze --json` say the same, and the JSON stays within its
+schema."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from authtrace.cli import main
+from authtrace.pipeline import analyze
+from authtrace.report.summary import HostSummary, summarize
+from authtrace.schemas import Schema
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "tests"))
+from test_json_schemas import _check  # noqa: E402
+
+SCENARIOS = ROOT / "captures" / "scenarios"
+ETL_DIR = ROOT / "captures" / "etl"
+
+_CUT = "nothing seen (legs the capture cut)"
+# (capture, logon_seen, what the text summary says after "authenticated with:")
+CASES = [
+    # Anonymous 401, NEGOTIATE, CHALLENGE, AUTHENTICATE, 200: the logon is seen.
+    (SCENARIOS / "healthy-ntlm.pcap", "yes", "ntlm x1"),
+    # The same three legs, the AUTHENTICATE answered 401: no logon, nothing cut.
+    (SCENARIOS / "ntlm-logon-failed.pcap", "no", "nothing"),
+    # That failed logon again, each packet cut short by the tracer: its three
+    # 401s cannot be judged, so no logon is "not seen", not "none".
+    (ETL_DIR / "ntlm-logon-failed-truncated.netsh.etl", "not seen", _CUT),
+    (ETL_DIR / "ntlm-logon-failed-truncated.pktmon.etl", "not seen", _CUT),
+]
+_IDS = [capture.name for capture, _seen, _words in CASES]
+
+
+@pytest.mark.parametrize(("capture", "seen", "_words"), CASES, ids=_IDS)
+def test_logon_seen_of_the_host(capture: Path, seen: str, _words: str) -> None:
+    (host,) = summarize(analyze([capture]))
+    assert host.host == "web01.contoso.com"
+    assert host.logon_seen == seen
+
+
+@pytest.mark.parametrize(("capture", "seen", "_words"), CASES, ids=_IDS)
+def test_json_summary_says_whether_a_logon_was_seen(capture: Path, seen: str, _words: str) -> None:
+    result = CliRunner().invoke(main, ["analyze", "--json", str(capture)])
+    assert result.exit_code in (0, 1), result.output[:300]
+    document = json.loads(result.stdout)
+    _check(Schema.ANALYZE, document)
+    (host,) = document["summary"]["hosts"]
+    assert host["logon_seen"] == seen
+
+
+@pytest.mark.parametrize(("capture", "_seen", "words"), CASES, ids=_IDS)
+def test_text_summary_says_the_same(capture: Path, _seen: str, words: str) -> None:
+    result = CliRunner().invoke(main, ["analyze", str(capture)])
+    assert result.exit_code in (0, 1), result.output[:300]
+    (line,) = [x for x in result.output.splitlines() if "authenticated with:" in x]
+    said = line.split("authenticated with: ", 1)[1]
+    assert said == words
+
+
+def _host(authenticated_with: tuple[tuple[str, int], ...], incomplete: int) -> HostSummary:
+    return HostSummary("web01", 2, 4, authenticated_with, 1, 1, incomplete, ())
+
+
+def test_a_logon_seen_wins_over_legs_the_capture_cut() -> None:
+    assert _host((("ntlm", 1),), incomplete=0).logon_seen == "yes"
+    assert _host((("kerberos", 2),), incomplete=3).logon_seen == "yes"
+    assert _host((), incomplete=0).logon_seen == "no"
+    assert _host((), incomplete=1).logon_seen == "not seen"
