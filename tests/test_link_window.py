@@ -21,6 +21,7 @@ from authtrace.handshake.links import (  # noqa: E402
     FOLLOW_UP_WINDOW,
     LINK_HORIZON,
     SPLIT_WINDOW,
+    WINDOW_HORIZON,
     HandshakeView,
     LinkedBlock,
     LinkWindow,
@@ -166,6 +167,8 @@ def test_analyze_reports_connections_that_begin_back_in_time(tmp_path: Path) -> 
     third = analyze([paths[2]])
     assert len(late) == 1
     assert late[0].message.startswith(f"{len(third.view.timelines)} connection(s) began before")
+    # The bound named is the one `late` counts against (the window), not the longest link.
+    assert late[0].message.endswith(f"the capture has gone {WINDOW_HORIZON:.0f} s past its end)")
     in_order = analyze([paths[0], paths[1]])  # two files read in time order: nothing late
     assert not [a for a in in_order.anomalies if a.kind == "links-out-of-time-order"]
     assert {f.rule for f in third.findings} <= {f.rule for f in report.findings}

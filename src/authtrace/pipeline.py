@@ -831,7 +831,7 @@ def analyze(
     # The judging layers are imported here, not at the top: `connections` and
     # the readers' users need only the reading half of this module.
     from authtrace.diagnose import Diagnosis, RuleContext
-    from authtrace.handshake.links import LINK_HORIZON, join_links
+    from authtrace.handshake.links import WINDOW_HORIZON, join_links
 
     def tell(phase: Phase, done: int = 0, total: int | None = None) -> None:
         if progress is not None:
@@ -890,8 +890,8 @@ def analyze(
                 AnomalyKind.LINKS_OUT_OF_TIME_ORDER,
                 f"{late} connection(s) began before connections read earlier (time stamps "
                 "go back in the capture): their links to the connections already judged "
-                f"when they came (links are looked for within {LINK_HORIZON:.0f} s) were not "
-                "looked for",
+                "when they came were not looked for (a connection is judged once the capture "
+                f"has gone {WINDOW_HORIZON:.0f} s past its end)",
             )
         )
     views = [view for view, *_ in streams]
