@@ -76,3 +76,52 @@ def test_a_logon_seen_wins_over_legs_the_capture_cut() -> None:
     assert _host((("kerberos", 2),), incomplete=3).logon_seen == "yes"
     assert _host((), incomplete=0).logon_seen == "no"
     assert _host((), incomplete=1).logon_seen == "not seen"
+
+
+# A 401 to credentials that the error page or the IIS log puts in 401.3-401.5:
+# the logon succeeded and the request was refused behind it, as the findings
+# say ("Authenticated, but ..."). (capture, IIS log or None, summary words)
+BEHIND = [
+    # NTLM, the error page says 401.3.
+    (SCENARIOS / "resource-acl-denied.pcap", None, "ntlm x1"),
+    # NTLM, the error page says 401.5.
+    (SCENARIOS / "application-denied.pcap", None, "ntlm x1"),
+    # NTLM, no error page: the sequence reads a refused logon ...
+    (SCENARIOS / "resource-acl-denied-logged.pcap", None, "nothing"),
+    # ... the log line (401 3 5) says the logon succeeded.
+    (
+        SCENARIOS / "resource-acl-denied-logged.pcap",
+        SCENARIOS / "resource-acl-denied-logged.log",
+        "ntlm x1",
+    ),
+    # Basic, the log line says 401.4 (a filter).
+    (SCENARIOS / "filter-denied.pcap", SCENARIOS / "filter-denied.log", "basic x1"),
+]
+
+
+@pytest.mark.parametrize(
+    ("capture", "log", "words"), BEHIND, ids=[f"{c.stem}-{bool(g)}" for c, g, _w in BEHIND]
+)
+def test_a_refusal_behind_the_logon_counts_the_logon(
+    capture: Path, log: Path | None, words: str
+) -> None:
+    args = ["analyze", str(capture)] + (["--iis-log", str(log)] if log else [])
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == 1, result.output[:300]
+    (line,) = [x for x in result.output.splitlines() if "authenticated with:" in x]
+    assert line.split("authenticated with: ", 1)[1] == words
+    document = json.loads(CliRunner().invoke(main, [*args, "--json"]).stdout)
+    (host,) = document["summary"]["hosts"]
+    assert host["logon_seen"] == ("no" if words == "nothing" else "yes")
+
+
+def test_the_ladder_does_not_call_a_logon_the_page_says_succeeded_refused() -> None:
+    """The error page says 401.3: the ladder line of that 401 says the request
+    was refused after the logon, not that the NTLM logon was refused."""
+    result = CliRunner().invoke(main, ["analyze", str(SCENARIOS / "resource-acl-denied.pcap")])
+    (line,) = [x for x in result.output.splitlines() if "page says 401.3" in x]
+    assert "= FAILURE: refused after the logon (behind authentication)" in line
+    assert "NTLM logon refused" not in line
+    # Without such evidence the words stay: the AUTHENTICATE was refused.
+    failed = CliRunner().invoke(main, ["analyze", str(SCENARIOS / "ntlm-logon-failed.pcap")])
+    assert "= FAILURE: NTLM logon refused" in failed.output

@@ -109,6 +109,27 @@ def completes_authentication(step: AuthExchange) -> bool:
     return step.answer is Answer.COMPLETED
 
 
+# The categories of a request refused behind a logon that succeeded.
+BEHIND_LOGON = frozenset({Category.RESOURCE_ACL, Category.FILTER, Category.APPLICATION})
+
+
+def logon_succeeded_behind(step: AuthExchange, logged: LoggedLine | None = None) -> bool:
+    """Whether this 401 answers credentials the server accepted: evidence
+    stronger than the sequence (the log line, the error page, a wire fact)
+    puts it in 401.3, 401.4 or 401.5, where the logon succeeded and the
+    request was refused behind it. The sequence alone never says so (it only
+    guesses from the handshake), so an NTLM AUTHENTICATE answered by a 401 is
+    a failed logon unless such evidence says otherwise."""
+    if step.credentials is None:
+        return False
+    evidence = decide(step, logged)
+    return (
+        evidence is not None
+        and evidence.source is not Source.SEQUENCE
+        and evidence.category in BEHIND_LOGON
+    )
+
+
 def decide(step: AuthExchange, logged: LoggedLine | None = None) -> CategoryEvidence | None:
     """The IIS category of this 401 from the strongest evidence there is; None
     for anything that is not a 401 of an IIS server (or a 401 nothing says

@@ -14,6 +14,7 @@ from authtrace.handshake.links import HandshakeView, StepRef
 from authtrace.handshake.model import AuthExchange, Leg, Outcome, Realm
 from authtrace.handshake.timeline import ConnectionTimeline
 from authtrace.http.messages import Pairing
+from authtrace.iis.category import logon_succeeded_behind
 from authtrace.kerberos.kdc import KdcExchange
 from authtrace.report.connections import LOST_TEXT, pairing_note, stream_note
 from authtrace.report.model import Report
@@ -389,6 +390,10 @@ def _verdict(step: AuthExchange) -> str:
         Outcome.INCOMPLETE: "not judged",
     }[step.outcome]
     words = _LEG_WORDS.get(step.leg, step.leg.value)
+    if step.outcome is Outcome.FAILURE and logon_succeeded_behind(step):
+        # The handshake alone reads a refused logon; the error page says the
+        # logon succeeded and the request was refused behind it (401.3-401.5).
+        words = _LEG_WORDS[Leg.REFUSED_AFTER_LOGON]
     iis = f", IIS {step.iis}" if step.iis else ""
     body = f", page says {step.iis_from_body}" if step.iis_from_body else ""
     return f"  = {label}: {words}{iis}{body}"

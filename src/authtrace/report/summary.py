@@ -9,6 +9,7 @@ from dataclasses import dataclass
 
 from authtrace.handshake.links import host_of
 from authtrace.handshake.model import Leg, Outcome
+from authtrace.iis.category import LoggedLine, logon_succeeded_behind
 from authtrace.report.model import Report
 
 _ACCEPTED = {
@@ -51,6 +52,11 @@ def summarize(report: Report) -> list[HostSummary]:
     exchanges: Counter[str] = Counter()
     mechanisms: dict[str, Counter[str]] = defaultdict(Counter)
     outcomes: dict[str, Counter[Outcome]] = defaultdict(Counter)
+    logged: dict[tuple[int, int], LoggedLine] = {}
+    if report.iis_log is not None:
+        from authtrace.iis.capture_log import logged_lines
+
+        logged = logged_lines(report.iis_log)
     for timeline in report.view.timelines:
         counted: set[int] = set()
         for step in timeline.steps:
@@ -59,7 +65,17 @@ def summarize(report: Report) -> list[HostSummary]:
             if step.exchange.index not in counted:
                 counted.add(step.exchange.index)
                 exchanges[host] += 1
-            if step.leg in _ACCEPTED and step.credentials is not None:
+            if step.credentials is not None and (
+                step.leg in _ACCEPTED
+                # An NTLM or Basic logon the log or the error page puts in
+                # 401.3-401.5: the logon succeeded, as the rules say.
+                or (
+                    step.outcome is Outcome.FAILURE
+                    and logon_succeeded_behind(
+                        step, logged.get((step.exchange.connection, step.exchange.index))
+                    )
+                )
+            ):
                 mechanisms[host][step.credentials.mechanism.value] += 1
             if step.outcome is not None:
                 outcomes[host][step.outcome] += 1
