@@ -20,7 +20,6 @@ from authtrace.diagnose.finding import (
     FieldValues,
     Finding,
     Severity,
-    counted,
     plural_of,
 )
 from authtrace.diagnose.rule import Across, Groups, Rule, RuleDeclarationError, merge_groups
@@ -35,6 +34,7 @@ from authtrace.diagnose.rules import (
     topology,
 )
 from authtrace.strict import internal_error
+from authtrace.words import counted
 
 # Every rule, in the order the negotiation unfolds (topology, schemes, Kerberos,
 # NTLM, per-request schemes, the capture itself): the order of `authtrace rules`.

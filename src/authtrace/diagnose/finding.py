@@ -15,6 +15,7 @@ import enum
 from dataclasses import dataclass
 
 from authtrace.handshake.model import IisTriple
+from authtrace.words import counted as counted  # counts in words: one copy, in authtrace.words
 
 
 class Severity(enum.Enum):
@@ -90,13 +91,6 @@ _PLURAL = {
 def plural_of(name: str) -> str:
     """How the report names several values of field `name` ("users")."""
     return _PLURAL.get(name, f"{name.replace('_', ' ')} values")
-
-
-def counted(n: int, noun: str) -> str:
-    """`n` with `noun`, in the plural unless n is 1: counted(1, "connection") is
-    "1 connection", counted(3, "connection") "3 connections". For nouns whose
-    plural adds an s; a report writes no "connection(s)"."""
-    return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
 
 
 # The occurrences of a folded finding a report draws: the first few and the last.
