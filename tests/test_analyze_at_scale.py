@@ -20,6 +20,7 @@ if str(ROOT) not in sys.path:
 from authtrace.diagnose import Fold, folding_of  # noqa: E402
 from authtrace.pipeline import analyze  # noqa: E402
 from authtrace.report.as_text import Ladders, render_report  # noqa: E402
+from authtrace.words import counted  # noqa: E402
 from benchmarks.auth_dense import Shape, write_pcap  # noqa: E402
 
 PARTS = 4
@@ -123,7 +124,7 @@ def test_big_report_shows_counts_and_ladders_of_named_connections(captures) -> N
             assert set(occurrence.connections) <= drawn
     assert drawn < named
     assert len(drawn) <= sum(4 * 2 for f in report.findings)
-    assert f"({len(named - drawn)} connection(s) that findings name not drawn" in text
+    assert f"({counted(len(named - drawn), 'connection')} that findings name not drawn" in text
     assert "`--ladders all` draws every one" in text
     merged = [f for f in report.findings if len(f.connections) > 8]
     assert merged, "the mix profile repeats some finding on many connections"

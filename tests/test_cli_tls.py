@@ -31,7 +31,7 @@ def test_without_keys_analyze_never_says_no_http_and_says_how_to_get_keys() -> N
 def test_with_keys_analyze_follows_ntlm_inside_tls() -> None:
     # --ladders all: the handshake is healthy, so no finding names its connection.
     code, out, _ = run("analyze", "--ladders", "all", str(CAPTURE), "--tls-keylog", str(KEYS))
-    assert "TLS key log: 4 secret(s) from 1 source(s)" in out
+    assert "TLS key log: 4 secrets from 1 source" in out
     assert "NTLM AUTHENTICATE LAB\\alice (NTLMv2)" in out
     assert "TLS connections not read" not in out
     assert code in (0, 1)
@@ -72,7 +72,7 @@ def test_garbage_key_log_lines_are_counted_in_the_report(tmp_path: Path) -> None
     keys = tmp_path / "mixed.keys"
     keys.write_bytes(KEYS.read_bytes() + b"this is not a key log line\n")
     code, out, _ = run("analyze", str(CAPTURE), "--tls-keylog", str(keys))
-    assert "1 line(s) not understood, first at mixed.keys line" in out
+    assert "1 line not understood, first at mixed.keys line" in out
 
 
 def test_json_report_lists_tls_not_read() -> None:

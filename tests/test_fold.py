@@ -287,7 +287,7 @@ def test_text_report_of_many_failures_stays_short(tmp_path: Path) -> None:
     _logon_failures(path, [f"user{n}" for n in range(120)])
     text = render_report(analyze([path]))
     assert len(text.splitlines()) < 120
-    assert "connection(s) that findings name not drawn" in text
+    assert "connections that findings name not drawn" in text
 
 
 def test_folded_values_are_escaped_in_text_and_html(tmp_path: Path) -> None:

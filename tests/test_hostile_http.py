@@ -90,7 +90,7 @@ def test_head_that_never_ends_is_http_traffic(tmp_path: Path) -> None:
     code, text = _run("analyze", str(capture))
     assert code == 0
     assert "No HTTP traffic" not in text
-    assert "web01: 1 connection(s), 1 exchange(s)" in text
+    assert "web01: 1 connection, 1 exchange;" in text
     assert "http-resync frame" in text and "header block never ended" in text
     data = json.loads(_run("connections", "--json", str(capture))[1])
     request = data["connections"][0]["exchanges"][0]["request"]

@@ -21,6 +21,7 @@ _IRREGULAR = {
     "its": "their",
     "is": "are",
     "was": "were",
+    "stays": "stay",
 }
 
 

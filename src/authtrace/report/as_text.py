@@ -18,7 +18,7 @@ from authtrace.iis.category import logon_succeeded_behind
 from authtrace.kerberos.kdc import KdcExchange
 from authtrace.report.connections import LOST_TEXT, pairing_note, stream_note
 from authtrace.report.model import Report
-from authtrace.report.summary import HostSummary, summarize
+from authtrace.report.summary import HostSummary, findings_count, summarize
 from authtrace.report.tls import (
     binding_text,
     channel_bindings,
@@ -27,6 +27,7 @@ from authtrace.report.tls import (
     keylog_line,
 )
 from authtrace.visible import visible, visible_lines
+from authtrace.words import agreeing, counted
 
 # How a frame number is written: "#12", or "capture.pcap#12" (Report.frame_name).
 FrameNames = Callable[[int], str]
@@ -150,14 +151,15 @@ def _ladder_lines(report: Report, ladders: Ladders) -> list[str]:
         lines.append("")
     if named_left_out and ladders is Ladders.FINDINGS:
         lines.append(
-            f"({named_left_out} connection(s) that findings name not drawn: a finding met many "
-            f"times draws its first {EXAMPLES_FIRST} occurrences and its last; `--ladders all` "
-            "draws every one)"
+            f"({counted(named_left_out, 'connection')} that findings name not drawn: a finding "
+            f"met many times draws its first {EXAMPLES_FIRST} occurrences and its last; "
+            "`--ladders all` draws every one)"
         )
     if left_out > named_left_out:
+        others = left_out - named_left_out
         lines.append(
-            f"({left_out - named_left_out} other connection(s) with authentication not drawn: "
-            "no finding names them; `--ladders all` draws every one)"
+            f"({counted(others, 'other connection')} with authentication not drawn: no finding "
+            f"names {agreeing(others, 'it')}; `--ladders all` draws every one)"
         )
     return lines
 
@@ -174,29 +176,31 @@ def _summary_lines(report: Report) -> list[str]:
     if not hosts and report.encrypted_total:
         # Never "no HTTP" when TLS hid it: the section after the findings says more.
         lines.append(
-            f"  No HTTP could be read: {report.encrypted_total} TLS connection(s) stay encrypted "
-            "(see below)."
+            f"  No HTTP could be read: {counted(report.encrypted_total, 'TLS connection')} "
+            f"{agreeing(report.encrypted_total, 'stays')} encrypted (see below)."
         )
     elif not hosts and report.view.timelines:
         # HTTP seen, nothing judged (HTTP/2 headers not decodable): not "no HTTP".
         count = len(report.view.timelines)
         lines.append(
-            f"  HTTP on {count} connection(s), but no request or response whose headers could "
-            "be read (see the anomalies): nothing to judge."
+            f"  HTTP on {counted(count, 'connection')}, but no request or response whose headers "
+            "could be read (see the anomalies): nothing to judge."
         )
     elif not hosts:
         lines.append("  No HTTP traffic found in the capture.")
     for host in hosts:
         mechanisms = ", ".join(f"{name} x{count}" for name, count in host.authenticated_with)
         lines.append(
-            f"  {host.host}: {host.connections} connection(s), {host.exchanges} exchange(s); "
+            f"  {host.host}: {counted(host.connections, 'connection')}, "
+            f"{counted(host.exchanges, 'exchange')}; "
             f"authenticated with: {mechanisms or _nothing(host)}"
         )
         total = host.normal_401 + host.failed_401 + host.incomplete_401
         if total:
             lines.append(
-                f"    401/407 responses: {total} — {host.normal_401} normal handshake leg(s), "
-                f"{host.failed_401} failure(s)"
+                f"    401/407 responses: {total} — "
+                f"{counted(host.normal_401, 'normal handshake leg')}, "
+                f"{counted(host.failed_401, 'failure')}"
                 + (
                     f", {host.incomplete_401} not judged (capture cut)"
                     if host.incomplete_401
@@ -205,14 +209,7 @@ def _summary_lines(report: Report) -> list[str]:
             )
         if host.rules:
             lines.append(f"    findings: {', '.join(host.rules)}")
-    counts = {
-        s: sum(1 for f in report.findings if f.severity.value == s)
-        for s in ("error", "warning", "info")
-    }
-    lines.append(
-        f"  {counts['error']} error(s), {counts['warning']} warning(s), {counts['info']} note(s); "
-        f"{report.other_connections} other TCP connection(s) carried no HTTP"
-    )
+    lines.append(f"  {findings_count(report)}")
     return lines
 
 

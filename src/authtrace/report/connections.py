@@ -23,6 +23,7 @@ from authtrace.http.messages import Exchange, HttpConnection, HttpRequest, HttpR
 from authtrace.http2.model import StreamInfo
 from authtrace.report.tls import binding_text, channel_bindings, facts_text, facts_to_dict
 from authtrace.visible import visible_lines
+from authtrace.words import counted
 
 _CREDENTIALS = ("authorization", "proxy-authorization")
 _CHALLENGES = ("www-authenticate", "proxy-authenticate")
@@ -68,7 +69,7 @@ def connection_text(connection: HttpConnection, name: Callable[[int], str] = _ha
     lines = [
         f"connection {connection.id}: {connection.client} -> {connection.server}  "
         f"frames {first}-{last}, "
-        f"{len(connection.exchanges)} exchange(s), {closing}"
+        f"{counted(len(connection.exchanges), 'exchange')}, {closing}"
         + (f", {sum(g.length for g in connection.gaps)} bytes missing" if connection.gaps else "")
     ]
     if connection.tls is not None:

@@ -1,16 +1,19 @@
 """Per-host summary of a report: which mechanism actually authenticated, how many
 401/407s were normal legs and how many failures. Pure data, shared by the text
-and JSON renderers."""
+and JSON renderers; and the line that counts the findings, shared by the text
+and HTML reports."""
 
 from __future__ import annotations
 
 from collections import Counter, defaultdict
 from dataclasses import dataclass
 
+from authtrace.diagnose.finding import Severity
 from authtrace.handshake.links import host_of
 from authtrace.handshake.model import Leg, Outcome
 from authtrace.iis.category import LoggedLine, logon_succeeded_behind
 from authtrace.report.model import Report
+from authtrace.words import counted
 
 _ACCEPTED = {
     Leg.NTLM_ACCEPTED,
@@ -58,12 +61,12 @@ def summarize(report: Report) -> list[HostSummary]:
 
         logged = logged_lines(report.iis_log)
     for timeline in report.view.timelines:
-        counted: set[int] = set()
+        seen: set[int] = set()
         for step in timeline.steps:
             host = host_of(step, timeline.connection)
             connections[host].add(timeline.connection.id)
-            if step.exchange.index not in counted:
-                counted.add(step.exchange.index)
+            if step.exchange.index not in seen:
+                seen.add(step.exchange.index)
                 exchanges[host] += 1
             if step.credentials is not None and (
                 step.leg in _ACCEPTED
@@ -96,3 +99,16 @@ def summarize(report: Report) -> list[HostSummary]:
         )
         for host in sorted(connections)
     ]
+
+
+_SEVERITY_NOUNS = {Severity.ERROR: "error", Severity.WARNING: "warning", Severity.INFO: "note"}
+
+
+def findings_count(report: Report) -> str:
+    """ "1 error, 0 warnings, 2 notes; 3 other TCP connections carried no HTTP"."""
+    severities = ", ".join(
+        counted(sum(1 for f in report.findings if f.severity is severity), noun)
+        for severity, noun in _SEVERITY_NOUNS.items()
+    )
+    other = counted(report.other_connections, "other TCP connection")
+    return f"{severities}; {other} carried no HTTP"

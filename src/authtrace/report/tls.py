@@ -19,6 +19,7 @@ from authtrace.kerberos.messages import KerberosApReq
 from authtrace.tls.bindings import Binding, kerberos_binding, ntlm_binding
 from authtrace.tls.keylog import KeyLogCounts
 from authtrace.tls.model import EncryptedConnection, EncryptedGroup, KeyStatus, TlsFacts
+from authtrace.words import counted
 
 # How to get a key log, per client: what an administrator can do at 2 a.m.
 KEYLOG_HOWTO = (
@@ -93,17 +94,19 @@ def keylog_line(counts: KeyLogCounts | None) -> str:
     """One line on what the key logs held, "" when none was given or embedded."""
     if counts is None:
         return ""
-    parts = [f"{counts.secrets} secret(s) from {counts.sources} source(s)"]
+    parts = [f"{counted(counts.secrets, 'secret')} from {counted(counts.sources, 'source')}"]
     if counts.comments:
-        parts.append(f"{counts.comments} comment line(s)")
+        parts.append(counted(counts.comments, "comment line"))
     if counts.unused:
-        parts.append(f"{counts.unused} line(s) authtrace does not need")
+        parts.append(f"{counted(counts.unused, 'line')} authtrace does not need")
     if counts.duplicates:
-        parts.append(f"{counts.duplicates} duplicate(s)")
+        parts.append(counted(counts.duplicates, "duplicate"))
     if counts.garbage:
-        parts.append(f"{counts.garbage} line(s) not understood, first at {counts.first_garbage}")
+        parts.append(
+            f"{counted(counts.garbage, 'line')} not understood, first at {counts.first_garbage}"
+        )
     if counts.dropped:
-        parts.append(f"{counts.dropped} secret(s) beyond the limit, dropped")
+        parts.append(f"{counted(counts.dropped, 'secret')} beyond the limit, dropped")
     return "TLS key log: " + "; ".join(parts)
 
 
@@ -160,7 +163,9 @@ def binding_text(verdicts: list[tuple[int, Binding]]) -> str:
 def facts_text(facts: TlsFacts) -> str:
     """A decrypted connection's TLS in a few words, for one-line listings."""
     sni = f" SNI {facts.server_name}" if facts.server_name else ""
-    failed = f", {facts.records_failed} record(s) not decrypted" if facts.records_failed else ""
+    failed = (
+        f", {counted(facts.records_failed, 'record')} not decrypted" if facts.records_failed else ""
+    )
     alpn = _alpn(facts.alpn, facts.alpn_offered)
     return f"{facts.version} {facts.cipher_suite}{sni}, {alpn}{failed}"
 
