@@ -31,6 +31,7 @@ from authtrace.report.connections import LOST_TEXT, auth_entry, pairing_note, st
 from authtrace.report.tls import binding_text, channel_bindings, facts_text
 from authtrace.tcp.events import CloseReason, Direction
 from authtrace.visible import visible
+from authtrace.words import counted
 
 MAX_STORIES = 40  # ladders drawn per report; the others are counted
 MAX_CONNECTIONS_PER_GROUP = 3  # connections drawn of one occurrence that names many
@@ -670,7 +671,7 @@ def _detail(entry: dict[str, object]) -> Detail:
             if not value:
                 rows.append((depth, visible(key), "(none)"))
                 return
-            rows.append((depth, visible(key), f"{len(value)} item(s)"))
+            rows.append((depth, visible(key), counted(len(value), "item")))
             for index, item in enumerate(value):
                 walk(item, f"[{index}]", depth + 1)
         elif value is not None:

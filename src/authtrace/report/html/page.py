@@ -23,14 +23,15 @@ import jinja2
 from authtrace import __version__
 from authtrace.compare.diff import Comparison
 from authtrace.compare.render import render_comparison
-from authtrace.diagnose.finding import Finding, Severity
+from authtrace.diagnose.finding import Finding
 from authtrace.handshake.model import Outcome
 from authtrace.report.as_text import values_parts
 from authtrace.report.html.ladder import Ladders, build_ladders
 from authtrace.report.model import Report
-from authtrace.report.summary import HostSummary, summarize
+from authtrace.report.summary import HostSummary, findings_count, summarize
 from authtrace.report.tls import encrypted_lines, keylog_line
 from authtrace.visible import visible, visible_lines
+from authtrace.words import counted
 
 # Opens the <details> an arrow or an evidence link points to (a closed
 # <details> would hide its target). Nothing else runs on the page.
@@ -126,8 +127,7 @@ class Body:
     findings: tuple[FindingView, ...]
     index: tuple[RuleCount, ...]  # by rule, when there are many findings
     hosts: tuple[HostSummary, ...]
-    counts: tuple[tuple[str, int], ...]
-    other_connections: int
+    findings_count: str  # "1 error, 0 warnings, 0 notes; 0 other TCP connections carried no HTTP"
     timelines: tuple[HostTimeline, ...]
     timeline_span: str
     encrypted: tuple[str, ...]
@@ -149,13 +149,16 @@ def _environment() -> jinja2.Environment:
         name: (source / name).read_text(encoding="utf-8")
         for name in ("page.html.j2", "body.html.j2")
     }
-    return jinja2.Environment(
+    environment = jinja2.Environment(
         loader=jinja2.DictLoader(templates),
         autoescape=True,
         undefined=jinja2.StrictUndefined,
         trim_blocks=True,
         lstrip_blocks=True,
     )
+    # {{ n|counted("failure") }}: counts in words, as the text report writes them.
+    environment.filters["counted"] = counted
+    return environment
 
 
 def _body(
@@ -175,10 +178,6 @@ def _body(
     )
     hosts = tuple(summarize(report))
     captures = ", ".join(f"{c.name} ({c.format}, {c.frames} frames)" for c in report.captures)
-    counts = tuple(
-        (severity.value, sum(1 for f in report.findings if f.severity is severity))
-        for severity in Severity
-    )
     anomalies = tuple(
         (
             visible(a.kind),
@@ -211,8 +210,7 @@ def _body(
             )
             for h in hosts
         ),
-        counts=counts,
-        other_connections=report.other_connections,
+        findings_count=findings_count(report),
         timelines=timelines,
         timeline_span=span,
         encrypted=tuple(
