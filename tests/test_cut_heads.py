@@ -372,7 +372,7 @@ def test_truncated_etw_packets_conclude_no_absence(name: str) -> None:
     rules = {f.rule for f in report.findings}
     assert not rules & ABSENCE_RULES
     (note,) = [f for f in report.findings if f.rule == "capture-incomplete"]
-    assert "the capture cut 6 message head(s)" in note.explanation
+    assert "the capture cut 6 message heads before their end" in note.explanation
 
 
 def test_a_lost_buffer_does_not_make_a_failed_logon() -> None:

@@ -38,6 +38,11 @@ def agreeing(n: int, word: str) -> str:
     return word if n == 1 else plural(word)
 
 
+def times(n: int) -> str:
+    """How often: "once", else "2 times" (and "0 times")."""
+    return "once" if n == 1 else f"{n} times"
+
+
 def counted(n: int, noun: str, plural_noun: str | None = None) -> str:
     """`n` with `noun`, in the plural unless n is 1: counted(1, "connection") is
     "1 connection", counted(3, "connection") "3 connections", counted(0,

@@ -17,6 +17,7 @@ from authtrace.handshake.model import Answer, Leg, Outcome, Sent
 from authtrace.handshake.timeline import ConnectionTimeline
 from authtrace.http.messages import GapMark
 from authtrace.tcp.events import CloseReason
+from authtrace.words import agreeing, counted
 
 # Legs that continue a handshake begun earlier on the same connection.
 _MIDWAY_LEGS = frozenset(
@@ -69,7 +70,7 @@ def capture_incomplete(ctx: RuleContext, groups: Groups) -> Iterator[Finding]:
             f"connection {connection}: " + ", ".join(problems)
             for connection, problems, _located, _frames in items[:5]
         )
-        more = f"; and {len(items) - 5} more connection(s)" if len(items) > 5 else ""
+        more = f"; and {counted(len(items) - 5, 'more connection')}" if len(items) > 5 else ""
         yield make_finding(
             capture_incomplete,
             "Part of a handshake is missing from the capture",
@@ -101,18 +102,19 @@ def _missing(
     problems: list[str] = []
     incomplete = [loc for loc in located if loc.step.outcome is Outcome.INCOMPLETE]
     if incomplete:
-        problems.append(f"{len(incomplete)} authentication leg(s) cannot be judged")
+        problems.append(f"{counted(len(incomplete), 'authentication leg')} cannot be judged")
     cut = cut_heads(timeline)
     if cut:
         problems.append(
-            f"the capture cut {cut} message head(s) before their end (snap length, packet "
-            "truncation or a gap), so their authentication headers were not seen"
+            f"the capture cut {counted(cut, 'message head')} before {agreeing(cut, 'its')} end "
+            f"(snap length, packet truncation or a gap), so {agreeing(cut, 'its')} authentication "
+            "headers were not seen"
         )
     not_kept = [loc for loc in located if is_not_kept(loc.step.credentials)]
     if not_kept:
         problems.append(
-            f"the credentials of {len(not_kept)} request(s) were sent in a header block too "
-            "large to keep or cut by the capture, so they were not decoded"
+            f"the credentials of {counted(len(not_kept), 'request')} were sent in a header block "
+            "too large to keep or cut by the capture, so they were not decoded"
         )
     first = located[0]
     if not connection.syn_seen and (
@@ -126,12 +128,15 @@ def _missing(
         problems.append("it began before the capture, in the middle of a handshake")
     if connection.gaps:
         lost = sum(gap.length for gap in connection.gaps)
-        problems.append(f"{lost} bytes were not captured ({len(connection.gaps)} gap(s))")
+        problems.append(
+            f"{counted(lost, 'byte')} {agreeing(lost, 'was')} not captured "
+            f"({counted(len(connection.gaps), 'gap')})"
+        )
     unsure = [loc for loc in located if not is_sure(loc.step)]
     if unsure:
         problems.append(
-            f"after a gap, {len(unsure)} answer(s) may belong to another request (pairing "
-            "uncertain), so no rule judged them"
+            f"after a gap, {counted(len(unsure), 'answer')} may belong to another request "
+            f"(pairing uncertain), so no rule judged {agreeing(len(unsure), 'it')}"
         )
     unanswered = [loc for loc in located if loc.step.exchange.response is None]
     if unanswered and connection.close_reason is CloseReason.END_OF_CAPTURE:

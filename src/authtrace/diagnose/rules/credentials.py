@@ -19,6 +19,7 @@ from authtrace.diagnose.finding import Finding, Severity
 from authtrace.diagnose.rule import Groups, Rule, Select, grouping_rule, rule
 from authtrace.handshake.model import Leg, Realm, Sent
 from authtrace.handshake.timeline import largest_credentials_field, too_large_text
+from authtrace.words import counted
 
 
 def _basic_in_clear(ctx: RuleContext) -> Iterator[tuple[tuple[str, str], Located]]:
@@ -50,9 +51,8 @@ def basic_over_cleartext(ctx: RuleContext, groups: Groups) -> Iterator[Finding]:
         yield make_finding(
             basic_over_cleartext,
             f"Basic credentials sent in clear text ({user})",
-            f"{len(legs)} request(s) to {host} carried `{_header_of(legs[0])}: Basic` for {user} "
-            "over "
-            "unencrypted HTTP (first at frame "
+            f"{counted(len(legs), 'request')} to {host} carried `{_header_of(legs[0])}: Basic` "
+            f"for {user} over unencrypted HTTP (first at frame "
             f"{words.request(legs[0])}): anyone on the path can read the password "
             "(authtrace redacts it; --show-secrets reveals it).",
             "Serve the site over HTTPS only, or use Negotiate/Kerberos; change the password, "

@@ -34,6 +34,7 @@ from authtrace.handshake.model import Answer, AuthExchange, Leg, Outcome, Realm,
 from authtrace.iis.category import Category, CategoryEvidence, Source
 from authtrace.iis.codes import status_code
 from authtrace.iis.predict import looks_like_iis
+from authtrace.words import counted
 
 # How many refused requests one finding cites at most.
 MAX_CITED = 5
@@ -198,8 +199,8 @@ def anonymous_logon_failed(ctx: RuleContext, found: Groups) -> Iterator[Finding]
         yield make_finding(
             anonymous_logon_failed,
             "The anonymous account cannot log on (IIS 401.1 to anonymous requests)",
-            f"{len(items)} request(s) without credentials to {host} got 401 (the first at "
-            f"frame {words.response(first.step)})"
+            f"{counted(len(items), 'request')} without credentials to {host} got 401 (the "
+            f"first at frame {words.response(first.step)})"
             + (
                 f", and the server offered {', '.join(offered)} to answer with"
                 if offered
@@ -288,7 +289,7 @@ def _story(ctx: RuleContext, words: Words, located: Located, count: int, host: s
     """What the wire shows: who authenticated how, and the 401 that followed."""
     user, mechanism = _authenticated_as(ctx, located)
     uri = _path(located)
-    times = f" ({count} time(s))" if count > 1 else ""
+    times = f" ({counted(count, 'time')})" if count > 1 else ""
     if user or mechanism:
         who = f"as {user}" if user else "as a user the capture does not name"
         how = f" with {mechanism}" if mechanism else ""
@@ -536,10 +537,11 @@ def refused_without_challenge(ctx: RuleContext, found: Groups) -> Iterator[Findi
         yield make_finding(
             refused_without_challenge,
             "401 without any authentication scheme to answer with",
-            f"{len(items)} request(s) without credentials to {host} got 401 (the first at frame "
-            f"{words.response(first.step)}) without a WWW-Authenticate header, and the client "
-            "never came back with credentials. A 401 must name the schemes that may answer it "
-            "(RFC 9110 section 11.6.1); this one names none, so no client can authenticate. "
+            f"{counted(len(items), 'request')} without credentials to {host} got 401 (the first "
+            f"at frame {words.response(first.step)}) without a WWW-Authenticate header, and the "
+            "client never came back with credentials. A 401 must name the schemes that may "
+            "answer it (RFC 9110 section 11.6.1); this one names none, so no client can "
+            "authenticate. "
             + who
             + (
                 " Other requests without credentials to it were served in this capture."

@@ -33,6 +33,7 @@ from authtrace.kerberos.errors import (
 )
 from authtrace.kerberos.kdc import KdcExchange, KdcResult, KdcUnreadable
 from authtrace.kerberos.messages import KrbError
+from authtrace.words import agreeing, counted
 
 _SKEW = 37
 _S_PRINCIPAL_UNKNOWN = 7
@@ -157,7 +158,8 @@ def kerberos_fallback_to_ntlm(ctx: RuleContext, groups: Groups) -> Iterator[Find
             side = "to" if cut[0].to_kdc else "from"
             cause = (
                 "of something in its Kerberos traffic that the capture did not keep: "
-                f"{len(cut)} datagram(s) between the client and the KDC were cut (first "
+                f"{counted(len(cut), 'datagram')} between the client and the KDC "
+                f"{agreeing(len(cut), 'was')} cut (first "
                 f"{side} {cut[0].kdc}, frame {words.unreadable(cut[0])}), so whether it asked "
                 f"for {spn} and what the KDC answered is not seen"
             )

@@ -19,6 +19,7 @@ from authtrace.diagnose.context import (
 from authtrace.diagnose.finding import Finding, Severity
 from authtrace.diagnose.rule import Groups, grouping_rule, rule
 from authtrace.handshake.model import Leg, Outcome, Sent
+from authtrace.words import times
 
 _WINDOWS_SCHEMES = {"negotiate", "ntlm", "kerberos"}
 
@@ -78,8 +79,8 @@ def client_ignores_negotiate(ctx: RuleContext, found: Groups) -> Iterator[Findin
         yield make_finding(
             client_ignores_negotiate,
             "The client never answered the Windows authentication challenge",
-            f"{party(first, capital=True)} offered {schemes} ({len(legs)} time(s), first at frame "
-            f"{words.response(first)})"
+            f"{party(first, capital=True)} offered {schemes} ({times(len(legs))}, first "
+            f"at frame {words.response(first)})"
             f" and the client {client} never sent credentials: it repeated the request without "
             + (
                 "a Proxy-Authorization header or gave up: the client does not speak, or is not "

@@ -26,6 +26,7 @@ from authtrace.diagnose.rules.http2 import challenge_on_another_stream
 from authtrace.handshake.model import Leg, Outcome, State
 from authtrace.handshake.timeline import channel_binding
 from authtrace.tls.bindings import Binding, ntlm_binding_value, server_end_point
+from authtrace.words import counted, times
 
 # A NEGOTIATE refused on a connection where another handshake was half done is
 # a symptom of interleaving (topology.ntlm_handshake_split), not of the client.
@@ -169,7 +170,8 @@ def repeated_logon_failures(ctx: RuleContext, by_user: Groups) -> Iterator[Findi
             repeated_logon_failures,
             f"{len(failures)} failed logons for {user}: account lockout risk",
             f"{user} failed to authenticate {len(failures)} times in this capture (on "
-            f"{len({f.timeline.connection.id for f in failures})} connection(s)). Each failure "
+            f"{counted(len({f.timeline.connection.id for f in failures}), 'connection')}). "
+            "Each failure "
             "counts towards the domain's account lockout threshold.",
             "Fix the stored or typed password before the account locks out; find the client "
             "that retries (often a saved credential, a mapped drive, a service or a phone).",
@@ -220,7 +222,7 @@ def ntlmv1_response(ctx: RuleContext, groups: Groups) -> Iterator[Finding]:
             )
             + (" (with extended session security)" if message.extended_session_security else "")
             + ". NTLMv1 is easily cracked, and servers or domains that require NTLMv2 refuse it"
-            + (f" — here the server answered 401 {len(refused)} time(s)." if refused else "."),
+            + (f" — here the server answered 401 {times(len(refused))}." if refused else "."),
             "Set 'Network security: LAN Manager authentication level' to 'Send NTLMv2 response "
             "only. Refuse LM & NTLM' on clients (LmCompatibilityLevel 5), and update clients "
             "that cannot do NTLMv2.",
@@ -503,7 +505,7 @@ def ntlm_negotiate_rejected(ctx: RuleContext, found: Groups) -> Iterator[Finding
             "a CHALLENGE",
             f"The client {client} opened an NTLM handshake ({size}-byte NEGOTIATE at frame "
             f"{words.request(legs[0].step)}) and {who} answered {legs[0].step.status} without a "
-            f"CHALLENGE ({len(legs)} time(s)), so no password was ever checked. "
+            f"CHALLENGE ({times(len(legs))}), so no password was ever checked. "
             + (
                 "The proxy's NTLM helper does not accept this client's NEGOTIATE (message "
                 "version or flags it requires), or NTLM is turned off in the proxy's "

@@ -24,6 +24,7 @@ from authtrace.handshake.links import closed_by_server
 from authtrace.handshake.model import Leg, Outcome, Realm, Sent, State
 from authtrace.http.messages import HttpConnection
 from authtrace.tcp.events import CloseReason, Direction
+from authtrace.words import times
 
 _SPLIT_FIX = (
     "Keep every leg of a Windows-authentication handshake on one TCP connection: give the "
@@ -118,7 +119,8 @@ def _interleaved_handshakes(ctx: RuleContext) -> Iterator[Finding]:
             "NTLM handshakes of different requests interleaved on one connection",
             f"On connection {timeline.connection.id} a new NTLM NEGOTIATE (frame "
             f"{words.request(first.step)}) arrived while the previous handshake on that "
-            f"connection was still waiting for its AUTHENTICATE ({len(hits)} time(s)); the "
+            f"connection was still waiting for its AUTHENTICATE ({times(len(hits))}); "
+            "the "
             "server dropped the "
             "half-done handshake"
             + (" and refused the new one." if first.step.is_auth_failure_status else ".")
