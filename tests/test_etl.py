@@ -26,6 +26,7 @@ from authtrace.cli import main
 from authtrace.pipeline import analyze
 from authtrace.readers import etl, etw, open_capture, xpress
 from authtrace.readers.base import CaptureError, Frame, ReadOptions
+from authtrace.words import counted
 
 ROOT = Path(__file__).resolve().parent.parent
 ETL_DIR = ROOT / "captures" / "etl"
@@ -229,7 +230,7 @@ def test_truncated_traces_are_read_like_a_snap_length(tmp_path: Path) -> None:
             if a.kind == AnomalyKind.ETW_PACKETS_TRUNCATED
         ]
         short = sum(len(f.data) > 128 for f in theirs)
-        assert f"of {short} packet(s)" in truncated.message and fix in truncated.message
+        assert f"of {counted(short, 'packet')} (" in truncated.message and fix in truncated.message
         first_cut = next(m for m, t in zip(mine, theirs, strict=True) if len(t.data) > 128)
         assert truncated.frame == first_cut.number
         report = analyze([ETL_DIR / name])
@@ -246,7 +247,7 @@ def test_pktmon_appearances_are_folded_unless_all_are_asked_for() -> None:
         for a in capture.anomalies  # type: ignore[attr-defined]
         if a.kind == AnomalyKind.PKTMON_APPEARANCES_FOLDED
     ]
-    assert note.message.count(f"{2 * len(theirs)} later appearance(s)") == 1
+    assert note.message.count(f"{2 * len(theirs)} later appearances of packets") == 1
     assert note.frame == 2
     every, capture = frames_of(path, ReadOptions(all_appearances=True))
     assert [f.data for f in every] == [f.data for f in theirs for _ in range(3)]

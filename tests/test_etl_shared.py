@@ -149,7 +149,7 @@ def test_the_etl_counts_the_events_that_are_not_packets() -> None:
     assert capture.format == "etl"
     (skipped,) = [a for a in capture.anomalies if a.kind == AnomalyKind.ETW_EVENTS_SKIPPED]
     # 95 records in the file (SOURCES.md), 44 of them packets.
-    assert "51 ETW event(s)" in skipped.message
+    assert "51 ETW events carry no packet" in skipped.message
     assert "Microsoft-Windows-NDIS-PacketCapture" in skipped.message  # its 1011 and 1016
 
 
@@ -171,7 +171,7 @@ def test_the_pktmon_netmon_file_yields_its_tcp_conversation_without_skipped_fram
     frames = list(capture)
     assert capture.tally is not None and capture.tally.records == 408
     (skipped,) = [a for a in capture.anomalies if a.kind == AnomalyKind.ETW_EVENTS_SKIPPED]
-    assert "375 ETW event(s)" in skipped.message
+    assert "375 ETW events carry no packet" in skipped.message
     # tshark shows each of these frames as a PktMon event whose user data end
     # with the Ethernet frame authtrace yields.
     numbers = ",".join(str(f.number) for f in frames[:5])

@@ -31,6 +31,7 @@ from authtrace.handshake.links import (  # noqa: E402
 from authtrace.handshake.timeline import ConnectionTimeline, build_timeline  # noqa: E402
 from authtrace.kerberos.kdc import KdcExchange  # noqa: E402
 from authtrace.pipeline import analyze, read_connections  # noqa: E402
+from authtrace.words import counted  # noqa: E402
 from benchmarks.auth_dense import Shape, write_pcap  # noqa: E402
 from tests._blocks import SHORT_HORIZON, Judged, judged_capture, windowed  # noqa: E402
 
@@ -166,7 +167,8 @@ def test_analyze_reports_connections_that_begin_back_in_time(tmp_path: Path) -> 
     late = [a for a in report.anomalies if a.kind == "links-out-of-time-order"]
     third = analyze([paths[2]])
     assert len(late) == 1
-    assert late[0].message.startswith(f"{len(third.view.timelines)} connection(s) began before")
+    began = f"{counted(len(third.view.timelines), 'connection')} began before"
+    assert late[0].message.startswith(began)
     # The bound named is the one `late` counts against (the window), not the longest link.
     assert late[0].message.endswith(f"the capture has gone {WINDOW_HORIZON:.0f} s past its end)")
     in_order = analyze([paths[0], paths[1]])  # two files read in time order: nothing late

@@ -51,6 +51,7 @@ from authtrace.tcp.reassembly import TcpReassembler
 from authtrace.tls.connection import TlsConnection
 from authtrace.tls.keylog import DSB_TLS_KEY_LOG, KeyLog, KeyLogCounts
 from authtrace.tls.model import EncryptedConnection, NotReadTally, TlsFacts
+from authtrace.words import agreeing, counted
 
 if TYPE_CHECKING:
     from authtrace.handshake.links import HandshakeView, LinkedBlock, StepRef
@@ -888,10 +889,11 @@ def analyze(
         result.anomalies.append(
             Anomaly(
                 AnomalyKind.LINKS_OUT_OF_TIME_ORDER,
-                f"{late} connection(s) began before connections read earlier (time stamps "
-                "go back in the capture): their links to the connections already judged "
-                "when they came were not looked for (a connection is judged once the capture "
-                f"has gone {WINDOW_HORIZON:.0f} s past its end)",
+                f"{counted(late, 'connection')} began before connections read earlier (time "
+                f"stamps go back in the capture): {agreeing(late, 'its')} links to the "
+                f"connections already judged when {agreeing(late, 'it', 'they')} came were not "
+                "looked for (a connection is judged once the capture has gone "
+                f"{WINDOW_HORIZON:.0f} s past its end)",
             )
         )
     views = [view for view, *_ in streams]

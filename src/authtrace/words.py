@@ -32,10 +32,13 @@ def plural(word: str) -> str:
     return head + space + _IRREGULAR.get(last, last + "s")
 
 
-def agreeing(n: int, word: str) -> str:
+def agreeing(n: int, word: str, plural_word: str | None = None) -> str:
     """`word` as it agrees with a count of n: agreeing(1, "was") is "was",
-    agreeing(2, "was") "were"."""
-    return word if n == 1 else plural(word)
+    agreeing(2, "was") "were". plural_word: for words `plural` does not know
+    ("is an exact copy", "are exact copies")."""
+    if n == 1:
+        return word
+    return plural_word if plural_word is not None else plural(word)
 
 
 def times(n: int) -> str:

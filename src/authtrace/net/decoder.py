@@ -41,6 +41,7 @@ from authtrace.readers.linktypes import (
     LINKTYPE_RAW_OPENBSD,
     describe,
 )
+from authtrace.words import counted
 
 Packet = TcpSegment | UdpDatagram
 
@@ -181,7 +182,7 @@ class PacketDecoder:
             self.anomalies.append(
                 Anomaly(
                     AnomalyKind.NET_LINK_SKIPPED,
-                    f"{count} frame(s) of {describe(link_type)} ({link_type}) carry no "
+                    f"{counted(count, 'frame')} of {describe(link_type)} ({link_type}) with no "
                     "packet this tool reads; skipped",
                 )
             )
@@ -190,7 +191,7 @@ class PacketDecoder:
             self.anomalies.append(
                 Anomaly(
                     AnomalyKind.NET_MALFORMED,
-                    f"{self.suppressed_anomalies} more undecodable frame(s) not listed",
+                    f"{counted(self.suppressed_anomalies, 'more undecodable frame')} not listed",
                 )
             )
             self.suppressed_anomalies = 0

@@ -22,6 +22,7 @@ from collections import deque
 from dataclasses import dataclass
 
 from authtrace.anomalies import Anomaly, AnomalyKind
+from authtrace.words import agreeing, counted
 
 # SPAN copies arrive microseconds apart; merged copies carry the same time stamp.
 WINDOW = 0.05
@@ -44,8 +45,9 @@ class DuplicateSummary:
             return None
         return Anomaly(
             AnomalyKind.DUPLICATE_FRAMES,
-            f"{self.copies} frame(s) that open, close or reset a connection or carry UDP are "
-            "exact copies of a frame captured just before them (the first, frame "
+            f"{counted(self.copies, 'frame')} opening, closing or resetting a connection or "
+            f"carrying UDP {agreeing(self.copies, 'is an exact copy', 'are exact copies')} of a "
+            f"frame captured just before {agreeing(self.copies, 'it')} (the first, frame "
             f"{self.first_copy}, copies frame {self.first_original}): the capture holds the "
             "traffic twice (a SPAN session of two ports that both carry it, or two merged copies "
             "of one capture); copies are counted once (those carrying TCP data are taken as "

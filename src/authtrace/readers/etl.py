@@ -42,6 +42,7 @@ from authtrace.readers import etw, xpress
 from authtrace.readers.base import Frame, Tally, make_frame
 from authtrace.readers.source import CHUNK, Input
 from authtrace.strict import internal_error
+from authtrace.words import agreeing, counted
 
 BUFFER_HEADER = 0x48
 MAX_BUFFER = 64 * 1024 * 1024  # ETW buffers are at most 16 MiB (pktmon's); more is damage
@@ -584,9 +585,10 @@ def frames(
             anomalies.append(
                 Anomaly(
                     AnomalyKind.ETL_EVENTS_LOST,
-                    f"{label}: the trace lost events ({header.events_lost} event(s) and "
-                    f"{header.buffers_lost} buffer(s) by its header, {reading.lost_buffers} "
-                    "buffer(s) marked): packets may be missing where the connections show "
+                    f"{label}: the trace lost events ({counted(header.events_lost, 'event')} "
+                    f"and {counted(header.buffers_lost, 'buffer')} by its header, "
+                    f"{counted(reading.lost_buffers, 'buffer')} marked): packets may be missing "
+                    "where the connections show "
                     "gaps; they were not seen, which does not mean they were not sent",
                 )
             )
@@ -594,7 +596,9 @@ def frames(
             anomalies.append(
                 Anomaly(
                     AnomalyKind.ETL_OUT_OF_ORDER,
-                    f"{label}: {out_of_order} packet(s) are earlier than a packet before them "
+                    f"{label}: {counted(out_of_order, 'packet')} "
+                    f"{agreeing(out_of_order, 'is')} earlier than a packet before "
+                    f"{agreeing(out_of_order, 'it')} "
                     "(read from a stream, in file order, or within one processor's buffers): "
                     "etl2pcapng orders them by time, so from this frame on its numbers may "
                     "differ",

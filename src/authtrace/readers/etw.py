@@ -28,6 +28,7 @@ from dataclasses import dataclass
 
 from authtrace.anomalies import Anomaly, AnomalyKind
 from authtrace.readers.linktypes import LINKTYPE_ETHERNET, LINKTYPE_RAW
+from authtrace.words import agreeing, counted
 
 # Provider ids, as the 16 bytes of a GUID in an event header (Windows GUID
 # byte order: the first three fields little-endian).
@@ -428,8 +429,11 @@ class PacketAssembler:
             found.append(
                 Anomaly(
                     AnomalyKind.ETW_EVENT_MALFORMED,
-                    f"{label}: {self.malformed} packet event(s) do not hold what their layout "
-                    f"says and were not read (the first before frame {number}: {reason})",
+                    f"{label}: {counted(self.malformed, 'packet event')} "
+                    f"{agreeing(self.malformed, 'does', 'do')} not hold what "
+                    f"{agreeing(self.malformed, 'its')} layout says and "
+                    f"{agreeing(self.malformed, 'was')} not read (the first before frame "
+                    f"{number}: {reason})",
                     number,
                 )
             )
@@ -437,15 +441,18 @@ class PacketAssembler:
             found.append(
                 Anomaly(
                     AnomalyKind.ETW_EVENT_MALFORMED,
-                    f"{label}: {self.incomplete} packet(s) logged in fragments lack their last "
-                    "fragment (events lost by the trace): not read",
+                    f"{label}: {counted(self.incomplete, 'packet')} logged in fragments "
+                    f"{agreeing(self.incomplete, 'lacks', 'lack')} "
+                    f"{agreeing(self.incomplete, 'its')} last fragment (events lost by the "
+                    "trace): not read",
                 )
             )
         for provider, count in sorted(self.truncated.items()):
             kept = self.truncated_at.get(provider, 0)
             if provider == PKTMON:
                 how = (
-                    f"pktmon logged only the first {kept} bytes or fewer of {count} packet(s) "
+                    f"pktmon logged only the first {kept} bytes or fewer of "
+                    f"{counted(count, 'packet')} "
                     "(its --pkt-size, 128 bytes unless told otherwise)"
                 )
                 fix = (
@@ -454,7 +461,8 @@ class PacketAssembler:
                 )
             else:
                 how = (
-                    f"netsh trace kept only the first {kept} bytes or fewer of {count} packet(s) "
+                    f"netsh trace kept only the first {kept} bytes or fewer of "
+                    f"{counted(count, 'packet')} "
                     "(packettruncatebytes)"
                 )
                 fix = (
@@ -473,8 +481,9 @@ class PacketAssembler:
             found.append(
                 Anomaly(
                     AnomalyKind.PKTMON_APPEARANCES_FOLDED,
-                    f"{label}: {self.folded} later appearance(s) of packets pktmon logged at "
-                    "several components were folded into the first (same packet group and "
+                    f"{label}: {counted(self.folded, 'later appearance')} of packets pktmon "
+                    f"logged at several components {agreeing(self.folded, 'was')} folded into "
+                    "the first (same packet group and "
                     "number); --all-appearances keeps them",
                     self.first_folded,
                 )
@@ -484,7 +493,8 @@ class PacketAssembler:
             found.append(
                 Anomaly(
                     AnomalyKind.ETW_EVENTS_SKIPPED,
-                    f"{label}: {total} ETW event(s) carry no packet (other providers, trace "
+                    f"{label}: {counted(total, 'ETW event')} "
+                    f"{agreeing(total, 'carries', 'carry')} no packet (other providers, trace "
                     f"and component information): counted and skipped ({self._describe()})",
                 )
             )
@@ -504,5 +514,5 @@ class PacketAssembler:
             parts.append(f"{count} {name}")
         rest = sum(by_provider.values()) - sum(count for _, count in listed)
         if rest:
-            parts.append(f"{rest} of {len(by_provider) - len(listed)} more provider(s)")
+            parts.append(f"{rest} of {counted(len(by_provider) - len(listed), 'more provider')}")
         return ", ".join(parts)

@@ -51,6 +51,7 @@ from authtrace.tls import handshake as hs
 from authtrace.tls.keylog import KeyLog, Label
 from authtrace.tls.model import KeyStatus, TlsFacts
 from authtrace.tls.suites import SUITES, Suite, suite_name
+from authtrace.words import agreeing, counted
 
 if TYPE_CHECKING:
     from authtrace.tls.protection import RecordOpener
@@ -330,7 +331,8 @@ class TlsConnection:
                     self._anomaly(
                         AnomalyKind.TLS_RESYNCHRONISED,
                         f"the {self._role(event.direction)}'s TLS records were found again after "
-                        f"the gap: {lost_records} record(s) were lost in it",
+                        f"the gap: {counted(lost_records, 'record')} "
+                        f"{agreeing(lost_records, 'was')} lost in it",
                         event.frame,
                     )
                     return True
