@@ -30,6 +30,7 @@ from authtrace.pipeline import CaptureError, analyze
 from authtrace.readers.base import ReadOptions
 from authtrace.report.filters import choices, listed
 from authtrace.report.model import Report
+from authtrace.words import agreeing, counted
 
 
 @main.command("diff")
@@ -134,8 +135,10 @@ def _read(
         fail(f"{path}: {error.strerror or error}")
     if not report.view.timelines and report.encrypted_total:
         fail(
-            f"{path}: no HTTP exchange could be read ({report.encrypted_total} TLS connection(s) "
-            "stay encrypted: give their key log with --tls-keylog FILE)"
+            f"{path}: no HTTP exchange could be read "
+            f"({counted(report.encrypted_total, 'TLS connection')} "
+            f"{agreeing(report.encrypted_total, 'stays')} encrypted: give "
+            f"{agreeing(report.encrypted_total, 'its')} key log with --tls-keylog FILE)"
         )
     if not report.view.timelines:
         fail(f"{path}: no HTTP exchange in the capture, nothing to compare")

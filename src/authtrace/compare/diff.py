@@ -23,6 +23,7 @@ from authtrace.compare.profile import HEADER_SIZE_BANDS, HostProfile, KdcAnswer,
 from authtrace.diagnose.context import is_ip_literal
 from authtrace.diagnose.finding import Finding, Severity
 from authtrace.report.model import Report
+from authtrace.words import counted
 
 WORKING = "working"
 FAILING = "failing"
@@ -569,7 +570,7 @@ def _connections(working: HostProfile, failing: HostProfile, notes: list[str]) -
     def value(profile: HostProfile) -> str:
         if not profile.splits:
             return "one connection"
-        return f"two connections ({profile.splits} split handshake(s))"
+        return f"two connections ({counted(profile.splits, 'split handshake')})"
 
     def says(profile: HostProfile) -> str:
         if not profile.splits:
@@ -599,7 +600,7 @@ def _keep_alive(working: HostProfile, failing: HostProfile, notes: list[str]) ->
         if not profile.closing_refusals:
             return "the connection stayed open across the 401s"
         return (
-            f"{profile.closing_refusals} 401/407 response(s) closed the connection "
+            f"{counted(profile.closing_refusals, '401/407 response')} closed the connection "
             "(Connection: close or HTTP/1.0) in the middle of the handshake"
         )
 

@@ -18,6 +18,7 @@ from authtrace.iis.codes import explain_triple
 from authtrace.iis.match import match_entries
 from authtrace.iis.w3c import LogEntry
 from authtrace.visible import visible_lines
+from authtrace.words import agreeing, counted
 
 
 @dataclass(frozen=True, slots=True)
@@ -134,7 +135,7 @@ def logged_lines(join: LogJoin) -> dict[tuple[int, int], LoggedLine]:
 
 def render_log_join(join: LogJoin) -> str:
     """Text section: each logged 401 with the predicted triple beside it."""
-    lines = [f"IIS log ({join.entries} line(s) read): {join.note}"]
+    lines = [f"IIS log ({counted(join.entries, 'line')} read): {join.note}"]
     for item in join.matched:
         predicted = str(item.predicted) if item.predicted else "no prediction"
         mark = "" if item.agrees else "  <- differs; the log wins"
@@ -144,8 +145,9 @@ def render_log_join(join: LogJoin) -> str:
         )
     if join.unmatched_401s:
         lines.append(
-            f"  {join.unmatched_401s} 401(s) of the capture are not in the log (another server "
-            "behind a balancer, another log file, or the capture was taken elsewhere)"
+            f"  {counted(join.unmatched_401s, '401')} of the capture "
+            f"{agreeing(join.unmatched_401s, 'is')} not in the log (another server behind a "
+            "balancer, another log file, or the capture was taken elsewhere)"
         )
     return visible_lines(lines) + "\n"
 
