@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from urllib.parse import unquote, urlsplit
 
 from authtrace.iis.w3c import LogEntry
+from authtrace.words import counted
 
 MAX_PAIRS = 200_000
 DEFAULT_MAX_OFFSET = 24 * 3600.0
@@ -197,7 +198,7 @@ def _note(offset: float, support: int, tolerance: float, matched: int, total: in
         return "no requests to match"
     if not support:
         return "no log line has the method, URI and status of a captured request"
-    text = f"{matched} of {total} requests matched a log line"
+    text = f"{matched} of {counted(total, 'request')} matched a log line"
     if abs(offset) > tolerance:
         ahead = "ahead of" if offset > 0 else "behind"
         text += f"; the log clock is {abs(offset):.1f} s {ahead} the capture's"

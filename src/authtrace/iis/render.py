@@ -23,6 +23,7 @@ from authtrace.iis.codes import (
 from authtrace.iis.w3c import ClientUrl, Count, LogSummary, ParseReport, TripleGroup
 from authtrace.kerberos.errors import KerberosError
 from authtrace.visible import visible_lines
+from authtrace.words import agreeing, counted
 
 _CHALLENGE_LEG = "401 1 2148074254"
 
@@ -263,11 +264,11 @@ def format_summary(
 ) -> str:
     """The iislog report: failures first, then normal legs, per URL/client, users."""
     skipped = sum(r.skipped for r in reports)
-    head = f"IIS log: {summary.entries:,} entries"
+    head = f"IIS log: {summary.entries:,} {agreeing(summary.entries, 'entry')}"
     if reports:
-        head += f" from {len(reports)} file{'s' if len(reports) != 1 else ''}"
+        head += f" from {counted(len(reports), 'file')}"
     if skipped:
-        head += f" ({skipped:,} lines skipped)"
+        head += f" ({skipped:,} {agreeing(skipped, 'line')} skipped)"
     if summary.first_time and summary.last_time:
         head += (
             f", {summary.first_time:%Y-%m-%d %H:%M:%S} .. {summary.last_time:%Y-%m-%d %H:%M:%S} UTC"
@@ -277,7 +278,7 @@ def format_summary(
     failures = [g for g in summary.groups if g.verdict is Verdict.FAILURE]
     never = [p for p in summary.per_client_url if p.never_authenticated]
     if summary.failures:
-        lines.append(f"{summary.failures:,} failures")
+        lines.append(f"{summary.failures:,} {agreeing(summary.failures, 'failure')}")
         for g in failures:
             lines += _group_lines(g)
         if never:
@@ -293,7 +294,7 @@ def format_summary(
     leg_groups = [g for g in summary.groups if g.verdict is Verdict.NORMAL_LEG]
     leg_triples = " / ".join(g.explanation.triple for g in leg_groups)
     lines.append(
-        f"{summary.normal_legs:,} normal handshake legs"
+        f"{summary.normal_legs:,} {agreeing(summary.normal_legs, 'normal handshake leg')}"
         + (f" ({leg_triples})" if leg_triples else "")
     )
     for g in leg_groups:
@@ -301,7 +302,9 @@ def format_summary(
             f"  {g.explanation.triple}  x{g.count:,}  "
             f"sc-win32-status {win32_label(g.explanation.win32_code)}"
         )
-    lines.append(f"{summary.successes:,} successful responses (2xx/3xx)")
+    lines.append(
+        f"{summary.successes:,} {agreeing(summary.successes, 'successful response')} (2xx/3xx)"
+    )
     if summary.success_users:
         lines.append(f"  users on successful responses: {_counts(summary.success_users, 10)}")
     if summary.failure_users:

@@ -76,6 +76,14 @@ class Ladders(enum.Enum):
     NONE = "none"
 
 
+def captures_text(report: Report) -> str:
+    """ "a.pcap (pcap, 12 frames), b.etl (etl, 1 frame)", as both reports head."""
+    return ", ".join(
+        f"{capture.name} ({capture.format}, {counted(capture.frames, 'frame')})"
+        for capture in report.captures
+    )
+
+
 def render_report(
     report: Report, ladders: Ladders = Ladders.FINDINGS, after_findings: str = ""
 ) -> str:
@@ -83,8 +91,7 @@ def render_report(
     anomalies and ladders (e.g. the IIS log comparison). Cost: linear in the
     findings and in the ladders shown."""
     lines: list[str] = []
-    names = ", ".join(f"{c.name} ({c.format}, {c.frames} frames)" for c in report.captures)
-    lines.append(f"authtrace analysis of {names}")
+    lines.append(f"authtrace analysis of {captures_text(report)}")
     keylog = keylog_line(report.keylog)
     if keylog:
         lines.append(keylog)

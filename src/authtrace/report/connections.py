@@ -70,7 +70,11 @@ def connection_text(connection: HttpConnection, name: Callable[[int], str] = _ha
         f"connection {connection.id}: {connection.client} -> {connection.server}  "
         f"frames {first}-{last}, "
         f"{counted(len(connection.exchanges), 'exchange')}, {closing}"
-        + (f", {sum(g.length for g in connection.gaps)} bytes missing" if connection.gaps else "")
+        + (
+            f", {counted(sum(g.length for g in connection.gaps), 'byte')} missing"
+            if connection.gaps
+            else ""
+        )
     ]
     if connection.tls is not None:
         lines.append("  TLS: " + facts_text(connection.tls))

@@ -55,6 +55,7 @@ from authtrace.tcp.events import (
     TcpEvent,
     make_stream_data,
 )
+from authtrace.words import agreeing, counted
 
 # RFC 9293 section 3.4: sequence numbers are compared modulo 2**32.
 _MASK = 0xFFFFFFFF
@@ -704,7 +705,8 @@ class TcpReassembler:
         self.anomalies.append(
             Anomaly(
                 AnomalyKind.TCP_GAP,
-                f"{length} bytes {direction.value} were not captured",
+                f"{counted(length, 'byte')} {direction.value} {agreeing(length, 'was')} not "
+                "captured",
                 frame,
                 conn.id,
             )

@@ -25,7 +25,7 @@ from authtrace.compare.diff import Comparison
 from authtrace.compare.render import render_comparison
 from authtrace.diagnose.finding import Finding
 from authtrace.handshake.model import Outcome
-from authtrace.report.as_text import values_parts
+from authtrace.report.as_text import captures_text, values_parts
 from authtrace.report.html.ladder import Ladders, build_ladders
 from authtrace.report.model import Report
 from authtrace.report.summary import HostSummary, findings_count, summarize
@@ -177,7 +177,7 @@ def _body(
         report.view, named, show_secrets, draw_all, report.frame_name, report.kdc, cited
     )
     hosts = tuple(summarize(report))
-    captures = ", ".join(f"{c.name} ({c.format}, {c.frames} frames)" for c in report.captures)
+    captures = captures_text(report)
     anomalies = tuple(
         (
             visible(a.kind),
