@@ -228,3 +228,23 @@ def test_connections_names_frames_of_a_separate_stream_by_file_as_analyze_does()
     assert "#27" not in listed.output  # no stream-wide number for the second file
     assert "ntlm-logon-failed.pcap#12 GET /" in analyzed.output
     assert "  #4 GET / -> 401 #6" in listed.output
+
+
+@pytest.mark.parametrize(
+    "capture", sorted((CAPTURES / "scenarios").glob("*.pcap")), ids=lambda path: path.stem
+)
+def test_reports_count_in_words_never_in_parentheses(capture: Path) -> None:
+    """ "1 connection, 3 exchanges", never "connection(s)": in the text report
+    (ladders as drawn by default, with their "not drawn" lines), the HTML and
+    the connection listing."""
+    text = run("analyze", str(capture))
+    assert text.exit_code in (0, 1), text.output
+    assert "Summary" in text.output and " other TCP connection" in text.output
+    assert "(s)" not in text.output
+    page = run("analyze", "--html", "-", str(capture))
+    assert page.exit_code in (0, 1), page.output
+    assert "other TCP connection" in page.output
+    assert "(s)" not in page.output
+    listing = run("connections", str(capture))
+    assert listing.exit_code == 0, listing.output
+    assert "(s)" not in listing.output
