@@ -14,7 +14,8 @@ of this module: they stay numbers and ids.
 from __future__ import annotations
 
 # Singular -> plural where adding "s" would be wrong: nouns, and the few verbs
-# and pronouns a message makes agree with its count ("1 record was", "2 were").
+# and pronouns a message makes agree with its count ("1 record was", "2 were";
+# "it" as an object: "no finding names it", "names them").
 _IRREGULAR = {
     "entry": "entries",
     "it": "them",
