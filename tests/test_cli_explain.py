@@ -61,3 +61,29 @@ def test_unknown_code_is_one_line_and_exit_2() -> None:
     code, out = _run("WHATEVER_THIS_IS")
     assert code == 2
     assert out.strip().count("\n") == 0 and "unknown code" in out
+
+
+def test_an_unquoted_triple_is_one_code() -> None:
+    """`authtrace explain 401 1 2148074248` as typed from an IIS log line: one
+    triple, not 401, Kerberos error 1 and an SSPI status apart."""
+    quoted = _run("401 1 2148074248")
+    assert _run("401", "1", "2148074248") == quoted
+    assert "KDC_ERR_NAME_EXP" not in quoted[1]  # what "1" alone means
+    code, out = _run("--json", "401", "1", "2148074248", "0x8009030E", "401", "2", "5")
+    assert code == 0
+    queries = [e.get("query") for e in json.loads(out)["explanations"]]
+    assert queries == ["401 1 2148074248", "0x8009030E", "401 2 5"]
+
+
+def test_words_that_make_no_triple_stay_apart() -> None:
+    from authtrace.iis.codes import group_codes
+
+    assert group_codes(["401", "1"]) == ["401", "1"]  # two numbers: no triple
+    assert group_codes(["700", "1", "5"]) == ["700", "1", "5"]  # 700 is no HTTP status
+    assert group_codes(["0x191", "1", "5"]) == ["0x191", "1", "5"]  # a log writes decimal
+    assert group_codes(["2148074254", "401", "2", "5", "401.1"]) == [
+        "2148074254",
+        "401 2 5",
+        "401.1",
+    ]
+    assert group_codes(["401.2", "5", "37"]) == ["401.2", "5", "37"]  # listed codes

@@ -11,7 +11,7 @@ import json
 import click
 
 from authtrace.cli import main
-from authtrace.iis.codes import explain
+from authtrace.iis.codes import explain, group_codes
 from authtrace.iis.render import explanation_to_dict, format_explanation
 from authtrace.schemas import Schema, document_head
 from authtrace.visible import visible
@@ -26,12 +26,19 @@ from authtrace.visible import visible
     help="Print JSON (schema authtrace.explain/1): one entry per CODE, in order.",
 )
 def explain_command(codes: tuple[str, ...], as_json: bool) -> None:
-    """Explain CODE: '401 1 2148074248', 401.2, 2148074254, 0x8009030E,
+    """Explain CODE: 401 1 2148074248, 401.2, 2148074254, 0x8009030E,
     SEC_E_INVALID_TOKEN, ERROR_LOGON_FAILURE, a Kerberos error, an NTLM flag.
 
-    Quote a triple so it stays one argument.
+    The three status fields of an IIS log line (sc-status, sc-substatus,
+    sc-win32-status) are read as one triple, quoted or not.
+
+    \b
+    Examples:
+      authtrace explain 401 1 2148074248
+      authtrace explain 401.2 SEC_E_INVALID_TOKEN KRB_AP_ERR_SKEW
+      authtrace explain --json 401 2 5 | jq '.explanations[0]'
     """
-    results = [(code, explain(code)) for code in codes]
+    results = [(code, explain(code)) for code in group_codes(codes)]
     unknown = [code for code, result in results if result is None]
     if as_json:
         explanations = [

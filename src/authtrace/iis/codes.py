@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import enum
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from authtrace.auth.ntlm import NegotiateFlags
@@ -848,6 +849,25 @@ def _explain_number(query: str, token: str) -> Explanation | None:
 def _generic_status(status: int) -> StatusCode:
     label, meaning = _KNOWN_STATUS_ONLY[status]
     return StatusCode(status, 0, label, meaning)
+
+
+def group_codes(words: Sequence[str]) -> list[str]:
+    """The codes in `words` as a shell splits an unquoted command line: three
+    decimal numbers in a row that an IIS log line could end a response's
+    status with (`401 1 2148074248`: sc-status 100-599, sc-substatus,
+    sc-win32-status) are one triple, as `explain` reads it quoted; every other
+    word is a code of its own (`401.2 0x8009030E` are two codes). O(n)."""
+    codes: list[str] = []
+    at = 0
+    while at < len(words):
+        here = words[at : at + 3]
+        if len(here) == 3 and all(t.isdigit() for t in here) and 100 <= int(here[0]) <= 599:
+            codes.append(" ".join(here))
+            at += 3
+        else:
+            codes.append(words[at])
+            at += 1
+    return codes
 
 
 def explain(code: str) -> Explanation | None:
