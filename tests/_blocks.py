@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from authtrace.diagnose.finding import Finding
 from authtrace.handshake.links import LinkedBlock, LinkWindow
 from authtrace.handshake.timeline import ConnectionTimeline, build_timeline
 from authtrace.kerberos.kdc import KdcExchange
@@ -87,3 +88,26 @@ def follow_up_capture(path: Path) -> Path:
 
     write_frames(path, interleave(sources()))
     return path
+
+
+def told(findings: list[Finding]) -> list[tuple[object, ...]]:
+    """What a report tells of each finding (its words, fields, frames and
+    citations), to compare findings diagnosed block by block with one
+    diagnosis of the whole."""
+    return [
+        (
+            f.rule,
+            f.severity,
+            f.title,
+            f.explanation,
+            f.host,
+            f.fields,
+            f.values,
+            f.connections,
+            f.frames,
+            f.occurrences,
+            f.iis,
+            tuple((c.frame, c.role, c.connection) for c in f.citations),
+        )
+        for f in findings
+    ]

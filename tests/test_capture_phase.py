@@ -35,7 +35,7 @@ from authtrace.pipeline import analyze  # noqa: E402
 from authtrace.report.model import Report  # noqa: E402
 from authtrace.tls.keylog import KeyLog  # noqa: E402
 from benchmarks.auth_dense import Shape  # noqa: E402
-from tests._blocks import SHORT_HORIZON, judged_capture, windowed  # noqa: E402
+from tests._blocks import SHORT_HORIZON, judged_capture, told, windowed  # noqa: E402
 
 SCENARIOS = ROOT / "captures" / "scenarios"
 PROXIED = ROOT / "captures" / "tls" / "tls13-ntlm-proxy-other-certificate.pcap"
@@ -71,26 +71,6 @@ class _Unwalkable(tuple[ConnectionTimeline, ...]):
 def _unwalkable(view: HandshakeView) -> HandshakeView:
     """The view with its links and by_id kept, its timelines unwalkable."""
     return dataclasses.replace(view, timelines=_Unwalkable(view.timelines))
-
-
-def _told(findings: list[Finding]) -> list[tuple[object, ...]]:
-    return [
-        (
-            f.rule,
-            f.severity,
-            f.title,
-            f.explanation,
-            f.host,
-            f.fields,
-            f.values,
-            f.connections,
-            f.frames,
-            f.occurrences,
-            f.iis,
-            tuple((c.frame, c.role, c.connection) for c in f.citations),
-        )
-        for f in findings
-    ]
 
 
 def _context(report: Report, view: HandshakeView) -> RuleContext:
@@ -149,7 +129,7 @@ def test_the_capture_phase_walks_no_timeline() -> None:
     for name, report, view in _cases():
         whole, problems = diagnose(_context(report, view))
         assert not problems, name
-        assert _told(_guarded(report, view)) == _told(whole), name
+        assert told(_guarded(report, view)) == told(whole), name
         fired |= {f.rule for f in whole}
     # Each rule that used to walk the capture had work in some case.
     assert CONVERTED <= fired, CONVERTED - fired
@@ -190,5 +170,5 @@ def test_blocks_then_an_unwalkable_capture_phase_give_the_whole(tmp_path: Path) 
     diagnosis.capture(RuleContext(_unwalkable(view), kdc))
     found, problems = diagnosis.finish()
     assert not problems
-    assert _told(found) == _told(whole)
+    assert told(found) == told(whole)
     assert "repeated-logon-failures" in {f.rule for f in whole}

@@ -32,7 +32,7 @@ from authtrace.handshake.links import (  # noqa: E402
 from authtrace.handshake.timeline import ConnectionTimeline  # noqa: E402
 from authtrace.kerberos.kdc import KdcExchange  # noqa: E402
 from benchmarks.auth_dense import Shape  # noqa: E402
-from tests._blocks import SHORT_HORIZON, Judged, judged_capture, windowed  # noqa: E402
+from tests._blocks import SHORT_HORIZON, Judged, judged_capture, told, windowed  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -62,25 +62,6 @@ def _by_blocks(
     return found
 
 
-def _told(findings: list[Finding]) -> list[tuple[object, ...]]:
-    return [
-        (
-            f.rule,
-            f.severity,
-            f.title,
-            f.explanation,
-            f.host,
-            f.fields,
-            f.values,
-            f.connections,
-            f.frames,
-            f.occurrences,
-            tuple((c.frame, c.role, c.connection) for c in f.citations),
-        )
-        for f in findings
-    ]
-
-
 def test_findings_block_by_block_are_those_of_the_whole(capture) -> None:  # type: ignore[no-untyped-def]
     timelines, kdc, start, end = capture
     blocks = _blocks(timelines, end)
@@ -89,7 +70,7 @@ def test_findings_block_by_block_are_those_of_the_whole(capture) -> None:  # typ
     whole, problems = diagnose(RuleContext(link(timelines, start, end, kdc), kdc))
     assert not problems
     by_blocks = _by_blocks(view, blocks, kdc)
-    assert _told(by_blocks) == _told(whole)
+    assert told(by_blocks) == told(whole)
     rules = {f.rule for f in whole}
     # Per-block rules and whole-capture rules both had work, folded over blocks.
     assert {"ntlm-handshake-split", "ntlm-logon-failed", "repeated-logon-failures"} <= rules
@@ -106,7 +87,7 @@ def test_findings_are_those_of_the_whole_when_no_timeline_is_kept(capture) -> No
     view = join_links(blocks, start, end, kdc)
     whole, problems = diagnose(RuleContext(link(timelines, start, end, kdc), kdc))
     assert not problems
-    assert _told(_by_blocks(view, blocks, kdc)) == _told(whole)
+    assert told(_by_blocks(view, blocks, kdc)) == told(whole)
     assert any(f.rule == "ntlm-handshake-split" for f in whole)
 
 
@@ -139,7 +120,7 @@ def test_a_counting_rule_run_per_block_loses_its_counts(capture, monkeypatch) ->
     )
     monkeypatch.setattr(diagnose_module, "ALL_RULES", per_block)
     got = _by_blocks(view, blocks, kdc)
-    assert _told(got) != _told(expected)
+    assert told(got) != told(expected)
 
     def failures(findings: list[Finding]) -> int:
         return sum(
@@ -218,7 +199,7 @@ def test_grouping_rules_need_only_the_steps_they_selected(capture) -> None:  # t
     for declared in grouping:
         parts = [declared.collect(RuleContext(view.around(b.context), kdc), b.own) for b in blocks]
         got = list(declared.report(nothing, merge_groups(parts)))
-        assert _told(got) == _told(list(declared(whole))), declared.id
+        assert told(got) == told(list(declared(whole))), declared.id
     assert any(list(r(whole)) for r in grouping)
 
 
@@ -240,7 +221,7 @@ def test_grouping_rules_report_without_the_timelines(path: Path) -> None:
     for declared in (r for r in ALL_RULES if r.grouping is not None):
         groups = merge_groups([declared.collect(context)])
         got = list(declared.report(bare, groups))
-        assert _told(got) == _told(list(declared(context))), declared.id
+        assert told(got) == told(list(declared(context))), declared.id
 
 
 def test_a_client_that_answered_in_another_block_did_answer(tmp_path: Path) -> None:
@@ -256,7 +237,7 @@ def test_a_client_that_answered_in_another_block_did_answer(tmp_path: Path) -> N
     # (test_link_window), which is not what this test is about.
     whole, problems = diagnose(RuleContext(view, kdc))
     assert not problems
-    assert _told(_by_blocks(view, blocks, kdc)) == _told(whole)
+    assert told(_by_blocks(view, blocks, kdc)) == told(whole)
     declared = next(r for r in ALL_RULES if r.id == "client-ignores-negotiate")
     ignored = [
         key
