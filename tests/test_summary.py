@@ -125,3 +125,20 @@ def test_the_ladder_does_not_call_a_logon_the_page_says_succeeded_refused() -> N
     # Without such evidence the words stay: the AUTHENTICATE was refused.
     failed = CliRunner().invoke(main, ["analyze", str(SCENARIOS / "ntlm-logon-failed.pcap")])
     assert "= FAILURE: NTLM logon refused" in failed.output
+
+
+def test_with_the_iis_log_the_ladder_says_what_iis_wrote() -> None:
+    """The log line (401 3 5) wins in the ladder as in the findings: its triple
+    and its category, not the predicted 401 1 1326 and a refused logon; the
+    HTML ladder says the same."""
+    capture = SCENARIOS / "resource-acl-denied-logged.pcap"
+    args = ["analyze", str(capture), "--iis-log", str(capture.with_suffix(".log"))]
+    text = CliRunner().invoke(main, args).output
+    (line,) = [x for x in text.splitlines() if "NTLM AUTHENTICATE" in x and " = " in x]
+    assert line.endswith("= FAILURE: refused after the logon (behind authentication), IIS log 401 3 5")
+    page = CliRunner().invoke(main, [*args, "--html", "-"]).output
+    assert "refused after the logon (behind authentication), IIS log 401 3 5" in page
+    assert "NTLM logon refused, IIS 401 1 1326" not in page
+    # Without the log the ladder keeps the prediction (and says so: no "log").
+    bare = CliRunner().invoke(main, ["analyze", str(capture)]).output
+    assert "= FAILURE: NTLM logon refused, IIS 401 1 1326" in bare

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import enum
 import textwrap
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 
 from authtrace.auth.render import describe_step
 from authtrace.diagnose.finding import EXAMPLES_FIRST, FieldValues, Finding, plural_of
@@ -14,7 +14,7 @@ from authtrace.handshake.links import HandshakeView, StepRef
 from authtrace.handshake.model import AuthExchange, Leg, Outcome, Realm
 from authtrace.handshake.timeline import ConnectionTimeline
 from authtrace.http.messages import Pairing
-from authtrace.iis.category import logon_succeeded_behind
+from authtrace.iis.category import LoggedLine, logon_succeeded_behind
 from authtrace.kerberos.kdc import KdcExchange
 from authtrace.report.connections import LOST_TEXT, pairing_note, stream_note
 from authtrace.report.model import Report
@@ -146,6 +146,7 @@ def _ladder_lines(report: Report, ladders: Ladders) -> list[str]:
     if ladders is Ladders.NONE:
         return []
     drawn, named_left_out = ladder_connections(report.findings)
+    logged = report.logged()
     lines: list[str] = []
     left_out = 0
     for timeline in report.view.timelines:
@@ -154,7 +155,7 @@ def _ladder_lines(report: Report, ladders: Ladders) -> list[str]:
         if ladders is Ladders.FINDINGS and timeline.connection.id not in drawn:
             left_out += 1
             continue
-        lines.extend(render_ladder(timeline, report.view, report.frame_name))
+        lines.extend(render_ladder(timeline, report.view, report.frame_name, logged))
         lines.append("")
     if named_left_out and ladders is Ladders.FINDINGS:
         lines.append(
@@ -308,8 +309,14 @@ def render_finding(finding: Finding, number: int) -> list[str]:
 
 
 def render_ladder(
-    timeline: ConnectionTimeline, view: HandshakeView | None = None, name: FrameNames = _hash
+    timeline: ConnectionTimeline,
+    view: HandshakeView | None = None,
+    name: FrameNames = _hash,
+    logged: Mapping[tuple[int, int], LoggedLine] | None = None,
 ) -> list[str]:
+    """One connection's ladder: a line per exchange with its verdict (with
+    `logged`, the IIS log line of each exchange the log recorded: its triple
+    and category, not the predicted ones)."""
     connection = timeline.connection
     closing = connection.close_reason.value.replace("_", " ")
     first, last = _bare(name(connection.first_frame)), _bare(name(connection.last_frame))
@@ -328,11 +335,11 @@ def render_ladder(
         if previous is not None and previous.exchange is step.exchange:
             # The same exchange seen through the other realm (a 200 through a proxy
             # that authenticated it): one line per exchange, plus what this realm adds.
-            more = _other_realm_line(step)
+            more = _other_realm_line(step, _logged_line(step, logged))
             if more:
                 lines.append("          " + more)
         else:
-            lines.append("  " + ladder_line(step, name))
+            lines.append("  " + ladder_line(step, name, _logged_line(step, logged)))
         previous = step
         kdc = view.kdc_for(StepRef(connection.id, position)) if view is not None else ()
         if kdc:
@@ -351,7 +358,15 @@ def kdc_note(kdc: tuple[KdcExchange, ...], name: FrameNames = _hash) -> str:
     return f"KDC, {kdc[-1].service}: " + "; ".join(parts)
 
 
-def ladder_line(step: AuthExchange, name: FrameNames = _hash) -> str:
+def _logged_line(
+    step: AuthExchange, logged: Mapping[tuple[int, int], LoggedLine] | None
+) -> LoggedLine | None:
+    return logged.get((step.exchange.connection, step.exchange.index)) if logged else None
+
+
+def ladder_line(
+    step: AuthExchange, name: FrameNames = _hash, logged: LoggedLine | None = None
+) -> str:
     exchange = step.exchange
     request, response = exchange.request, exchange.response
     left = f"{request.method} {_short(request.uri)}" if request else "(request not captured)"
@@ -368,23 +383,23 @@ def ladder_line(step: AuthExchange, name: FrameNames = _hash) -> str:
         if offered:
             right += "  [" + "; ".join(offered) + "]"
     right += pairing_note(exchange) + stream_note(exchange.stream)
-    verdict = _verdict(step)
+    verdict = _verdict(step, logged)
     realm = " (proxy)" if step.realm is Realm.PROXY else ""
     return f"{frame:>7} {left}{sent}{realm} -> {right}{verdict}"
 
 
-def _other_realm_line(step: AuthExchange) -> str:
+def _other_realm_line(step: AuthExchange, logged: LoggedLine | None = None) -> str:
     """What a second realm's step of an exchange adds to its ladder line, or ''."""
     sent = f"[{describe_step(step.credentials)}] " if step.credentials else ""
     offered = "; ".join(describe_step(c) for c in step.challenges)
-    verdict = _verdict(step)
+    verdict = _verdict(step, logged)
     if not (sent or offered or verdict):
         return ""
     realm = "proxy" if step.realm is Realm.PROXY else "server"
     return f"{realm}: {sent}" + (f"-> [{offered}]" if offered else "") + verdict
 
 
-def _verdict(step: AuthExchange) -> str:
+def _verdict(step: AuthExchange, logged: LoggedLine | None = None) -> str:
     if step.outcome is None:
         words = _AUTHENTICATED.get(step.leg)
         return f"  = {words}" if words else ""
@@ -394,11 +409,16 @@ def _verdict(step: AuthExchange) -> str:
         Outcome.INCOMPLETE: "not judged",
     }[step.outcome]
     words = _LEG_WORDS.get(step.leg, step.leg.value)
-    if step.outcome is Outcome.FAILURE and logon_succeeded_behind(step):
-        # The handshake alone reads a refused logon; the error page says the
-        # logon succeeded and the request was refused behind it (401.3-401.5).
+    if step.outcome is Outcome.FAILURE and logon_succeeded_behind(step, logged):
+        # The handshake alone reads a refused logon; the log line or the error
+        # page says the logon succeeded and the request was refused behind it
+        # (401.3-401.5).
         words = _LEG_WORDS[Leg.REFUSED_AFTER_LOGON]
-    iis = f", IIS {step.iis}" if step.iis else ""
+    if logged is not None:
+        # What IIS wrote wins over what the sequence predicts (as in the rules).
+        iis = f", IIS log {logged.triple}"
+    else:
+        iis = f", IIS {step.iis}" if step.iis else ""
     body = f", page says {step.iis_from_body}" if step.iis_from_body else ""
     return f"  = {label}: {words}{iis}{body}"
 
@@ -407,8 +427,8 @@ def _short(uri: str, limit: int = 60) -> str:
     return uri if len(uri) <= limit else uri[: limit - 3] + "..."
 
 
-def verdict_words(step: AuthExchange) -> str:
+def verdict_words(step: AuthExchange, logged: LoggedLine | None = None) -> str:
     """The verdict of a step as the ladder prints it ('normal: NTLM challenge
     leg, IIS 401 1 2148074254'), empty for a step that gets none; shared with
     the HTML ladders."""
-    return _verdict(step).removeprefix("  = ")
+    return _verdict(step, logged).removeprefix("  = ")

@@ -13,6 +13,7 @@ if TYPE_CHECKING:
     from authtrace.diagnose.finding import Finding
     from authtrace.handshake.links import HandshakeView
     from authtrace.iis.capture_log import LogJoin
+    from authtrace.iis.category import LoggedLine
     from authtrace.kerberos.kdc import KdcConnectAttempt, KdcExchange
     from authtrace.tls.keylog import KeyLogCounts
     from authtrace.tls.model import EncryptedConnection, EncryptedGroup
@@ -66,6 +67,16 @@ class Report:
     @property
     def has_problems(self) -> bool:
         return any(f.severity.is_problem for f in self.findings)
+
+    def logged(self) -> dict[tuple[int, int], LoggedLine]:
+        """The IIS log line of each exchange the log recorded, by (connection
+        id, exchange index); empty without --iis-log. What the rules weigh,
+        for the summary and the ladders to say the same."""
+        if self.iis_log is None:
+            return {}
+        from authtrace.iis.capture_log import logged_lines
+
+        return logged_lines(self.iis_log)
 
     @property
     def streams(self) -> int:

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from authtrace.diagnose.finding import Severity
 from authtrace.handshake.links import host_of
 from authtrace.handshake.model import Leg, Outcome
-from authtrace.iis.category import LoggedLine, logon_succeeded_behind
+from authtrace.iis.category import logon_succeeded_behind
 from authtrace.report.model import Report
 from authtrace.words import counted
 
@@ -55,11 +55,7 @@ def summarize(report: Report) -> list[HostSummary]:
     exchanges: Counter[str] = Counter()
     mechanisms: dict[str, Counter[str]] = defaultdict(Counter)
     outcomes: dict[str, Counter[Outcome]] = defaultdict(Counter)
-    logged: dict[tuple[int, int], LoggedLine] = {}
-    if report.iis_log is not None:
-        from authtrace.iis.capture_log import logged_lines
-
-        logged = logged_lines(report.iis_log)
+    logged = report.logged()
     for timeline in report.view.timelines:
         seen: set[int] = set()
         for step in timeline.steps:

@@ -16,7 +16,7 @@ whatever is left out is counted, never silently dropped.
 from __future__ import annotations
 
 import enum
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 from authtrace.auth.render import describe_step
@@ -25,6 +25,7 @@ from authtrace.handshake.model import AuthExchange, Outcome, Realm
 from authtrace.handshake.timeline import ConnectionTimeline
 from authtrace.http.messages import Exchange, HttpConnection, HttpRequest, HttpResponse, Pairing
 from authtrace.http2.model import Side
+from authtrace.iis.category import LoggedLine
 from authtrace.kerberos.kdc import KdcExchange
 from authtrace.report.as_text import verdict_words
 from authtrace.report.connections import LOST_TEXT, auth_entry, pairing_note, stream_note
@@ -184,6 +185,7 @@ def build_ladders(
     name: FrameNames = _hash,
     kdc: tuple[KdcExchange, ...] = (),
     cited: frozenset[int] = frozenset(),
+    logged: Mapping[tuple[int, int], LoggedLine] | None = None,
 ) -> Ladders:
     """Ladders for the connection groups in `named` (one group per occurrence a
     finding draws, in the findings' order: a folded finding draws its first
@@ -192,7 +194,8 @@ def build_ladders(
     every connection that carried authentication. name: how a frame is
     written (Report.frame_name); the exchanges of `kdc` whose frames are
     `cited` by a finding but drawn in no ladder get a ladder of their own (a
-    KDC error with no HTTP behind it).
+    KDC error with no HTTP behind it). logged: the IIS log line of each
+    exchange the log recorded (its triple and category in the verdicts).
     Cost: linear in the timelines, the links, the KDC exchanges and the arrows drawn."""
     parent: dict[int, int] = {}
     order: list[int] = []
@@ -244,7 +247,7 @@ def build_ladders(
         if len(drawn) >= MAX_STORIES:
             break
         chosen = sorted(members)[:MAX_CONNECTIONS_PER_STORY]
-        ladder = _ladder(len(drawn) + 1, chosen, view, show_secrets, name, used)
+        ladder = _ladder(len(drawn) + 1, chosen, view, show_secrets, name, used, logged=logged)
         drawn.append(ladder)
         for arrow in ladder.arrows:
             anchors.setdefault(arrow.frame, arrow.anchor)
@@ -291,6 +294,7 @@ def _ladder(
     name: FrameNames,
     used: dict[int, int],
     kdc_alone: tuple[KdcExchange, ...] = (),
+    logged: Mapping[tuple[int, int], LoggedLine] | None = None,
 ) -> Ladder:
     """One story's ladder: the members' messages, the KDC exchanges behind
     their steps, and kdc_alone (KDC exchanges a finding cites that no drawn
@@ -313,7 +317,17 @@ def _ladder(
             steps.setdefault(step.exchange.index, []).append((position, step))
         for exchange in connection.exchanges:
             mine = [s for _, s in steps.get(exchange.index, [])]
-            messages.extend(_exchange_messages(exchange, mine, client, server, show_secrets, name))
+            messages.extend(
+                _exchange_messages(
+                    exchange,
+                    mine,
+                    client,
+                    server,
+                    show_secrets,
+                    name,
+                    logged.get((exchange.connection, exchange.index)) if logged else None,
+                )
+            )
             for position, _ in steps.get(exchange.index, []):
                 for kdc in view.kdc_for(StepRef(connection.id, position)):
                     key = (kdc.request_frame, kdc.reply_frame)
@@ -436,6 +450,7 @@ def _exchange_messages(
     server: str,
     show_secrets: bool,
     name: FrameNames,
+    logged: LoggedLine | None = None,
 ) -> list[_Message]:
     """The request and the response of one exchange, as arrows to draw."""
     out: list[_Message] = []
@@ -489,7 +504,7 @@ def _exchange_messages(
         )
     if response is not None:
         offered = "; ".join(describe_step(c) for s in steps for c in s.challenges)
-        verdicts = [v for s in steps if (v := verdict_words(s))]
+        verdicts = [v for s in steps if (v := verdict_words(s, logged))]
         details = [
             _detail(auth_entry(c, s.realm.value, show_secrets)) for s in steps for c in s.challenges
         ]

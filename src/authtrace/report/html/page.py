@@ -174,7 +174,14 @@ def _body(
     named = [o.connections for f in report.findings for o in f.examples]
     cited = frozenset(frame for f in report.findings for frame in f.frames)
     ladders = build_ladders(
-        report.view, named, show_secrets, draw_all, report.frame_name, report.kdc, cited
+        report.view,
+        named,
+        show_secrets,
+        draw_all,
+        report.frame_name,
+        report.kdc,
+        cited,
+        report.logged(),
     )
     hosts = tuple(summarize(report))
     captures = captures_text(report)
