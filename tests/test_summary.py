@@ -135,7 +135,8 @@ def test_with_the_iis_log_the_ladder_says_what_iis_wrote() -> None:
     args = ["analyze", str(capture), "--iis-log", str(capture.with_suffix(".log"))]
     text = CliRunner().invoke(main, args).output
     (line,) = [x for x in text.splitlines() if "NTLM AUTHENTICATE" in x and " = " in x]
-    assert line.endswith("= FAILURE: refused after the logon (behind authentication), IIS log 401 3 5")
+    said = "= FAILURE: refused after the logon (behind authentication), IIS log 401 3 5"
+    assert line.endswith(said)
     page = CliRunner().invoke(main, [*args, "--html", "-"]).output
     assert "refused after the logon (behind authentication), IIS log 401 3 5" in page
     assert "NTLM logon refused, IIS 401 1 1326" not in page
