@@ -19,7 +19,7 @@ import enum
 import os
 import zlib
 from bisect import bisect_right
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import partial
 from typing import TYPE_CHECKING, BinaryIO
@@ -55,6 +55,7 @@ from authtrace.words import agreeing, counted
 
 if TYPE_CHECKING:
     from authtrace.handshake.links import HandshakeView, LinkedBlock, StepRef
+    from authtrace.handshake.store import TimelineStore
     from authtrace.handshake.timeline import ConnectionTimeline
     from authtrace.iis.category import LoggedLine
     from authtrace.iis.w3c import LogEntry
@@ -833,6 +834,7 @@ def analyze(
     # the readers' users need only the reading half of this module.
     from authtrace.diagnose import Diagnosis, RuleContext
     from authtrace.handshake.links import WINDOW_HORIZON, join_links
+    from authtrace.handshake.store import TimelineStore, stored_timelines
 
     def tell(phase: Phase, done: int = 0, total: int | None = None) -> None:
         if progress is not None:
@@ -842,18 +844,24 @@ def analyze(
     result = pipeline.result
     # Each connection is judged as it closes and linked over a sliding window
     # of capture time (one window per stream): no list of every connection.
+    # The linked timelines go to one store (ids are unique across streams),
+    # which spills them to disk past its budget (handshake/store.py).
+    store = TimelineStore()
     windows: list[_StreamWindow] = []
     for stream, timeline in judged_connections(pipeline, sources):
         while len(windows) <= stream:
             if windows:
                 windows[-1].finish(_stream_span(result.captures, len(windows) - 1)[1])
-            windows.append(_StreamWindow())
+            windows.append(_StreamWindow(store))
         windows[stream].add(timeline)
     tell(Phase.LINKING)
     if windows:
         windows[-1].finish(_stream_span(result.captures, len(windows) - 1)[1])
     while len(windows) < len(result.stream_first_ids or [0]):
-        windows.append(_StreamWindow())  # a stream without HTTP: nothing to link
+        windows.append(_StreamWindow(store))  # a stream without HTTP: nothing to link
+    store.finish()
+    # Stream s holds the ids from its first id to the next stream's.
+    first_ids = result.stream_first_ids or [0]
     kdc = result.kdc
     exchanges = kdc.exchanges if kdc is not None else ()
     connects = kdc.unanswered_connects if kdc is not None else ()
@@ -882,7 +890,10 @@ def analyze(
         own_kdc = tuple(e for e in exchanges if own(e.request_frame or e.reply_frame))
         own_connects = tuple(c for c in connects if own(c.first_frame))
         own_unreadable = tuple(u for u in unreadable if own(u.frame))
-        view = join_links(window.blocks, start, end, own_kdc)
+        ids_from = first_ids[stream] if several and stream < len(first_ids) else None
+        ids_below = first_ids[stream + 1] if several and stream + 1 < len(first_ids) else None
+        stored = stored_timelines(store, ids_from, ids_below)
+        view = join_links(window.blocks, start, end, own_kdc, stored)
         late += window.late
         streams.append((view, own_kdc, own_connects, own_unreadable))
     if late:
@@ -897,7 +908,7 @@ def analyze(
             )
         )
     views = [view for view, *_ in streams]
-    whole = views[0] if len(views) == 1 else _side_by_side(views)
+    whole = views[0] if len(views) == 1 else _side_by_side(views, stored_timelines(store))
     join = None
     logged: dict[tuple[int, int], LoggedLine] = {}
     if iis_log:
@@ -969,12 +980,15 @@ def judged_connections(
 
 class _StreamWindow:
     """One stream's connections being linked (handshake/links.py LinkWindow)
-    and the blocks of them already linked."""
+    and the blocks of them already linked: each block's timelines go to
+    `store` as it comes, the block keeps its links and connection ids
+    (`LinkedBlock.without_timelines`)."""
 
-    def __init__(self) -> None:
+    def __init__(self, store: TimelineStore) -> None:
         from authtrace.handshake.links import LinkWindow
 
         self.window = LinkWindow()
+        self.store = store
         self.blocks: list[LinkedBlock] = []
 
     @property
@@ -982,14 +996,15 @@ class _StreamWindow:
         return self.window.late
 
     def add(self, timeline: ConnectionTimeline) -> None:
-        block = self.window.add(timeline)
-        if block is not None:
-            self.blocks.append(block)
+        self._keep(self.window.add(timeline))
 
     def finish(self, capture_end: float) -> None:
-        block = self.window.finish(capture_end)
+        self._keep(self.window.finish(capture_end))
+
+    def _keep(self, block: LinkedBlock | None) -> None:
         if block is not None:
-            self.blocks.append(block)
+            self.store.extend(block.timelines)
+            self.blocks.append(block.without_timelines())
 
 
 def _stream_span(captures: Sequence[CaptureInfo], stream: int) -> tuple[float, float]:
@@ -1004,17 +1019,26 @@ def _stream_span(captures: Sequence[CaptureInfo], stream: int) -> tuple[float, f
     return min(times, default=0.0), max(times, default=0.0)
 
 
-def _side_by_side(views: list[HandshakeView]) -> HandshakeView:
-    """One view holding the views of separate streams (connection ids differ)."""
+def _side_by_side(
+    views: list[HandshakeView],
+    stored: tuple[Sequence[ConnectionTimeline], Mapping[int, ConnectionTimeline]] | None = None,
+) -> HandshakeView:
+    """One view holding the views of separate streams (connection ids differ,
+    and each stream's are above the previous one's). stored: the timelines of
+    every stream, in id order and by id (handshake/store.py stored_timelines),
+    when they are kept in a store; else they are gathered from the views."""
     from authtrace.handshake.links import HandshakeView
 
-    by_id: dict[int, ConnectionTimeline] = {}
     kdc_links: dict[StepRef, tuple[_KdcExchange, ...]] = {}
     for view in views:
-        by_id.update(view.by_id)
         kdc_links.update(view.kdc_links)
+    if stored is None:
+        timelines: Sequence[ConnectionTimeline] = tuple(t for view in views for t in view.timelines)
+        by_id: Mapping[int, ConnectionTimeline] = {t.connection.id: t for t in timelines}
+    else:
+        timelines, by_id = stored
     return HandshakeView(
-        timelines=tuple(t for view in views for t in view.timelines),
+        timelines=timelines,
         splits=tuple(s for view in views for s in view.splits),
         relayed=frozenset(r for view in views for r in view.relayed),
         capture_start=min(view.capture_start for view in views),

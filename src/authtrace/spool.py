@@ -22,6 +22,7 @@ from __future__ import annotations
 import pickle
 import tempfile
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import IO, Any, Generic, TypeVar
 
@@ -35,8 +36,14 @@ MAX_SPOOL_BYTES = 4 << 30
 class Spool:
     """One append-only temporary file of pickled values."""
 
-    def __init__(self, limit: int = MAX_SPOOL_BYTES) -> None:
+    def __init__(
+        self, limit: int = MAX_SPOOL_BYTES, dumps: Callable[[Any], bytes] | None = None
+    ) -> None:
+        """dumps: how a value is pickled (pickle.dumps with the highest protocol
+        when None); `pickle.loads` must read back what it writes
+        (authtrace.fastinit.dumps does, and builds frozen dataclasses faster)."""
         self._limit = limit
+        self._dumps = dumps
         self._file: IO[bytes] | None = None
         self._size = 0
         self._failed = False
@@ -49,7 +56,10 @@ class Spool:
 
     def put(self, value: T) -> Held[T]:
         """Keep `value` on disk; return the handle that reads it back."""
-        data = pickle.dumps(value, protocol=pickle.HIGHEST_PROTOCOL)
+        if self._dumps is not None:
+            data = self._dumps(value)
+        else:
+            data = pickle.dumps(value, protocol=pickle.HIGHEST_PROTOCOL)
         with self._lock:
             file = self._open()
             if file is None or self._size + len(data) > self._limit:

@@ -29,7 +29,7 @@ import math
 import operator
 from bisect import bisect_left
 from collections import defaultdict
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from authtrace.auth.kinds import Message
@@ -46,6 +46,7 @@ from authtrace.handshake.model import (
     Realm,
     Sent,
 )
+from authtrace.handshake.store import NearFirst
 from authtrace.handshake.timeline import ConnectionTimeline
 from authtrace.http.messages import HttpConnection, Pairing
 from authtrace.iis.predict import SPLIT_TRIPLE
@@ -87,14 +88,19 @@ class SplitHandshake:
 
 @dataclass(frozen=True, slots=True)
 class HandshakeView:
-    """Everything the rules read: judged timelines and the links between them."""
+    """Everything the rules read: judged timelines and the links between them.
 
-    timelines: tuple[ConnectionTimeline, ...]
+    timelines (in connection-id order) and by_id: a tuple and a dict, or, when
+    the run spilled its timelines to disk (handshake/store.py), read-only views
+    that read through the store (`for`, `len`, indexing, `in`, `.get` cost a
+    chunk's reading when it is not loaded)."""
+
+    timelines: Sequence[ConnectionTimeline]
     splits: tuple[SplitHandshake, ...]
     relayed: frozenset[StepRef]  # client-side copies of a request a proxy forwarded
     capture_start: float
     capture_end: float
-    by_id: dict[int, ConnectionTimeline]
+    by_id: Mapping[int, ConnectionTimeline]
     kdc_links: dict[StepRef, tuple[KdcExchange, ...]] = field(default_factory=dict)
     clients: dict[StepRef, str] = field(default_factory=dict)
     """The client a step was made for, where it is not its connection's client
@@ -118,10 +124,19 @@ class HandshakeView:
         """The view a block's per-block rules read (diagnose.Diagnosis.block):
         the timelines of `context` (a block and the connections it was linked
         with) and the splits among them; every look-up (by id, links, clients,
-        fronts) is the whole view's. O(n) in the context."""
+        fronts) is the whole view's. O(n) in the context (read from the store
+        when the timelines were spilled: the context's chunks)."""
+        timelines = tuple(self.by_id[i] for i in sorted(context) if i in self.by_id)
+        by_id = self.by_id
+        if not isinstance(by_id, dict):
+            # Spilled: each rule looks the context's connections up again
+            # (client_of, locate); the timelines just read answer them, not
+            # the store's few loaded chunks (a context may span more).
+            by_id = NearFirst({t.connection.id: t for t in timelines}, by_id)
         return dataclasses.replace(
             self,
-            timelines=tuple(self.by_id[i] for i in sorted(context) if i in self.by_id),
+            timelines=timelines,
+            by_id=by_id,
             splits=tuple(
                 s
                 for s in self.splits
@@ -181,11 +196,21 @@ class LinkedBlock:
     clients: dict[StepRef, str]
     fronts: dict[StepRef, StepRef]
     context: frozenset[int] = frozenset()
+    own_ids: frozenset[int] | None = None
+    """The connections whose results the block holds, once its timelines went
+    to a store (`without_timelines`); None while it holds them."""
 
     @property
     def own(self) -> frozenset[int]:
         """The connections whose results this block holds."""
+        if self.own_ids is not None:
+            return self.own_ids
         return frozenset(timeline.connection.id for timeline in self.timelines)
+
+    def without_timelines(self) -> LinkedBlock:
+        """This block's links and connection ids, its timelines left out (kept
+        by a handshake/store.py TimelineStore: `join_links`'s `stored`)."""
+        return dataclasses.replace(self, timelines=(), own_ids=self.own)
 
 
 def _link_block(
@@ -301,16 +326,22 @@ def join_links(
     capture_start: float,
     capture_end: float,
     kdc: tuple[KdcExchange, ...] = (),
+    stored: tuple[Sequence[ConnectionTimeline], Mapping[int, ConnectionTimeline]] | None = None,
 ) -> HandshakeView:
     """One view of linked blocks of disjoint connections, in connection order
     (the order `link` gives), with the KDC exchanges behind each Negotiate step.
-    O(n log n) in steps."""
+    O(n log n) in steps.
+
+    stored: the blocks' timelines in connection order and by id, when the
+    blocks gave them to a store (`LinkedBlock.without_timelines`,
+    handshake/store.py stored_timelines); read once here (the KDC links)."""
     blocks = list(blocks)
     timelines: list[ConnectionTimeline] = []
     splits: list[SplitHandshake] = []
     relayed: set[StepRef] = set()
     for block in blocks:
-        timelines.extend(block.timelines)
+        if stored is None:
+            timelines.extend(block.timelines)
         splits.extend(block.splits)
         relayed.update(block.relayed)
     if len(blocks) == 1:
@@ -323,16 +354,21 @@ def join_links(
         fronts = dict(
             sorted((item for block in blocks for item in block.fronts.items()), key=_ref_order)
         )
-    timelines.sort(key=lambda timeline: timeline.connection.id)
     splits.sort(key=lambda split: (split.authenticate.connection, split.authenticate.position))
+    if stored is None:
+        timelines.sort(key=lambda timeline: timeline.connection.id)
+        in_order: Sequence[ConnectionTimeline] = tuple(timelines)
+        by_id: Mapping[int, ConnectionTimeline] = {t.connection.id: t for t in in_order}
+    else:
+        in_order, by_id = stored
     return HandshakeView(
-        tuple(timelines),
+        in_order,
         tuple(splits),
         frozenset(relayed),
         capture_start,
         capture_end,
-        {timeline.connection.id: timeline for timeline in timelines},
-        _link_kdc(timelines, kdc),
+        by_id,
+        _link_kdc(in_order, kdc),
         clients,
         fronts,
     )
@@ -429,7 +465,7 @@ _NEGOTIATE_SCHEMES = frozenset({"negotiate", "kerberos"})
 
 
 def _link_kdc(
-    timelines: list[ConnectionTimeline], kdc: tuple[KdcExchange, ...]
+    timelines: Iterable[ConnectionTimeline], kdc: tuple[KdcExchange, ...]
 ) -> dict[StepRef, tuple[KdcExchange, ...]]:
     """For each request with Negotiate/Kerberos credentials, the KDC exchanges for
     the service principal HTTP/<host> in the window before it: from the same

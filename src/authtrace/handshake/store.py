@@ -1,0 +1,326 @@
+"""Where a run keeps its judged timelines once they are linked, until the
+report is written (issue 10).
+
+This module owns keeping the judged `ConnectionTimeline`s of a capture by
+connection id: in memory up to a budget (`SPILL_BUDGET` timelines), the rest
+pickled to disk in chunks of `CHUNK_SIZE` (authtrace/spool.py, written with
+authtrace/fastinit.dumps), of which the `LOADED_CHUNKS` last read stay loaded.
+A view of the judged connections (handshake/links.py HandshakeView) reads them
+through `stored_timelines`: a plain tuple and dict while nothing was spilled,
+else the read-only `StoredSequence` / `StoredMapping` over the store.
+
+Invariant: `store[i]` is equal to the timeline added under id `i` (a spilled
+one is a copy read back, not the same object); iteration is in connection-id
+order whatever order the timelines were added in. Memory holds at most
+SPILL_BUDGET + CHUNK_SIZE added timelines plus LOADED_CHUNKS chunks read
+back, and a few dozen bytes per spilled id (its chunk number, its place in
+the sorted ids).
+
+Costs (measured on the auth-dense proxy profile): writing a chunk about
+170 us a timeline, reading one back about 100 us a timeline (one timeline at
+a time: 210 / 360 us, hence chunks). A look-up of a timeline in a loaded chunk
+is O(1); iteration in id order reads each chunk once when the timelines were
+added in about id order (each chunk is sorted by id before it is written, and
+connections are judged in id order), so a pass over n spilled timelines costs
+about n x 100 us.
+"""
+
+from __future__ import annotations
+
+from bisect import bisect_left
+from collections import OrderedDict
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from itertools import islice
+from typing import Any, overload
+
+from authtrace import fastinit
+from authtrace.handshake.timeline import ConnectionTimeline
+from authtrace.spool import Held, Spool
+
+# Timelines a run keeps in memory before it spills the others to disk. A judged
+# timeline of the auth-dense profiles weighs about 8 KB, so the budget holds
+# about 32 MB; captures of up to 4096 HTTP connections (the 4000-connection
+# benchmarks, every scenario and lab capture) never spill and pay nothing.
+# Spilled, each pass over the timelines (the per-block rules, the KDC links,
+# each renderer's walk) costs about 100 us a timeline more.
+SPILL_BUDGET = 4096
+# Timelines pickled together (pickling one at a time costs twice as much).
+CHUNK_SIZE = 256
+# Chunks read back that stay loaded (least recently used goes first): a block
+# and its neighbours, read in id order, fall in a few consecutive chunks.
+LOADED_CHUNKS = 4
+
+
+class TimelineStore:
+    """Judged timelines by connection id, in memory up to a budget, the rest
+    spilled to disk in chunks (see the module's docstring)."""
+
+    __slots__ = (
+        "_budget",
+        "_chunk_size",
+        "_loaded_chunks",
+        "_held",
+        "_chunk_of",
+        "_chunks",
+        "_loaded",
+        "_ids",
+        "_spool",
+        "spilled",
+        "chunk_reads",
+    )
+
+    def __init__(
+        self,
+        budget: int | None = None,
+        chunk_size: int = CHUNK_SIZE,
+        loaded_chunks: int = LOADED_CHUNKS,
+    ) -> None:
+        """budget: timelines kept in memory (SPILL_BUDGET, as the module holds
+        it when the store is made, for None)."""
+        self._budget = SPILL_BUDGET if budget is None else budget
+        self._chunk_size = max(1, chunk_size)
+        self._loaded_chunks = max(1, loaded_chunks)
+        self._held: dict[int, ConnectionTimeline] = {}  # not spilled, in the order added
+        self._chunk_of: dict[int, int] = {}  # spilled id -> its chunk
+        self._chunks: list[Held[list[ConnectionTimeline]]] = []
+        self._loaded: OrderedDict[int, dict[int, ConnectionTimeline]] = OrderedDict()
+        self._ids: list[int] | None = None  # every id, sorted; made on first use
+        self._spool: Spool | None = None
+        self.spilled = 0
+        """How many timelines were written to disk (a test's evidence)."""
+        self.chunk_reads = 0
+        """How many chunks were read back."""
+
+    def __len__(self) -> int:
+        return len(self._held) + len(self._chunk_of)
+
+    def __contains__(self, connection: object) -> bool:
+        return connection in self._held or connection in self._chunk_of
+
+    def __getitem__(self, connection: int) -> ConnectionTimeline:
+        """The timeline of `connection` (KeyError when none). O(1), plus
+        reading its chunk back when it is not loaded (O(CHUNK_SIZE))."""
+        found = self._held.get(connection)
+        if found is not None:
+            return found
+        return self._chunk(self._chunk_of[connection])[connection]
+
+    def __iter__(self) -> Iterator[ConnectionTimeline]:
+        """Every timeline in connection-id order."""
+        for connection in self.ids():
+            yield self[connection]
+
+    @property
+    def has_spilled(self) -> bool:
+        return bool(self._chunk_of)
+
+    def ids(self) -> list[int]:
+        """Every connection id held, sorted (the list is shared: do not change
+        it). O(n log n) once after the last `add`, then O(1)."""
+        if self._ids is None:
+            self._ids = sorted([*self._held, *self._chunk_of])
+        return self._ids
+
+    def add(self, timeline: ConnectionTimeline) -> None:
+        """Keep `timeline` (ValueError if its connection id is already held);
+        past the budget the CHUNK_SIZE longest held go to disk. Amortised O(1)
+        plus the pickling of what spills."""
+        connection = timeline.connection.id
+        if connection in self:
+            raise ValueError(f"connection {connection} is already in the store")
+        self._held[connection] = timeline
+        self._ids = None
+        if len(self._held) >= self._budget + self._chunk_size:
+            self._spill(self._chunk_size)
+
+    def extend(self, timelines: Iterable[ConnectionTimeline]) -> None:
+        for timeline in timelines:
+            self.add(timeline)
+
+    def finish(self) -> None:
+        """No more timelines come: spill what the budget does not hold."""
+        while len(self._held) > self._budget:
+            self._spill(min(self._chunk_size, len(self._held) - self._budget))
+
+    def _spill(self, count: int) -> None:
+        """Write the `count` timelines held longest as one chunk, sorted by id."""
+        oldest = list(islice(self._held, count))
+        chunk = sorted((self._held.pop(i) for i in oldest), key=_connection_id)
+        if self._spool is None:
+            self._spool = Spool(dumps=fastinit.dumps)
+        number = len(self._chunks)
+        # A full disk keeps the chunk in memory (spool.Inline): nothing is lost.
+        self._chunks.append(self._spool.put(chunk))
+        for timeline in chunk:
+            self._chunk_of[timeline.connection.id] = number
+        self.spilled += len(chunk)
+
+    def _chunk(self, number: int) -> dict[int, ConnectionTimeline]:
+        loaded = self._loaded.get(number)
+        if loaded is not None:
+            self._loaded.move_to_end(number)
+            return loaded
+        self.chunk_reads += 1
+        loaded = {t.connection.id: t for t in self._chunks[number].get()}
+        self._loaded[number] = loaded
+        while len(self._loaded) > self._loaded_chunks:
+            self._loaded.popitem(last=False)
+        return loaded
+
+
+def _connection_id(timeline: ConnectionTimeline) -> int:
+    return timeline.connection.id
+
+
+class StoredSequence(Sequence[ConnectionTimeline]):
+    """The timelines of a store whose ids are in [low, high), in id order:
+    read-only, read through the store on each access."""
+
+    __slots__ = ("_store", "_low", "_high")
+
+    def __init__(self, store: TimelineStore, low: int | None = None, high: int | None = None):
+        self._store = store
+        self._low = low
+        self._high = high
+
+    def _span(self) -> tuple[list[int], int, int]:
+        ids = self._store.ids()
+        start = 0 if self._low is None else bisect_left(ids, self._low)
+        end = len(ids) if self._high is None else bisect_left(ids, self._high)
+        return ids, start, end
+
+    def __len__(self) -> int:
+        _ids, start, end = self._span()
+        return end - start
+
+    @overload
+    def __getitem__(self, index: int) -> ConnectionTimeline: ...
+
+    @overload
+    def __getitem__(self, index: slice) -> tuple[ConnectionTimeline, ...]: ...
+
+    def __getitem__(
+        self, index: int | slice
+    ) -> ConnectionTimeline | tuple[ConnectionTimeline, ...]:
+        ids, start, end = self._span()
+        mine = range(start, end)
+        if isinstance(index, slice):
+            return tuple(self._store[ids[i]] for i in mine[index])
+        return self._store[ids[mine[index]]]
+
+    def __iter__(self) -> Iterator[ConnectionTimeline]:
+        ids, start, end = self._span()
+        store = self._store
+        for position in range(start, end):
+            yield store[ids[position]]
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Sequence) or isinstance(other, str | bytes):
+            return NotImplemented
+        return len(self) == len(other) and all(a == b for a, b in zip(self, other, strict=True))
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def __reduce__(self) -> tuple[Any, tuple[Any, ...]]:
+        # Pickled (to another process, a file), the view is the timelines it shows.
+        return (tuple, (tuple(self),))
+
+    def __repr__(self) -> str:
+        return f"StoredSequence({len(self)} timelines)"
+
+
+class StoredMapping(Mapping[int, ConnectionTimeline]):
+    """Connection id -> timeline over the ids in [low, high) of a store:
+    read-only, read through the store on each look-up."""
+
+    __slots__ = ("_store", "_low", "_high", "_listed")
+
+    def __init__(self, store: TimelineStore, low: int | None = None, high: int | None = None):
+        self._store = store
+        self._low = low
+        self._high = high
+        self._listed = StoredSequence(store, low, high)
+
+    def _mine(self, connection: object) -> bool:
+        if not isinstance(connection, int):
+            return False
+        if self._low is not None and connection < self._low:
+            return False
+        return self._high is None or connection < self._high
+
+    def __getitem__(self, connection: int) -> ConnectionTimeline:
+        if not self._mine(connection):
+            raise KeyError(connection)
+        return self._store[connection]
+
+    def __contains__(self, connection: object) -> bool:
+        return self._mine(connection) and connection in self._store
+
+    def __len__(self) -> int:
+        return len(self._listed)
+
+    def __iter__(self) -> Iterator[int]:
+        ids, start, end = self._listed._span()
+        return iter(ids[start:end])
+
+    def __reduce__(self) -> tuple[Any, tuple[Any, ...]]:
+        return (dict, (dict(self.items()),))
+
+    def __repr__(self) -> str:
+        return f"StoredMapping({len(self)} timelines)"
+
+
+class NearFirst(Mapping[int, ConnectionTimeline]):
+    """A mapping of timelines (`whole`) whose look-ups try `near` first: the
+    timelines of one block's context already read from the store
+    (HandshakeView.around). Its keys, length and iteration are `whole`'s;
+    `near` must hold only items of `whole`."""
+
+    __slots__ = ("_near", "_whole")
+
+    def __init__(
+        self, near: dict[int, ConnectionTimeline], whole: Mapping[int, ConnectionTimeline]
+    ) -> None:
+        self._near = near
+        self._whole = whole
+
+    def __getitem__(self, connection: int) -> ConnectionTimeline:
+        found = self._near.get(connection)
+        return found if found is not None else self._whole[connection]
+
+    def __contains__(self, connection: object) -> bool:
+        return connection in self._near or connection in self._whole
+
+    def __len__(self) -> int:
+        return len(self._whole)
+
+    def __iter__(self) -> Iterator[int]:
+        return iter(self._whole)
+
+    def __reduce__(self) -> tuple[Any, tuple[Any, ...]]:
+        return (dict, (dict(self.items()),))
+
+
+def stored_timelines(
+    store: TimelineStore, low: int | None = None, high: int | None = None
+) -> tuple[Sequence[ConnectionTimeline], Mapping[int, ConnectionTimeline]]:
+    """The timelines of `store` whose ids are in [low, high) (None: unbounded),
+    in id order, and the same by id: a tuple and a dict while the store holds
+    them all in memory, else views that read through it. O(n) in memory,
+    O(log n) spilled."""
+    if not store.has_spilled:
+        timelines = tuple(StoredSequence(store, low, high))
+        return timelines, {t.connection.id: t for t in timelines}
+    return StoredSequence(store, low, high), StoredMapping(store, low, high)
+
+
+__all__ = [
+    "CHUNK_SIZE",
+    "LOADED_CHUNKS",
+    "NearFirst",
+    "SPILL_BUDGET",
+    "StoredMapping",
+    "StoredSequence",
+    "TimelineStore",
+    "stored_timelines",
+]
