@@ -157,6 +157,7 @@ def test_spilled_big_capture_writes_the_same_reports(
 def test_default_budget_keeps_a_few_thousand_connections_in_memory() -> None:
     # The benchmarks' 4000-connection captures never spill (no time cost).
     assert store_module.SPILL_BUDGET >= 4000 or _forced()
+    assert TimelineStore().budget == store_module.SPILL_BUDGET
 
 
 def _forced() -> bool:

@@ -22,7 +22,7 @@ from authtrace.diagnose.finding import (
     Severity,
     plural_of,
 )
-from authtrace.diagnose.rule import Across, Groups, Rule, RuleDeclarationError, merge_groups
+from authtrace.diagnose.rule import Across, Collected, Rule, RuleDeclarationError, merge_groups
 from authtrace.diagnose.rules import (
     capture,
     credentials,
@@ -89,7 +89,7 @@ class Diagnosis:
     def __init__(self) -> None:
         self._findings: list[Finding] = []
         self._anomalies: dict[str, Anomaly] = {}  # one per rule and error, however many blocks
-        self._groups: dict[str, list[Groups]] = {}  # grouping rule -> its groups of each block
+        self._groups: dict[str, list[Collected]] = {}  # grouping rule -> its groups of each block
         self._failed: set[str] = set()  # grouping rules that failed in some block
         self._blocks = 0
 

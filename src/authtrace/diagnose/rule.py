@@ -15,14 +15,14 @@ from __future__ import annotations
 import enum
 import functools
 import inspect
-from collections.abc import Callable, Hashable, Iterable, Iterator
+from collections.abc import Callable, Hashable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from authtrace.diagnose.finding import Finding, Severity
 
 if TYPE_CHECKING:
-    from authtrace.diagnose.context import Located, RuleContext
+    from authtrace.diagnose.context import Located, RuleContext, Steps
 
 Check = Callable[["RuleContext"], Iterable[Finding]]
 # A rule that groups steps across the capture, in two halves (`Rule.grouping`):
@@ -30,7 +30,11 @@ Check = Callable[["RuleContext"], Iterable[Finding]]
 # A step under a key; None under a key marks the key as seen, keeping no step
 # (what a rule only asks "was it seen anywhere": a client that sent credentials).
 Select = Callable[["RuleContext"], Iterable[tuple[Hashable, "Located | None"]]]
-Groups = dict[Hashable, list["Located"]]
+# What a report reads: each key's steps in capture order. Collected block by
+# block they are `context.Steps`, which keep a compact reference per step and
+# locate it again on each access (a Located holds its whole timeline).
+Groups = dict[Hashable, Sequence["Located"]]
+Collected = dict[Hashable, "Steps"]
 Report = Callable[["RuleContext", Groups], Iterable[Finding]]
 
 
@@ -99,18 +103,19 @@ class Rule:
         judged = context.judging(self.needs_pairing)
         return self._checked(context, self.check(judged))
 
-    def collect(self, context: RuleContext, own: frozenset[int] | None = None) -> Groups:
+    def collect(self, context: RuleContext, own: frozenset[int] | None = None) -> Collected:
         """A grouping rule's selected steps of `context` (those of the
         connections in `own` only, unless None), by key, in capture order."""
         assert self.grouping is not None
         select, _report = self.grouping
         return _grouped(select, context.judging(self.needs_pairing), own)
 
-    def report(self, context: RuleContext, groups: Groups) -> Iterator[Finding]:
+    def report(self, context: RuleContext, groups: Collected) -> Iterator[Finding]:
         """A grouping rule's findings from the groups of the whole capture."""
         assert self.grouping is not None
         _select, report = self.grouping
-        return self._checked(context, report(context.judging(self.needs_pairing), groups))
+        as_read: Groups = dict(groups)
+        return self._checked(context, report(context.judging(self.needs_pairing), as_read))
 
     def _checked(self, context: RuleContext, findings: Iterable[Finding]) -> Iterator[Finding]:
         for finding in findings:
@@ -164,7 +169,8 @@ def grouping_rule(
     def declare(report: Report) -> Rule:
         @functools.wraps(report)
         def check(context: RuleContext) -> Iterable[Finding]:
-            return report(context, _grouped(select, context))
+            groups: Groups = dict(_grouped(select, context))
+            return report(context, groups)
 
         return Rule(
             rule_id, severity, meaning, check, needs_pairing, Across.CAPTURE, (select, report)
@@ -173,32 +179,42 @@ def grouping_rule(
     return declare
 
 
-def _grouped(select: Select, context: RuleContext, own: frozenset[int] | None = None) -> Groups:
+def _grouped(select: Select, context: RuleContext, own: frozenset[int] | None = None) -> Collected:
     """The steps `select` yields over `context`, by key in the order they came
     (those of the connections in `own` only, unless None; a key marked seen
-    without a step is kept, with no step)."""
-    groups: Groups = {}
+    without a step is kept, with no step), each kept as a reference into the
+    view's timelines by id (`context.Steps`). O(s) in the steps selected."""
+    from authtrace.diagnose.context import Steps, lasting_timelines
+
+    by_id = context.view.by_id
+    timelines = lasting_timelines(by_id)
+    groups: Collected = {}
     for key, located in select(context):
         if located is None:
-            groups.setdefault(key, [])
+            if key not in groups:
+                groups[key] = Steps(timelines)
         elif own is None or located.timeline.connection.id in own:
-            groups.setdefault(key, []).append(located)
+            steps = groups.get(key)
+            if steps is None:
+                steps = groups[key] = Steps(timelines)
+            steps.add(located, by_id)
     return groups
 
 
-def merge_groups(parts: Iterable[Groups]) -> Groups:
+def merge_groups(parts: Iterable[Collected]) -> Collected:
     """The groups of several blocks as one run over all of them would have
     made them: each key's steps in capture order (connection, position), keys
     in the order of their first step. O(s log s) in the s steps selected."""
-    merged: Groups = {}
+    merged: Collected = {}
     for part in parts:
         for key, steps in part.items():
-            merged.setdefault(key, []).extend(steps)
+            held = merged.get(key)
+            if held is None:
+                merged[key] = steps.copy()
+            else:
+                held.extend(steps)
     for steps in merged.values():
-        steps.sort(key=lambda located: (located.timeline.connection.id, located.position))
+        steps.sort()
     last = (float("inf"), 0)  # a key only marked as seen
-    first = {
-        key: (s[0].timeline.connection.id, s[0].position) if s else last
-        for key, s in merged.items()
-    }
+    first = {key: s.first_place() if s else last for key, s in merged.items()}
     return {key: merged[key] for key in sorted(merged, key=first.__getitem__)}

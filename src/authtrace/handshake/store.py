@@ -111,6 +111,11 @@ class TimelineStore:
             yield self[connection]
 
     @property
+    def budget(self) -> int:
+        """Timelines this store keeps in memory."""
+        return self._budget
+
+    @property
     def has_spilled(self) -> bool:
         return bool(self._chunk_of)
 
@@ -283,6 +288,11 @@ class NearFirst(Mapping[int, ConnectionTimeline]):
     ) -> None:
         self._near = near
         self._whole = whole
+
+    @property
+    def whole(self) -> Mapping[int, ConnectionTimeline]:
+        """The mapping behind: what outlives the context."""
+        return self._whole
 
     def __getitem__(self, connection: int) -> ConnectionTimeline:
         found = self._near.get(connection)

@@ -5,7 +5,7 @@ and they stop other rules from blaming what the capture simply missed."""
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Hashable, Iterator
+from collections.abc import Hashable, Iterator, Sequence
 from typing import cast
 
 from authtrace.auth.steps import is_not_kept
@@ -54,7 +54,7 @@ def capture_incomplete(ctx: RuleContext, groups: Groups) -> Iterator[Finding]:
     began mid-handshake before the capture (no SYN), that lost bytes (TCP
     gaps), or whose last request the capture cut before the answer. One note
     per host, listing what each of its connections is missing."""
-    by_host: dict[str, list[tuple[int, list[str], list[Located], list[GapMark]]]] = defaultdict(
+    by_host: dict[str, list[tuple[int, list[str], Sequence[Located], list[GapMark]]]] = defaultdict(
         list
     )
     for key, located in groups.items():

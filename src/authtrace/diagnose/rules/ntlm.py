@@ -493,8 +493,14 @@ def ntlm_negotiate_rejected(ctx: RuleContext, found: Groups) -> Iterator[Finding
     for (client, host, proxy), legs in groups.items():
         credentials = legs[0].step.credentials
         size = len(credentials.raw) if credentials is not None else 0
-        after = [a for a in authenticated.get((client, host, proxy), ()) if a.time >= legs[0].time]
-        later = min(after, key=lambda a: a.time) if after else None
+        # A generator, not a list: the located steps (each holding its
+        # timeline) are read one at a time (diagnose/context.py Steps).
+        start = legs[0].time
+        later = min(
+            (a for a in authenticated.get((client, host, proxy), ()) if a.time >= start),
+            key=lambda a: a.time,
+            default=None,
+        )
         used = later.step.credentials if later is not None else None
         mechanism = used.mechanism.value if used is not None else ""
         words = ctx.words()

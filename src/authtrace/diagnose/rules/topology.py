@@ -376,7 +376,11 @@ def auth_lost_on_new_connection(ctx: RuleContext, groups: Groups) -> Iterator[Fi
     relayed for, so a second client's first anonymous request is not it."""
     for steps in groups.values():
         earlier: Located | None = None
-        for located in sorted(steps, key=lambda loc: loc.time):  # stable: capture order
+        # In time order (stable: capture order), by index: a list of the
+        # located steps would hold every timeline of the group at once.
+        times = [located.time for located in steps]
+        for index in sorted(range(len(steps)), key=times.__getitem__):
+            located = steps[index]
             step = located.step
             if step.state_after is State.AUTHENTICATED and step.leg in _ACCEPTED_LEGS:
                 earlier = located
