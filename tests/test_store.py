@@ -151,6 +151,12 @@ def test_spilled_big_capture_writes_the_same_reports(
         assert len(made) >= CONNECTIONS * 9 // 10
         assert made.spilled == len(made) - spill_budget
         assert made.chunk_reads > 0
+        # Each timeline is read back a few times (the block rules, the KDC
+        # links, the groups, each report's walks: 16 times at budget 0 over
+        # the three reports), never a chunk per step of a rule's groups (with
+        # chunks of 256: about 900 times).
+        read = made.chunk_reads * store_module.CHUNK_SIZE
+        assert read <= 24 * len(made)
         budget.clear()
 
 

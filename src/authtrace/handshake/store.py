@@ -16,13 +16,16 @@ SPILL_BUDGET + CHUNK_SIZE added timelines plus LOADED_CHUNKS chunks read
 back, and a few dozen bytes per spilled id (its chunk number, its place in
 the sorted ids).
 
-Costs (measured on the auth-dense proxy profile): writing a chunk about
-170 us a timeline, reading one back about 100 us a timeline (one timeline at
-a time: 210 / 360 us, hence chunks). A look-up of a timeline in a loaded chunk
-is O(1); iteration in id order reads each chunk once when the timelines were
-added in about id order (each chunk is sorted by id before it is written, and
-connections are judged in id order), so a pass over n spilled timelines costs
-about n x 100 us.
+Costs (measured on the auth-dense profiles): pickling about 170 us a
+timeline, reading back about 100-130 us a timeline. A look-up of a timeline
+in a loaded chunk is O(1); iteration in id order reads each chunk once when
+the timelines were added in about id order (each chunk is sorted by id
+before it is written, and connections are judged in id order), so a pass over
+n spilled timelines costs about n x 120 us. Chunks are small (8) because not
+every reader goes in id order: a grouping rule's report reads its groups one
+key at a time (diagnose/context.py Steps), each key's steps spread over the
+whole capture, and every step not loaded costs its whole chunk: with chunks
+of 256 the mix profile at budget 0 took 250 s instead of 7 s.
 """
 
 from __future__ import annotations
@@ -42,13 +45,16 @@ from authtrace.spool import Held, Spool
 # about 32 MB; captures of up to 4096 HTTP connections (the 4000-connection
 # benchmarks, every scenario and lab capture) never spill and pay nothing.
 # Spilled, each pass over the timelines (the per-block rules, the KDC links,
-# each renderer's walk) costs about 100 us a timeline more.
+# each renderer's walk) costs about 120 us a timeline more.
 SPILL_BUDGET = 4096
-# Timelines pickled together (pickling one at a time costs twice as much).
-CHUNK_SIZE = 256
-# Chunks read back that stay loaded (least recently used goes first): a block
-# and its neighbours, read in id order, fall in a few consecutive chunks.
-LOADED_CHUNKS = 4
+# Timelines pickled together. Measured at budget 0 (analyze and the text
+# report, CPU seconds): mix 4000 connections: 4: 8.1, 8: 7.0, 32: 7.9, 256:
+# 250 (sparse reads, see above); proxy 4000: 8: 5.9, 256: 6.2.
+CHUNK_SIZE = 8
+# Chunks read back that stay loaded (least recently used goes first): 1024
+# timelines, about 8 MB; a block and its neighbours, read in id order, fall
+# in consecutive chunks.
+LOADED_CHUNKS = 128
 
 
 class TimelineStore:
@@ -72,14 +78,14 @@ class TimelineStore:
     def __init__(
         self,
         budget: int | None = None,
-        chunk_size: int = CHUNK_SIZE,
-        loaded_chunks: int = LOADED_CHUNKS,
+        chunk_size: int | None = None,
+        loaded_chunks: int | None = None,
     ) -> None:
-        """budget: timelines kept in memory (SPILL_BUDGET, as the module holds
-        it when the store is made, for None)."""
+        """budget, chunk_size, loaded_chunks: SPILL_BUDGET, CHUNK_SIZE and
+        LOADED_CHUNKS, as the module holds them when the store is made, for None."""
         self._budget = SPILL_BUDGET if budget is None else budget
-        self._chunk_size = max(1, chunk_size)
-        self._loaded_chunks = max(1, loaded_chunks)
+        self._chunk_size = max(1, CHUNK_SIZE if chunk_size is None else chunk_size)
+        self._loaded_chunks = max(1, LOADED_CHUNKS if loaded_chunks is None else loaded_chunks)
         self._held: dict[int, ConnectionTimeline] = {}  # not spilled, in the order added
         self._chunk_of: dict[int, int] = {}  # spilled id -> its chunk
         self._chunks: list[Held[list[ConnectionTimeline]]] = []
