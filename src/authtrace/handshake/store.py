@@ -42,11 +42,15 @@ from authtrace.spool import Held, Spool
 
 # Timelines a run keeps in memory before it spills the others to disk. A judged
 # timeline of the auth-dense profiles weighs about 8 KB, so the budget holds
-# about 32 MB; captures of up to 4096 HTTP connections (the 4000-connection
-# benchmarks, every scenario and lab capture) never spill and pay nothing.
-# Spilled, each pass over the timelines (the per-block rules, the KDC links,
-# each renderer's walk) costs about 120 us a timeline more.
-SPILL_BUDGET = 4096
+# about 130 MB; captures of up to 16384 HTTP connections (every benchmark size,
+# scenario and lab capture) never spill and pay nothing. Spilled, a timeline
+# costs about 0.6 ms more today (pickled once, read back about five times: by
+# the per-block rules, the KDC links, the grouping rules' reports and each
+# renderer's walk), so analyze of a 16k capture spilled whole takes about 1.5
+# times as long for 60-80% of the peak (the proxy and mix profiles at budget
+# 0); the budget is this high until the end of reading reads each spilled
+# timeline once, after which it can come down.
+SPILL_BUDGET = 16384
 # Timelines pickled together. Measured at budget 0 (analyze and the text
 # report, CPU seconds): mix 4000 connections: 4: 8.1, 8: 7.0, 32: 7.9, 256:
 # 250 (sparse reads, see above); proxy 4000: 8: 5.9, 256: 6.2.
