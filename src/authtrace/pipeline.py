@@ -922,22 +922,22 @@ def analyze(
     names = str if len(views) == 1 else partial(_file_frame_name, captures)
     diagnosis = Diagnosis()
     for (view, own_kdc, own_connects, own_unreadable), window in zip(streams, windows, strict=True):
-        make = partial(
-            RuleContext,
+        # The per-block rules block by block (each with what it was linked
+        # with), the rules that count across the capture over all of it.
+        stream_context = RuleContext(
+            view,
             kdc=own_kdc,
             kdc_connects=own_connects,
             iis_log=logged,
             frame_name=names,
             kdc_unreadable=own_unreadable,
         )
-        # The per-block rules block by block (each with what it was linked
-        # with), the rules that count across the capture over all of it.
         if len(window.blocks) == 1:
-            diagnosis.block(make(view))
+            diagnosis.block(stream_context)
         else:
             for block in window.blocks:
-                diagnosis.block(make(view.around(block.context)), block.own)
-        diagnosis.capture(make(view))
+                diagnosis.block(stream_context.around(block.context), block.own)
+        diagnosis.capture(stream_context)
     findings, problems = diagnosis.finish()
     return Report(
         captures=captures,
