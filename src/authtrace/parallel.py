@@ -36,6 +36,7 @@ import pickle
 import signal
 import traceback
 from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from itertools import chain
 from multiprocessing.connection import Connection, wait
@@ -163,7 +164,8 @@ def judged_in_workers(
                 name=f"authtrace-reader-{index}",
                 daemon=True,
             )
-            worker.start()
+            with _interrupts_held():
+                worker.start()
             sender.close()  # the worker's end: EOF here once the worker is gone
             receivers.append(receiver)
             workers.append(worker)
@@ -176,6 +178,23 @@ def judged_in_workers(
             worker.join(timeout=5)
         for receiver in receivers:
             receiver.close()
+
+
+@contextmanager
+def _interrupts_held() -> Iterator[None]:
+    """Ctrl-C held back while a reader is forked, delivered the moment the
+    fork is done. The parent runs the at-fork hooks of the modules loaded
+    (logging's lock release, ...) right after the fork, and Python prints and
+    drops an exception raised inside one: a Ctrl-C that landed there was lost
+    and the run went on to the end."""
+    if not hasattr(signal, "pthread_sigmask"):  # pragma: no cover - not POSIX
+        yield
+        return
+    before = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, before)
 
 
 def _merge(
@@ -240,6 +259,9 @@ def _work(
     """A worker's whole life (in the forked process): read, judge, send."""
     # Ctrl-C reaches the whole process group: the parent stops the workers.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    # Forked while the parent held Ctrl-C back (_interrupts_held): the mask
+    # is inherited, and what this process may start should not inherit it.
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
     try:
         _read_part(parent, ownership, sources, sender)
     except CaptureError as error:
