@@ -186,10 +186,8 @@ def _interrupts_held() -> Iterator[None]:
     fork is done. The parent runs the at-fork hooks of the modules loaded
     (logging's lock release, ...) right after the fork, and Python prints and
     drops an exception raised inside one: a Ctrl-C that landed there was lost
-    and the run went on to the end."""
-    if not hasattr(signal, "pthread_sigmask"):  # pragma: no cover - not POSIX
-        yield
-        return
+    and the run went on to the end. (Readers exist only where fork does,
+    and pthread_sigmask with it: POSIX.)"""
     before = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
     try:
         yield
