@@ -22,7 +22,8 @@ from authtrace.diagnose.finding import (
     Severity,
     plural_of,
 )
-from authtrace.diagnose.rule import Across, Collected, Rule, RuleDeclarationError, merge_groups
+from authtrace.diagnose.groups import Collected
+from authtrace.diagnose.rule import Across, Rule, RuleDeclarationError, merge_groups
 from authtrace.diagnose.rules import (
     capture,
     credentials,
@@ -89,7 +90,8 @@ class Diagnosis:
     def __init__(self) -> None:
         self._findings: list[Finding] = []
         self._anomalies: dict[str, Anomaly] = {}  # one per rule and error, however many blocks
-        self._groups: dict[str, list[Collected]] = {}  # grouping rule -> its groups of each block
+        # Grouping rule -> the groups of every block so far, each key held once.
+        self._groups: dict[str, Collected] = {}
         self._failed: set[str] = set()  # grouping rules that failed in some block
         self._blocks = 0
 
@@ -109,7 +111,11 @@ class Diagnosis:
                     self._failure(declared, error)
                     continue
                 if groups:
-                    self._groups.setdefault(declared.id, []).append(groups)
+                    held = self._groups.get(declared.id)
+                    if held is None:
+                        self._groups[declared.id] = groups
+                    else:
+                        held.absorb(groups)
         self._fold(found)
 
     def capture(self, context: RuleContext) -> None:
@@ -123,7 +129,8 @@ class Diagnosis:
             if declared.grouping is None or not self._blocks:
                 found.extend(self._run(declared, context))
             elif declared.id not in self._failed:
-                groups = merge_groups(self._groups.pop(declared.id, []))
+                held = self._groups.pop(declared.id, None)
+                groups = held if held is not None else merge_groups(())
                 try:
                     found.extend(declared.report(context, groups))
                 except Exception as error:  # noqa: BLE001 - as in _run

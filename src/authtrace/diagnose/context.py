@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import copy
 import ipaddress
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 
 from authtrace.auth.basic import BasicCredentials
@@ -35,6 +35,7 @@ from authtrace.http.messages import GapMark, HttpConnection, Pairing
 from authtrace.iis.category import Category, CategoryEvidence, LoggedLine, Source, decide
 from authtrace.kerberos.kdc import KdcConnectAttempt, KdcExchange, KdcUnreadable
 from authtrace.kerberos.messages import KerberosApReq
+from authtrace.sharing import SharedTable
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,6 +62,16 @@ class Located:
     def time(self) -> float:
         return request_time(self.step)
 
+    @property
+    def server(self) -> str:
+        """The connection's server as written ("10.0.0.5:80"), the same string
+        for every step to that server: grouping rules key by it, and a string
+        of its own for each connection of a capture-wide group adds up."""
+        return _SERVERS.share(str(self.timeline.connection.server))
+
+
+_SERVERS: SharedTable[str] = SharedTable()
+
 
 def lasting_timelines(
     by_id: Mapping[int, ConnectionTimeline],
@@ -68,83 +79,6 @@ def lasting_timelines(
     """The timelines by id behind a view's `by_id` that outlive a block's
     context (HandshakeView.around: the store's, not the block's)."""
     return by_id.whole if isinstance(by_id, NearFirst) else by_id
-
-
-class Steps(Sequence[Located]):
-    """The steps of one key of a grouping rule (diagnose/rule.py), in the order
-    added, each kept as a `StepRef` into `timelines` (a view's by_id: the
-    store when the timelines were spilled) and located again on each access:
-    a Located holds its whole timeline, and some rules select a step of
-    nearly every connection (auth-lost-on-new-connection), so carrying them
-    from block to block kept every timeline in memory. A step whose timeline
-    is not the one `timelines` holds under its id is kept as it came.
-
-    Invariant: item i equals the Located added i-th (after `sort`: in
-    (connection, position) order). Cost: O(1) a reference, O(1) an access
-    plus reading its timeline back (handshake/store.py) when it is spilled."""
-
-    __slots__ = ("_items", "_timelines")
-
-    def __init__(
-        self,
-        timelines: Mapping[int, ConnectionTimeline],
-        items: list[StepRef | Located] | None = None,
-    ) -> None:
-        self._timelines = timelines
-        self._items: list[StepRef | Located] = items if items is not None else []
-
-    def add(self, located: Located, by_id: Mapping[int, ConnectionTimeline]) -> None:
-        """Add `located`, a step of the view whose timelines by id are `by_id`
-        (they or `timelines` behind them: `lasting_timelines`)."""
-        connection = located.timeline.connection.id
-        if by_id.get(connection) is located.timeline:
-            self._items.append(StepRef(connection, located.position))
-        else:
-            self._items.append(located)
-
-    def copy(self) -> Steps:
-        return Steps(self._timelines, list(self._items))
-
-    def extend(self, other: Steps) -> None:
-        """Add `other`'s steps (located again here when it reads other timelines)."""
-        if other._timelines is self._timelines:
-            self._items.extend(other._items)
-        else:
-            self._items.extend(other)
-
-    def sort(self) -> None:
-        """In capture order: (connection, position). O(s log s)."""
-        self._items.sort(key=_place)
-
-    def first_place(self) -> tuple[int, int]:
-        return _place(self._items[0])
-
-    def __len__(self) -> int:
-        return len(self._items)
-
-    def _located(self, item: StepRef | Located) -> Located:
-        if isinstance(item, Located):
-            return item
-        timeline = self._timelines[item.connection]
-        return Located(timeline, item.position, timeline.steps[item.position])
-
-    def __getitem__(self, index: int | slice) -> Located | list[Located]:  # type: ignore[override]
-        if isinstance(index, slice):
-            return [self._located(item) for item in self._items[index]]
-        return self._located(self._items[index])
-
-    def __iter__(self) -> Iterator[Located]:
-        for item in self._items:
-            yield self._located(item)
-
-    def __repr__(self) -> str:
-        return f"Steps({len(self._items)} steps)"
-
-
-def _place(item: StepRef | Located) -> tuple[int, int]:
-    if isinstance(item, Located):
-        return (item.timeline.connection.id, item.position)
-    return (item.connection, item.position)
 
 
 @dataclass(frozen=True, slots=True)
@@ -542,7 +476,7 @@ def party(located: Located, capital: bool = False) -> str:
         via = (response.header("Via") or "")[:1024].rsplit(",", 1)[-1].split()
         name = via[1][:_NAME_LIMIT] if len(via) >= 2 else ""
         product = (response.header("Server") or "")[:_NAME_LIMIT]
-    where = ", ".join(x for x in (str(located.timeline.connection.server), product) if x)
+    where = ", ".join(x for x in (located.server, product) if x)
     named = f"the proxy {name} ({where})" if name else f"the proxy at {where}"
     return f"T{named[1:]}" if capital else named
 

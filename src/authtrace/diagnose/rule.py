@@ -15,14 +15,15 @@ from __future__ import annotations
 import enum
 import functools
 import inspect
-from collections.abc import Callable, Hashable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Hashable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from authtrace.diagnose.finding import Finding, Severity
 
 if TYPE_CHECKING:
-    from authtrace.diagnose.context import Located, RuleContext, Steps
+    from authtrace.diagnose.context import Located, RuleContext
+    from authtrace.diagnose.groups import Collected, Steps
 
 Check = Callable[["RuleContext"], Iterable[Finding]]
 # A rule that groups steps across the capture, in two halves (`Rule.grouping`):
@@ -30,11 +31,11 @@ Check = Callable[["RuleContext"], Iterable[Finding]]
 # A step under a key; None under a key marks the key as seen, keeping no step
 # (what a rule only asks "was it seen anywhere": a client that sent credentials).
 Select = Callable[["RuleContext"], Iterable[tuple[Hashable, "Located | None"]]]
-# What a report reads: each key's steps in capture order. Collected block by
-# block they are `context.Steps`, which keep a compact reference per step and
-# locate it again on each access (a Located holds its whole timeline).
-Groups = dict[Hashable, Sequence["Located"]]
-Collected = dict[Hashable, "Steps"]
+# What a report reads: each key's steps in capture order, as
+# `diagnose.groups.Steps`, which locate a step only when it is read (a Located
+# holds its whole timeline) and tell a step's time and connection without
+# locating it. Collected block by block in a `diagnose.groups.Collected`.
+Groups = Mapping[Hashable, "Steps"]
 Report = Callable[["RuleContext", Groups], Iterable[Finding]]
 
 
@@ -114,8 +115,7 @@ class Rule:
         """A grouping rule's findings from the groups of the whole capture."""
         assert self.grouping is not None
         _select, report = self.grouping
-        as_read: Groups = dict(groups)
-        return self._checked(context, report(context.judging(self.needs_pairing), as_read))
+        return self._checked(context, report(context.judging(self.needs_pairing), groups))
 
     def _checked(self, context: RuleContext, findings: Iterable[Finding]) -> Iterator[Finding]:
         for finding in findings:
@@ -169,8 +169,7 @@ def grouping_rule(
     def declare(report: Report) -> Rule:
         @functools.wraps(report)
         def check(context: RuleContext) -> Iterable[Finding]:
-            groups: Groups = dict(_grouped(select, context))
-            return report(context, groups)
+            return report(context, _grouped(select, context))
 
         return Rule(
             rule_id, severity, meaning, check, needs_pairing, Across.CAPTURE, (select, report)
@@ -180,41 +179,33 @@ def grouping_rule(
 
 
 def _grouped(select: Select, context: RuleContext, own: frozenset[int] | None = None) -> Collected:
-    """The steps `select` yields over `context`, by key in the order they came
-    (those of the connections in `own` only, unless None; a key marked seen
-    without a step is kept, with no step), each kept as a reference into the
-    view's timelines by id (`context.Steps`). O(s) in the steps selected."""
-    from authtrace.diagnose.context import Steps, lasting_timelines
+    """The steps `select` yields over `context`, by key (those of the
+    connections in `own` only, unless None; a key marked seen without a step
+    is kept, with no step), each kept as a reference into the view's
+    timelines by id (diagnose/groups.py). O(s) in the steps selected."""
+    from authtrace.diagnose.context import lasting_timelines
+    from authtrace.diagnose.groups import Collected
 
     by_id = context.view.by_id
-    timelines = lasting_timelines(by_id)
-    groups: Collected = {}
+    groups = Collected(lasting_timelines(by_id))
     for key, located in select(context):
         if located is None:
-            if key not in groups:
-                groups[key] = Steps(timelines)
+            groups.mark(key)
         elif own is None or located.timeline.connection.id in own:
-            steps = groups.get(key)
-            if steps is None:
-                steps = groups[key] = Steps(timelines)
-            steps.add(located, by_id)
+            groups.add(key, located, by_id)
     return groups
 
 
 def merge_groups(parts: Iterable[Collected]) -> Collected:
     """The groups of several blocks as one run over all of them would have
     made them: each key's steps in capture order (connection, position), keys
-    in the order of their first step. O(s log s) in the s steps selected."""
-    merged: Collected = {}
+    in the order of their first step. O(s + k) in the s steps and k keys of
+    the parts, and O(s log s) once when the result is first read."""
+    from authtrace.diagnose.groups import Collected
+
+    merged: Collected | None = None
     for part in parts:
-        for key, steps in part.items():
-            held = merged.get(key)
-            if held is None:
-                merged[key] = steps.copy()
-            else:
-                held.extend(steps)
-    for steps in merged.values():
-        steps.sort()
-    last = (float("inf"), 0)  # a key only marked as seen
-    first = {key: s.first_place() if s else last for key, s in merged.items()}
-    return {key: merged[key] for key in sorted(merged, key=first.__getitem__)}
+        if merged is None:
+            merged = Collected(part.timelines)
+        merged.absorb(part)
+    return merged if merged is not None else Collected({})

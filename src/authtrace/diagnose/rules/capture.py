@@ -57,10 +57,10 @@ def capture_incomplete(ctx: RuleContext, groups: Groups) -> Iterator[Finding]:
     by_host: dict[str, list[tuple[int, list[str], Sequence[Located], list[GapMark]]]] = defaultdict(
         list
     )
-    for key, located in groups.items():
+    for key, steps in groups.items():
         host, connection, problems = cast(tuple[str, int, tuple[str, ...]], key)
-        marks = list(located[0].timeline.connection.gaps[:5])
-        by_host[host].append((connection, list(problems), located, marks))
+        marks = list(steps[0].timeline.connection.gaps[:5])
+        by_host[host].append((connection, list(problems), steps, marks))
     for host, items in by_host.items():
         words = ctx.words()
         for _connection, _problems, located, marks in items[:5]:

@@ -35,7 +35,7 @@ def _ignored_offers(ctx: RuleContext) -> Iterator[tuple[tuple[object, ...], Loca
         # no-common-scheme, auth-lost-on-new-connection, a logon failure). One
         # whose request head the capture cut may have: "never sent" cannot be
         # said of it.
-        pair = (ctx.client_of(located), str(located.timeline.connection.server))
+        pair = (ctx.client_of(located), located.server)
         if step.credentials is not None or step.sent is Sent.NOT_SEEN:
             yield ("answered", *pair), None
         if (

@@ -399,9 +399,9 @@ def channel_binding_other_certificate(ctx: RuleContext, groups: Groups) -> Itera
     the binding is for (the proxy's front end), the finding names it: one pass
     over the connections builds a binding -> connection table."""
     # That pass is each block's over its own connections (the marked owners).
-    found = groups.get("bound", [])
+    found = groups.get("bound")
     owners = _certificate_owners(groups) if found else {}
-    for located in found:
+    for located in found or ():
         refused = located.step.leg is Leg.NTLM_REJECTED
         words = ctx.words()
         frame = words.request(located)
@@ -479,38 +479,40 @@ def ntlm_negotiate_rejected(ctx: RuleContext, found: Groups) -> Iterator[Finding
     warning when the same client then authenticated to that host another way
     (Chromium falls back to Kerberos): NTLM is still broken for it, but nothing
     failed."""
-    groups = {
-        cast(tuple[str, str, bool], key[1:]): legs
-        for key, legs in found.items()
+    rejected = [
+        cast(tuple[str, str, bool], key[1:])
+        for key in found
         if isinstance(key, tuple) and key[0] == "rejected"
-    }
-    authenticated = {
-        key[1:]: legs
-        for key, legs in found.items()
-        if isinstance(key, tuple) and key[0] == "authenticated"
-    }
+    ]
     splits = "splits" in found
-    for (client, host, proxy), legs in groups.items():
-        credentials = legs[0].step.credentials
+    for client, host, proxy in rejected:
+        legs = found[("rejected", client, host, proxy)]
+        refusal = legs[0]
+        credentials = refusal.step.credentials
         size = len(credentials.raw) if credentials is not None else 0
-        # A generator, not a list: the located steps (each holding its
-        # timeline) are read one at a time (diagnose/context.py Steps).
-        start = legs[0].time
-        later = min(
-            (a for a in authenticated.get((client, host, proxy), ()) if a.time >= start),
-            key=lambda a: a.time,
-            default=None,
-        )
+        # The first authentication from the first refusal on, found by the
+        # steps' times alone: only that step is located (each holds its
+        # timeline, read back from disk when spilled: diagnose/groups.py).
+        start = legs.time(0)
+        authenticated = found.get(("authenticated", client, host, proxy))
+        after = None
+        if authenticated:
+            after = min(
+                (i for i in range(len(authenticated)) if authenticated.time(i) >= start),
+                key=authenticated.time,
+                default=None,
+            )
+        later = authenticated[after] if authenticated and after is not None else None
         used = later.step.credentials if later is not None else None
         mechanism = used.mechanism.value if used is not None else ""
         words = ctx.words()
-        who = party(legs[0])
+        who = party(refusal)
         yield make_finding(
             ntlm_negotiate_rejected,
             f"The {'proxy' if proxy else 'server'} refused the client's NTLM NEGOTIATE without "
             "a CHALLENGE",
             f"The client {client} opened an NTLM handshake ({size}-byte NEGOTIATE at frame "
-            f"{words.request(legs[0].step)}) and {who} answered {legs[0].step.status} without a "
+            f"{words.request(refusal.step)}) and {who} answered {refusal.step.status} without a "
             f"CHALLENGE ({times(len(legs))}), so no password was ever checked. "
             + (
                 "The proxy's NTLM helper does not accept this client's NEGOTIATE (message "
@@ -546,8 +548,8 @@ def ntlm_negotiate_rejected(ctx: RuleContext, found: Groups) -> Iterator[Finding
             ),
             [*legs[:3], *([later] if later is not None else [])],
             severity=Severity.WARNING if later is not None else None,
-            fields=[("client", client), ("negotiate_bytes", str(size)), *proxy_fields(legs[0])],
-            iis=None if proxy else legs[0].step.iis,
+            fields=[("client", client), ("negotiate_bytes", str(size)), *proxy_fields(refusal)],
+            iis=None if proxy else refusal.step.iis,
             host=host,
             words=words,
         )

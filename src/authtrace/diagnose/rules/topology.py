@@ -10,6 +10,7 @@ of Negotiate.
 from __future__ import annotations
 
 from collections.abc import Hashable, Iterator
+from typing import cast
 
 from authtrace.diagnose.context import (
     Located,
@@ -348,17 +349,18 @@ _ACCEPTED_LEGS = (Leg.NTLM_ACCEPTED, Leg.KERBEROS_ACCEPTED, Leg.SPNEGO_ACCEPTED)
 
 
 def _authenticated_then_anonymous(ctx: RuleContext) -> Iterator[tuple[Hashable, Located]]:
-    """The steps auth-lost-on-new-connection follows, by client and server:
-    each completed authentication and each anonymous 401 that stayed a
-    failure. The groups are the state carried from block to block (what one
-    client did to one server, in capture order); the report replays them in
-    time order."""
+    """The steps auth-lost-on-new-connection follows, by what they were and
+    the client and server: under ("accepted", client, server) each completed
+    authentication, under ("lost", client, server) each anonymous 401 that
+    stayed a failure. The groups are the state carried from block to block
+    (what one client did to one server); the report replays them in time
+    order from their times alone and reads only the steps it cites."""
     for located in ctx.steps(Realm.ORIGIN):
         step = located.step
-        accepted = step.state_after is State.AUTHENTICATED and step.leg in _ACCEPTED_LEGS
-        lost = step.leg is Leg.ANONYMOUS_CHALLENGED and step.outcome is Outcome.FAILURE
-        if accepted or lost:
-            yield (ctx.client_of(located), str(located.timeline.connection.server)), located
+        if step.state_after is State.AUTHENTICATED and step.leg in _ACCEPTED_LEGS:
+            yield ("accepted", ctx.client_of(located), located.server), located
+        elif step.leg is Leg.ANONYMOUS_CHALLENGED and step.outcome is Outcome.FAILURE:
+            yield ("lost", ctx.client_of(located), located.server), located
 
 
 @grouping_rule(
@@ -374,25 +376,35 @@ def auth_lost_on_new_connection(ctx: RuleContext, groups: Groups) -> Iterator[Fi
     server, answered by a 401 that ended up a failure (the client never came back
     with credentials). Behind a proxy the client is the one each request was
     relayed for, so a second client's first anonymous request is not it."""
-    for steps in groups.values():
-        earlier: Located | None = None
-        # In time order (stable: capture order), by index: a list of the
-        # located steps would hold every timeline of the group at once.
-        times = [located.time for located in steps]
-        for index in sorted(range(len(steps)), key=times.__getitem__):
-            located = steps[index]
-            step = located.step
-            if step.state_after is State.AUTHENTICATED and step.leg in _ACCEPTED_LEGS:
-                earlier = located
+    # Each client and server in the order its first step came; O(s log s) in
+    # its s steps, and only the steps of a finding are located (each holds its
+    # timeline, read back from disk when spilled).
+    for pair in dict.fromkeys(cast(tuple[str, str, str], key)[1:] for key in groups):
+        lost = groups.get(("lost", *pair))
+        if not lost:
+            continue
+        accepted = groups.get(("accepted", *pair))
+        # In time order (ties: capture order): (time, place, accepted?, index).
+        events = [(lost.time(i), lost.place(i), False, i) for i in range(len(lost))]
+        if accepted:
+            events += [(accepted.time(i), accepted.place(i), True, i) for i in range(len(accepted))]
+        events.sort(key=lambda event: event[:2])
+        earlier: int | None = None
+        for _time, _place, was_accepted, index in events:
+            if was_accepted:
+                earlier = index
                 continue
-            if earlier is None or earlier.timeline.connection.id == located.timeline.connection.id:
+            if accepted is None or earlier is None:
                 continue
+            if accepted.connection(earlier) == lost.connection(index):
+                continue
+            first, located = accepted[earlier], lost[index]
             words = ctx.words()
             yield make_finding(
                 auth_lost_on_new_connection,
                 "Request without credentials on a new connection after authenticating another",
-                f"The client authenticated connection {earlier.timeline.connection.id} "
-                f"({_accepted(earlier, words)}), then sent a request without credentials on "
+                f"The client authenticated connection {first.timeline.connection.id} "
+                f"({_accepted(first, words)}), then sent a request without credentials on "
                 f"connection {located.timeline.connection.id} (request at frame "
                 f"{words.request(located.step)}), got 401 and did not "
                 "authenticate again. It (or a proxy in between) assumed the request would travel "
@@ -400,8 +412,8 @@ def auth_lost_on_new_connection(ctx: RuleContext, groups: Groups) -> Iterator[Fi
                 "Make the client or proxy keep requests on the authenticated connection, or let "
                 "it authenticate each new connection (proxies: disable connection pooling for "
                 "this site; clients: enable re-authentication / pre-authentication).",
-                [earlier, located],
-                iis=step.iis,
+                [first, located],
+                iis=located.step.iis,
                 words=words,
             )
             earlier = None
