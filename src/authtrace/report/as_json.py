@@ -21,6 +21,7 @@ from authtrace.report.connections import (
     response_to_dict,
     stream_to_dict,
 )
+from authtrace.report.json_text import indented
 from authtrace.report.model import Report
 from authtrace.report.summary import summarize
 from authtrace.report.tls import encrypted_to_dict, keylog_to_dict
@@ -233,16 +234,11 @@ def write_report_json(
     for number, (key, value) in enumerate(fields):
         write(("," if number else "") + "\n  " + json.dumps(key) + ": ")
         if not isinstance(value, _Listed):
-            write(_nested(json.dumps(value, indent=2), 1))
+            write(indented(value, 1))
             continue
         empty = True
         for item in value:
-            write(("[" if empty else ",") + "\n    " + _nested(json.dumps(item, indent=2), 2))
+            write(("[" if empty else ",") + "\n    " + indented(item, 2))
             empty = False
         write("[]" if empty else "\n  ]")
     write("\n}\n" if fields else "}\n")
-
-
-def _nested(text: str, depth: int) -> str:
-    """A value's indent=2 text as it reads `depth` levels down a document."""
-    return text.replace("\n", "\n" + "  " * depth)
