@@ -18,6 +18,9 @@ SPLIT = str(
 )
 
 
+KERBEROS = SPLIT.replace("pooling-proxy.pcap", "healthy-kerberos.pcap")
+
+
 class Terminal(io.StringIO):
     def isatty(self) -> bool:
         return True
@@ -86,3 +89,46 @@ def test_cli_is_silent_off_a_terminal_unless_asked() -> None:
         "finding problems",
     ]
     assert loud.stdout == quiet.stdout
+
+
+def test_json_into_a_file_is_written_as_a_phase_of_its_own() -> None:
+    """analyze --json is a third of a big run: off the terminal that draws the
+    progress (into a file, a pipe) its writing is a phase, and the document
+    is the same as without progress."""
+    runner = CliRunner()
+    quiet = runner.invoke(main, ["analyze", "--json", SPLIT])
+    loud = runner.invoke(main, ["analyze", "--json", "--progress", SPLIT])
+    assert loud.stderr.splitlines() == [
+        "reading",
+        "linking connections",
+        "finding problems",
+        "writing the report",
+    ]
+    assert loud.stdout == quiet.stdout
+
+
+def test_writing_the_json_counts_connections_then_kdc_exchanges(monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    from authtrace.report import as_json
+    from authtrace.report.as_json import write_report_json
+
+    monkeypatch.setattr(as_json, "PROGRESS_EVERY", 1)
+    report = analyze([KERBEROS])
+    told: list[tuple[int, int]] = []
+    pieces: list[str] = []
+    write_report_json(
+        report, pieces.append, progress=lambda done, total: told.append((done, total))
+    )
+    total = len(report.view.timelines) + len(report.kdc)
+    assert len(report.kdc) > 0
+    assert told == [(done, total) for done in range(1, total + 1)]
+    plain: list[str] = []
+    write_report_json(report, plain.append)
+    assert "".join(pieces) == "".join(plain)
+
+
+def test_the_writing_phase_shows_its_position_on_a_terminal() -> None:
+    screen = Terminal()
+    display = ProgressDisplay(screen)
+    display.MIN_INTERVAL = 0.0  # type: ignore[misc]
+    display(ProgressReport(Phase.WRITING, 200, 16_000))
+    assert "writing the report" in screen.getvalue() and "200/16000" in screen.getvalue()

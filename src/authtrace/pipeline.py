@@ -72,6 +72,9 @@ class Phase(enum.Enum):
     READING = "reading"  # and judging each connection as it closes
     LINKING = "linking connections"
     DIAGNOSING = "finding problems"
+    # Not analyze's: the CLI's, while it writes a long report (analyze --json
+    # into a file), counting the connections and KDC exchanges written.
+    WRITING = "writing the report"
 
 
 @dataclass(frozen=True, slots=True)

@@ -4,6 +4,7 @@ that prove it, and the fix."""
 from __future__ import annotations
 
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import click
@@ -12,9 +13,11 @@ from authtrace.cli import main
 from authtrace.cli.common import (
     EXIT_FINDINGS,
     EXIT_OK,
+    ProgressDisplay,
     all_appearances_option,
     capture_argument,
     fail,
+    is_terminal,
     progress_option,
     progress_printer,
     read_keylogs,
@@ -27,7 +30,7 @@ from authtrace.cli.common import (
 from authtrace.cli.logfiles import read_log_entries, unopenable
 from authtrace.iis.capture_log import log_join_to_dict, render_log_join
 from authtrace.iis.w3c import LogEntry
-from authtrace.pipeline import CaptureError, analyze
+from authtrace.pipeline import CaptureError, Phase, ProgressReport, analyze
 from authtrace.report.as_json import write_report_json
 from authtrace.report.as_text import Ladders, render_report
 from authtrace.report.filters import choices, filter_report, no_match_message
@@ -93,7 +96,7 @@ from authtrace.visible import visible
 @tls_keylog_option()
 @all_appearances_option()
 @show_secrets_option()
-@progress_option()
+@progress_option(writing=True)
 def analyze_command(
     captures: tuple[str, ...],
     as_json: bool,
@@ -190,7 +193,17 @@ def analyze_command(
     if as_json:
         extra = [("iis_log", log_join_to_dict(join))] if join is not None else []
         out = _Echo()
-        write_report_json(report, out.write, show_secrets, extra)
+        # Writing takes a while on a big capture (about a third of the run):
+        # shown as a phase of its own, unless the document goes to the very
+        # terminal the progress is drawn on.
+        writing = display if display is not None and not is_terminal(sys.stdout) else None
+        try:
+            write_report_json(
+                report, out.write, show_secrets, extra, _phase_progress(writing, Phase.WRITING)
+            )
+        finally:
+            if writing is not None:
+                writing.close()
         out.flush()
     else:
         section = render_log_join(join) if join is not None else ""
@@ -239,3 +252,16 @@ def _jobs(value: str) -> int | None:
     if jobs < 1:
         raise click.BadParameter("needs at least 1 process")
     return jobs
+
+
+def _phase_progress(
+    display: ProgressDisplay | None, phase: Phase
+) -> Callable[[int, int], None] | None:
+    """A (done, total) callback that draws `phase` on `display` (None for none)."""
+    if display is None:
+        return None
+
+    def tell(done: int, total: int) -> None:
+        display(ProgressReport(phase, done, total))
+
+    return tell

@@ -51,7 +51,7 @@ class ProgressDisplay:
 
     def __init__(self, stream: TextIO | None = None) -> None:
         self._stream = stream if stream is not None else sys.stderr
-        self._tty = _isatty(self._stream)
+        self._tty = is_terminal(self._stream)
         self._bar: ProgressBar[int] | None = None
         self._phase: Phase | None = None
         self._started = 0.0
@@ -131,7 +131,8 @@ def _megabytes(count: int, seconds: float) -> str:
     return f"{count / 1e6:,.0f} MB, {count / 1e6 / seconds:,.1f} MB/s"
 
 
-def _isatty(stream: TextIO) -> bool:
+def is_terminal(stream: TextIO) -> bool:
+    """Whether `stream` is a terminal (False for anything that cannot tell)."""
     try:
         return bool(stream.isatty())
     except (AttributeError, ValueError):
@@ -176,12 +177,18 @@ def show_secrets_option() -> Callable:
     )
 
 
-def progress_option() -> Callable:
+def progress_option(writing: bool = False) -> Callable:
+    """writing: the command shows the writing of its --json document as a phase."""
+    then = (
+        "then each later phase and the writing of a --json document that goes to a file or pipe"
+        if writing
+        else "then each later phase"
+    )
     return click.option(
         "--progress/--no-progress",
         default=None,
         help="Show progress on stderr: a bar of the bytes read with rate and time left, "
-        "then each later phase (default: only when stderr is a terminal).",
+        f"{then} (default: only when stderr is a terminal).",
     )
 
 

@@ -152,8 +152,25 @@ class _Listed:
         return self._items()
 
 
-def _report_fields(report: Report, show_secrets: bool) -> list[tuple[str, Any]]:
+def _report_fields(
+    report: Report, show_secrets: bool, tell: Callable[[], None] | None = None
+) -> list[tuple[str, Any]]:
+    """The document's fields in order, the long lists made as they are read;
+    `tell` is called after each connection's exchanges and each KDC exchange."""
     view = report.view
+
+    def exchanges() -> Iterator[dict[str, Any]]:
+        for timeline in view.timelines:
+            yield from exchanges_to_dicts(timeline, show_secrets, view)
+            if tell is not None:
+                tell()
+
+    def kdc() -> Iterator[dict[str, Any]]:
+        for exchange in report.kdc:
+            yield exchange.to_dict(show_secrets)
+            if tell is not None:
+                tell()
+
     return [
         *document_head(Schema.ANALYZE).items(),
         (
@@ -202,15 +219,8 @@ def _report_fields(report: Report, show_secrets: bool) -> list[tuple[str, Any]]:
             "connections",
             _Listed(lambda: (connection_to_dict(t.connection) for t in view.timelines)),
         ),
-        (
-            "exchanges",
-            _Listed(
-                lambda: (
-                    e for t in view.timelines for e in exchanges_to_dicts(t, show_secrets, view)
-                )
-            ),
-        ),
-        ("kdc", _Listed(lambda: (k.to_dict(show_secrets) for k in report.kdc))),
+        ("exchanges", _Listed(exchanges)),
+        ("kdc", _Listed(kdc)),
         ("anomalies", [anomaly_to_dict(a) for a in report.anomalies]),
         ("tls_not_read", [encrypted_to_dict(c) for c in report.encrypted]),
         ("tls_not_read_total", report.encrypted_total),
@@ -218,18 +228,39 @@ def _report_fields(report: Report, show_secrets: bool) -> list[tuple[str, Any]]:
     ]
 
 
+# How often (in connections and KDC exchanges) write_report_json tells its progress.
+PROGRESS_EVERY = 200
+
+
 def write_report_json(
     report: Report,
     write: Callable[[str], object],
     show_secrets: bool = False,
     extra: Iterable[tuple[str, Any]] = (),
+    progress: Callable[[int, int], object] | None = None,
 ) -> None:
     """Write `report_to_dict(report)` (and the `extra` fields after it) as
     `json.dumps(..., indent=2)` writes it, followed by a newline, one piece at a
     time: the lists with an entry per connection, exchange and KDC exchange are
     made and written one entry after the other, never held whole (issue 10:
-    a capture of 16,000 connections made a document of over a gigabyte in memory)."""
-    fields = [*_report_fields(report, show_secrets), *extra]
+    a capture of 16,000 connections made a document of over a gigabyte in memory).
+
+    progress: told (done, total) as the entries that cost the most are
+    written, every PROGRESS_EVERY of them and at the end: the exchanges of
+    each connection, then each KDC exchange (total: connections + KDC
+    exchanges)."""
+    tell = None
+    if progress is not None:
+        total = len(report.view.timelines) + len(report.kdc)
+        done = 0
+
+        def tell() -> None:
+            nonlocal done
+            done += 1
+            if done % PROGRESS_EVERY == 0 or done == total:
+                progress(done, total)
+
+    fields = [*_report_fields(report, show_secrets, tell), *extra]
     write("{")
     for number, (key, value) in enumerate(fields):
         write(("," if number else "") + "\n  " + json.dumps(key) + ": ")
