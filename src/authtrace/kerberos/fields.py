@@ -88,12 +88,17 @@ def is_secret(name: str) -> bool:
 
 
 MAX_RENDER_DEPTH = 16
+# Values rendered as themselves, by exact type (an enum that is also an int
+# or str is not one of them: it renders as its value).
+_AS_IS = frozenset({str, int, float, bool, type(None)})
 
 
 def render(obj: Any, show_secrets: bool, depth: int = 0) -> Any:
     """JSON-ready rendering of a decoded value (dataclass, enum, bytes...)."""
     if depth > MAX_RENDER_DEPTH:
         return "<nested too deep>"
+    if type(obj) in _AS_IS:  # most leaves: one look-up
+        return obj
     if isinstance(obj, Labelled):
         return {"value": obj.value, "name": obj.name}
     if isinstance(obj, enum.Enum):
@@ -128,7 +133,9 @@ def dataclass_to_dict(
         if name in skip:
             continue
         value = getattr(obj, name)
-        if isinstance(value, bytes) and is_secret(name):
+        if type(value) in _AS_IS and depth < MAX_RENDER_DEPTH:
+            out[name] = value  # what render() gives it, without the call
+        elif isinstance(value, bytes) and is_secret(name):
             out[name] = redact_bytes(value, show_secrets)
         else:
             out[name] = render(value, show_secrets, depth + 1)
