@@ -135,6 +135,24 @@ def test_kerberos_traffic_is_read_once(tmp_path: Path) -> None:
     assert _reports([path], 2) == _reports([path], 1)
 
 
+def test_the_readers_kdc_messages_stay_in_their_spools(tmp_path: Path) -> None:
+    """A reader's KDC messages come to the parent as references into the
+    spool the parent made for it before the fork, not as the messages: the
+    parent holds a few bytes an exchange, and reads each one back equal."""
+    from authtrace.kerberos.kdc import Redecoded
+    from authtrace.spool import Spooled
+
+    path = tmp_path / "kerberos.pcap"
+    write_pcap(path, "kerberos", 200, shape=Shape(seed=3))
+    _pairs, single = _judged([path], 1)
+    _pairs, split = _judged([path], 2)
+    assert single.result.kdc is not None and split.result.kdc is not None
+    held = [e.messages for e in split.result.kdc.exchanges]
+    assert held and all(isinstance(m, Redecoded) for m in held)
+    assert all(isinstance(m.raw, Spooled) and m.raw.spool.token is not None for m in held)
+    assert [m.get() for m in held] == [e.messages.get() for e in single.result.kdc.exchanges]
+
+
 def test_each_worker_reads_a_share_and_worker_0_what_is_not_one_flow() -> None:
     jobs = 3
     keys = [("10.0.0.1", 50000 + n, "10.0.0.2", 80) for n in range(300)]
@@ -199,10 +217,10 @@ def test_a_worker_that_dies_is_a_one_line_error(
     write_pcap(path, "mix", 100, shape=Shape(seed=1))
     real = parallel._read_part
 
-    def dies_in_worker_1(parent, ownership, sources, sender):  # type: ignore[no-untyped-def]
+    def dies_in_worker_1(parent, ownership, sources, sender, spool):  # type: ignore[no-untyped-def]
         if ownership.index == 1:
             os._exit(3)
-        real(parent, ownership, sources, sender)
+        real(parent, ownership, sources, sender, spool)
 
     monkeypatch.setattr(parallel, "_read_part", dies_in_worker_1)
     with pytest.raises(parallel.WorkerFailed, match="reader process 1 stopped unexpectedly"):
@@ -220,7 +238,7 @@ def test_a_worker_error_is_reported_not_hung(
     path = tmp_path / "mix.pcap"
     write_pcap(path, "mix", 100, shape=Shape(seed=1))
 
-    def fails(parent, ownership, sources, sender):  # type: ignore[no-untyped-def]
+    def fails(parent, ownership, sources, sender, spool):  # type: ignore[no-untyped-def]
         raise RuntimeError("boom")
 
     monkeypatch.setattr(parallel, "_read_part", fails)

@@ -1,10 +1,14 @@
 """The spool (spool.py): values put come back equal, handles pickle as their
-values (records stay self-contained), and a full or unavailable spool keeps
-values in memory rather than losing them."""
+values (records stay self-contained) unless the spool is shared with a
+forked writer, and a full or unavailable spool keeps values in memory rather
+than losing them."""
 
 from __future__ import annotations
 
+import os
 import pickle
+
+import pytest
 
 from authtrace.spool import Inline, Spool, Spooled
 
@@ -76,3 +80,34 @@ def test_a_full_disk_keeps_the_value_and_what_was_written() -> None:
     assert isinstance(after, Inline) and after.get() == b"second"
     assert before.get() == b"first"
     assert isinstance(spool.put(b"third"), Inline)  # the spool stops growing
+
+
+def test_a_shared_spool_is_written_by_a_forked_process_and_read_by_its_parent() -> None:
+    """What the child puts, it sends as a reference; the parent, which made
+    the spool before the fork, reads the value through it."""
+    spool = Spool(shared=True)
+    assert spool.token is not None
+    read, write = os.pipe()
+    child = os.fork()
+    if child == 0:  # pragma: no cover - the child's side
+        try:
+            handles = [spool.put(("ticket", bytes([n]) * 700)) for n in range(5)]
+            os.write(write, pickle.dumps(handles))
+        finally:
+            os._exit(0)
+    os.close(write)
+    with os.fdopen(read, "rb") as pipe:
+        data = pipe.read()
+    os.waitpid(child, 0)
+    assert len(data) < 5 * 700  # references, not the values
+    handles = pickle.loads(data)
+    assert all(isinstance(h, Spooled) and h.spool is spool for h in handles)
+    assert [h.get() for h in handles] == [("ticket", bytes([n]) * 700) for n in range(5)]
+
+
+def test_a_reference_to_a_spool_this_process_does_not_hold_is_refused() -> None:
+    spool = Spool(shared=True)
+    data = pickle.dumps(spool.put(b"x" * 100))
+    del spool
+    with pytest.raises(pickle.UnpicklingError):
+        pickle.loads(data)

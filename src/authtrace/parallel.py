@@ -56,6 +56,7 @@ from authtrace.pipeline import (
     StreamResult,
 )
 from authtrace.readers.base import CaptureError
+from authtrace.spool import Spool
 from authtrace.tls.model import NotReadTally
 
 if TYPE_CHECKING:
@@ -155,12 +156,17 @@ def judged_in_workers(
     context = multiprocessing.get_context("fork")
     receivers: list[Connection] = []
     workers: list[Any] = []
+    # Each reader's KDC messages go to a spool made here, before the fork, so
+    # that what it sends holds references into it, not the messages (spool.py:
+    # on Kerberos captures they were most of the parent's memory with --jobs).
+    # The exchanges hold the spools once merged; until then this list does.
+    spools = [Spool(shared=True) for _ in range(jobs)]
     try:
         for index in range(jobs):
             receiver, sender = context.Pipe(duplex=False)
             worker = context.Process(
                 target=_work,
-                args=(pipeline, Ownership(index, jobs), sources, sender),
+                args=(pipeline, Ownership(index, jobs), sources, sender, spools[index]),
                 name=f"authtrace-reader-{index}",
                 daemon=True,
             )
@@ -252,7 +258,11 @@ def _receive(receiver: Connection, index: int, worker: Any) -> _Batch | _Done | 
 
 
 def _work(
-    parent: Pipeline, ownership: Ownership, sources: list[Source], sender: Connection
+    parent: Pipeline,
+    ownership: Ownership,
+    sources: list[Source],
+    sender: Connection,
+    spool: Spool | None = None,
 ) -> None:
     """A worker's whole life (in the forked process): read, judge, send."""
     # Ctrl-C reaches the whole process group: the parent stops the workers.
@@ -261,7 +271,7 @@ def _work(
     # is inherited, and what this process may start should not inherit it.
     signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
     try:
-        _read_part(parent, ownership, sources, sender)
+        _read_part(parent, ownership, sources, sender, spool)
     except CaptureError as error:
         _send(sender, _Failed(str(error), capture_error=True))
     except BaseException as error:  # noqa: BLE001 - reported to the parent as one line
@@ -272,7 +282,11 @@ def _work(
 
 
 def _read_part(
-    parent: Pipeline, ownership: Ownership, sources: list[Source], sender: Connection
+    parent: Pipeline,
+    ownership: Ownership,
+    sources: list[Source],
+    sender: Connection,
+    spool: Spool | None = None,
 ) -> None:
     from authtrace.handshake.timeline import build_timeline
 
@@ -291,7 +305,7 @@ def _read_part(
             read[0] = (report.done, report.total)
         flush()
 
-    pipeline = parent.sibling(ownership, tell)
+    pipeline = parent.sibling(ownership, tell, spool)
     streams = pipeline.result.stream_first_ids
     for connection in pipeline.connections(sources):
         batch.append((connection.id, len(streams) - 1, build_timeline(connection)))

@@ -36,6 +36,7 @@ from authtrace.net.packets import FIN, RST, SYN, TcpSegment, UdpDatagram
 from authtrace.readers.base import DEFAULT_READ, CaptureError, ReadOptions
 from authtrace.readers.capture import open_capture
 from authtrace.report.model import CaptureInfo, Report, file_frame_name, frame_name
+from authtrace.spool import Spool
 from authtrace.stack import Application, Stack, decide, decide_inner
 from authtrace.tcp.events import (
     ConnectionClosed,
@@ -265,6 +266,7 @@ class Pipeline:
         read_options: ReadOptions = DEFAULT_READ,
         ownership: Ownership | None = None,
         jobs: int = 1,
+        kdc_spool: Spool | None = None,
     ) -> None:
         """fast_lane: let lane.py take the frames whose only effect is counting,
         and the TLS layer count the records that only carry body bytes instead
@@ -276,7 +278,9 @@ class Pipeline:
         ownership: read only this part of the captures (a worker process of
             parallel.py); None: all of them.
         jobs: how many processes `judged_connections` may read with
-            (parallel.py decides whether it pays)."""
+            (parallel.py decides whether it pays).
+        kdc_spool: where the KDC messages go (a new spool per stream when
+            None; a reader process is given the shared one its parent reads)."""
         self.result = StreamResult(orders=[] if ownership is not None else None)
         self.ownership = ownership
         self.jobs = jobs
@@ -293,15 +297,24 @@ class Pipeline:
         # The file being read (its name and the number its frame 1 has).
         self._reading: tuple[str, int] | None = None
         self._kdc_parts: list[KdcSummary] = []
+        self._kdc_spool = kdc_spool
         self._bytes_total: int | None = None
         self._bytes_before = 0  # bytes of the inputs read before the current one
         self._open_stream(0)
 
-    def sibling(self, ownership: Ownership, progress: Progress | None) -> Pipeline:
+    def sibling(
+        self, ownership: Ownership, progress: Progress | None, kdc_spool: Spool | None = None
+    ) -> Pipeline:
         """A pipeline with this one's settings that reads one part of the
-        captures (a worker process of parallel.py)."""
+        captures (a worker process of parallel.py), its KDC messages kept in
+        `kdc_spool`."""
         return Pipeline(
-            progress, self._fast_lane, self._keylog, self._read_options, ownership=ownership
+            progress,
+            self._fast_lane,
+            self._keylog,
+            self._read_options,
+            ownership=ownership,
+            kdc_spool=kdc_spool,
         )
 
     @property
@@ -327,7 +340,7 @@ class Pipeline:
         # Where each TCP anomaly was met: (count before it, order) at each change.
         self._tcp_marks: list[tuple[int, tuple[int, int, int]]] = []
         self._lane = FastLane(self._tcp) if self._fast_lane else None
-        self._kdc = KdcTracker()
+        self._kdc = KdcTracker(self._kdc_spool)
         self._live: dict[int, _Live] = {}
         self._done: dict[int, HttpConnection | None] = {}
         self._next_out = first_id

@@ -7,6 +7,14 @@ pickles as an `Inline` holding the value itself, so a record that carries
 handles stays self-contained when it is pickled (to another process, a file):
 only the process that wrote the spool reads the spool.
 
+A spool made `shared` before a reader process is forked (parallel.py) is
+written by that reader and read by the parent: its file is opened at once, so
+both hold it, and its handles pickle as a reference (a number the spool is
+registered under in both processes) rather than as the value, so what the
+reader sends stays small and the parent does not hold every value in memory.
+One process writes a shared spool; the other only reads it, with os.pread
+(the file's offset is shared between them).
+
 Invariant: memory holds a fixed few bytes per value put, whatever its size;
 `get` returns a value equal to the one put. The file is bounded by
 `MAX_SPOOL_BYTES`; past that (or when no temporary file can be made, or the
@@ -19,9 +27,12 @@ unpickling it trusts no outside input.
 
 from __future__ import annotations
 
+import itertools
+import os
 import pickle
 import tempfile
 import threading
+import weakref
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import IO, Any, Generic, TypeVar
@@ -37,17 +48,27 @@ class Spool:
     """One append-only temporary file of pickled values."""
 
     def __init__(
-        self, limit: int = MAX_SPOOL_BYTES, dumps: Callable[[Any], bytes] | None = None
+        self,
+        limit: int = MAX_SPOOL_BYTES,
+        dumps: Callable[[Any], bytes] | None = None,
+        shared: bool = False,
     ) -> None:
         """dumps: how a value is pickled (pickle.dumps with the highest protocol
         when None); `pickle.loads` must read back what it writes
-        (authtrace.fastinit.dumps does, and builds frozen dataclasses faster)."""
+        (authtrace.fastinit.dumps does, and builds frozen dataclasses faster).
+        shared: written by a process forked after this (see the module's
+        docstring); its handles pickle as references."""
         self._limit = limit
         self._dumps = dumps
         self._file: IO[bytes] | None = None
         self._size = 0
         self._failed = False
         self._lock = threading.Lock()
+        self.token: int | None = None
+        """The number a shared spool is registered under (None: not shared)."""
+        if shared and self._open() is not None:
+            self.token = next(_TOKENS)
+            _SHARED[self.token] = self
 
     @property
     def size(self) -> int:
@@ -81,9 +102,13 @@ class Spool:
             file = self._file
             if file is None:  # pragma: no cover - handles exist only after a write
                 raise ValueError("spool read before any write")
-            # seek and read under the lock (os.pread is not on Windows).
-            file.seek(offset)
-            data = file.read(length)
+            if self.token is not None:
+                # Shared with the process that writes it: not its offset.
+                data = os.pread(file.fileno(), length, offset)
+            else:
+                # seek and read under the lock (os.pread is not on Windows).
+                file.seek(offset)
+                data = file.read(length)
         return pickle.loads(data)
 
     def _open(self) -> IO[bytes] | None:
@@ -126,6 +151,8 @@ class Spooled(Held[T]):
         return value
 
     def __reduce__(self) -> tuple[Any, tuple[Any, ...]]:
+        if self.spool.token is not None:
+            return (_shared_handle, (self.spool.token, self.offset, self.length))
         # Pickled, a handle becomes its value: the spool file stays private.
         return (Inline, (self.get(),))
 
@@ -141,6 +168,22 @@ class Inline(Held[T]):
 
     def get(self) -> T:
         return self.value
+
+
+# The shared spools of this process by token (in a forked reader: those its
+# parent made before the fork, under the same tokens); weak, so a spool goes
+# when the last handle to it does.
+_SHARED: weakref.WeakValueDictionary[int, Spool] = weakref.WeakValueDictionary()
+_TOKENS = itertools.count(1)
+
+
+def _shared_handle(token: int, offset: int, length: int) -> Spooled[Any]:
+    """A handle of the shared spool `token`, as unpickled in a process that
+    holds it (parallel.py's parent or reader)."""
+    spool = _SHARED.get(token)
+    if spool is None:
+        raise pickle.UnpicklingError(f"a handle of shared spool {token}, not held here")
+    return Spooled(spool, offset, length)
 
 
 __all__ = ["MAX_SPOOL_BYTES", "Held", "Inline", "Spool", "Spooled"]
