@@ -52,16 +52,9 @@ def _float(value: float) -> str:
 def _key(key: object) -> str:
     if isinstance(key, str):
         return encode_basestring_ascii(key)
-    if key is True:
-        return '"true"'
-    if key is False:
-        return '"false"'
-    if key is None:
-        return '"null"'
-    if isinstance(key, int):
-        return '"' + int.__repr__(key) + '"'
-    if isinstance(key, float):
-        return '"' + _float(key) + '"'
+    if key is None or isinstance(key, int | float):  # bool is an int
+        # json.dumps quotes the text it writes for the value.
+        return '"' + str(_leaf(key)) + '"'
     raise TypeError(f"keys must be str, int, float, bool or None, not {type(key).__name__}")
 
 
