@@ -138,3 +138,18 @@ def test_big_report_shows_counts_and_ladders_of_named_connections(captures) -> N
     # One finding per story, a few ladders each: a few hundred lines for 2,400
     # connections (before folding, one finding per user and pair: thousands).
     assert len(text.splitlines()) < 400
+
+
+def test_finding_problems_counts_the_connections_block_by_block(captures) -> None:  # type: ignore[no-untyped-def]
+    """The rules of a big capture take seconds: the progress of "finding
+    problems" counts the connections whose blocks were judged, up to all."""
+    from authtrace.pipeline import Phase, ProgressReport
+
+    whole_path, _parts = captures
+    seen: list[ProgressReport] = []
+    report = analyze([whole_path], seen.append)
+    told = [(r.done, r.total) for r in seen if r.phase is Phase.DIAGNOSING]
+    total = len(report.view.timelines)
+    assert told[0] == (0, total) and told[-1] == (total, total)
+    assert len(told) >= PARTS + 1  # a count after each block: the parts are an hour apart
+    assert [done for done, _ in told] == sorted(done for done, _ in told)

@@ -81,7 +81,8 @@ class Phase(enum.Enum):
 @dataclass(frozen=True, slots=True)
 class ProgressReport:
     """How far a run got: `done` of `total` bytes while reading (total None when
-    an input's size is unknown: standard input); the later phases report only
+    an input's size is unknown: standard input); finding problems, `done` of
+    `total` connections whose per-block rules ran; the other phases report only
     that they started (done 0, total None)."""
 
     phase: Phase
@@ -932,7 +933,11 @@ def analyze(
 
         join = join_log(whole, iis_log)
         logged = logged_lines(join)
-    tell(Phase.DIAGNOSING)
+    # Counted in connections: those of the blocks whose per-block rules ran
+    # (the capture-wide rules run last, the count full).
+    connections = sum(len(block.own) for window in windows for block in window.blocks)
+    judged = 0
+    tell(Phase.DIAGNOSING, 0, connections)
     # With several streams a bare number would not say which file holds the
     # frame: the rules write it as the file's own ("ntlm-logon-failed.pcap#12").
     names = str if len(views) == 1 else partial(_file_frame_name, captures)
@@ -948,11 +953,14 @@ def analyze(
             frame_name=names,
             kdc_unreadable=own_unreadable,
         )
-        if len(window.blocks) == 1:
-            diagnosis.block(stream_context)
-        else:
-            for block in window.blocks:
+        one_block = len(window.blocks) == 1  # its context is the stream's
+        for block in window.blocks:
+            if one_block:
+                diagnosis.block(stream_context)
+            else:
                 diagnosis.block(stream_context.around(block.context), block.own)
+            judged += len(block.own)
+            tell(Phase.DIAGNOSING, judged, connections)
         diagnosis.capture(stream_context)
     findings, problems = diagnosis.finish()
     return Report(
