@@ -138,9 +138,10 @@ def test_kerberos_traffic_is_read_once(tmp_path: Path) -> None:
 def test_the_readers_kdc_messages_stay_in_their_spools(tmp_path: Path) -> None:
     """A reader's KDC messages come to the parent as references into the
     spool the parent made for it before the fork, not as the messages: the
-    parent holds a few bytes an exchange, and reads each one back equal."""
+    parent holds a few bytes an exchange, and reads each one back equal.
+    Once the readers are done, an exchange pickles whole again."""
     from authtrace.kerberos.kdc import Redecoded
-    from authtrace.spool import Spooled
+    from authtrace.spool import Inline, Spooled
 
     path = tmp_path / "kerberos.pcap"
     write_pcap(path, "kerberos", 200, shape=Shape(seed=3))
@@ -149,8 +150,10 @@ def test_the_readers_kdc_messages_stay_in_their_spools(tmp_path: Path) -> None:
     assert single.result.kdc is not None and split.result.kdc is not None
     held = [e.messages for e in split.result.kdc.exchanges]
     assert held and all(isinstance(m, Redecoded) for m in held)
-    assert all(isinstance(m.raw, Spooled) and m.raw.spool.token is not None for m in held)
+    assert all(isinstance(m.raw, Spooled) for m in held)
     assert [m.get() for m in held] == [e.messages.get() for e in single.result.kdc.exchanges]
+    copy = pickle.loads(pickle.dumps(held[0]))
+    assert isinstance(copy.raw, Inline) and copy.get() == held[0].get()
 
 
 def test_each_worker_reads_a_share_and_worker_0_what_is_not_one_flow() -> None:

@@ -105,6 +105,14 @@ def test_a_shared_spool_is_written_by_a_forked_process_and_read_by_its_parent() 
     assert [h.get() for h in handles] == [("ticket", bytes([n]) * 700) for n in range(5)]
 
 
+def test_a_spool_no_longer_shared_pickles_handles_as_their_values() -> None:
+    spool = Spool(shared=True)
+    handle = spool.put(b"x" * 100)
+    spool.end_sharing()
+    copy = pickle.loads(pickle.dumps(handle))
+    assert isinstance(copy, Inline) and copy.get() == b"x" * 100
+
+
 def test_a_reference_to_a_spool_this_process_does_not_hold_is_refused() -> None:
     spool = Spool(shared=True)
     data = pickle.dumps(spool.put(b"x" * 100))

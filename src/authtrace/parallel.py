@@ -160,6 +160,7 @@ def judged_in_workers(
     # that what it sends holds references into it, not the messages (spool.py:
     # on Kerberos captures they were most of the parent's memory with --jobs).
     # The exchanges hold the spools once merged; until then this list does.
+    # Sharing ends with the readers (below, `end_sharing`).
     spools = [Spool(shared=True) for _ in range(jobs)]
     try:
         for index in range(jobs):
@@ -184,6 +185,10 @@ def judged_in_workers(
             worker.join(timeout=5)
         for receiver in receivers:
             receiver.close()
+        # Every message is read: the exchanges' handles pickle as their
+        # values again (the records of the run stay self-contained).
+        for spool in spools:
+            spool.end_sharing()
 
 
 @contextmanager

@@ -5,7 +5,8 @@ to an anonymous temporary file (deleted when the last handle goes) and returns
 a `Spooled` handle of a few dozen bytes; `Held.get` reads it back. A handle
 pickles as an `Inline` holding the value itself, so a record that carries
 handles stays self-contained when it is pickled (to another process, a file):
-only the process that wrote the spool reads the spool.
+only the process that wrote the spool reads the spool (or, for a shared one,
+the parent that made it).
 
 A spool made `shared` before a reader process is forked (parallel.py) is
 written by that reader and read by the parent: its file is opened at once, so
@@ -13,7 +14,9 @@ both hold it, and its handles pickle as a reference (a number the spool is
 registered under in both processes) rather than as the value, so what the
 reader sends stays small and the parent does not hold every value in memory.
 One process writes a shared spool; the other only reads it, with os.pread
-(the file's offset is shared between them).
+(the file's offset is shared between them). Once the reader is done,
+`end_sharing` makes the handles pickle as their values again: what the run
+keeps is self-contained, as with any spool.
 
 Invariant: memory holds a fixed few bytes per value put, whatever its size;
 `get` returns a value equal to the one put. The file is bounded by
@@ -65,10 +68,20 @@ class Spool:
         self._failed = False
         self._lock = threading.Lock()
         self.token: int | None = None
-        """The number a shared spool is registered under (None: not shared)."""
+        """The number a shared spool is registered under while it is shared
+        (its handles pickle as references); None otherwise."""
+        self._pread = False  # written by another process: read without its offset
         if shared and self._open() is not None:
             self.token = next(_TOKENS)
+            self._pread = True
             _SHARED[self.token] = self
+
+    def end_sharing(self) -> None:
+        """The writing process is done: from now on handles pickle as their
+        values, and no reference to this spool is unpickled any more."""
+        if self.token is not None:
+            _SHARED.pop(self.token, None)
+            self.token = None
 
     @property
     def size(self) -> int:
@@ -102,8 +115,8 @@ class Spool:
             file = self._file
             if file is None:  # pragma: no cover - handles exist only after a write
                 raise ValueError("spool read before any write")
-            if self.token is not None:
-                # Shared with the process that writes it: not its offset.
+            if self._pread:
+                # Shared with the process that wrote it: not its offset.
                 data = os.pread(file.fileno(), length, offset)
             else:
                 # seek and read under the lock (os.pread is not on Windows).
