@@ -153,3 +153,16 @@ def test_finding_problems_counts_the_connections_block_by_block(captures) -> Non
     assert told[0] == (0, total) and told[-1] == (total, total)
     assert len(told) >= PARTS + 1  # a count after each block: the parts are an hour apart
     assert [done for done, _ in told] == sorted(done for done, _ in told)
+
+
+def test_the_summary_counts_of_many_blocks_are_those_of_one_walk(captures) -> None:  # type: ignore[no-untyped-def]
+    """Fed block by block (Report.tally, each block's own timelines), the
+    summary counts what one walk of every timeline counts."""
+    from authtrace.report.summary import HostTally
+
+    whole_path, _parts = captures
+    report = analyze([whole_path])
+    walked = HostTally.of(report)
+    assert report.tally is not None
+    assert report.tally.hosts(report.findings) == walked.hosts(report.findings)
+    assert report.tally.with_auth == walked.with_auth > PARTS * PER_PART / 2

@@ -16,7 +16,7 @@ from click.testing import CliRunner
 
 from authtrace.cli import main
 from authtrace.pipeline import analyze
-from authtrace.report.summary import HostSummary, summarize
+from authtrace.report.summary import HostSummary, HostTally, summarize
 from authtrace.schemas import Schema
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -143,3 +143,44 @@ def test_with_the_iis_log_the_ladder_says_what_iis_wrote() -> None:
     # Without the log the ladder keeps the prediction (and says so: no "log").
     bare = CliRunner().invoke(main, ["analyze", str(capture)]).output
     assert "= FAILURE: NTLM logon refused, IIS 401 1 1326" in bare
+
+
+def _tallied(report):  # type: ignore[no-untyped-def]
+    assert report.tally is not None, "analyze feeds the summary's counts as it judges"
+    return report.tally.hosts(report.findings), report.tally.with_auth
+
+
+def _walked(report):  # type: ignore[no-untyped-def]
+    walked = HostTally.of(report)
+    return walked.hosts(report.findings), walked.with_auth
+
+
+@pytest.mark.parametrize("capture", sorted(SCENARIOS.glob("*.pcap*")), ids=lambda p: p.stem)
+def test_the_counts_fed_block_by_block_are_those_of_one_walk(capture: Path) -> None:
+    """analyze counts each block's timelines for the summary while its rules
+    hold them (Report.tally): the same hosts, counts, mechanisms in the same
+    order and connections with authentication as one walk of every timeline."""
+    log = capture.with_suffix(".log")
+    if log.exists():
+        from authtrace.iis.w3c import parse_lines
+
+        report = analyze([capture], iis_log=parse_lines(log.read_text().splitlines())[0])
+    else:
+        report = analyze([capture])
+    assert _tallied(report) == _walked(report)
+
+
+def test_a_filtered_report_counts_what_it_kept() -> None:
+    """The tally counts every timeline: a report filtered to one client (or
+    host) counts the connections it kept, not the capture's."""
+    from authtrace.report.filters import filter_report
+
+    report = analyze([SCENARIOS / "reverse-proxy-second-client.pcap"])
+    clients = sorted({t.connection.client.ip for t in report.view.timelines if t.steps})
+    assert len(clients) > 1
+    for client in clients:
+        kept = filter_report(report, (), (client,))
+        assert kept.tally is None
+        assert sum(h.connections for h in summarize(kept)) == sum(
+            1 for t in report.view.timelines if t.connection.client.ip == client and t.steps
+        )

@@ -852,6 +852,7 @@ def analyze(
     from authtrace.diagnose import Diagnosis, RuleContext
     from authtrace.handshake.links import WINDOW_HORIZON, join_links
     from authtrace.handshake.store import TimelineStore, stored_timelines
+    from authtrace.report.summary import HostTally
 
     def tell(phase: Phase, done: int = 0, total: int | None = None) -> None:
         if progress is not None:
@@ -942,6 +943,9 @@ def analyze(
     # frame: the rules write it as the file's own ("ntlm-logon-failed.pcap#12").
     names = str if len(views) == 1 else partial(_file_frame_name, captures)
     diagnosis = Diagnosis()
+    # The summary's counts, fed with each block's own timelines while its rules
+    # hold them: the reports need not read every timeline back for them.
+    tally = HostTally()
     for (view, own_kdc, own_connects, own_unreadable), window in zip(streams, windows, strict=True):
         # The per-block rules block by block (each with what it was linked
         # with), the rules that count across the capture over all of it.
@@ -957,8 +961,14 @@ def analyze(
         for block in window.blocks:
             if one_block:
                 diagnosis.block(stream_context)
+                for timeline in view.timelines:
+                    tally.add(timeline, logged)
             else:
-                diagnosis.block(stream_context.around(block.context), block.own)
+                around = stream_context.around(block.context)
+                diagnosis.block(around, block.own)
+                for timeline in around.view.timelines:
+                    if timeline.connection.id in block.own:
+                        tally.add(timeline, logged)
             judged += len(block.own)
             tell(Phase.DIAGNOSING, judged, connections)
         diagnosis.capture(stream_context)
@@ -976,6 +986,7 @@ def analyze(
         encrypted_groups=result.not_read.groups(),
         keylog=result.keylog,
         iis_log=join,
+        tally=tally,
     )
 
 

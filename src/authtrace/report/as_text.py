@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import enum
 import textwrap
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 
 from authtrace.auth.render import describe_step
 from authtrace.diagnose.finding import EXAMPLES_FIRST, FieldValues, Finding, plural_of
@@ -18,7 +18,7 @@ from authtrace.iis.category import LoggedLine, logon_succeeded_behind
 from authtrace.kerberos.kdc import KdcExchange
 from authtrace.report.connections import LOST_TEXT, pairing_note, stream_note
 from authtrace.report.model import Report
-from authtrace.report.summary import HostSummary, findings_count, summarize
+from authtrace.report.summary import HostSummary, findings_count, summarize, tally_of
 from authtrace.report.tls import (
     binding_text,
     channel_bindings,
@@ -148,15 +148,22 @@ def _ladder_lines(report: Report, ladders: Ladders) -> list[str]:
     drawn, named_left_out = ladder_connections(report.findings)
     logged = report.logged()
     lines: list[str] = []
-    left_out = 0
-    for timeline in report.view.timelines:
+    view = report.view
+    if ladders is Ladders.FINDINGS:
+        # Only the drawn connections are read (a spilled timeline read back
+        # costs); the tally counts those with authentication.
+        by_id = view.by_id
+        timelines: Iterable[ConnectionTimeline] = (by_id[i] for i in sorted(drawn) if i in by_id)
+    else:
+        timelines = view.timelines
+    shown = 0
+    for timeline in timelines:
         if not any(s.credentials or s.challenges for s in timeline.steps):
             continue
-        if ladders is Ladders.FINDINGS and timeline.connection.id not in drawn:
-            left_out += 1
-            continue
-        lines.extend(render_ladder(timeline, report.view, report.frame_name, logged))
+        shown += 1
+        lines.extend(render_ladder(timeline, view, report.frame_name, logged))
         lines.append("")
+    left_out = tally_of(report).with_auth - shown if ladders is Ladders.FINDINGS else 0
     if named_left_out and ladders is Ladders.FINDINGS:
         lines.append(
             f"({counted(named_left_out, 'connection')} that findings name not drawn: a finding "

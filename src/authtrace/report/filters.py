@@ -72,7 +72,8 @@ def filter_report(report: Report, hosts: tuple[str, ...], clients: tuple[str, ..
         timelines=timelines,
         by_id={t.connection.id: t for t in timelines},
     )
-    return dataclasses.replace(report, view=view, findings=tuple(findings))
+    # The tally counted every timeline: the summary counts the kept ones again.
+    return dataclasses.replace(report, view=view, findings=tuple(findings), tally=None)
 
 
 def choices(report: Report) -> Choices:

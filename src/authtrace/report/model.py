@@ -15,6 +15,7 @@ if TYPE_CHECKING:
     from authtrace.iis.capture_log import LogJoin
     from authtrace.iis.category import LoggedLine
     from authtrace.kerberos.kdc import KdcConnectAttempt, KdcExchange
+    from authtrace.report.summary import HostTally
     from authtrace.tls.keylog import KeyLogCounts
     from authtrace.tls.model import EncryptedConnection, EncryptedGroup
 
@@ -49,6 +50,9 @@ class Report:
         them, counted by server, version, ALPN and reason.
     keylog: what the key logs given (and embedded) held; None when there were none.
     iis_log: the server's IIS log joined to the exchanges, when one was given.
+    tally: the summary's counts, fed by analyze as it judged every timeline
+        (report/summary.py); None: the summary walks the timelines. A report
+        made from this one with another view drops it (report/filters.py).
     """
 
     captures: tuple[CaptureInfo, ...]
@@ -63,6 +67,7 @@ class Report:
     encrypted_groups: tuple[EncryptedGroup, ...] = ()
     keylog: KeyLogCounts | None = None
     iis_log: LogJoin | None = None
+    tally: HostTally | None = None
 
     @property
     def has_problems(self) -> bool:
