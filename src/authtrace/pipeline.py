@@ -969,6 +969,8 @@ def analyze(
                 for timeline in around.view.timelines:
                     if timeline.connection.id in block.own:
                         tally.add(timeline, logged)
+                # Not held while the next block's context is read.
+                del around
             judged += len(block.own)
             tell(Phase.DIAGNOSING, judged, connections)
         diagnosis.capture(stream_context)

@@ -292,7 +292,8 @@ class TcpReassembler:
         return events
 
     def finish(self) -> list[TcpEvent]:
-        """Close every live connection (END_OF_CAPTURE unless both FINs were seen)."""
+        """Close every live connection (END_OF_CAPTURE unless both FINs were
+        seen) and forget the closed ones: the reassembler of a finished capture."""
         events: list[TcpEvent] = []
         seen: set[int] = set()
         for conn in list(self._live.values()):
@@ -315,6 +316,10 @@ class TcpReassembler:
         for foreign in self._foreign.values():
             foreign.live = False
         self._foreign.clear()
+        # The capture is over: no straggler can come for a closed connection,
+        # and its tombstone (about 470 bytes, up to max_tombstones of them)
+        # would stay as long as the pipeline does, through the rules and the report.
+        self._closed.clear()
         events.sort(key=_close_order)
         return events
 
