@@ -166,3 +166,18 @@ def test_the_summary_counts_of_many_blocks_are_those_of_one_walk(captures) -> No
     assert report.tally is not None
     assert report.tally.hosts(report.findings) == walked.hosts(report.findings)
     assert report.tally.with_auth == walked.with_auth > PARTS * PER_PART / 2
+
+
+def test_the_html_ladders_count_what_they_leave_out_as_a_walk_does(captures) -> None:  # type: ignore[no-untyped-def]
+    """The HTML ladders read back only the connections they draw: the ones with
+    authentication left out are the tally's count less those drawn, the count
+    a walk of every timeline gives."""
+    from authtrace.report.html.ladder import build_ladders
+
+    whole_path, _parts = captures
+    report = analyze([whole_path])
+    assert report.tally is not None
+    named = [o.connections for f in report.findings for o in f.examples]
+    counted_ = build_ladders(report.view, named, False, with_auth=report.tally.with_auth)
+    walked = build_ladders(report.view, named, False)
+    assert counted_.left_out_connections == walked.left_out_connections > PARTS * PER_PART / 2

@@ -186,6 +186,7 @@ def build_ladders(
     kdc: tuple[KdcExchange, ...] = (),
     cited: frozenset[int] = frozenset(),
     logged: Mapping[tuple[int, int], LoggedLine] | None = None,
+    with_auth: int | None = None,
 ) -> Ladders:
     """Ladders for the connection groups in `named` (one group per occurrence a
     finding draws, in the findings' order: a folded finding draws its first
@@ -196,7 +197,10 @@ def build_ladders(
     `cited` by a finding but drawn in no ladder get a ladder of their own (a
     KDC error with no HTTP behind it). logged: the IIS log line of each
     exchange the log recorded (its triple and category in the verdicts).
-    Cost: linear in the timelines, the links, the KDC exchanges and the arrows drawn."""
+    with_auth: how many of the view's connections carried authentication,
+    when the caller counted them (report/summary.py HostTally); else a walk
+    of every timeline counts the ones left out. Cost: linear in the timelines,
+    the links, the KDC exchanges and the arrows drawn."""
     parent: dict[int, int] = {}
     order: list[int] = []
 
@@ -261,9 +265,13 @@ def build_ladders(
         for arrow in ladder.arrows:
             anchors.setdefault(arrow.frame, arrow.anchor)
     ladder_of = {c: ladder.number for ladder in drawn for c in ladder.connections}
-    left_out = sum(
-        1 for t in view.timelines if _authenticates(t) and t.connection.id not in ladder_of
-    )
+    if with_auth is None:
+        left_out = sum(
+            1 for t in view.timelines if _authenticates(t) and t.connection.id not in ladder_of
+        )
+    else:
+        # Only the drawn connections are read again (a spilled one costs a read).
+        left_out = with_auth - sum(1 for c in ladder_of if _authenticates(view.by_id[c]))
     return Ladders(tuple(drawn), left_out, anchors, ladder_of)
 
 

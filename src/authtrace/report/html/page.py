@@ -28,7 +28,7 @@ from authtrace.handshake.model import Outcome
 from authtrace.report.as_text import captures_text, values_parts
 from authtrace.report.html.ladder import Ladders, build_ladders
 from authtrace.report.model import Report
-from authtrace.report.summary import HostSummary, findings_count, summarize
+from authtrace.report.summary import HostSummary, findings_count, summarize, tally_of
 from authtrace.report.tls import encrypted_lines, keylog_line
 from authtrace.visible import visible, visible_lines
 from authtrace.words import counted
@@ -182,6 +182,7 @@ def _body(
         report.kdc,
         cited,
         report.logged(),
+        tally_of(report).with_auth,
     )
     hosts = tuple(summarize(report))
     captures = captures_text(report)
