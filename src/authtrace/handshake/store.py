@@ -44,12 +44,12 @@ from authtrace.spool import Held, Spool
 # timeline of the auth-dense profiles weighs about 8 KB, so the budget holds
 # about 130 MB; captures of up to 16384 HTTP connections (every benchmark size,
 # scenario and lab capture) never spill and pay nothing. Spilled, a timeline
-# costs about 0.6 ms more today (pickled once, read back about five times: by
-# the per-block rules, the KDC links, the grouping rules' reports and each
-# renderer's walk), so analyze of a 16k capture spilled whole takes about 1.5
-# times as long for 60-80% of the peak (the proxy and mix profiles at budget
-# 0); the budget is this high until the end of reading reads each spilled
-# timeline once, after which it can come down.
+# costs about 0.2 ms more today (pickled once, read back by the per-block
+# rules, the KDC links when there are KDC exchanges, the ladders that draw it
+# and twice by --json), so analyze of a 16k capture spilled whole takes about
+# 1.2 times as long for 50-60% of the peak (the proxy and Kerberos profiles at
+# budget 0, README "Performance"); the budget is this high until the end of
+# reading reads each spilled timeline once, after which it can come down.
 SPILL_BUDGET = 16384
 # Timelines pickled together. Measured at budget 0 (analyze and the text
 # report, CPU seconds): mix 4000 connections: 4: 8.1, 8: 7.0, 32: 7.9, 256:
