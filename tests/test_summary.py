@@ -184,3 +184,20 @@ def test_a_filtered_report_counts_what_it_kept() -> None:
         assert sum(h.connections for h in summarize(kept)) == sum(
             1 for t in report.view.timelines if t.connection.client.ip == client and t.steps
         )
+
+
+def test_the_counts_of_captures_analysed_side_by_side_are_those_of_one_walk(
+    tmp_path: Path,
+) -> None:
+    """Two captures of the same time are two streams, each linked and judged on
+    its own: the tally counts both, as one walk of the joined view does."""
+    first = tmp_path / "a.pcap"
+    second = tmp_path / "b.pcap"
+    first.write_bytes((SCENARIOS / "healthy-ntlm.pcap").read_bytes())
+    second.write_bytes((SCENARIOS / "ntlm-logon-failed.pcap").read_bytes())
+    report = analyze([first, second])
+    assert report.streams == 2
+    assert _tallied(report) == _walked(report)
+    assert sum(h.connections for h in summarize(report)) == sum(
+        1 for t in report.view.timelines if t.steps
+    )
