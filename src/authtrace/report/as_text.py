@@ -18,7 +18,13 @@ from authtrace.iis.category import LoggedLine, logon_succeeded_behind
 from authtrace.kerberos.kdc import KdcExchange
 from authtrace.report.connections import LOST_TEXT, pairing_note, stream_note
 from authtrace.report.model import Report
-from authtrace.report.summary import HostSummary, findings_count, summarize, tally_of
+from authtrace.report.summary import (
+    HostSummary,
+    authenticates,
+    findings_count,
+    summarize,
+    tally_of,
+)
 from authtrace.report.tls import (
     binding_text,
     channel_bindings,
@@ -158,7 +164,7 @@ def _ladder_lines(report: Report, ladders: Ladders) -> list[str]:
         timelines = view.timelines
     shown = 0
     for timeline in timelines:
-        if not any(s.credentials or s.challenges for s in timeline.steps):
+        if not authenticates(timeline):
             continue
         shown += 1
         lines.extend(render_ladder(timeline, view, report.frame_name, logged))

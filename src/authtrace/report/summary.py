@@ -8,7 +8,7 @@ from __future__ import annotations
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from authtrace.diagnose.finding import Severity
 from authtrace.handshake.links import host_of
@@ -64,15 +64,16 @@ class HostTally:
     summary (issue 10: a spilled timeline read back costs about 120 us).
     Memory: a few counters per host, not per connection."""
 
-    __slots__ = ("_connections", "_exchanges", "_mechanisms", "_outcomes", "with_auth")
+    __slots__ = ("_connections", "_exchanges", "_logons", "_first", "_outcomes", "with_auth")
 
     def __init__(self) -> None:
         self._connections: Counter[str] = Counter()
         self._exchanges: Counter[str] = Counter()
-        # host -> mechanism -> [successful logons, where first counted]: the
-        # place (connection id, step position) orders equal counts as a walk
-        # in connection order meets them, whatever order timelines come in.
-        self._mechanisms: dict[str, dict[str, list[Any]]] = defaultdict(dict)
+        self._logons: dict[str, Counter[str]] = defaultdict(Counter)  # host -> mechanism -> n
+        # (host, mechanism) -> where a logon was first counted (connection id,
+        # step position): equal counts are ordered as a walk in connection
+        # order meets them, whatever order the timelines come in.
+        self._first: dict[tuple[str, str], tuple[int, int]] = {}
         self._outcomes: dict[str, Counter[Outcome]] = defaultdict(Counter)
         self.with_auth = 0
         """How many timelines hold a credential or a challenge (the ladders' count)."""
@@ -93,12 +94,9 @@ class HostTally:
         connection = timeline.connection
         hosts: set[str] = set()
         seen: set[int] = set()
-        auth = False
         for position, step in enumerate(timeline.steps):
             host = host_of(step, connection)
             hosts.add(host)
-            if step.credentials is not None or step.challenges:
-                auth = True
             if step.exchange.index not in seen:
                 seen.add(step.exchange.index)
                 self._exchanges[host] += 1
@@ -113,15 +111,16 @@ class HostTally:
                     )
                 )
             ):
-                counted_at = self._mechanisms[host].setdefault(
-                    step.credentials.mechanism.value, [0, (connection.id, position)]
-                )
-                counted_at[0] += 1
-                counted_at[1] = min(counted_at[1], (connection.id, position))
+                mechanism = step.credentials.mechanism.value
+                self._logons[host][mechanism] += 1
+                place = (connection.id, position)
+                first = self._first.setdefault((host, mechanism), place)
+                if place < first:
+                    self._first[(host, mechanism)] = place
             if step.outcome is not None:
                 self._outcomes[host][step.outcome] += 1
         self._connections.update(hosts)
-        self.with_auth += auth
+        self.with_auth += authenticates(timeline)
 
     def hosts(self, findings: Iterable[Finding]) -> list[HostSummary]:
         """One summary per host, by host name; `findings` name each host's rules."""
@@ -135,9 +134,9 @@ class HostTally:
                 connections=self._connections[host],
                 exchanges=self._exchanges[host],
                 authenticated_with=tuple(
-                    (mechanism, count)
-                    for mechanism, (count, _) in sorted(
-                        self._mechanisms[host].items(), key=lambda item: (-item[1][0], item[1][1])
+                    sorted(
+                        self._logons[host].items(),
+                        key=lambda item: (-item[1], self._first[(host, item[0])]),
                     )
                 ),
                 normal_401=self._outcomes[host][Outcome.NORMAL],
@@ -147,6 +146,12 @@ class HostTally:
             )
             for host in sorted(self._connections)
         ]
+
+
+def authenticates(timeline: ConnectionTimeline) -> bool:
+    """Whether a connection carried authentication (a credential or a
+    challenge): those the ladders draw or count as left out."""
+    return any(step.credentials is not None or step.challenges for step in timeline.steps)
 
 
 def tally_of(report: Report) -> HostTally:

@@ -22,13 +22,13 @@ from dataclasses import dataclass
 from authtrace.auth.render import describe_step
 from authtrace.handshake.links import HandshakeView, StepRef
 from authtrace.handshake.model import AuthExchange, Outcome, Realm
-from authtrace.handshake.timeline import ConnectionTimeline
 from authtrace.http.messages import Exchange, HttpConnection, HttpRequest, HttpResponse, Pairing
 from authtrace.http2.model import Side
 from authtrace.iis.category import LoggedLine
 from authtrace.kerberos.kdc import KdcExchange
 from authtrace.report.as_text import verdict_words
 from authtrace.report.connections import LOST_TEXT, auth_entry, pairing_note, stream_note
+from authtrace.report.summary import authenticates
 from authtrace.report.tls import binding_text, channel_bindings, facts_text
 from authtrace.tcp.events import CloseReason, Direction
 from authtrace.visible import visible
@@ -230,7 +230,7 @@ def build_ladders(
             union(a, b)
     if draw_all:
         for timeline in view.timelines:
-            if _authenticates(timeline):
+            if authenticates(timeline):
                 add(timeline.connection.id)
     # The other connections of a story: the legs of a split handshake and the
     # two sides of a proxy relay, where one of them is drawn.
@@ -267,16 +267,12 @@ def build_ladders(
     ladder_of = {c: ladder.number for ladder in drawn for c in ladder.connections}
     if with_auth is None:
         left_out = sum(
-            1 for t in view.timelines if _authenticates(t) and t.connection.id not in ladder_of
+            1 for t in view.timelines if authenticates(t) and t.connection.id not in ladder_of
         )
     else:
         # Only the drawn connections are read again (a spilled one costs a read).
-        left_out = with_auth - sum(1 for c in ladder_of if _authenticates(view.by_id[c]))
+        left_out = with_auth - sum(1 for c in ladder_of if authenticates(view.by_id[c]))
     return Ladders(tuple(drawn), left_out, anchors, ladder_of)
-
-
-def _authenticates(timeline: ConnectionTimeline) -> bool:
-    return any(s.credentials or s.challenges for s in timeline.steps)
 
 
 @dataclass(frozen=True, slots=True)
