@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import copy
 import ipaddress
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping, Set
 from dataclasses import dataclass, field
 
 from authtrace.auth.basic import BasicCredentials
@@ -115,8 +115,9 @@ class RuleContext:
         object.__setattr__(self, "_unsure", {})
         object.__setattr__(self, "_listed_steps", [])
         # A reply whose request was not captured is indexed at its own time.
-        timed = [(n, k, when) for n, k in enumerate(self.kdc) if (when := k.time) is not None]
-        entries = [(key, when, (n, k)) for n, k, when in timed for key in (None, k.client.ip)]
+        # One (order, exchange) pair an exchange, filed under two keys.
+        timed = [((n, k), when) for n, k in enumerate(self.kdc) if (when := k.time) is not None]
+        entries = [(key, when, pair) for pair, when in timed for key in (None, pair[1].client.ip)]
         object.__setattr__(self, "_kdc_times", TimeIndex(entries))  # type: ignore[arg-type]
 
     def words(self) -> Words:
@@ -132,7 +133,7 @@ class RuleContext:
         object.__setattr__(other, "needs_pairing", needs_pairing)
         return other
 
-    def around(self, block: frozenset[int]) -> RuleContext:
+    def around(self, block: Set[int]) -> RuleContext:
         """This context as one block's per-block rules read it: the view of the
         block and what it was linked with (HandshakeView.around), its own list
         of steps, and the same KDC index (built once for the stream, not once a

@@ -14,32 +14,66 @@ entries twice.
 
 from __future__ import annotations
 
+from array import array
 from bisect import bisect_left, bisect_right
-from collections import defaultdict
 from collections.abc import Callable, Hashable, Iterable, Iterator
-from operator import itemgetter
 from typing import Generic, TypeVar
 
 Item = TypeVar("Item")
-_TIME = itemgetter(0)
 
 
-class _Run(Generic[Item]):
-    """The entries of one key, in time order (ties in insertion order)."""
+class TimeIndex(Generic[Item]):
+    """Items grouped by key and sorted by time within each key.
 
-    __slots__ = ("times", "items", "skip")
+    Layout: every entry in one flat run of columns (times, items, skip
+    links), the entries of a key side by side in time order (ties in
+    insertion order), and each key once, mapped to its span of the columns.
+    A key costs its dict entry and one int, an entry 24 bytes: an index keyed
+    by client address with one entry for most keys (the KDC exchanges of the
+    Kerberos benchmark profile, one client a connection) is a quarter of
+    what a list per key and column weighed (issue 10).
+    """
 
-    def __init__(self, entries: list[tuple[float, Item]]) -> None:
-        # entries come in insertion order and the sort is stable: ties stay in it.
-        entries.sort(key=_TIME)
-        self.times = [entry[0] for entry in entries]
-        self.items = [entry[1] for entry in entries]
+    __slots__ = ("_spans", "_times", "_items", "_skip")
+
+    def __init__(self, entries: Iterable[tuple[Hashable, float, Item]]) -> None:
+        """entries: (key, time, item). Cost O(n log n)."""
+        numbers: dict[Hashable, int] = {}
+        keyed = array("q")
+        times: list[float] = []
+        items: list[Item] = []
+        for key, when, item in entries:
+            number = numbers.get(key)
+            if number is None:
+                number = numbers[key] = len(numbers)
+            keyed.append(number)
+            times.append(when)
+            items.append(item)
+        # Stable: entries of one key at one time keep their insertion order.
+        order = sorted(range(len(items)), key=lambda n: (keyed[n], times[n]))
+        self._times = array("d", (times[n] for n in order))
+        self._items = [items[n] for n in order]
         # skip[i] == i while entry i is available; a taken entry points left.
-        self.skip = list(range(len(entries)))
+        self._skip = array("q", range(len(order)))
+        starts = [0] * (len(numbers) + 1)
+        for number in keyed:
+            starts[number + 1] += 1
+        for number in range(len(numbers)):
+            starts[number + 1] += starts[number]
+        # key -> its span, packed in one int: start << 32 | end.
+        self._spans = {key: starts[n] << 32 | starts[n + 1] for key, n in numbers.items()}
+
+    def __bool__(self) -> bool:
+        return bool(self._spans)
+
+    def _span(self, key: Hashable) -> tuple[int, int] | None:
+        span = self._spans.get(key)
+        return None if span is None else (span >> 32, span & 0xFFFFFFFF)
 
     def _find(self, index: int) -> int:
-        """The nearest available entry at or left of `index` (-1 when none)."""
-        skip = self.skip
+        """The nearest available entry at or left of `index` (-1 when none;
+        it may lie in the span of the key before: callers bound it)."""
+        skip = self._skip
         root = index
         while root >= 0 and skip[root] != root:
             root = skip[root]
@@ -47,37 +81,24 @@ class _Run(Generic[Item]):
             skip[index], index = root, skip[index]
         return root
 
-
-class TimeIndex(Generic[Item]):
-    """Items grouped by key and sorted by time within each key."""
-
-    __slots__ = ("_runs",)
-
-    def __init__(self, entries: Iterable[tuple[Hashable, float, Item]]) -> None:
-        """entries: (key, time, item). Cost O(n log n)."""
-        grouped: dict[Hashable, list[tuple[float, Item]]] = defaultdict(list)
-        for key, when, item in entries:
-            grouped[key].append((when, item))
-        self._runs = {key: _Run(found) for key, found in grouped.items()}
-
-    def __bool__(self) -> bool:
-        return bool(self._runs)
-
     def between(self, key: Hashable, start: float, end: float) -> list[Item]:
         """Items under `key` with start <= time <= end, in time order (taken ones
         included: `between` answers what was seen). O(log n + k)."""
-        run = self._runs.get(key)
-        if run is None:
+        span = self._span(key)
+        if span is None:
             return []
-        return run.items[bisect_left(run.times, start) : bisect_right(run.times, end)]
+        low, high = span
+        times = self._times
+        first = bisect_left(times, start, low, high)
+        return self._items[first : bisect_right(times, end, low, high)]
 
     def first_at_or_after(self, key: Hashable, start: float) -> float | None:
         """The earliest time under `key` that is >= start. O(log n)."""
-        run = self._runs.get(key)
-        if run is None:
+        span = self._span(key)
+        if span is None:
             return None
-        index = bisect_left(run.times, start)
-        return run.times[index] if index < len(run.times) else None
+        index = bisect_left(self._times, start, *span)
+        return self._times[index] if index < span[1] else None
 
     def latest(
         self,
@@ -91,32 +112,32 @@ class TimeIndex(Generic[Item]):
         `accept` admits, looking at `limit` items at most. O(log n + r) where r
         counts the rejected items walked over; callers keep r bounded (it is the
         caller's own connection, or `limit`)."""
-        run = self._runs.get(key)
-        if run is None:
+        span = self._span(key)
+        if span is None:
             return None
-        low = bisect_left(run.times, start)
-        index = run._find(bisect_right(run.times, end) - 1)
+        low = bisect_left(self._times, start, *span)
+        index = self._find(bisect_right(self._times, end, *span) - 1)
         walked = 0
         while index >= low and (limit is None or walked < limit):
-            item = run.items[index]
+            item = self._items[index]
             if accept(item):
                 return item
             walked += 1
-            index = run._find(index - 1)
+            index = self._find(index - 1)
         return None
 
     def take(self, key: Hashable, when: float, item: Item) -> None:
         """Remove `item` (filed under `key` at `when`) from later `latest` answers."""
-        run = self._runs.get(key)
-        if run is None:
+        span = self._span(key)
+        if span is None:
             return
-        index = bisect_left(run.times, when)
-        end = bisect_right(run.times, when)
+        index = bisect_left(self._times, when, *span)
+        end = bisect_right(self._times, when, *span)
         while index < end:
-            if run.items[index] is item or run.items[index] == item:
-                run.skip[index] = index - 1
+            if self._items[index] is item or self._items[index] == item:
+                self._skip[index] = index - 1
                 return
             index += 1
 
     def keys(self) -> Iterator[Hashable]:
-        return iter(self._runs)
+        return iter(self._spans)
