@@ -10,7 +10,7 @@ from __future__ import annotations
 import dataclasses
 import enum
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Set
 
 from authtrace.anomalies import Anomaly, AnomalyKind
 from authtrace.diagnose.context import RuleContext
@@ -95,7 +95,7 @@ class Diagnosis:
         self._failed: set[str] = set()  # grouping rules that failed in some block
         self._blocks = 0
 
-    def block(self, context: RuleContext, own: frozenset[int] | None = None) -> None:
+    def block(self, context: RuleContext, own: Set[int] | None = None) -> None:
         """Run the BLOCK rules over `context`, keeping the findings whose first
         connection is in `own` (every finding for None: the context is one
         block), and collect the grouping rules' steps of `own`."""
@@ -155,7 +155,7 @@ class Diagnosis:
         self._anomalies.setdefault(anomaly.message, anomaly)
 
     def _run(
-        self, declared: Rule, context: RuleContext, own: frozenset[int] | None = None
+        self, declared: Rule, context: RuleContext, own: Set[int] | None = None
     ) -> list[Finding]:
         try:
             found = list(declared(context))

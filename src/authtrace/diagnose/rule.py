@@ -15,7 +15,7 @@ from __future__ import annotations
 import enum
 import functools
 import inspect
-from collections.abc import Callable, Hashable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Hashable, Iterable, Iterator, Mapping, Set
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -104,7 +104,7 @@ class Rule:
         judged = context.judging(self.needs_pairing)
         return self._checked(context, self.check(judged))
 
-    def collect(self, context: RuleContext, own: frozenset[int] | None = None) -> Collected:
+    def collect(self, context: RuleContext, own: Set[int] | None = None) -> Collected:
         """A grouping rule's selected steps of `context` (those of the
         connections in `own` only, unless None), by key, in capture order."""
         assert self.grouping is not None
@@ -178,7 +178,7 @@ def grouping_rule(
     return declare
 
 
-def _grouped(select: Select, context: RuleContext, own: frozenset[int] | None = None) -> Collected:
+def _grouped(select: Select, context: RuleContext, own: Set[int] | None = None) -> Collected:
     """The steps `select` yields over `context`, by key (those of the
     connections in `own` only, unless None; a key marked seen without a step
     is kept, with no step), each kept as a reference into the view's
