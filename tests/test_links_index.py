@@ -234,3 +234,29 @@ def test_id_set_answers_as_a_frozenset(ids, probes) -> None:  # type: ignore[no-
     for probe in probes:
         assert (probe in kept) == (probe in set(ids))
     assert "1" not in kept
+
+
+@given(
+    st.dictionaries(
+        st.tuples(st.integers(0, 3000), st.integers(0, 70000)),
+        st.lists(st.integers(0, 9), min_size=1, max_size=4),
+        max_size=40,
+    ),
+    st.integers(0, 3),
+)
+def test_kdc_links_answer_as_the_dict_of_steps(found, split) -> None:  # type: ignore[no-untyped-def]
+    # Stand-ins for the exchanges: KdcLinks only hands back what it was given.
+    kdc = tuple(f"exchange {n}" for n in range(10))
+    refs = {links.StepRef(c, p): places for (c, p), places in found.items()}
+    made = links.KdcLinks(kdc, list(refs.items()))  # type: ignore[arg-type]
+    expected = {ref: tuple(kdc[n] for n in places) for ref, places in refs.items()}
+    assert dict(made) == expected
+    assert list(made) == sorted(expected, key=lambda r: (r.connection, r.position))
+    assert links.StepRef(5000, 0) not in made and made.get(links.StepRef(5000, 0)) is None
+    # Two streams' links joined are the links of both.
+    ordered = sorted(refs.items(), key=lambda item: (item[0].connection, item[0].position))
+    parts = [
+        links.KdcLinks(kdc, ordered[: split * len(ordered) // 3]),  # type: ignore[arg-type]
+        links.KdcLinks(kdc, ordered[split * len(ordered) // 3 :]),  # type: ignore[arg-type]
+    ]
+    assert dict(links.KdcLinks.joined(parts)) == expected

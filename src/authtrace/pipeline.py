@@ -55,7 +55,7 @@ from authtrace.tls.model import EncryptedConnection, NotReadTally, TlsFacts
 from authtrace.words import agreeing, counted
 
 if TYPE_CHECKING:
-    from authtrace.handshake.links import HandshakeView, LinkedBlock, StepRef
+    from authtrace.handshake.links import HandshakeView, LinkedBlock
     from authtrace.handshake.store import TimelineStore
     from authtrace.handshake.timeline import ConnectionTimeline
     from authtrace.iis.category import LoggedLine
@@ -872,6 +872,9 @@ def analyze(
                 windows[-1].finish(_stream_span(result.captures, len(windows) - 1)[1])
             windows.append(_StreamWindow(store))
         windows[stream].add(timeline)
+    # Reading is over: what it kept for itself (the decoder's address names, the
+    # reassembler, the readers) is not held through the rules and the report.
+    del pipeline
     tell(Phase.LINKING)
     if windows:
         windows[-1].finish(_stream_span(result.captures, len(windows) - 1)[1])
@@ -1064,11 +1067,9 @@ def _side_by_side(
     and each stream's are above the previous one's). stored: the timelines of
     every stream, in id order and by id (handshake/store.py stored_timelines),
     when they are kept in a store; else they are gathered from the views."""
-    from authtrace.handshake.links import HandshakeView
+    from authtrace.handshake.links import HandshakeView, KdcLinks
 
-    kdc_links: dict[StepRef, tuple[_KdcExchange, ...]] = {}
-    for view in views:
-        kdc_links.update(view.kdc_links)
+    kdc_links = KdcLinks.joined([view.kdc_links for view in views])
     if stored is None:
         timelines: Sequence[ConnectionTimeline] = tuple(t for view in views for t in view.timelines)
         by_id: Mapping[int, ConnectionTimeline] = {t.connection.id: t for t in timelines}
