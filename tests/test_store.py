@@ -186,6 +186,30 @@ def _shuffled(timelines: list[ConnectionTimeline]) -> list[ConnectionTimeline]:
     return timelines[1::2] + timelines[::2]
 
 
+def test_a_store_added_to_after_finishing_keeps_every_timeline(
+    timelines: list[ConnectionTimeline],
+) -> None:
+    # finish() moves the spilled ids to columns; more timelines after it (and
+    # a second finish) must still find every one, and no other.
+    half = len(timelines) // 2
+    store = TimelineStore(budget=2, chunk_size=3, loaded_chunks=1)
+    store.extend(_shuffled(timelines[:half]))
+    store.finish()
+    store.extend(_shuffled(timelines[half:]))
+    assert len(store) == len(timelines)
+    store.finish()
+    assert list(store.ids()) == sorted(t.connection.id for t in timelines)
+    for timeline in timelines:
+        assert timeline.connection.id in store
+        assert store[timeline.connection.id] == timeline
+    with pytest.raises(ValueError):
+        store.add(timelines[0])
+    missing = max(t.connection.id for t in timelines) + 1
+    assert missing not in store and "0" not in store
+    with pytest.raises(KeyError):
+        store[missing]
+
+
 def test_store_keeps_every_timeline_and_iterates_in_id_order(
     timelines: list[ConnectionTimeline],
 ) -> None:
@@ -197,7 +221,7 @@ def test_store_keeps_every_timeline_and_iterates_in_id_order(
     assert len(store) == len(timelines)
     ordered = sorted(timelines, key=lambda t: t.connection.id)
     assert list(store) == ordered
-    assert store.ids() == [t.connection.id for t in ordered]
+    assert list(store.ids()) == [t.connection.id for t in ordered]
     for timeline in reversed(timelines):  # against the chunks' order: reads them again
         assert store[timeline.connection.id] == timeline
         assert timeline.connection.id in store
