@@ -260,3 +260,36 @@ def test_kdc_links_answer_as_the_dict_of_steps(found, split) -> None:  # type: i
         links.KdcLinks(kdc, ordered[split * len(ordered) // 3 :]),  # type: ignore[arg-type]
     ]
     assert dict(links.KdcLinks.joined(parts)) == expected
+
+
+class _Stand:
+    """The fields of a timeline that `_Spans` reads."""
+
+    def __init__(self, number: int, first: float, last: float) -> None:
+        self.connection = self
+        self.id = number
+        self.first_timestamp = first
+        self.last_timestamp = last
+
+
+@given(
+    st.lists(st.tuples(st.integers(0, 100), st.integers(0, 30)), max_size=40),
+    st.lists(st.tuples(st.integers(0, 1), st.integers(-10, 110), st.integers(0, 40)), max_size=6),
+)
+def test_a_released_timeline_brings_the_connections_overlapping_its_span(
+    connections, wanted
+) -> None:  # type: ignore[no-untyped-def]
+    # Two windows, each with its connections' spans; every span asked for
+    # brings exactly the connections of its window that overlap it.
+    windows = [
+        links._Spans([_Stand(n + 1000 * w, f, f + d) for n, (f, d) in enumerate(connections)])  # type: ignore[list-item]
+        for w in (0, 1)
+    ]
+    arounds = [links._Around(windows[w], start, start + width) for w, start, width in wanted]
+    expected = {
+        n + 1000 * w
+        for w, start, width in wanted
+        for n, (f, d) in enumerate(connections)
+        if f <= start + width and f + d >= start
+    }
+    assert links._Around.ids(arounds) == expected

@@ -28,7 +28,7 @@ import enum
 import math
 import operator
 from array import array
-from bisect import bisect_left
+from bisect import bisect_left, bisect_right
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence, Set
 from dataclasses import dataclass, field
@@ -332,14 +332,17 @@ def _link_part(
     add_all: bool = False,
     challenges: _Challenges | None = None,
     committed: frozenset[int] = frozenset(),
+    horizon: float | None = None,
 ) -> tuple[LinkedBlock, list[_Waiting]]:
     """Link `timelines` (a window: the connections of `keep` and those around
     them); the results of `keep` (all for None) are the block's, except those
     of a connection whose anonymous 401 waits for the follow-up answer (it is
-    returned apart, with its links). Its own credentials join `follow_ups`
-    (every timeline's, with add_all), its own CHALLENGEs and claims join
-    `challenges` (the CHALLENGEs linked in earlier blocks; `committed`: the
-    connections of `timelines` linked there). O(n log n) in steps."""
+    returned apart, with its links, and with the window's connections within
+    `horizon` of it as its context: `_Around`; WINDOW_HORIZON for None). Its own credentials join
+    `follow_ups` (every timeline's, with add_all), its own CHALLENGEs and
+    claims join `challenges` (the CHALLENGEs linked in earlier blocks;
+    `committed`: the connections of `timelines` linked there). O(n log n) in
+    steps."""
     relayed = _find_relays(timelines)
     identities = identify(timelines)
     clients, fronts = _attributed(timelines, identities, relayed)
@@ -395,15 +398,25 @@ def _link_part(
             resolved.append(judged)
     if waiting:
         keep = frozenset(t.connection.id for t in resolved)
+        spans = _Spans(timelines)
+        if horizon is None:
+            horizon = WINDOW_HORIZON
         for w in waiting:
             i = w.timeline.connection.id
+            held_splits = tuple(s for s in splits if s.authenticate.connection == i)
             w.links = LinkedBlock(
                 (),
-                tuple(s for s in splits if s.authenticate.connection == i),
+                held_splits,
                 frozenset(r for r in relayed if r.connection == i),
                 {ref: client for ref, client in clients.items() if ref.connection == i},
                 {ref: front for ref, front in fronts.items() if ref.connection == i},
-                context,
+                # Its own connection and the CHALLENGEs it answers; the rest of
+                # what it was linked with is `around`.
+                frozenset({i, *(s.challenge.connection for s in held_splits)}),
+            )
+            connection = w.timeline.connection
+            w.around = _Around(
+                spans, connection.first_timestamp - horizon, connection.last_timestamp + horizon
             )
     if keep is None:
         block = LinkedBlock(
@@ -1211,6 +1224,67 @@ def _refused_at(step: AuthExchange) -> float:
     return response.timestamp if response is not None else request_time(step)
 
 
+class _Spans:
+    """When each connection of one linked window began and ended, in columns
+    sorted by start (24 bytes a connection): what the window's waiting
+    timelines keep of it, shared by all of them, until they are released."""
+
+    __slots__ = ("ids", "firsts", "lasts")
+
+    def __init__(self, timelines: Iterable[ConnectionTimeline]) -> None:
+        spans = sorted(
+            (t.connection.first_timestamp, t.connection.last_timestamp, t.connection.id)
+            for t in timelines
+        )
+        self.firsts = array("d", (first for first, _last, _id in spans))
+        self.lasts = array("d", (last for _first, last, _id in spans))
+        self.ids = array("q", (connection for _first, _last, connection in spans))
+
+
+class _Around:
+    """The context a waiting timeline takes into the block that releases it:
+    the connections of the window it was linked in whose time overlaps
+    [start, end] (its own time widened by the horizon: every connection that
+    could link to it). A waiting timeline took its whole window's context
+    before, and a block that released some read the window before it again:
+    on the mix profile a block's rules read about 7,900 timelines instead of
+    about 3,900."""
+
+    __slots__ = ("spans", "start", "end")
+
+    def __init__(self, spans: _Spans, start: float, end: float) -> None:
+        self.spans = spans
+        self.start = start
+        self.end = end
+
+    @staticmethod
+    def ids(arounds: Sequence[_Around]) -> set[int]:
+        """The connections of every window named whose time overlaps one of
+        its waiting timelines' spans: for each window, its spans merged, then
+        one pass over the connections that began before the last span ends.
+        O(n log m) for a window of n connections and m spans."""
+        found: set[int] = set()
+        by_window: dict[int, tuple[_Spans, list[tuple[float, float]]]] = {}
+        for around in arounds:
+            entry = by_window.setdefault(id(around.spans), (around.spans, []))
+            entry[1].append((around.start, around.end))
+        for spans, wanted in by_window.values():
+            merged: list[list[float]] = []
+            for start, end in sorted(wanted):
+                if merged and start <= merged[-1][1]:
+                    merged[-1][1] = max(merged[-1][1], end)
+                else:
+                    merged.append([start, end])
+            starts = [span[0] for span in merged]
+            stop = bisect_right(spans.firsts, merged[-1][1])
+            for index in range(stop):
+                # The last merged span that starts at or before this one's end.
+                at = bisect_right(starts, spans.lasts[index]) - 1
+                if at >= 0 and spans.firsts[index] <= merged[at][1]:
+                    found.add(spans.ids[index])
+        return found
+
+
 class _Waiting:
     """A connection held by `LinkWindow` until what its block cannot know yet
     is known: its anonymous 401s at `positions` wait for the follow-up answer
@@ -1221,7 +1295,7 @@ class _Waiting:
     other verdict of `timeline` is set; `links` holds the links that belong to
     it (no timelines) and the context it was linked with."""
 
-    __slots__ = ("timeline", "positions", "clients", "since", "links", "challenges")
+    __slots__ = ("timeline", "positions", "clients", "since", "links", "challenges", "around")
 
     def __init__(
         self,
@@ -1236,6 +1310,7 @@ class _Waiting:
         self.since = since  # the earliest time its questions ask from
         self.links = LinkedBlock((), (), frozenset(), {}, {})
         self.challenges: tuple[_Challenge, ...] = ()
+        self.around: _Around | None = None
 
     def open_challenges(self, carried: _Challenges, known_until: float) -> bool:
         """Some CHALLENGE of it may still be claimed by an AUTHENTICATE to come
@@ -1443,7 +1518,14 @@ class LinkWindow:
         follow_ups.known_until = known_until
         if window:
             block, waiting = _link_part(
-                window, capture_end, keep, follow_ups, False, self._challenges, committed
+                window,
+                capture_end,
+                keep,
+                follow_ups,
+                False,
+                self._challenges,
+                committed,
+                self._horizon,
             )
         else:
             block, waiting = LinkedBlock((), (), frozenset(), {}, {}), []
@@ -1491,6 +1573,7 @@ def _with_released(block: LinkedBlock, released: list[_Waiting]) -> LinkedBlock:
         clients.update(links.clients)
         fronts.update(links.fronts)
         context.update(links.context)
+    context.update(_Around.ids([held.around for held in released if held.around is not None]))
     return LinkedBlock(
         tuple(_in_order(timelines)),
         tuple(sorted(splits, key=lambda s: (s.authenticate.connection, s.authenticate.position))),
