@@ -41,17 +41,18 @@ from authtrace import fastinit
 from authtrace.handshake.timeline import ConnectionTimeline
 from authtrace.spool import Held, Spool
 
-# Timelines a run keeps in memory before it spills the others to disk. A judged
-# timeline of the auth-dense profiles weighs about 8 KB, so the budget holds
-# about 130 MB; captures of up to 16384 HTTP connections (every benchmark size,
-# scenario and lab capture) never spill and pay nothing. Spilled, a timeline
-# costs about 0.2 ms more today (pickled once, read back by the per-block
-# rules, the KDC links when there are KDC exchanges, the ladders that draw it
-# and twice by --json), so analyze of a 16k capture spilled whole takes about
-# 1.2 times as long for 50-60% of the peak (the proxy and Kerberos profiles at
-# budget 0, README "Performance"); the budget is this high until the end of
-# reading reads each spilled timeline once, after which it can come down.
-SPILL_BUDGET = 16384
+# Timelines a run keeps in memory before it spills the others to disk: about
+# 8 MB of judged timelines (some 8 KB each on the auth-dense profiles), so
+# that the peak is what is open (the linking window, one block's context for
+# its rules) plus what each connection leaves behind, not the capture.
+# Every scenario and lab capture fits; past it a timeline costs about 0.2 ms
+# more (pickled once, read back by the per-block rules, by the KDC links when
+# there are KDC exchanges, by the ladders that draw it and twice by --json).
+# Measured (analyze --jobs 1, /usr/bin/time, 16k connections; README
+# "Performance"): at 16,384 (nothing spilled below that) the proxy and
+# Kerberos profiles peaked at 161 and 180 MB in 12.6 and 14.9 s; at 1024, 87
+# and 105 MB in 15.1 and 17.7 s; at 4k connections 68-70 MB either way.
+SPILL_BUDGET = 1024
 # Timelines pickled together. Measured at budget 0 (analyze and the text
 # report, CPU seconds): mix 4000 connections: 4: 8.1, 8: 7.0, 32: 7.9, 256:
 # 250 (sparse reads, see above); proxy 4000: 8: 5.9, 256: 6.2.
