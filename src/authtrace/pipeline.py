@@ -850,7 +850,7 @@ def analyze(
     # The judging layers are imported here, not at the top: `connections` and
     # the readers' users need only the reading half of this module.
     from authtrace.diagnose import Diagnosis, RuleContext
-    from authtrace.handshake.links import WINDOW_HORIZON, join_links
+    from authtrace.handshake.links import WINDOW_HORIZON, KdcQuestions, join_links
     from authtrace.handshake.store import TimelineStore, stored_timelines
     from authtrace.report.summary import HostTally
 
@@ -914,7 +914,8 @@ def analyze(
         ids_from = first_ids[stream] if several and stream < len(first_ids) else None
         ids_below = first_ids[stream + 1] if several and stream + 1 < len(first_ids) else None
         stored = stored_timelines(store, ids_from, ids_below)
-        view = join_links(window.blocks, start, end, own_kdc, stored)
+        view = join_links(window.blocks, start, end, own_kdc, stored, window.questions)
+        window.questions = KdcQuestions()  # answered: not held through the rules
         late += window.late
         streams.append((view, own_kdc, own_connects, own_unreadable))
     if late:
@@ -960,7 +961,11 @@ def analyze(
             frame_name=names,
             kdc_unreadable=own_unreadable,
         )
-        one_block = len(window.blocks) == 1  # its context is the stream's
+        # One block's context is the stream's: its rules read the stream's
+        # view as it is, unless its timelines were spilled, when each rule's
+        # walk would read them all back again (the store keeps a few chunks
+        # loaded): then, like any block, from its context read once.
+        one_block = len(window.blocks) == 1 and not store.has_spilled
         for block in window.blocks:
             if one_block:
                 diagnosis.block(stream_context)
@@ -1025,11 +1030,13 @@ class _StreamWindow:
     (`LinkedBlock.without_timelines`)."""
 
     def __init__(self, store: TimelineStore) -> None:
-        from authtrace.handshake.links import LinkWindow
+        from authtrace.handshake.links import KdcQuestions, LinkWindow
 
         self.window = LinkWindow()
         self.store = store
         self.blocks: list[LinkedBlock] = []
+        # The KDC links' questions, asked while each block holds its timelines.
+        self.questions = KdcQuestions()
 
     @property
     def late(self) -> int:
@@ -1043,6 +1050,7 @@ class _StreamWindow:
 
     def _keep(self, block: LinkedBlock | None) -> None:
         if block is not None:
+            self.questions.add(block.timelines)
             self.store.extend(block.timelines)
             self.blocks.append(block.without_timelines())
 
