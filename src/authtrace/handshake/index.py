@@ -16,10 +16,18 @@ from __future__ import annotations
 
 from array import array
 from bisect import bisect_left, bisect_right
-from collections.abc import Callable, Hashable, Iterable, Iterator
+from collections.abc import Callable, Hashable, Iterable, Iterator, Sequence
 from typing import Generic, TypeVar
 
 Item = TypeVar("Item")
+
+
+def place(column: Sequence[int], value: int) -> int:
+    """Where `value` is in a sorted column of ints (an array of ids), or -1.
+    O(log n). The compact id sets and maps of links.py and store.py look up
+    through it."""
+    index = bisect_left(column, value)
+    return index if index < len(column) and column[index] == value else -1
 
 
 class TimeIndex(Generic[Item]):

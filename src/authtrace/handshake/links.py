@@ -37,7 +37,7 @@ from authtrace.auth.kinds import Message
 from authtrace.auth.ntlm import NtlmAuthenticate, NtlmChallenge
 from authtrace.auth.steps import is_not_kept
 from authtrace.handshake.attribution import FRONT_WINDOW, Identities, identify
-from authtrace.handshake.index import TimeIndex
+from authtrace.handshake.index import TimeIndex, place
 from authtrace.handshake.model import (
     NORMAL_LEGS,
     AuthExchange,
@@ -122,11 +122,7 @@ class KdcLinks(Mapping[StepRef, tuple[KdcExchange, ...]]):
         return cls(tuple(kdc), found)
 
     def _place(self, ref: object) -> int:
-        if not isinstance(ref, StepRef):
-            return -1
-        packed = _packed(ref)
-        index = bisect_left(self._steps, packed)
-        return index if index < len(self._steps) and self._steps[index] == packed else -1
+        return place(self._steps, _packed(ref)) if isinstance(ref, StepRef) else -1
 
     def __getitem__(self, ref: StepRef) -> tuple[KdcExchange, ...]:
         index = self._place(ref)
@@ -140,7 +136,7 @@ class KdcLinks(Mapping[StepRef, tuple[KdcExchange, ...]]):
 
     def __iter__(self) -> Iterator[StepRef]:
         for packed in self._steps:
-            yield StepRef(packed >> 32, packed & 0xFFFFFFFF)
+            yield _unpacked(packed)
 
     def __len__(self) -> int:
         return len(self._steps)
@@ -148,6 +144,10 @@ class KdcLinks(Mapping[StepRef, tuple[KdcExchange, ...]]):
 
 def _packed(ref: StepRef) -> int:
     return ref.connection << 32 | ref.position
+
+
+def _unpacked(packed: int) -> StepRef:
+    return StepRef(packed >> 32, packed & 0xFFFFFFFF)
 
 
 @dataclass(frozen=True, slots=True)
@@ -261,11 +261,7 @@ class IdSet(Set[int]):
         self._ids = array("q", sorted(set(ids)))
 
     def __contains__(self, item: object) -> bool:
-        if not isinstance(item, int):
-            return False
-        ids = self._ids
-        index = bisect_left(ids, item)
-        return index < len(ids) and ids[index] == item
+        return isinstance(item, int) and place(self._ids, item) >= 0
 
     def __iter__(self) -> Iterator[int]:
         return iter(self._ids)
@@ -667,7 +663,7 @@ class KdcQuestions:
         for packed, when, service, client in zip(
             self._steps, self._times, self._services, self._clients, strict=True
         ):
-            yield StepRef(packed >> 32, packed & 0xFFFFFFFF), names[service], names[client], when
+            yield _unpacked(packed), names[service], names[client], when
 
 
 @dataclass(frozen=True, slots=True)

@@ -38,6 +38,7 @@ from itertools import islice
 from typing import Any, overload
 
 from authtrace import fastinit
+from authtrace.handshake.index import place
 from authtrace.handshake.timeline import ConnectionTimeline
 from authtrace.spool import Held, Spool
 
@@ -131,11 +132,8 @@ class TimelineStore:
         number = self._chunk_of.get(connection)  # type: ignore[call-overload]
         if number is not None or not isinstance(connection, int):
             return number
-        ids = self._spilled_ids
-        index = bisect_left(ids, connection)
-        if index < len(ids) and ids[index] == connection:
-            return self._spilled_chunks[index]
-        return None
+        index = place(self._spilled_ids, connection)
+        return self._spilled_chunks[index] if index >= 0 else None
 
     def __iter__(self) -> Iterator[ConnectionTimeline]:
         """Every timeline in connection-id order."""
